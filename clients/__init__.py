@@ -1,0 +1,1 @@
+"""Cloison clients; they reach the server over the wire and import only ``protocol``."""

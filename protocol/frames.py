@@ -1,0 +1,503 @@
+"""Every frame of the wire protocol, one frozen dataclass per ``type``.
+
+A frame on the wire is a map with a ``type`` key naming the frame and one key per field.
+Optional fields whose value is ``None`` are left out when encoding; on decoding, a missing
+optional field and an explicit ``null`` both mean ``None``. Field constraints (string
+lengths, integer ranges) live in each field's metadata and are checked by the codec, so a
+frame built from the wire is always valid.
+
+Client frames that expect an answer carry ``ref``, a client-chosen string the server echoes
+in the reply (``ack``, ``ok``, ``error``, ...), so a client can pipeline requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from protocol.types import (
+    ConnId,
+    EventKind,
+    MessageId,
+    Privacy,
+    Role,
+    SphereId,
+    StreamPosition,
+    UserId,
+    UserKind,
+)
+
+PROTOCOL_VERSION = 1
+
+# Why these bounds: they keep every frame small and every field printable in a log line.
+MAX_REF_CHARS = 64
+MAX_ID_CHARS = 64
+MAX_TOKEN_CHARS = 256
+MAX_NAME_CHARS = 100
+MAX_OFFSET = 2**63 - 1  # fits a signed 64-bit column in every store
+MAX_HISTORY_LIMIT = 200
+
+
+def _text(max_chars: int, *, min_chars: int = 1) -> Any:
+    return field(metadata={"min_chars": min_chars, "max_chars": max_chars})
+
+
+def _opt_text(max_chars: int) -> Any:
+    return field(default=None, metadata={"min_chars": 1, "max_chars": max_chars})
+
+
+def _int(lo: int, hi: int) -> Any:
+    return field(metadata={"ge": lo, "le": hi})
+
+
+def _opt_int(lo: int, hi: int) -> Any:
+    return field(default=None, metadata={"ge": lo, "le": hi})
+
+
+def _ref() -> Any:
+    return _opt_text(MAX_REF_CHARS)
+
+
+# The body limit is configurable per server, so the frame only bounds it loosely; the server
+# enforces its own ``max_message_bytes`` and reports ``too_large``.
+def _body() -> Any:
+    return field(metadata={"min_chars": 1, "max_chars": 1 << 20})
+
+
+class Frame:
+    """Base of every frame; ``TYPE`` is the value of the wire ``type`` key."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str]
+
+
+# ---------------------------------------------------------------------------------------------
+# Client -> server
+
+
+@dataclass(frozen=True, slots=True)
+class Auth(Frame):
+    """First frame of every connection: the bearer token of a user or bot."""
+
+    TYPE: ClassVar[str] = "auth"
+    token: str = _text(MAX_TOKEN_CHARS)
+    protocol: int = _int(1, 1_000)
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class Ping(Frame):
+    TYPE: ClassVar[str] = "ping"
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe(Frame):
+    """Start receiving a sphere's events; with ``since``, first replay what came after it."""
+
+    TYPE: ClassVar[str] = "subscribe"
+    sphere_id: SphereId = _text(MAX_ID_CHARS)
+    since: StreamPosition | None = None
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe(Frame):
+    TYPE: ClassVar[str] = "unsubscribe"
+    sphere_id: SphereId = _text(MAX_ID_CHARS)
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class Publish(Frame):
+    TYPE: ClassVar[str] = "publish"
+    sphere_id: SphereId = _text(MAX_ID_CHARS)
+    message_id: MessageId = _text(MAX_ID_CHARS)
+    body: str = _body()
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class Edit(Frame):
+    TYPE: ClassVar[str] = "edit"
+    sphere_id: SphereId = _text(MAX_ID_CHARS)
+    message_id: MessageId = _text(MAX_ID_CHARS)
+    target: int = _int(1, MAX_OFFSET)
+    body: str = _body()
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class Delete(Frame):
+    TYPE: ClassVar[str] = "delete"
+    sphere_id: SphereId = _text(MAX_ID_CHARS)
+    message_id: MessageId = _text(MAX_ID_CHARS)
+    target: int = _int(1, MAX_OFFSET)
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class History(Frame):
+    """Read posts in their current state, newest first below ``before`` or oldest after ``after``."""
+
+    TYPE: ClassVar[str] = "history"
+    sphere_id: SphereId = _text(MAX_ID_CHARS)
+    before: int | None = _opt_int(1, MAX_OFFSET)
+    after: int | None = _opt_int(0, MAX_OFFSET)
+    limit: int | None = _opt_int(1, MAX_HISTORY_LIMIT)
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class Typing(Frame):
+    TYPE: ClassVar[str] = "typing"
+    sphere_id: SphereId = _text(MAX_ID_CHARS)
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRead(Frame):
+    TYPE: ClassVar[str] = "mark_read"
+    sphere_id: SphereId = _text(MAX_ID_CHARS)
+    offset: int = _int(0, MAX_OFFSET)
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class ListSpheres(Frame):
+    """The caller's spheres with unread counts (``discover``: open and public spheres)."""
+
+    TYPE: ClassVar[str] = "list_spheres"
+    discover: bool = False
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class CreateSphere(Frame):
+    TYPE: ClassVar[str] = "create_sphere"
+    name: str = _text(MAX_NAME_CHARS)
+    privacy: Privacy = Privacy.PRIVATE
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateSphere(Frame):
+    TYPE: ClassVar[str] = "update_sphere"
+    sphere_id: SphereId = _text(MAX_ID_CHARS)
+    name: str | None = _opt_text(MAX_NAME_CHARS)
+    privacy: Privacy | None = None
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class Join(Frame):
+    TYPE: ClassVar[str] = "join"
+    sphere_id: SphereId = _text(MAX_ID_CHARS)
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class Leave(Frame):
+    TYPE: ClassVar[str] = "leave"
+    sphere_id: SphereId = _text(MAX_ID_CHARS)
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class AddMember(Frame):
+    """Invite a user into a sphere (admins and owners); grants membership at once."""
+
+    TYPE: ClassVar[str] = "add_member"
+    sphere_id: SphereId = _text(MAX_ID_CHARS)
+    user_id: UserId = _text(MAX_ID_CHARS)
+    role: Role = Role.MEMBER
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveMember(Frame):
+    TYPE: ClassVar[str] = "remove_member"
+    sphere_id: SphereId = _text(MAX_ID_CHARS)
+    user_id: UserId = _text(MAX_ID_CHARS)
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class SetRole(Frame):
+    TYPE: ClassVar[str] = "set_role"
+    sphere_id: SphereId = _text(MAX_ID_CHARS)
+    user_id: UserId = _text(MAX_ID_CHARS)
+    role: Role = Role.MEMBER
+    ref: str | None = _ref()
+
+
+@dataclass(frozen=True, slots=True)
+class ListMembers(Frame):
+    TYPE: ClassVar[str] = "list_members"
+    sphere_id: SphereId = _text(MAX_ID_CHARS)
+    ref: str | None = _ref()
+
+
+ClientFrame = (
+    Auth
+    | Ping
+    | Subscribe
+    | Unsubscribe
+    | Publish
+    | Edit
+    | Delete
+    | History
+    | Typing
+    | MarkRead
+    | ListSpheres
+    | CreateSphere
+    | UpdateSphere
+    | Join
+    | Leave
+    | AddMember
+    | RemoveMember
+    | SetRole
+    | ListMembers
+)
+
+# ---------------------------------------------------------------------------------------------
+# Value objects nested in server frames
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The server's limits, announced in ``welcome`` so clients can stay inside them."""
+
+    max_frame_bytes: int
+    max_message_bytes: int
+    publish_rate_per_s: float
+    publish_burst: int
+    history_limit_max: int
+    idle_timeout_ms: int  # send any frame (``ping`` will do) at least this often
+
+
+@dataclass(frozen=True, slots=True)
+class SphereSummary:
+    sphere_id: SphereId
+    name: str
+    privacy: Privacy
+    epoch: str
+    offset: int  # the sphere's latest event offset
+    role: Role | None = None  # the caller's role; None when not a member
+    read_offset: int | None = None  # the caller's read marker (members only)
+    unread: int | None = None  # posts after the read marker (members only)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    user_id: UserId
+    name: str
+    kind: UserKind
+    role: Role
+
+
+# ---------------------------------------------------------------------------------------------
+# Server -> client
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome(Frame):
+    TYPE: ClassVar[str] = "welcome"
+    user_id: UserId
+    name: str
+    conn_id: ConnId
+    protocol: int
+    server_time_ms: int
+    limits: Limits
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pong(Frame):
+    TYPE: ClassVar[str] = "pong"
+    server_time_ms: int
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ok(Frame):
+    TYPE: ClassVar[str] = "ok"
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply(Frame):
+    TYPE: ClassVar[str] = "error"
+    code: str
+    message: str
+    retryable: bool
+    ref: str | None = None
+    retry_after_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message(Frame):
+    """One event of a sphere's stream, live or replayed.
+
+    For a ``post``, ``body`` and ``edited_ms``/``deleted`` show the post's current state:
+    a deleted post is a tombstone (``deleted`` true, ``body`` null). ``edit`` and ``delete``
+    events name the post they change in ``target``; a deleted post's edits lose their body too.
+    """
+
+    TYPE: ClassVar[str] = "message"
+    sphere_id: SphereId
+    offset: int
+    kind: EventKind
+    message_id: MessageId
+    author_id: UserId
+    ts_ms: int
+    body: str | None = None
+    target: int | None = None
+    edited_ms: int | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(Frame):
+    """A write is durable: ``offset`` is its place in the sphere's stream."""
+
+    TYPE: ClassVar[str] = "ack"
+    sphere_id: SphereId
+    message_id: MessageId
+    offset: int
+    ts_ms: int
+    duplicate: bool = False
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed(Frame):
+    """Subscription is live. Replayed events (if ``since`` was given) up to ``position`` follow."""
+
+    TYPE: ClassVar[str] = "subscribed"
+    sphere_id: SphereId
+    position: StreamPosition
+    online: list[UserId]
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribed(Frame):
+    """Subscription ended: on request, or because the user lost access (``reason``)."""
+
+    TYPE: ClassVar[str] = "unsubscribed"
+    sphere_id: SphereId
+    reason: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage(Frame):
+    TYPE: ClassVar[str] = "history_page"
+    sphere_id: SphereId
+    messages: list[Message]  # ascending by offset
+    has_more: bool
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Presence(Frame):
+    TYPE: ClassVar[str] = "presence"
+    sphere_id: SphereId
+    user_id: UserId
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UserTyping(Frame):
+    TYPE: ClassVar[str] = "user_typing"
+    sphere_id: SphereId
+    user_id: UserId
+
+
+@dataclass(frozen=True, slots=True)
+class SphereInfo(Frame):
+    TYPE: ClassVar[str] = "sphere_info"
+    sphere: SphereSummary
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SphereList(Frame):
+    TYPE: ClassVar[str] = "sphere_list"
+    spheres: list[SphereSummary]
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberList(Frame):
+    TYPE: ClassVar[str] = "member_list"
+    sphere_id: SphereId
+    members: list[MemberInfo]
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch(Frame):
+    """Several server frames coalesced into one WebSocket message; handle them in order."""
+
+    TYPE: ClassVar[str] = "batch"
+    frames: list[ServerFrame]
+
+
+ServerFrame = (
+    Welcome
+    | Pong
+    | Ok
+    | ErrorReply
+    | Message
+    | Ack
+    | Subscribed
+    | Unsubscribed
+    | HistoryPage
+    | Presence
+    | UserTyping
+    | SphereInfo
+    | SphereList
+    | MemberList
+    | Batch
+)
+
+CLIENT_FRAMES: tuple[type[Frame], ...] = (
+    Auth,
+    Ping,
+    Subscribe,
+    Unsubscribe,
+    Publish,
+    Edit,
+    Delete,
+    History,
+    Typing,
+    MarkRead,
+    ListSpheres,
+    CreateSphere,
+    UpdateSphere,
+    Join,
+    Leave,
+    AddMember,
+    RemoveMember,
+    SetRole,
+    ListMembers,
+)
+SERVER_FRAMES: tuple[type[Frame], ...] = (
+    Welcome,
+    Pong,
+    Ok,
+    ErrorReply,
+    Message,
+    Ack,
+    Subscribed,
+    Unsubscribed,
+    HistoryPage,
+    Presence,
+    UserTyping,
+    SphereInfo,
+    SphereList,
+    MemberList,
+    Batch,
+)

@@ -1,0 +1,1 @@
+"""Operational and benchmark scripts; each prints figures and is bounded in count and time."""

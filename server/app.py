@@ -1,0 +1,104 @@
+"""The composition root: ``create_app(config)`` builds the Starlette app.
+
+The lifespan owns every long-lived resource and closes them in order: connections are closed
+by the ASGI server first (1012, so clients reconnect), in-flight work gets
+``shutdown_timeout_s``, then background tasks stop, then the broker, then the store (which
+flushes its pending writes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route, Router, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.broker import Broker, MemoryBroker
+from server.config import Config
+from server.gateway import Gateway
+from server.http_api import HttpApi, json_response
+from server.hub import Hub
+from server.operations import Operations
+from server.tasks import TaskSupervisor
+from storage import Store, open_store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What the lifespan built; routes reach it through ``app.state.runtime``."""
+
+    store: Store
+    broker: Broker
+    hub: Hub
+    tasks: TaskSupervisor
+    gateway: Gateway
+    api: Router
+
+
+async def _build(config: Config) -> Runtime:
+    store = await open_store(config.resolved_store_url)
+    tasks = TaskSupervisor()
+    broker = MemoryBroker()
+    hub = Hub(store, broker, tasks)
+    await broker.start(hub)
+    operations = Operations(store, hub, config)
+    return Runtime(
+        store=store,
+        broker=broker,
+        hub=hub,
+        tasks=tasks,
+        gateway=Gateway(config, store, hub, operations),
+        api=Router(routes=HttpApi(config, store, operations).routes()),
+    )
+
+
+class _Deferred:
+    """An ASGI app that forwards to one the lifespan builds: the routes are fixed up front."""
+
+    def __init__(self, resolve: Callable[[], ASGIApp]) -> None:
+        self._resolve = resolve
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._resolve()(scope, receive, send)
+
+
+def create_app(config: Config) -> Starlette:
+    runtime: Runtime | None = None
+
+    def built() -> Runtime:
+        assert runtime is not None, "the lifespan has not run"
+        return runtime
+
+    async def healthz(request: Request) -> Response:
+        connections = built().gateway.connections
+        return json_response({"status": "ok", "connections": connections})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        nonlocal runtime
+        runtime = await _build(config)
+        try:
+            yield
+        finally:
+            await runtime.tasks.wait(config.shutdown_timeout_s)
+            await runtime.tasks.aclose()
+            await runtime.broker.aclose()
+            await runtime.store.aclose()
+            logger.info("stopped")
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            WebSocketRoute("/ws", _Deferred(lambda: built().gateway)),
+            Mount("/api/v1", app=_Deferred(lambda: built().api)),
+        ],
+        lifespan=lifespan,
+    )

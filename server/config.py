@@ -1,0 +1,146 @@
+"""Server configuration: one frozen dataclass, filled from defaults, environment and CLI.
+
+Every option has a ``CLOISON_<NAME>`` environment variable (upper case) and a ``--<name>``
+command-line flag (dashes for underscores); the flag wins over the variable, the variable over
+the default. ``docs/operations.md`` lists them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
+    port: int = field(default=8000, metadata={"help": "TCP port to listen on"})
+    data_dir: Path = field(
+        default=Path("."), metadata={"help": "where the SQLite history file lives"}
+    )
+    store_url: str = field(
+        default="",
+        metadata={"help": "storage URL; empty means the SQLite file <data-dir>/cloison.sqlite3"},
+    )
+    sqlite_synchronous: str = field(
+        default="FULL",
+        metadata={
+            "help": "FULL: an ack survives power loss; NORMAL: a process crash only "
+            "(for the default store URL)"
+        },
+    )
+    allowed_origins: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "browser Origins allowed to open a WebSocket, comma-separated "
+            "(the server's own origin is always allowed)"
+        },
+    )
+    max_frame_bytes: int = field(
+        default=64 * 1024, metadata={"help": "largest inbound WebSocket message"}
+    )
+    max_message_bytes: int = field(
+        default=16 * 1024, metadata={"help": "largest message body (UTF-8 bytes)"}
+    )
+    publish_rate_per_s: float = field(
+        default=20.0, metadata={"help": "sustained writes per user and second"}
+    )
+    publish_burst: int = field(default=60, metadata={"help": "writes a user may burst"})
+    queue_max_bytes: int = field(
+        default=1024 * 1024,
+        metadata={"help": "outbound bytes queued per connection before it is closed as slow"},
+    )
+    max_inflight_writes: int = field(
+        default=256, metadata={"help": "unacknowledged writes per connection"}
+    )
+    auth_timeout_s: float = field(
+        default=10.0, metadata={"help": "time to send the auth frame after connecting"}
+    )
+    idle_timeout_s: float = field(
+        default=90.0, metadata={"help": "close a connection that sends nothing for this long"}
+    )
+    ping_interval_s: float = field(
+        default=20.0, metadata={"help": "WebSocket ping interval (0 disables)"}
+    )
+    send_timeout_s: float = field(
+        default=30.0, metadata={"help": "evict a connection whose socket accepts nothing this long"}
+    )
+    tcp_user_timeout_s: float = field(
+        default=30.0,
+        metadata={"help": "kernel drops a peer that acknowledges nothing this long (Linux)"},
+    )
+    shutdown_timeout_s: float = field(
+        default=10.0, metadata={"help": "time allowed for in-flight work on shutdown"}
+    )
+    token_ttl_days: int = field(
+        default=365, metadata={"help": "lifetime of tokens made by the admin commands (0: none)"}
+    )
+    log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+
+    @property
+    def resolved_store_url(self) -> str:
+        if self.store_url:
+            return self.store_url
+        path = (self.data_dir / "cloison.sqlite3").resolve()
+        return f"sqlite:///{path}?synchronous={self.sqlite_synchronous}"
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Build a Config from ``CLOISON_*`` variables and explicit overrides.
+
+        Raises:
+            ValueError: a value does not parse or is out of range.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"CLOISON_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _parse(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        positive = (
+            "max_frame_bytes",
+            "max_message_bytes",
+            "publish_rate_per_s",
+            "publish_burst",
+            "queue_max_bytes",
+            "max_inflight_writes",
+            "auth_timeout_s",
+            "idle_timeout_s",
+            "send_timeout_s",
+            "shutdown_timeout_s",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be between 0 and 65535")
+        if self.sqlite_synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("sqlite_synchronous must be FULL or NORMAL")
+        if self.max_message_bytes >= self.max_frame_bytes:
+            raise ValueError("max_message_bytes must be smaller than max_frame_bytes")
+
+
+def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = f.type
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+        if kind.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"CLOISON_{f.name.upper()}: cannot parse {raw!r}") from None
+    return raw

@@ -1,0 +1,137 @@
+"""One client connection's outbound side: a byte-bounded queue and its writer task.
+
+Theory of operation: producers (the hub, request handlers) call ``enqueue`` with frames that
+are already encoded; it never blocks. One writer task per connection drains the queue; when
+several frames are waiting it sends them as one ``batch`` frame, so a backlog costs fewer
+WebSocket messages and system calls instead of growing. If the queue would exceed its byte
+bound, the connection is aborted with ``SLOW_CONSUMER`` (the client resumes from its last
+offset on reconnect); a send that the socket does not accept within ``send_timeout_s`` aborts
+it the same way, so one stalled reader never holds memory or other clients hostage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Protocol
+
+from protocol import Codec, CloseCode, ConnId, Frame, UserId, Wire
+
+logger = logging.getLogger(__name__)
+
+# Why: a batch bounded in frames and bytes keeps each WebSocket message small enough for the
+# peer's own frame limit and keeps per-message latency low under backlog.
+MAX_BATCH_FRAMES = 128
+MAX_BATCH_BYTES = 64 * 1024
+
+
+class Transport(Protocol):
+    """The two things a connection needs from the WebSocket underneath it."""
+
+    async def send(self, wire: Wire) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class Connection:
+    def __init__(
+        self,
+        conn_id: ConnId,
+        user_id: UserId,
+        codec: Codec,
+        transport: Transport,
+        *,
+        queue_max_bytes: int,
+        send_timeout_s: float,
+    ) -> None:
+        self.conn_id = conn_id
+        self.user_id = user_id
+        self.codec = codec
+        self._transport = transport
+        self.queue_max_bytes = queue_max_bytes
+        self._send_timeout_s = send_timeout_s
+        self._queue: deque[Wire] = deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self.close_code: CloseCode | None = None
+        self._close_reason = ""
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
+    @property
+    def closing(self) -> bool:
+        return self.close_code is not None
+
+    def send(self, frame: Frame) -> None:
+        """Encode ``frame`` for this connection and queue it."""
+        self.enqueue(self.codec.encode(frame))
+
+    def enqueue(self, wire: Wire) -> None:
+        """Queue an encoded frame; aborts the connection if its queue would overflow."""
+        if self.close_code is not None:
+            return
+        size = len(wire)
+        if self._queued_bytes + size > self.queue_max_bytes:
+            logger.info("closing slow consumer", extra={"conn_id": self.conn_id})
+            self.abort(CloseCode.SLOW_CONSUMER, "outbound queue full")
+            return
+        self._queue.append(wire)
+        self._queued_bytes += size
+        self._drained.clear()
+        self._wakeup.set()
+
+    async def wait_drained(self, below_bytes: int) -> None:
+        """Return once the queue holds at most ``below_bytes`` (or the connection is closing)."""
+        while self._queued_bytes > below_bytes and self.close_code is None:
+            self._drained.clear()
+            await self._drained.wait()
+
+    def abort(self, code: CloseCode, reason: str) -> None:
+        """Drop what is queued and have the writer close the socket with ``code``."""
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        self._close_reason = reason
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._drained.set()
+        self._wakeup.set()
+
+    async def run_writer(self) -> None:
+        """Send queued frames until the connection is aborted; then close the socket."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue and self.close_code is None:
+                wire = self._take_batch()
+                try:
+                    async with asyncio.timeout(self._send_timeout_s):
+                        await self._transport.send(wire)
+                except TimeoutError:
+                    logger.info("closing stalled connection", extra={"conn_id": self.conn_id})
+                    self.abort(CloseCode.SLOW_CONSUMER, "send timed out")
+                if self._queued_bytes <= self.queue_max_bytes // 2:
+                    self._drained.set()
+            if self.close_code is not None:
+                await self._transport.close(self.close_code, self._close_reason)
+                return
+
+    def _take_batch(self) -> Wire:
+        queue = self._queue
+        first = queue.popleft()
+        taken = len(first)
+        if not queue:
+            self._queued_bytes -= taken
+            return first
+        parts = [first]
+        while queue and len(parts) < MAX_BATCH_FRAMES and taken + len(queue[0]) <= MAX_BATCH_BYTES:
+            wire = queue.popleft()
+            taken += len(wire)
+            parts.append(wire)
+        self._queued_bytes -= taken
+        return first if len(parts) == 1 else self.codec.batch(parts)

@@ -1,0 +1,305 @@
+"""The WebSocket endpoint: handshake checks, authentication, then the frame loop.
+
+This is a plain ASGI app (Starlette routes to it) so the hot path costs no wrapper objects.
+It is also the one place where exceptions become wire codes: ``CloisonError`` carries its
+own code, anything else is logged with its traceback and answered with ``internal``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from starlette.types import Receive, Scope, Send
+
+from protocol import (
+    Auth,
+    CloisonError,
+    CloseCode,
+    Codec,
+    ConnId,
+    Delete,
+    Edit,
+    ErrorCode,
+    ErrorReply,
+    Frame,
+    JsonCodec,
+    Limits,
+    MsgpackCodec,
+    ProtocolViolation,
+    Publish,
+    RateLimitedError,
+    ServerSession,
+    Welcome,
+    Wire,
+    codec_for,
+)
+from server.auth import authenticate
+from server.config import Config
+from server.connection import Connection
+from server.hub import Hub
+from server.operations import WRITES, Caller, Operations, PreparedWrite, now_ms
+from server.origins import OriginPolicy
+from storage import Store, UserRecord
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Why: a client that sends this many invalid frames is broken or hostile; stop answering it.
+MAX_VIOLATIONS = 100
+
+
+def error_reply(exc: CloisonError) -> ErrorReply:
+    retry_after = exc.retry_after_ms if isinstance(exc, RateLimitedError) else None
+    return ErrorReply(
+        code=exc.code.value,
+        message=exc.message,
+        retryable=exc.code.retryable,
+        ref=exc.ref,
+        retry_after_ms=retry_after,
+    )
+
+
+def internal_error(ref: str | None) -> ErrorReply:
+    return ErrorReply(
+        code=ErrorCode.INTERNAL.value, message="internal error", retryable=True, ref=ref
+    )
+
+
+class AsgiTransport:
+    """``Transport`` over an ASGI WebSocket ``send``."""
+
+    def __init__(self, send: Send, binary: bool) -> None:
+        self._send = send
+        self._key = "bytes" if binary else "text"
+        self._closed = False
+
+    async def send(self, wire: Wire) -> None:
+        if self._closed:
+            return
+        try:
+            await self._send({"type": "websocket.send", self._key: wire})
+        except OSError:  # the peer is gone (uvicorn's ClientDisconnected is an OSError)
+            self._closed = True
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except (OSError, RuntimeError):  # already closing: nothing left to tell the peer
+            return
+
+
+class Gateway:
+    def __init__(
+        self, config: Config, store: Store, hub: Hub, operations: Operations
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._hub = hub
+        self._ops = operations
+        self._origins = OriginPolicy(config.allowed_origins)
+        self._ids = itertools.count(1)
+        self._node = secrets.token_hex(3)
+        self.connections = 0
+        self.limits = Limits(
+            max_frame_bytes=config.max_frame_bytes,
+            max_message_bytes=config.max_message_bytes,
+            publish_rate_per_s=config.publish_rate_per_s,
+            publish_burst=config.publish_burst,
+            history_limit_max=200,
+            idle_timeout_ms=int(config.idle_timeout_s * 1000),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        if not self._origins.allows(scope):
+            logger.info("refused a cross-origin WebSocket")
+            await send({"type": "websocket.close", "code": CloseCode.BAD_ORIGIN})
+            return
+        offered: list[str] = list(scope.get("subprotocols", []))
+        chosen = next((p for p in offered if p in (JsonCodec.subprotocol, MsgpackCodec.subprotocol)), None)
+        await send({"type": "websocket.accept", "subprotocol": chosen})
+        if chosen is None and offered:
+            await send({
+                "type": "websocket.close",
+                "code": CloseCode.UNSUPPORTED_PROTOCOL,
+                "reason": "unsupported subprotocol",
+            })
+            return
+        codec = codec_for(chosen or JsonCodec.subprotocol, self._config.max_frame_bytes)
+        transport = AsgiTransport(send, codec.binary)
+        user = await self._authenticate(receive, transport, codec)
+        if user is None:
+            return
+        conn_id = ConnId(f"c_{self._node}_{next(self._ids)}")
+        conn = Connection(
+            conn_id,
+            user.user_id,
+            codec,
+            transport,
+            queue_max_bytes=self._config.queue_max_bytes,
+            send_timeout_s=self._config.send_timeout_s,
+        )
+        self.connections += 1
+        writer = asyncio.create_task(conn.run_writer(), name=f"writer {conn_id}")
+        try:
+            conn.send(
+                Welcome(
+                    user_id=user.user_id,
+                    name=user.name,
+                    conn_id=conn_id,
+                    protocol=1,
+                    server_time_ms=now_ms(),
+                    limits=self.limits,
+                )
+            )
+            await self._serve(Caller(user, conn), receive)
+        finally:
+            self.connections -= 1
+            self._hub.drop_connection(conn)
+            await self._finish_writer(conn, writer)
+
+    async def _authenticate(
+        self, receive: Receive, transport: AsgiTransport, codec: Codec
+    ) -> UserRecord | None:
+        session = ServerSession()
+        try:
+            async with asyncio.timeout(self._config.auth_timeout_s):
+                message = await receive()
+        except TimeoutError:
+            await transport.close(CloseCode.AUTH_TIMEOUT, "no auth frame in time")
+            return None
+        if message["type"] != "websocket.receive":
+            return None
+        try:
+            frame = codec.decode_client(_payload(message))
+            session.accept(frame)
+            assert isinstance(frame, Auth)
+            if frame.protocol != 1:
+                await self._refuse(
+                    transport, codec, CloseCode.UNSUPPORTED_PROTOCOL,
+                    ErrorCode.UNSUPPORTED_VERSION, "this server speaks protocol 1", frame.ref,
+                )
+                return None
+            user = await authenticate(self._store, frame.token, now_ms=now_ms())
+        except CloisonError as exc:
+            await self._refuse(
+                transport, codec, CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED,
+                f"authentication failed: {exc.message}", exc.ref,
+            )
+            return None
+        if user is None:
+            await self._refuse(
+                transport, codec, CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED,
+                "invalid, expired or revoked token", frame.ref,
+            )
+        return user
+
+    async def _refuse(
+        self,
+        transport: AsgiTransport,
+        codec: Codec,
+        close: CloseCode,
+        code: ErrorCode,
+        message: str,
+        ref: str | None,
+    ) -> None:
+        reply = ErrorReply(code=code.value, message=message, retryable=False, ref=ref)
+        await transport.send(codec.encode(reply))
+        await transport.close(close, message[:120])
+
+    async def _serve(self, caller: Caller, receive: Receive) -> None:
+        conn = caller.conn
+        assert conn is not None
+        codec = conn.codec
+        session = ServerSession()
+        session.authenticated()
+        inflight = asyncio.Semaphore(self._config.max_inflight_writes)
+        writes: set[asyncio.Task[None]] = set()
+        violations = 0
+        try:
+            while not conn.closing:
+                try:
+                    async with asyncio.timeout(self._config.idle_timeout_s):
+                        message = await receive()
+                except TimeoutError:
+                    conn.abort(CloseCode.IDLE_TIMEOUT, "idle")
+                    break
+                if message["type"] != "websocket.receive":
+                    break
+                try:
+                    frame = codec.decode_client(_payload(message))
+                    session.accept(frame)
+                except ProtocolViolation as exc:
+                    violations += 1
+                    conn.send(error_reply(exc))
+                    if violations >= MAX_VIOLATIONS:
+                        conn.abort(CloseCode.POLICY_VIOLATION, "too many invalid frames")
+                    continue
+                if isinstance(frame, WRITES):
+                    # Checks run in arrival order; commits then run concurrently so one client
+                    # can pipeline writes into a group commit, still sequenced in send order.
+                    # The semaphore bounds them, and pauses reading when full.
+                    prepared = await self._guarded(conn, frame.ref, self._ops.prepare_write(caller, frame))
+                    if prepared is None:
+                        continue
+                    await inflight.acquire()
+                    task = asyncio.create_task(self._commit(conn, prepared))
+                    writes.add(task)
+                    task.add_done_callback(lambda t: (writes.discard(t), inflight.release()))
+                else:
+                    await self._run(caller, frame)
+        finally:
+            session.closed()
+            if writes:
+                # Finish in-flight writes: the client may have been acked or may retry.
+                await asyncio.wait(writes, timeout=self._config.shutdown_timeout_s)
+
+    async def _guarded(self, conn: Connection, ref: str | None, work: Awaitable[T]) -> T | None:
+        """Await ``work``; on failure send the error reply and return None."""
+        try:
+            return await work
+        except CloisonError as exc:
+            exc.ref = ref
+            conn.send(error_reply(exc))
+        except Exception:
+            logger.exception("request failed", extra={"conn_id": conn.conn_id})
+            conn.send(internal_error(ref))
+        return None
+
+    async def _commit(self, conn: Connection, write: PreparedWrite) -> None:
+        ack = await self._guarded(conn, write.ref, self._ops.commit_write(write))
+        if ack is not None:
+            conn.send(ack)
+
+    async def _run(self, caller: Caller, frame: Frame) -> None:
+        conn = caller.conn
+        assert conn is not None
+        ref: str | None = getattr(frame, "ref", None)
+        reply = await self._guarded(conn, ref, self._ops.handle(caller, frame))
+        if reply is not None:
+            conn.send(reply)
+
+    async def _finish_writer(self, conn: Connection, writer: asyncio.Task[None]) -> None:
+        """Let the writer close the socket (a no-op when the peer already left), then stop it."""
+        conn.abort(CloseCode.NORMAL, "")
+        done, _ = await asyncio.wait({writer}, timeout=self._config.send_timeout_s)
+        if not done:
+            writer.cancel()
+            await asyncio.wait({writer})
+
+
+def _payload(message: dict[str, Any]) -> Wire:
+    text = message.get("text")
+    if text is not None:
+        return str(text)
+    data = message.get("bytes")
+    return bytes(data) if data is not None else b""

@@ -1,0 +1,355 @@
+"""Local fan-out: which connection on this node follows which sphere, and in what order.
+
+Theory of operation. Each sphere with local subscribers has a ``SphereChannel``. Frames reach
+the hub only through the broker (``on_publication``), including this node's own writes, so
+one path serves one process or many. ``message`` frames carry the sphere's offset: the
+channel delivers them strictly in offset order, drops offsets it has already delivered, and
+holds an early arrival back while it reads the missing range from the store (pub/sub may lose
+or reorder; the store never does). Each frame is encoded once per codec, whatever the number
+of recipients.
+
+A subscription is ``live`` once it has caught up. A resuming subscription first replays the
+store after the client's offset, page by page, paced by the connection's queue; live frames
+are skipped for it meanwhile and picked up by the next page, so it switches to live with no
+gap and no duplicate (each subscription also remembers the last offset it was sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import msgpack
+
+from protocol import (
+    Codec,
+    ConnId,
+    Frame,
+    Message,
+    MsgpackCodec,
+    Presence,
+    ProtocolViolation,
+    Role,
+    SphereId,
+    StreamPosition,
+    Subscribed,
+    Unsubscribed,
+    UserId,
+    UserTyping,
+    Wire,
+)
+from server.broker import Broker
+from server.connection import Connection
+from server.tasks import TaskSupervisor
+from storage import SphereRecord, Store
+
+logger = logging.getLogger(__name__)
+
+# Why: pages big enough to amortise a store read, small enough to pace by the client's queue.
+REPLAY_PAGE = 256
+# Why: an out-of-order arrival usually fills within a scheduler tick; past this, read the store.
+GAP_HOLD_S = 0.05
+# Why: bounds memory held for a sphere whose gap cannot be filled yet.
+MAX_PENDING = 10_000
+
+
+@dataclass(slots=True, eq=False)
+class Subscription:
+    conn: Connection
+    sphere_id: SphereId
+    role: Role | None  # None: a non-member reading a public sphere
+    last_offset: int = 0  # the last offset sent to this subscription
+    live: bool = False
+    active: bool = True
+
+
+@dataclass(slots=True, eq=False)
+class SphereChannel:
+    sphere_id: SphereId
+    epoch: str
+    delivered: int = -1  # last offset delivered to live subscriptions; -1 while starting
+    subs: dict[ConnId, Subscription] = field(default_factory=dict)
+    pending: dict[int, Message] = field(default_factory=dict)
+    online: Counter[UserId] = field(default_factory=Counter)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    repairing: bool = False
+
+
+class Hub:
+    def __init__(self, store: Store, broker: Broker, tasks: TaskSupervisor) -> None:
+        self._store = store
+        self._broker = broker
+        self._tasks = tasks
+        self._channels: dict[SphereId, SphereChannel] = {}
+        self._by_conn: dict[ConnId, dict[SphereId, Subscription]] = {}
+        self._envelope_codec = MsgpackCodec(max_frame_bytes=1 << 24)
+
+    # -- broker side -------------------------------------------------------------------------
+
+    def on_publication(self, sphere_id: SphereId, envelope: bytes) -> None:
+        channel = self._channels.get(sphere_id)
+        if channel is None:
+            return
+        try:
+            frame = self._envelope_codec.decode_server(envelope)
+        except ProtocolViolation:
+            logger.exception("dropping a malformed envelope", extra={"sphere_id": sphere_id})
+            return
+        if isinstance(frame, Message):
+            self._arrive(channel, frame, envelope)
+        elif isinstance(frame, UserTyping):
+            self._broadcast(channel, frame, skip_user=frame.user_id, wire=envelope)
+        else:
+            logger.warning("unexpected envelope type %s", frame.TYPE)
+
+    async def publish(self, event: Message) -> None:
+        """Hand a durable event to the broker; every node (this one included) delivers it."""
+        await self._broker.publish(event.sphere_id, self._envelope_codec.encode(event))  # type: ignore[arg-type]
+
+    async def typing(self, sphere_id: SphereId, user_id: UserId) -> None:
+        frame = UserTyping(sphere_id=sphere_id, user_id=user_id)
+        await self._broker.publish(sphere_id, self._envelope_codec.encode(frame))  # type: ignore[arg-type]
+
+    # -- ordered delivery --------------------------------------------------------------------
+
+    def _arrive(self, channel: SphereChannel, event: Message, envelope: bytes | None) -> None:
+        offset = event.offset
+        if channel.delivered < 0 or offset > channel.delivered + 1:
+            if offset > channel.delivered and len(channel.pending) < MAX_PENDING:
+                channel.pending[offset] = event
+            if channel.delivered >= 0:
+                self._schedule_repair(channel)
+            return
+        if offset <= channel.delivered:
+            return
+        self._deliver(channel, event, envelope)
+        self._drain_pending(channel)
+
+    def _drain_pending(self, channel: SphereChannel) -> None:
+        pending = channel.pending
+        while pending:
+            nxt = pending.pop(channel.delivered + 1, None)
+            if nxt is None:
+                for stale in [o for o in pending if o <= channel.delivered]:
+                    del pending[stale]
+                if pending:
+                    self._schedule_repair(channel)
+                return
+            self._deliver(channel, nxt, None)
+
+    def _deliver(self, channel: SphereChannel, event: Message, envelope: bytes | None) -> None:
+        channel.delivered = event.offset
+        wires: dict[str, Wire] = {}
+        if envelope is not None:
+            wires[self._envelope_codec.subprotocol] = envelope
+        offset = event.offset
+        for sub in channel.subs.values():
+            if not sub.live or offset <= sub.last_offset:
+                continue
+            codec = sub.conn.codec
+            wire = wires.get(codec.subprotocol)
+            if wire is None:
+                wire = wires[codec.subprotocol] = codec.encode(event)
+            sub.last_offset = offset
+            sub.conn.enqueue(wire)
+
+    def _schedule_repair(self, channel: SphereChannel) -> None:
+        if channel.repairing:
+            return
+        channel.repairing = True
+        self._tasks.spawn(self._repair(channel), name=f"repair {channel.sphere_id}")
+
+    async def _repair(self, channel: SphereChannel) -> None:
+        try:
+            await asyncio.sleep(GAP_HOLD_S)
+            while channel.pending and self._channels.get(channel.sphere_id) is channel:
+                first_missing = channel.delivered + 1
+                if first_missing in channel.pending:
+                    self._drain_pending(channel)
+                    continue
+                events = await self._store.events_after(
+                    channel.sphere_id, channel.delivered, REPLAY_PAGE
+                )
+                if not events:
+                    break  # the store has not caught up; the next arrival re-triggers repair
+                logger.info(
+                    "repairing a gap of %d events", len(events),
+                    extra={"sphere_id": channel.sphere_id},
+                )
+                for event in events:
+                    if event.offset == channel.delivered + 1:
+                        self._deliver(channel, event, None)
+                self._drain_pending(channel)
+        finally:
+            channel.repairing = False
+
+    def _broadcast(
+        self,
+        channel: SphereChannel,
+        frame: Frame,
+        *,
+        skip_user: UserId | None = None,
+        skip_conn: ConnId | None = None,
+        wire: bytes | None = None,
+    ) -> None:
+        """Send an ephemeral frame to every live subscription, encoded once per codec."""
+        wires: dict[str, Wire] = {}
+        if wire is not None:
+            wires[self._envelope_codec.subprotocol] = wire
+        for sub in channel.subs.values():
+            if not sub.live or sub.conn.user_id == skip_user or sub.conn.conn_id == skip_conn:
+                continue
+            codec = sub.conn.codec
+            encoded = wires.get(codec.subprotocol)
+            if encoded is None:
+                encoded = wires[codec.subprotocol] = codec.encode(frame)
+            sub.conn.enqueue(encoded)
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        conn: Connection,
+        sphere: SphereRecord,
+        role: Role | None,
+        *,
+        since: int | None,
+        ref: str | None,
+    ) -> None:
+        """Subscribe ``conn`` and send ``subscribed``, then (with ``since``) the replay.
+
+        The caller has checked that the user may read the sphere and that ``since`` belongs
+        to the sphere's current epoch and is not past its end.
+        """
+        self.unsubscribe(conn, sphere.sphere_id, reason=None)
+        channel = await self._channel(sphere)
+        sub = Subscription(conn, sphere.sphere_id, role)
+        self._add(channel, sub)
+        if since is None:
+            sub.last_offset = channel.delivered
+            sub.live = True
+            conn.send(self._subscribed(channel, sub, ref))
+            return
+        sub.last_offset = since
+        conn.send(self._subscribed(channel, sub, ref))
+        await self._replay(channel, sub)
+
+    def _subscribed(self, channel: SphereChannel, sub: Subscription, ref: str | None) -> Frame:
+        return Subscribed(
+            sphere_id=channel.sphere_id,
+            position=StreamPosition(max(channel.delivered, sub.last_offset), channel.epoch),
+            online=sorted(channel.online),
+            ref=ref,
+        )
+
+    async def _replay(self, channel: SphereChannel, sub: Subscription) -> None:
+        conn = sub.conn
+        # Replay fills at most half the queue, leaving room for replies and presence.
+        high_water = conn.queue_max_bytes // 2
+        while sub.active and not conn.closing:
+            events = await self._store.events_after(sub.sphere_id, sub.last_offset, REPLAY_PAGE)
+            for event in events:
+                if conn.queued_bytes > high_water:
+                    await conn.wait_drained(high_water // 2)
+                if not sub.active or conn.closing:
+                    return
+                if event.offset > sub.last_offset:
+                    sub.last_offset = event.offset
+                    conn.send(event)
+            if len(events) < REPLAY_PAGE and sub.last_offset >= channel.delivered:
+                sub.live = True  # no await since the check: nothing delivered can be missed
+                return
+
+    async def _channel(self, sphere: SphereRecord) -> SphereChannel:
+        channel = self._channels.get(sphere.sphere_id)
+        if channel is not None:
+            await channel.ready.wait()
+            return channel
+        channel = SphereChannel(sphere.sphere_id, sphere.epoch)
+        self._channels[sphere.sphere_id] = channel
+        try:
+            await self._broker.subscribe(sphere.sphere_id)
+            # Read the position only after subscribing, so nothing falls between the two.
+            current = await self._store.get_sphere(sphere.sphere_id)
+        except BaseException:
+            del self._channels[sphere.sphere_id]
+            channel.ready.set()
+            raise
+        channel.delivered = current.offset if current is not None else sphere.offset
+        self._drain_pending(channel)
+        channel.ready.set()
+        return channel
+
+    def _add(self, channel: SphereChannel, sub: Subscription) -> None:
+        channel.subs[sub.conn.conn_id] = sub
+        self._by_conn.setdefault(sub.conn.conn_id, {})[sub.sphere_id] = sub
+        if sub.role is not None:
+            user_id = sub.conn.user_id
+            channel.online[user_id] += 1
+            if channel.online[user_id] == 1:
+                presence = Presence(sphere_id=channel.sphere_id, user_id=user_id, online=True)
+                self._broadcast(channel, presence, skip_conn=sub.conn.conn_id)
+
+    def _remove(self, channel: SphereChannel, sub: Subscription) -> None:
+        sub.active = False
+        channel.subs.pop(sub.conn.conn_id, None)
+        subs = self._by_conn.get(sub.conn.conn_id)
+        if subs is not None:
+            subs.pop(sub.sphere_id, None)
+            if not subs:
+                del self._by_conn[sub.conn.conn_id]
+        if sub.role is not None:
+            user_id = sub.conn.user_id
+            channel.online[user_id] -= 1
+            if channel.online[user_id] <= 0:
+                del channel.online[user_id]
+                presence = Presence(sphere_id=channel.sphere_id, user_id=user_id, online=False)
+                self._broadcast(channel, presence)
+        if not channel.subs:
+            del self._channels[channel.sphere_id]
+            self._tasks.spawn(
+                self._broker.unsubscribe(channel.sphere_id), name="broker unsubscribe"
+            )
+
+    def unsubscribe(self, conn: Connection, sphere_id: SphereId, *, reason: str | None) -> bool:
+        """End a subscription; with a ``reason``, tell the client. False if there was none."""
+        sub = self._by_conn.get(conn.conn_id, {}).get(sphere_id)
+        channel = self._channels.get(sphere_id)
+        if sub is None or channel is None:
+            return False
+        self._remove(channel, sub)
+        if reason is not None:
+            conn.send(Unsubscribed(sphere_id=sphere_id, reason=reason))
+        return True
+
+    def drop_connection(self, conn: Connection) -> None:
+        for sphere_id in list(self._by_conn.get(conn.conn_id, {})):
+            self.unsubscribe(conn, sphere_id, reason=None)
+
+    def subscription(self, conn: Connection, sphere_id: SphereId) -> Subscription | None:
+        return self._by_conn.get(conn.conn_id, {}).get(sphere_id)
+
+    def revoke(self, sphere_id: SphereId, user_id: UserId | None) -> None:
+        """End the subscriptions of a user who lost access (``None``: of every non-member)."""
+        channel = self._channels.get(sphere_id)
+        if channel is None:
+            return
+        for sub in list(channel.subs.values()):
+            lost = sub.conn.user_id == user_id if user_id is not None else sub.role is None
+            if lost:
+                self.unsubscribe(sub.conn, sphere_id, reason="access_revoked")
+
+    def set_role(self, sphere_id: SphereId, user_id: UserId, role: Role) -> None:
+        channel = self._channels.get(sphere_id)
+        if channel is None:
+            return
+        for sub in channel.subs.values():
+            if sub.conn.user_id == user_id:
+                sub.role = role
+
+    def online(self, sphere_id: SphereId) -> list[UserId]:
+        channel = self._channels.get(sphere_id)
+        return sorted(channel.online) if channel is not None else []
+

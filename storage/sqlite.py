@@ -1,0 +1,803 @@
+"""The SQLite backend: ``SqliteStore``, on aiosqlite, in WAL mode.
+
+Theory of operation
+-------------------
+One writer connection makes every write; two reader connections serve the reads, which WAL
+lets run beside the writer and beside each other. Each aiosqlite connection owns a thread, so
+no SQLite call runs on the event loop.
+
+Appends are committed in groups. ``append`` queues its draft and awaits a future; the writer
+task takes everything queued (at most ``MAX_BATCH_APPENDS``) and writes it in one
+``BEGIN IMMEDIATE ... COMMIT``, so one fsync makes the whole group durable. The thread hops of a
+group do not grow with its size: BEGIN, one SELECT of the counters of the spheres involved, one
+SELECT of the idempotency keys already stored, one ``executemany`` of the new rows, one of the
+counters, COMMIT. Offsets are assigned here, from the counters read inside the transaction, so
+another process writing the same file (the admin CLI) cannot make them collide. Edits and
+deletes are rare and cost a few statements each.
+
+A domain error (unknown sphere, target gone) fails its own draft only: it is found before that
+draft writes anything. Any other failure rolls the group back and fails all its drafts with
+``StoreError``; the writer goes on with the next group. Futures are resolved after COMMIT only,
+so nothing is acknowledged before it is durable.
+
+Directory writes (users, tokens, spheres, members, read markers) take the writer connection
+under the same lock as a group, one transaction each.
+
+Needs SQLite 3.35 or later (``RETURNING``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import aiosqlite
+
+from protocol import (
+    CloisonError,
+    EventKind,
+    MemberInfo,
+    Message,
+    MessageId,
+    Privacy,
+    Role,
+    SphereId,
+    SphereSummary,
+    UserId,
+    UserKind,
+)
+from storage.base import (
+    AppendResult,
+    Draft,
+    NotFoundError,
+    SphereRecord,
+    StoreError,
+    TargetGoneError,
+    TokenRecord,
+    UserRecord,
+)
+from storage.migrations import load_migrations, pending_migrations
+
+logger = logging.getLogger(__name__)
+
+# Bounds the duration and memory of one transaction; far above what piles up during one commit.
+MAX_BATCH_APPENDS = 1000
+# Backpressure: beyond this many queued drafts, appenders wait for room instead of growing memory.
+MAX_QUEUED_APPENDS = 10_000
+# Reads run in parallel with each other (sqlite3 releases the GIL) and with the writer.
+READER_CONNECTIONS = 2
+# How long a write waits for another process (the admin CLI) to release the database lock.
+BUSY_TIMEOUT_MS = 5_000
+# Page cache per connection (negative: KiB); keeps the hot indexes of busy spheres in memory.
+CACHE_SIZE_KIB = 32 * 1024
+# FULL: an acknowledged write survives power loss. NORMAL: it survives a process crash only.
+SYNCHRONOUS_MODES = frozenset({"FULL", "NORMAL"})
+MIN_SQLITE_VERSION = (3, 35, 0)
+
+_EVENT_COLUMNS = (
+    "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, deleted"
+)
+_SPHERE_COLUMNS = "sphere_id, name, privacy, epoch, last_offset, created_ms"
+_USER_COLUMNS = "user_id, name, kind, is_admin, created_ms"
+_TOKEN_COLUMNS = "token_id, user_id, secret_hash, created_ms, expires_ms, revoked"
+
+_SELECT_COUNTERS = (
+    "SELECT sphere_id, last_offset FROM spheres WHERE sphere_id IN (SELECT value FROM json_each(?))"
+)
+# CROSS JOIN keeps the short key list as the outer loop: one index probe per key.
+_SELECT_BY_KEYS = f"""
+    SELECT {", ".join("e." + c for c in _EVENT_COLUMNS.split(", "))}
+    FROM json_each(?) AS k CROSS JOIN events AS e
+    WHERE e.sphere_id = json_extract(k.value, '$[0]')
+      AND e.author_id = json_extract(k.value, '$[1]')
+      AND e.message_id = json_extract(k.value, '$[2]')
+"""
+_INSERT_EVENT = """
+    INSERT INTO events (sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_UPDATE_COUNTER = "UPDATE spheres SET last_offset = ? WHERE sphere_id = ?"
+_SELECT_TARGET = "SELECT kind, deleted FROM events WHERE sphere_id = ? AND stream_offset = ?"
+_EDIT_POST = "UPDATE events SET body = ?, edited_ms = ? WHERE sphere_id = ? AND stream_offset = ?"
+_DELETE_POST = (
+    "UPDATE events SET body = NULL, deleted = 1 WHERE sphere_id = ? AND stream_offset = ?"
+)
+# INDEXED BY here and below: without statistics the planner prefers the primary key, which
+# would scan the whole sphere; these statements must stay O(result) however the data grows.
+_ERASE_EDITS = """
+    UPDATE events INDEXED BY events_edits SET body = NULL
+    WHERE sphere_id = ? AND target = ? AND kind = 'edit'
+"""
+_EVENTS_AFTER = f"""
+    SELECT {_EVENT_COLUMNS} FROM events
+    WHERE sphere_id = ? AND stream_offset > ? ORDER BY stream_offset LIMIT ?
+"""
+_POSTS_PAGE = f"""
+    SELECT {_EVENT_COLUMNS} FROM events INDEXED BY events_by_kind
+    WHERE sphere_id = ? AND kind = 'post' AND stream_offset > ? AND stream_offset <= ?
+    ORDER BY stream_offset {{direction}} LIMIT ?
+"""
+_POSTS_OLDEST_FIRST = _POSTS_PAGE.format(direction="ASC")
+_POSTS_NEWEST_FIRST = _POSTS_PAGE.format(direction="DESC")
+_USER_SPHERES = f"""
+    SELECT {", ".join("s." + c for c in _SPHERE_COLUMNS.split(", "))}, m.role, m.read_offset, (
+        SELECT count(*) FROM events AS e
+        WHERE e.sphere_id = m.sphere_id AND e.kind = 'post' AND e.stream_offset > m.read_offset
+          AND e.deleted = 0 AND e.author_id <> m.user_id
+    )
+    FROM members AS m JOIN spheres AS s ON s.sphere_id = m.sphere_id
+    WHERE m.user_id = ?
+    ORDER BY s.name, s.sphere_id
+"""
+# Must repeat the WHERE of the partial index spheres_discoverable for the planner to use it.
+_DISCOVERABLE = f"""
+    SELECT {_SPHERE_COLUMNS} FROM spheres WHERE privacy IN ('open', 'public')
+    ORDER BY created_ms DESC, rowid DESC LIMIT ?
+"""
+_SET_READ_MARKER = """
+    UPDATE members SET read_offset = max(read_offset, min(?, (
+        SELECT last_offset FROM spheres WHERE sphere_id = members.sphere_id
+    )))
+    WHERE sphere_id = ? AND user_id = ?
+    RETURNING read_offset
+"""
+# The highest offset any store can hold (a signed 64-bit column).
+_MAX_OFFSET = 2**63 - 1
+
+# (sphere_id, author_id, message_id): the idempotency key of a draft.
+_Key = tuple[str, str, str]
+# What one queued draft gets: its result, or the domain error that fails it alone.
+_Outcome = AppendResult | CloisonError
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStats:
+    """Counters of the group-commit writer since the store opened."""
+
+    commits: int  # groups committed
+    appends: int  # drafts in those groups, duplicates and failed drafts included
+
+
+@dataclass(frozen=True, slots=True)
+class _QueuedAppend:
+    sphere_id: SphereId
+    draft: Draft
+    future: asyncio.Future[AppendResult]
+
+
+class SqliteStore:
+    """A ``storage.base.Store`` in one SQLite file.
+
+    Open with ``await SqliteStore.open(path)``; release with ``aclose()`` (or ``async with``).
+    """
+
+    def __init__(
+        self, writer: aiosqlite.Connection, readers: Sequence[aiosqlite.Connection]
+    ) -> None:
+        """Use ``open()``: it configures and migrates the connections first."""
+        self._writer = writer
+        self._readers = tuple(readers)
+        self._next_reader = itertools.cycle(self._readers)
+        self._queue: asyncio.Queue[_QueuedAppend | None] = asyncio.Queue(MAX_QUEUED_APPENDS)
+        # Serialises groups and directory writes on the writer connection.
+        self._write_lock = asyncio.Lock()
+        self._closing = False  # no new appends
+        self._closed = False  # no more reads or writes
+        self._commits = 0
+        self._appends = 0
+        self._writer_task = asyncio.create_task(self._run_writer(), name="sqlite-writer")
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], *, synchronous: str = "FULL") -> Self:
+        """Open (creating if needed) the database at ``path`` and apply pending migrations.
+
+        Args:
+            path: the database file; its directory must exist.
+            synchronous: ``"FULL"`` (an acknowledged write survives power loss) or
+                ``"NORMAL"`` (it survives a crash of the process only; faster).
+
+        Returns:
+            The started store; call ``aclose()`` when done.
+
+        Raises:
+            ValueError: ``synchronous`` is neither FULL nor NORMAL.
+            StoreError: the file cannot be opened or migrated, or its schema is newer than
+                this code.
+        """
+        mode = synchronous.upper()
+        if mode not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+        if sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
+            raise StoreError(f"SQLite {sqlite3.sqlite_version} is too old; 3.35 or later needed")
+        # Checked first because a failed aiosqlite.connect leaves its thread to stop on its own,
+        # after the caller may have closed the event loop.
+        directory = os.path.dirname(os.fspath(path)) or "."
+        if not await asyncio.to_thread(os.path.isdir, directory):
+            raise StoreError(f"the database directory {directory!r} does not exist")
+        connections: list[aiosqlite.Connection] = []
+        try:
+            with _backend_errors("opening the database"):
+                writer = await _connect(path, connections)
+                journal = await writer.execute_fetchall("PRAGMA journal_mode = WAL")
+                if next(iter(journal))[0] != "wal":
+                    raise StoreError(f"cannot use WAL mode for {os.fspath(path)!r}")
+                await writer.execute(f"PRAGMA synchronous = {mode}")
+                await _migrate(writer)
+                readers = [await _connect(path, connections) for _ in range(READER_CONNECTIONS)]
+                for reader in readers:
+                    await reader.execute("PRAGMA query_only = ON")
+        except BaseException:
+            for connection in connections:
+                await connection.close()
+            raise
+        return cls(writer, readers)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Commit the appends already queued, wait for a directory write in flight, close."""
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            await self._queue.put(None)
+            await self._writer_task
+        finally:
+            # Appends that were queued behind the stop marker.
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is not None and not item.future.done():
+                    item.future.set_exception(StoreError("the store is closed"))
+            async with self._write_lock:
+                self._closed = True
+                for connection in (self._writer, *self._readers):
+                    await connection.close()
+
+    @property
+    def writer_stats(self) -> WriterStats:
+        return WriterStats(commits=self._commits, appends=self._appends)
+
+    # -----------------------------------------------------------------------------------------
+    # MessageLog
+
+    async def append(self, sphere_id: SphereId, draft: Draft) -> AppendResult:
+        """Durably append ``draft`` to the sphere's stream (see ``storage.base.MessageLog``).
+
+        Raises:
+            ValueError: the draft's body or target does not fit its kind.
+            NotFoundError: no such sphere.
+            TargetGoneError: an edit/delete whose target is not a live post.
+            StoreError: the database failed or the store is closed; nothing was written.
+        """
+        _check_draft(draft)
+        if self._closing:
+            raise StoreError("the store is closed")
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_QueuedAppend(sphere_id, draft, future))
+        return await future
+
+    async def events_after(self, sphere_id: SphereId, after: int, limit: int) -> list[Message]:
+        _check_limit(limit)
+        rows = await self._read(_EVENTS_AFTER, (sphere_id, after, limit))
+        return [_message(row) for row in rows]
+
+    async def history(
+        self, sphere_id: SphereId, *, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        """Posts only, ascending; see ``storage.base.MessageLog.history``.
+
+        When both bounds are given, the page is the oldest posts strictly between them.
+        """
+        _check_limit(limit)
+        upper = _MAX_OFFSET if before is None else before - 1
+        if after is not None:
+            rows = await self._read(_POSTS_OLDEST_FIRST, (sphere_id, after, upper, limit + 1))
+        else:
+            rows = await self._read(_POSTS_NEWEST_FIRST, (sphere_id, 0, upper, limit + 1))
+        has_more = len(rows) > limit
+        posts = [_message(row) for row in rows[:limit]]
+        if after is None:
+            posts.reverse()
+        return posts, has_more
+
+    async def get_event(self, sphere_id: SphereId, offset: int) -> Message | None:
+        rows = await self._read(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE sphere_id = ? AND stream_offset = ?",
+            (sphere_id, offset),
+        )
+        return _message(rows[0]) if rows else None
+
+    # -----------------------------------------------------------------------------------------
+    # Directory
+
+    async def create_user(
+        self, name: str, kind: UserKind, *, is_admin: bool, now_ms: int
+    ) -> UserRecord:
+        user = UserRecord(UserId("u_" + secrets.token_urlsafe(12)), name, kind, is_admin, now_ms)
+        async with self._transaction() as db:
+            await db.execute(
+                f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                (user.user_id, user.name, user.kind, user.is_admin, user.created_ms),
+            )
+        return user
+
+    async def get_user(self, user_id: UserId) -> UserRecord | None:
+        rows = await self._read(f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = ?", (user_id,))
+        if not rows:
+            return None
+        _, name, kind, is_admin, created_ms = rows[0]
+        return UserRecord(user_id, name, UserKind(kind), bool(is_admin), created_ms)
+
+    async def add_token(self, token: TokenRecord) -> None:
+        """Store ``token``. Raises NotFoundError for an unknown user."""
+        async with self._transaction() as db:
+            await _require_user(db, token.user_id)
+            await db.execute(
+                f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    token.token_id,
+                    token.user_id,
+                    token.secret_hash,
+                    token.created_ms,
+                    token.expires_ms,
+                    token.revoked,
+                ),
+            )
+
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        rows = await self._read(
+            f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE token_id = ?", (token_id,)
+        )
+        if not rows:
+            return None
+        _, user_id, secret_hash, created_ms, expires_ms, revoked = rows[0]
+        return TokenRecord(token_id, user_id, secret_hash, created_ms, expires_ms, bool(revoked))
+
+    async def revoke_token(self, token_id: str) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE tokens SET revoked = 1 WHERE token_id = ?", (token_id,)
+            )
+        return cursor.rowcount > 0
+
+    async def create_sphere(
+        self, name: str, privacy: Privacy, owner_id: UserId, *, now_ms: int
+    ) -> SphereRecord:
+        """Create a sphere owned by ``owner_id``. Raises NotFoundError for an unknown owner."""
+        sphere = SphereRecord(
+            sphere_id=SphereId("s_" + secrets.token_urlsafe(12)),
+            name=name,
+            privacy=privacy,
+            epoch=secrets.token_hex(4),
+            offset=0,
+            created_ms=now_ms,
+        )
+        async with self._transaction() as db:
+            await _require_user(db, owner_id)
+            await db.execute(
+                f"INSERT INTO spheres ({_SPHERE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                (sphere.sphere_id, name, privacy, sphere.epoch, 0, now_ms),
+            )
+            await db.execute(
+                "INSERT INTO members (sphere_id, user_id, role, joined_ms) VALUES (?, ?, ?, ?)",
+                (sphere.sphere_id, owner_id, Role.OWNER, now_ms),
+            )
+        return sphere
+
+    async def get_sphere(self, sphere_id: SphereId) -> SphereRecord | None:
+        rows = await self._read(
+            f"SELECT {_SPHERE_COLUMNS} FROM spheres WHERE sphere_id = ?", (sphere_id,)
+        )
+        return _sphere(rows[0]) if rows else None
+
+    async def update_sphere(
+        self, sphere_id: SphereId, *, name: str | None, privacy: Privacy | None
+    ) -> SphereRecord | None:
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(
+                f"""
+                UPDATE spheres SET name = coalesce(?, name), privacy = coalesce(?, privacy)
+                WHERE sphere_id = ? RETURNING {_SPHERE_COLUMNS}
+                """,
+                (name, privacy, sphere_id),
+            )
+        return _sphere(row) if (row := next(iter(rows), None)) else None
+
+    async def get_role(self, sphere_id: SphereId, user_id: UserId) -> Role | None:
+        rows = await self._read(
+            "SELECT role FROM members WHERE sphere_id = ? AND user_id = ?", (sphere_id, user_id)
+        )
+        return Role(rows[0][0]) if rows else None
+
+    async def set_member(
+        self, sphere_id: SphereId, user_id: UserId, role: Role, *, now_ms: int
+    ) -> None:
+        """Add a member or change a member's role (keeping the read marker).
+
+        Raises:
+            NotFoundError: no such user or no such sphere.
+        """
+        async with self._transaction() as db:
+            await _require_user(db, user_id)
+            if not await db.execute_fetchall(
+                "SELECT 1 FROM spheres WHERE sphere_id = ?", (sphere_id,)
+            ):
+                raise NotFoundError(f"no sphere {sphere_id}")
+            await db.execute(
+                """
+                INSERT INTO members (sphere_id, user_id, role, joined_ms) VALUES (?, ?, ?, ?)
+                ON CONFLICT (sphere_id, user_id) DO UPDATE SET role = excluded.role
+                """,
+                (sphere_id, user_id, role, now_ms),
+            )
+
+    async def remove_member(self, sphere_id: SphereId, user_id: UserId) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "DELETE FROM members WHERE sphere_id = ? AND user_id = ?", (sphere_id, user_id)
+            )
+        return cursor.rowcount > 0
+
+    async def count_role(self, sphere_id: SphereId, role: Role) -> int:
+        rows = await self._read(
+            "SELECT count(*) FROM members WHERE sphere_id = ? AND role = ?", (sphere_id, role)
+        )
+        count: int = rows[0][0]
+        return count
+
+    async def list_members(self, sphere_id: SphereId) -> list[MemberInfo]:
+        """The sphere's members, most powerful role first, then by name."""
+        rows = await self._read(
+            """
+            SELECT m.user_id, u.name, u.kind, m.role
+            FROM members AS m JOIN users AS u ON u.user_id = m.user_id
+            WHERE m.sphere_id = ?
+            """,
+            (sphere_id,),
+        )
+        members = [MemberInfo(row[0], row[1], UserKind(row[2]), Role(row[3])) for row in rows]
+        # Sorted here so that Role.rank stays the only definition of the order.
+        members.sort(key=lambda m: (-m.role.rank, m.name, m.user_id))
+        return members
+
+    async def user_spheres(self, user_id: UserId) -> list[SphereSummary]:
+        """The user's spheres by name, with role, read marker and unread post count.
+
+        Unread posts are those after the read marker, not deleted, by someone else.
+        """
+        rows = await self._read(_USER_SPHERES, (user_id,))
+        return [
+            SphereSummary(
+                sphere_id=row[0],
+                name=row[1],
+                privacy=Privacy(row[2]),
+                epoch=row[3],
+                offset=row[4],
+                role=Role(row[6]),
+                read_offset=row[7],
+                unread=row[8],
+            )
+            for row in rows
+        ]
+
+    async def discoverable_spheres(self, limit: int) -> list[SphereSummary]:
+        _check_limit(limit)
+        rows = await self._read(_DISCOVERABLE, (limit,))
+        return [
+            SphereSummary(row[0], row[1], Privacy(row[2]), epoch=row[3], offset=row[4])
+            for row in rows
+        ]
+
+    async def set_read_marker(self, sphere_id: SphereId, user_id: UserId, offset: int) -> int:
+        """Move the member's read marker to ``offset``, never back nor past the latest event.
+
+        Returns:
+            The marker now stored.
+
+        Raises:
+            NotFoundError: the user is not a member of the sphere (or either is unknown).
+        """
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(_SET_READ_MARKER, (offset, sphere_id, user_id))
+        row = next(iter(rows), None)
+        if row is None:
+            raise NotFoundError(f"{user_id} is not a member of {sphere_id}")
+        marker: int = row[0]
+        return marker
+
+    # -----------------------------------------------------------------------------------------
+    # The writer
+
+    async def _run_writer(self) -> None:
+        """Commit queued appends group by group until the stop marker (``None``) comes."""
+        while True:
+            batch: list[_QueuedAppend] = []
+            item = await self._queue.get()
+            while item is not None:
+                batch.append(item)
+                if len(batch) == MAX_BATCH_APPENDS or self._queue.empty():
+                    break
+                item = self._queue.get_nowait()
+            if batch:
+                async with self._write_lock:
+                    outcomes = await self._commit_batch(batch)
+                for queued, outcome in zip(batch, outcomes, strict=True):
+                    if queued.future.done():  # its appender was cancelled; the write stands
+                        continue
+                    if isinstance(outcome, AppendResult):
+                        queued.future.set_result(outcome)
+                    else:
+                        queued.future.set_exception(outcome)
+            if item is None:
+                return
+
+    async def _commit_batch(self, batch: list[_QueuedAppend]) -> list[_Outcome]:
+        """Write ``batch`` in one transaction; on failure roll back and fail every draft."""
+        try:
+            outcomes = await self._write_batch(batch)
+        except Exception as exc:  # the writer's boundary: this group fails, the next may not
+            logger.exception("rolled back a group of %d appends", len(batch))
+            await _rollback(self._writer)
+            failures: list[_Outcome] = []
+            for _ in batch:
+                failure = StoreError("the database failed; nothing was written")
+                failure.__cause__ = exc
+                failures.append(failure)
+            return failures
+        self._commits += 1
+        self._appends += len(batch)
+        return outcomes
+
+    async def _write_batch(self, batch: list[_QueuedAppend]) -> list[_Outcome]:
+        db = self._writer
+        await db.execute("BEGIN IMMEDIATE")
+        sphere_ids = list(dict.fromkeys(queued.sphere_id for queued in batch))
+        counters: dict[str, int] = {
+            row[0]: row[1]
+            for row in await db.execute_fetchall(_SELECT_COUNTERS, (json.dumps(sphere_ids),))
+        }
+        keys = [_key(queued.sphere_id, queued.draft) for queued in batch]
+        stored: dict[_Key, Message] = {
+            (event.sphere_id, event.author_id, event.message_id): event
+            for event in map(
+                _message, await db.execute_fetchall(_SELECT_BY_KEYS, (json.dumps(keys),))
+            )
+        }
+        committed = dict(counters)
+        rows: list[tuple[Any, ...]] = []
+        outcomes: list[_Outcome] = []
+        for queued, key in zip(batch, keys, strict=True):
+            sphere_id, draft = queued.sphere_id, queued.draft
+            last = counters.get(sphere_id)
+            if last is None:
+                outcomes.append(NotFoundError(f"no sphere {sphere_id}"))
+                continue
+            if (event := stored.get(key)) is not None:
+                outcomes.append(AppendResult(event, duplicate=True))
+                continue
+            if draft.target is not None:
+                # The target may be a post of this very group: write what precedes it first.
+                if rows:
+                    await db.executemany(_INSERT_EVENT, rows)
+                    rows = []
+                try:
+                    await _change_target(db, sphere_id, draft)
+                except TargetGoneError as exc:
+                    outcomes.append(exc)
+                    continue
+            event = Message(
+                sphere_id=sphere_id,
+                offset=last + 1,
+                kind=draft.kind,
+                message_id=draft.message_id,
+                author_id=draft.author_id,
+                ts_ms=draft.ts_ms,
+                body=draft.body,
+                target=draft.target,
+            )
+            counters[sphere_id] = event.offset
+            stored[key] = event
+            rows.append(
+                (
+                    sphere_id,
+                    event.offset,
+                    draft.kind,
+                    draft.message_id,
+                    draft.author_id,
+                    draft.ts_ms,
+                    draft.body,
+                    draft.target,
+                )
+            )
+            outcomes.append(AppendResult(event, duplicate=False))
+        if rows:
+            await db.executemany(_INSERT_EVENT, rows)
+        moved = [
+            (last, sphere_id)
+            for sphere_id, last in counters.items()
+            if last != committed[sphere_id]
+        ]
+        if moved:
+            await db.executemany(_UPDATE_COUNTER, moved)
+        await db.commit()
+        return outcomes
+
+    # -----------------------------------------------------------------------------------------
+    # Plumbing
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One directory write on the writer connection, between two groups of appends."""
+        async with self._write_lock:
+            if self._closed:
+                raise StoreError("the store is closed")
+            try:
+                with _backend_errors("a write"):
+                    await self._writer.execute("BEGIN IMMEDIATE")
+                    yield self._writer
+                    await self._writer.commit()
+            except BaseException:
+                await _rollback(self._writer)
+                raise
+
+    async def _read(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
+        if self._closed:
+            raise StoreError("the store is closed")
+        with _backend_errors("a read"):
+            return list(await next(self._next_reader).execute_fetchall(sql, parameters))
+
+
+async def _connect(
+    path: str | os.PathLike[str], opened: list[aiosqlite.Connection]
+) -> aiosqlite.Connection:
+    """Open one configured connection and add it to ``opened`` (for cleanup on failure)."""
+    # isolation_level=None: sqlite3 opens no transaction on its own; we BEGIN explicitly.
+    connection = await aiosqlite.connect(os.fspath(path), isolation_level=None)
+    opened.append(connection)
+    await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    await connection.execute(f"PRAGMA cache_size = -{CACHE_SIZE_KIB}")
+    await connection.execute("PRAGMA foreign_keys = ON")
+    return connection
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    """Apply the pending migrations and record them, all in one transaction."""
+    migrations = load_migrations("sqlite")
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        await db.execute(
+            """
+            CREATE TABLE IF NOT EXISTS schema_version (
+                version    INTEGER PRIMARY KEY,
+                name       TEXT NOT NULL,
+                applied_ms INTEGER NOT NULL
+            )
+            """
+        )
+        rows = await db.execute_fetchall("SELECT coalesce(max(version), 0) FROM schema_version")
+        for migration in pending_migrations(migrations, next(iter(rows))[0]):
+            for statement in _statements(migration.sql):
+                await db.execute(statement)
+            await db.execute(
+                "INSERT INTO schema_version (version, name, applied_ms) VALUES (?, ?, ?)",
+                (migration.version, migration.name, time.time_ns() // 1_000_000),
+            )
+        await db.commit()
+    except BaseException:
+        await _rollback(db)
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split an SQL script into statements (sqlite3 executes one at a time in a transaction).
+
+    ``executescript`` would not do: it commits the open transaction first.
+    """
+    statements = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if any(line.strip() and not line.lstrip().startswith("--") for line in pending.splitlines()):
+        raise ValueError("the script ends inside a statement")
+    return statements
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    """Roll back the open transaction, if any (``Connection.rollback`` checks)."""
+    try:
+        await db.rollback()
+    except sqlite3.Error:
+        logger.exception("rollback failed")
+
+
+async def _require_user(db: aiosqlite.Connection, user_id: UserId) -> None:
+    if not await db.execute_fetchall("SELECT 1 FROM users WHERE user_id = ?", (user_id,)):
+        raise NotFoundError(f"no user {user_id}")
+
+
+async def _change_target(db: aiosqlite.Connection, sphere_id: SphereId, draft: Draft) -> None:
+    """Apply an edit or delete to the post it targets.
+
+    Raises:
+        TargetGoneError: the target is not a live post of the sphere.
+    """
+    target = draft.target
+    rows = list(await db.execute_fetchall(_SELECT_TARGET, (sphere_id, target)))
+    if not rows or rows[0][0] != EventKind.POST or rows[0][1]:
+        raise TargetGoneError(f"no live post at offset {target} of {sphere_id}")
+    if draft.kind is EventKind.EDIT:
+        await db.execute(_EDIT_POST, (draft.body, draft.ts_ms, sphere_id, target))
+    else:
+        await db.execute(_DELETE_POST, (sphere_id, target))
+        await db.execute(_ERASE_EDITS, (sphere_id, target))
+
+
+@contextmanager
+def _backend_errors(action: str) -> Iterator[None]:
+    """Turn a database failure into StoreError (its cause kept for the logs)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"{action} failed: the database is unavailable") from exc
+
+
+def _check_draft(draft: Draft) -> None:
+    """Reject a draft no client frame can produce: a caller's bug, not a peer's."""
+    needs_body = draft.kind is not EventKind.DELETE
+    needs_target = draft.kind is not EventKind.POST
+    if (draft.body is not None) != needs_body or (draft.target is not None) != needs_target:
+        raise ValueError(f"a {draft.kind} draft with the wrong body or target")
+
+
+def _check_limit(limit: int) -> None:
+    # SQLite reads a negative LIMIT as "no limit".
+    if limit < 1:
+        raise ValueError(f"limit must be positive, not {limit}")
+
+
+def _key(sphere_id: SphereId, draft: Draft) -> _Key:
+    return (sphere_id, draft.author_id, draft.message_id)
+
+
+def _message(row: Any) -> Message:
+    sphere_id, offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, deleted = row
+    return Message(
+        sphere_id=SphereId(sphere_id),
+        offset=offset,
+        kind=EventKind(kind),
+        message_id=MessageId(message_id),
+        author_id=UserId(author_id),
+        ts_ms=ts_ms,
+        body=body,
+        target=target,
+        edited_ms=edited_ms,
+        deleted=bool(deleted),
+    )
+
+
+def _sphere(row: Any) -> SphereRecord:
+    sphere_id, name, privacy, epoch, offset, created_ms = row
+    return SphereRecord(sphere_id, name, Privacy(privacy), epoch, offset, created_ms)

@@ -1,0 +1,702 @@
+"""The storage contract: every backend must pass these, through the ``Store`` interface only.
+
+The last section holds the SQLite backend's own settings and ``open_store`` URLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+
+import pytest
+
+from protocol import EventKind, Message, MessageId, Privacy, Role, SphereId, UserId, UserKind
+from storage import (
+    Draft,
+    NotFoundError,
+    SphereRecord,
+    Store,
+    StoreError,
+    TargetGoneError,
+    TokenRecord,
+    UserRecord,
+    open_store,
+)
+from storage.sqlite import SqliteStore
+
+from .conftest import TIMEOUT_S, Backend
+
+NOW_MS = 1_700_000_000_000
+_message_ids = itertools.count(1)
+
+
+def post(author: UserRecord, body: str = "hello", *, message_id: str | None = None) -> Draft:
+    return Draft(EventKind.POST, _message_id(message_id), author.user_id, NOW_MS, body)
+
+
+def edit(author: UserRecord, target: int, body: str, *, ts_ms: int = NOW_MS + 1) -> Draft:
+    return Draft(EventKind.EDIT, _message_id(None), author.user_id, ts_ms, body, target)
+
+
+def delete(author: UserRecord, target: int) -> Draft:
+    return Draft(EventKind.DELETE, _message_id(None), author.user_id, NOW_MS + 2, None, target)
+
+
+def _message_id(message_id: str | None) -> MessageId:
+    return MessageId(message_id or f"m{next(_message_ids)}")
+
+
+async def new_user(store: Store, name: str = "alice") -> UserRecord:
+    return await store.create_user(name, UserKind.HUMAN, is_admin=False, now_ms=NOW_MS)
+
+
+async def new_sphere(
+    store: Store, owner: UserRecord, name: str = "lobby", privacy: Privacy = Privacy.PRIVATE
+) -> SphereRecord:
+    return await store.create_sphere(name, privacy, owner.user_id, now_ms=NOW_MS)
+
+
+async def offsets(store: Store, sphere: SphereRecord) -> list[int]:
+    return [event.offset for event in await store.events_after(sphere.sphere_id, 0, 10_000)]
+
+
+@pytest.fixture
+async def alice(store: Store) -> UserRecord:
+    return await new_user(store, "alice")
+
+
+@pytest.fixture
+async def lobby(store: Store, alice: UserRecord) -> SphereRecord:
+    return await new_sphere(store, alice)
+
+
+# ---------------------------------------------------------------------------------------------
+# Appending: offsets, idempotency
+
+
+async def test_append_assigns_gapless_offsets_per_sphere(store: Store, alice: UserRecord) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        a = await new_sphere(store, alice, "a")
+        b = await new_sphere(store, alice, "b")
+        for sphere in (a, b, a, a, b):
+            await store.append(sphere.sphere_id, post(alice))
+        draft = post(alice, "exact")
+        result = await store.append(a.sphere_id, draft)
+
+        assert await offsets(store, a) == [1, 2, 3, 4]
+        assert await offsets(store, b) == [1, 2]
+        assert not result.duplicate
+        assert result.event == Message(
+            a.sphere_id, 4, EventKind.POST, draft.message_id, alice.user_id, NOW_MS, "exact"
+        )
+        assert await store.get_event(a.sphere_id, 4) == result.event
+        stored_a = await store.get_sphere(a.sphere_id)
+        assert stored_a is not None
+        assert stored_a.position.offset == 4
+        assert stored_a.position.epoch == a.epoch
+
+
+async def test_concurrent_appends_stay_gapless(store: Store, alice: UserRecord) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        spheres = [await new_sphere(store, alice, f"s{n}") for n in range(3)]
+        results = await asyncio.gather(
+            *(store.append(spheres[n % 3].sphere_id, post(alice, f"b{n}")) for n in range(500))
+        )
+
+        assert not any(result.duplicate for result in results)
+        stored: dict[tuple[SphereId, int], Message] = {}
+        for sphere in spheres:
+            events = await store.events_after(sphere.sphere_id, 0, 1_000)
+            assert [event.offset for event in events] == list(range(1, len(events) + 1))
+            stored |= {(event.sphere_id, event.offset): event for event in events}
+        assert len(stored) == 500
+        assert {(r.event.sphere_id, r.event.offset): r.event for r in results} == stored
+
+
+async def test_retry_returns_the_original(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        first = await store.append(lobby.sphere_id, post(alice, "original", message_id="k1"))
+        retry = await store.append(lobby.sphere_id, post(alice, "changed", message_id="k1"))
+        after = await store.append(lobby.sphere_id, post(alice))
+
+    assert retry.duplicate
+    assert retry.event == first.event
+    assert retry.event.body == "original"
+    assert after.event.offset == 2
+
+
+async def test_duplicates_within_one_batch(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        drafts = [post(alice, f"try {n}", message_id="same") for n in range(3)]
+        results = await asyncio.gather(*(store.append(lobby.sphere_id, d) for d in drafts))
+
+        assert [result.duplicate for result in results] == [False, True, True]
+        assert {result.event for result in results} == {results[0].event}
+        assert results[0].event.body == "try 0"
+        assert await offsets(store, lobby) == [1]
+
+
+async def test_idempotency_key_is_per_author_and_sphere(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        bob = await new_user(store, "bob")
+        other = await new_sphere(store, alice, "other")
+        results = [
+            await store.append(lobby.sphere_id, post(alice, message_id="k")),
+            await store.append(lobby.sphere_id, post(bob, message_id="k")),
+            await store.append(other.sphere_id, post(alice, message_id="k")),
+        ]
+
+    assert not any(result.duplicate for result in results)
+    assert [result.event.offset for result in results] == [1, 2, 1]
+
+
+async def test_malformed_draft_is_a_caller_bug(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    malformed = [
+        Draft(EventKind.POST, MessageId("a"), alice.user_id, NOW_MS, None),
+        Draft(EventKind.POST, MessageId("b"), alice.user_id, NOW_MS, "x", target=1),
+        Draft(EventKind.EDIT, MessageId("c"), alice.user_id, NOW_MS, "x"),
+        Draft(EventKind.DELETE, MessageId("d"), alice.user_id, NOW_MS, "x", target=1),
+    ]
+    async with asyncio.timeout(TIMEOUT_S):
+        for draft in malformed:
+            with pytest.raises(ValueError, match="draft"):
+                await store.append(lobby.sphere_id, draft)
+        assert await offsets(store, lobby) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Edits, deletes, domain errors
+
+
+async def test_edit_changes_the_post_and_is_an_event(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        original = await store.append(lobby.sphere_id, post(alice, "tpyo"))
+        edited = await store.append(lobby.sphere_id, edit(alice, 1, "typo", ts_ms=NOW_MS + 5))
+        events = await store.events_after(lobby.sphere_id, 0, 10)
+
+    assert edited.event.offset == 2
+    assert edited.event.kind is EventKind.EDIT
+    assert (edited.event.target, edited.event.body) == (1, "typo")
+    current = Message(
+        lobby.sphere_id,
+        1,
+        EventKind.POST,
+        original.event.message_id,
+        alice.user_id,
+        NOW_MS,
+        "typo",
+        edited_ms=NOW_MS + 5,
+    )
+    assert events == [current, edited.event]
+
+
+async def test_delete_leaves_a_tombstone_and_erases_edit_bodies(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        await store.append(lobby.sphere_id, post(alice, "secret"))
+        await store.append(lobby.sphere_id, edit(alice, 1, "still secret"))
+        await store.append(lobby.sphere_id, post(alice, "kept"))
+        await store.append(lobby.sphere_id, edit(alice, 3, "kept, edited"))
+        deleted = await store.append(lobby.sphere_id, delete(alice, 1))
+        events = await store.events_after(lobby.sphere_id, 0, 10)
+        posts, _ = await store.history(lobby.sphere_id, before=None, after=None, limit=10)
+
+    assert deleted.event.offset == 5
+    assert (deleted.event.kind, deleted.event.target, deleted.event.body) == (
+        EventKind.DELETE,
+        1,
+        None,
+    )
+    tombstone, erased_edit, kept, kept_edit, delete_event = events
+    assert tombstone.deleted
+    assert tombstone.body is None
+    assert erased_edit.kind is EventKind.EDIT
+    assert erased_edit.body is None
+    assert (kept.body, kept.deleted, kept_edit.body) == ("kept, edited", False, "kept, edited")
+    assert delete_event == deleted.event
+    assert posts == [tombstone, kept]
+
+
+@pytest.mark.parametrize("change", ["edit", "delete"])
+async def test_edit_or_delete_needs_a_live_post(
+    store: Store, alice: UserRecord, lobby: SphereRecord, change: str
+) -> None:
+    def draft(target: int) -> Draft:
+        return edit(alice, target, "new") if change == "edit" else delete(alice, target)
+
+    async with asyncio.timeout(TIMEOUT_S):
+        await store.append(lobby.sphere_id, post(alice))  # 1
+        await store.append(lobby.sphere_id, edit(alice, 1, "edited"))  # 2: not a post
+        await store.append(lobby.sphere_id, post(alice))  # 3
+        await store.append(lobby.sphere_id, delete(alice, 3))  # 4: 3 is now deleted
+        for target in (2, 3, 4, 99):
+            with pytest.raises(TargetGoneError):
+                await store.append(lobby.sphere_id, draft(target))
+        assert await offsets(store, lobby) == [1, 2, 3, 4]
+
+
+async def test_unknown_sphere_is_not_found(store: Store, alice: UserRecord) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        with pytest.raises(NotFoundError):
+            await store.append(SphereId("s_nope"), post(alice))
+
+
+async def test_a_failing_draft_does_not_fail_its_batch(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        results = await asyncio.gather(
+            store.append(lobby.sphere_id, post(alice, "first")),
+            store.append(lobby.sphere_id, edit(alice, 42, "nothing there")),
+            store.append(SphereId("s_nope"), post(alice)),
+            store.append(lobby.sphere_id, post(alice, "second")),
+            return_exceptions=True,
+        )
+        first, gone, missing, second = results
+        assert isinstance(gone, TargetGoneError)
+        assert isinstance(missing, NotFoundError)
+        assert not isinstance(first, BaseException)
+        assert not isinstance(second, BaseException)
+        assert (first.event.offset, second.event.offset) == (1, 2)
+        assert await offsets(store, lobby) == [1, 2]
+
+
+async def test_edit_of_a_post_appended_just_before(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        created, edited, deleted = await asyncio.gather(
+            store.append(lobby.sphere_id, post(alice, "v1")),
+            store.append(lobby.sphere_id, edit(alice, 1, "v2")),
+            store.append(lobby.sphere_id, delete(alice, 1)),
+        )
+        events = await store.events_after(lobby.sphere_id, 0, 10)
+
+    assert (created.event.offset, edited.event.offset, deleted.event.offset) == (1, 2, 3)
+    assert events[0].deleted
+    assert [event.body for event in events] == [None, None, None]
+
+
+async def test_a_database_failure_rolls_back_the_whole_batch(
+    backend: Backend, store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        await store.append(lobby.sphere_id, post(alice, "before"))
+        await backend.fail_posts_with_body("poison")
+        drafts = [post(alice, "fine"), post(alice, "poison"), post(alice, "also fine")]
+        results = await asyncio.gather(
+            *(store.append(lobby.sphere_id, draft) for draft in drafts), return_exceptions=True
+        )
+        assert all(isinstance(result, StoreError) for result in results)
+        assert await offsets(store, lobby) == [1]
+
+        # The writer keeps going, and the retries land right after the last committed event.
+        retried = [await store.append(lobby.sphere_id, drafts[n]) for n in (0, 2)]
+        assert [result.event.offset for result in retried] == [2, 3]
+        assert not any(result.duplicate for result in retried)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+async def test_history_pages_over_posts_only(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        post_offsets = []
+        for n in range(12):
+            result = await store.append(lobby.sphere_id, post(alice, f"p{n}"))
+            post_offsets.append(result.event.offset)
+            if n % 3 == 0:
+                await store.append(lobby.sphere_id, edit(alice, result.event.offset, "edited"))
+        await store.append(lobby.sphere_id, delete(alice, post_offsets[5]))
+
+        newest, more = await store.history(lobby.sphere_id, before=None, after=None, limit=5)
+        assert [m.offset for m in newest] == post_offsets[7:]
+        assert more
+        middle, more = await store.history(
+            lobby.sphere_id, before=newest[0].offset, after=None, limit=5
+        )
+        assert [m.offset for m in middle] == post_offsets[2:7]
+        assert more
+        assert middle[3].deleted
+        oldest, more = await store.history(
+            lobby.sphere_id, before=middle[0].offset, after=None, limit=5
+        )
+        assert [m.offset for m in oldest] == post_offsets[:2]
+        assert not more
+
+        forward, more = await store.history(lobby.sphere_id, before=None, after=0, limit=7)
+        assert [m.offset for m in forward] == post_offsets[:7]
+        assert more
+        rest, more = await store.history(
+            lobby.sphere_id, before=None, after=forward[-1].offset, limit=7
+        )
+        assert [m.offset for m in rest] == post_offsets[7:]
+        assert not more
+        assert all(m.kind is EventKind.POST for m in newest + middle + oldest + forward + rest)
+        assert forward[0].body == "edited"
+
+
+async def test_history_of_an_empty_sphere(store: Store, lobby: SphereRecord) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        assert await store.history(lobby.sphere_id, before=None, after=None, limit=10) == (
+            [],
+            False,
+        )
+        assert await store.history(lobby.sphere_id, before=None, after=0, limit=10) == ([], False)
+
+
+async def test_events_after(store: Store, alice: UserRecord, lobby: SphereRecord) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        for n in range(6):
+            await store.append(lobby.sphere_id, post(alice, f"p{n}"))
+        await store.append(lobby.sphere_id, edit(alice, 4, "changed"))
+
+        page = await store.events_after(lobby.sphere_id, 3, 2)
+        assert [(event.offset, event.body) for event in page] == [(4, "changed"), (5, "p4")]
+        tail = await store.events_after(lobby.sphere_id, 5, 100)
+        assert [(event.offset, event.kind) for event in tail] == [
+            (6, EventKind.POST),
+            (7, EventKind.EDIT),
+        ]
+        assert await store.events_after(lobby.sphere_id, 7, 100) == []
+        assert await store.get_event(lobby.sphere_id, 8) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Lifecycle: durability, closing, migrations
+
+
+async def test_data_and_counters_survive_reopening(backend: Backend) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        store = await backend.open()
+        try:
+            alice = await new_user(store)
+            lobby = await new_sphere(store, alice)
+            written = [await store.append(lobby.sphere_id, post(alice)) for _ in range(3)]
+        finally:
+            await store.aclose()
+
+        store = await backend.open()
+        try:
+            assert await store.get_user(alice.user_id) == alice
+            reopened = await store.get_sphere(lobby.sphere_id)
+            assert reopened is not None
+            assert reopened.position.offset == 3
+            assert reopened.epoch == lobby.epoch
+            assert await store.events_after(lobby.sphere_id, 0, 10) == [r.event for r in written]
+            retry = await store.append(lobby.sphere_id, post(alice, message_id="m-retry"))
+            assert retry.event.offset == 4
+        finally:
+            await store.aclose()
+
+
+async def test_closing_finishes_queued_appends(backend: Backend) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        store = await backend.open()
+        alice = await new_user(store)
+        lobby = await new_sphere(store, alice)
+        appends = [
+            asyncio.create_task(store.append(lobby.sphere_id, post(alice))) for _ in range(50)
+        ]
+        await asyncio.sleep(0)  # let every append reach the queue
+        await store.aclose()
+        assert sorted([(await task).event.offset for task in appends]) == list(range(1, 51))
+        with pytest.raises(StoreError):
+            await store.append(lobby.sphere_id, post(alice))
+        with pytest.raises(StoreError):
+            await store.get_sphere(lobby.sphere_id)
+        with pytest.raises(StoreError):
+            await store.set_read_marker(lobby.sphere_id, alice.user_id, 1)
+
+        store = await backend.open()
+        try:
+            assert await offsets(store, lobby) == list(range(1, 51))
+        finally:
+            await store.aclose()
+
+
+async def test_two_stores_on_one_database_share_the_sequence(
+    backend: Backend, store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    # Another process (the admin CLI, a second node) writing beside the server.
+    async with asyncio.timeout(TIMEOUT_S):
+        other = await backend.open()
+        try:
+            results = await asyncio.gather(
+                *(s.append(lobby.sphere_id, post(alice)) for s in [store, other] * 50)
+            )
+            bob = await new_user(other, "bob")
+            assert await store.get_user(bob.user_id) == bob
+        finally:
+            await other.aclose()
+        assert sorted(result.event.offset for result in results) == list(range(1, 101))
+        assert await offsets(store, lobby) == list(range(1, 101))
+
+
+async def test_reopening_applies_no_migration_twice(backend: Backend) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        for _ in range(2):
+            await (await backend.open()).aclose()
+        versions = await backend.schema_versions()
+
+    assert versions == list(range(1, len(versions) + 1))
+    assert versions
+
+
+async def test_a_newer_schema_is_refused(backend: Backend) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        await (await backend.open()).aclose()
+        await backend.record_schema_version(9_999)
+        with pytest.raises(StoreError, match="9999"):
+            await backend.open()
+
+
+# ---------------------------------------------------------------------------------------------
+# Directory: users, tokens
+
+
+async def test_users(store: Store) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        human = await store.create_user("Ada", UserKind.HUMAN, is_admin=True, now_ms=NOW_MS)
+        bot = await store.create_user("ci-bot", UserKind.BOT, is_admin=False, now_ms=NOW_MS)
+
+        assert human.user_id.startswith("u_")
+        assert human.user_id != bot.user_id
+        assert (human.name, human.kind, human.is_admin) == ("Ada", UserKind.HUMAN, True)
+        assert await store.get_user(human.user_id) == human
+        assert await store.get_user(bot.user_id) == bot
+        assert await store.get_user(UserId("u_nobody")) is None
+
+
+async def test_tokens(store: Store, alice: UserRecord) -> None:
+    token = TokenRecord("t1", alice.user_id, b"\x00hash", NOW_MS, expires_ms=NOW_MS + 60_000)
+    forever = TokenRecord("t2", alice.user_id, b"other", NOW_MS, expires_ms=None)
+    async with asyncio.timeout(TIMEOUT_S):
+        await store.add_token(token)
+        await store.add_token(forever)
+        assert await store.get_token("t1") == token
+        assert await store.get_token("t2") == forever
+        assert await store.get_token("t3") is None
+
+        assert await store.revoke_token("t1")
+        assert await store.get_token("t1") == TokenRecord(
+            "t1", alice.user_id, b"\x00hash", NOW_MS, NOW_MS + 60_000, revoked=True
+        )
+        assert not await store.revoke_token("t3")
+        with pytest.raises(NotFoundError):
+            await store.add_token(TokenRecord("t4", UserId("u_nobody"), b"", NOW_MS, None))
+
+
+# ---------------------------------------------------------------------------------------------
+# Directory: spheres, members, read markers
+
+
+async def test_create_sphere_makes_the_owner(store: Store, alice: UserRecord) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        sphere = await store.create_sphere("Lobby", Privacy.OPEN, alice.user_id, now_ms=NOW_MS)
+        other = await new_sphere(store, alice, "other")
+
+        assert sphere.sphere_id.startswith("s_")
+        assert (sphere.name, sphere.privacy, sphere.offset) == ("Lobby", Privacy.OPEN, 0)
+        assert sphere.epoch
+        assert sphere.sphere_id != other.sphere_id
+        assert await store.get_sphere(sphere.sphere_id) == sphere
+        assert await store.get_role(sphere.sphere_id, alice.user_id) is Role.OWNER
+        assert await store.count_role(sphere.sphere_id, Role.OWNER) == 1
+        assert await store.get_sphere(SphereId("s_nope")) is None
+        with pytest.raises(NotFoundError):
+            await store.create_sphere("x", Privacy.OPEN, UserId("u_nobody"), now_ms=NOW_MS)
+
+
+async def test_update_sphere(store: Store, lobby: SphereRecord) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        renamed = await store.update_sphere(lobby.sphere_id, name="Hall", privacy=None)
+        opened = await store.update_sphere(lobby.sphere_id, name=None, privacy=Privacy.PUBLIC)
+
+        assert renamed is not None
+        assert (renamed.name, renamed.privacy) == ("Hall", Privacy.PRIVATE)
+        assert opened is not None
+        assert (opened.name, opened.privacy, opened.epoch) == ("Hall", Privacy.PUBLIC, lobby.epoch)
+        assert await store.get_sphere(lobby.sphere_id) == opened
+        assert await store.update_sphere(SphereId("s_nope"), name="x", privacy=None) is None
+
+
+async def test_members(store: Store, alice: UserRecord, lobby: SphereRecord) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        bob = await new_user(store, "bob")
+        await store.set_member(lobby.sphere_id, bob.user_id, Role.MEMBER, now_ms=NOW_MS)
+        assert await store.get_role(lobby.sphere_id, bob.user_id) is Role.MEMBER
+        await store.set_member(lobby.sphere_id, bob.user_id, Role.ADMIN, now_ms=NOW_MS)
+        assert await store.get_role(lobby.sphere_id, bob.user_id) is Role.ADMIN
+        assert await store.count_role(lobby.sphere_id, Role.ADMIN) == 1
+        assert await store.count_role(lobby.sphere_id, Role.MEMBER) == 0
+
+        assert await store.remove_member(lobby.sphere_id, bob.user_id)
+        assert not await store.remove_member(lobby.sphere_id, bob.user_id)
+        assert await store.get_role(lobby.sphere_id, bob.user_id) is None
+        assert await store.count_role(lobby.sphere_id, Role.ADMIN) == 0
+
+        with pytest.raises(NotFoundError):
+            await store.set_member(lobby.sphere_id, UserId("u_no"), Role.MEMBER, now_ms=NOW_MS)
+        with pytest.raises(NotFoundError):
+            await store.set_member(SphereId("s_no"), bob.user_id, Role.MEMBER, now_ms=NOW_MS)
+
+
+async def test_list_members_by_role_then_name(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        roles = {"dora": Role.MEMBER, "bob": Role.ADMIN, "carl": Role.MEMBER, "ann": Role.ADMIN}
+        for name, role in roles.items():
+            user = await new_user(store, name)
+            await store.set_member(lobby.sphere_id, user.user_id, role, now_ms=NOW_MS)
+        members = await store.list_members(lobby.sphere_id)
+
+    assert [(m.name, m.role) for m in members] == [
+        ("alice", Role.OWNER),
+        ("ann", Role.ADMIN),
+        ("bob", Role.ADMIN),
+        ("carl", Role.MEMBER),
+        ("dora", Role.MEMBER),
+    ]
+    assert members[0].user_id == alice.user_id
+    assert members[0].kind is UserKind.HUMAN
+
+
+async def test_user_spheres_count_unread_posts(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        bob = await new_user(store, "bob")
+        await store.set_member(lobby.sphere_id, bob.user_id, Role.MEMBER, now_ms=NOW_MS)
+        quiet = await new_sphere(store, bob, "quiet")
+        for _ in range(3):
+            await store.append(lobby.sphere_id, post(alice))  # 1, 2, 3
+        await store.append(lobby.sphere_id, post(bob))  # 4
+        await store.append(lobby.sphere_id, edit(alice, 1, "edits are not posts"))  # 5
+        await store.append(lobby.sphere_id, delete(alice, 2))  # 6
+
+        bobs = await store.user_spheres(bob.user_id)
+        assert [(s.sphere_id, s.role, s.read_offset, s.unread, s.offset) for s in bobs] == [
+            (lobby.sphere_id, Role.MEMBER, 0, 2, 6),
+            (quiet.sphere_id, Role.OWNER, 0, 0, 0),
+        ]
+        assert (bobs[0].name, bobs[0].privacy, bobs[0].epoch) == (
+            "lobby",
+            lobby.privacy,
+            lobby.epoch,
+        )
+        [alices] = await store.user_spheres(alice.user_id)
+        assert alices.unread == 1
+
+        assert await store.set_read_marker(lobby.sphere_id, bob.user_id, 1) == 1
+        [lobby_for_bob, _] = await store.user_spheres(bob.user_id)
+        assert (lobby_for_bob.read_offset, lobby_for_bob.unread) == (1, 1)
+        assert await store.user_spheres(UserId("u_nobody")) == []
+
+
+async def test_read_marker_moves_forward_only_and_stops_at_the_end(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        for _ in range(5):
+            await store.append(lobby.sphere_id, post(alice))
+
+        assert await store.set_read_marker(lobby.sphere_id, alice.user_id, 3) == 3
+        assert await store.set_read_marker(lobby.sphere_id, alice.user_id, 2) == 3
+        assert await store.set_read_marker(lobby.sphere_id, alice.user_id, 1_000) == 5
+        [summary] = await store.user_spheres(alice.user_id)
+        assert (summary.read_offset, summary.unread) == (5, 0)
+
+        outsider = await new_user(store, "eve")
+        with pytest.raises(NotFoundError):
+            await store.set_read_marker(lobby.sphere_id, outsider.user_id, 1)
+
+
+async def test_discoverable_spheres(store: Store, alice: UserRecord) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        created = [
+            await new_sphere(store, alice, f"{privacy}-{n}", privacy)
+            for n, privacy in enumerate(
+                [Privacy.OPEN, Privacy.PRIVATE, Privacy.PUBLIC, Privacy.OPEN, Privacy.PRIVATE]
+            )
+        ]
+        found = await store.discoverable_spheres(10)
+        newest_two = await store.discoverable_spheres(2)
+
+    assert [s.name for s in found] == ["open-3", "public-2", "open-0"]
+    assert [s.name for s in newest_two] == ["open-3", "public-2"]
+    assert found[0].sphere_id == created[3].sphere_id
+    assert (found[0].role, found[0].read_offset, found[0].unread) == (None, None, None)
+    assert (found[0].epoch, found[0].offset, found[0].privacy) == (
+        created[3].epoch,
+        0,
+        Privacy.OPEN,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The SQLite backend's own settings, and open_store URLs
+
+
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL", "normal"])
+async def test_sqlite_synchronous_modes(tmp_path: Path, synchronous: str) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        store = await SqliteStore.open(tmp_path / "db.sqlite3", synchronous=synchronous)
+        await store.aclose()
+
+
+@pytest.mark.parametrize("synchronous", ["OFF", "EXTRA", ""])
+async def test_sqlite_rejects_other_synchronous_modes(tmp_path: Path, synchronous: str) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        await SqliteStore.open(tmp_path / "db.sqlite3", synchronous=synchronous)
+    assert not (tmp_path / "db.sqlite3").exists()
+
+
+async def test_sqlite_missing_directory_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        await SqliteStore.open(tmp_path / "missing" / "db.sqlite3")
+
+
+async def test_open_store_sqlite_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    async with asyncio.timeout(TIMEOUT_S):
+        relative = await open_store("sqlite:///data/relative.sqlite3")
+        await relative.aclose()
+        absolute = await open_store(f"sqlite:///{tmp_path}/absolute.sqlite3?synchronous=NORMAL")
+        await absolute.aclose()
+
+    assert (tmp_path / "data" / "relative.sqlite3").exists()
+    assert (tmp_path / "absolute.sqlite3").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://localhost/cloison",
+        "cloison.sqlite3",
+        "sqlite:///:memory:",
+        "sqlite://",
+        "sqlite://host/db.sqlite3",
+        "sqlite:///db.sqlite3?journal=off",
+    ],
+)
+async def test_open_store_rejects(url: str) -> None:
+    with pytest.raises(ValueError, match="sqlite"):
+        await open_store(url)
