@@ -141,9 +141,7 @@ class _Schema:
         hints = typing.get_type_hints(cls)
         self.fields: list[tuple[str, _Check, bool, dict[str, int]]] = []
         for f in dataclasses.fields(cls):
-            required = (
-                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            )
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             check = _compile(hints[f.name], frames_by_type)
             self.fields.append((f.name, check, required, dict(f.metadata)))
         self.names = frozenset(name for name, *_ in self.fields)
@@ -177,9 +175,8 @@ def _check_bounds(value: Any, bounds: dict[str, int], where: str) -> None:
             raise ProtocolViolation(f"{where}: must not be empty")
         if len(value) > bounds["max_chars"]:
             raise ProtocolViolation(f"{where}: longer than {bounds['max_chars']} characters")
-    elif isinstance(value, int):
-        if not bounds["ge"] <= value <= bounds["le"]:
-            raise ProtocolViolation(f"{where}: must be between {bounds['ge']} and {bounds['le']}")
+    elif isinstance(value, int) and not bounds["ge"] <= value <= bounds["le"]:
+        raise ProtocolViolation(f"{where}: must be between {bounds['ge']} and {bounds['le']}")
 
 
 _SCHEMAS: dict[type, _Schema] = {}
@@ -226,8 +223,10 @@ def _wire_fields(cls: type) -> tuple[tuple[str, bool], ...]:
     out = []
     for f in dataclasses.fields(cls):
         text = str(hints[f.name])
-        nested = "list" in text or not isinstance(hints[f.name], type) or (
-            dataclasses.is_dataclass(hints[f.name])
+        nested = (
+            "list" in text
+            or not isinstance(hints[f.name], type)
+            or (dataclasses.is_dataclass(hints[f.name]))
         )
         out.append((f.name, nested))
     return tuple(out)

@@ -138,7 +138,8 @@ class Delete(Frame):
 
 @dataclass(frozen=True, slots=True)
 class History(Frame):
-    """Read posts in their current state, newest first below ``before`` or oldest after ``after``."""
+    """Read posts in their current state: the newest below ``before``, or the oldest after
+    ``after``; a page is always in ascending offset order."""
 
     TYPE: ClassVar[str] = "history"
     sphere_id: SphereId = _text(MAX_ID_CHARS)

@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
 
 from protocol import UserId, UserKind
 from server.config import Config
@@ -104,7 +103,9 @@ def user_command(argv: list[str]) -> int:
     namespace = parser.parse_args(argv)
     config = _admin_config(parser, namespace)
     kind = UserKind.BOT if namespace.bot else UserKind.HUMAN
-    return asyncio.run(_create_user(config, namespace.name, kind, namespace.admin, namespace.ttl_days))
+    return asyncio.run(
+        _create_user(config, namespace.name, kind, namespace.admin, namespace.ttl_days)
+    )
 
 
 def token_command(argv: list[str]) -> int:

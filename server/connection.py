@@ -16,7 +16,7 @@ import logging
 from collections import deque
 from typing import Protocol
 
-from protocol import Codec, CloseCode, ConnId, Frame, UserId, Wire
+from protocol import CloseCode, Codec, ConnId, Frame, UserId, Wire
 
 logger = logging.getLogger(__name__)
 

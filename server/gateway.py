@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
@@ -22,8 +22,6 @@ from protocol import (
     CloseCode,
     Codec,
     ConnId,
-    Delete,
-    Edit,
     ErrorCode,
     ErrorReply,
     Frame,
@@ -31,7 +29,6 @@ from protocol import (
     Limits,
     MsgpackCodec,
     ProtocolViolation,
-    Publish,
     RateLimitedError,
     ServerSession,
     Welcome,
@@ -97,9 +94,7 @@ class AsgiTransport:
 
 
 class Gateway:
-    def __init__(
-        self, config: Config, store: Store, hub: Hub, operations: Operations
-    ) -> None:
+    def __init__(self, config: Config, store: Store, hub: Hub, operations: Operations) -> None:
         self._config = config
         self._store = store
         self._hub = hub
@@ -125,14 +120,18 @@ class Gateway:
             await send({"type": "websocket.close", "code": CloseCode.BAD_ORIGIN})
             return
         offered: list[str] = list(scope.get("subprotocols", []))
-        chosen = next((p for p in offered if p in (JsonCodec.subprotocol, MsgpackCodec.subprotocol)), None)
+        chosen = next(
+            (p for p in offered if p in (JsonCodec.subprotocol, MsgpackCodec.subprotocol)), None
+        )
         await send({"type": "websocket.accept", "subprotocol": chosen})
         if chosen is None and offered:
-            await send({
-                "type": "websocket.close",
-                "code": CloseCode.UNSUPPORTED_PROTOCOL,
-                "reason": "unsupported subprotocol",
-            })
+            await send(
+                {
+                    "type": "websocket.close",
+                    "code": CloseCode.UNSUPPORTED_PROTOCOL,
+                    "reason": "unsupported subprotocol",
+                }
+            )
             return
         codec = codec_for(chosen or JsonCodec.subprotocol, self._config.max_frame_bytes)
         transport = AsgiTransport(send, codec.binary)
@@ -185,21 +184,33 @@ class Gateway:
             assert isinstance(frame, Auth)
             if frame.protocol != 1:
                 await self._refuse(
-                    transport, codec, CloseCode.UNSUPPORTED_PROTOCOL,
-                    ErrorCode.UNSUPPORTED_VERSION, "this server speaks protocol 1", frame.ref,
+                    transport,
+                    codec,
+                    CloseCode.UNSUPPORTED_PROTOCOL,
+                    ErrorCode.UNSUPPORTED_VERSION,
+                    "this server speaks protocol 1",
+                    frame.ref,
                 )
                 return None
             user = await authenticate(self._store, frame.token, now_ms=now_ms())
         except CloisonError as exc:
             await self._refuse(
-                transport, codec, CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED,
-                f"authentication failed: {exc.message}", exc.ref,
+                transport,
+                codec,
+                CloseCode.UNAUTHORIZED,
+                ErrorCode.UNAUTHORIZED,
+                f"authentication failed: {exc.message}",
+                exc.ref,
             )
             return None
         if user is None:
             await self._refuse(
-                transport, codec, CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED,
-                "invalid, expired or revoked token", frame.ref,
+                transport,
+                codec,
+                CloseCode.UNAUTHORIZED,
+                ErrorCode.UNAUTHORIZED,
+                "invalid, expired or revoked token",
+                frame.ref,
             )
         return user
 
@@ -248,13 +259,16 @@ class Gateway:
                     # Checks run in arrival order; commits then run concurrently so one client
                     # can pipeline writes into a group commit, still sequenced in send order.
                     # The semaphore bounds them, and pauses reading when full.
-                    prepared = await self._guarded(conn, frame.ref, self._ops.prepare_write(caller, frame))
+                    prepared = await self._guarded(
+                        conn, frame.ref, self._ops.prepare_write(caller, frame)
+                    )
                     if prepared is None:
                         continue
                     await inflight.acquire()
                     task = asyncio.create_task(self._commit(conn, prepared))
                     writes.add(task)
-                    task.add_done_callback(lambda t: (writes.discard(t), inflight.release()))
+                    task.add_done_callback(writes.discard)
+                    task.add_done_callback(lambda _: inflight.release())
                 else:
                     await self._run(caller, frame)
         finally:
@@ -297,7 +311,7 @@ class Gateway:
             await asyncio.wait({writer})
 
 
-def _payload(message: dict[str, Any]) -> Wire:
+def _payload(message: Mapping[str, Any]) -> Wire:
     text = message.get("text")
     if text is not None:
         return str(text)

@@ -28,7 +28,6 @@ from protocol import (
     decode_client_map,
     to_wire,
 )
-
 from server.auth import authenticate, issue_token
 from server.config import Config
 from server.operations import Caller, Operations, now_ms
@@ -91,9 +90,7 @@ class HttpApi:
             Route("/spheres/{sphere_id}/join", frame("join"), methods=["POST"]),
             Route("/spheres/{sphere_id}/leave", frame("leave"), methods=["POST"]),
             Route("/spheres/{sphere_id}/read", frame("mark_read"), methods=["POST"]),
-            Route(
-                "/spheres/{sphere_id}/members", frame("list_members"), methods=["GET"]
-            ),
+            Route("/spheres/{sphere_id}/members", frame("list_members"), methods=["GET"]),
             Route("/spheres/{sphere_id}/members", frame("add_member"), methods=["POST"]),
             Route(
                 "/spheres/{sphere_id}/members/{user_id}",
@@ -115,9 +112,7 @@ class HttpApi:
                 frame("publish", status=201),
                 methods=["POST"],
             ),
-            Route(
-                "/spheres/{sphere_id}/messages/{target}", frame("edit"), methods=["PUT"]
-            ),
+            Route("/spheres/{sphere_id}/messages/{target}", frame("edit"), methods=["PUT"]),
             Route(
                 "/spheres/{sphere_id}/messages/{target}",
                 frame("delete"),
@@ -134,9 +129,7 @@ class HttpApi:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _guard(
-        self, handler: Callable[[Request, UserRecord], Awaitable[Response]]
-    ) -> Endpoint:
+    def _guard(self, handler: Callable[[Request, UserRecord], Awaitable[Response]]) -> Endpoint:
         """Authenticate, run, and turn every failure into a JSON error."""
 
         async def endpoint(request: Request) -> Response:
@@ -157,16 +150,18 @@ class HttpApi:
         if scheme.lower() == "bearer" and token:
             user = await authenticate(self._store, token.strip(), now_ms=now_ms())
         if user is None:
-            raise CloisonError(
-                "a valid bearer token is required", code=ErrorCode.UNAUTHORIZED
-            )
+            raise CloisonError("a valid bearer token is required", code=ErrorCode.UNAUTHORIZED)
         return user
 
     async def _body(self, request: Request) -> dict[str, Any]:
         if request.method in ("GET", "HEAD"):
             return {}
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._config.max_frame_bytes:
+        if (
+            declared is not None
+            and declared.isdigit()
+            and int(declared) > self._config.max_frame_bytes
+        ):
             raise CloisonError("request body too large", code=ErrorCode.TOO_LARGE)
         raw = b""
         async for chunk in request.stream():

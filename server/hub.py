@@ -21,10 +21,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-import msgpack
-
 from protocol import (
-    Codec,
     ConnId,
     Frame,
     Message,
@@ -175,7 +172,8 @@ class Hub:
                 if not events:
                     break  # the store has not caught up; the next arrival re-triggers repair
                 logger.info(
-                    "repairing a gap of %d events", len(events),
+                    "repairing a gap of %d events",
+                    len(events),
                     extra={"sphere_id": channel.sphere_id},
                 )
                 for event in events:
@@ -352,4 +350,3 @@ class Hub:
     def online(self, sphere_id: SphereId) -> list[UserId]:
         channel = self._channels.get(sphere_id)
         return sorted(channel.online) if channel is not None else []
-

@@ -137,7 +137,7 @@ class Operations:
             sub = self._hub.subscription(caller.conn, sphere_id)
             if sub is not None and sub.role is not None:
                 return sub.role
-        sphere, role = await access.resolve(self._store, sphere_id, caller.user.user_id)
+        _, role = await access.resolve(self._store, sphere_id, caller.user.user_id)
         access.require(role is not None, "only members may do this")
         assert role is not None
         return role
@@ -324,7 +324,7 @@ class Operations:
         return SphereInfo(sphere=await self._summary(sphere, caller), ref=frame.ref)
 
     async def _update_sphere(self, caller: Caller, frame: UpdateSphere) -> Frame:
-        sphere, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
+        _, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
         access.require(access.can_manage(role), "only sphere admins may change it")
         if frame.privacy is not None:
             access.require(role is Role.OWNER, "only owners may change who can see a sphere")
@@ -357,7 +357,7 @@ class Operations:
         return Ok(ref=frame.ref)
 
     async def _add_member(self, caller: Caller, frame: AddMember) -> Frame:
-        sphere, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
+        _, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
         access.require(access.can_manage(role), "only sphere admins may add members")
         access.require(
             frame.role is Role.MEMBER or role is Role.OWNER, "only owners may grant that role"
@@ -370,7 +370,7 @@ class Operations:
         return Ok(ref=frame.ref)
 
     async def _remove_member(self, caller: Caller, frame: RemoveMember) -> Frame:
-        sphere, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
+        _, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
         access.require(access.can_manage(role), "only sphere admins may remove members")
         assert role is not None
         target = await self._store.get_role(frame.sphere_id, frame.user_id)
@@ -387,7 +387,7 @@ class Operations:
         return Ok(ref=frame.ref)
 
     async def _set_role(self, caller: Caller, frame: SetRole) -> Frame:
-        sphere, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
+        _, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
         access.require(role is Role.OWNER, "only owners may change roles")
         target = await self._store.get_role(frame.sphere_id, frame.user_id)
         if target is None:

@@ -110,6 +110,10 @@ class MessageLog(Protocol):
     async def append(self, sphere_id: SphereId, draft: Draft) -> AppendResult:
         """Durably append ``draft`` to the sphere's stream.
 
+        Appends are sequenced in the order their calls start: a caller that starts appends
+        one after another (without awaiting each) gets offsets in that order. The server
+        relies on this to keep each sender's pipelined writes in send order.
+
         Raises:
             NotFoundError: no such sphere.
             TargetGoneError: an edit/delete whose target is not a live post.

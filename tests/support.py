@@ -72,9 +72,17 @@ class ServerProcess:
 
     def start(self) -> None:
         args = [
-            sys.executable, "-m", "server", "serve",
-            "--port", str(self.port), "--data-dir", str(self.data_dir),
-            "--log-level", "info", *self.extra_args,
+            sys.executable,
+            "-m",
+            "server",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            "--log-level",
+            "info",
+            *self.extra_args,
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.proc = subprocess.Popen(
@@ -119,7 +127,10 @@ class ServerProcess:
         async with self.http(self.admin_token) as http:
             reply = await http.post(
                 "/api/v1/admin/users",
-                json={"name": name or f"user-{uuid.uuid4().hex[:6]}", "kind": "bot" if bot else "human"},
+                json={
+                    "name": name or f"user-{uuid.uuid4().hex[:6]}",
+                    "kind": "bot" if bot else "human",
+                },
             )
             reply.raise_for_status()
             data = reply.json()
@@ -168,7 +179,9 @@ class Client:
         self._refs = 0
 
     @classmethod
-    async def connect(cls, url: str, token: str | None, encoding: str = "json", **kwargs: Any) -> Client:
+    async def connect(
+        cls, url: str, token: str | None, encoding: str = "json", **kwargs: Any
+    ) -> Client:
         codec: Codec = JsonCodec() if encoding == "json" else MsgpackCodec()
         ws = await asyncio.wait_for(
             websockets.connect(url, subprotocols=[codec.subprotocol], max_size=2**22, **kwargs),  # type: ignore[list-item]
@@ -217,7 +230,7 @@ class Client:
 
     async def request(self, frame: Frame, timeout_s: float = TIMEOUT_S) -> Frame:
         """Send ``frame`` (which must carry a ref) and return the reply with that ref."""
-        ref = getattr(frame, "ref")
+        ref = frame.ref
         assert ref is not None
         await self.send(frame)
         skipped: list[Frame] = []

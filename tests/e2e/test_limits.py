@@ -79,7 +79,9 @@ async def test_oversize_body_and_frame(server: ServerProcess) -> None:
     reply = await client.request(Publish(sphere_id=sphere_id, message_id="m", body=big, ref="p"))
     assert isinstance(reply, ErrorReply) and reply.code == "too_large"
     multibyte = "é" * (8 * 1024 + 1)  # 16 KiB + 2 bytes in UTF-8
-    reply = await client.request(Publish(sphere_id=sphere_id, message_id="m", body=multibyte, ref="q"))
+    reply = await client.request(
+        Publish(sphere_id=sphere_id, message_id="m", body=multibyte, ref="q")
+    )
     assert isinstance(reply, ErrorReply) and reply.code == "too_large"
     await client.send_raw("x" * (64 * 1024 + 1))
     assert await closed_with(client) == 1009
@@ -97,14 +99,20 @@ async def test_publish_rate_limit(tmp_path) -> None:
         replies = []
         for n in range(8):
             replies.append(
-                await client.request(Publish(sphere_id=sphere_id, message_id=f"m{n}", body="x", ref=str(n)))
+                await client.request(
+                    Publish(sphere_id=sphere_id, message_id=f"m{n}", body="x", ref=str(n))
+                )
             )
-        assert sum(isinstance(r, Ack) for r in replies) == 4  # the burst; creating the sphere used one
+        assert (
+            sum(isinstance(r, Ack) for r in replies) == 4
+        )  # the burst; creating the sphere used one
         limited = [r for r in replies if isinstance(r, ErrorReply)]
         assert limited and all(r.code == "rate_limited" and r.retryable for r in limited)
         assert all(r.retry_after_ms and r.retry_after_ms > 0 for r in limited)
         await asyncio.sleep(limited[-1].retry_after_ms / 1000 + 0.05)
-        again = await client.request(Publish(sphere_id=sphere_id, message_id="late", body="x", ref="z"))
+        again = await client.request(
+            Publish(sphere_id=sphere_id, message_id="late", body="x", ref="z")
+        )
         assert isinstance(again, Ack) and again.offset == 5
     finally:
         server.stop()
@@ -205,7 +213,9 @@ async def test_slow_consumer_is_closed_and_resumes_without_loss(tmp_path) -> Non
         total = 1500  # 12 MB: far more than socket buffers and the 256 KiB queue hold
         reading = asyncio.create_task(read_healthy(total))
         for n in range(total):
-            await writer.send(Publish(sphere_id=sphere_id, message_id=f"m{n}", body=body, ref=str(n)))
+            await writer.send(
+                Publish(sphere_id=sphere_id, message_id=f"m{n}", body=body, ref=str(n))
+            )
             if n % 10 == 9:
                 await writer.expect(Ack, ref=str(n), timeout_s=30)
         await reading

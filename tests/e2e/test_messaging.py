@@ -28,7 +28,9 @@ from protocol import (
 from tests.support import Client, ServerProcess, User
 
 
-async def subscribe(client: Client, sphere_id: str, since: StreamPosition | None = None) -> Subscribed:
+async def subscribe(
+    client: Client, sphere_id: str, since: StreamPosition | None = None
+) -> Subscribed:
     reply = await client.request(Subscribe(sphere_id=sphere_id, since=since, ref=client.ref()))
     assert isinstance(reply, Subscribed), reply
     return reply
@@ -58,7 +60,9 @@ async def pair(server: ServerProcess) -> tuple[User, User, str]:
 
 
 @pytest.mark.parametrize("encoding", ["json", "msgpack"])
-async def test_publish_is_acked_and_delivered_to_members(server: ServerProcess, encoding: str) -> None:
+async def test_publish_is_acked_and_delivered_to_members(
+    server: ServerProcess, encoding: str
+) -> None:
     alice, bob, sphere_id = await pair(server)
     a, b = await alice.connect(encoding), await bob.connect(encoding)
     sub = await subscribe(b, sphere_id)
@@ -79,7 +83,9 @@ async def test_concurrent_publishers_give_one_gapless_order(server: ServerProces
     readers = [await server.new_user(f"r{i}") for i in range(2)]
     for user in publishers + readers:
         await owner.add(sphere_id, user)
-    reader_clients = [await r.connect(enc) for r, enc in zip(readers, ["json", "msgpack"], strict=True)]
+    reader_clients = [
+        await r.connect(enc) for r, enc in zip(readers, ["json", "msgpack"], strict=True)
+    ]
     for c in reader_clients:
         await subscribe(c, sphere_id)
     per_publisher = 60
@@ -131,7 +137,9 @@ async def test_history_pages_and_shows_edits_and_tombstones(server: ServerProces
     a = await alice.connect()
     for n in range(1, 8):
         await publish(a, sphere_id, f"m{n}", f"k{n}")
-    edit = await a.request(Edit(sphere_id=sphere_id, message_id="e1", target=2, body="m2!", ref="e"))
+    edit = await a.request(
+        Edit(sphere_id=sphere_id, message_id="e1", target=2, body="m2!", ref="e")
+    )
     assert isinstance(edit, Ack) and edit.offset == 8
     gone = await a.request(Delete(sphere_id=sphere_id, message_id="d1", target=3, ref="d"))
     assert isinstance(gone, Ack) and gone.offset == 9
@@ -151,9 +159,13 @@ async def test_history_pages_and_shows_edits_and_tombstones(server: ServerProces
 
     # Only the author or an admin may change a message.
     b = await bob.connect()
-    refused = await b.request(Edit(sphere_id=sphere_id, message_id="x", target=1, body="no", ref="x"))
+    refused = await b.request(
+        Edit(sphere_id=sphere_id, message_id="x", target=1, body="no", ref="x")
+    )
     assert isinstance(refused, ErrorReply) and refused.code == "forbidden"
-    missing = await a.request(Edit(sphere_id=sphere_id, message_id="y", target=3, body="no", ref="y"))
+    missing = await a.request(
+        Edit(sphere_id=sphere_id, message_id="y", target=3, body="no", ref="y")
+    )
     assert isinstance(missing, ErrorReply) and missing.code == "not_found"
 
 
@@ -166,7 +178,9 @@ async def test_edits_and_deletes_are_stream_events(server: ServerProcess) -> Non
     await a.request(Delete(sphere_id=sphere_id, message_id="k3", target=1, ref="d"))
     got = await collect(b, sphere_id, 3)
     assert [(m.offset, m.kind, m.target) for m in got] == [
-        (1, "post", None), (2, "edit", 1), (3, "delete", 1)
+        (1, "post", None),
+        (2, "edit", 1),
+        (3, "delete", 1),
     ]
     assert got[1].body == "final"
 

@@ -80,7 +80,9 @@ async def test_open_sphere_is_listed_and_joinable(server: ServerProcess) -> None
     assert isinstance(await v.request(Subscribe(sphere_id=sphere_id, ref="s2")), Subscribed)
 
 
-async def test_public_sphere_is_readable_but_not_writable_by_non_members(server: ServerProcess) -> None:
+async def test_public_sphere_is_readable_but_not_writable_by_non_members(
+    server: ServerProcess,
+) -> None:
     owner = await server.new_user("owner")
     reader = await server.new_user("reader")
     sphere_id = await owner.create_sphere("news", privacy="public")
@@ -129,7 +131,9 @@ async def test_roles_are_enforced(server: ServerProcess) -> None:
     reply = await m.request(AddMember(sphere_id=sphere_id, user_id=owner.user_id, ref="a"))
     assert isinstance(reply, ErrorReply) and reply.code == "forbidden"
     ad = await admin.connect()
-    reply = await ad.request(AddMember(sphere_id=sphere_id, user_id=member.user_id, role="owner", ref="b"))
+    reply = await ad.request(
+        AddMember(sphere_id=sphere_id, user_id=member.user_id, role="owner", ref="b")
+    )
     assert isinstance(reply, ErrorReply) and reply.code == "forbidden"
     reply = await admin.api("DELETE", f"/spheres/{sphere_id}/members/{owner.user_id}")
     assert reply.status_code == 403
@@ -145,9 +149,13 @@ async def test_http_api_follows_the_same_rules(server: ServerProcess) -> None:
     bot = await server.new_user("bot", bot=True)
     sphere_id = await owner.create_sphere()
     await owner.add(sphere_id, bot)
-    posted = await bot.api("POST", f"/spheres/{sphere_id}/messages", json={"message_id": "b1", "body": "beep"})
+    posted = await bot.api(
+        "POST", f"/spheres/{sphere_id}/messages", json={"message_id": "b1", "body": "beep"}
+    )
     assert posted.status_code == 201 and posted.json()["offset"] == 1
-    again = await bot.api("POST", f"/spheres/{sphere_id}/messages", json={"message_id": "b1", "body": "beep"})
+    again = await bot.api(
+        "POST", f"/spheres/{sphere_id}/messages", json={"message_id": "b1", "body": "beep"}
+    )
     assert again.status_code == 200 and again.json()["duplicate"] is True
     page = await owner.api("GET", f"/spheres/{sphere_id}/messages", params={"limit": 10})
     assert [m["body"] for m in page.json()["messages"]] == ["beep"]
@@ -157,7 +165,9 @@ async def test_http_api_follows_the_same_rules(server: ServerProcess) -> None:
     try:
         reply = await anonymous.get(f"/api/v1/spheres/{sphere_id}/messages")
         assert reply.status_code == 401 and reply.json()["code"] == "unauthorized"
-        reply = await anonymous.post(f"/api/v1/spheres/{sphere_id}/messages", json={"message_id": "a", "body": "x"})
+        reply = await anonymous.post(
+            f"/api/v1/spheres/{sphere_id}/messages", json={"message_id": "a", "body": "x"}
+        )
         assert reply.status_code == 401
     finally:
         await anonymous.aclose()
