@@ -12,6 +12,7 @@ Other packages import from here only.
 from protocol.codec import (
     CODECS,
     DEFAULT_MAX_FRAME_BYTES,
+    MAX_SERVER_FRAME_BYTES,
     Codec,
     JsonCodec,
     MsgpackCodec,
@@ -30,6 +31,10 @@ from protocol.errors import (
 )
 from protocol.frames import (
     CLIENT_FRAMES,
+    MAX_HISTORY_LIMIT,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    MAX_OFFSET,
     PROTOCOL_VERSION,
     SERVER_FRAMES,
     Ack,
@@ -94,6 +99,11 @@ __all__ = [
     "CLIENT_FRAMES",
     "CODECS",
     "DEFAULT_MAX_FRAME_BYTES",
+    "MAX_HISTORY_LIMIT",
+    "MAX_ID_CHARS",
+    "MAX_NAME_CHARS",
+    "MAX_OFFSET",
+    "MAX_SERVER_FRAME_BYTES",
     "PROTOCOL_VERSION",
     "SERVER_FRAMES",
     "TRANSITIONS",

@@ -33,6 +33,9 @@ Wire = str | bytes
 
 # Why: the default guards every frame against a client that sends megabytes; servers override it.
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024
+# Why: the server keeps every frame it sends below this (a history page is trimmed to fit), and
+# 1 MiB is what browsers and common WebSocket libraries accept by default.
+MAX_SERVER_FRAME_BYTES = 1024 * 1024
 
 _Check = Callable[[Any, str], Any]
 
@@ -278,15 +281,15 @@ class JsonCodec:
         return '{"type":"batch","frames":[' + ",".join(_as_text(p) for p in parts) + "]}"
 
     def decode_client(self, data: Wire) -> Frame:
-        return _decode_frame(self._parse(data), _CLIENT_TYPES)
+        return _decode_frame(self._parse(data, self.max_frame_bytes), _CLIENT_TYPES)
 
     def decode_server(self, data: Wire) -> Frame:
-        return _decode_frame(self._parse(data), _SERVER_TYPES)
+        return _decode_frame(self._parse(data, MAX_SERVER_FRAME_BYTES), _SERVER_TYPES)
 
-    def _parse(self, data: Wire) -> Any:
+    def _parse(self, data: Wire, limit: int) -> Any:
         size = len(data) if isinstance(data, bytes) else len(data.encode())
-        if size > self.max_frame_bytes:
-            raise FrameTooLarge(f"frame of {size} bytes exceeds {self.max_frame_bytes}")
+        if size > limit:
+            raise FrameTooLarge(f"frame of {size} bytes exceeds {limit}")
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -329,16 +332,16 @@ class MsgpackCodec:
         return _MSGPACK_BATCH_HEAD + _msgpack_array_header(len(raw)) + b"".join(raw)
 
     def decode_client(self, data: Wire) -> Frame:
-        return _decode_frame(self._parse(data), _CLIENT_TYPES)
+        return _decode_frame(self._parse(data, self.max_frame_bytes), _CLIENT_TYPES)
 
     def decode_server(self, data: Wire) -> Frame:
-        return _decode_frame(self._parse(data), _SERVER_TYPES)
+        return _decode_frame(self._parse(data, MAX_SERVER_FRAME_BYTES), _SERVER_TYPES)
 
-    def _parse(self, data: Wire) -> Any:
+    def _parse(self, data: Wire, limit: int) -> Any:
         if not isinstance(data, bytes):
             raise ProtocolViolation("MessagePack frames must be binary messages")
-        if len(data) > self.max_frame_bytes:
-            raise FrameTooLarge(f"frame of {len(data)} bytes exceeds {self.max_frame_bytes}")
+        if len(data) > limit:
+            raise FrameTooLarge(f"frame of {len(data)} bytes exceeds {limit}")
         try:
             return msgpack.unpackb(
                 data,

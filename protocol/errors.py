@@ -39,6 +39,7 @@ class CloseCode(IntEnum):
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
     # 4000-4499: the client should reconnect (with backoff) and resume.
     SLOW_CONSUMER = 4000
     AUTH_TIMEOUT = 4001
@@ -46,7 +47,6 @@ class CloseCode(IntEnum):
     # 4500-4999: terminal; reconnecting with the same credentials fails again.
     UNAUTHORIZED = 4500
     UNSUPPORTED_PROTOCOL = 4501
-    BAD_ORIGIN = 4502
     POLICY_VIOLATION = 4503
 
     @property
@@ -54,7 +54,12 @@ class CloseCode(IntEnum):
         """True when a client should reconnect (after a jittered backoff) and resume."""
         if self >= 4000:
             return self < 4500
-        return self in (CloseCode.GOING_AWAY, CloseCode.INTERNAL_ERROR, CloseCode.SERVICE_RESTART)
+        return self in (
+            CloseCode.GOING_AWAY,
+            CloseCode.INTERNAL_ERROR,
+            CloseCode.SERVICE_RESTART,
+            CloseCode.TRY_AGAIN_LATER,
+        )
 
 
 class CloisonError(Exception):

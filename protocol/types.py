@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NewType
 
@@ -23,8 +23,8 @@ class StreamPosition:
     epoch mean nothing in the new one.
     """
 
-    offset: int
-    epoch: str
+    offset: int = field(metadata={"ge": 0, "le": 2**63 - 1})
+    epoch: str = field(metadata={"min_chars": 1, "max_chars": 64})
 
 
 class Privacy(StrEnum):

@@ -50,13 +50,15 @@ async def _build(config: Config) -> Runtime:
     hub = Hub(store, broker, tasks)
     await broker.start(hub)
     operations = Operations(store, hub, config)
+    gateway = Gateway(config, store, hub, operations)
+    api = HttpApi(config, store, operations, on_revoke=gateway.disconnect_token)
     return Runtime(
         store=store,
         broker=broker,
         hub=hub,
         tasks=tasks,
-        gateway=Gateway(config, store, hub, operations),
-        api=Router(routes=HttpApi(config, store, operations).routes()),
+        gateway=gateway,
+        api=Router(routes=api.routes()),
     )
 
 

@@ -12,11 +12,15 @@ import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
 from protocol import (
+    CODECS,
+    MAX_HISTORY_LIMIT,
+    PROTOCOL_VERSION,
     Auth,
     CloisonError,
     CloseCode,
@@ -27,7 +31,6 @@ from protocol import (
     Frame,
     JsonCodec,
     Limits,
-    MsgpackCodec,
     ProtocolViolation,
     RateLimitedError,
     ServerSession,
@@ -35,13 +38,13 @@ from protocol import (
     Wire,
     codec_for,
 )
-from server.auth import authenticate
+from server.auth import authenticate, split_token
 from server.config import Config
 from server.connection import Connection
 from server.hub import Hub
 from server.operations import WRITES, Caller, Operations, PreparedWrite, now_ms
 from server.origins import OriginPolicy
-from storage import Store, UserRecord
+from storage import Store, StoreError, UserRecord
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -93,6 +96,15 @@ class AsgiTransport:
             return
 
 
+@dataclass(frozen=True, slots=True)
+class Login:
+    """Who a connection authenticated as, with which token, answering which ``auth`` ref."""
+
+    user: UserRecord
+    token_id: str
+    ref: str | None
+
+
 class Gateway:
     def __init__(self, config: Config, store: Store, hub: Hub, operations: Operations) -> None:
         self._config = config
@@ -102,74 +114,81 @@ class Gateway:
         self._origins = OriginPolicy(config.allowed_origins)
         self._ids = itertools.count(1)
         self._node = secrets.token_hex(3)
+        self._by_token: dict[str, set[Connection]] = {}
         self.connections = 0
         self.limits = Limits(
             max_frame_bytes=config.max_frame_bytes,
             max_message_bytes=config.max_message_bytes,
             publish_rate_per_s=config.publish_rate_per_s,
             publish_burst=config.publish_burst,
-            history_limit_max=200,
+            history_limit_max=MAX_HISTORY_LIMIT,
             idle_timeout_ms=int(config.idle_timeout_s * 1000),
         )
+
+    def disconnect_token(self, token_id: str) -> int:
+        """Close this node's connections opened with a revoked token; returns how many."""
+        conns = self._by_token.get(token_id, set())
+        for conn in conns:
+            conn.abort(CloseCode.UNAUTHORIZED, "token revoked")
+        return len(conns)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
         if not self._origins.allows(scope):
             logger.info("refused a cross-origin WebSocket")
-            await send({"type": "websocket.close", "code": CloseCode.BAD_ORIGIN})
+            await send({"type": "websocket.close"})  # before accept: HTTP 403
             return
         offered: list[str] = list(scope.get("subprotocols", []))
-        chosen = next(
-            (p for p in offered if p in (JsonCodec.subprotocol, MsgpackCodec.subprotocol)), None
-        )
+        chosen = next((p for p in offered if p in CODECS), None)
         await send({"type": "websocket.accept", "subprotocol": chosen})
         if chosen is None and offered:
-            await send(
-                {
-                    "type": "websocket.close",
-                    "code": CloseCode.UNSUPPORTED_PROTOCOL,
-                    "reason": "unsupported subprotocol",
-                }
-            )
+            close = {"code": CloseCode.UNSUPPORTED_PROTOCOL, "reason": "unsupported subprotocol"}
+            await send({"type": "websocket.close", **close})
             return
         codec = codec_for(chosen or JsonCodec.subprotocol, self._config.max_frame_bytes)
         transport = AsgiTransport(send, codec.binary)
-        user = await self._authenticate(receive, transport, codec)
-        if user is None:
+        login = await self._authenticate(receive, transport, codec)
+        if login is None:
             return
         conn_id = ConnId(f"c_{self._node}_{next(self._ids)}")
         conn = Connection(
             conn_id,
-            user.user_id,
+            login.user.user_id,
             codec,
             transport,
             queue_max_bytes=self._config.queue_max_bytes,
             send_timeout_s=self._config.send_timeout_s,
         )
         self.connections += 1
+        same_token = self._by_token.setdefault(login.token_id, set())
+        same_token.add(conn)
         writer = asyncio.create_task(conn.run_writer(), name=f"writer {conn_id}")
         try:
             conn.send(
                 Welcome(
-                    user_id=user.user_id,
-                    name=user.name,
+                    user_id=login.user.user_id,
+                    name=login.user.name,
                     conn_id=conn_id,
-                    protocol=1,
+                    protocol=PROTOCOL_VERSION,
                     server_time_ms=now_ms(),
                     limits=self.limits,
+                    ref=login.ref,
                 )
             )
-            await self._serve(Caller(user, conn), receive)
+            await self._serve(Caller(login.user, conn), receive)
         finally:
             self.connections -= 1
+            same_token.discard(conn)
+            if not same_token:
+                self._by_token.pop(login.token_id, None)
             self._hub.drop_connection(conn)
             await self._finish_writer(conn, writer)
 
     async def _authenticate(
         self, receive: Receive, transport: AsgiTransport, codec: Codec
-    ) -> UserRecord | None:
-        session = ServerSession()
+    ) -> Login | None:
+        """Read and check the ``auth`` frame; on failure, say why and close."""
         try:
             async with asyncio.timeout(self._config.auth_timeout_s):
                 message = await receive()
@@ -178,21 +197,35 @@ class Gateway:
             return None
         if message["type"] != "websocket.receive":
             return None
+        ref: str | None = None
         try:
             frame = codec.decode_client(_payload(message))
-            session.accept(frame)
+            ServerSession().accept(frame)
             assert isinstance(frame, Auth)
-            if frame.protocol != 1:
+            ref = frame.ref
+            if frame.protocol != PROTOCOL_VERSION:
                 await self._refuse(
                     transport,
                     codec,
                     CloseCode.UNSUPPORTED_PROTOCOL,
                     ErrorCode.UNSUPPORTED_VERSION,
-                    "this server speaks protocol 1",
-                    frame.ref,
+                    f"this server speaks protocol {PROTOCOL_VERSION}",
+                    ref,
                 )
                 return None
             user = await authenticate(self._store, frame.token, now_ms=now_ms())
+        except StoreError:
+            logger.exception("authentication could not reach the store")
+            await self._refuse(
+                transport,
+                codec,
+                CloseCode.TRY_AGAIN_LATER,
+                ErrorCode.UNAVAILABLE,
+                "the server cannot check tokens right now",
+                ref,
+                retryable=True,
+            )
+            return None
         except CloisonError as exc:
             await self._refuse(
                 transport,
@@ -203,16 +236,18 @@ class Gateway:
                 exc.ref,
             )
             return None
-        if user is None:
+        parts = split_token(frame.token)
+        if user is None or parts is None:
             await self._refuse(
                 transport,
                 codec,
                 CloseCode.UNAUTHORIZED,
                 ErrorCode.UNAUTHORIZED,
                 "invalid, expired or revoked token",
-                frame.ref,
+                ref,
             )
-        return user
+            return None
+        return Login(user, parts[0], ref)
 
     async def _refuse(
         self,
@@ -222,8 +257,10 @@ class Gateway:
         code: ErrorCode,
         message: str,
         ref: str | None,
+        *,
+        retryable: bool = False,
     ) -> None:
-        reply = ErrorReply(code=code.value, message=message, retryable=False, ref=ref)
+        reply = ErrorReply(code=code.value, message=message, retryable=retryable, ref=ref)
         await transport.send(codec.encode(reply))
         await transport.close(close, message[:120])
 

@@ -75,10 +75,18 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class HttpApi:
-    def __init__(self, config: Config, store: Store, operations: Operations) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        operations: Operations,
+        *,
+        on_revoke: Callable[[str], object],
+    ) -> None:
         self._config = config
         self._store = store
         self._ops = operations
+        self._on_revoke = on_revoke  # closes live connections opened with a revoked token
 
     def routes(self) -> list[Route]:
         frame = self._frame_route
@@ -214,7 +222,7 @@ class HttpApi:
         is_admin = data.get("is_admin", False)
         if not isinstance(name, str) or not 0 < len(name) <= _MAX_NAME_CHARS:
             raise ProtocolViolation(f"name: a string of 1 to {_MAX_NAME_CHARS} characters")
-        if kind not in {k.value for k in UserKind}:
+        if not isinstance(kind, str) or kind not in {k.value for k in UserKind}:
             raise ProtocolViolation("kind: expected human or bot")
         if not isinstance(is_admin, bool):
             raise ProtocolViolation("is_admin: expected a boolean")
@@ -250,8 +258,10 @@ class HttpApi:
 
     async def _revoke_token(self, request: Request, user: UserRecord) -> Response:
         self._require_admin(user)
-        if not await self._store.revoke_token(request.path_params["token_id"]):
+        token_id = request.path_params["token_id"]
+        if not await self._store.revoke_token(token_id):
             raise CloisonError("token not found", code=ErrorCode.NOT_FOUND)
+        self._on_revoke(token_id)
         return json_response({"revoked": True})
 
     def _ttl_ms(self, data: dict[str, Any]) -> int | None:

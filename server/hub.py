@@ -192,12 +192,15 @@ class Hub:
         skip_conn: ConnId | None = None,
         wire: bytes | None = None,
     ) -> None:
-        """Send an ephemeral frame to every live subscription, encoded once per codec."""
+        """Send an ephemeral frame to every subscription, encoded once per codec.
+
+        Replaying subscriptions get it too: ephemeral frames have no offset to wait for.
+        """
         wires: dict[str, Wire] = {}
         if wire is not None:
             wires[self._envelope_codec.subprotocol] = wire
         for sub in channel.subs.values():
-            if not sub.live or sub.conn.user_id == skip_user or sub.conn.conn_id == skip_conn:
+            if sub.conn.user_id == skip_user or sub.conn.conn_id == skip_conn:
                 continue
             codec = sub.conn.codec
             encoded = wires.get(codec.subprotocol)
@@ -221,10 +224,12 @@ class Hub:
         The caller has checked that the user may read the sphere and that ``since`` belongs
         to the sphere's current epoch and is not past its end.
         """
-        self.unsubscribe(conn, sphere.sphere_id, reason=None)
         channel = await self._channel(sphere)
         sub = Subscription(conn, sphere.sphere_id, role)
-        self._add(channel, sub)
+        previous = self.subscription(conn, sphere.sphere_id)
+        self._add(channel, sub)  # before removing the old one, so the channel never empties
+        if previous is not None:
+            self._remove(channel, previous)
         if since is None:
             sub.last_offset = channel.delivered
             sub.live = True
@@ -281,6 +286,9 @@ class Hub:
         return channel
 
     def _add(self, channel: SphereChannel, sub: Subscription) -> None:
+        old = channel.subs.get(sub.conn.conn_id)
+        if old is not None:
+            old.active = False  # replaced: its replay, if any, stops
         channel.subs[sub.conn.conn_id] = sub
         self._by_conn.setdefault(sub.conn.conn_id, {})[sub.sphere_id] = sub
         if sub.role is not None:
@@ -292,12 +300,14 @@ class Hub:
 
     def _remove(self, channel: SphereChannel, sub: Subscription) -> None:
         sub.active = False
-        channel.subs.pop(sub.conn.conn_id, None)
-        subs = self._by_conn.get(sub.conn.conn_id)
-        if subs is not None:
-            subs.pop(sub.sphere_id, None)
-            if not subs:
-                del self._by_conn[sub.conn.conn_id]
+        conn_id = sub.conn.conn_id
+        if channel.subs.get(conn_id) is sub:
+            del channel.subs[conn_id]
+            subs = self._by_conn.get(conn_id)
+            if subs is not None:
+                subs.pop(sub.sphere_id, None)
+                if not subs:
+                    del self._by_conn[conn_id]
         if sub.role is not None:
             user_id = sub.conn.user_id
             channel.online[user_id] -= 1
@@ -307,9 +317,13 @@ class Hub:
                 self._broadcast(channel, presence)
         if not channel.subs:
             del self._channels[channel.sphere_id]
-            self._tasks.spawn(
-                self._broker.unsubscribe(channel.sphere_id), name="broker unsubscribe"
-            )
+            self._tasks.spawn(self._release(channel.sphere_id), name="broker unsubscribe")
+
+    async def _release(self, sphere_id: SphereId) -> None:
+        # A subscriber may have come back since: then the new channel keeps the broker
+        # subscription. Checked when the task runs, right before the broker call is made.
+        if sphere_id not in self._channels:
+            await self._broker.unsubscribe(sphere_id)
 
     def unsubscribe(self, conn: Connection, sphere_id: SphereId, *, reason: str | None) -> bool:
         """End a subscription; with a ``reason``, tell the client. False if there was none."""
@@ -340,12 +354,19 @@ class Hub:
                 self.unsubscribe(sub.conn, sphere_id, reason="access_revoked")
 
     def set_role(self, sphere_id: SphereId, user_id: UserId, role: Role) -> None:
+        """A user's role changed (or a public reader joined): update live subscriptions."""
         channel = self._channels.get(sphere_id)
         if channel is None:
             return
         for sub in channel.subs.values():
-            if sub.conn.user_id == user_id:
-                sub.role = role
+            if sub.conn.user_id != user_id:
+                continue
+            if sub.role is None:
+                channel.online[user_id] += 1
+                if channel.online[user_id] == 1:
+                    presence = Presence(sphere_id=sphere_id, user_id=user_id, online=True)
+                    self._broadcast(channel, presence)
+            sub.role = role
 
     def online(self, sphere_id: SphereId) -> list[UserId]:
         channel = self._channels.get(sphere_id)

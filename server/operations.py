@@ -63,6 +63,28 @@ DEFAULT_HISTORY_LIMIT = 50
 # Why: typing notices are hints; one per user and sphere every 2 s is plenty.
 TYPING_INTERVAL_S = 2.0
 DISCOVER_LIMIT = 200
+# Why: websockets and browsers accept 1 MiB messages by default; a page stays well below.
+MAX_PAGE_BYTES = 512 * 1024
+# Why: the bytes a message's fields other than its body take on the wire, at most.
+MESSAGE_OVERHEAD_BYTES = 256
+
+
+def _fit_page(messages: list[Message], *, newest: bool, budget: int) -> tuple[list[Message], bool]:
+    """Keep the end of the page nearest the reader within ``budget`` bytes; True if trimmed.
+
+    Paging back (``newest``) keeps the newest messages of the page, paging forward the
+    oldest; at least one message is always kept.
+    """
+    ordered = list(reversed(messages)) if newest else messages
+    kept: list[Message] = []
+    used = 0
+    for message in ordered:
+        used += MESSAGE_OVERHEAD_BYTES + len((message.body or "").encode())
+        if kept and used > budget:
+            break
+        kept.append(message)
+    trimmed = len(kept) < len(messages)
+    return (list(reversed(kept)) if newest else kept), trimmed
 
 
 def now_ms() -> int:
@@ -98,6 +120,8 @@ class Operations:
         self._config = config
         self._writes = RateLimiter(config.publish_rate_per_s, config.publish_burst)
         self._typing = RateLimiter(1 / TYPING_INTERVAL_S, 1)
+        # A page must fit a connection's queue and a client's default frame limit (1 MiB).
+        self._page_bytes = min(config.queue_max_bytes // 2, MAX_PAGE_BYTES)
         self._handlers: dict[type[Frame], Handler] = {
             Ping: self._ping,
             Subscribe: self._subscribe,
@@ -248,21 +272,32 @@ class Operations:
         )
         return PreparedWrite(frame.sphere_id, draft, frame.ref)
 
-    async def _target(self, caller: Caller, sphere_id: SphereId, target: int) -> Message:
-        """The post an edit or delete names, which the caller must be allowed to change."""
+    async def _target(
+        self, caller: Caller, sphere_id: SphereId, target: int, *, moderate: bool
+    ) -> Message:
+        """The post an edit or delete names, which the caller must be allowed to change.
+
+        Only its author may edit a post; its author or a sphere admin may delete it. A post
+        already deleted passes here: the store answers a retried delete with its original
+        ack and anything else with ``not_found``.
+        """
         role = await self._member_role(caller, sphere_id)
         event = await self._store.get_event(sphere_id, target)
-        if event is None or event.kind is not EventKind.POST or event.deleted:
+        if event is None or event.kind is not EventKind.POST:
             raise CloisonError("no such message", code=ErrorCode.NOT_FOUND)
-        access.require(
-            event.author_id == caller.user.user_id or access.can_manage(role),
-            "only the author or a sphere admin may change this message",
-        )
+        own = event.author_id == caller.user.user_id
+        if moderate:
+            access.require(
+                own or access.can_manage(role),
+                "only the author or a sphere admin may delete this message",
+            )
+        else:
+            access.require(own, "only the author may edit this message")
         return event
 
     async def _edit(self, caller: Caller, frame: Edit) -> PreparedWrite:
         self._check_body(frame.body)
-        await self._target(caller, frame.sphere_id, frame.target)
+        await self._target(caller, frame.sphere_id, frame.target, moderate=False)
         self._spend_write(caller)
         draft = Draft(
             kind=EventKind.EDIT,
@@ -275,7 +310,7 @@ class Operations:
         return PreparedWrite(frame.sphere_id, draft, frame.ref)
 
     async def _delete(self, caller: Caller, frame: Delete) -> PreparedWrite:
-        await self._target(caller, frame.sphere_id, frame.target)
+        await self._target(caller, frame.sphere_id, frame.target, moderate=True)
         self._spend_write(caller)
         draft = Draft(
             kind=EventKind.DELETE,
@@ -297,6 +332,8 @@ class Operations:
             after=frame.after,
             limit=frame.limit or DEFAULT_HISTORY_LIMIT,
         )
+        messages, trimmed = _fit_page(messages, newest=frame.after is None, budget=self._page_bytes)
+        has_more = has_more or trimmed
         return HistoryPage(
             sphere_id=frame.sphere_id, messages=messages, has_more=has_more, ref=frame.ref
         )
@@ -343,6 +380,7 @@ class Operations:
             await self._store.set_member(
                 frame.sphere_id, caller.user.user_id, Role.MEMBER, now_ms=now_ms()
             )
+            self._hub.set_role(frame.sphere_id, caller.user.user_id, Role.MEMBER)
         return SphereInfo(sphere=await self._summary(sphere, caller), ref=frame.ref)
 
     async def _leave(self, caller: Caller, frame: Leave) -> Frame:
@@ -367,6 +405,7 @@ class Operations:
             await self._store.set_member(
                 frame.sphere_id, frame.user_id, frame.role, now_ms=now_ms()
             )
+            self._hub.set_role(frame.sphere_id, frame.user_id, frame.role)
         return Ok(ref=frame.ref)
 
     async def _remove_member(self, caller: Caller, frame: RemoveMember) -> Frame:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import socket
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 
@@ -27,6 +29,16 @@ class RedactQueryStrings(logging.Filter):
                 for a in record.args
             )
         return True
+
+
+def redacted(url: str) -> str:
+    """A store URL without its password or query, fit for a log line."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def listening_socket(config: Config) -> socket.socket:
@@ -59,7 +71,7 @@ def uvicorn_config(config: Config) -> uvicorn.Config:
         ws_per_message_deflate=False,
         ws_ping_interval=config.ping_interval_s or None,
         ws_ping_timeout=config.ping_interval_s or None,
-        timeout_graceful_shutdown=int(config.shutdown_timeout_s),
+        timeout_graceful_shutdown=math.ceil(config.shutdown_timeout_s),
         log_level=config.log_level,
         access_log=False,
         server_header=False,
@@ -94,5 +106,5 @@ def run(config: Config) -> None:
     server = Server(uvicorn_config(config))
     logging.getLogger("uvicorn.error").addFilter(RedactQueryStrings())
     host, port = sock.getsockname()[:2]
-    logger.info("listening on %s:%d, store %s", host, port, config.resolved_store_url)
+    logger.info("listening on %s:%d, store %s", host, port, redacted(config.resolved_store_url))
     server.run(sockets=[sock])

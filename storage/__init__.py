@@ -2,15 +2,17 @@
 
 - ``base``: the ``Store`` protocol (``MessageLog`` + ``Directory``), its records and errors;
 - ``sqlite``: ``SqliteStore``, one SQLite file in WAL mode with group-committed appends;
+- ``postgres``: ``PostgresStore``, a PostgreSQL database on an asyncpg pool, shared by several
+  processes, with group-committed appends;
 - ``migrations``: numbered SQL files per engine and the ``schema_version`` bookkeeping;
-- ``bench``: ``python -m storage.bench``, the durable ingest benchmark of ``SqliteStore``.
+- ``bench``: ``python -m storage.bench``, the durable ingest benchmark of either backend.
 
 ``open_store(url)`` picks the backend from a URL. Other packages import from here only.
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from storage.base import (
     AppendResult,
@@ -50,6 +52,10 @@ async def open_store(url: str) -> Store:
     ``sqlite:///``). The query may set ``synchronous=NORMAL`` (default ``FULL``, see
     ``SqliteStore.open``).
 
+    ``postgresql://user@host:5432/cloison`` (or ``postgres://``) names a PostgreSQL database in
+    libpq's URI syntax; the query may set ``schema=NAME`` to keep the tables in that schema
+    (see ``PostgresStore.open``), and other libpq options (``sslmode=...``) pass through.
+
     Raises:
         ValueError: an unsupported scheme, a malformed URL or an unknown option.
         StoreError: the database cannot be opened or migrated.
@@ -66,4 +72,16 @@ async def open_store(url: str) -> Store:
         from storage.sqlite import SqliteStore
 
         return await SqliteStore.open(path, synchronous=options.get("synchronous", ["FULL"])[0])
-    raise ValueError(f"unsupported store URL scheme {parts.scheme!r}; expected sqlite://")
+    if parts.scheme in ("postgresql", "postgres"):
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        schemas = [value for name, value in pairs if name == "schema"]
+        if len(schemas) > 1:
+            raise ValueError(f"repeated schema= option in {url!r}")
+        # asyncpg would pass an unknown option on to the server as a setting.
+        dsn = urlunsplit(parts._replace(query=urlencode([p for p in pairs if p[0] != "schema"])))
+        from storage.postgres import PostgresStore
+
+        return await PostgresStore.open(dsn, schema=schemas[0] if schemas else None)
+    raise ValueError(
+        f"unsupported store URL scheme {parts.scheme!r}; expected sqlite:// or postgresql://"
+    )

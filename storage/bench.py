@@ -1,27 +1,33 @@
-"""Durable ingest benchmark of ``SqliteStore``: many concurrent appenders, group commit.
+"""Durable ingest benchmark of a store: many concurrent appenders, group commit.
 
     python -m storage.bench [--messages N] [--writers W] [--spheres S] [--seconds T]
-                            [--synchronous FULL|NORMAL] [--dir PATH]
+                            [--synchronous FULL|NORMAL] [--dir PATH] [--url postgresql://...]
 
 W tasks each append posts one after another, awaiting every acknowledgement, to S spheres in
 turn, until N posts are acknowledged or T seconds have passed. Prints the throughput, the mean
 number of appends per commit and the p50/p99 latency of an append, then checks that the
-spheres' offsets add up to the posts acknowledged. The database lives in a temporary directory
-(under ``--dir``, so the benchmark measures that disk) which is removed at the end.
+spheres' offsets add up to the posts acknowledged. The SQLite database lives in a temporary
+directory (under ``--dir``, so the benchmark measures that disk) which is removed at the end.
+With ``--url``, the benchmark uses that PostgreSQL database instead, in a schema of its own that
+is dropped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import statistics
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
+
 from protocol import EventKind, MessageId, Privacy, UserKind
 from storage.base import Draft
+from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
 
 # Time allowed beyond --seconds for the appends in flight and for closing.
@@ -32,12 +38,31 @@ async def _bench(path: Path, args: argparse.Namespace) -> tuple[str, bool]:
     async with asyncio.timeout(args.seconds + GRACE_S):
         store = await SqliteStore.open(path, synchronous=args.synchronous)
         try:
-            return await _run(store, args)
+            return await _run(store, args, f"sqlite ingest, synchronous={args.synchronous}")
         finally:
             await store.aclose()
 
 
-async def _run(store: SqliteStore, args: argparse.Namespace) -> tuple[str, bool]:
+async def _bench_postgres(url: str, args: argparse.Namespace) -> tuple[str, bool]:
+    schema = f"cloison_bench_{secrets.token_hex(6)}"
+    async with asyncio.timeout(args.seconds + GRACE_S):
+        try:
+            store = await PostgresStore.open(url, schema=schema)
+            try:
+                return await _run(store, args, "postgres ingest")
+            finally:
+                await store.aclose()
+        finally:
+            db = await asyncpg.connect(url)
+            try:
+                await db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            finally:
+                await db.close()
+
+
+async def _run(
+    store: SqliteStore | PostgresStore, args: argparse.Namespace, title: str
+) -> tuple[str, bool]:
     """Run the appenders; return the report and whether the stored offsets add up."""
     now_ms = time.time_ns() // 1_000_000
     user = await store.create_user("bench", UserKind.BOT, is_admin=False, now_ms=now_ms)
@@ -73,7 +98,7 @@ async def _run(store: SqliteStore, args: argparse.Namespace) -> tuple[str, bool]
     percentiles = statistics.quantiles(latencies_s, n=100) if acked > 1 else [0.0] * 99
     report = "\n".join(
         [
-            f"sqlite ingest, synchronous={args.synchronous}: {acked} posts in {elapsed_s:.2f} s,"
+            f"{title}: {acked} posts in {elapsed_s:.2f} s,"
             f" {args.writers} writers, {args.spheres} spheres",
             f"  throughput  {acked / elapsed_s:,.0f} messages/s",
             f"  batch size  {(after.appends - before.appends) / max(commits, 1):.1f}"
@@ -112,9 +137,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="time limit of the appends")
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the temporary db")
+    parser.add_argument("--url", help="a postgresql:// database to use instead of SQLite")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cloison-bench-", dir=args.dir) as tmp:
-        report, ok = asyncio.run(_bench(Path(tmp) / "bench.sqlite3", args))
+    if args.url is not None:
+        report, ok = asyncio.run(_bench_postgres(args.url, args))
+    else:
+        with tempfile.TemporaryDirectory(prefix="cloison-bench-", dir=args.dir) as tmp:
+            report, ok = asyncio.run(_bench(Path(tmp) / "bench.sqlite3", args))
     print(report)
     if not ok:
         raise SystemExit(1)

@@ -1,7 +1,8 @@
 """Numbered schema migrations, one folder per database engine.
 
 - ``sqlite/NNNN_name.sql``: the SQLite schema, applied by ``storage.sqlite``;
-- ``postgres/NNNN_name.sql``: the PostgreSQL schema (to come).
+- ``postgres/NNNN_name.sql``: the same logical schema for PostgreSQL, applied by
+  ``storage.postgres`` (which also serialises concurrent openers with an advisory lock).
 
 Each engine records the versions it applied in a ``schema_version`` table, one row per
 migration. A store applies what is pending in one transaction when it opens, and refuses a

@@ -2,25 +2,37 @@
 
 Each test of ``test_store.py`` runs once per backend and reaches it through the ``Store``
 interface only. The few things the interface cannot do (read the schema version, plant a
-fault) go through the ``Backend`` helper of each engine, so a new engine (``postgres``, behind
-its marker) joins the suite by adding one class and one parameter.
+fault) go through the ``Backend`` helper of each engine, so a new engine joins the suite by
+adding one class and one parameter.
+
+PostgreSQL tests use the server at ``CLOISON_TEST_POSTGRES_URL`` (default: the local one, trust
+authentication), each in a fresh schema of its own that is dropped afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Protocol
 
 import aiosqlite
+import asyncpg
 import pytest
 
 from storage import Store
+from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
+from tests.conftest import skip_or_fail
 
 # Generous: a test's awaits finish in milliseconds; a hang must fail, not stall the suite.
 TIMEOUT_S = 10.0
+POSTGRES_URL = os.environ.get(
+    "CLOISON_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 class Backend(Protocol):
@@ -76,12 +88,87 @@ class SqliteBackend:
             await db.commit()
 
 
-# PostgreSQL will join as pytest.param("postgres", marks=pytest.mark.postgres).
-@pytest.fixture(params=["sqlite"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+class PostgresBackend:
+    def __init__(self, dsn: str, schema: str) -> None:
+        self.dsn = dsn
+        self.schema = schema
+
+    async def open(self) -> Store:
+        return await PostgresStore.open(self.dsn, schema=self.schema, max_size=4)
+
+    async def schema_versions(self) -> list[int]:
+        async with _connect(self.dsn) as db:
+            rows = await db.fetch(f"SELECT version FROM {self.schema}.schema_version ORDER BY 1")
+        return [row[0] for row in rows]
+
+    async def record_schema_version(self, version: int) -> None:
+        async with _connect(self.dsn) as db:
+            await db.execute(
+                f"INSERT INTO {self.schema}.schema_version (version, name, applied_ms)"
+                " VALUES ($1, 'future', 0)",
+                version,
+            )
+
+    async def fail_posts_with_body(self, body: str) -> None:
+        # A trigger, not a mock: the failure comes from PostgreSQL, inside the group's transaction.
+        literal = "'" + body.replace("'", "''") + "'"  # DDL takes no bound parameters
+        async with _connect(self.dsn) as db:
+            await db.execute(
+                f"""
+                CREATE FUNCTION {self.schema}.refuse_posts() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.body = {literal} THEN RAISE EXCEPTION 'refused by the test'; END IF;
+                    RETURN NEW;
+                END $$;
+                CREATE TRIGGER refuse_posts BEFORE INSERT ON {self.schema}.events
+                    FOR EACH ROW EXECUTE FUNCTION {self.schema}.refuse_posts();
+                """
+            )
+
+
+@asynccontextmanager
+async def _connect(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    async with asyncio.timeout(TIMEOUT_S):
+        db = await asyncpg.connect(dsn)
+    try:
+        yield db
+    finally:
+        async with asyncio.timeout(TIMEOUT_S):
+            await db.close()
+
+
+@asynccontextmanager
+async def postgres_schema(dsn: str) -> AsyncIterator[str]:
+    """A fresh schema name on the server at ``dsn``, dropped with its content afterwards.
+
+    Skips the test (fails it under CLOISON_REQUIRE_SERVICES=1) when the server is unreachable.
+    """
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            db = await asyncpg.connect(dsn)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        skip_or_fail(f"PostgreSQL unreachable at {dsn}: {exc!r}")
+    schema = f"cloison_test_{secrets.token_hex(6)}"
+    try:
+        yield schema
+    finally:
+        async with asyncio.timeout(TIMEOUT_S):
+            try:
+                await db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            finally:
+                await db.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     if request.param == "sqlite":
-        return SqliteBackend(tmp_path / "store.sqlite3")
-    raise AssertionError(f"unknown backend {request.param}")
+        yield SqliteBackend(tmp_path / "store.sqlite3")
+    elif request.param == "postgres":
+        async with postgres_schema(POSTGRES_URL) as schema:
+            yield PostgresBackend(POSTGRES_URL, schema)
+    else:
+        raise AssertionError(f"unknown backend {request.param}")
 
 
 @pytest.fixture

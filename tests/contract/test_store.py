@@ -689,7 +689,7 @@ async def test_open_store_sqlite_urls(tmp_path: Path, monkeypatch: pytest.Monkey
 @pytest.mark.parametrize(
     "url",
     [
-        "postgres://localhost/cloison",
+        "mysql://localhost/cloison",
         "cloison.sqlite3",
         "sqlite:///:memory:",
         "sqlite://",

@@ -268,3 +268,25 @@ async def test_graceful_shutdown_closes_with_1012_and_keeps_acked_writes(tmp_pat
         assert stored == set(range(1, len(stored) + 1))
     finally:
         server.stop()
+
+
+async def test_revoking_a_token_closes_its_live_connections(server: ServerProcess) -> None:
+    user = await server.new_user()
+    client = await user.connect()
+    token_id = user.token.split("_")[1]
+    async with server.http(server.admin_token) as http:
+        assert (await http.delete(f"/api/v1/admin/tokens/{token_id}")).status_code == 200
+    assert await closed_with(client) == 4500
+
+
+async def test_admin_api_validates_its_input(server: ServerProcess) -> None:
+    async with server.http(server.admin_token) as http:
+        for body in ({"name": "x", "kind": []}, {"name": ""}, {"name": "x", "is_admin": 1}, [1]):
+            reply = await http.post("/api/v1/admin/users", json=body)
+            assert reply.status_code == 400, (body, reply.text)
+            assert reply.json()["code"] == "bad_frame"
+        reply = await http.post("/api/v1/admin/users", content=b"{nope")
+        assert reply.status_code == 400
+        reply = await http.post("/api/v1/admin/users", content=b"x" * 70_000)
+        assert reply.status_code == 413
+        assert reply.json()["code"] == "too_large"

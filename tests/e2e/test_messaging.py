@@ -277,3 +277,59 @@ async def test_presence_typing_and_read_markers(server: ServerProcess) -> None:
     # Typing is never stored.
     page = await b.request(History(sphere_id=sphere_id, ref="h"))
     assert [m.kind for m in page.messages] == ["post"] * 4
+
+
+async def test_subscribing_again_keeps_live_delivery(server: ServerProcess) -> None:
+    alice, bob, sphere_id = await pair(server)
+    a, b = await alice.connect(), await bob.connect()
+    await subscribe(b, sphere_id)
+    await subscribe(b, sphere_id)
+    await asyncio.sleep(0.1)  # let any background broker bookkeeping run
+    await publish(a, sphere_id, "still here", "k1")
+    assert (await b.expect(Message)).body == "still here"
+    with pytest.raises(TimeoutError):
+        await a.expect(Presence, timeout_s=0.3, online=False)  # no presence flap either
+
+
+async def test_retried_delete_returns_the_original_ack(server: ServerProcess) -> None:
+    alice, _bob, sphere_id = await pair(server)
+    a = await alice.connect()
+    await publish(a, sphere_id, "oops", "k1")
+    first = await a.request(Delete(sphere_id=sphere_id, message_id="d1", target=1, ref="d"))
+    again = await a.request(Delete(sphere_id=sphere_id, message_id="d1", target=1, ref="e"))
+    assert isinstance(first, Ack)
+    assert isinstance(again, Ack)
+    assert (again.offset, again.duplicate) == (first.offset, True)
+    other = await a.request(Delete(sphere_id=sphere_id, message_id="d2", target=1, ref="f"))
+    assert isinstance(other, ErrorReply)
+    assert other.code == "not_found"
+
+
+async def test_only_authors_edit_and_admins_may_delete(server: ServerProcess) -> None:
+    alice, bob, sphere_id = await pair(server)
+    b = await bob.connect()
+    await publish(b, sphere_id, "bob's", "k1")
+    a = await alice.connect()  # alice owns the sphere
+    refused = await a.request(
+        Edit(sphere_id=sphere_id, message_id="e", target=1, body="x", ref="e")
+    )
+    assert isinstance(refused, ErrorReply)
+    assert refused.code == "forbidden"
+    removed = await a.request(Delete(sphere_id=sphere_id, message_id="d", target=1, ref="d"))
+    assert isinstance(removed, Ack)
+
+
+async def test_a_large_history_page_is_trimmed_to_fit(server: ServerProcess) -> None:
+    alice, _, sphere_id = await pair(server)
+    a = await alice.connect()
+    body = "z" * 16_000
+    for n in range(80):
+        await a.send(Publish(sphere_id=sphere_id, message_id=f"k{n}", body=body, ref=f"r{n}"))
+    await a.expect(Ack, ref="r79")
+    page = await a.request(History(sphere_id=sphere_id, limit=200, ref="h"))
+    assert isinstance(page, HistoryPage)
+    assert page.has_more
+    assert 10 < len(page.messages) < 80
+    assert page.messages[-1].offset == 80  # the newest are kept when paging back
+    older = await a.request(History(sphere_id=sphere_id, before=page.messages[0].offset, ref="o"))
+    assert older.messages[-1].offset == page.messages[0].offset - 1

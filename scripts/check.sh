@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The one command for a full check: set up .venv if needed, then format, lint, types, tests.
+# Extra arguments go to pytest (e.g. scripts/check.sh -k resume).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[dev]'
+
+echo "== ruff format"
+.venv/bin/ruff format --check .
+echo "== ruff check"
+.venv/bin/ruff check .
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/pytest "$@"
