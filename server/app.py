@@ -8,6 +8,7 @@ flushes its pending writes).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -19,16 +20,21 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, Router, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from protocol import SphereId
 from server.broker import Broker, MemoryBroker
+from server.broker.redis import RedisBroker
 from server.config import Config
 from server.gateway import Gateway
 from server.http_api import HttpApi, json_response
 from server.hub import Hub
 from server.operations import Operations
 from server.tasks import TaskSupervisor
-from storage import Store, open_store
+from storage import Store, StoreError, open_store
 
 logger = logging.getLogger(__name__)
+
+# Why: a readiness probe must answer quickly even when the store hangs.
+READY_TIMEOUT_S = 2.0
 
 
 @dataclass(slots=True)
@@ -46,7 +52,11 @@ class Runtime:
 async def _build(config: Config) -> Runtime:
     store = await open_store(config.resolved_store_url)
     tasks = TaskSupervisor()
-    broker = MemoryBroker()
+    broker: Broker = (
+        RedisBroker(config.redis_url, prefix=config.redis_prefix)
+        if config.redis_url
+        else MemoryBroker()
+    )
     hub = Hub(store, broker, tasks)
     await broker.start(hub)
     operations = Operations(store, hub, config)
@@ -80,8 +90,22 @@ def create_app(config: Config) -> Starlette:
         return runtime
 
     async def healthz(request: Request) -> Response:
+        """Liveness: the process serves requests."""
         connections = built().gateway.connections
         return json_response({"status": "ok", "connections": connections})
+
+    async def readyz(request: Request) -> Response:
+        """Readiness: the store answers and the broker is connected."""
+        rt = built()
+        store_ok = True
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await rt.store.get_sphere(SphereId("s_readiness_probe"))
+        except (StoreError, TimeoutError):
+            store_ok = False
+        ready = store_ok and rt.broker.healthy
+        body = {"ready": ready, "store": store_ok, "broker": rt.broker.healthy}
+        return json_response(body, 200 if ready else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -99,6 +123,7 @@ def create_app(config: Config) -> Starlette:
     return Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
             WebSocketRoute("/ws", _Deferred(lambda: built().gateway)),
             Mount("/api/v1", app=_Deferred(lambda: built().api)),
         ],

@@ -33,6 +33,13 @@ class Config:
             "(for the default store URL)"
         },
     )
+    redis_url: str = field(
+        default="",
+        metadata={"help": "Redis for fan-out between gateway processes; empty: one process"},
+    )
+    redis_prefix: str = field(
+        default="cloison:", metadata={"help": "prefix of every Redis channel and key"}
+    )
     allowed_origins: tuple[str, ...] = field(
         default=(),
         metadata={

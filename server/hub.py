@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -72,10 +73,13 @@ class SphereChannel:
     online: Counter[UserId] = field(default_factory=Counter)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     repairing: bool = False
+    catch_up: bool = False  # read the store until it has nothing newer (after a broker reset)
 
 
 class Hub:
     def __init__(self, store: Store, broker: Broker, tasks: TaskSupervisor) -> None:
+        # Tags this node's broker envelopes, so it skips its own (delivered locally first).
+        self._node = secrets.token_hex(6).encode()
         self._store = store
         self._broker = broker
         self._tasks = tasks
@@ -86,28 +90,47 @@ class Hub:
     # -- broker side -------------------------------------------------------------------------
 
     def on_publication(self, sphere_id: SphereId, envelope: bytes) -> None:
+        node, sep, frame_bytes = envelope.partition(b"|")
+        if not sep or node == self._node:
+            return  # this node delivered its own frames already
         channel = self._channels.get(sphere_id)
         if channel is None:
             return
         try:
-            frame = self._envelope_codec.decode_server(envelope)
+            frame = self._envelope_codec.decode_server(frame_bytes)
         except ProtocolViolation:
             logger.exception("dropping a malformed envelope", extra={"sphere_id": sphere_id})
             return
         if isinstance(frame, Message):
-            self._arrive(channel, frame, envelope)
+            self._arrive(channel, frame, frame_bytes)
         elif isinstance(frame, UserTyping):
-            self._broadcast(channel, frame, skip_user=frame.user_id, wire=envelope)
+            self._broadcast(channel, frame, skip_user=frame.user_id, wire=frame_bytes)
         else:
             logger.warning("unexpected envelope type %s", frame.TYPE)
 
+    def on_broker_reset(self) -> None:
+        """The broker may have lost frames (it reconnected): catch every channel up."""
+        for channel in self._channels.values():
+            if channel.delivered >= 0:
+                self._schedule_repair(channel, catch_up=True)
+
     async def publish(self, event: Message) -> None:
-        """Hand a durable event to the broker; every node (this one included) delivers it."""
-        await self._broker.publish(event.sphere_id, self._envelope_codec.encode(event))  # type: ignore[arg-type]
+        """Deliver a durable event on this node, then tell the other nodes through the broker."""
+        frame_bytes = self._envelope_codec.encode(event)
+        assert isinstance(frame_bytes, bytes)
+        channel = self._channels.get(event.sphere_id)
+        if channel is not None:
+            self._arrive(channel, event, frame_bytes)
+        await self._broker.publish(event.sphere_id, self._node + b"|" + frame_bytes)
 
     async def typing(self, sphere_id: SphereId, user_id: UserId) -> None:
         frame = UserTyping(sphere_id=sphere_id, user_id=user_id)
-        await self._broker.publish(sphere_id, self._envelope_codec.encode(frame))  # type: ignore[arg-type]
+        frame_bytes = self._envelope_codec.encode(frame)
+        assert isinstance(frame_bytes, bytes)
+        channel = self._channels.get(sphere_id)
+        if channel is not None:
+            self._broadcast(channel, frame, skip_user=user_id, wire=frame_bytes)
+        await self._broker.publish(sphere_id, self._node + b"|" + frame_bytes)
 
     # -- ordered delivery --------------------------------------------------------------------
 
@@ -152,16 +175,23 @@ class Hub:
             sub.last_offset = offset
             sub.conn.enqueue(wire)
 
-    def _schedule_repair(self, channel: SphereChannel) -> None:
+    def _schedule_repair(self, channel: SphereChannel, *, catch_up: bool = False) -> None:
+        if catch_up:
+            channel.catch_up = True
         if channel.repairing:
             return
         channel.repairing = True
         self._tasks.spawn(self._repair(channel), name=f"repair {channel.sphere_id}")
 
     async def _repair(self, channel: SphereChannel) -> None:
+        """Fill a gap (or, after a broker reset, catch up) from the store."""
         try:
-            await asyncio.sleep(GAP_HOLD_S)
-            while channel.pending and self._channels.get(channel.sphere_id) is channel:
+            if not channel.catch_up:
+                await asyncio.sleep(GAP_HOLD_S)
+            while (channel.pending or channel.catch_up) and (
+                self._channels.get(channel.sphere_id) is channel
+            ):
+                channel.catch_up = False
                 first_missing = channel.delivered + 1
                 if first_missing in channel.pending:
                     self._drain_pending(channel)
@@ -171,6 +201,7 @@ class Hub:
                 )
                 if not events:
                     break  # the store has not caught up; the next arrival re-triggers repair
+                channel.catch_up = len(events) == REPLAY_PAGE
                 logger.info(
                     "repairing a gap of %d events",
                     len(events),

@@ -1,7 +1,8 @@
 """Fan-out between gateway processes.
 
 - ``base``: the ``Broker`` and ``BrokerHandler`` protocols;
-- ``memory``: ``MemoryBroker``, the single-process default.
+- ``memory``: ``MemoryBroker``, the single-process default;
+- ``redis``: ``RedisBroker``, Redis pub/sub between gateway processes.
 """
 
 from server.broker.base import Broker, BrokerHandler

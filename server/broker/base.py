@@ -16,8 +16,14 @@ class BrokerHandler(Protocol):
         """A frame arrived for a sphere this node subscribes to; must not block."""
         ...
 
+    def on_broker_reset(self) -> None:
+        """Frames may have been lost (the broker reconnected); must not block."""
+        ...
+
 
 class Broker(Protocol):
+    healthy: bool  # False while the broker cannot reach its service
+
     async def start(self, handler: BrokerHandler) -> None: ...
 
     async def subscribe(self, sphere_id: SphereId) -> None:
@@ -29,7 +35,11 @@ class Broker(Protocol):
         ...
 
     async def publish(self, sphere_id: SphereId, envelope: bytes) -> None:
-        """Send an encoded frame to every node subscribed to the sphere (at most once)."""
+        """Send an encoded frame to the other nodes subscribed to the sphere (at most once).
+
+        Never blocks on the network and never raises for an unreachable service: the frame
+        is then lost to other nodes, which catch up from the store.
+        """
         ...
 
     async def aclose(self) -> None: ...

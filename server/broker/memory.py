@@ -1,4 +1,8 @@
-"""The embedded broker: fan-out inside one process, no other service needed."""
+"""The embedded broker: one process, so no other node to tell.
+
+The hub delivers every frame to this node's subscribers itself before it calls ``publish``;
+with a single process there is nobody else to reach, so publishing does nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,19 @@ from server.broker.base import BrokerHandler
 
 
 class MemoryBroker:
-    def __init__(self) -> None:
-        self._handler: BrokerHandler | None = None
-        self._subscribed: set[SphereId] = set()
+    healthy = True
 
     async def start(self, handler: BrokerHandler) -> None:
-        self._handler = handler
+        return None
 
     async def subscribe(self, sphere_id: SphereId) -> None:
-        self._subscribed.add(sphere_id)
+        return None
 
     async def unsubscribe(self, sphere_id: SphereId) -> None:
-        self._subscribed.discard(sphere_id)
+        return None
 
     async def publish(self, sphere_id: SphereId, envelope: bytes) -> None:
-        if self._handler is not None and sphere_id in self._subscribed:
-            self._handler.on_publication(sphere_id, envelope)
+        return None
 
     async def aclose(self) -> None:
-        self._handler = None
-        self._subscribed.clear()
+        return None

@@ -12,8 +12,6 @@ authentication), each in a fresh schema of its own that is dropped afterwards.
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,13 +24,7 @@ import pytest
 from storage import Store
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
-from tests.conftest import skip_or_fail
-
-# Generous: a test's awaits finish in milliseconds; a hang must fail, not stall the suite.
-TIMEOUT_S = 10.0
-POSTGRES_URL = os.environ.get(
-    "CLOISON_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+from tests.services import POSTGRES_URL, TIMEOUT_S, postgres_schema
 
 
 class Backend(Protocol):
@@ -136,28 +128,6 @@ async def _connect(dsn: str) -> AsyncIterator[asyncpg.Connection]:
     finally:
         async with asyncio.timeout(TIMEOUT_S):
             await db.close()
-
-
-@asynccontextmanager
-async def postgres_schema(dsn: str) -> AsyncIterator[str]:
-    """A fresh schema name on the server at ``dsn``, dropped with its content afterwards.
-
-    Skips the test (fails it under CLOISON_REQUIRE_SERVICES=1) when the server is unreachable.
-    """
-    try:
-        async with asyncio.timeout(TIMEOUT_S):
-            db = await asyncpg.connect(dsn)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        skip_or_fail(f"PostgreSQL unreachable at {dsn}: {exc!r}")
-    schema = f"cloison_test_{secrets.token_hex(6)}"
-    try:
-        yield schema
-    finally:
-        async with asyncio.timeout(TIMEOUT_S):
-            try:
-                await db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-            finally:
-                await db.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

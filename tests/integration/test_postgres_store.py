@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import pwd
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -28,8 +22,14 @@ import pytest
 from protocol import EventKind, Message, MessageId, Privacy, SphereId, UserKind
 from storage import AppendResult, Draft, SphereRecord, StoreError, UserRecord, open_store
 from storage.postgres import PostgresStore
-from tests.conftest import skip_or_fail
-from tests.contract.conftest import POSTGRES_URL, TIMEOUT_S, postgres_schema
+from tests.services import (
+    CLUSTER_TIMEOUT_S,
+    POSTGRES_URL,
+    TIMEOUT_S,
+    PostgresCluster,
+    own_postgres,
+    postgres_schema,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -37,7 +37,6 @@ NOW_MS = 1_700_000_000_000
 # An unreachable database must turn into StoreError within this (the store's timeouts are 5 s).
 FAIL_FAST_S = 6.0
 # initdb and a cluster start take a few seconds; more on a loaded machine.
-CLUSTER_TIMEOUT_S = 60.0
 
 
 def post(author: UserRecord, message_id: str, body: str = "hello") -> Draft:
@@ -304,107 +303,13 @@ async def test_unreachable_database_is_a_store_error() -> None:
 # Outages: a cluster of the test's own, killed and restarted
 
 
-@dataclass
-class Cluster:
-    """A throwaway PostgreSQL cluster on a free loopback port, run by an unprivileged user."""
-
-    bin_dir: Path
-    root: Path  # data directory, socket directory and log
-    port: int
-    run_as: list[str]
-
-    @property
-    def dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    async def run(self, tool: str, *args: str) -> None:
-        process = await asyncio.create_subprocess_exec(
-            *self.run_as,
-            str(self.bin_dir / tool),
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            async with asyncio.timeout(CLUSTER_TIMEOUT_S):
-                output, _ = await process.communicate()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        assert process.returncode == 0, f"{tool} failed:\n{output.decode(errors='replace')}"
-
-    async def init(self) -> None:
-        await self.run("initdb", "-D", str(self.root / "data"), "-U", "postgres", "-A", "trust")
-
-    async def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
-        data, log = str(self.root / "data"), str(self.root / "log")
-        await self.run("pg_ctl", "start", "-w", "-D", data, "-l", log, "-o", options)
-
-    async def kill(self) -> None:
-        """Stop at once, as a crash would: no checkpoint, clients cut off."""
-        await self.run("pg_ctl", "stop", "-w", "-m", "immediate", "-D", str(self.root / "data"))
-
-    def signal(self, signum: int) -> None:
-        """Send ``signum`` to the postmaster and its children (found through Linux's /proc)."""
-        postmaster = int((self.root / "data" / "postmaster.pid").read_text().split()[0])
-        for entry in Path("/proc").iterdir():
-            try:
-                # The parent pid follows the state, after the parenthesised command name.
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue  # not a process, or one that has just exited
-            if parent == postmaster:
-                os.kill(int(entry.name), signum)
-        os.kill(postmaster, signum)
-
-
-def _postgres_bin_dir() -> Path | None:
-    found = shutil.which("pg_ctl")
-    candidates = [Path(found).resolve().parent] if found else []
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-    for candidate in candidates:
-        if all((candidate / tool).exists() for tool in ("initdb", "pg_ctl", "postgres")):
-            return candidate
-    return None
-
-
 @pytest.fixture
-async def cluster() -> AsyncIterator[Cluster]:
-    bin_dir = _postgres_bin_dir()
-    if bin_dir is None:
-        skip_or_fail("PostgreSQL server binaries (initdb, pg_ctl) not found")
-    assert bin_dir is not None
-    run_as: list[str] = []
-    root = Path(tempfile.mkdtemp(prefix="cloison-pg-"))
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        runuser = shutil.which("runuser")
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            owner = None
-        if runuser is None or owner is None:
-            shutil.rmtree(root)
-            skip_or_fail("running as root without runuser or a postgres user")
-        assert runuser is not None and owner is not None
-        os.chown(root, owner.pw_uid, owner.pw_gid)
-        run_as = [runuser, "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    cluster = Cluster(bin_dir, root, port, run_as)
-    try:
-        await cluster.init()
-        await cluster.start()
-        yield cluster
-    finally:
-        if (root / "data" / "postmaster.pid").exists():
-            await cluster.kill()
-        shutil.rmtree(root)
+async def cluster() -> AsyncIterator[PostgresCluster]:
+    async with own_postgres() as pg:
+        yield pg
 
 
-async def test_outage_fails_fast_and_loses_nothing_acknowledged(cluster: Cluster) -> None:
+async def test_outage_fails_fast_and_loses_nothing_acknowledged(cluster: PostgresCluster) -> None:
     async with asyncio.timeout(CLUSTER_TIMEOUT_S * 2):
         store = await PostgresStore.open(cluster.dsn, schema="cloison", max_size=4)
         try:
@@ -462,7 +367,7 @@ async def test_outage_fails_fast_and_loses_nothing_acknowledged(cluster: Cluster
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="finds the server's processes in /proc")
-async def test_a_frozen_database_fails_within_the_timeouts(cluster: Cluster) -> None:
+async def test_a_frozen_database_fails_within_the_timeouts(cluster: PostgresCluster) -> None:
     # A server that accepts connections but never answers: only the store's timeouts help.
     async with asyncio.timeout(CLUSTER_TIMEOUT_S):
         store = await PostgresStore.open(cluster.dsn, schema="cloison", max_size=2)

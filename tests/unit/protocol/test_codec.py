@@ -22,6 +22,7 @@ from protocol import (
     CLIENT_FRAMES,
     CODECS,
     DEFAULT_MAX_FRAME_BYTES,
+    MAX_SERVER_FRAME_BYTES,
     SERVER_FRAMES,
     AddMember,
     Auth,
@@ -440,28 +441,42 @@ def wire_size(wire: Wire) -> int:
     return len(wire.encode() if isinstance(wire, str) else wire)
 
 
-def padded_ping(codec: Codec, size: int) -> Wire:
-    """A ping with an extra field, whose encoding is exactly ``size`` bytes."""
-    empty = wire_size(dump(codec, {"type": "ping", "zzz": ""}))
+def padded(codec: Codec, size: int, frame_type: str = "ping") -> Wire:
+    """A frame with an extra field, whose encoding is exactly ``size`` bytes."""
+    empty = wire_size(dump(codec, {"type": frame_type, "zzz": ""}))
     for header_growth in range(6):  # a longer MessagePack string may need a longer header
-        wire = dump(codec, {"type": "ping", "zzz": "x" * (size - empty - header_growth)})
+        wire = dump(codec, {"type": frame_type, "zzz": "x" * (size - empty - header_growth)})
         if wire_size(wire) == size:
             return wire
-    raise AssertionError(f"cannot pad a ping to {size} bytes")
+    raise AssertionError(f"cannot pad a {frame_type} to {size} bytes")
 
 
 @pytest.mark.parametrize("limit", [64, 300, DEFAULT_MAX_FRAME_BYTES])
-def test_frame_size_limit(codec: Codec, limit: int) -> None:
+def test_client_frame_size_limit(codec: Codec, limit: int) -> None:
     sized = resized(codec, limit)
-    at_limit = padded_ping(sized, limit)
-    over = padded_ping(sized, limit + 1)
     # At the limit the frame is parsed (and refused for its extra field, not for its size).
+    at_limit = padded(sized, limit)
     assert violation(sized.decode_client, at_limit).message == "frame: unexpected field 'zzz'"
-    for decode in (sized.decode_client, sized.decode_server):
-        exc = violation(decode, over)
-        assert isinstance(exc, FrameTooLarge)
-        assert exc.code is ErrorCode.TOO_LARGE
-        assert exc.message == f"frame of {limit + 1} bytes exceeds {limit}"
+    exc = violation(sized.decode_client, padded(sized, limit + 1))
+    assert isinstance(exc, FrameTooLarge)
+    assert exc.code is ErrorCode.TOO_LARGE
+    assert exc.message == f"frame of {limit + 1} bytes exceeds {limit}"
+
+
+def test_server_frame_size_limit_is_fixed(codec: Codec) -> None:
+    """Clients accept any frame the server may send (up to 1 MiB), whatever their own limit."""
+    assert MAX_SERVER_FRAME_BYTES == 1 << 20
+    sized = resized(codec, 64)
+    small_over_client_limit = padded(sized, 65, "ok")
+    assert violation(sized.decode_server, small_over_client_limit).message == (
+        "frame: unexpected field 'zzz'"
+    )
+    at_limit = padded(sized, MAX_SERVER_FRAME_BYTES, "ok")
+    assert violation(sized.decode_server, at_limit).message == "frame: unexpected field 'zzz'"
+    exc = violation(sized.decode_server, padded(sized, MAX_SERVER_FRAME_BYTES + 1, "ok"))
+    assert isinstance(exc, FrameTooLarge)
+    assert exc.code is ErrorCode.TOO_LARGE
+    assert exc.message == f"frame of {MAX_SERVER_FRAME_BYTES + 1} bytes exceeds 1048576"
 
 
 def test_default_frame_size_limit(codec: Codec) -> None:

@@ -1,0 +1,203 @@
+"""RedisBroker: fan-out between gateway processes over Redis pub/sub, one channel per sphere.
+
+Theory of operation. One dedicated pub/sub connection carries this node's subscriptions; a
+reader task hands each message to the hub. Publishing goes through a bounded queue drained by
+one task that sends everything waiting in a single pipeline, so publishes leave in order and
+cost one round trip per batch, not per message, and a slow Redis never blocks a writer.
+
+Redis pub/sub is at most once, and silently so across a disconnect: a message published while
+this node was not subscribed is simply gone. So every reconnect ends with
+``handler.on_broker_reset()``, on which the hub reads what it may have missed from the store.
+While Redis is down the node keeps serving: writes are stored and delivered to local
+subscribers, and ``healthy`` is False (readiness and metrics report it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from protocol import SphereId
+from server.broker.base import BrokerHandler
+
+logger = logging.getLogger(__name__)
+
+# Why: a publish queue this long is seconds of traffic; beyond it Redis is not keeping up and
+# frames are dropped (nodes repair from the store), instead of holding memory without bound.
+PUBLISH_QUEUE_MAX = 100_000
+# Why: one pipeline of this many PUBLISH commands is a few hundred KiB at most.
+PUBLISH_BATCH_MAX = 512
+# Why: a command that takes longer than this means Redis is unreachable, not slow.
+COMMAND_TIMEOUT_S = 5.0
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 5.0
+
+
+class RedisBroker:
+    def __init__(self, url: str, *, prefix: str = "cloison:") -> None:
+        self._prefix = prefix.encode()
+        # No hidden retries: a failure must reach this class, which resubscribes and resyncs.
+        self._redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=COMMAND_TIMEOUT_S,
+            socket_connect_timeout=COMMAND_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self._handler: BrokerHandler | None = None
+        self._channels: set[SphereId] = set()
+        self._pubsub: PubSub | None = None
+        self._outbox: deque[tuple[bytes, bytes]] = deque()
+        self._outbox_ready = asyncio.Event()
+        self._reconnect = asyncio.Event()
+        self._wake = asyncio.Event()  # a subscription was added, or the connection was lost
+        self._tasks: list[asyncio.Task[None]] = []
+        self.healthy = False
+        self.published = 0
+        self.dropped = 0
+        self.resets = 0
+
+    def channel(self, sphere_id: SphereId) -> bytes:
+        return self._prefix + b"sphere:" + sphere_id.encode()
+
+    async def start(self, handler: BrokerHandler) -> None:
+        self._handler = handler
+        self._tasks = [
+            asyncio.create_task(self._read_loop(), name="redis broker reader"),
+            asyncio.create_task(self._publish_loop(), name="redis broker publisher"),
+        ]
+
+    async def subscribe(self, sphere_id: SphereId) -> None:
+        self._channels.add(sphere_id)
+        if self._pubsub is not None and self.healthy:
+            try:
+                async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                    await self._pubsub.subscribe(self.channel(sphere_id))
+            except (RedisError, OSError, TimeoutError):
+                self._lost("subscribe failed")
+        self._wake.set()
+
+    async def unsubscribe(self, sphere_id: SphereId) -> None:
+        self._channels.discard(sphere_id)
+        if self._pubsub is not None and self.healthy:
+            try:
+                async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                    await self._pubsub.unsubscribe(self.channel(sphere_id))
+            except (RedisError, OSError, TimeoutError):
+                self._lost("unsubscribe failed")
+
+    async def publish(self, sphere_id: SphereId, envelope: bytes) -> None:
+        if len(self._outbox) >= PUBLISH_QUEUE_MAX:
+            self.dropped += 1
+            return
+        self._outbox.append((self.channel(sphere_id), envelope))
+        self._outbox_ready.set()
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._close_pubsub()
+        await self._redis.aclose()
+        self._handler = None
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _lost(self, why: str) -> None:
+        if self.healthy:
+            logger.warning("lost Redis (%s); serving from the store until it is back", why)
+        self.healthy = False
+        self._reconnect.set()
+        self._wake.set()
+
+    async def _close_pubsub(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._pubsub = None
+
+    async def _connect(self) -> None:
+        """A fresh pub/sub connection subscribed to every channel this node follows."""
+        await self._close_pubsub()
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        async with asyncio.timeout(COMMAND_TIMEOUT_S):
+            await pubsub.ping()
+            if self._channels:
+                await pubsub.subscribe(*(self.channel(s) for s in self._channels))
+        self._pubsub = pubsub
+
+    async def _read_loop(self) -> None:
+        delay = RECONNECT_MIN_S
+        first = True
+        while True:
+            try:
+                await self._connect()
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._lost(f"connect failed: {exc}")
+                await asyncio.sleep(delay)
+                delay = min(RECONNECT_MAX_S, delay * 2)
+                continue
+            delay = RECONNECT_MIN_S
+            self.healthy = True
+            self._reconnect.clear()
+            if not first:
+                logger.info("Redis is back; catching up from the store")
+                self.resets += 1
+                if self._handler is not None:
+                    self._handler.on_broker_reset()
+            first = False
+            await self._read_until_lost()
+
+    async def _read_until_lost(self) -> None:
+        pubsub = self._pubsub
+        assert pubsub is not None
+        prefix = self._prefix + b"sphere:"
+        while not self._reconnect.is_set():
+            try:
+                if not pubsub.subscribed:
+                    # get_message needs a subscription; wait for one or for a reconnect.
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                message = await pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError) as exc:
+                self._lost(f"read failed: {exc}")
+                return
+            if message is None or message.get("type") != "message":
+                continue
+            channel: bytes = message["channel"]
+            if self._handler is not None and channel.startswith(prefix):
+                sphere_id = SphereId(channel[len(prefix) :].decode())
+                self._handler.on_publication(sphere_id, message["data"])
+
+    async def _publish_loop(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            while self._outbox:
+                batch = [
+                    self._outbox.popleft() for _ in range(min(PUBLISH_BATCH_MAX, len(self._outbox)))
+                ]
+                if not self.healthy:
+                    self.dropped += len(batch)  # nodes catch up from the store on reconnect
+                    continue
+                try:
+                    async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                        async with self._redis.pipeline(transaction=False) as pipe:
+                            for channel, envelope in batch:
+                                pipe.publish(channel, envelope)
+                            await pipe.execute()
+                    self.published += len(batch)
+                except (RedisError, OSError, TimeoutError) as exc:
+                    # At most once: these frames are lost to other nodes, which repair from
+                    # the store when they notice the gap or reconnect.
+                    self.dropped += len(batch)
+                    self._lost(f"publish failed: {exc}")
