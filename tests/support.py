@@ -56,9 +56,12 @@ class ServerProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
+    store_url: str = ""  # empty: the SQLite file in data_dir
+
     def cli(self, *args: str) -> str:
+        where = ["--store-url", self.store_url] if self.store_url else []
         out = subprocess.run(
-            [sys.executable, "-m", "server", *args, "--data-dir", str(self.data_dir)],
+            [sys.executable, "-m", "server", *args, "--data-dir", str(self.data_dir), *where],
             capture_output=True,
             text=True,
             timeout=60,
@@ -84,6 +87,8 @@ class ServerProcess:
             "info",
             *self.extra_args,
         ]
+        if self.store_url:
+            args += ["--store-url", self.store_url]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.proc = subprocess.Popen(
             args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
