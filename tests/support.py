@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -251,3 +252,10 @@ class Client:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 15.0) -> None:
+    """Poll ``check`` until it is true: for state in another process, no event can be awaited."""
+    async with asyncio.timeout(timeout_s):
+        while not await check():  # noqa: ASYNC110 - the state lives in another process
+            await asyncio.sleep(0.1)
