@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,6 +28,7 @@ from server.config import Config
 from server.gateway import Gateway
 from server.http_api import HttpApi, json_response
 from server.hub import Hub
+from server.metrics import Metrics
 from server.operations import Operations
 from server.tasks import TaskSupervisor
 from storage import Store, StoreError, open_store
@@ -47,20 +49,35 @@ class Runtime:
     tasks: TaskSupervisor
     gateway: Gateway
     api: Router
+    metrics: Metrics
 
 
 async def _build(config: Config) -> Runtime:
     store = await open_store(config.resolved_store_url)
     tasks = TaskSupervisor()
+    metrics = Metrics()
     broker: Broker = (
         RedisBroker(config.redis_url, prefix=config.redis_prefix)
         if config.redis_url
         else MemoryBroker()
     )
-    hub = Hub(store, broker, tasks)
+    hub = Hub(store, broker, tasks, metrics)
     await broker.start(hub)
     operations = Operations(store, hub, config)
-    gateway = Gateway(config, store, hub, operations)
+    gateway = Gateway(config, store, hub, operations, metrics)
+    metrics.gauge("cloison_connections", "Open WebSocket connections", lambda: gateway.connections)
+    metrics.gauge(
+        "cloison_broker_healthy", "1 while the broker is connected", lambda: broker.healthy
+    )
+    metrics.gauge(
+        "cloison_broker_published", "Frames sent through the broker", lambda: broker.published
+    )
+    metrics.gauge(
+        "cloison_broker_dropped", "Frames the broker could not send", lambda: broker.dropped
+    )
+    metrics.gauge(
+        "cloison_broker_resets", "Broker reconnects followed by a catch-up", lambda: broker.resets
+    )
     api = HttpApi(config, store, operations, on_revoke=gateway.disconnect_token)
     return Runtime(
         store=store,
@@ -69,6 +86,7 @@ async def _build(config: Config) -> Runtime:
         tasks=tasks,
         gateway=gateway,
         api=Router(routes=api.routes()),
+        metrics=metrics,
     )
 
 
@@ -120,8 +138,12 @@ def create_app(config: Config) -> Starlette:
             await runtime.store.aclose()
             logger.info("stopped")
 
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(built().metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     return Starlette(
         routes=[
+            Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             WebSocketRoute("/ws", _Deferred(lambda: built().gateway)),

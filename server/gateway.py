@@ -42,6 +42,7 @@ from server.auth import authenticate, split_token
 from server.config import Config
 from server.connection import Connection
 from server.hub import Hub
+from server.metrics import Metrics
 from server.operations import WRITES, Caller, Operations, PreparedWrite, now_ms
 from server.origins import OriginPolicy
 from storage import Store, StoreError, UserRecord
@@ -106,8 +107,11 @@ class Login:
 
 
 class Gateway:
-    def __init__(self, config: Config, store: Store, hub: Hub, operations: Operations) -> None:
+    def __init__(
+        self, config: Config, store: Store, hub: Hub, operations: Operations, metrics: Metrics
+    ) -> None:
         self._config = config
+        self._metrics = metrics
         self._store = store
         self._hub = hub
         self._ops = operations
@@ -183,6 +187,8 @@ class Gateway:
             if not same_token:
                 self._by_token.pop(login.token_id, None)
             self._hub.drop_connection(conn)
+            if conn.close_code is not None:
+                self._metrics.disconnects.labels(str(conn.close_code.value)).inc()
             await self._finish_writer(conn, writer)
 
     async def _authenticate(
@@ -320,6 +326,8 @@ class Gateway:
             return await work
         except CloisonError as exc:
             exc.ref = ref
+            if isinstance(exc, StoreError):
+                self._metrics.store_errors.inc()
             conn.send(error_reply(exc))
         except Exception:
             logger.exception("request failed", extra={"conn_id": conn.conn_id})
@@ -329,6 +337,7 @@ class Gateway:
     async def _commit(self, conn: Connection, write: PreparedWrite) -> None:
         ack = await self._guarded(conn, write.ref, self._ops.commit_write(write))
         if ack is not None:
+            self._metrics.writes.labels("duplicate" if ack.duplicate else "new").inc()
             conn.send(ack)
 
     async def _run(self, caller: Caller, frame: Frame) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -40,6 +41,7 @@ from protocol import (
 )
 from server.broker import Broker
 from server.connection import Connection
+from server.metrics import Metrics
 from server.tasks import TaskSupervisor
 from storage import SphereRecord, Store
 
@@ -77,7 +79,10 @@ class SphereChannel:
 
 
 class Hub:
-    def __init__(self, store: Store, broker: Broker, tasks: TaskSupervisor) -> None:
+    def __init__(
+        self, store: Store, broker: Broker, tasks: TaskSupervisor, metrics: Metrics
+    ) -> None:
+        self._metrics = metrics
         # Tags this node's broker envelopes, so it skips its own (delivered locally first).
         self._node = secrets.token_hex(6).encode()
         self._store = store
@@ -165,6 +170,7 @@ class Hub:
         if envelope is not None:
             wires[self._envelope_codec.subprotocol] = envelope
         offset = event.offset
+        sent = 0
         for sub in channel.subs.values():
             if not sub.live or offset <= sub.last_offset:
                 continue
@@ -174,6 +180,9 @@ class Hub:
                 wire = wires[codec.subprotocol] = codec.encode(event)
             sub.last_offset = offset
             sub.conn.enqueue(wire)
+            sent += 1
+        self._metrics.deliveries.inc(sent)
+        self._metrics.fanout_latency.observe(max(0.0, time.time() - event.ts_ms / 1000))
 
     def _schedule_repair(self, channel: SphereChannel, *, catch_up: bool = False) -> None:
         if catch_up:
@@ -210,6 +219,7 @@ class Hub:
                 for event in events:
                     if event.offset == channel.delivered + 1:
                         self._deliver(channel, event, None)
+                        self._metrics.gap_repairs.inc()
                 self._drain_pending(channel)
         finally:
             channel.repairing = False

@@ -23,6 +23,9 @@ class BrokerHandler(Protocol):
 
 class Broker(Protocol):
     healthy: bool  # False while the broker cannot reach its service
+    published: int  # frames handed to the service
+    dropped: int  # frames lost to other nodes (service down or too slow)
+    resets: int  # reconnects after which the hub caught up from the store
 
     async def start(self, handler: BrokerHandler) -> None: ...
 

@@ -12,6 +12,7 @@ from server.broker.base import BrokerHandler
 
 class MemoryBroker:
     healthy = True
+    published = dropped = resets = 0
 
     async def start(self, handler: BrokerHandler) -> None:
         return None

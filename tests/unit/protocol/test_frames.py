@@ -102,7 +102,7 @@ def scalar_leaves(cls: type, path: str) -> list[tuple[str, object]]:
     """(path, metadata) of every str or int field of ``cls``, descending into value objects."""
     hints = typing.get_type_hints(cls)
     out: list[tuple[str, object]] = []
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cls):
         tp = scalar_type(hints[f.name])
         if tp in (str, int):
             out.append((f"{path}.{f.name}", f.metadata))
