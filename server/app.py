@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from server.http_api import HttpApi, json_response
 from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import Operations
+from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
 from server.tasks import TaskSupervisor
 from storage import Store, StoreError, open_store
 
@@ -45,6 +47,7 @@ class Runtime:
 
     store: Store
     broker: Broker
+    presence: PresenceDirectory
     hub: Hub
     tasks: TaskSupervisor
     gateway: Gateway
@@ -61,7 +64,13 @@ async def _build(config: Config) -> Runtime:
         if config.redis_url
         else MemoryBroker()
     )
-    hub = Hub(store, broker, tasks, metrics)
+    node = secrets.token_hex(6)  # names this process in broker envelopes and presence
+    presence: PresenceDirectory = (
+        RedisPresence(config.redis_url, prefix=config.redis_prefix, node=node)
+        if config.redis_url
+        else MemoryPresence()
+    )
+    hub = Hub(store, broker, presence, tasks, metrics, node=node)
     await broker.start(hub)
     operations = Operations(store, hub, config)
     gateway = Gateway(config, store, hub, operations, metrics)
@@ -82,6 +91,7 @@ async def _build(config: Config) -> Runtime:
     return Runtime(
         store=store,
         broker=broker,
+        presence=presence,
         hub=hub,
         tasks=tasks,
         gateway=gateway,
@@ -134,6 +144,7 @@ def create_app(config: Config) -> Starlette:
         finally:
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()
+            await runtime.presence.aclose()
             await runtime.broker.aclose()
             await runtime.store.aclose()
             logger.info("stopped")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from protocol import (
 from server.broker import Broker
 from server.connection import Connection
 from server.metrics import Metrics
+from server.presence import PresenceDirectory
 from server.tasks import TaskSupervisor
 from storage import SphereRecord, Store
 
@@ -53,6 +53,8 @@ REPLAY_PAGE = 256
 GAP_HOLD_S = 0.05
 # Why: bounds memory held for a sphere whose gap cannot be filled yet.
 MAX_PENDING = 10_000
+# Why: a client that reconnects within this does not flap offline and online for others.
+PRESENCE_GRACE_S = 1.0
 
 
 @dataclass(slots=True, eq=False)
@@ -80,11 +82,20 @@ class SphereChannel:
 
 class Hub:
     def __init__(
-        self, store: Store, broker: Broker, tasks: TaskSupervisor, metrics: Metrics
+        self,
+        store: Store,
+        broker: Broker,
+        presence: PresenceDirectory,
+        tasks: TaskSupervisor,
+        metrics: Metrics,
+        *,
+        node: str,
     ) -> None:
         self._metrics = metrics
+        self._presence = presence
+        self._departures: dict[tuple[SphereId, UserId], asyncio.TimerHandle] = {}
         # Tags this node's broker envelopes, so it skips its own (delivered locally first).
-        self._node = secrets.token_hex(6).encode()
+        self._node = node.encode()
         self._store = store
         self._broker = broker
         self._tasks = tasks
@@ -110,6 +121,8 @@ class Hub:
             self._arrive(channel, frame, frame_bytes)
         elif isinstance(frame, UserTyping):
             self._broadcast(channel, frame, skip_user=frame.user_id, wire=frame_bytes)
+        elif isinstance(frame, Presence):
+            self._broadcast(channel, frame, wire=frame_bytes)
         else:
             logger.warning("unexpected envelope type %s", frame.TYPE)
 
@@ -271,20 +284,26 @@ class Hub:
         self._add(channel, sub)  # before removing the old one, so the channel never empties
         if previous is not None:
             self._remove(channel, previous)
+        online = await self._presence.online(sphere.sphere_id)
+        if not sub.active:
+            return  # replaced or revoked meanwhile
+        online.update(channel.online)
         if since is None:
             sub.last_offset = channel.delivered
             sub.live = True
-            conn.send(self._subscribed(channel, sub, ref))
+            conn.send(self._subscribed(channel, sub, online, ref))
             return
         sub.last_offset = since
-        conn.send(self._subscribed(channel, sub, ref))
+        conn.send(self._subscribed(channel, sub, online, ref))
         await self._replay(channel, sub)
 
-    def _subscribed(self, channel: SphereChannel, sub: Subscription, ref: str | None) -> Frame:
+    def _subscribed(
+        self, channel: SphereChannel, sub: Subscription, online: set[UserId], ref: str | None
+    ) -> Frame:
         return Subscribed(
             sphere_id=channel.sphere_id,
             position=StreamPosition(max(channel.delivered, sub.last_offset), channel.epoch),
-            online=sorted(channel.online),
+            online=sorted(online),
             ref=ref,
         )
 
@@ -333,11 +352,51 @@ class Hub:
         channel.subs[sub.conn.conn_id] = sub
         self._by_conn.setdefault(sub.conn.conn_id, {})[sub.sphere_id] = sub
         if sub.role is not None:
-            user_id = sub.conn.user_id
-            channel.online[user_id] += 1
-            if channel.online[user_id] == 1:
-                presence = Presence(sphere_id=channel.sphere_id, user_id=user_id, online=True)
-                self._broadcast(channel, presence, skip_conn=sub.conn.conn_id)
+            self._count_in(channel, sub.conn.user_id)
+
+    # -- presence ----------------------------------------------------------------------------
+
+    def _count_in(self, channel: SphereChannel, user_id: UserId) -> None:
+        channel.online[user_id] += 1
+        if channel.online[user_id] > 1:
+            return
+        pending = self._departures.pop((channel.sphere_id, user_id), None)
+        if pending is not None:
+            pending.cancel()  # back within the grace period: nobody saw them leave
+            return
+        self._tasks.spawn(self._arrival(channel.sphere_id, user_id), name="presence arrival")
+
+    def _count_out(self, channel: SphereChannel, user_id: UserId) -> None:
+        channel.online[user_id] -= 1
+        if channel.online[user_id] > 0:
+            return
+        del channel.online[user_id]
+        key = (channel.sphere_id, user_id)
+        # Coalesce: a reconnect within the grace period announces nothing.
+        self._departures[key] = asyncio.get_running_loop().call_later(
+            PRESENCE_GRACE_S,
+            lambda: self._tasks.spawn(self._departure(*key), name="presence departure"),
+        )
+
+    async def _arrival(self, sphere_id: SphereId, user_id: UserId) -> None:
+        if await self._presence.arrived(sphere_id, user_id):
+            await self._announce(Presence(sphere_id=sphere_id, user_id=user_id, online=True))
+
+    async def _departure(self, sphere_id: SphereId, user_id: UserId) -> None:
+        self._departures.pop((sphere_id, user_id), None)
+        channel = self._channels.get(sphere_id)
+        if channel is not None and channel.online.get(user_id, 0) > 0:
+            return
+        if await self._presence.left(sphere_id, user_id):
+            await self._announce(Presence(sphere_id=sphere_id, user_id=user_id, online=False))
+
+    async def _announce(self, frame: Presence) -> None:
+        frame_bytes = self._envelope_codec.encode(frame)
+        assert isinstance(frame_bytes, bytes)
+        channel = self._channels.get(frame.sphere_id)
+        if channel is not None:
+            self._broadcast(channel, frame, wire=frame_bytes)
+        await self._broker.publish(frame.sphere_id, self._node + b"|" + frame_bytes)
 
     def _remove(self, channel: SphereChannel, sub: Subscription) -> None:
         sub.active = False
@@ -350,12 +409,7 @@ class Hub:
                 if not subs:
                     del self._by_conn[conn_id]
         if sub.role is not None:
-            user_id = sub.conn.user_id
-            channel.online[user_id] -= 1
-            if channel.online[user_id] <= 0:
-                del channel.online[user_id]
-                presence = Presence(sphere_id=channel.sphere_id, user_id=user_id, online=False)
-                self._broadcast(channel, presence)
+            self._count_out(channel, sub.conn.user_id)
         if not channel.subs:
             del self._channels[channel.sphere_id]
             self._tasks.spawn(self._release(channel.sphere_id), name="broker unsubscribe")
@@ -403,12 +457,5 @@ class Hub:
             if sub.conn.user_id != user_id:
                 continue
             if sub.role is None:
-                channel.online[user_id] += 1
-                if channel.online[user_id] == 1:
-                    presence = Presence(sphere_id=sphere_id, user_id=user_id, online=True)
-                    self._broadcast(channel, presence)
+                self._count_in(channel, user_id)
             sub.role = role
-
-    def online(self, sphere_id: SphereId) -> list[UserId]:
-        channel = self._channels.get(sphere_id)
-        return sorted(channel.online) if channel is not None else []

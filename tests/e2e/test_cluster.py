@@ -18,7 +18,18 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from protocol import Ack, ErrorReply, Message, Publish, StreamPosition, Subscribe, Subscribed
+from protocol import (
+    Ack,
+    ErrorReply,
+    Message,
+    Presence,
+    Publish,
+    StreamPosition,
+    Subscribe,
+    Subscribed,
+    Typing,
+    UserTyping,
+)
 from tests.e2e.conftest import FAST
 from tests.services import (
     POSTGRES_URL,
@@ -233,3 +244,31 @@ async def test_database_outage_fails_writes_retryably_and_loses_nothing(tmp_path
             acked.append(again.offset)
             assert acked == list(range(1, 22))
             assert await collect(reader, 21) == acked
+
+
+async def test_presence_and_typing_span_gateways(tmp_path: Path) -> None:
+    require_shared_redis()
+    async with gateways(tmp_path, 2, redis_url="redis://127.0.0.1:6379/0") as nodes:
+        alice = await nodes[0].new_user("alice")
+        bob = await nodes[0].new_user("bob")
+        sphere_id = await alice.create_sphere()
+        await alice.add(sphere_id, bob)
+        a = await connect(alice, nodes[0])
+        await a.request(Subscribe(sphere_id=sphere_id, ref="s"))
+        await a.expect(Presence, user_id=alice.user_id)  # her own arrival, recorded
+        b1 = await connect(bob, nodes[1])
+        sub = await b1.request(Subscribe(sphere_id=sphere_id, ref="s"))
+        assert isinstance(sub, Subscribed)
+        assert alice.user_id in sub.online  # learned from the other gateway
+        assert (await a.expect(Presence, user_id=bob.user_id)).online
+        await b1.send(Typing(sphere_id=sphere_id))
+        assert (await a.expect(UserTyping)).user_id == bob.user_id
+        # Bob on both gateways: leaving one of them is not going offline.
+        b0 = await connect(bob, nodes[0])
+        await b0.request(Subscribe(sphere_id=sphere_id, ref="s"))
+        await b1.close()
+        with pytest.raises(TimeoutError):
+            await a.expect(Presence, timeout_s=2.5, user_id=bob.user_id)
+        await b0.close()
+        gone = await a.expect(Presence, timeout_s=5, user_id=bob.user_id)
+        assert not gone.online

@@ -256,7 +256,7 @@ async def test_presence_typing_and_read_markers(server: ServerProcess) -> None:
     await subscribe(a, sphere_id)
     sub = await subscribe(b, sphere_id)
     assert sub.online == sorted([alice.user_id, bob.user_id])
-    assert (await a.expect(Presence)).user_id == bob.user_id
+    assert (await a.expect(Presence, user_id=bob.user_id)).online
     await b.send(Typing(sphere_id=sphere_id))
     typing = await a.expect(UserTyping)
     assert typing.user_id == bob.user_id

@@ -1,0 +1,179 @@
+"""Who is online in which sphere, across gateway processes.
+
+A member is online in a sphere while one of their connections, on any node, is subscribed to
+it. Each node counts its own subscriptions (in the hub) and tells a ``PresenceDirectory`` only
+when a user's count on this node goes from 0 to 1 (``arrived``) or back to 0 (``left``); the
+directory answers whether that changed the user's state across all nodes, so only real
+changes are announced. ``MemoryPresence`` serves one process; ``RedisPresence`` shares the
+state through Redis with an expiry, so a node that dies stops counting within
+``PRESENCE_TTL_S`` without anyone cleaning up after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from protocol import SphereId, UserId
+
+logger = logging.getLogger(__name__)
+
+# Why: a node refreshes its entries every third of this, so one missed refresh is harmless
+# and a crashed node's users drop out within a minute.
+PRESENCE_TTL_S = 60.0
+COMMAND_TIMEOUT_S = 2.0
+
+
+class PresenceDirectory(Protocol):
+    async def arrived(self, sphere_id: SphereId, user_id: UserId) -> bool:
+        """This node now has the user in the sphere; True if they were offline everywhere."""
+        ...
+
+    async def left(self, sphere_id: SphereId, user_id: UserId) -> bool:
+        """This node no longer has the user in the sphere; True if now offline everywhere."""
+        ...
+
+    async def online(self, sphere_id: SphereId) -> set[UserId]:
+        """Every user online in the sphere, on any node."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryPresence:
+    def __init__(self) -> None:
+        self._online: defaultdict[SphereId, set[UserId]] = defaultdict(set)
+
+    async def arrived(self, sphere_id: SphereId, user_id: UserId) -> bool:
+        users = self._online[sphere_id]
+        before = len(users)
+        users.add(user_id)
+        return len(users) > before
+
+    async def left(self, sphere_id: SphereId, user_id: UserId) -> bool:
+        users = self._online.get(sphere_id)
+        if users is None or user_id not in users:
+            return False
+        users.discard(user_id)
+        if not users:
+            del self._online[sphere_id]
+        return True
+
+    async def online(self, sphere_id: SphereId) -> set[UserId]:
+        return set(self._online.get(sphere_id, ()))
+
+    async def aclose(self) -> None:
+        self._online.clear()
+
+
+# KEYS: sphere set, user's node set. ARGV: user, node, expiry ms, now ms, ttl ms.
+# Returns 1 when no other node had the user.
+_ARRIVED = """
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
+local others = redis.call('ZCARD', KEYS[2]) - (redis.call('ZSCORE', KEYS[2], ARGV[2]) and 1 or 0)
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('ZADD', KEYS[1], 'GT', ARGV[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if others == 0 then return 1 else return 0 end
+"""
+# Returns 1 when the user is now on no node.
+_LEFT = """
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
+if redis.call('ZCARD', KEYS[2]) == 0 then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+class RedisPresence:
+    """Presence shared through Redis: per sphere, a sorted set of users by expiry, and per
+    (sphere, user) a sorted set of the nodes that have them, by expiry."""
+
+    def __init__(self, url: str, *, prefix: str, node: str) -> None:
+        self._redis = aioredis.Redis.from_url(
+            url, socket_timeout=COMMAND_TIMEOUT_S, socket_connect_timeout=COMMAND_TIMEOUT_S
+        )
+        self._prefix = prefix
+        self._node = node
+        self._here: set[tuple[SphereId, UserId]] = set()  # what this node must keep fresh
+        self._arrived = self._redis.register_script(_ARRIVED)
+        self._left = self._redis.register_script(_LEFT)
+        self._refresher: asyncio.Task[None] | None = None
+
+    def _keys(self, sphere_id: SphereId, user_id: UserId) -> list[str]:
+        base = f"{self._prefix}presence:{sphere_id}"
+        return [base, f"{base}:{user_id}"]
+
+    def _args(self, user_id: UserId) -> list[str | int]:
+        now_ms = int(time.time() * 1000)
+        ttl_ms = int(PRESENCE_TTL_S * 1000)
+        return [user_id, self._node, now_ms + ttl_ms, now_ms, ttl_ms]
+
+    async def arrived(self, sphere_id: SphereId, user_id: UserId) -> bool:
+        self._here.add((sphere_id, user_id))
+        self._start_refresher()
+        try:
+            first = await self._arrived(self._keys(sphere_id, user_id), self._args(user_id))
+        except (RedisError, OSError) as exc:
+            logger.warning("presence unavailable: %s", exc)
+            return True  # say what this node knows rather than nothing
+        return bool(first)
+
+    async def left(self, sphere_id: SphereId, user_id: UserId) -> bool:
+        self._here.discard((sphere_id, user_id))
+        try:
+            last = await self._left(self._keys(sphere_id, user_id), self._args(user_id))
+        except (RedisError, OSError) as exc:
+            logger.warning("presence unavailable: %s", exc)
+            return True
+        return bool(last)
+
+    async def online(self, sphere_id: SphereId) -> set[UserId]:
+        key = self._keys(sphere_id, UserId(""))[0]
+        here = {user for sphere, user in self._here if sphere == sphere_id}
+        try:
+            now_ms = int(time.time() * 1000)
+            users = await self._redis.zrangebyscore(key, now_ms, "+inf")
+        except (RedisError, OSError) as exc:
+            logger.warning("presence unavailable: %s", exc)
+            return here
+        return here | {UserId(u.decode() if isinstance(u, bytes) else str(u)) for u in users}
+
+    def _start_refresher(self) -> None:
+        if self._refresher is None:
+            self._refresher = asyncio.create_task(self._refresh_loop(), name="presence refresh")
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_TTL_S / 3)
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for sphere_id, user_id in list(self._here):
+                        await self._arrived(
+                            self._keys(sphere_id, user_id), self._args(user_id), client=pipe
+                        )
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                logger.warning("presence refresh failed: %s", exc)
+
+    async def aclose(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
+        # Leave cleanly where Redis answers in time; expiry covers the rest.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                for sphere_id, user_id in list(self._here):
+                    await self.left(sphere_id, user_id)
+        await self._redis.aclose()
