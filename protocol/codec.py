@@ -73,7 +73,7 @@ def _compile(tp: Any, frames_by_type: dict[str, type[Frame]]) -> _Check:
     if origin in (types.UnionType, typing.Union):
         args = typing.get_args(tp)
         if all(isinstance(a, type) and issubclass(a, Frame) for a in args):
-            return lambda value, path: _decode_frame(value, frames_by_type, path)
+            return lambda value, path: _decode_inner_frame(value, frames_by_type, path)
         inner = [a for a in args if a is not type(None)]
         if len(inner) != 1:
             raise TypeError(f"unsupported union {tp}")
@@ -133,6 +133,8 @@ def _check_float(value: Any, path: str) -> float:
 def _check_str(value: Any, path: str) -> str:
     if not isinstance(value, str):
         raise ProtocolViolation(f"{path}: expected a string")
+    if "\x00" in value:  # no store keeps NUL in text (PostgreSQL refuses it)
+        raise ProtocolViolation(f"{path}: must not contain NUL characters")
     return value
 
 
@@ -193,20 +195,30 @@ def decode_client_map(data: Any) -> Frame:
 def _decode_frame(data: Any, frames_by_type: dict[str, type[Frame]], path: str = "") -> Frame:
     if not isinstance(data, dict):
         raise ProtocolViolation(f"{path or 'frame'}: expected a map")
-    kind = data.get("type")
-    if not isinstance(kind, str):
-        raise ProtocolViolation(f"{path + '.' if path else ''}type: missing or not a string")
-    cls = frames_by_type.get(kind)
-    if cls is None:
-        raise ProtocolViolation(f"unknown frame type {kind[:40]!r}")
     try:
+        kind = data.get("type")
+        if not isinstance(kind, str):
+            raise ProtocolViolation(f"{path + '.' if path else ''}type: missing or not a string")
+        cls = frames_by_type.get(kind)
+        if cls is None:
+            raise ProtocolViolation(
+                f"{path + ': ' if path else ''}unknown frame type {kind[:40]!r}"
+            )
         frame: Frame = _SCHEMAS[cls].build(data, path)
     except ProtocolViolation as exc:
+        # Echo the request's ref, when it is one the frame itself would accept.
         ref = data.get("ref")
-        if isinstance(ref, str) and len(ref) <= MAX_REF_CHARS:
+        if isinstance(ref, str) and 0 < len(ref) <= MAX_REF_CHARS:
             exc.ref = ref
         raise
     return frame
+
+
+def _decode_inner_frame(value: Any, frames_by_type: dict[str, type[Frame]], path: str) -> Frame:
+    """A frame inside a batch; batches do not nest, which bounds decoding depth."""
+    if isinstance(value, dict) and value.get("type") == "batch":
+        raise ProtocolViolation(f"{path}: a batch cannot contain a batch")
+    return _decode_frame(value, frames_by_type, path)
 
 
 _CLIENT_TYPES = {cls.TYPE: cls for cls in CLIENT_FRAMES}
@@ -287,7 +299,8 @@ class JsonCodec:
         return _decode_frame(self._parse(data, MAX_SERVER_FRAME_BYTES), _SERVER_TYPES)
 
     def _parse(self, data: Wire, limit: int) -> Any:
-        size = len(data) if isinstance(data, bytes) else len(data.encode())
+        # surrogatepass: a lone surrogate must reach orjson, which refuses it, not crash here.
+        size = len(data) if isinstance(data, bytes) else len(data.encode(errors="surrogatepass"))
         if size > limit:
             raise FrameTooLarge(f"frame of {size} bytes exceeds {limit}")
         try:

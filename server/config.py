@@ -8,11 +8,15 @@ the default. ``docs/operations.md`` lists them all.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +96,7 @@ class Config:
     def resolved_store_url(self) -> str:
         if self.store_url:
             return self.store_url
-        path = (self.data_dir / "cloison.sqlite3").resolve()
+        path = quote(str((self.data_dir / "cloison.sqlite3").resolve()))
         return f"sqlite:///{path}?synchronous={self.sqlite_synchronous}"
 
     @classmethod
@@ -129,6 +133,15 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number")
+        for name in ("ping_interval_s", "tcp_user_timeout_s", "token_ttl_days"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
         if self.sqlite_synchronous not in ("FULL", "NORMAL"):

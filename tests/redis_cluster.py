@@ -184,7 +184,7 @@ class LocalRedisCluster:
 
 @asynccontextmanager
 async def own_redis_cluster(primaries: int = 3) -> AsyncIterator[LocalRedisCluster]:
-    """A Redis Cluster of ``primaries`` primaries (no replicas) on free ports, removed afterwards."""
+    """``primaries`` primaries, no replicas, on free loopback ports; all removed afterwards."""
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         skip_or_fail("redis-server or redis-cli not found (needed for a Redis Cluster)")
     with tempfile.TemporaryDirectory(prefix="cloison-redis-cluster-") as workdir:

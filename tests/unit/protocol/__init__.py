@@ -190,7 +190,7 @@ _SERVER_LEAVES: tuple[ServerFrame, ...] = (
 
 SERVER_SAMPLES: tuple[Frame, ...] = (
     *_SERVER_LEAVES,
-    Batch(frames=[*_SERVER_LEAVES, Batch(frames=[Ok(), POST])]),
+    Batch(frames=[*_SERVER_LEAVES, Ok(), POST]),
 )
 
 SERVER_MINIMAL: tuple[Frame, ...] = (

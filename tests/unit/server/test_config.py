@@ -188,13 +188,6 @@ def test_validation_also_applies_to_overrides() -> None:
         Config.load(env={}, max_frame_bytes=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: validate() only checks `<= 0`, so non-finite floats pass (nan rate limits "
-    "nothing; inf/nan break int(idle_timeout_s * 1000) in the gateway and `null` in welcome), "
-    "negative ping_interval_s reaches uvicorn, a negative token TTL means no expiry, and "
-    "log_level is never checked",
-)
 @pytest.mark.parametrize(
     ("name", "raw"),
     [
@@ -249,11 +242,6 @@ def test_explicit_store_url_is_used_verbatim() -> None:
     assert config.resolved_store_url == url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: resolved_store_url does not percent-encode data_dir, so '#', '?' or '%' in "
-    "the path change the file that open_store opens (and may drop the synchronous option)",
-)
 @pytest.mark.parametrize("name", ["a#b", "a?b", "a%41b"])
 def test_store_url_survives_unusual_directory_names(tmp_path: Path, name: str) -> None:
     config = Config(data_dir=tmp_path / name)
