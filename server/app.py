@@ -32,6 +32,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import Operations
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
+from server.ratelimit import LocalWriteLimiter, RedisWriteLimiter, WriteLimiter
 from server.tasks import TaskSupervisor
 from storage import Store, StoreError, open_store
 
@@ -48,6 +49,7 @@ class Runtime:
     store: Store
     broker: Broker
     presence: PresenceDirectory
+    writes: WriteLimiter
     hub: Hub
     tasks: TaskSupervisor
     gateway: Gateway
@@ -72,7 +74,17 @@ async def _build(config: Config) -> Runtime:
     )
     hub = Hub(store, broker, presence, tasks, metrics, node=node)
     await broker.start(hub)
-    operations = Operations(store, hub, config)
+    writes: WriteLimiter = (
+        RedisWriteLimiter(
+            config.redis_url,
+            prefix=config.redis_prefix,
+            rate_per_s=config.publish_rate_per_s,
+            burst=config.publish_burst,
+        )
+        if config.redis_url
+        else LocalWriteLimiter(config.publish_rate_per_s, config.publish_burst)
+    )
+    operations = Operations(store, hub, writes, config)
     gateway = Gateway(config, store, hub, operations, metrics)
     metrics.gauge("cloison_connections", "Open WebSocket connections", lambda: gateway.connections)
     metrics.gauge(
@@ -92,6 +104,7 @@ async def _build(config: Config) -> Runtime:
         store=store,
         broker=broker,
         presence=presence,
+        writes=writes,
         hub=hub,
         tasks=tasks,
         gateway=gateway,
@@ -139,11 +152,13 @@ def create_app(config: Config) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nonlocal runtime
         runtime = await _build(config)
+        app.state.runtime = runtime
         try:
             yield
         finally:
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()
+            await runtime.writes.aclose()
             await runtime.presence.aclose()
             await runtime.broker.aclose()
             await runtime.store.aclose()

@@ -35,6 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _config_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """A parser with one ``--flag`` per Config field (help and default from the field)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(
+        "--config",
+        dest="config_file",
+        default=os.environ.get("CLOISON_CONFIG"),
+        help="TOML file of options (names as below, with underscores); flags and "
+        "CLOISON_* variables win over it [env CLOISON_CONFIG]",
+    )
     for f in dataclasses.fields(Config):
         flag = "--" + f.name.replace("_", "-")
         env = f"CLOISON_{f.name.upper()}"
@@ -56,7 +63,8 @@ def _load_config(namespace: argparse.Namespace) -> Config:
         for f in dataclasses.fields(Config)
         if getattr(namespace, f.name, None) is not None
     }
-    return Config.load(env={**os.environ, **flags})
+    file = Path(namespace.config_file) if namespace.config_file else None
+    return Config.load(env={**os.environ, **flags}, file=file)
 
 
 def serve_command(argv: list[str]) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,23 @@ class Config:
         default=365, metadata={"help": "lifetime of tokens made by the admin commands (0: none)"}
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    log_format: str = field(
+        default="text", metadata={"help": "text, or json for one JSON object per line"}
+    )
+    tls_cert: str = field(
+        default="", metadata={"help": "PEM certificate chain: serve HTTPS and WSS directly"}
+    )
+    tls_key: str = field(default="", metadata={"help": "PEM private key of --tls-cert"})
+    drain_batch: int = field(
+        default=500,
+        metadata={
+            "help": "on shutdown, connections closed per batch (so clients reconnect "
+            "gradually instead of all at once)"
+        },
+    )
+    drain_interval_s: float = field(
+        default=0.2, metadata={"help": "pause between two shutdown batches"}
+    )
 
     @property
     def resolved_store_url(self) -> str:
@@ -100,14 +118,21 @@ class Config:
         return f"sqlite:///{path}?synchronous={self.sqlite_synchronous}"
 
     @classmethod
-    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
-        """Build a Config from ``CLOISON_*`` variables and explicit overrides.
+    def load(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        file: Path | None = None,
+        **overrides: Any,
+    ) -> Config:
+        """Build a Config from a TOML file, ``CLOISON_*`` variables and explicit overrides,
+        each winning over the one before.
 
         Raises:
-            ValueError: a value does not parse or is out of range.
+            ValueError: a value does not parse or is out of range, or the file is unreadable.
         """
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = _read_file(cls, file) if file is not None else {}
         for f in dataclasses.fields(cls):
             raw = env.get(f"CLOISON_{f.name.upper()}")
             if raw is not None:
@@ -140,6 +165,12 @@ class Config:
         for name in ("ping_interval_s", "tcp_user_timeout_s", "token_ttl_days"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if self.log_format not in ("text", "json"):
+            raise ValueError("log_format must be text or json")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.drain_batch <= 0 or self.drain_interval_s < 0:
+            raise ValueError("drain_batch must be positive and drain_interval_s not negative")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if not 0 <= self.port <= 65535:
@@ -148,6 +179,32 @@ class Config:
             raise ValueError("sqlite_synchronous must be FULL or NORMAL")
         if self.max_message_bytes >= self.max_frame_bytes:
             raise ValueError("max_message_bytes must be smaller than max_frame_bytes")
+
+
+def _read_file(cls: type[Config], file: Path) -> dict[str, Any]:
+    """Options from a TOML file: the same names as the flags, with underscores."""
+    try:
+        data = tomllib.loads(file.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read {file}: {exc}") from None
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in fields:
+            raise ValueError(f"{file}: unknown option {key!r}")
+        kind = str(fields[name].type)
+        if kind == "Path":
+            value = Path(value)
+        elif kind.startswith("tuple"):
+            value = tuple(value) if isinstance(value, list) else _parse(fields[name], str(value))
+        elif kind == "float" and isinstance(value, int):
+            value = float(value)
+        expected = {"int": int, "float": float, "str": str, "Path": Path}.get(kind, tuple)
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise ValueError(f"{file}: {key} must be of type {kind}")
+        values[name] = value
+    return values
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:

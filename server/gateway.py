@@ -129,6 +129,17 @@ class Gateway:
             idle_timeout_ms=int(config.idle_timeout_s * 1000),
         )
 
+    async def drain(self, batch: int, interval_s: float) -> None:
+        """Close every connection with 1012 (service restart), ``batch`` at a time."""
+        live = [conn for conns in self._by_token.values() for conn in conns]
+        if live:
+            logger.info("draining %d connections, %d at a time", len(live), batch)
+        for start in range(0, len(live), batch):
+            if start:
+                await asyncio.sleep(interval_s)
+            for conn in live[start : start + batch]:
+                conn.abort(CloseCode.SERVICE_RESTART, "server restart")
+
     def disconnect_token(self, token_id: str) -> int:
         """Close this node's connections opened with a revoked token; returns how many."""
         conns = self._by_token.get(token_id, set())

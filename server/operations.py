@@ -55,7 +55,7 @@ from server import access
 from server.config import Config
 from server.connection import Connection
 from server.hub import Hub
-from server.ratelimit import RateLimiter
+from server.ratelimit import RateLimiter, WriteLimiter
 from storage import Draft, SphereRecord, Store, UserRecord
 
 # Why: one page is what a chat client shows at once; the protocol caps it at 200.
@@ -114,11 +114,11 @@ Handler = Callable[[Caller, Any], Awaitable[Frame | None]]
 
 
 class Operations:
-    def __init__(self, store: Store, hub: Hub, config: Config) -> None:
+    def __init__(self, store: Store, hub: Hub, writes: WriteLimiter, config: Config) -> None:
         self._store = store
         self._hub = hub
         self._config = config
-        self._writes = RateLimiter(config.publish_rate_per_s, config.publish_burst)
+        self._writes = writes
         self._typing = RateLimiter(1 / TYPING_INTERVAL_S, 1)
         # A page must fit a connection's queue and a client's default frame limit (1 MiB).
         self._page_bytes = min(config.queue_max_bytes // 2, MAX_PAGE_BYTES)
@@ -166,8 +166,8 @@ class Operations:
         assert role is not None
         return role
 
-    def _spend_write(self, caller: Caller) -> None:
-        wait_s = self._writes.take(caller.user.user_id, time.monotonic())
+    async def _spend_write(self, caller: Caller) -> None:
+        wait_s = await self._writes.take(caller.user.user_id)
         if wait_s:
             raise RateLimitedError("too many writes", retry_after_ms=max(1, int(wait_s * 1000)))
 
@@ -262,7 +262,7 @@ class Operations:
     async def _publish(self, caller: Caller, frame: Publish) -> PreparedWrite:
         self._check_body(frame.body)
         await self._member_role(caller, frame.sphere_id)
-        self._spend_write(caller)
+        await self._spend_write(caller)
         draft = Draft(
             kind=EventKind.POST,
             message_id=frame.message_id,
@@ -298,7 +298,7 @@ class Operations:
     async def _edit(self, caller: Caller, frame: Edit) -> PreparedWrite:
         self._check_body(frame.body)
         await self._target(caller, frame.sphere_id, frame.target, moderate=False)
-        self._spend_write(caller)
+        await self._spend_write(caller)
         draft = Draft(
             kind=EventKind.EDIT,
             message_id=frame.message_id,
@@ -311,7 +311,7 @@ class Operations:
 
     async def _delete(self, caller: Caller, frame: Delete) -> PreparedWrite:
         await self._target(caller, frame.sphere_id, frame.target, moderate=True)
-        self._spend_write(caller)
+        await self._spend_write(caller)
         draft = Draft(
             kind=EventKind.DELETE,
             message_id=frame.message_id,
@@ -354,7 +354,7 @@ class Operations:
         return SphereList(spheres=[by_id.get(s.sphere_id, s) for s in listed], ref=frame.ref)
 
     async def _create_sphere(self, caller: Caller, frame: CreateSphere) -> Frame:
-        self._spend_write(caller)
+        await self._spend_write(caller)
         sphere = await self._store.create_sphere(
             frame.name, frame.privacy, caller.user.user_id, now_ms=now_ms()
         )

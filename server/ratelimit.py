@@ -1,8 +1,19 @@
-"""Per-key token buckets for write rate limits (in process)."""
+"""Token buckets: per key in process, and the per-user write limit, local or shared in Redis."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Hashable
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+# Why: a limit check sits on the write path; past this, Redis counts as down.
+COMMAND_TIMEOUT_S = 1.0
 
 
 class RateLimiter:
@@ -33,3 +44,77 @@ class RateLimiter:
         self._buckets = {
             k: (t, at) for k, (t, at) in self._buckets.items() if now_s - at < refill_s
         }
+
+
+class WriteLimiter(Protocol):
+    """The per-user write rate limit, shared by every gateway that uses the same backend."""
+
+    async def take(self, user_id: str) -> float:
+        """Spend one write. Returns 0 when allowed, else the seconds until one is available."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalWriteLimiter:
+    """Buckets in this process: exact for one gateway."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self._buckets = RateLimiter(rate_per_s, burst)
+
+    async def take(self, user_id: str) -> float:
+        return self._buckets.take(user_id, time.monotonic())
+
+    async def aclose(self) -> None:
+        return None
+
+
+# KEYS[1]: the bucket. ARGV: rate per s, burst, now in ms. Returns the wait in ms (0: allowed).
+_TAKE = """
+local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 't', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
+local wait = 0
+if tokens < 1 then
+  wait = math.ceil((1 - tokens) * 1000 / rate)
+else
+  tokens = tokens - 1
+end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+return wait
+"""
+
+
+class RedisWriteLimiter:
+    """One bucket per user in Redis, shared by all gateways; buckets expire once full again.
+
+    If Redis does not answer, the limit falls back to this process's own buckets rather than
+    refusing or waving through every write.
+    """
+
+    def __init__(self, url: str, *, prefix: str, rate_per_s: float, burst: int) -> None:
+        self._redis = aioredis.Redis.from_url(
+            url, socket_timeout=COMMAND_TIMEOUT_S, socket_connect_timeout=COMMAND_TIMEOUT_S
+        )
+        self._prefix = prefix
+        self._rate_per_s = rate_per_s
+        self._burst = burst
+        self._script = self._redis.register_script(_TAKE)
+        self._fallback = LocalWriteLimiter(rate_per_s, burst)
+
+    async def take(self, user_id: str) -> float:
+        now_ms = int(time.time() * 1000)
+        try:
+            wait_ms = await self._script(
+                [f"{self._prefix}rate:{user_id}"], [self._rate_per_s, self._burst, now_ms]
+            )
+        except (RedisError, OSError) as exc:
+            logger.warning("shared rate limit unavailable, limiting locally: %s", exc)
+            return await self._fallback.take(user_id)
+        return int(wait_ms) / 1000
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()

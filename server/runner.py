@@ -8,27 +8,17 @@ import logging
 import math
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
+from starlette.applications import Starlette
 
+from server import logs
 from server.app import create_app
 from server.config import Config
 
 logger = logging.getLogger(__name__)
-
-
-class RedactQueryStrings(logging.Filter):
-    """uvicorn logs each WebSocket's path with its query string; keep secrets out of logs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and "WebSocket %s" in str(record.msg):
-            record.args = tuple(
-                a.split("?", 1)[0] + "?…" if isinstance(a, str) and "?" in a else a
-                for a in record.args
-            )
-        return True
 
 
 def redacted(url: str) -> str:
@@ -60,9 +50,9 @@ def listening_socket(config: Config) -> socket.socket:
     return sock
 
 
-def uvicorn_config(config: Config) -> uvicorn.Config:
+def uvicorn_config(config: Config, app: Starlette) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(config),
+        app,
         ws="websockets-sansio",
         http="httptools",
         loop="uvloop",
@@ -75,15 +65,30 @@ def uvicorn_config(config: Config) -> uvicorn.Config:
         log_level=config.log_level,
         access_log=False,
         server_header=False,
+        log_config=None,  # logs.configure() already routes uvicorn's loggers
+        ssl_certfile=config.tls_cert or None,
+        ssl_keyfile=config.tls_key or None,
     )
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, except that a handled SIGTERM/SIGINT ends the process with status 0.
+    """uvicorn's server, with two changes to shutdown.
 
-    uvicorn re-raises the signal after its graceful shutdown, which makes a clean stop look
-    like a kill to service managers and scripts.
+    Connections are closed in batches after the server stops accepting, so that clients
+    reconnect to the other gateways gradually rather than all at once; and a handled
+    SIGTERM/SIGINT ends the process with status 0 (uvicorn re-raises the signal after its
+    graceful shutdown, which makes a clean stop look like a kill).
     """
+
+    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self._drain = drain
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # stop accepting first, so drained clients go elsewhere
+        await self._drain()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -99,12 +104,14 @@ class Server(uvicorn.Server):
 
 
 def run(config: Config) -> None:
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s"
-    )
+    logs.configure(config.log_level, config.log_format)
     sock = listening_socket(config)
-    server = Server(uvicorn_config(config))
-    logging.getLogger("uvicorn.error").addFilter(RedactQueryStrings())
+    app = create_app(config)
+
+    async def drain() -> None:
+        await app.state.runtime.gateway.drain(config.drain_batch, config.drain_interval_s)
+
+    server = Server(uvicorn_config(config, app), drain)
     host, port = sock.getsockname()[:2]
     logger.info("listening on %s:%d, store %s", host, port, redacted(config.resolved_store_url))
     server.run(sockets=[sock])

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -31,7 +31,7 @@ CLUSTER_TIMEOUT_S = 30.0
 NODE_TIMEOUT_MS = 1000
 
 
-@dataclass
+@dataclass(eq=False)  # nodes compare (and hash) by identity
 class ClusterNode:
     """One ``redis-server --cluster-enabled yes`` process; its data lives in ``workdir``."""
 
@@ -94,8 +94,6 @@ class ClusterNode:
 @dataclass
 class LocalRedisCluster:
     nodes: list[ClusterNode]
-    workdir: Path
-    started: list[ClusterNode] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -146,8 +144,22 @@ class LocalRedisCluster:
                     return
                 await asyncio.sleep(0.05)
 
-    async def kill(self, node: ClusterNode) -> None:
-        await node.kill()
+    async def move_slot(self, slot: int, target: ClusterNode) -> None:
+        """Give ``slot`` to ``target`` (a resharding of a slot without keys: nothing to MIGRATE)."""
+        target_client = target.client()
+        try:
+            target_id = (await target_client.execute_command("CLUSTER MYID")).decode()
+        finally:
+            await target_client.aclose()
+        # The documented order: the new owner first, then the old one, then everybody else.
+        source = await self.owner(slot)
+        others = [node for node in self.nodes if node not in (target, source)]
+        for node in [target, source, *others]:
+            client = node.client()
+            try:
+                await client.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+            finally:
+                await client.aclose()
 
     async def restart(self, node: ClusterNode) -> None:
         """Start ``node`` again on its port from its nodes.conf, and wait for a healthy cluster."""
@@ -159,7 +171,7 @@ class LocalRedisCluster:
         running = next(node for node in self.nodes if node.process is not None)
         client = running.client()
         try:
-            ranges = await client.execute_command("CLUSTER SLOTS")
+            ranges = await client.execute_command("CLUSTER", "SLOTS")  # raw, unparsed rows
         finally:
             await client.aclose()
         for row in ranges:
@@ -188,9 +200,15 @@ async def own_redis_cluster(primaries: int = 3) -> AsyncIterator[LocalRedisClust
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         skip_or_fail("redis-server or redis-cli not found (needed for a Redis Cluster)")
     with tempfile.TemporaryDirectory(prefix="cloison-redis-cluster-") as workdir:
+        ports: set[int] = set()
+        while len(ports) < 2 * primaries:  # a client port and a cluster bus port each
+            ports.add(free_port())
+        ordered = sorted(ports)
         cluster = LocalRedisCluster(
-            [ClusterNode(free_port(), free_port(), Path(workdir)) for _ in range(primaries)],
-            Path(workdir),
+            [
+                ClusterNode(port, bus_port, Path(workdir))
+                for port, bus_port in zip(ordered[::2], ordered[1::2], strict=True)
+            ]
         )
         try:
             for node in cluster.nodes:

@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -48,10 +49,12 @@ class ServerProcess:
     proc: subprocess.Popen[str] | None = None
     log: list[str] = field(default_factory=list)
     admin_token: str = ""
+    verify: ssl.SSLContext | bool = True  # for a server run with TLS
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if isinstance(self.verify, ssl.SSLContext) else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def ws_url(self) -> str:
@@ -127,7 +130,9 @@ class ServerProcess:
 
     def http(self, token: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.AsyncClient(base_url=self.http_url, headers=headers, timeout=TIMEOUT_S)
+        return httpx.AsyncClient(
+            base_url=self.http_url, headers=headers, timeout=TIMEOUT_S, verify=self.verify
+        )
 
     async def new_user(self, name: str = "", *, bot: bool = False) -> User:
         async with self.http(self.admin_token) as http:

@@ -54,7 +54,8 @@ from redis.asyncio.connection import AbstractConnection, Connection, SSLConnecti
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import RedisError
+from redis.exceptions import MovedError, RedisError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from protocol import SphereId
 from server.broker.base import BrokerHandler
@@ -75,6 +76,10 @@ KEEPALIVE_S = 5.0
 REBUILD_TIMEOUT_S = 3 * COMMAND_TIMEOUT_S
 
 Address = tuple[str, int]
+
+# Why: redis-py would otherwise send CLIENT MAINT_NOTIFICATIONS on every connect (a round trip
+# that Redis 7 refuses) and may reconnect by itself on such notifications.
+_NO_MAINT_NOTIFICATIONS = MaintNotificationsConfig(enabled=False)
 
 # What can go wrong talking to a shard: Redis errors (connection, MOVED, CLUSTERDOWN...),
 # socket errors, our own timeouts, a link that died under a pending command, a bad slot map.
@@ -350,6 +355,7 @@ def _connection(
         # No hidden retries or reconnects: a failure must reach the broker, which resyncs.
         "retry": Retry(NoBackoff(), 0),
         "health_check_interval": 0,
+        "maint_notifications_config": _NO_MAINT_NOTIFICATIONS,
     }
     if options.get("tls"):
         return SSLConnection(**kwargs)
@@ -572,7 +578,9 @@ class RedisClusterBroker:
                 *(self._publish_to(owner, frames) for owner, frames in by_primary.items())
             )
 
-    async def _publish_to(self, address: Address, frames: list[tuple[bytes, bytes]]) -> None:
+    async def _publish_to(
+        self, address: Address, frames: list[tuple[bytes, bytes]], *, redirected: bool = False
+    ) -> None:
         client = self._publishers.get(address)
         if client is None:
             client = self._publishers[address] = aioredis.Redis(
@@ -585,6 +593,7 @@ class RedisClusterBroker:
                 socket_connect_timeout=COMMAND_TIMEOUT_S,
                 retry=Retry(NoBackoff(), 0),  # a failure must reach us: we resync
                 health_check_interval=0,
+                maint_notifications_config=_NO_MAINT_NOTIFICATIONS,
             )
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT_S):
@@ -598,8 +607,25 @@ class RedisClusterBroker:
             self._dead.add(address)
             self._fault(f"publish to {address[0]}:{address[1]} failed: {exc!r}")
             return
-        refused = [result for result in results if isinstance(result, Exception)]
-        self.published += len(frames) - len(refused)
-        self.dropped += len(refused)
-        if refused:  # MOVED or CLUSTERDOWN: the slot map is stale or the cluster is down
-            self._fault(f"publish refused by {address[0]}:{address[1]}: {refused[0]!r}")
+        refused: Exception | None = None
+        moved: dict[Address, list[tuple[bytes, bytes]]] = {}
+        for frame, result in zip(frames, results, strict=True):
+            if not isinstance(result, Exception):
+                self.published += 1
+                continue
+            refused = refused or result
+            if isinstance(result, MovedError) and not redirected:
+                moved.setdefault((result.host or address[0], result.port), []).append(frame)
+            else:
+                self.dropped += 1
+        if refused is None:
+            return
+        # MOVED: the slot map is stale (failover, resharding); CLUSTERDOWN: the cluster is down.
+        self._fault(f"publish refused by {address[0]}:{address[1]}: {refused!r}")
+        # The redirect names the new owner: try it once (a slot's frames stay in order there)
+        # rather than drop frames that nodes already subscribed there would miss.
+        for target, redirected_frames in moved.items():
+            if target in self._dead:
+                self.dropped += len(redirected_frames)
+            else:
+                await self._publish_to(target, redirected_frames, redirected=True)

@@ -272,3 +272,44 @@ async def test_presence_and_typing_span_gateways(tmp_path: Path) -> None:
         await b0.close()
         gone = await a.expect(Presence, timeout_s=5, user_id=bob.user_id)
         assert not gone.online
+
+
+async def test_write_rate_limit_is_shared_by_gateways(tmp_path: Path) -> None:
+    require_shared_redis()
+    async with postgres_schema() as schema:
+        prefix = f"cloison-test-{secrets.token_hex(4)}:"
+        nodes = []
+        for i in range(2):
+            node = ServerProcess(
+                tmp_path / f"node{i}",
+                extra_args=[
+                    "--publish-rate-per-s",
+                    "0.5",
+                    "--publish-burst",
+                    "6",
+                    "--redis-url",
+                    "redis://127.0.0.1:6379/0",
+                    "--redis-prefix",
+                    prefix,
+                ],
+                store_url=f"{POSTGRES_URL}?schema={schema}",
+            )
+            node.data_dir.mkdir()
+            nodes.append(node)
+        nodes[0].create_admin()
+        try:
+            for node in nodes:
+                node.admin_token = nodes[0].admin_token
+                node.start()
+            user = await nodes[0].new_user("writer")
+            sphere_id = await user.create_sphere()  # one write
+            clients = [await connect(user, node) for node in nodes]
+            replies = []
+            for n in range(8):  # alternating gateways: one bucket for both
+                frame = Publish(sphere_id=sphere_id, message_id=f"m{n}", body="x", ref=str(n))
+                replies.append(await clients[n % 2].request(frame))
+            assert [isinstance(r, Ack) for r in replies] == [True] * 5 + [False] * 3
+            assert all(r.code == "rate_limited" for r in replies[5:])  # type: ignore[attr-defined]
+        finally:
+            for node in nodes:
+                node.stop()

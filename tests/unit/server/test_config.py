@@ -33,6 +33,11 @@ DEFAULTS = {
     "shutdown_timeout_s": 10.0,
     "token_ttl_days": 365,
     "log_level": "info",
+    "log_format": "text",
+    "tls_cert": "",
+    "tls_key": "",
+    "drain_batch": 500,
+    "drain_interval_s": 0.2,
 }
 
 POSITIVE = [
@@ -107,8 +112,14 @@ def test_every_field_has_a_variable(name: str) -> None:
         "allowed_origins": "https://x.example",
         "max_frame_bytes": "100000",
         "log_level": "debug",
+        "log_format": "json",
+        "tls_cert": "/c.pem",
+        "tls_key": "/k.pem",
     }.get(name, "7")
-    config = Config.load(env={env_name(name): value})
+    # TLS options only go together.
+    pair = {"tls_cert": "tls_key", "tls_key": "tls_cert"}.get(name)
+    env = {env_name(name): value} | ({env_name(pair): "/other.pem"} if pair else {})
+    config = Config.load(env=env)
     assert getattr(config, name) != DEFAULTS[name]
     assert type(getattr(config, name)) is type(DEFAULTS[name])
 
@@ -255,3 +266,37 @@ def test_store_url_with_spaces_in_the_directory(tmp_path: Path) -> None:
     path, query = sqlite_path(config.resolved_store_url)
     assert path == str(tmp_path.resolve() / "my data" / "cloison.sqlite3")
     assert query == "synchronous=FULL"
+
+
+def test_config_file_is_overridden_by_env_and_flags(tmp_path: Path) -> None:
+    file = tmp_path / "cloison.toml"
+    file.write_text(
+        'port = 9001\nhost = "0.0.0.0"\npublish-rate-per-s = 5\n'
+        'allowed_origins = ["https://a.example"]\ndata_dir = "/srv/cloison"\n'
+    )
+    config = Config.load(env={"CLOISON_PORT": "9002"}, file=file)
+    assert (config.host, config.port, config.publish_rate_per_s) == ("0.0.0.0", 9002, 5.0)
+    assert config.allowed_origins == ("https://a.example",)
+    assert config.data_dir == Path("/srv/cloison")
+    assert Config.load(env={}, file=file, port=9003).port == 9003
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nope = 1\n", "unknown option 'nope'"),
+        ('port = "80"\n', "port must be of type int"),
+        ("port = true\n", "port must be of type int"),
+        ("port = \n", "cannot read"),
+    ],
+)
+def test_bad_config_files_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    file = tmp_path / "cloison.toml"
+    file.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        Config.load(env={}, file=file)
+
+
+def test_tls_options_go_together() -> None:
+    with pytest.raises(ValueError, match="tls_cert and tls_key"):
+        Config.load(env={"CLOISON_TLS_CERT": "/x.pem"})
