@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, Router, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from protocol import SphereId
@@ -113,6 +116,21 @@ async def _build(config: Config) -> Runtime:
     )
 
 
+def _web_client() -> list[Mount]:
+    """The browser client, served from the ``clients`` package's ``web`` folder when present.
+
+    Located without importing ``clients`` (the server does not depend on client code); the
+    files are static, and nothing on the page is loaded from anywhere else.
+    """
+    spec = importlib.util.find_spec("clients")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    root = Path(next(iter(spec.submodule_search_locations))) / "web"
+    if not (root / "index.html").is_file():
+        return []
+    return [Mount("/", app=StaticFiles(directory=root, html=True), name="web")]
+
+
 class _Deferred:
     """An ASGI app that forwards to one the lifespan builds: the routes are fixed up front."""
 
@@ -174,6 +192,7 @@ def create_app(config: Config) -> Starlette:
             Route("/readyz", readyz, methods=["GET"]),
             WebSocketRoute("/ws", _Deferred(lambda: built().gateway)),
             Mount("/api/v1", app=_Deferred(lambda: built().api)),
+            *_web_client(),
         ],
         lifespan=lifespan,
     )
