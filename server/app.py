@@ -21,13 +21,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route, Router, WebSocketRoute
+from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from protocol import SphereId
+from server.access import RoleCache
 from server.broker import Broker, MemoryBroker
 from server.broker.redis import RedisBroker
+from server.broker.redis_cluster import RedisClusterBroker
 from server.config import Config
 from server.gateway import Gateway
 from server.http_api import HttpApi, json_response
@@ -36,11 +38,13 @@ from server.metrics import Metrics
 from server.operations import Operations
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
 from server.ratelimit import LocalWriteLimiter, RedisWriteLimiter, WriteLimiter
+from server.redisclient import RedisClient, redis_client
 from server.tasks import TaskSupervisor
 from storage import Store, StoreError, open_store
 
 logger = logging.getLogger(__name__)
 
+GATEWAY_PATH = "/ws"
 # Why: a readiness probe must answer quickly even when the store hangs.
 READY_TIMEOUT_S = 2.0
 
@@ -53,6 +57,7 @@ class Runtime:
     broker: Broker
     presence: PresenceDirectory
     writes: WriteLimiter
+    redis: RedisClient | None
     hub: Hub
     tasks: TaskSupervisor
     gateway: Gateway
@@ -64,30 +69,35 @@ async def _build(config: Config) -> Runtime:
     store = await open_store(config.resolved_store_url)
     tasks = TaskSupervisor()
     metrics = Metrics()
-    broker: Broker = (
-        RedisBroker(config.redis_url, prefix=config.redis_prefix)
-        if config.redis_url
-        else MemoryBroker()
-    )
     node = secrets.token_hex(6)  # names this process in broker envelopes and presence
-    presence: PresenceDirectory = (
-        RedisPresence(config.redis_url, prefix=config.redis_prefix, node=node)
-        if config.redis_url
-        else MemoryPresence()
-    )
-    hub = Hub(store, broker, presence, tasks, metrics, node=node)
-    await broker.start(hub)
-    writes: WriteLimiter = (
-        RedisWriteLimiter(
-            config.redis_url,
+    broker: Broker
+    presence: PresenceDirectory
+    writes: WriteLimiter
+    redis: RedisClient | None = None
+    shared_url = config.redis_cluster_url or config.redis_url
+    if shared_url:
+        redis = redis_client(shared_url, cluster=bool(config.redis_cluster_url))
+        broker = (
+            RedisClusterBroker(config.redis_cluster_url, prefix=config.redis_prefix)
+            if config.redis_cluster_url
+            else RedisBroker(config.redis_url, prefix=config.redis_prefix)
+        )
+        presence = RedisPresence(redis, prefix=config.redis_prefix, node=node)
+        writes = RedisWriteLimiter(
+            redis,
             prefix=config.redis_prefix,
             rate_per_s=config.publish_rate_per_s,
             burst=config.publish_burst,
         )
-        if config.redis_url
-        else LocalWriteLimiter(config.publish_rate_per_s, config.publish_burst)
-    )
-    operations = Operations(store, hub, writes, config)
+    else:
+        broker = MemoryBroker()
+        presence = MemoryPresence()
+        writes = LocalWriteLimiter(config.publish_rate_per_s, config.publish_burst)
+    roles = RoleCache()
+    hub = Hub(store, broker, presence, tasks, metrics, roles, node=node)
+    await broker.start(hub)
+    await hub.start()
+    operations = Operations(store, hub, roles, writes, config)
     gateway = Gateway(config, store, hub, operations, metrics)
     metrics.gauge("cloison_connections", "Open WebSocket connections", lambda: gateway.connections)
     metrics.gauge(
@@ -108,6 +118,7 @@ async def _build(config: Config) -> Runtime:
         broker=broker,
         presence=presence,
         writes=writes,
+        redis=redis,
         hub=hub,
         tasks=tasks,
         gateway=gateway,
@@ -141,7 +152,22 @@ class _Deferred:
         await self._resolve()(scope, receive, send)
 
 
-def create_app(config: Config) -> Starlette:
+class CloisonApp(Starlette):
+    """Starlette, with a direct path for the WebSocket gateway.
+
+    Every ``send`` through Starlette's middleware stack goes through a wrapper per layer; the
+    gateway sends a frame per delivery, so ``/ws`` skips the stack (it handles its own errors).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == GATEWAY_PATH:
+            scope["app"] = self
+            await self.state.runtime.gateway(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(config: Config) -> CloisonApp:
     runtime: Runtime | None = None
 
     def built() -> Runtime:
@@ -174,23 +200,25 @@ def create_app(config: Config) -> Starlette:
         try:
             yield
         finally:
+            await runtime.gateway.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()
             await runtime.writes.aclose()
             await runtime.presence.aclose()
             await runtime.broker.aclose()
+            if runtime.redis is not None:
+                await runtime.redis.aclose()
             await runtime.store.aclose()
             logger.info("stopped")
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(built().metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(
+    return CloisonApp(
         routes=[
             Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            WebSocketRoute("/ws", _Deferred(lambda: built().gateway)),
             Mount("/api/v1", app=_Deferred(lambda: built().api)),
             *_web_client(),
         ],

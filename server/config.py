@@ -42,6 +42,13 @@ class Config:
         default="",
         metadata={"help": "Redis for fan-out between gateway processes; empty: one process"},
     )
+    redis_cluster_url: str = field(
+        default="",
+        metadata={
+            "help": "Redis Cluster (7+) instead of --redis-url: fan-out by sharded pub/sub; "
+            "seed nodes as redis://h1:p1,h2:p2"
+        },
+    )
     redis_prefix: str = field(
         default="cloison:", metadata={"help": "prefix of every Redis channel and key"}
     )
@@ -165,6 +172,8 @@ class Config:
         for name in ("ping_interval_s", "tcp_user_timeout_s", "token_ttl_days"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if self.redis_cluster_url and ("{" in self.redis_prefix or "}" in self.redis_prefix):
+            raise ValueError("redis_prefix must not contain braces with a Redis Cluster")
         if self.log_format not in ("text", "json"):
             raise ValueError("log_format must be text or json")
         if bool(self.tls_cert) != bool(self.tls_key):

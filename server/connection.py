@@ -6,7 +6,8 @@ several frames are waiting it sends them as one ``batch`` frame, so a backlog co
 WebSocket messages and system calls instead of growing. If the queue would exceed its byte
 bound, the connection is aborted with ``SLOW_CONSUMER`` (the client resumes from its last
 offset on reconnect); a send that the socket does not accept within ``send_timeout_s`` aborts
-it the same way, so one stalled reader never holds memory or other clients hostage.
+it the same way (the gateway's sweeper checks every connection's send in progress), so one
+stalled reader never holds memory or other clients hostage.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class Connection:
         self._drained.set()
         self.close_code: CloseCode | None = None
         self._close_reason = ""
+        self._send_started: float | None = None  # loop time of the send in progress, if any
+        self.last_seen = asyncio.get_running_loop().time()  # when the peer last sent a frame
+        self._writer: asyncio.Task[None] | None = None
 
     @property
     def queued_bytes(self) -> int:
@@ -102,23 +106,53 @@ class Connection:
         self._drained.set()
         self._wakeup.set()
 
-    async def run_writer(self) -> None:
+    def start(self) -> None:
+        """Start the writer task; ``aclose`` must follow."""
+        self._writer = asyncio.create_task(self._run_writer(), name=f"writer {self.conn_id}")
+
+    async def aclose(self, timeout_s: float) -> None:
+        """Have the writer close the socket (a no-op when the peer already left), then stop it."""
+        self.abort(CloseCode.NORMAL, "")
+        if self._writer is None:
+            return
+        done, _ = await asyncio.wait({self._writer}, timeout=timeout_s)
+        if not done:
+            self._writer.cancel()
+            await asyncio.wait({self._writer})
+
+    def stalled(self, now: float) -> bool:
+        """True when one send has been blocked for longer than ``send_timeout_s``.
+
+        The socket accepts nothing: the peer stopped reading. Checked by the gateway's
+        sweeper for all connections at once, which costs far less than a timer per send.
+        """
+        started = self._send_started
+        return started is not None and now - started > self._send_timeout_s
+
+    def kill(self) -> None:
+        """Give up on a stalled socket: stop the writer without a close handshake."""
+        logger.info("closing stalled connection", extra={"conn_id": self.conn_id})
+        self.abort(CloseCode.SLOW_CONSUMER, "send timed out")
+        if self._writer is not None:
+            self._writer.cancel()
+
+    async def _run_writer(self) -> None:
         """Send queued frames until the connection is aborted; then close the socket."""
+        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue and self.close_code is None:
                 wire = self._take_batch()
-                try:
-                    async with asyncio.timeout(self._send_timeout_s):
-                        await self._transport.send(wire)
-                except TimeoutError:
-                    logger.info("closing stalled connection", extra={"conn_id": self.conn_id})
-                    self.abort(CloseCode.SLOW_CONSUMER, "send timed out")
+                self._send_started = loop.time()
+                await self._transport.send(wire)
+                self._send_started = None
                 if self._queued_bytes <= self.queue_max_bytes // 2:
                     self._drained.set()
             if self.close_code is not None:
+                self._send_started = loop.time()
                 await self._transport.close(self.close_code, self._close_reason)
+                self._send_started = None
                 return
 
     def _take_batch(self) -> Wire:

@@ -52,6 +52,8 @@ T = TypeVar("T")
 
 # Why: a client that sends this many invalid frames is broken or hostile; stop answering it.
 MAX_VIOLATIONS = 100
+# Why: timeouts are enforced to within a second; finer costs CPU for nothing.
+SWEEP_INTERVAL_S = 1.0
 
 
 def error_reply(exc: CloisonError) -> ErrorReply:
@@ -119,6 +121,8 @@ class Gateway:
         self._ids = itertools.count(1)
         self._node = secrets.token_hex(3)
         self._by_token: dict[str, set[Connection]] = {}
+        self._live: set[Connection] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         self.connections = 0
         self.limits = Limits(
             max_frame_bytes=config.max_frame_bytes,
@@ -131,7 +135,7 @@ class Gateway:
 
     async def drain(self, batch: int, interval_s: float) -> None:
         """Close every connection with 1012 (service restart), ``batch`` at a time."""
-        live = [conn for conns in self._by_token.values() for conn in conns]
+        live = list(self._live)
         if live:
             logger.info("draining %d connections, %d at a time", len(live), batch)
         for start in range(0, len(live), batch):
@@ -178,7 +182,9 @@ class Gateway:
         self.connections += 1
         same_token = self._by_token.setdefault(login.token_id, set())
         same_token.add(conn)
-        writer = asyncio.create_task(conn.run_writer(), name=f"writer {conn_id}")
+        self._live.add(conn)
+        self._start_sweeper()
+        conn.start()
         try:
             conn.send(
                 Welcome(
@@ -194,13 +200,14 @@ class Gateway:
             await self._serve(Caller(login.user, conn), receive)
         finally:
             self.connections -= 1
+            self._live.discard(conn)
             same_token.discard(conn)
             if not same_token:
                 self._by_token.pop(login.token_id, None)
             self._hub.drop_connection(conn)
             if conn.close_code is not None:
                 self._metrics.disconnects.labels(str(conn.close_code.value)).inc()
-            await self._finish_writer(conn, writer)
+            await conn.aclose(self._config.send_timeout_s)
 
     async def _authenticate(
         self, receive: Receive, transport: AsgiTransport, codec: Codec
@@ -288,18 +295,15 @@ class Gateway:
         session = ServerSession()
         session.authenticated()
         inflight = asyncio.Semaphore(self._config.max_inflight_writes)
+        loop = asyncio.get_running_loop()
         writes: set[asyncio.Task[None]] = set()
         violations = 0
         try:
             while not conn.closing:
-                try:
-                    async with asyncio.timeout(self._config.idle_timeout_s):
-                        message = await receive()
-                except TimeoutError:
-                    conn.abort(CloseCode.IDLE_TIMEOUT, "idle")
-                    break
+                message = await receive()
                 if message["type"] != "websocket.receive":
                     break
+                conn.last_seen = loop.time()
                 try:
                     frame = codec.decode_client(_payload(message))
                     session.accept(frame)
@@ -359,13 +363,33 @@ class Gateway:
         if reply is not None:
             conn.send(reply)
 
-    async def _finish_writer(self, conn: Connection, writer: asyncio.Task[None]) -> None:
-        """Let the writer close the socket (a no-op when the peer already left), then stop it."""
-        conn.abort(CloseCode.NORMAL, "")
-        done, _ = await asyncio.wait({writer}, timeout=self._config.send_timeout_s)
-        if not done:
-            writer.cancel()
-            await asyncio.wait({writer})
+    def _start_sweeper(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep(), name="connection sweeper")
+
+    async def _sweep(self) -> None:
+        """Once a second: close idle connections and give up on stalled ones.
+
+        One timer for every connection instead of a timeout around each receive and send,
+        which would cost a timer handle per frame on the hot path. A connection stays
+        open at most one sweep interval longer than its timeout.
+        """
+        loop = asyncio.get_running_loop()
+        idle_s = self._config.idle_timeout_s
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            now = loop.time()
+            for conn in list(self._live):
+                if conn.stalled(now):
+                    conn.kill()
+                elif now - conn.last_seen > idle_s:
+                    conn.abort(CloseCode.IDLE_TIMEOUT, "idle")
+
+    async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
 
 
 def _payload(message: Mapping[str, Any]) -> Wire:

@@ -22,6 +22,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+import msgpack
+
 from protocol import (
     ConnId,
     Frame,
@@ -38,6 +40,7 @@ from protocol import (
     UserTyping,
     Wire,
 )
+from server.access import RoleCache
 from server.broker import Broker
 from server.connection import Connection
 from server.metrics import Metrics
@@ -53,6 +56,8 @@ REPLAY_PAGE = 256
 GAP_HOLD_S = 0.05
 # Why: bounds memory held for a sphere whose gap cannot be filled yet.
 MAX_PENDING = 10_000
+# The broker channel on which nodes announce access changes; no sphere id looks like it.
+CONTROL_CHANNEL = SphereId("~control")
 # Why: a client that reconnects within this does not flap offline and online for others.
 PRESENCE_GRACE_S = 1.0
 
@@ -88,9 +93,11 @@ class Hub:
         presence: PresenceDirectory,
         tasks: TaskSupervisor,
         metrics: Metrics,
+        roles: RoleCache,
         *,
         node: str,
     ) -> None:
+        self._roles = roles
         self._metrics = metrics
         self._presence = presence
         self._departures: dict[tuple[SphereId, UserId], asyncio.TimerHandle] = {}
@@ -105,10 +112,17 @@ class Hub:
 
     # -- broker side -------------------------------------------------------------------------
 
+    async def start(self) -> None:
+        """Follow the control channel, on which nodes tell each other about access changes."""
+        await self._broker.subscribe(CONTROL_CHANNEL)
+
     def on_publication(self, sphere_id: SphereId, envelope: bytes) -> None:
         node, sep, frame_bytes = envelope.partition(b"|")
         if not sep or node == self._node:
             return  # this node delivered its own frames already
+        if sphere_id == CONTROL_CHANNEL:
+            self._apply_control(frame_bytes)
+            return
         channel = self._channels.get(sphere_id)
         if channel is None:
             return
@@ -128,6 +142,7 @@ class Hub:
 
     def on_broker_reset(self) -> None:
         """The broker may have lost frames (it reconnected): catch every channel up."""
+        self._roles.clear()  # an access change may have been lost with them
         for channel in self._channels.values():
             if channel.delivered >= 0:
                 self._schedule_repair(channel, catch_up=True)
@@ -149,6 +164,40 @@ class Hub:
         if channel is not None:
             self._broadcast(channel, frame, skip_user=user_id, wire=frame_bytes)
         await self._broker.publish(sphere_id, self._node + b"|" + frame_bytes)
+
+    # -- access changes ----------------------------------------------------------------------
+
+    async def access_changed(
+        self, sphere_id: SphereId, user_id: UserId | None, role: Role | None
+    ) -> None:
+        """Apply a membership change on every node: drop cached roles, end subscriptions
+        that lost access, update the others.
+
+        ``user_id`` None means the sphere stopped being public: non-member readers lose access.
+        ``role`` None means the user is no longer a member.
+        """
+        self._apply_access(sphere_id, user_id, role)
+        change = {"sphere_id": sphere_id, "user_id": user_id, "role": role}
+        payload = msgpack.packb(change)
+        await self._broker.publish(CONTROL_CHANNEL, self._node + b"|" + payload)
+
+    def _apply_control(self, payload: bytes) -> None:
+        try:
+            change = msgpack.unpackb(payload)
+            sphere_id = SphereId(change["sphere_id"])
+            user_id = UserId(change["user_id"]) if change["user_id"] is not None else None
+            role = Role(change["role"]) if change["role"] is not None else None
+        except (ValueError, KeyError, TypeError):
+            logger.exception("dropping a malformed control message")
+            return
+        self._apply_access(sphere_id, user_id, role)
+
+    def _apply_access(self, sphere_id: SphereId, user_id: UserId | None, role: Role | None) -> None:
+        self._roles.forget(sphere_id, user_id)
+        if user_id is not None and role is not None:
+            self.set_role(sphere_id, user_id, role)
+        else:
+            self.revoke(sphere_id, user_id)
 
     # -- ordered delivery --------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from protocol import (
     UpdateSphere,
 )
 from server import access
+from server.access import RoleCache
 from server.config import Config
 from server.connection import Connection
 from server.hub import Hub
@@ -114,8 +115,11 @@ Handler = Callable[[Caller, Any], Awaitable[Frame | None]]
 
 
 class Operations:
-    def __init__(self, store: Store, hub: Hub, writes: WriteLimiter, config: Config) -> None:
+    def __init__(
+        self, store: Store, hub: Hub, roles: RoleCache, writes: WriteLimiter, config: Config
+    ) -> None:
         self._store = store
+        self._roles = roles
         self._hub = hub
         self._config = config
         self._writes = writes
@@ -371,7 +375,8 @@ class Operations:
         if updated is None:
             raise CloisonError(access.SPHERE_NOT_FOUND, code=ErrorCode.NOT_FOUND)
         if updated.privacy is not Privacy.PUBLIC:
-            self._hub.revoke(frame.sphere_id, None)  # non-member readers lose access now
+            # Non-member readers lose access now, on every node.
+            await self._hub.access_changed(frame.sphere_id, None, None)
         return SphereInfo(sphere=await self._summary(updated, caller), ref=frame.ref)
 
     async def _join(self, caller: Caller, frame: Join) -> Frame:
@@ -380,7 +385,7 @@ class Operations:
             await self._store.set_member(
                 frame.sphere_id, caller.user.user_id, Role.MEMBER, now_ms=now_ms()
             )
-            self._hub.set_role(frame.sphere_id, caller.user.user_id, Role.MEMBER)
+            await self._hub.access_changed(frame.sphere_id, caller.user.user_id, Role.MEMBER)
         return SphereInfo(sphere=await self._summary(sphere, caller), ref=frame.ref)
 
     async def _leave(self, caller: Caller, frame: Leave) -> Frame:
@@ -391,7 +396,7 @@ class Operations:
                 code=ErrorCode.CONFLICT,
             )
         await self._store.remove_member(frame.sphere_id, caller.user.user_id)
-        self._hub.revoke(frame.sphere_id, caller.user.user_id)
+        await self._hub.access_changed(frame.sphere_id, caller.user.user_id, None)
         return Ok(ref=frame.ref)
 
     async def _add_member(self, caller: Caller, frame: AddMember) -> Frame:
@@ -405,7 +410,7 @@ class Operations:
             await self._store.set_member(
                 frame.sphere_id, frame.user_id, frame.role, now_ms=now_ms()
             )
-            self._hub.set_role(frame.sphere_id, frame.user_id, frame.role)
+            await self._hub.access_changed(frame.sphere_id, frame.user_id, frame.role)
         return Ok(ref=frame.ref)
 
     async def _remove_member(self, caller: Caller, frame: RemoveMember) -> Frame:
@@ -422,7 +427,7 @@ class Operations:
         if target is Role.OWNER and await self._store.count_role(frame.sphere_id, Role.OWNER) <= 1:
             raise CloisonError("a sphere keeps at least one owner", code=ErrorCode.CONFLICT)
         await self._store.remove_member(frame.sphere_id, frame.user_id)
-        self._hub.revoke(frame.sphere_id, frame.user_id)
+        await self._hub.access_changed(frame.sphere_id, frame.user_id, None)
         return Ok(ref=frame.ref)
 
     async def _set_role(self, caller: Caller, frame: SetRole) -> Frame:
@@ -438,7 +443,7 @@ class Operations:
         ):
             raise CloisonError("a sphere keeps at least one owner", code=ErrorCode.CONFLICT)
         await self._store.set_member(frame.sphere_id, frame.user_id, frame.role, now_ms=now_ms())
-        self._hub.set_role(frame.sphere_id, frame.user_id, frame.role)
+        await self._hub.access_changed(frame.sphere_id, frame.user_id, frame.role)
         return Ok(ref=frame.ref)
 
     async def _list_members(self, caller: Caller, frame: ListMembers) -> Frame:

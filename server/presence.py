@@ -18,10 +18,10 @@ import time
 from collections import defaultdict
 from typing import Protocol
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from protocol import SphereId, UserId
+from server.redisclient import RedisClient
 
 logger = logging.getLogger(__name__)
 
@@ -100,10 +100,8 @@ class RedisPresence:
     """Presence shared through Redis: per sphere, a sorted set of users by expiry, and per
     (sphere, user) a sorted set of the nodes that have them, by expiry."""
 
-    def __init__(self, url: str, *, prefix: str, node: str) -> None:
-        self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=COMMAND_TIMEOUT_S, socket_connect_timeout=COMMAND_TIMEOUT_S
-        )
+    def __init__(self, redis: RedisClient, *, prefix: str, node: str) -> None:
+        self._redis = redis
         self._prefix = prefix
         self._node = node
         self._here: set[tuple[SphereId, UserId]] = set()  # what this node must keep fresh
@@ -112,7 +110,8 @@ class RedisPresence:
         self._refresher: asyncio.Task[None] | None = None
 
     def _keys(self, sphere_id: SphereId, user_id: UserId) -> list[str]:
-        base = f"{self._prefix}presence:{sphere_id}"
+        # The braces put both keys of a sphere in one Redis Cluster slot, as a script needs.
+        base = f"{self._prefix}presence:{{{sphere_id}}}"
         return [base, f"{base}:{user_id}"]
 
     def _args(self, user_id: UserId) -> list[str | int]:
@@ -157,12 +156,17 @@ class RedisPresence:
     async def _refresh_loop(self) -> None:
         while True:
             await asyncio.sleep(PRESENCE_TTL_S / 3)
+            expires_ms = int((time.time() + PRESENCE_TTL_S) * 1000)
+            ttl_ms = int(PRESENCE_TTL_S * 1000)
             try:
+                # Plain commands, not the script: a refresh changes no one's state.
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for sphere_id, user_id in list(self._here):
-                        await self._arrived(
-                            self._keys(sphere_id, user_id), self._args(user_id), client=pipe
-                        )
+                        sphere_key, user_key = self._keys(sphere_id, user_id)
+                        pipe.zadd(user_key, {self._node: expires_ms})
+                        pipe.pexpire(user_key, ttl_ms)
+                        pipe.zadd(sphere_key, {user_id: expires_ms}, gt=True)
+                        pipe.pexpire(sphere_key, ttl_ms)
                     await pipe.execute()
             except (RedisError, OSError) as exc:
                 logger.warning("presence refresh failed: %s", exc)
@@ -176,4 +180,3 @@ class RedisPresence:
             async with asyncio.timeout(COMMAND_TIMEOUT_S):
                 for sphere_id, user_id in list(self._here):
                     await self.left(sphere_id, user_id)
-        await self._redis.aclose()

@@ -12,10 +12,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
-from starlette.applications import Starlette
 
 from server import logs
-from server.app import create_app
+from server.app import CloisonApp, create_app
 from server.config import Config
 
 logger = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ def listening_socket(config: Config) -> socket.socket:
     return sock
 
 
-def uvicorn_config(config: Config, app: Starlette) -> uvicorn.Config:
+def uvicorn_config(config: Config, app: CloisonApp) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         ws="websockets-sansio",

@@ -1,9 +1,10 @@
-"""A throwaway Redis Cluster of the test's own: N primaries on free loopback ports, no replicas.
+"""A throwaway Redis Cluster of the test's own: primaries (and replicas) on free loopback ports.
 
 ``own_redis_cluster()`` starts the ``redis-server`` processes in a temporary directory, joins
 them with ``redis-cli --cluster create`` and waits until every node reports
-``cluster_state:ok``. A node can be killed (SIGKILL, as a crash) and restarted on the same
-port from its ``nodes-<port>.conf``, after which it takes its slots back. Everything is
+``cluster_state:ok``. A node can be killed (SIGKILL, as a crash): a primary with a replica
+fails over to it; one without comes back, with its slots, when restarted on the same port
+from its ``nodes-<port>.conf``. A slot can also be handed to another primary. Everything is
 killed and removed at teardown. Skips (or fails under ``CLOISON_REQUIRE_SERVICES=1``) when
 ``redis-server`` or ``redis-cli`` is missing.
 """
@@ -17,9 +18,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from tests.conftest import skip_or_fail
 from tests.services import TIMEOUT_S, free_port
@@ -44,9 +47,18 @@ class ClusterNode:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def client(self) -> aioredis.Redis:
-        """A plain connection to this node alone (no cluster routing); the caller closes it."""
-        return aioredis.Redis(host="127.0.0.1", port=self.port, socket_timeout=TIMEOUT_S)
+    async def command(self, *args: str | bytes | int) -> Any:
+        """Run one command on this node alone (no cluster routing) and return its reply."""
+        client = aioredis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            socket_timeout=TIMEOUT_S,
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),  # Redis 7 lacks it
+        )
+        try:
+            return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+        finally:
+            await client.aclose()
 
     async def start(self) -> None:
         binary = shutil.which("redis-server")
@@ -65,6 +77,7 @@ class ClusterNode:
                 try:
                     _, writer = await asyncio.open_connection("127.0.0.1", self.port)
                 except OSError:
+                    assert self.process.returncode is None, f"redis-server on {self.port} exited"
                     await asyncio.sleep(0.02)
                     continue
                 writer.close()
@@ -81,19 +94,21 @@ class ClusterNode:
 
     async def info(self) -> dict[str, str]:
         """``CLUSTER INFO`` as a dict (empty if the node does not answer)."""
-        client = self.client()
         try:
-            info = await client.execute_command("CLUSTER INFO")  # parsed by redis-py
+            info = await self.command("CLUSTER INFO")  # parsed into a dict by redis-py
         except (RedisError, OSError):
             return {}
-        finally:
-            await client.aclose()
         return {str(key): str(value) for key, value in info.items()}
 
 
 @dataclass
 class LocalRedisCluster:
     nodes: list[ClusterNode]
+    replicas: int = 0  # per primary
+
+    @property
+    def running(self) -> list[ClusterNode]:
+        return [node for node in self.nodes if node.process is not None]
 
     @property
     def url(self) -> str:
@@ -104,7 +119,7 @@ class LocalRedisCluster:
         cli = shutil.which("redis-cli")
         assert cli is not None
         args = ["--cluster", "create", *(node.address for node in self.nodes)]
-        args += ["--cluster-replicas", "0", "--cluster-yes"]
+        args += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
         process = await asyncio.create_subprocess_exec(
             cli, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
@@ -120,46 +135,51 @@ class LocalRedisCluster:
         await self.wait_ok()
 
     async def wait_ok(self) -> None:
-        """Until every running node says ``cluster_state:ok`` and knows all slots."""
+        """Until every running node says ``cluster_state:ok`` and serves all slots, and every
+        replica is in sync with its primary (so that it can take over)."""
         async with asyncio.timeout(CLUSTER_TIMEOUT_S):
             # Polling other processes: cluster state converges by gossip, with nothing to await.
-            while True:
-                infos = [await node.info() for node in self.nodes]
-                if all(
-                    info.get("cluster_state") == "ok"
-                    and info.get("cluster_slots_assigned") == "16384"
-                    and info.get("cluster_slots_fail") == "0"
-                    and info.get("cluster_slots_pfail") == "0"
-                    for info in infos
-                ):
-                    return
+            while not all([await self._settled(node) for node in self.running]):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
 
+    async def _settled(self, node: ClusterNode) -> bool:
+        info = await node.info()
+        if not (
+            info.get("cluster_state") == "ok"
+            and info.get("cluster_slots_ok") == "16384"
+            and info.get("cluster_known_nodes") == str(len(self.nodes))
+        ):
+            return False
+        try:
+            replication: dict[str, str] = await node.command("INFO", "replication")  # parsed
+        except (RedisError, OSError):
+            return False
+        return replication["role"] == "master" or replication["master_link_status"] == "up"
+
+    async def wait_failover(self, dead: ClusterNode, slot: int) -> ClusterNode:
+        """Until a replica has taken over ``slot`` from the ``dead`` primary; returns it."""
+        async with asyncio.timeout(CLUSTER_TIMEOUT_S):
+            while (owner := await self.owner(slot)) is dead:  # noqa: ASYNC110 - as in wait_ok
+                await asyncio.sleep(0.05)
+        return owner
+
     async def wait_down(self) -> None:
-        """Until the running nodes have marked a dead primary as failed."""
+        """Until the running nodes have marked a dead primary (without replica) as failed."""
         async with asyncio.timeout(CLUSTER_TIMEOUT_S):
             while True:  # polling other processes, as in wait_ok
-                infos = [await node.info() for node in self.nodes if node.process is not None]
+                infos = [await node.info() for node in self.running]
                 if all(info.get("cluster_state") == "fail" for info in infos):
                     return
                 await asyncio.sleep(0.05)
 
     async def move_slot(self, slot: int, target: ClusterNode) -> None:
         """Give ``slot`` to ``target`` (a resharding of a slot without keys: nothing to MIGRATE)."""
-        target_client = target.client()
-        try:
-            target_id = (await target_client.execute_command("CLUSTER MYID")).decode()
-        finally:
-            await target_client.aclose()
+        target_id = (await target.command("CLUSTER", "MYID")).decode()
         # The documented order: the new owner first, then the old one, then everybody else.
         source = await self.owner(slot)
         others = [node for node in self.nodes if node not in (target, source)]
         for node in [target, source, *others]:
-            client = node.client()
-            try:
-                await client.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
-            finally:
-                await client.aclose()
+            await node.command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
 
     async def restart(self, node: ClusterNode) -> None:
         """Start ``node`` again on its port from its nodes.conf, and wait for a healthy cluster."""
@@ -168,12 +188,7 @@ class LocalRedisCluster:
 
     async def owner(self, slot: int) -> ClusterNode:
         """The node that serves ``slot``, per ``CLUSTER SLOTS`` on a running node."""
-        running = next(node for node in self.nodes if node.process is not None)
-        client = running.client()
-        try:
-            ranges = await client.execute_command("CLUSTER", "SLOTS")  # raw, unparsed rows
-        finally:
-            await client.aclose()
+        ranges = await self.running[0].command("CLUSTER", "SLOTS")  # raw, unparsed rows
         for row in ranges:
             start, end, primary = int(row[0]), int(row[1]), row[2]
             if start <= slot <= end:
@@ -183,11 +198,7 @@ class LocalRedisCluster:
 
     async def keyslot(self, name: bytes) -> int:
         """The slot of ``name``, as Redis computes it (``CLUSTER KEYSLOT``)."""
-        client = self.nodes[0].client()
-        try:
-            return int(await client.execute_command("CLUSTER KEYSLOT", name))
-        finally:
-            await client.aclose()
+        return int(await self.running[0].command("CLUSTER", "KEYSLOT", name))
 
     async def aclose(self) -> None:
         for node in self.nodes:
@@ -195,20 +206,24 @@ class LocalRedisCluster:
 
 
 @asynccontextmanager
-async def own_redis_cluster(primaries: int = 3) -> AsyncIterator[LocalRedisCluster]:
-    """``primaries`` primaries, no replicas, on free loopback ports; all removed afterwards."""
+async def own_redis_cluster(
+    primaries: int = 3, *, replicas: int = 0
+) -> AsyncIterator[LocalRedisCluster]:
+    """``primaries`` primaries with ``replicas`` replicas each, on free loopback ports; all
+    killed and removed afterwards."""
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         skip_or_fail("redis-server or redis-cli not found (needed for a Redis Cluster)")
     with tempfile.TemporaryDirectory(prefix="cloison-redis-cluster-") as workdir:
         ports: set[int] = set()
-        while len(ports) < 2 * primaries:  # a client port and a cluster bus port each
+        while len(ports) < 2 * primaries * (1 + replicas):  # a client and a cluster bus port
             ports.add(free_port())
         ordered = sorted(ports)
         cluster = LocalRedisCluster(
             [
                 ClusterNode(port, bus_port, Path(workdir))
                 for port, bus_port in zip(ordered[::2], ordered[1::2], strict=True)
-            ]
+            ],
+            replicas,
         )
         try:
             for node in cluster.nodes:

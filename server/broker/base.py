@@ -22,10 +22,25 @@ class BrokerHandler(Protocol):
 
 
 class Broker(Protocol):
-    healthy: bool  # False while the broker cannot reach its service
-    published: int  # frames handed to the service
-    dropped: int  # frames lost to other nodes (service down or too slow)
-    resets: int  # reconnects after which the hub caught up from the store
+    @property
+    def healthy(self) -> bool:
+        """False while the broker cannot reach its service."""
+        ...
+
+    @property
+    def published(self) -> int:
+        """Frames handed to the service."""
+        ...
+
+    @property
+    def dropped(self) -> int:
+        """Frames lost to other nodes (service down or too slow)."""
+        ...
+
+    @property
+    def resets(self) -> int:
+        """Reconnects after which the hub caught up from the store."""
+        ...
 
     async def start(self, handler: BrokerHandler) -> None: ...
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
@@ -27,14 +26,10 @@ from redis.retry import Retry
 
 from protocol import SphereId
 from server.broker.base import BrokerHandler
+from server.broker.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
-# Why: a publish queue this long is seconds of traffic; beyond it Redis is not keeping up and
-# frames are dropped (nodes repair from the store), instead of holding memory without bound.
-PUBLISH_QUEUE_MAX = 100_000
-# Why: one pipeline of this many PUBLISH commands is a few hundred KiB at most.
-PUBLISH_BATCH_MAX = 512
 # Why: a command that takes longer than this means Redis is unreachable, not slow.
 COMMAND_TIMEOUT_S = 5.0
 RECONNECT_MIN_S = 0.1
@@ -55,15 +50,17 @@ class RedisBroker:
         self._handler: BrokerHandler | None = None
         self._channels: set[SphereId] = set()
         self._pubsub: PubSub | None = None
-        self._outbox: deque[tuple[bytes, bytes]] = deque()
-        self._outbox_ready = asyncio.Event()
+        self._outbox = Outbox()
         self._reconnect = asyncio.Event()
         self._wake = asyncio.Event()  # a subscription was added, or the connection was lost
         self._tasks: list[asyncio.Task[None]] = []
         self.healthy = False
         self.published = 0
-        self.dropped = 0
         self.resets = 0
+
+    @property
+    def dropped(self) -> int:
+        return self._outbox.dropped
 
     def channel(self, sphere_id: SphereId) -> bytes:
         return self._prefix + b"sphere:" + sphere_id.encode()
@@ -95,11 +92,7 @@ class RedisBroker:
                 self._lost("unsubscribe failed")
 
     async def publish(self, sphere_id: SphereId, envelope: bytes) -> None:
-        if len(self._outbox) >= PUBLISH_QUEUE_MAX:
-            self.dropped += 1
-            return
-        self._outbox.append((self.channel(sphere_id), envelope))
-        self._outbox_ready.set()
+        self._outbox.put(self.channel(sphere_id), envelope)
 
     async def aclose(self) -> None:
         for task in self._tasks:
@@ -153,6 +146,7 @@ class RedisBroker:
                 self.resets += 1
                 if self._handler is not None:
                     self._handler.on_broker_reset()
+                self._outbox.requeue_lost()
             first = False
             await self._read_until_lost()
 
@@ -180,24 +174,19 @@ class RedisBroker:
 
     async def _publish_loop(self) -> None:
         while True:
-            await self._outbox_ready.wait()
-            self._outbox_ready.clear()
-            while self._outbox:
-                batch = [
-                    self._outbox.popleft() for _ in range(min(PUBLISH_BATCH_MAX, len(self._outbox)))
-                ]
-                if not self.healthy:
-                    self.dropped += len(batch)  # nodes catch up from the store on reconnect
-                    continue
-                try:
-                    async with asyncio.timeout(COMMAND_TIMEOUT_S):
-                        async with self._redis.pipeline(transaction=False) as pipe:
-                            for channel, envelope in batch:
-                                pipe.publish(channel, envelope)
-                            await pipe.execute()
-                    self.published += len(batch)
-                except (RedisError, OSError, TimeoutError) as exc:
-                    # At most once: these frames are lost to other nodes, which repair from
-                    # the store when they notice the gap or reconnect.
-                    self.dropped += len(batch)
-                    self._lost(f"publish failed: {exc}")
+            batch = await self._outbox.next_batch()
+            if not self.healthy:
+                self._outbox.drop(batch)
+                continue
+            try:
+                async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for channel, envelope in batch:
+                            pipe.publish(channel, envelope)
+                        await pipe.execute()
+                self.published += len(batch)
+            except (RedisError, OSError, TimeoutError) as exc:
+                # At most once: these frames are lost to other nodes, which repair from the
+                # store when they notice the gap or reconnect.
+                self._outbox.drop(batch)
+                self._lost(f"publish failed: {exc}")

@@ -4,7 +4,7 @@ Theory of operation. Each sphere has one shard channel, ``<prefix>sphere:{<spher
 the hash tag is the sphere id, so spheres spread over all slots (a tag in the prefix would pin
 them all to one slot, so the prefix may not contain braces). Redis 7 keeps a shard channel on
 the primary that owns its slot, so ``SPUBLISH`` goes to that primary and ``SSUBSCRIBE`` must
-be sent there too; nothing crosses the cluster bus.
+be sent there too; only that shard handles the frame, not every node as with ``PUBLISH``.
 
 The broker keeps its own copy of the slot map (``CLUSTER SLOTS``) and one *shard link* per
 primary: a plain RESP2 connection in pub/sub mode, with a reader task that hands ``smessage``
@@ -14,7 +14,8 @@ only once Redis has confirmed the ``SSUBSCRIBE``: the hub reads the sphere's pos
 it, and nothing published in between can be missed. Publishing goes through a bounded queue
 drained by one task; each batch is split by owning primary and sent as one pipeline per
 primary, concurrently, and the next batch waits for the previous one, so a sphere's frames
-(one slot, so one primary) leave in order.
+(one slot, so one primary) leave in order. A frame refused with ``MOVED`` is sent once more,
+to the primary the redirect names, since other nodes may already listen there.
 
 Any sign that the map or a link is no longer right ends the same way: a link that fails or
 stops answering, an error reply (``MOVED`` after a failover or resharding, ``CLUSTERDOWN``),
@@ -59,13 +60,8 @@ from redis.maint_notifications import MaintNotificationsConfig
 
 from protocol import SphereId
 from server.broker.base import BrokerHandler
-from server.broker.redis import (
-    COMMAND_TIMEOUT_S,
-    PUBLISH_BATCH_MAX,
-    PUBLISH_QUEUE_MAX,
-    RECONNECT_MAX_S,
-    RECONNECT_MIN_S,
-)
+from server.broker.outbox import Outbox
+from server.broker.redis import COMMAND_TIMEOUT_S, RECONNECT_MAX_S, RECONNECT_MIN_S
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +77,8 @@ Address = tuple[str, int]
 # that Redis 7 refuses) and may reconnect by itself on such notifications.
 _NO_MAINT_NOTIFICATIONS = MaintNotificationsConfig(enabled=False)
 
-# What can go wrong talking to a shard: Redis errors (connection, MOVED, CLUSTERDOWN...),
-# socket errors, our own timeouts, a link that died under a pending command, a bad slot map.
+# What can go wrong talking to Redis: its errors (connection, MOVED, CLUSTERDOWN...), socket
+# errors, and our own timeouts.
 _FAULTS = (RedisError, OSError, TimeoutError)
 
 
@@ -147,32 +143,6 @@ class SlotMap:
     @property
     def primaries(self) -> set[Address]:
         return {primary for _, _, primary in self.ranges}
-
-
-class Outbox:
-    """A bounded FIFO of frames waiting for the publisher task: full means drop, never wait."""
-
-    def __init__(self, max_items: int) -> None:
-        self._items: deque[tuple[bytes, bytes]] = deque()
-        self._max_items = max_items
-        self._ready = asyncio.Event()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, channel: bytes, envelope: bytes) -> bool:
-        if len(self._items) >= self._max_items:
-            return False
-        self._items.append((channel, envelope))
-        self._ready.set()
-        return True
-
-    async def next_batch(self, max_items: int) -> list[tuple[bytes, bytes]]:
-        """The oldest frames (at most ``max_items``), once there are any."""
-        while not self._items:
-            self._ready.clear()
-            await self._ready.wait()
-        return [self._items.popleft() for _ in range(min(max_items, len(self._items)))]
 
 
 @dataclass(slots=True)
@@ -295,7 +265,7 @@ class ShardLink:
                     self._conn.pack_commands(commands), check_health=False
                 )
             except _FAULTS as exc:
-                self.fail(f"send failed: {exc}")
+                self.fail(f"send failed: {_describe(exc)}")
         await done
 
     async def _read_loop(self) -> None:
@@ -303,7 +273,7 @@ class ShardLink:
             try:
                 reply = await self._conn.read_response(timeout=math.inf)  # no idle timeout
             except _FAULTS as exc:
-                self.fail(f"read failed: {exc!r}")
+                self.fail(f"read failed: {_describe(exc)}")
                 return
             self._dispatch(reply)
 
@@ -317,7 +287,7 @@ class ShardLink:
             kind = reply[0]
             channel = reply[1] if kind in (b"ssubscribe", b"sunsubscribe") else None
         else:
-            self.fail(f"unexpected reply {reply!r:.80}")
+            self.fail(f"unexpected {type(reply).__name__} reply")
             return
         expected = self._expected[0] if self._expected else None
         if expected is None or (expected.kind, expected.channel) != (kind, channel):
@@ -339,6 +309,10 @@ class ShardLink:
                 return
             except ShardLostError:
                 return
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _connection(
@@ -363,6 +337,9 @@ def _connection(
 
 
 class RedisClusterBroker:
+    """``Broker`` over a Redis Cluster, given a seed URL (``redis[s]://h1:p1,h2:p2``, see
+    ``startup_nodes``) or ``(host, port)`` seeds."""
+
     def __init__(
         self, url_or_startup_nodes: str | Sequence[Address], *, prefix: str = "cloison:"
     ) -> None:
@@ -381,14 +358,17 @@ class RedisClusterBroker:
         self._links: dict[Address, ShardLink] = {}
         self._publishers: dict[Address, aioredis.Redis] = {}
         self._dead: set[Address] = set()  # publishing there fails fast until the next rebuild
-        self._outbox = Outbox(PUBLISH_QUEUE_MAX)
+        self._outbox = Outbox()
         self._rebuild = asyncio.Event()
         self._first_attempt = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.healthy = False
         self.published = 0
-        self.dropped = 0
         self.resets = 0
+
+    @property
+    def dropped(self) -> int:
+        return self._outbox.dropped
 
     def channel(self, sphere_id: SphereId) -> bytes:
         return self._prefix + sphere_id.encode() + b"}"
@@ -414,8 +394,7 @@ class RedisClusterBroker:
             await self._on_link(sphere_id, subscribe=False)
 
     async def publish(self, sphere_id: SphereId, envelope: bytes) -> None:
-        if not self._outbox.put(self.channel(sphere_id), envelope):
-            self.dropped += 1
+        self._outbox.put(self.channel(sphere_id), envelope)
 
     async def aclose(self) -> None:
         for task in self._tasks:
@@ -445,7 +424,7 @@ class RedisClusterBroker:
                     await link.sunsubscribe([channel])
         except (*_FAULTS, ShardLostError) as exc:
             # A link closed by a rebuild has been dealt with; the rebuild restores the sphere.
-            link.fail(f"{'un' if not subscribe else ''}subscribe failed: {exc!r}")
+            link.fail(f"{'' if subscribe else 'un'}subscribe failed: {_describe(exc)}")
 
     def _on_message(self, channel: bytes, envelope: bytes) -> None:
         if self._handler is not None and channel.startswith(self._prefix) and channel[-1:] == b"}":
@@ -465,55 +444,57 @@ class RedisClusterBroker:
     # -- recovery ----------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
+        """Rebuild whenever asked; a recovery ends with one reset, however many attempts."""
         delay = RECONNECT_MIN_S
         attempt = 0
         while True:
             await self._rebuild.wait()
             self._rebuild.clear()
             attempt += 1
+            failure: str | None = None
             try:
                 async with asyncio.timeout(REBUILD_TIMEOUT_S):
                     await self._rebuild_links()
             except (*_FAULTS, ShardLostError, ClusterNotReadyError) as exc:
-                logger.debug("Redis Cluster not usable yet: %r", exc)
+                failure = _describe(exc)
+            finally:
                 self._first_attempt.set()
-                self.healthy = False
+            if failure is None and self._rebuild.is_set():
+                failure = "a fault during the rebuild"  # its result is already stale
+            if failure is not None:
+                logger.debug("Redis Cluster not usable yet: %s", failure)
                 await asyncio.sleep(delay)  # backoff between attempts, not coordination
                 delay = min(RECONNECT_MAX_S, delay * 2)
                 self._rebuild.set()
                 continue
-            self._first_attempt.set()
-            if self._rebuild.is_set():
-                continue  # something broke during the rebuild: the result is already stale
             delay = RECONNECT_MIN_S
             self.healthy = True  # no await since the last check: the links are whole
-            if attempt > 1:
+            if attempt > 1:  # the first attempt, in start(), recovers nothing
                 logger.info("Redis Cluster is back; catching up from the store")
                 self.resets += 1
                 if self._handler is not None:
                     self._handler.on_broker_reset()
+                self._outbox.requeue_lost()
 
     async def _rebuild_links(self) -> None:
         """Fresh slot map, a fresh link to every primary, every wanted sphere subscribed."""
         await self._close_links()
         slot_map = await self._fetch_slot_map()
-        for address in self._publishers.keys() - slot_map.primaries:
-            await self._publishers.pop(address).aclose()
-        opening = [
-            ShardLink.open(
+        self._map = slot_map
+
+        async def open_link(address: Address) -> None:
+            link = await ShardLink.open(
                 address, self._options, on_message=self._on_message, on_lost=self._on_lost
             )
-            for address in slot_map.primaries
-        ]
-        results = await asyncio.gather(*opening, return_exceptions=True)
-        links = [result for result in results if isinstance(result, ShardLink)]
-        errors = [result for result in results if not isinstance(result, ShardLink)]
-        if errors:
-            for link in links:
-                await link.aclose()
-            raise errors[0]
-        self._map = slot_map
-        self._links = {link.address: link for link in links}
+            self._links[address] = link  # owned from here: closed by the next rebuild or aclose
+
+        # All attempts end before this returns, so no late link can join the next rebuild's.
+        results = await asyncio.gather(
+            *(open_link(address) for address in slot_map.primaries), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         self._dead.clear()
         # Spheres come and go while this awaits: repeat until the links hold exactly them.
         while changes := self._pending_changes(slot_map):
@@ -538,6 +519,7 @@ class RedisClusterBroker:
     async def _fetch_slot_map(self) -> SlotMap:
         known = self._map.primaries if self._map is not None else set()
         candidates = [*known, *(seed for seed in self._seeds if seed not in known)]
+        candidates.sort(key=lambda address: address in self._dead)  # the living first
         last_error: BaseException = ClusterNotReadyError("no startup node answered")
         for address in candidates:
             conn = _connection(address, self._options, socket_timeout=COMMAND_TIMEOUT_S)
@@ -564,13 +546,18 @@ class RedisClusterBroker:
     # -- publishing --------------------------------------------------------------------------
 
     async def _publish_loop(self) -> None:
+        routed_by: SlotMap | None = None
         while True:
-            batch = await self._outbox.next_batch(PUBLISH_BATCH_MAX)
+            batch = await self._outbox.next_batch()
+            if self._map is not routed_by and self._map is not None:
+                routed_by = self._map
+                for gone in self._publishers.keys() - routed_by.primaries:
+                    await self._publishers.pop(gone).aclose()  # not a primary any more
             by_primary: dict[Address, list[tuple[bytes, bytes]]] = {}
             for channel, envelope in batch:
                 owner = self._map.owner(key_slot(channel)) if self._map is not None else None
                 if owner is None or owner in self._dead:
-                    self.dropped += 1  # nodes catch up from the store when they recover
+                    self._outbox.drop([(channel, envelope)])
                     continue
                 by_primary.setdefault(owner, []).append((channel, envelope))
             # One pipeline per primary, concurrently; a sphere's frames all go to one of them.
@@ -603,9 +590,9 @@ class RedisClusterBroker:
                     results = await pipe.execute(raise_on_error=False)
         except _FAULTS as exc:
             # At most once: these frames are lost to other nodes, which repair from the store.
-            self.dropped += len(frames)
+            self._outbox.drop(frames)
             self._dead.add(address)
-            self._fault(f"publish to {address[0]}:{address[1]} failed: {exc!r}")
+            self._fault(f"publish to {address[0]}:{address[1]} failed: {_describe(exc)}")
             return
         refused: Exception | None = None
         moved: dict[Address, list[tuple[bytes, bytes]]] = {}
@@ -617,15 +604,15 @@ class RedisClusterBroker:
             if isinstance(result, MovedError) and not redirected:
                 moved.setdefault((result.host or address[0], result.port), []).append(frame)
             else:
-                self.dropped += 1
+                self._outbox.drop([frame])
         if refused is None:
             return
         # MOVED: the slot map is stale (failover, resharding); CLUSTERDOWN: the cluster is down.
-        self._fault(f"publish refused by {address[0]}:{address[1]}: {refused!r}")
+        self._fault(f"publish refused by {address[0]}:{address[1]}: {_describe(refused)}")
         # The redirect names the new owner: try it once (a slot's frames stay in order there)
         # rather than drop frames that nodes already subscribed there would miss.
         for target, redirected_frames in moved.items():
             if target in self._dead:
-                self.dropped += len(redirected_frames)
+                self._outbox.drop(redirected_frames)
             else:
                 await self._publish_to(target, redirected_frames, redirected=True)

@@ -31,6 +31,7 @@ from protocol import (
     UserTyping,
 )
 from tests.e2e.conftest import FAST
+from tests.redis_cluster import own_redis_cluster
 from tests.services import (
     POSTGRES_URL,
     own_postgres,
@@ -197,7 +198,8 @@ async def test_redis_restart_loses_nothing(tmp_path: Path) -> None:
         state = await ready(nodes[1])
         assert state == {"ready": False, "store": True, "broker": False}
         await redis.start()
-        await eventually(lambda: is_ready(nodes[1]))
+        for node in nodes:
+            await eventually(lambda node=node: is_ready(node))  # type: ignore[misc]
         await publish(100, 150)
         assert await collect(reader, 100) == list(range(51, 151))
 
@@ -310,6 +312,52 @@ async def test_write_rate_limit_is_shared_by_gateways(tmp_path: Path) -> None:
                 replies.append(await clients[n % 2].request(frame))
             assert [isinstance(r, Ack) for r in replies] == [True] * 5 + [False] * 3
             assert all(r.code == "rate_limited" for r in replies[5:])  # type: ignore[attr-defined]
+        finally:
+            for node in nodes:
+                node.stop()
+
+
+async def test_gateways_on_a_redis_cluster(tmp_path: Path) -> None:
+    """Fan-out, presence and rate limits through a three-primary Redis Cluster."""
+    async with own_redis_cluster() as cluster, postgres_schema() as schema:
+        prefix = f"cloison-test-{secrets.token_hex(4)}:"
+        nodes = []
+        for i in range(2):
+            node = ServerProcess(
+                tmp_path / f"node{i}",
+                extra_args=[*FAST, "--redis-cluster-url", cluster.url, "--redis-prefix", prefix],
+                store_url=f"{POSTGRES_URL}?schema={schema}",
+            )
+            node.data_dir.mkdir()
+            nodes.append(node)
+        nodes[0].create_admin()
+        try:
+            for node in nodes:
+                node.admin_token = nodes[0].admin_token
+                node.start()
+            alice = await nodes[0].new_user("alice")
+            bob = await nodes[0].new_user("bob")
+            spheres = [await alice.create_sphere(f"s{i}") for i in range(6)]
+            for sphere_id in spheres:
+                await alice.add(sphere_id, bob)
+            a = await connect(alice, nodes[0])
+            b = await connect(bob, nodes[1])
+            for sphere_id in spheres:
+                await a.request(Subscribe(sphere_id=sphere_id, ref=a.ref()))
+            for sphere_id in spheres:
+                sub = await b.request(Subscribe(sphere_id=sphere_id, ref=b.ref()))
+                assert isinstance(sub, Subscribed)
+                assert alice.user_id in sub.online
+            for n in range(10):
+                for sphere_id in spheres:
+                    frame = Publish(sphere_id=sphere_id, message_id=f"m{n}", body="x", ref=a.ref())
+                    assert isinstance(await a.request(frame), Ack)
+            got: dict[str, list[int]] = {s: [] for s in spheres}
+            async with asyncio.timeout(30):
+                while sum(len(v) for v in got.values()) < 60:
+                    message = await b.expect(Message)
+                    got[message.sphere_id].append(message.offset)
+            assert all(offsets == list(range(1, 11)) for offsets in got.values())
         finally:
             for node in nodes:
                 node.stop()

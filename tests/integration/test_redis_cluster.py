@@ -1,8 +1,10 @@
-"""RedisClusterBroker on a Redis Cluster of the test's own (3 primaries, no replicas).
+"""RedisClusterBroker on a Redis Cluster of the test's own (3 primaries; 3 more as replicas
+for the failover test).
 
 Two broker instances stand for two gateway nodes: B subscribes, A publishes. The handler is
 a small recorder, a real implementation of ``BrokerHandler``. Faults are real: a primary is
-killed with SIGKILL and restarted from its nodes.conf, or a slot is handed to another primary.
+killed with SIGKILL and restarted from its nodes.conf, or fails over to its replica, or a
+slot is handed to another primary.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import asyncio
 import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
+from redis.crc import key_slot
 
 from protocol import SphereId
 from server.broker.redis_cluster import RedisClusterBroker, SlotMap, startup_nodes
@@ -60,33 +64,28 @@ def prefix() -> str:
     return f"cloison-test-{secrets.token_hex(4)}:"
 
 
-async def started_broker(
-    cluster: LocalRedisCluster, prefix: str
-) -> tuple[RedisClusterBroker, RecordingHandler]:
-    broker = RedisClusterBroker(cluster.url, prefix=prefix)
-    handler = RecordingHandler()
-    async with asyncio.timeout(TIMEOUT_S):
-        await broker.start(handler)
-    assert broker.healthy
-    return broker, handler
+Node = tuple[RedisClusterBroker, RecordingHandler]
+
+
+@asynccontextmanager
+async def two_nodes(cluster: LocalRedisCluster, prefix: str) -> AsyncIterator[tuple[Node, Node]]:
+    """Two started brokers on the cluster (two gateway nodes), closed afterwards."""
+    async with AsyncExitStack() as stack:
+        nodes = []
+        for _ in range(2):
+            broker, handler = RedisClusterBroker(cluster.url, prefix=prefix), RecordingHandler()
+            stack.push_async_callback(broker.aclose)
+            async with asyncio.timeout(TIMEOUT_S):
+                await broker.start(handler)
+            assert broker.healthy
+            nodes.append((broker, handler))
+        yield nodes[0], nodes[1]
 
 
 @pytest.fixture
-async def node_a(
-    cluster: LocalRedisCluster, prefix: str
-) -> AsyncIterator[tuple[RedisClusterBroker, RecordingHandler]]:
-    broker, handler = await started_broker(cluster, prefix)
-    yield broker, handler
-    await broker.aclose()
-
-
-@pytest.fixture
-async def node_b(
-    cluster: LocalRedisCluster, prefix: str
-) -> AsyncIterator[tuple[RedisClusterBroker, RecordingHandler]]:
-    broker, handler = await started_broker(cluster, prefix)
-    yield broker, handler
-    await broker.aclose()
+async def nodes(cluster: LocalRedisCluster, prefix: str) -> AsyncIterator[tuple[Node, Node]]:
+    async with two_nodes(cluster, prefix) as started:
+        yield started
 
 
 async def spheres_by_owner(
@@ -102,20 +101,12 @@ async def spheres_by_owner(
 
 async def shard_channels(node: ClusterNode, prefix: str) -> set[bytes]:
     """The shard channels with subscribers on ``node`` (``PUBSUB SHARDCHANNELS``)."""
-    client = node.client()
-    try:
-        return set(await client.execute_command("PUBSUB", "SHARDCHANNELS", f"{prefix}*"))
-    finally:
-        await client.aclose()
+    return set(await node.command("PUBSUB", "SHARDCHANNELS", f"{prefix}*"))
 
 
 async def shard_subscribers(node: ClusterNode, channels: list[bytes]) -> list[int]:
     """Subscriber count of each channel on ``node`` (``PUBSUB SHARDNUMSUB``)."""
-    client = node.client()
-    try:
-        flat = await client.execute_command("PUBSUB", "SHARDNUMSUB", *channels)
-    finally:
-        await client.aclose()
+    flat = await node.command("PUBSUB", "SHARDNUMSUB", *channels)
     return [int(count) for count in flat[1::2]]
 
 
@@ -139,11 +130,9 @@ async def publish_round(
 async def test_spheres_spread_over_every_shard_and_arrive_in_order(
     cluster: LocalRedisCluster,
     prefix: str,
-    node_a: tuple[RedisClusterBroker, RecordingHandler],
-    node_b: tuple[RedisClusterBroker, RecordingHandler],
+    nodes: tuple[Node, Node],
 ) -> None:
-    a, _ = node_a
-    b, received = node_b
+    (a, _), (b, received) = nodes
     owners = await spheres_by_owner(cluster, b, SPHERES + 6)
     followed, left, never = list(owners)[:SPHERES], list(owners)[SPHERES:-3], list(owners)[-3:]
     assert {owners[s] for s in followed} == set(cluster.nodes), "spheres must cover all shards"
@@ -186,15 +175,14 @@ async def test_spheres_spread_over_every_shard_and_arrive_in_order(
 async def test_a_killed_primary_makes_the_broker_unhealthy_then_it_resubscribes(
     cluster: LocalRedisCluster,
     prefix: str,
-    node_a: tuple[RedisClusterBroker, RecordingHandler],
-    node_b: tuple[RedisClusterBroker, RecordingHandler],
+    nodes: tuple[Node, Node],
 ) -> None:
-    a, publisher_side = node_a
-    b, received = node_b
+    (a, publisher_side), (b, received) = nodes
     owners = await spheres_by_owner(cluster, b, SPHERES)
     spheres = list(owners)
     victim = cluster.nodes[1]
     on_victim = [b.channel(s) for s in spheres if owners[s] is victim]
+    assert on_victim
     async with asyncio.timeout(TIMEOUT_S):
         for sphere_id in spheres:
             await b.subscribe(sphere_id)
@@ -238,11 +226,9 @@ async def test_a_killed_primary_makes_the_broker_unhealthy_then_it_resubscribes(
 async def test_a_slot_moved_to_another_primary_is_followed(
     cluster: LocalRedisCluster,
     prefix: str,
-    node_a: tuple[RedisClusterBroker, RecordingHandler],
-    node_b: tuple[RedisClusterBroker, RecordingHandler],
+    nodes: tuple[Node, Node],
 ) -> None:
-    a, publisher_side = node_a
-    b, received = node_b
+    (a, publisher_side), (b, received) = nodes
     owners = await spheres_by_owner(cluster, b, SPHERES)
     spheres = list(owners)
     moved = spheres[0]
@@ -269,12 +255,44 @@ async def test_a_slot_moved_to_another_primary_is_followed(
     assert a.healthy and received.resets == 1
 
 
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_a_failover_to_a_replica_is_followed(prefix: str) -> None:
+    async with own_redis_cluster(replicas=1) as cluster, two_nodes(cluster, prefix) as nodes:
+        (a, publisher_side), (b, received) = nodes
+        owners = await spheres_by_owner(cluster, b, SPHERES)
+        spheres = list(owners)
+        victim = owners[spheres[0]]
+        slot = await cluster.keyslot(b.channel(spheres[0]))
+        on_victim = {b.channel(s) for s in spheres if owners[s] is victim}
+        async with asyncio.timeout(TIMEOUT_S):
+            for sphere_id in spheres:
+                await b.subscribe(sphere_id)
+
+        await victim.kill()
+        successor = await cluster.wait_failover(victim, slot)
+        await received.until(lambda: received.resets > 0, RECOVERY_TIMEOUT_S)
+        await publisher_side.until(lambda: publisher_side.resets > 0, RECOVERY_TIMEOUT_S)
+        assert a.healthy and b.healthy
+        assert await shard_channels(successor, prefix) == on_victim
+
+        sent = await publish_round(a, spheres, range(FRAMES_PER_SPHERE))
+        await received.until(
+            lambda: all(len(received.frames[s]) >= FRAMES_PER_SPHERE for s in spheres)
+        )
+        for sphere_id in spheres:
+            assert received.frames[sphere_id] == sent[sphere_id]
+        assert received.resets == b.resets == 1
+        assert publisher_side.resets == a.resets == 1
+
+
 def test_channels_hash_on_the_sphere_id_alone() -> None:
     broker = RedisClusterBroker("redis://127.0.0.1:7000", prefix="any:")
     other = RedisClusterBroker("redis://127.0.0.1:7000", prefix="other:")
     sphere_id = SphereId("general")
     assert broker.channel(sphere_id) == b"any:sphere:{general}"
-    assert other.channel(sphere_id).endswith(b"{general}")
+    assert key_slot(broker.channel(sphere_id)) == key_slot(other.channel(sphere_id))
+    assert key_slot(broker.channel(sphere_id)) == key_slot(b"general")
     with pytest.raises(ValueError, match="one slot"):
         RedisClusterBroker("redis://127.0.0.1:7000", prefix="{cloison}:")
 
