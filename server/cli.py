@@ -82,6 +82,12 @@ def serve_command(argv: list[str]) -> int:
 def _store_options() -> argparse.ArgumentParser:
     """The options every admin command shares: where the store is."""
     common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        dest="config_file",
+        default=os.environ.get("CLOISON_CONFIG"),
+        help="as for serve",
+    )
     common.add_argument("--data-dir", dest="data_dir", default=None, help="as for serve")
     common.add_argument("--store-url", dest="store_url", default=None, help="as for serve")
     return common
@@ -90,6 +96,7 @@ def _store_options() -> argparse.ArgumentParser:
 def _admin_config(parser: argparse.ArgumentParser, namespace: argparse.Namespace) -> Config:
     try:
         return Config.load(
+            file=Path(namespace.config_file) if namespace.config_file else None,
             data_dir=Path(namespace.data_dir) if namespace.data_dir else None,
             store_url=namespace.store_url,
         )

@@ -1,12 +1,16 @@
 """Local fan-out: which connection on this node follows which sphere, and in what order.
 
-Theory of operation. Each sphere with local subscribers has a ``SphereChannel``. Frames reach
-the hub only through the broker (``on_publication``), including this node's own writes, so
-one path serves one process or many. ``message`` frames carry the sphere's offset: the
-channel delivers them strictly in offset order, drops offsets it has already delivered, and
-holds an early arrival back while it reads the missing range from the store (pub/sub may lose
-or reorder; the store never does). Each frame is encoded once per codec, whatever the number
-of recipients.
+Theory of operation. Each sphere with local subscribers has a ``SphereChannel``. A write
+accepted by this node is delivered here first (``publish``), then handed to the broker with
+this node's tag for the other nodes; frames from other nodes arrive through
+``on_publication``, and a node skips its own. ``message`` frames carry the sphere's offset:
+the channel delivers them strictly in offset order, drops offsets it has already delivered,
+and holds an early arrival back while it reads the missing range from the store (pub/sub may
+lose or reorder; the store never does). After a broker reconnect every channel catches up
+from the store. Each frame is encoded once per codec, whatever the number of recipients.
+
+Access changes travel on a control channel every node follows, so a member removed on one
+node loses their subscriptions and cached role on all of them.
 
 A subscription is ``live`` once it has caught up. A resuming subscription first replays the
 store after the client's offset, page by page, paced by the connection's queue; live frames

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 def redacted(url: str) -> str:
     """A store URL without its password or query, fit for a log line."""
     parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        return url.split("?", 1)[0]
     host = parts.hostname or ""
     netloc = f"{parts.username}@{host}" if parts.username else host
     if parts.port:

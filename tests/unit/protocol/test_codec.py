@@ -910,7 +910,8 @@ def strategy_for(hint: Any, bounds: Any = None, depth: int = 0) -> st.SearchStra
         return st.floats(allow_nan=False, allow_infinity=False)
     if tp is str:
         high = min(bounds.get("max_chars", 40), 40)
-        text = st.characters(blacklist_characters="\x00")  # NUL is refused on the wire
+        # Encodable text only (no lone surrogates), and no NUL: the wire refuses it.
+        text = st.characters(codec="utf-8", exclude_characters="\x00")
         return st.text(text, min_size=bounds.get("min_chars", 0), max_size=high)
     assert dataclasses.is_dataclass(tp)
     return frame_strategy(tp, depth)  # type: ignore[arg-type]
