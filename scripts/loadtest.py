@@ -29,6 +29,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -40,7 +42,6 @@ from protocol import (
     ErrorReply,
     Frame,
     JsonCodec,
-    Message,
     MessageId,
     MsgpackCodec,
     Publish,
@@ -178,6 +179,19 @@ class Peer:
             return list(frame.frames)
         return [frame]
 
+    async def next_raw(self) -> list[dict[str, Any]]:
+        """The next frames as plain maps, without validation: the subscriber's hot path.
+
+        Every delivery is still checked for loss, duplication and order by its offset; the
+        generator must cost less per delivery than the server it measures.
+        """
+        data = await self.ws.recv()
+        frame = orjson.loads(data) if isinstance(data, str) else msgpack.unpackb(data)
+        if frame.get("type") == "batch":
+            frames: list[dict[str, Any]] = frame["frames"]
+            return frames
+        return [frame]
+
 
 class Admin:
     """Creates users and spheres through the HTTP API with an admin token."""
@@ -297,14 +311,15 @@ async def subscriber(
     last = 0
     while not stop.is_set():
         try:
-            frames = await peer.next_frames()
+            frames = await peer.next_raw()
         except websockets.ConnectionClosed:
             tally.errors += 1
             return
         now = time.perf_counter_ns()
         for frame in frames:
-            if isinstance(frame, Message) and frame.sphere_id == sphere_id:
-                offset = frame.offset
+            kind = frame.get("type")
+            if kind == "message" and frame.get("sphere_id") == sphere_id:
+                offset = frame["offset"]
                 if offset in seen:
                     tally.duplicated += 1
                     continue
@@ -314,11 +329,11 @@ async def subscriber(
                 seen.add(offset)
                 tally.delivered += 1
                 tally.check_complete()
-                body = frame.body or ""
+                body = frame.get("body") or ""
                 stamp = body.split("|", 1)[0]
                 if stamp.isdigit():
                     tally.latencies_ns.append(now - int(stamp))
-            elif isinstance(frame, ErrorReply):
+            elif kind == "error":
                 tally.errors += 1
 
 

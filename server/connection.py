@@ -1,7 +1,9 @@
 """One client connection's outbound side: a byte-bounded queue and its writer task.
 
 Theory of operation: producers (the hub, request handlers) call ``enqueue`` with frames that
-are already encoded; it never blocks. One writer task per connection drains the queue; when
+are already encoded; it never blocks. When nothing is queued and the socket can take the
+frame at once, it is written in place (see ``server.transport``). Otherwise it joins the
+queue, and one writer task per connection drains it; when
 several frames are waiting it sends them as one ``batch`` frame, so a backlog costs fewer
 WebSocket messages and system calls instead of growing. If the queue would exceed its byte
 bound, the connection is aborted with ``SLOW_CONSUMER`` (the client resumes from its last
@@ -28,7 +30,11 @@ MAX_BATCH_BYTES = 64 * 1024
 
 
 class Transport(Protocol):
-    """The two things a connection needs from the WebSocket underneath it."""
+    """What a connection needs from the WebSocket underneath it."""
+
+    def send_now(self, wire: Wire) -> bool:
+        """Send without suspending if the socket can take ``wire`` now; else return False."""
+        ...
 
     async def send(self, wire: Wire) -> None: ...
 
@@ -62,6 +68,9 @@ class Connection:
         self._send_started: float | None = None  # loop time of the send in progress, if any
         self.last_seen = asyncio.get_running_loop().time()  # when the peer last sent a frame
         self._writer: asyncio.Task[None] | None = None
+        self._writer_idle = False  # waiting for frames: flushes may write in place
+        self._flush_scheduled = False
+        self._loop = asyncio.get_running_loop()
 
     @property
     def queued_bytes(self) -> int:
@@ -87,7 +96,32 @@ class Connection:
         self._queue.append(wire)
         self._queued_bytes += size
         self._drained.clear()
-        self._wakeup.set()
+        if not self._writer_idle:
+            self._wakeup.set()  # the writer is busy with a slow socket; it will get to it
+        elif not self._flush_scheduled:
+            # Flush at the end of this loop iteration: every frame queued meanwhile (a group
+            # commit's worth of events) leaves in one batch, written in place.
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write the queue in place while the socket takes it; else hand over to the writer."""
+        self._flush_scheduled = False
+        while self._queue and self.close_code is None and self._writer_idle:
+            parts = self._take()
+            try:
+                sent = self._transport.send_now(self._wire(parts))
+            except RuntimeError:
+                logger.exception("direct send failed", extra={"conn_id": self.conn_id})
+                self.abort(CloseCode.INTERNAL_ERROR, "send failed")  # the client resumes
+                return
+            if not sent:
+                # Not writable now: the writer task waits for the socket instead.
+                self._untake(parts)
+                self._wakeup.set()
+                return
+        if self._queued_bytes <= self.queue_max_bytes // 2:
+            self._drained.set()
 
     async def wait_drained(self, below_bytes: int) -> None:
         """Return once the queue holds at most ``below_bytes`` (or the connection is closing)."""
@@ -140,10 +174,12 @@ class Connection:
         """Send queued frames until the connection is aborted; then close the socket."""
         loop = asyncio.get_running_loop()
         while True:
+            self._writer_idle = True
             await self._wakeup.wait()
+            self._writer_idle = False
             self._wakeup.clear()
             while self._queue and self.close_code is None:
-                wire = self._take_batch()
+                wire = self._wire(self._take())
                 self._send_started = loop.time()
                 await self._transport.send(wire)
                 self._send_started = None
@@ -155,17 +191,22 @@ class Connection:
                 self._send_started = None
                 return
 
-    def _take_batch(self) -> Wire:
+    def _take(self) -> list[Wire]:
+        """The next frames to send together, bounded in count and bytes (at least one)."""
         queue = self._queue
         first = queue.popleft()
         taken = len(first)
-        if not queue:
-            self._queued_bytes -= taken
-            return first
         parts = [first]
         while queue and len(parts) < MAX_BATCH_FRAMES and taken + len(queue[0]) <= MAX_BATCH_BYTES:
             wire = queue.popleft()
             taken += len(wire)
             parts.append(wire)
         self._queued_bytes -= taken
-        return first if len(parts) == 1 else self.codec.batch(parts)
+        return parts
+
+    def _untake(self, parts: list[Wire]) -> None:
+        self._queue.extendleft(reversed(parts))
+        self._queued_bytes += sum(len(p) for p in parts)
+
+    def _wire(self, parts: list[Wire]) -> Wire:
+        return parts[0] if len(parts) == 1 else self.codec.batch(parts)

@@ -45,6 +45,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import WRITES, Caller, Operations, PreparedWrite, now_ms
 from server.origins import OriginPolicy
+from server.transport import AsgiTransport
 from storage import Store, StoreError, UserRecord
 
 logger = logging.getLogger(__name__)
@@ -71,32 +72,6 @@ def internal_error(ref: str | None) -> ErrorReply:
     return ErrorReply(
         code=ErrorCode.INTERNAL.value, message="internal error", retryable=True, ref=ref
     )
-
-
-class AsgiTransport:
-    """``Transport`` over an ASGI WebSocket ``send``."""
-
-    def __init__(self, send: Send, binary: bool) -> None:
-        self._send = send
-        self._key = "bytes" if binary else "text"
-        self._closed = False
-
-    async def send(self, wire: Wire) -> None:
-        if self._closed:
-            return
-        try:
-            await self._send({"type": "websocket.send", self._key: wire})
-        except OSError:  # the peer is gone (uvicorn's ClientDisconnected is an OSError)
-            self._closed = True
-
-    async def close(self, code: int, reason: str) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
-        except (OSError, RuntimeError):  # already closing: nothing left to tell the peer
-            return
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,16 +2,18 @@
 
 Theory of operation
 -------------------
-One writer connection makes every write; two reader connections serve the reads, which WAL
-lets run beside the writer and beside each other. Each aiosqlite connection owns a thread, so
-no SQLite call runs on the event loop.
+Directory writes go through one aiosqlite writer connection; two aiosqlite reader connections
+serve the reads, which WAL lets run beside the writer and beside each other. Each connection
+owns a thread, so no SQLite call runs on the event loop.
 
-Appends are committed in groups. ``append`` queues its draft and awaits a future; the writer
-task takes everything queued (at most ``MAX_BATCH_APPENDS``) and writes it in one
-``BEGIN IMMEDIATE ... COMMIT``, so one fsync makes the whole group durable. The thread hops of a
-group do not grow with its size: BEGIN, one SELECT of the counters of the spheres involved, one
-SELECT of the idempotency keys already stored, one ``executemany`` of the new rows, one of the
-counters, COMMIT. Offsets are assigned here, from the counters read inside the transaction, so
+Appends are committed in groups, by a connection of their own on a thread of their own.
+``append`` queues its draft and awaits a future; the writer task takes everything queued (at
+most ``MAX_BATCH_APPENDS``) and hands the whole group to that thread, which writes it in one
+``BEGIN IMMEDIATE ... COMMIT``: one fsync and one thread hop make the whole group durable,
+whatever its size. (A hop per statement would cost, under load, a wait for the interpreter
+lock each.) Inside, one SELECT reads the counters of the spheres involved, one the
+idempotency keys already stored, one ``executemany`` inserts the new rows and one moves the
+counters. Offsets are assigned here, from the counters read inside the transaction, so
 another process writing the same file (the admin CLI) cannot make them collide. Edits and
 deletes are rare and cost a few statements each.
 
@@ -21,7 +23,7 @@ draft writes anything. Any other failure rolls the group back and fails all its 
 so nothing is acknowledged before it is durable.
 
 Directory writes (users, tokens, spheres, members, read markers) take the writer connection
-under the same lock as a group, one transaction each.
+under the same lock as a group, one transaction each, so the two writers never contend.
 
 Needs SQLite 3.35 or later (``RETURNING``).
 """
@@ -37,6 +39,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -183,10 +186,14 @@ class SqliteStore:
     """
 
     def __init__(
-        self, writer: aiosqlite.Connection, readers: Sequence[aiosqlite.Connection]
+        self,
+        writer: aiosqlite.Connection,
+        readers: Sequence[aiosqlite.Connection],
+        groups: _GroupWriter,
     ) -> None:
         """Use ``open()``: it configures and migrates the connections first."""
         self._writer = writer
+        self._groups = groups
         self._readers = tuple(readers)
         self._next_reader = itertools.cycle(self._readers)
         self._queue: asyncio.Queue[_QueuedAppend | None] = asyncio.Queue(MAX_QUEUED_APPENDS)
@@ -237,11 +244,12 @@ class SqliteStore:
                 readers = [await _connect(path, connections) for _ in range(READER_CONNECTIONS)]
                 for reader in readers:
                     await reader.execute("PRAGMA query_only = ON")
+                groups = await _GroupWriter.open(path, mode)
         except BaseException:
             for connection in connections:
                 await connection.close()
             raise
-        return cls(writer, readers)
+        return cls(writer, readers, groups)
 
     async def __aenter__(self) -> Self:
         return self
@@ -270,6 +278,7 @@ class SqliteStore:
                     item.future.set_exception(StoreError("the store is closed"))
             async with self._write_lock:
                 self._closed = True
+                await self._groups.aclose()
                 for connection in (self._writer, *self._readers):
                     await connection.close()
 
@@ -292,8 +301,11 @@ class SqliteStore:
         _check_draft(draft)
         if self._closing:
             raise StoreError("the store is closed")
+        if self._queue.full():
+            raise StoreError("the store is overloaded; retry later")
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_QueuedAppend(sphere_id, draft, future))
+        # put_nowait: queued in the order appends start, never overtaken by a later caller.
+        self._queue.put_nowait(_QueuedAppend(sphere_id, draft, future))
         return await future
 
     async def events_after(self, sphere_id: SphereId, after: int, limit: int) -> list[Message]:
@@ -552,12 +564,11 @@ class SqliteStore:
                 return
 
     async def _commit_batch(self, batch: list[_QueuedAppend]) -> list[_Outcome]:
-        """Write ``batch`` in one transaction; on failure roll back and fail every draft."""
+        """Write ``batch`` in one transaction; on failure it is rolled back, every draft fails."""
         try:
-            outcomes = await self._write_batch(batch)
+            outcomes = await self._groups.write([(q.sphere_id, q.draft) for q in batch])
         except Exception as exc:  # the writer's boundary: this group fails, the next may not
             logger.exception("rolled back a group of %d appends", len(batch))
-            await _rollback(self._writer)
             failures: list[_Outcome] = []
             for _ in batch:
                 failure = StoreError("the database failed; nothing was written")
@@ -566,80 +577,6 @@ class SqliteStore:
             return failures
         self._commits += 1
         self._appends += len(batch)
-        return outcomes
-
-    async def _write_batch(self, batch: list[_QueuedAppend]) -> list[_Outcome]:
-        db = self._writer
-        await db.execute("BEGIN IMMEDIATE")
-        sphere_ids = list(dict.fromkeys(queued.sphere_id for queued in batch))
-        counters: dict[str, int] = {
-            row[0]: row[1]
-            for row in await db.execute_fetchall(_SELECT_COUNTERS, (json.dumps(sphere_ids),))
-        }
-        keys = [_key(queued.sphere_id, queued.draft) for queued in batch]
-        stored: dict[_Key, Message] = {
-            (event.sphere_id, event.author_id, event.message_id): event
-            for event in map(
-                _message, await db.execute_fetchall(_SELECT_BY_KEYS, (json.dumps(keys),))
-            )
-        }
-        committed = dict(counters)
-        rows: list[tuple[Any, ...]] = []
-        outcomes: list[_Outcome] = []
-        for queued, key in zip(batch, keys, strict=True):
-            sphere_id, draft = queued.sphere_id, queued.draft
-            last = counters.get(sphere_id)
-            if last is None:
-                outcomes.append(NotFoundError(f"no sphere {sphere_id}"))
-                continue
-            if (event := stored.get(key)) is not None:
-                outcomes.append(AppendResult(event, duplicate=True))
-                continue
-            if draft.target is not None:
-                # The target may be a post of this very group: write what precedes it first.
-                if rows:
-                    await db.executemany(_INSERT_EVENT, rows)
-                    rows = []
-                try:
-                    await _change_target(db, sphere_id, draft)
-                except TargetGoneError as exc:
-                    outcomes.append(exc)
-                    continue
-            event = Message(
-                sphere_id=sphere_id,
-                offset=last + 1,
-                kind=draft.kind,
-                message_id=draft.message_id,
-                author_id=draft.author_id,
-                ts_ms=draft.ts_ms,
-                body=draft.body,
-                target=draft.target,
-            )
-            counters[sphere_id] = event.offset
-            stored[key] = event
-            rows.append(
-                (
-                    sphere_id,
-                    event.offset,
-                    draft.kind,
-                    draft.message_id,
-                    draft.author_id,
-                    draft.ts_ms,
-                    draft.body,
-                    draft.target,
-                )
-            )
-            outcomes.append(AppendResult(event, duplicate=False))
-        if rows:
-            await db.executemany(_INSERT_EVENT, rows)
-        moved = [
-            (last, sphere_id)
-            for sphere_id, last in counters.items()
-            if last != committed[sphere_id]
-        ]
-        if moved:
-            await db.executemany(_UPDATE_COUNTER, moved)
-        await db.commit()
         return outcomes
 
     # -----------------------------------------------------------------------------------------
@@ -738,21 +675,145 @@ async def _require_user(db: aiosqlite.Connection, user_id: UserId) -> None:
         raise NotFoundError(f"no user {user_id}")
 
 
-async def _change_target(db: aiosqlite.Connection, sphere_id: SphereId, draft: Draft) -> None:
+class _GroupWriter:
+    """The connection and thread that commit groups of appends, one thread hop per group."""
+
+    def __init__(self, executor: ThreadPoolExecutor, connection: sqlite3.Connection) -> None:
+        self._executor = executor
+        self._connection = connection
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], mode: str) -> _GroupWriter:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-groups")
+
+        def connect() -> sqlite3.Connection:
+            # isolation_level=None: sqlite3 opens no transaction on its own; we BEGIN explicitly.
+            connection = sqlite3.connect(os.fspath(path), isolation_level=None)
+            for pragma in (
+                f"busy_timeout = {BUSY_TIMEOUT_MS}",
+                f"cache_size = -{CACHE_SIZE_KIB}",
+                "foreign_keys = ON",
+                f"synchronous = {mode}",  # per connection: this one makes appends durable
+            ):
+                connection.execute(f"PRAGMA {pragma}")
+            return connection
+
+        try:
+            connection = await asyncio.get_running_loop().run_in_executor(executor, connect)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(executor, connection)
+
+    async def write(self, batch: list[tuple[SphereId, Draft]]) -> list[_Outcome]:
+        """Commit ``batch`` in one transaction on the group thread.
+
+        Raises:
+            sqlite3.Error: the transaction failed and was rolled back.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, _write_group, self._connection, batch)
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._connection.close)
+        self._executor.shutdown(wait=True)
+
+
+def _write_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -> list[_Outcome]:
+    """The body of one group commit; runs on the group thread, rolls back on any failure."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        outcomes = _insert_group(db, batch)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _insert_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -> list[_Outcome]:
+    sphere_ids = list(dict.fromkeys(sphere_id for sphere_id, _ in batch))
+    counters: dict[str, int] = {
+        row[0]: row[1] for row in db.execute(_SELECT_COUNTERS, (json.dumps(sphere_ids),))
+    }
+    keys = [_key(sphere_id, draft) for sphere_id, draft in batch]
+    stored: dict[_Key, Message] = {
+        (event.sphere_id, event.author_id, event.message_id): event
+        for event in map(_message, db.execute(_SELECT_BY_KEYS, (json.dumps(keys),)))
+    }
+    committed = dict(counters)
+    rows: list[tuple[Any, ...]] = []
+    outcomes: list[_Outcome] = []
+    for (sphere_id, draft), key in zip(batch, keys, strict=True):
+        last = counters.get(sphere_id)
+        if last is None:
+            outcomes.append(NotFoundError(f"no sphere {sphere_id}"))
+            continue
+        if (event := stored.get(key)) is not None:
+            outcomes.append(AppendResult(event, duplicate=True))
+            continue
+        if draft.target is not None:
+            # The target may be a post of this very group: write what precedes it first.
+            if rows:
+                db.executemany(_INSERT_EVENT, rows)
+                rows = []
+            try:
+                _change_target(db, sphere_id, draft)
+            except TargetGoneError as exc:
+                outcomes.append(exc)
+                continue
+        event = Message(
+            sphere_id=sphere_id,
+            offset=last + 1,
+            kind=draft.kind,
+            message_id=draft.message_id,
+            author_id=draft.author_id,
+            ts_ms=draft.ts_ms,
+            body=draft.body,
+            target=draft.target,
+        )
+        counters[sphere_id] = event.offset
+        stored[key] = event
+        rows.append(
+            (
+                sphere_id,
+                event.offset,
+                draft.kind,
+                draft.message_id,
+                draft.author_id,
+                draft.ts_ms,
+                draft.body,
+                draft.target,
+            )
+        )
+        outcomes.append(AppendResult(event, duplicate=False))
+    if rows:
+        db.executemany(_INSERT_EVENT, rows)
+    moved = [
+        (last, sphere_id) for sphere_id, last in counters.items() if last != committed[sphere_id]
+    ]
+    if moved:
+        db.executemany(_UPDATE_COUNTER, moved)
+    return outcomes
+
+
+def _change_target(db: sqlite3.Connection, sphere_id: SphereId, draft: Draft) -> None:
     """Apply an edit or delete to the post it targets.
 
     Raises:
         TargetGoneError: the target is not a live post of the sphere.
     """
     target = draft.target
-    rows = list(await db.execute_fetchall(_SELECT_TARGET, (sphere_id, target)))
+    rows = db.execute(_SELECT_TARGET, (sphere_id, target)).fetchall()
     if not rows or rows[0][0] != EventKind.POST or rows[0][1]:
         raise TargetGoneError(f"no live post at offset {target} of {sphere_id}")
     if draft.kind is EventKind.EDIT:
-        await db.execute(_EDIT_POST, (draft.body, draft.ts_ms, sphere_id, target))
+        db.execute(_EDIT_POST, (draft.body, draft.ts_ms, sphere_id, target))
     else:
-        await db.execute(_DELETE_POST, (sphere_id, target))
-        await db.execute(_ERASE_EDITS, (sphere_id, target))
+        db.execute(_DELETE_POST, (sphere_id, target))
+        db.execute(_ERASE_EDITS, (sphere_id, target))
 
 
 @contextmanager
