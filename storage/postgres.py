@@ -54,11 +54,9 @@ from typing import Any, Self
 import asyncpg
 
 from protocol import (
-    CloisonError,
     EventKind,
     MemberInfo,
     Message,
-    MessageId,
     Privacy,
     Role,
     SphereId,
@@ -77,6 +75,16 @@ from storage.base import (
     UserRecord,
 )
 from storage.migrations import load_migrations, pending_migrations
+from storage.rows import (
+    Key,
+    Outcome,
+    WriterStats,
+    check_draft,
+    check_limit,
+    draft_key,
+    to_message,
+    to_sphere,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -220,20 +228,8 @@ _CREATE_SCHEMA_VERSION = """
 # The highest offset any store can hold (a signed 64-bit column).
 _MAX_OFFSET = 2**63 - 1
 
-# (sphere_id, author_id, message_id): the idempotency key of a draft.
-_Key = tuple[str, str, str]
-# What one queued draft gets: its result, or the domain error that fails it alone.
-_Outcome = AppendResult | CloisonError
 # Positions in a new events row (a list in _EVENT_COLUMNS order) that edits and deletes change.
 _BODY, _EDITED_MS, _DELETED = 6, 8, 9
-
-
-@dataclass(frozen=True, slots=True)
-class WriterStats:
-    """Counters of the group-commit writer since the store opened."""
-
-    commits: int  # groups committed
-    appends: int  # drafts in those groups, duplicates and failed drafts included
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +361,7 @@ class PostgresStore:
             StoreError: the database failed or the store is closed; nothing was written, unless
                 the connection was lost during the commit (a retry then returns the event).
         """
-        _check_draft(draft)
+        check_draft(draft)
         # Checked here because such a text would fail the whole group, again at every retry.
         texts = (sphere_id, draft.message_id, draft.author_id, draft.body or "")
         if any("\x00" in text for text in texts):
@@ -378,9 +374,9 @@ class PostgresStore:
         return await future
 
     async def events_after(self, sphere_id: SphereId, after: int, limit: int) -> list[Message]:
-        _check_limit(limit)
+        check_limit(limit)
         rows = await self._fetch(_EVENTS_AFTER, sphere_id, after, limit)
-        return [_message(row) for row in rows]
+        return [to_message(row) for row in rows]
 
     async def history(
         self, sphere_id: SphereId, *, before: int | None, after: int | None, limit: int
@@ -389,14 +385,14 @@ class PostgresStore:
 
         When both bounds are given, the page is the oldest posts strictly between them.
         """
-        _check_limit(limit)
+        check_limit(limit)
         upper = _MAX_OFFSET if before is None else before - 1
         if after is not None:
             rows = await self._fetch(_POSTS_OLDEST_FIRST, sphere_id, after, upper, limit + 1)
         else:
             rows = await self._fetch(_POSTS_NEWEST_FIRST, sphere_id, 0, upper, limit + 1)
         has_more = len(rows) > limit
-        posts = [_message(row) for row in rows[:limit]]
+        posts = [to_message(row) for row in rows[:limit]]
         if after is None:
             posts.reverse()
         return posts, has_more
@@ -407,7 +403,7 @@ class PostgresStore:
             sphere_id,
             offset,
         )
-        return _message(rows[0]) if rows else None
+        return to_message(rows[0]) if rows else None
 
     # -----------------------------------------------------------------------------------------
     # Directory
@@ -498,7 +494,7 @@ class PostgresStore:
         rows = await self._fetch(
             f"SELECT {_SPHERE_COLUMNS} FROM spheres WHERE sphere_id = $1", sphere_id
         )
-        return _sphere(rows[0]) if rows else None
+        return to_sphere(rows[0]) if rows else None
 
     async def update_sphere(
         self, sphere_id: SphereId, *, name: str | None, privacy: Privacy | None
@@ -513,7 +509,7 @@ class PostgresStore:
                 privacy.value if privacy is not None else None,
                 sphere_id,
             )
-        return _sphere(row) if row is not None else None
+        return to_sphere(row) if row is not None else None
 
     async def get_role(self, sphere_id: SphereId, user_id: UserId) -> Role | None:
         rows = await self._fetch(
@@ -599,7 +595,7 @@ class PostgresStore:
         ]
 
     async def discoverable_spheres(self, limit: int) -> list[SphereSummary]:
-        _check_limit(limit)
+        check_limit(limit)
         rows = await self._fetch(_DISCOVERABLE, limit)
         return [
             SphereSummary(row[0], row[1], Privacy(row[2]), epoch=row[3], offset=row[4])
@@ -647,7 +643,7 @@ class PostgresStore:
             if item is None:
                 return
 
-    async def _commit_batch(self, batch: list[_QueuedAppend]) -> list[_Outcome]:
+    async def _commit_batch(self, batch: list[_QueuedAppend]) -> list[Outcome]:
         """Write ``batch`` in one transaction, retrying lost races; on failure fail every draft."""
         attempt = 1
         while True:
@@ -667,7 +663,7 @@ class PostgresStore:
             self._appends += len(batch)
             return outcomes
 
-    async def _attempt(self, batch: list[_QueuedAppend]) -> list[_Outcome]:
+    async def _attempt(self, batch: list[_QueuedAppend]) -> list[Outcome]:
         """One try at ``batch``: BEGIN, ``_write_batch``, COMMIT, on one pool connection.
 
         A statement the server refused is followed by ROLLBACK; a session in doubt is closed
@@ -711,7 +707,7 @@ class PostgresStore:
             return list(await db.fetch(sql, *args))
 
 
-async def _write_batch(db: Any, batch: Sequence[_QueuedAppend]) -> list[_Outcome]:
+async def _write_batch(db: Any, batch: Sequence[_QueuedAppend]) -> list[Outcome]:
     """Append ``batch`` inside the open transaction of ``db``, in a bounded number of statements.
 
     Returns:
@@ -721,17 +717,17 @@ async def _write_batch(db: Any, batch: Sequence[_QueuedAppend]) -> list[_Outcome
     counters: dict[str, int] = {
         row[0]: row[1] for row in await db.fetch(_LOCK_COUNTERS, sphere_ids)
     }
-    keys = [_key(queued.sphere_id, queued.draft) for queued in batch]
-    stored: dict[_Key, Message] = {
+    keys = [draft_key(queued.sphere_id, queued.draft) for queued in batch]
+    stored: dict[Key, Message] = {
         (event.sphere_id, event.author_id, event.message_id): event
-        for event in map(_message, await db.fetch(_SELECT_BY_KEYS, *_columns(keys, 3)))
+        for event in map(to_message, await db.fetch(_SELECT_BY_KEYS, *_columns(keys, 3)))
     }
     targets = await _fetch_targets(db, batch, counters)
     committed = dict(counters)
     rows: list[list[Any]] = []
     edit_rows: dict[tuple[str, int], list[list[Any]]] = {}  # new edit rows by their target
     erased: list[tuple[str, int]] = []  # stored posts deleted: erase their stored edits' bodies
-    outcomes: list[_Outcome] = []
+    outcomes: list[Outcome] = []
     for queued, key in zip(batch, keys, strict=True):
         sphere_id, draft = queued.sphere_id, queued.draft
         last = counters.get(sphere_id)
@@ -841,8 +837,8 @@ def _delete(target: _Target) -> None:
         target.body, target.changed = None, True
 
 
-def _failures(count: int, cause: Exception) -> list[_Outcome]:
-    failures: list[_Outcome] = []
+def _failures(count: int, cause: Exception) -> list[Outcome]:
+    failures: list[Outcome] = []
     for _ in range(count):
         failure = StoreError("the database failed; nothing was written")
         failure.__cause__ = cause
@@ -905,41 +901,3 @@ def _backend_errors(action: str) -> Iterator[None]:
         yield
     except _BACKEND_ERRORS as exc:
         raise StoreError(f"{action} failed: the database is unavailable") from exc
-
-
-def _check_draft(draft: Draft) -> None:
-    """Reject a draft no client frame can produce: a caller's bug, not a peer's."""
-    needs_body = draft.kind is not EventKind.DELETE
-    needs_target = draft.kind is not EventKind.POST
-    if (draft.body is not None) != needs_body or (draft.target is not None) != needs_target:
-        raise ValueError(f"a {draft.kind} draft with the wrong body or target")
-
-
-def _check_limit(limit: int) -> None:
-    if limit < 1:
-        raise ValueError(f"limit must be positive, not {limit}")
-
-
-def _key(sphere_id: SphereId, draft: Draft) -> _Key:
-    return (sphere_id, draft.author_id, draft.message_id)
-
-
-def _message(row: Any) -> Message:
-    sphere_id, offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, deleted = row
-    return Message(
-        sphere_id=SphereId(sphere_id),
-        offset=offset,
-        kind=EventKind(kind),
-        message_id=MessageId(message_id),
-        author_id=UserId(author_id),
-        ts_ms=ts_ms,
-        body=body,
-        target=target,
-        edited_ms=edited_ms,
-        deleted=deleted,
-    )
-
-
-def _sphere(row: Any) -> SphereRecord:
-    sphere_id, name, privacy, epoch, offset, created_ms = row
-    return SphereRecord(sphere_id, name, Privacy(privacy), epoch, offset, created_ms)

@@ -48,11 +48,9 @@ from typing import Any, Self
 import aiosqlite
 
 from protocol import (
-    CloisonError,
     EventKind,
     MemberInfo,
     Message,
-    MessageId,
     Privacy,
     Role,
     SphereId,
@@ -71,6 +69,16 @@ from storage.base import (
     UserRecord,
 )
 from storage.migrations import load_migrations, pending_migrations
+from storage.rows import (
+    Key,
+    Outcome,
+    WriterStats,
+    check_draft,
+    check_limit,
+    draft_key,
+    to_message,
+    to_sphere,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -157,19 +165,6 @@ _SET_READ_MARKER = """
 """
 # The highest offset any store can hold (a signed 64-bit column).
 _MAX_OFFSET = 2**63 - 1
-
-# (sphere_id, author_id, message_id): the idempotency key of a draft.
-_Key = tuple[str, str, str]
-# What one queued draft gets: its result, or the domain error that fails it alone.
-_Outcome = AppendResult | CloisonError
-
-
-@dataclass(frozen=True, slots=True)
-class WriterStats:
-    """Counters of the group-commit writer since the store opened."""
-
-    commits: int  # groups committed
-    appends: int  # drafts in those groups, duplicates and failed drafts included
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +293,7 @@ class SqliteStore:
             TargetGoneError: an edit/delete whose target is not a live post.
             StoreError: the database failed or the store is closed; nothing was written.
         """
-        _check_draft(draft)
+        check_draft(draft)
         if self._closing:
             raise StoreError("the store is closed")
         if self._queue.full():
@@ -309,9 +304,9 @@ class SqliteStore:
         return await future
 
     async def events_after(self, sphere_id: SphereId, after: int, limit: int) -> list[Message]:
-        _check_limit(limit)
+        check_limit(limit)
         rows = await self._read(_EVENTS_AFTER, (sphere_id, after, limit))
-        return [_message(row) for row in rows]
+        return [to_message(row) for row in rows]
 
     async def history(
         self, sphere_id: SphereId, *, before: int | None, after: int | None, limit: int
@@ -320,14 +315,14 @@ class SqliteStore:
 
         When both bounds are given, the page is the oldest posts strictly between them.
         """
-        _check_limit(limit)
+        check_limit(limit)
         upper = _MAX_OFFSET if before is None else before - 1
         if after is not None:
             rows = await self._read(_POSTS_OLDEST_FIRST, (sphere_id, after, upper, limit + 1))
         else:
             rows = await self._read(_POSTS_NEWEST_FIRST, (sphere_id, 0, upper, limit + 1))
         has_more = len(rows) > limit
-        posts = [_message(row) for row in rows[:limit]]
+        posts = [to_message(row) for row in rows[:limit]]
         if after is None:
             posts.reverse()
         return posts, has_more
@@ -337,7 +332,7 @@ class SqliteStore:
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE sphere_id = ? AND stream_offset = ?",
             (sphere_id, offset),
         )
-        return _message(rows[0]) if rows else None
+        return to_message(rows[0]) if rows else None
 
     # -----------------------------------------------------------------------------------------
     # Directory
@@ -420,7 +415,7 @@ class SqliteStore:
         rows = await self._read(
             f"SELECT {_SPHERE_COLUMNS} FROM spheres WHERE sphere_id = ?", (sphere_id,)
         )
-        return _sphere(rows[0]) if rows else None
+        return to_sphere(rows[0]) if rows else None
 
     async def update_sphere(
         self, sphere_id: SphereId, *, name: str | None, privacy: Privacy | None
@@ -433,7 +428,7 @@ class SqliteStore:
                 """,
                 (name, privacy, sphere_id),
             )
-        return _sphere(row) if (row := next(iter(rows), None)) else None
+        return to_sphere(row) if (row := next(iter(rows), None)) else None
 
     async def get_role(self, sphere_id: SphereId, user_id: UserId) -> Role | None:
         rows = await self._read(
@@ -513,7 +508,7 @@ class SqliteStore:
         ]
 
     async def discoverable_spheres(self, limit: int) -> list[SphereSummary]:
-        _check_limit(limit)
+        check_limit(limit)
         rows = await self._read(_DISCOVERABLE, (limit,))
         return [
             SphereSummary(row[0], row[1], Privacy(row[2]), epoch=row[3], offset=row[4])
@@ -563,13 +558,13 @@ class SqliteStore:
             if item is None:
                 return
 
-    async def _commit_batch(self, batch: list[_QueuedAppend]) -> list[_Outcome]:
+    async def _commit_batch(self, batch: list[_QueuedAppend]) -> list[Outcome]:
         """Write ``batch`` in one transaction; on failure it is rolled back, every draft fails."""
         try:
             outcomes = await self._groups.write([(q.sphere_id, q.draft) for q in batch])
         except Exception as exc:  # the writer's boundary: this group fails, the next may not
             logger.exception("rolled back a group of %d appends", len(batch))
-            failures: list[_Outcome] = []
+            failures: list[Outcome] = []
             for _ in batch:
                 failure = StoreError("the database failed; nothing was written")
                 failure.__cause__ = exc
@@ -705,7 +700,7 @@ class _GroupWriter:
             raise
         return cls(executor, connection)
 
-    async def write(self, batch: list[tuple[SphereId, Draft]]) -> list[_Outcome]:
+    async def write(self, batch: list[tuple[SphereId, Draft]]) -> list[Outcome]:
         """Commit ``batch`` in one transaction on the group thread.
 
         Raises:
@@ -720,7 +715,7 @@ class _GroupWriter:
         self._executor.shutdown(wait=True)
 
 
-def _write_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -> list[_Outcome]:
+def _write_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -> list[Outcome]:
     """The body of one group commit; runs on the group thread, rolls back on any failure."""
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -733,19 +728,19 @@ def _write_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) ->
     return outcomes
 
 
-def _insert_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -> list[_Outcome]:
+def _insert_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -> list[Outcome]:
     sphere_ids = list(dict.fromkeys(sphere_id for sphere_id, _ in batch))
     counters: dict[str, int] = {
         row[0]: row[1] for row in db.execute(_SELECT_COUNTERS, (json.dumps(sphere_ids),))
     }
-    keys = [_key(sphere_id, draft) for sphere_id, draft in batch]
-    stored: dict[_Key, Message] = {
+    keys = [draft_key(sphere_id, draft) for sphere_id, draft in batch]
+    stored: dict[Key, Message] = {
         (event.sphere_id, event.author_id, event.message_id): event
-        for event in map(_message, db.execute(_SELECT_BY_KEYS, (json.dumps(keys),)))
+        for event in map(to_message, db.execute(_SELECT_BY_KEYS, (json.dumps(keys),)))
     }
     committed = dict(counters)
     rows: list[tuple[Any, ...]] = []
-    outcomes: list[_Outcome] = []
+    outcomes: list[Outcome] = []
     for (sphere_id, draft), key in zip(batch, keys, strict=True):
         last = counters.get(sphere_id)
         if last is None:
@@ -823,42 +818,3 @@ def _backend_errors(action: str) -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise StoreError(f"{action} failed: the database is unavailable") from exc
-
-
-def _check_draft(draft: Draft) -> None:
-    """Reject a draft no client frame can produce: a caller's bug, not a peer's."""
-    needs_body = draft.kind is not EventKind.DELETE
-    needs_target = draft.kind is not EventKind.POST
-    if (draft.body is not None) != needs_body or (draft.target is not None) != needs_target:
-        raise ValueError(f"a {draft.kind} draft with the wrong body or target")
-
-
-def _check_limit(limit: int) -> None:
-    # SQLite reads a negative LIMIT as "no limit".
-    if limit < 1:
-        raise ValueError(f"limit must be positive, not {limit}")
-
-
-def _key(sphere_id: SphereId, draft: Draft) -> _Key:
-    return (sphere_id, draft.author_id, draft.message_id)
-
-
-def _message(row: Any) -> Message:
-    sphere_id, offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, deleted = row
-    return Message(
-        sphere_id=SphereId(sphere_id),
-        offset=offset,
-        kind=EventKind(kind),
-        message_id=MessageId(message_id),
-        author_id=UserId(author_id),
-        ts_ms=ts_ms,
-        body=body,
-        target=target,
-        edited_ms=edited_ms,
-        deleted=bool(deleted),
-    )
-
-
-def _sphere(row: Any) -> SphereRecord:
-    sphere_id, name, privacy, epoch, offset, created_ms = row
-    return SphereRecord(sphere_id, name, Privacy(privacy), epoch, offset, created_ms)
