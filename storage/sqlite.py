@@ -84,7 +84,7 @@ logger = logging.getLogger(__name__)
 
 # Bounds the duration and memory of one transaction; far above what piles up during one commit.
 MAX_BATCH_APPENDS = 1000
-# Backpressure: beyond this many queued drafts, appenders wait for room instead of growing memory.
+# Backpressure: beyond this many queued drafts, an append fails at once (retryable).
 MAX_QUEUED_APPENDS = 10_000
 # Reads run in parallel with each other (sqlite3 releases the GIL) and with the writer.
 READER_CONNECTIONS = 2

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import secrets
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -46,26 +46,33 @@ pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
 @asynccontextmanager
 async def gateways(
-    tmp_path: Path, count: int, *, redis_url: str, store_url: str | None = None
+    tmp_path: Path,
+    count: int,
+    *,
+    redis_url: str,
+    store_url: str | None = None,
+    cluster: bool = False,
+    limits: Sequence[str] = FAST,
 ) -> AsyncIterator[list[ServerProcess]]:
-    """``count`` gateway processes sharing one store and one Redis."""
+    """``count`` gateway processes sharing one store and one Redis (or Redis Cluster)."""
     async with postgres_schema() as schema:
         url = store_url or f"{POSTGRES_URL}?schema={schema}"
         prefix = f"cloison-test-{secrets.token_hex(4)}:"
+        redis = ["--redis-cluster-url" if cluster else "--redis-url", redis_url]
         nodes = []
         for i in range(count):
             node = ServerProcess(
                 tmp_path / f"node{i}",
-                extra_args=[*FAST, "--redis-url", redis_url, "--redis-prefix", prefix],
+                extra_args=[*limits, *redis, "--redis-prefix", prefix],
                 store_url=url,
             )
             node.data_dir.mkdir()
             nodes.append(node)
-        nodes[0].create_admin()
-        for node in nodes:
-            node.admin_token = nodes[0].admin_token
-            node.start()
         try:
+            nodes[0].create_admin()
+            for node in nodes:
+                node.admin_token = nodes[0].admin_token
+                node.start()
             yield nodes
         finally:
             for node in nodes:
@@ -278,86 +285,45 @@ async def test_presence_and_typing_span_gateways(tmp_path: Path) -> None:
 
 async def test_write_rate_limit_is_shared_by_gateways(tmp_path: Path) -> None:
     require_shared_redis()
-    async with postgres_schema() as schema:
-        prefix = f"cloison-test-{secrets.token_hex(4)}:"
-        nodes = []
-        for i in range(2):
-            node = ServerProcess(
-                tmp_path / f"node{i}",
-                extra_args=[
-                    "--publish-rate-per-s",
-                    "0.5",
-                    "--publish-burst",
-                    "6",
-                    "--redis-url",
-                    "redis://127.0.0.1:6379/0",
-                    "--redis-prefix",
-                    prefix,
-                ],
-                store_url=f"{POSTGRES_URL}?schema={schema}",
-            )
-            node.data_dir.mkdir()
-            nodes.append(node)
-        nodes[0].create_admin()
-        try:
-            for node in nodes:
-                node.admin_token = nodes[0].admin_token
-                node.start()
-            user = await nodes[0].new_user("writer")
-            sphere_id = await user.create_sphere()  # one write
-            clients = [await connect(user, node) for node in nodes]
-            replies = []
-            for n in range(8):  # alternating gateways: one bucket for both
-                frame = Publish(sphere_id=sphere_id, message_id=f"m{n}", body="x", ref=str(n))
-                replies.append(await clients[n % 2].request(frame))
-            assert [isinstance(r, Ack) for r in replies] == [True] * 5 + [False] * 3
-            assert all(r.code == "rate_limited" for r in replies[5:])  # type: ignore[attr-defined]
-        finally:
-            for node in nodes:
-                node.stop()
+    limits = ["--publish-rate-per-s", "0.5", "--publish-burst", "6"]
+    async with gateways(tmp_path, 2, redis_url="redis://127.0.0.1:6379/0", limits=limits) as nodes:
+        user = await nodes[0].new_user("writer")
+        sphere_id = await user.create_sphere()  # one write
+        clients = [await connect(user, node) for node in nodes]
+        replies = []
+        for n in range(8):  # alternating gateways: one bucket for both
+            frame = Publish(sphere_id=sphere_id, message_id=f"m{n}", body="x", ref=str(n))
+            replies.append(await clients[n % 2].request(frame))
+        assert [isinstance(r, Ack) for r in replies] == [True] * 5 + [False] * 3
+        assert all(r.code == "rate_limited" for r in replies[5:])  # type: ignore[attr-defined]
 
 
 async def test_gateways_on_a_redis_cluster(tmp_path: Path) -> None:
-    """Fan-out, presence and rate limits through a three-primary Redis Cluster."""
-    async with own_redis_cluster() as cluster, postgres_schema() as schema:
-        prefix = f"cloison-test-{secrets.token_hex(4)}:"
-        nodes = []
-        for i in range(2):
-            node = ServerProcess(
-                tmp_path / f"node{i}",
-                extra_args=[*FAST, "--redis-cluster-url", cluster.url, "--redis-prefix", prefix],
-                store_url=f"{POSTGRES_URL}?schema={schema}",
-            )
-            node.data_dir.mkdir()
-            nodes.append(node)
-        nodes[0].create_admin()
-        try:
-            for node in nodes:
-                node.admin_token = nodes[0].admin_token
-                node.start()
-            alice = await nodes[0].new_user("alice")
-            bob = await nodes[0].new_user("bob")
-            spheres = [await alice.create_sphere(f"s{i}") for i in range(6)]
+    """Fan-out and presence through a three-primary Redis Cluster."""
+    async with (
+        own_redis_cluster() as cluster,
+        gateways(tmp_path, 2, redis_url=cluster.url, cluster=True) as nodes,
+    ):
+        alice = await nodes[0].new_user("alice")
+        bob = await nodes[0].new_user("bob")
+        spheres = [await alice.create_sphere(f"s{i}") for i in range(6)]
+        for sphere_id in spheres:
+            await alice.add(sphere_id, bob)
+        a = await connect(alice, nodes[0])
+        b = await connect(bob, nodes[1])
+        for sphere_id in spheres:
+            await a.request(Subscribe(sphere_id=sphere_id, ref=a.ref()))
+        for sphere_id in spheres:
+            sub = await b.request(Subscribe(sphere_id=sphere_id, ref=b.ref()))
+            assert isinstance(sub, Subscribed)
+            assert alice.user_id in sub.online
+        for n in range(10):
             for sphere_id in spheres:
-                await alice.add(sphere_id, bob)
-            a = await connect(alice, nodes[0])
-            b = await connect(bob, nodes[1])
-            for sphere_id in spheres:
-                await a.request(Subscribe(sphere_id=sphere_id, ref=a.ref()))
-            for sphere_id in spheres:
-                sub = await b.request(Subscribe(sphere_id=sphere_id, ref=b.ref()))
-                assert isinstance(sub, Subscribed)
-                assert alice.user_id in sub.online
-            for n in range(10):
-                for sphere_id in spheres:
-                    frame = Publish(sphere_id=sphere_id, message_id=f"m{n}", body="x", ref=a.ref())
-                    assert isinstance(await a.request(frame), Ack)
-            got: dict[str, list[int]] = {s: [] for s in spheres}
-            async with asyncio.timeout(30):
-                while sum(len(v) for v in got.values()) < 60:
-                    message = await b.expect(Message)
-                    got[message.sphere_id].append(message.offset)
-            assert all(offsets == list(range(1, 11)) for offsets in got.values())
-        finally:
-            for node in nodes:
-                node.stop()
+                frame = Publish(sphere_id=sphere_id, message_id=f"m{n}", body="x", ref=a.ref())
+                assert isinstance(await a.request(frame), Ack)
+        got: dict[str, list[int]] = {s: [] for s in spheres}
+        async with asyncio.timeout(30):
+            while sum(len(v) for v in got.values()) < 60:
+                message = await b.expect(Message)
+                got[message.sphere_id].append(message.offset)
+        assert all(offsets == list(range(1, 11)) for offsets in got.values())
