@@ -110,6 +110,25 @@ class PreparedWrite:
 WRITES = (Publish, Edit, Delete)
 
 
+def _prepared(
+    caller: Caller,
+    frame: Publish | Edit | Delete,
+    kind: EventKind,
+    *,
+    body: str | None = None,
+    target: int | None = None,
+) -> PreparedWrite:
+    draft = Draft(
+        kind=kind,
+        message_id=frame.message_id,
+        author_id=caller.user.user_id,
+        ts_ms=now_ms(),
+        body=body,
+        target=target,
+    )
+    return PreparedWrite(frame.sphere_id, draft, frame.ref)
+
+
 F = TypeVar("F", bound=Frame)
 Handler = Callable[[Caller, Any], Awaitable[Frame | None]]
 
@@ -267,14 +286,7 @@ class Operations:
         self._check_body(frame.body)
         await self._member_role(caller, frame.sphere_id)
         await self._spend_write(caller)
-        draft = Draft(
-            kind=EventKind.POST,
-            message_id=frame.message_id,
-            author_id=caller.user.user_id,
-            ts_ms=now_ms(),
-            body=frame.body,
-        )
-        return PreparedWrite(frame.sphere_id, draft, frame.ref)
+        return _prepared(caller, frame, EventKind.POST, body=frame.body)
 
     async def _target(
         self, caller: Caller, sphere_id: SphereId, target: int, *, moderate: bool
@@ -303,27 +315,12 @@ class Operations:
         self._check_body(frame.body)
         await self._target(caller, frame.sphere_id, frame.target, moderate=False)
         await self._spend_write(caller)
-        draft = Draft(
-            kind=EventKind.EDIT,
-            message_id=frame.message_id,
-            author_id=caller.user.user_id,
-            ts_ms=now_ms(),
-            body=frame.body,
-            target=frame.target,
-        )
-        return PreparedWrite(frame.sphere_id, draft, frame.ref)
+        return _prepared(caller, frame, EventKind.EDIT, body=frame.body, target=frame.target)
 
     async def _delete(self, caller: Caller, frame: Delete) -> PreparedWrite:
         await self._target(caller, frame.sphere_id, frame.target, moderate=True)
         await self._spend_write(caller)
-        draft = Draft(
-            kind=EventKind.DELETE,
-            message_id=frame.message_id,
-            author_id=caller.user.user_id,
-            ts_ms=now_ms(),
-            target=frame.target,
-        )
-        return PreparedWrite(frame.sphere_id, draft, frame.ref)
+        return _prepared(caller, frame, EventKind.DELETE, target=frame.target)
 
     async def _history(self, caller: Caller, frame: History) -> Frame:
         sphere, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
