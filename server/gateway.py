@@ -1,8 +1,9 @@
 """The WebSocket endpoint: handshake checks, authentication, then the frame loop.
 
-This is a plain ASGI app (Starlette routes to it) so the hot path costs no wrapper objects.
-It is also the one place where exceptions become wire codes: ``CloisonError`` carries its
-own code, anything else is logged with its traceback and answered with ``internal``.
+This is a plain ASGI app, which ``CloisonApp`` calls before Starlette's middleware, so the hot
+path costs no wrapper objects. It is also the one place where exceptions become wire codes:
+``CloisonError`` carries its own code, anything else is logged with its traceback and
+answered with ``internal``.
 """
 
 from __future__ import annotations
