@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from protocol import SphereId
 from server.access import RoleCache
@@ -139,7 +139,31 @@ def _web_client() -> list[Mount]:
     root = Path(next(iter(spec.submodule_search_locations))) / "web"
     if not (root / "index.html").is_file():
         return []
-    return [Mount("/", app=StaticFiles(directory=root, html=True), name="web")]
+    return [Mount("/", app=_SecurityHeaders(StaticFiles(directory=root, html=True)), name="web")]
+
+
+class _SecurityHeaders:
+    """The page loads nothing from elsewhere and may not be framed; say so to the browser."""
+
+    HEADERS = (
+        (
+            b"content-security-policy",
+            b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.HEADERS]
+            await send(message)
+
+        await self._app(scope, receive, with_headers)
 
 
 class _Deferred:

@@ -139,3 +139,16 @@ async def test_shutdown_drains_connections_in_batches(tmp_path: Path) -> None:
     closed_at.sort()
     assert closed_at[-1] - closed_at[0] >= 0.9  # three batches, half a second apart
     assert closed_at[1] - closed_at[0] < 0.3  # two of them at once
+
+
+async def test_web_client_is_served_with_a_strict_policy(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as http:
+        page = await http.get("/")
+        module = await http.get("/cloison.js")
+    assert page.status_code == 200
+    assert "<html" in page.text
+    assert module.status_code == 200
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
