@@ -1,1 +1,42 @@
-"""Cloison clients; they reach the server over the wire and import only ``protocol``."""
+"""Cloison's Python clients; they reach the server over the wire and import only ``protocol``.
+
+- ``client``: ``Client``, the asyncio SDK (requests, events, reconnect and resume);
+- ``_reconnect``: the I/O-free part of reconnecting: close-code policy, backoff, cursors;
+- ``bot``: ``Bot``, command/mention/message handlers on top of ``Client``;
+- ``chat``: ``cloison chat``, a line-oriented terminal client;
+- ``examples/``: runnable bots (``python -m clients.examples.echo_bot``).
+
+A bot reads ``from clients import Bot``; an application ``from clients import Client``.
+"""
+
+from clients.bot import Bot
+from clients.client import (
+    Client,
+    ClientClosedError,
+    ClientError,
+    Connected,
+    ConnectionLostError,
+    ConnectionTerminatedError,
+    Disconnected,
+    Event,
+    PositionLost,
+    RequestError,
+    SubscriptionFailed,
+    new_message_id,
+)
+
+__all__ = [
+    "Bot",
+    "Client",
+    "ClientClosedError",
+    "ClientError",
+    "Connected",
+    "ConnectionLostError",
+    "ConnectionTerminatedError",
+    "Disconnected",
+    "Event",
+    "PositionLost",
+    "RequestError",
+    "SubscriptionFailed",
+    "new_message_id",
+]

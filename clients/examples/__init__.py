@@ -1,0 +1,1 @@
+"""Runnable example bots: ``python -m clients.examples.echo_bot --url URL --token TOKEN``."""
