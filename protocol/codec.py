@@ -65,10 +65,10 @@ def _describe(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _compile(tp: Any, frames_by_type: dict[str, type[Frame]]) -> _Check:
+def _compile(tp: Any, frames_by_type: dict[str, type[Frame]], strict: bool) -> _Check:
     supertype = getattr(tp, "__supertype__", None)
     if supertype is not None:  # NewType
-        return _compile(supertype, frames_by_type)
+        return _compile(supertype, frames_by_type, strict)
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         args = typing.get_args(tp)
@@ -77,11 +77,11 @@ def _compile(tp: Any, frames_by_type: dict[str, type[Frame]]) -> _Check:
         inner = [a for a in args if a is not type(None)]
         if len(inner) != 1:
             raise TypeError(f"unsupported union {tp}")
-        check = _compile(inner[0], frames_by_type)
+        check = _compile(inner[0], frames_by_type, strict)
         return lambda value, path: None if value is None else check(value, path)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
-        item = _compile(item_tp, frames_by_type)
+        item = _compile(item_tp, frames_by_type, strict)
 
         def check_list(value: Any, path: str) -> list[Any]:
             if not isinstance(value, list):
@@ -107,7 +107,7 @@ def _compile(tp: Any, frames_by_type: dict[str, type[Frame]]) -> _Check:
     if tp is str:
         return _check_str
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        schema = _Schema(tp, frames_by_type)
+        schema = _Schema(tp, frames_by_type, strict)
         return schema.check
     raise TypeError(f"unsupported field type {_describe(tp)}")
 
@@ -141,13 +141,16 @@ def _check_str(value: Any, path: str) -> str:
 class _Schema:
     """Field checks of one dataclass, plus how to turn an instance back into a wire map."""
 
-    def __init__(self, cls: type, frames_by_type: dict[str, type[Frame]]) -> None:
+    def __init__(self, cls: type, frames_by_type: dict[str, type[Frame]], strict: bool) -> None:
+        # Strict for what clients send; lenient for what servers send, so a client keeps
+        # working when a newer server adds fields (the protocol tells clients to ignore them).
+        self.strict = strict
         self.cls = cls
         hints = typing.get_type_hints(cls)
         self.fields: list[tuple[str, _Check, bool, dict[str, int]]] = []
         for f in dataclasses.fields(cls):
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            check = _compile(hints[f.name], frames_by_type)
+            check = _compile(hints[f.name], frames_by_type, strict)
             self.fields.append((f.name, check, required, dict(f.metadata)))
         self.names = frozenset(name for name, *_ in self.fields)
 
@@ -168,7 +171,7 @@ class _Schema:
             if bounds:
                 _check_bounds(value, bounds, where)
             kwargs[name] = value
-        extra = [k for k in data if k not in self.names and k != "type"]
+        extra = [k for k in data if k not in self.names and k != "type"] if self.strict else []
         if extra:
             raise ProtocolViolation(f"{path or 'frame'}: unexpected field {str(extra[0])[:40]!r}")
         return self.cls(**kwargs)
@@ -225,7 +228,7 @@ _CLIENT_TYPES = {cls.TYPE: cls for cls in CLIENT_FRAMES}
 _SERVER_TYPES = {cls.TYPE: cls for cls in SERVER_FRAMES}
 for _types in (_CLIENT_TYPES, _SERVER_TYPES):
     for _cls in _types.values():
-        _SCHEMAS[_cls] = _Schema(_cls, _types)
+        _SCHEMAS[_cls] = _Schema(_cls, _types, strict=_types is _CLIENT_TYPES)
 
 
 # ---------------------------------------------------------------------------------------------
