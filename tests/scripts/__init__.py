@@ -1,0 +1,1 @@
+"""Smoke tests of the load generator, the baseline relay and the codec benchmark."""
