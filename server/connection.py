@@ -41,6 +41,28 @@ class Transport(Protocol):
     async def close(self, code: int, reason: str) -> None: ...
 
 
+class Flusher:
+    """Flushes every connection that queued frames during one loop iteration, in one callback.
+
+    One callback per iteration for the whole process, rather than one per connection: a
+    fan-out to N connections schedules one handle, not N.
+    """
+
+    def __init__(self) -> None:
+        self._dirty: list[Connection] = []
+        self._loop = asyncio.get_running_loop()
+
+    def mark(self, conn: Connection) -> None:
+        if not self._dirty:
+            self._loop.call_soon(self._run)
+        self._dirty.append(conn)
+
+    def _run(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
+
+
 class Connection:
     def __init__(
         self,
@@ -51,7 +73,9 @@ class Connection:
         *,
         queue_max_bytes: int,
         send_timeout_s: float,
+        flusher: Flusher,
     ) -> None:
+        self._flusher = flusher
         self.conn_id = conn_id
         self.user_id = user_id
         self.codec = codec
@@ -70,7 +94,7 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._writer_idle = False  # waiting for frames: flushes may write in place
         self._flush_scheduled = False
-        self._loop = asyncio.get_running_loop()
+        self._drain_waiting = False  # a replay waits for room in the queue
 
     @property
     def queued_bytes(self) -> int:
@@ -95,39 +119,39 @@ class Connection:
             return
         self._queue.append(wire)
         self._queued_bytes += size
-        self._drained.clear()
         if not self._writer_idle:
             self._wakeup.set()  # the writer is busy with a slow socket; it will get to it
         elif not self._flush_scheduled:
             # Flush at the end of this loop iteration: every frame queued meanwhile (a group
             # commit's worth of events) leaves in one batch, written in place.
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._flusher.mark(self)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Write the queue in place while the socket takes it; else hand over to the writer."""
         self._flush_scheduled = False
         while self._queue and self.close_code is None and self._writer_idle:
             parts = self._take()
-            try:
-                sent = self._transport.send_now(self._wire(parts))
-            except RuntimeError:
-                logger.exception("direct send failed", extra={"conn_id": self.conn_id})
-                self.abort(CloseCode.INTERNAL_ERROR, "send failed")  # the client resumes
-                return
-            if not sent:
+            if not self._transport.send_now(self._wire(parts)):
                 # Not writable now: the writer task waits for the socket instead.
                 self._untake(parts)
                 self._wakeup.set()
                 return
-        if self._queued_bytes <= self.queue_max_bytes // 2:
+        self._notify_drained()
+
+    def _notify_drained(self) -> None:
+        if self._drain_waiting and self._queued_bytes <= self.queue_max_bytes // 2:
             self._drained.set()
 
     async def wait_drained(self, below_bytes: int) -> None:
         """Return once the queue holds at most ``below_bytes`` (or the connection is closing)."""
         while self._queued_bytes > below_bytes and self.close_code is None:
             self._drained.clear()
-            await self._drained.wait()
+            self._drain_waiting = True
+            try:
+                await self._drained.wait()
+            finally:
+                self._drain_waiting = False
 
     def abort(self, code: CloseCode, reason: str) -> None:
         """Drop what is queued and have the writer close the socket with ``code``."""
@@ -183,8 +207,7 @@ class Connection:
                 self._send_started = loop.time()
                 await self._transport.send(wire)
                 self._send_started = None
-                if self._queued_bytes <= self.queue_max_bytes // 2:
-                    self._drained.set()
+                self._notify_drained()
             if self.close_code is not None:
                 self._send_started = loop.time()
                 await self._transport.close(self.close_code, self._close_reason)

@@ -41,7 +41,7 @@ from protocol import (
 )
 from server.auth import authenticate, split_token
 from server.config import Config
-from server.connection import Connection
+from server.connection import Connection, Flusher
 from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import WRITES, Caller, Operations, PreparedWrite, now_ms
@@ -98,6 +98,7 @@ class Gateway:
         self._node = secrets.token_hex(3)
         self._by_token: dict[str, set[Connection]] = {}
         self._live: set[Connection] = set()
+        self._flusher: Flusher | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.connections = 0
         self.limits = Limits(
@@ -147,6 +148,8 @@ class Gateway:
         if login is None:
             return
         conn_id = ConnId(f"c_{self._node}_{next(self._ids)}")
+        if self._flusher is None:
+            self._flusher = Flusher()  # needs the running loop
         conn = Connection(
             conn_id,
             login.user.user_id,
@@ -154,6 +157,7 @@ class Gateway:
             transport,
             queue_max_bytes=self._config.queue_max_bytes,
             send_timeout_s=self._config.send_timeout_s,
+            flusher=self._flusher,
         )
         self.connections += 1
         same_token = self._by_token.setdefault(login.token_id, set())

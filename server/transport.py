@@ -1,26 +1,40 @@
 """The WebSocket under a connection, reached through the ASGI ``send`` callable.
 
 Theory of operation. A frame normally goes out through the connection's writer task, which
-awaits ``send``. That await costs a task switch per frame, the largest cost of a fan-out once
-the frame is encoded. When the socket can take data at once, the same ``send`` coroutine runs
-to completion without ever suspending: uvicorn's WebSocket protocol waits only on its
-"writable" event (set unless the kernel buffer is full), then writes synchronously. So
-``send_now`` runs the coroutine in place, as ``websockets.broadcast`` writes in place, and
-only when that event is set; otherwise, or on a server that does not expose it, frames take
-the writer task. Either way the frames go through the server's own ``send``, in order.
+awaits ``send``: a task switch, an ASGI message and two coroutines per frame, the largest
+cost of a fan-out once the frame is encoded. uvicorn's WebSocket protocol (websockets-sansio)
+does nothing more for a ``websocket.send`` than frame the payload with its websockets
+``ServerProtocol`` and write the bytes to its transport, once its "writable" event is set.
+So, when that protocol is what serves the connection and its transport takes data now,
+``send_now`` does the same two steps in place, as ``websockets.broadcast`` does for its own
+connections. Anything else (another server, a paused or closing transport) takes the writer
+task. Frames leave in order either way: the connection uses one path at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Coroutine
+from typing import Any
 
 from starlette.types import Send
+from websockets.exceptions import InvalidState
 
 from protocol import Wire
 
-logger = logging.getLogger(__name__)
+
+def _uvicorn_protocol(send: Send) -> Any | None:
+    """uvicorn's websockets-sansio protocol behind ``send``, if that is what serves it."""
+    proto = getattr(send, "__self__", None)
+    conn = getattr(proto, "conn", None)
+    needed = ("send_text", "send_binary", "data_to_send")
+    if (
+        isinstance(getattr(proto, "writable", None), asyncio.Event)
+        and all(callable(getattr(conn, name, None)) for name in needed)
+        and hasattr(proto, "transport")
+        and hasattr(proto, "close_sent")
+    ):
+        return proto
+    return None
 
 
 class AsgiTransport:
@@ -28,36 +42,33 @@ class AsgiTransport:
 
     def __init__(self, send: Send, binary: bool) -> None:
         self._send = send
+        self._binary = binary
         self._key = "bytes" if binary else "text"
         self._closed = False
-        # uvicorn's websockets-sansio protocol: set while its transport accepts writes.
-        writable = getattr(getattr(send, "__self__", None), "writable", None)
-        self._writable = writable if isinstance(writable, asyncio.Event) else None
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+        self._proto = _uvicorn_protocol(send)
 
     def send_now(self, wire: Wire) -> bool:
-        """Send ``wire`` without suspending if the socket takes it now; False if it cannot.
-
-        Raises:
-            RuntimeError: the server's ``send`` suspended although the socket was writable.
-        """
-        if self._writable is None or not self._writable.is_set() or self._closed:
+        """Write ``wire`` in place if the socket takes data now; False if it cannot."""
+        proto = self._proto
+        if (
+            proto is None
+            or self._closed
+            or proto.close_sent
+            or not proto.writable.is_set()
+            or proto.transport.is_closing()
+        ):
             return False
-        step = self._send({"type": "websocket.send", self._key: wire})
-        if not isinstance(step, Coroutine):
-            return False  # an unusual server: not safe to drive by hand
+        data = wire.encode() if isinstance(wire, str) else wire
         try:
-            step.send(None)
-        except StopIteration:
-            return True
-        except OSError:  # the peer is gone (uvicorn's ClientDisconnected is an OSError)
+            if self._binary:
+                proto.conn.send_binary(data)
+            else:
+                proto.conn.send_text(data)
+        except InvalidState:  # the WebSocket is closing: nothing more to send
             self._closed = True
             return True
-        step.close()
-        raise RuntimeError("ASGI send suspended on a writable socket")
+        proto.transport.write(b"".join(proto.conn.data_to_send()))
+        return True
 
     async def send(self, wire: Wire) -> None:
         if self._closed:
