@@ -1859,6 +1859,7 @@ class Rig:
     probe: ServerProbe
     fleet: Fleet
     progress: Progress
+    publish_endpoint: Endpoint  # where publishers connect: another gateway, or the same one
 
     @property
     def has_server(self) -> bool:
@@ -1931,7 +1932,7 @@ async def fanout_topology(rig: Rig) -> AsyncIterator[tuple[Publishers, Opened]]:
     opened = await rig.fleet.open(cast.seats)
     if opened.failures:
         raise LoadError(f"{opened.failures} subscribers failed to connect: {opened.first_failure}")
-    publishers = Publishers(rig.endpoint, args.encoding)
+    publishers = Publishers(rig.publish_endpoint, args.encoding)
     rig.progress.publishers = publishers
     try:
         await publishers.open(cast.writers, args.body_bytes)
@@ -2271,7 +2272,9 @@ def connections_of(args: argparse.Namespace) -> int:
 async def run_scenario(args: argparse.Namespace, target: Target) -> Report:
     fleet = make_fleet(args, target, connections_of(args))
     progress = Progress(not args.quiet, fleet, None)
-    rig = Rig(args, target, Endpoint.of(target.base_url), ServerProbe(target.pid), fleet, progress)
+    endpoint = Endpoint.of(target.base_url)
+    publish_to = Endpoint.of(args.publish_url) if args.publish_url else endpoint
+    rig = Rig(args, target, endpoint, ServerProbe(target.pid), fleet, progress, publish_to)
     tasks = Tasks()
     if progress.enabled:
         tasks.spawn(progress.run())
@@ -2344,6 +2347,11 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--spawn", action="store_true", help="start a fresh server for the run")
     one.add_argument("--url", help="base URL of a running target, e.g. http://127.0.0.1:8000")
     where.add_argument("--relay", action="store_true", help="the target is scripts/bench_relay")
+    where.add_argument(
+        "--publish-url",
+        help="fanout, saturate: publishers connect to this gateway (another node of the same "
+        "cluster) while subscribers stay on --url, so every delivery crosses the broker",
+    )
     where.add_argument("--admin-token", help="token of an admin user (--url, except --relay)")
     where.add_argument("--server-pid", type=int, help="with --url: pid for CPU and RSS figures")
     where.add_argument(
