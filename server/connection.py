@@ -92,7 +92,10 @@ class Connection:
         self._send_started: float | None = None  # loop time of the send in progress, if any
         self.last_seen = asyncio.get_running_loop().time()  # when the peer last sent a frame
         self._writer: asyncio.Task[None] | None = None
-        self._writer_idle = False  # waiting for frames: flushes may write in place
+        # No writer task, or one waiting for frames: flushes may write in place. The task is
+        # made only when a socket cannot take data (or to close): most connections never need
+        # one, which saves its memory for every idle connection.
+        self._writer_idle = True
         self._flush_scheduled = False
         self._drain_waiting = False  # a replay waits for room in the queue
 
@@ -135,7 +138,7 @@ class Connection:
             if not self._transport.send_now(self._wire(parts)):
                 # Not writable now: the writer task waits for the socket instead.
                 self._untake(parts)
-                self._wakeup.set()
+                self._wake_writer()
                 return
         self._notify_drained()
 
@@ -162,14 +165,15 @@ class Connection:
         self._queue.clear()
         self._queued_bytes = 0
         self._drained.set()
+        self._wake_writer()  # it sends the close frame
+
+    def _wake_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._run_writer(), name=f"writer {self.conn_id}")
         self._wakeup.set()
 
-    def start(self) -> None:
-        """Start the writer task; ``aclose`` must follow."""
-        self._writer = asyncio.create_task(self._run_writer(), name=f"writer {self.conn_id}")
-
     async def aclose(self, timeout_s: float) -> None:
-        """Have the writer close the socket (a no-op when the peer already left), then stop it."""
+        """Close the socket through the writer (a no-op when the peer already left); stop it."""
         self.abort(CloseCode.NORMAL, "")
         if self._writer is None:
             return

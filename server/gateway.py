@@ -164,7 +164,6 @@ class Gateway:
         same_token.add(conn)
         self._live.add(conn)
         self._start_sweeper()
-        conn.start()
         try:
             conn.send(
                 Welcome(
