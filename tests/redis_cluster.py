@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from tests.conftest import skip_or_fail
-from tests.services import TIMEOUT_S, free_port
+from tests.services import TIMEOUT_S, RedisServer, free_port
 
 # Joining the cluster takes a second or two; a restarted node needs a few gossip rounds more.
 CLUSTER_TIMEOUT_S = 30.0
@@ -35,17 +35,22 @@ NODE_TIMEOUT_MS = 1000
 
 
 @dataclass(eq=False)  # nodes compare (and hash) by identity
-class ClusterNode:
+class ClusterNode(RedisServer):
     """One ``redis-server --cluster-enabled yes`` process; its data lives in ``workdir``."""
 
-    port: int
-    bus_port: int
-    workdir: Path
-    process: asyncio.subprocess.Process | None = None
+    bus_port: int = 0
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def options(self) -> list[str]:
+        return [
+            "--cluster-enabled", "yes",
+            "--cluster-port", str(self.bus_port),
+            "--cluster-config-file", f"nodes-{self.port}.conf",
+            "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+        ]  # fmt: skip
 
     async def command(self, *args: str | bytes | int) -> Any:
         """Run one command on this node alone (no cluster routing) and return its reply."""
@@ -59,38 +64,6 @@ class ClusterNode:
             return await client.execute_command(*args)  # type: ignore[no-untyped-call]
         finally:
             await client.aclose()
-
-    async def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
-        args = ["--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--cluster-enabled", "yes", "--cluster-port", str(self.bus_port)]
-        args += ["--cluster-config-file", f"nodes-{self.port}.conf"]
-        args += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS)]
-        args += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
-        self.process = await asyncio.create_subprocess_exec(
-            binary, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-        )
-        async with asyncio.timeout(TIMEOUT_S):
-            # Polling another process: it offers nothing to await until it listens.
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                except OSError:
-                    assert self.process.returncode is None, f"redis-server on {self.port} exited"
-                    await asyncio.sleep(0.02)
-                    continue
-                writer.close()
-                await writer.wait_closed()
-                return
-
-    async def kill(self) -> None:
-        """Stop at once (SIGKILL), as a crash would."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            async with asyncio.timeout(TIMEOUT_S):
-                await self.process.wait()
-        self.process = None
 
     async def info(self) -> dict[str, str]:
         """``CLUSTER INFO`` as a dict (empty if the node does not answer)."""
@@ -220,7 +193,7 @@ async def own_redis_cluster(
         ordered = sorted(ports)
         cluster = LocalRedisCluster(
             [
-                ClusterNode(port, bus_port, Path(workdir))
+                ClusterNode(port, Path(workdir), bus_port=bus_port)
                 for port, bus_port in zip(ordered[::2], ordered[1::2], strict=True)
             ],
             replicas,

@@ -74,7 +74,7 @@ def require_shared_redis() -> None:
         skip_or_fail(f"Redis unreachable at {host}:{port}: {exc!r}")
 
 
-@dataclass
+@dataclass(eq=False)  # a process: equal only to itself
 class RedisServer:
     """A ``redis-server`` of the test's own, without persistence."""
 
@@ -86,19 +86,25 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def options(self) -> list[str]:
+        """Options beyond port, address and no persistence (a cluster node adds its own)."""
+        return []
+
     async def start(self) -> None:
         binary = shutil.which("redis-server")
         assert binary is not None
         args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", str(self.workdir)]
+        args += ["--appendonly", "no", "--dir", str(self.workdir), *self.options()]
         self.process = await asyncio.create_subprocess_exec(
             binary, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
         )
         async with asyncio.timeout(TIMEOUT_S):
+            # Polling another process: it offers nothing to await until it listens.
             while True:
                 try:
                     _, writer = await asyncio.open_connection("127.0.0.1", self.port)
                 except OSError:
+                    assert self.process.returncode is None, f"redis-server on {self.port} exited"
                     await asyncio.sleep(0.02)
                     continue
                 writer.close()
