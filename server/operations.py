@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from protocol import (
     Ack,
@@ -129,7 +129,6 @@ def _prepared(
     return PreparedWrite(frame.sphere_id, draft, frame.ref)
 
 
-F = TypeVar("F", bound=Frame)
 Handler = Callable[[Caller, Any], Awaitable[Frame | None]]
 
 
