@@ -1,7 +1,7 @@
 """The single answer to "may this user see, read, write or manage this sphere?".
 
 A private sphere and a sphere that does not exist look the same to a non-member: both raise
-``not_found`` with the same message after the same two store reads, so sphere ids are no
+``not_found`` with the same message after the same single store read, so sphere ids are no
 existence oracle. ``forbidden`` is only ever said about a sphere the caller can see.
 """
 
@@ -37,8 +37,8 @@ async def resolve(
     Raises:
         CloisonError: ``not_found`` when the sphere does not exist or is hidden from the caller.
     """
-    sphere = await store.get_sphere(sphere_id)
-    role = await store.get_role(sphere_id, user_id)
+    # One read whether or not the sphere exists: the same time for both answers.
+    sphere, role = await store.sphere_access(sphere_id, user_id)
     if sphere is None or not visible(sphere, role):
         raise CloisonError(SPHERE_NOT_FOUND, code=ErrorCode.NOT_FOUND)
     return sphere, role

@@ -168,6 +168,12 @@ class Directory(Protocol):
 
     async def get_role(self, sphere_id: SphereId, user_id: UserId) -> Role | None: ...
 
+    async def sphere_access(
+        self, sphere_id: SphereId, user_id: UserId
+    ) -> tuple[SphereRecord | None, Role | None]:
+        """The sphere and the user's role in it, in one read (either may be None)."""
+        ...
+
     async def set_member(
         self, sphere_id: SphereId, user_id: UserId, role: Role, *, now_ms: int
     ) -> None:

@@ -124,6 +124,11 @@ _EVENT_COLUMNS = (
 _SPHERE_COLUMNS = "sphere_id, name, privacy, epoch, last_offset, created_ms"
 _USER_COLUMNS = "user_id, name, kind, is_admin, created_ms"
 _TOKEN_COLUMNS = "token_id, user_id, secret_hash, created_ms, expires_ms, revoked"
+_SPHERE_ACCESS = f"""
+    SELECT {", ".join("s." + c.strip() for c in _SPHERE_COLUMNS.split(","))}, m.role
+    FROM spheres s LEFT JOIN members m ON m.sphere_id = s.sphere_id AND m.user_id = $1
+    WHERE s.sphere_id = $2
+"""
 
 # NO KEY UPDATE: excludes other appenders to these spheres, not the foreign key checks of
 # members being added. The locks are taken in the ORDER BY order: the same in every process.
@@ -510,6 +515,15 @@ class PostgresStore:
                 sphere_id,
             )
         return to_sphere(row) if row is not None else None
+
+    async def sphere_access(
+        self, sphere_id: SphereId, user_id: UserId
+    ) -> tuple[SphereRecord | None, Role | None]:
+        rows = await self._fetch(_SPHERE_ACCESS, user_id, sphere_id)
+        if not rows:
+            return None, None
+        row = tuple(rows[0])
+        return to_sphere(row[:6]), Role(row[6]) if row[6] is not None else None
 
     async def get_role(self, sphere_id: SphereId, user_id: UserId) -> Role | None:
         rows = await self._fetch(

@@ -102,6 +102,11 @@ _EVENT_COLUMNS = (
 _SPHERE_COLUMNS = "sphere_id, name, privacy, epoch, last_offset, created_ms"
 _USER_COLUMNS = "user_id, name, kind, is_admin, created_ms"
 _TOKEN_COLUMNS = "token_id, user_id, secret_hash, created_ms, expires_ms, revoked"
+_SPHERE_ACCESS = f"""
+    SELECT {", ".join("s." + c.strip() for c in _SPHERE_COLUMNS.split(","))}, m.role
+    FROM spheres s LEFT JOIN members m ON m.sphere_id = s.sphere_id AND m.user_id = ?
+    WHERE s.sphere_id = ?
+"""
 
 _SELECT_COUNTERS = (
     "SELECT sphere_id, last_offset FROM spheres WHERE sphere_id IN (SELECT value FROM json_each(?))"
@@ -429,6 +434,15 @@ class SqliteStore:
                 (name, privacy, sphere_id),
             )
         return to_sphere(row) if (row := next(iter(rows), None)) else None
+
+    async def sphere_access(
+        self, sphere_id: SphereId, user_id: UserId
+    ) -> tuple[SphereRecord | None, Role | None]:
+        rows = await self._read(_SPHERE_ACCESS, (user_id, sphere_id))
+        if not rows:
+            return None, None
+        row = tuple(rows[0])
+        return to_sphere(row[:6]), Role(row[6]) if row[6] is not None else None
 
     async def get_role(self, sphere_id: SphereId, user_id: UserId) -> Role | None:
         rows = await self._read(

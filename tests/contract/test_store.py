@@ -557,6 +557,18 @@ async def test_members(store: Store, alice: UserRecord, lobby: SphereRecord) -> 
             await store.set_member(SphereId("s_no"), bob.user_id, Role.MEMBER, now_ms=NOW_MS)
 
 
+async def test_sphere_access_reads_sphere_and_role_at_once(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        bob = await new_user(store, "bob")
+        assert await store.sphere_access(lobby.sphere_id, alice.user_id) == (lobby, Role.OWNER)
+        assert await store.sphere_access(lobby.sphere_id, bob.user_id) == (lobby, None)
+        await store.set_member(lobby.sphere_id, bob.user_id, Role.ADMIN, now_ms=NOW_MS)
+        assert await store.sphere_access(lobby.sphere_id, bob.user_id) == (lobby, Role.ADMIN)
+        assert await store.sphere_access(SphereId("s_nope"), bob.user_id) == (None, None)
+
+
 async def test_list_members_by_role_then_name(
     store: Store, alice: UserRecord, lobby: SphereRecord
 ) -> None:
