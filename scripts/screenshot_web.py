@@ -29,18 +29,8 @@ from typing import Any
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+from scripts.chromium import CHROMIUM_ARGS, DESKTOP, PHONE
+
 # Every wait (server start, HTTP, browser) gives up after this long.
 TIMEOUT_S = 30.0
 _LISTENING = re.compile(r"listening on [\d.]+:(\d+)")

@@ -1,15 +1,15 @@
-"""One client connection's outbound side: a byte-bounded queue and its writer task.
+"""One client connection's outbound side: a byte-bounded queue, its flush, its writer task.
 
 Theory of operation: producers (the hub, request handlers) call ``enqueue`` with frames that
-are already encoded; it never blocks. When nothing is queued and the socket can take the
-frame at once, it is written in place (see ``server.transport``). Otherwise it joins the
-queue, and one writer task per connection drains it; when
-several frames are waiting it sends them as one ``batch`` frame, so a backlog costs fewer
-WebSocket messages and system calls instead of growing. If the queue would exceed its byte
-bound, the connection is aborted with ``SLOW_CONSUMER`` (the client resumes from its last
-offset on reconnect); a send that the socket does not accept within ``send_timeout_s`` aborts
-it the same way (the gateway's sweeper checks every connection's send in progress), so one
-stalled reader never holds memory or other clients hostage.
+are already encoded; it never blocks. Queued frames are flushed once per event-loop
+iteration (``Flusher``): what piled up meanwhile leaves as one ``batch`` frame, so a backlog
+costs fewer WebSocket messages and system calls instead of growing, and it is written in
+place while the socket takes data (see ``server.transport``). Only when the socket does not
+take data is a writer task made, to await it and drain the queue. If the queue would exceed
+its byte bound, the connection is aborted with ``SLOW_CONSUMER`` (the client resumes from
+its last offset on reconnect); a send that the socket does not accept within
+``send_timeout_s`` aborts it the same way (the gateway's sweeper checks every connection's
+send in progress), so one stalled reader never holds memory or other clients hostage.
 """
 
 from __future__ import annotations

@@ -98,9 +98,8 @@ class Gateway:
         self._node = secrets.token_hex(3)
         self._by_token: dict[str, set[Connection]] = {}
         self._live: set[Connection] = set()
-        self._flusher: Flusher | None = None
+        self._flusher = Flusher()
         self._sweeper: asyncio.Task[None] | None = None
-        self.connections = 0
         self.limits = Limits(
             max_frame_bytes=config.max_frame_bytes,
             max_message_bytes=config.max_message_bytes,
@@ -109,6 +108,11 @@ class Gateway:
             history_limit_max=MAX_HISTORY_LIMIT,
             idle_timeout_ms=int(config.idle_timeout_s * 1000),
         )
+
+    @property
+    def connections(self) -> int:
+        """Open, authenticated WebSocket connections on this node."""
+        return len(self._live)
 
     async def drain(self, batch: int, interval_s: float) -> None:
         """Close every connection with 1012 (service restart), ``batch`` at a time."""
@@ -148,8 +152,6 @@ class Gateway:
         if login is None:
             return
         conn_id = ConnId(f"c_{self._node}_{next(self._ids)}")
-        if self._flusher is None:
-            self._flusher = Flusher()  # needs the running loop
         conn = Connection(
             conn_id,
             login.user.user_id,
@@ -159,7 +161,6 @@ class Gateway:
             send_timeout_s=self._config.send_timeout_s,
             flusher=self._flusher,
         )
-        self.connections += 1
         same_token = self._by_token.setdefault(login.token_id, set())
         same_token.add(conn)
         self._live.add(conn)
@@ -178,7 +179,6 @@ class Gateway:
             )
             await self._serve(Caller(login.user, conn), receive)
         finally:
-            self.connections -= 1
             self._live.discard(conn)
             same_token.discard(conn)
             if not same_token:

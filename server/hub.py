@@ -153,21 +153,34 @@ class Hub:
 
     async def publish(self, event: Message) -> None:
         """Deliver a durable event on this node, then tell the other nodes through the broker."""
-        frame_bytes = self._envelope_codec.encode(event)
-        assert isinstance(frame_bytes, bytes)
+        frame_bytes = self._encode(event)
         channel = self._channels.get(event.sphere_id)
         if channel is not None:
             self._arrive(channel, event, frame_bytes)
-        await self._broker.publish(event.sphere_id, self._node + b"|" + frame_bytes)
+        await self._tell_others(event.sphere_id, frame_bytes)
 
     async def typing(self, sphere_id: SphereId, user_id: UserId) -> None:
-        frame = UserTyping(sphere_id=sphere_id, user_id=user_id)
+        await self._relay(UserTyping(sphere_id=sphere_id, user_id=user_id), skip_user=user_id)
+
+    async def _relay(
+        self, frame: UserTyping | Presence, *, skip_user: UserId | None = None
+    ) -> None:
+        """Deliver an ephemeral frame on this node, then tell the other nodes."""
+        frame_bytes = self._encode(frame)
+        channel = self._channels.get(frame.sphere_id)
+        if channel is not None:
+            self._broadcast(channel, frame, skip_user=skip_user, wire=frame_bytes)
+        await self._tell_others(frame.sphere_id, frame_bytes)
+
+    def _encode(self, frame: Frame) -> bytes:
+        """A frame as carried between nodes: MessagePack, reused as-is for msgpack clients."""
         frame_bytes = self._envelope_codec.encode(frame)
         assert isinstance(frame_bytes, bytes)
-        channel = self._channels.get(sphere_id)
-        if channel is not None:
-            self._broadcast(channel, frame, skip_user=user_id, wire=frame_bytes)
-        await self._broker.publish(sphere_id, self._node + b"|" + frame_bytes)
+        return frame_bytes
+
+    async def _tell_others(self, channel: SphereId, payload: bytes) -> None:
+        # The node tag lets every node skip what it published itself.
+        await self._broker.publish(channel, self._node + b"|" + payload)
 
     # -- access changes ----------------------------------------------------------------------
 
@@ -182,8 +195,7 @@ class Hub:
         """
         self._apply_access(sphere_id, user_id, role)
         change = {"sphere_id": sphere_id, "user_id": user_id, "role": role}
-        payload = msgpack.packb(change)
-        await self._broker.publish(CONTROL_CHANNEL, self._node + b"|" + payload)
+        await self._tell_others(CONTROL_CHANNEL, msgpack.packb(change))
 
     def _apply_control(self, payload: bytes) -> None:
         try:
@@ -433,7 +445,7 @@ class Hub:
 
     async def _arrival(self, sphere_id: SphereId, user_id: UserId) -> None:
         if await self._presence.arrived(sphere_id, user_id):
-            await self._announce(Presence(sphere_id=sphere_id, user_id=user_id, online=True))
+            await self._relay(Presence(sphere_id=sphere_id, user_id=user_id, online=True))
 
     async def _departure(self, sphere_id: SphereId, user_id: UserId) -> None:
         self._departures.pop((sphere_id, user_id), None)
@@ -441,15 +453,7 @@ class Hub:
         if channel is not None and channel.online.get(user_id, 0) > 0:
             return
         if await self._presence.left(sphere_id, user_id):
-            await self._announce(Presence(sphere_id=sphere_id, user_id=user_id, online=False))
-
-    async def _announce(self, frame: Presence) -> None:
-        frame_bytes = self._envelope_codec.encode(frame)
-        assert isinstance(frame_bytes, bytes)
-        channel = self._channels.get(frame.sphere_id)
-        if channel is not None:
-            self._broadcast(channel, frame, wire=frame_bytes)
-        await self._broker.publish(frame.sphere_id, self._node + b"|" + frame_bytes)
+            await self._relay(Presence(sphere_id=sphere_id, user_id=user_id, online=False))
 
     def _remove(self, channel: SphereChannel, sub: Subscription) -> None:
         sub.active = False

@@ -264,3 +264,12 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 15
     async with asyncio.timeout(timeout_s):
         while not await check():  # noqa: ASYNC110 - the state lives in another process
             await asyncio.sleep(0.1)
+
+
+async def pair(server: ServerProcess) -> tuple[User, User, str]:
+    """Two users, the first owning a private sphere the second is a member of."""
+    alice = await server.new_user("alice")
+    bob = await server.new_user("bob")
+    sphere_id = await alice.create_sphere("team")
+    await alice.add(sphere_id, bob)
+    return alice, bob, sphere_id

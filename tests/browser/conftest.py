@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from scripts.chromium import CHROMIUM_ARGS, DESKTOP
 from tests.conftest import skip_or_fail
 from tests.e2e.conftest import start_server
 from tests.support import ServerProcess, User
@@ -27,18 +28,6 @@ else:
     expect.set_options(timeout=15_000)
 
 CHROMIUM = os.environ.get("CLOISON_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 # Every Playwright action gives up after this long.
 ACTION_TIMEOUT_MS = 15_000
 

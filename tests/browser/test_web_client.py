@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import PHONE, SignIn
+from scripts.chromium import PHONE
+from tests.browser.conftest import SignIn
 from tests.support import ServerProcess, User, eventually
 
 # Without Playwright, conftest skips (or fails) every test before these names are used.

@@ -39,7 +39,7 @@ from tests.services import (
     postgres_schema,
     require_shared_redis,
 )
-from tests.support import Client, ServerProcess, User, eventually
+from tests.support import Client, ServerProcess, User, eventually, pair
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
@@ -142,10 +142,7 @@ async def test_three_gateways_deliver_one_order(tmp_path: Path) -> None:
 async def test_killed_gateway_clients_resume_on_another(tmp_path: Path) -> None:
     require_shared_redis()
     async with gateways(tmp_path, 3, redis_url="redis://127.0.0.1:6379/0") as nodes:
-        owner = await nodes[0].new_user("owner")
-        reader_user = await nodes[0].new_user("reader")
-        sphere_id = await owner.create_sphere()
-        await owner.add(sphere_id, reader_user)
+        owner, reader_user, sphere_id = await pair(nodes[0])
         reader = await connect(reader_user, nodes[2])
         sub = await reader.request(Subscribe(sphere_id=sphere_id, ref="s"))
         assert isinstance(sub, Subscribed)
@@ -181,10 +178,7 @@ async def test_killed_gateway_clients_resume_on_another(tmp_path: Path) -> None:
 
 async def test_redis_restart_loses_nothing(tmp_path: Path) -> None:
     async with own_redis() as redis, gateways(tmp_path, 2, redis_url=redis.url) as nodes:
-        owner = await nodes[0].new_user("owner")
-        reader_user = await nodes[0].new_user("reader")
-        sphere_id = await owner.create_sphere()
-        await owner.add(sphere_id, reader_user)
+        owner, reader_user, sphere_id = await pair(nodes[0])
         reader = await connect(reader_user, nodes[1])
         await reader.request(Subscribe(sphere_id=sphere_id, ref="s"))
         writer = await connect(owner, nodes[0])
@@ -218,10 +212,7 @@ async def test_database_outage_fails_writes_retryably_and_loses_nothing(tmp_path
         async with gateways(
             tmp_path, 2, redis_url="redis://127.0.0.1:6379/0", store_url=store_url
         ) as nodes:
-            owner = await nodes[0].new_user("owner")
-            reader_user = await nodes[0].new_user("reader")
-            sphere_id = await owner.create_sphere()
-            await owner.add(sphere_id, reader_user)
+            owner, reader_user, sphere_id = await pair(nodes[0])
             reader = await connect(reader_user, nodes[1])
             await reader.request(Subscribe(sphere_id=sphere_id, ref="s"))
             writer = await connect(owner, nodes[0])
@@ -258,10 +249,7 @@ async def test_database_outage_fails_writes_retryably_and_loses_nothing(tmp_path
 async def test_presence_and_typing_span_gateways(tmp_path: Path) -> None:
     require_shared_redis()
     async with gateways(tmp_path, 2, redis_url="redis://127.0.0.1:6379/0") as nodes:
-        alice = await nodes[0].new_user("alice")
-        bob = await nodes[0].new_user("bob")
-        sphere_id = await alice.create_sphere()
-        await alice.add(sphere_id, bob)
+        alice, bob, sphere_id = await pair(nodes[0])
         a = await connect(alice, nodes[0])
         await a.request(Subscribe(sphere_id=sphere_id, ref="s"))
         await a.expect(Presence, user_id=alice.user_id)  # her own arrival, recorded

@@ -25,7 +25,7 @@ from protocol import (
     Typing,
     UserTyping,
 )
-from tests.support import Client, ServerProcess, User
+from tests.support import Client, ServerProcess, User, pair
 
 
 async def subscribe(
@@ -49,14 +49,6 @@ async def collect(client: Client, sphere_id: str, count: int) -> list[Message]:
     while len(got) < count:
         got.append(await client.expect(Message, sphere_id=sphere_id))
     return got
-
-
-async def pair(server: ServerProcess) -> tuple[User, User, str]:
-    alice = await server.new_user("alice")
-    bob = await server.new_user("bob")
-    sphere_id = await alice.create_sphere("team")
-    await alice.add(sphere_id, bob)
-    return alice, bob, sphere_id
 
 
 @pytest.mark.parametrize("encoding", ["json", "msgpack"])
