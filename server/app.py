@@ -15,10 +15,11 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
@@ -32,7 +33,7 @@ from server.broker.redis import RedisBroker
 from server.broker.redis_cluster import RedisClusterBroker
 from server.config import Config
 from server.gateway import Gateway
-from server.http_api import HttpApi, json_response
+from server.http_api import API_HEADERS, HttpApi, json_response
 from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import Operations
@@ -139,28 +140,53 @@ def _web_client() -> list[Mount]:
     root = Path(next(iter(spec.submodule_search_locations))) / "web"
     if not (root / "index.html").is_file():
         return []
-    return [Mount("/", app=_SecurityHeaders(StaticFiles(directory=root, html=True)), name="web")]
+    assets = _WebAssets(directory=root, html=True)
+    return [Mount("/", app=_Headers(assets, WEB_HEADERS), name="web")]
 
 
-class _SecurityHeaders:
-    """The page loads nothing from elsewhere and may not be framed; say so to the browser."""
+class _WebAssets(StaticFiles):
+    """The web client's folder, serving only the kinds of file a page loads.
 
-    HEADERS = (
-        (
-            b"content-security-policy",
-            b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
-        ),
-        (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
-    )
+    The folder also holds the client's README and may hold an editor's backup or a stray
+    file; none of those is part of the page, so none is served.
+    """
 
-    def __init__(self, app: ASGIApp) -> None:
+    SUFFIXES = frozenset({".html", ".js", ".css", ".svg", ".png", ".ico", ".webmanifest"})
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        asset = PurePosixPath(path)
+        if path not in ("", ".") and asset.suffix.lower() not in self.SUFFIXES:
+            raise HTTPException(status_code=404)
+        return await super().get_response(path, scope)
+
+
+# The page loads nothing from elsewhere, submits no form anywhere and may not be framed.
+WEB_HEADERS = (
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+        b"form-action 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+# What the API's own errors (unknown path, wrong method) carry too, like its JSON answers.
+API_DEFAULT_HEADERS = tuple((k.lower().encode(), v.encode()) for k, v in API_HEADERS.items())
+
+
+class _Headers:
+    """Add ``headers`` to every HTTP response of ``app`` that does not set them itself."""
+
+    def __init__(self, app: ASGIApp, headers: tuple[tuple[bytes, bytes], ...]) -> None:
         self._app = app
+        self._headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *self.HEADERS]
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self._headers if k not in present]
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         await self._app(scope, receive, with_headers)
@@ -236,14 +262,15 @@ def create_app(config: Config) -> CloisonApp:
             logger.info("stopped")
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(built().metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(built().metrics.registry)
+        return Response(body, headers=API_HEADERS, media_type=CONTENT_TYPE_LATEST)
 
     return CloisonApp(
         routes=[
             Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Mount("/api/v1", app=_Deferred(lambda: built().api)),
+            Mount("/api/v1", app=_Headers(_Deferred(lambda: built().api), API_DEFAULT_HEADERS)),
             *_web_client(),
         ],
         lifespan=lifespan,

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -52,8 +52,12 @@ _MAX_NAME_CHARS = 100
 _DAY_MS = 86_400_000
 
 
+# Why: API answers are per user and never a page to render: no caching, no type sniffing.
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
 def json_response(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status, media_type="application/json")
+    return Response(orjson.dumps(payload), status, API_HEADERS, media_type="application/json")
 
 
 def error_response(exc: CloisonError) -> Response:
@@ -171,11 +175,15 @@ class HttpApi:
             and int(declared) > self._config.max_frame_bytes
         ):
             raise CloisonError("request body too large", code=ErrorCode.TOO_LARGE)
-        raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > self._config.max_frame_bytes:
-                raise CloisonError("request body too large", code=ErrorCode.TOO_LARGE)
+        raw = bytearray()
+        try:
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > self._config.max_frame_bytes:
+                    raise CloisonError("request body too large", code=ErrorCode.TOO_LARGE)
+        except ClientDisconnect:
+            # The peer closed before sending the body it announced: nobody reads the answer.
+            raise ProtocolViolation("request body ended early") from None
         if not raw.strip():
             return {}
         try:
@@ -298,7 +306,7 @@ def _path_values(params: dict[str, str]) -> dict[str, Any]:
 
 def _reply(reply: Frame | None, status: int) -> Response:
     if reply is None:
-        return Response(status_code=204)
+        return Response(status_code=204, headers=API_HEADERS)
     payload = to_wire(reply)
     payload.pop("ref", None)
     if payload.get("duplicate"):
