@@ -13,7 +13,7 @@ import contextlib
 import importlib.util
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -38,7 +38,13 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import Operations
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
-from server.ratelimit import LocalWriteLimiter, RedisWriteLimiter, WriteLimiter
+from server.ratelimit import (
+    LocalWriteLimiter,
+    RateClass,
+    RedisWriteLimiter,
+    WriteLimiter,
+    class_limits,
+)
 from server.redisclient import RedisClient, redis_client
 from server.tasks import TaskSupervisor
 from storage import Store, StoreError, open_store
@@ -57,7 +63,7 @@ class Runtime:
     store: Store
     broker: Broker
     presence: PresenceDirectory
-    writes: WriteLimiter
+    limits: Mapping[RateClass, WriteLimiter]
     redis: RedisClient | None
     hub: Hub
     tasks: TaskSupervisor
@@ -73,7 +79,7 @@ async def _build(config: Config) -> Runtime:
     node = secrets.token_hex(6)  # names this process in broker envelopes and presence
     broker: Broker
     presence: PresenceDirectory
-    writes: WriteLimiter
+    limits: Mapping[RateClass, WriteLimiter]
     redis: RedisClient | None = None
     shared_url = config.redis_cluster_url or config.redis_url
     if shared_url:
@@ -84,21 +90,24 @@ async def _build(config: Config) -> Runtime:
             else RedisBroker(config.redis_url, prefix=config.redis_prefix)
         )
         presence = RedisPresence(redis, prefix=config.redis_prefix, node=node)
-        writes = RedisWriteLimiter(
-            redis,
-            prefix=config.redis_prefix,
-            rate_per_s=config.publish_rate_per_s,
-            burst=config.publish_burst,
-        )
+        limits = {
+            cls: RedisWriteLimiter(
+                redis, prefix=config.redis_prefix, rate_per_s=rate, burst=burst, cls=cls
+            )
+            for cls, (rate, burst) in class_limits(config).items()
+        }
     else:
         broker = MemoryBroker()
         presence = MemoryPresence()
-        writes = LocalWriteLimiter(config.publish_rate_per_s, config.publish_burst)
+        limits = {
+            cls: LocalWriteLimiter(rate, burst)
+            for cls, (rate, burst) in class_limits(config).items()
+        }
     roles = RoleCache()
     hub = Hub(store, broker, presence, tasks, metrics, roles, node=node)
     await broker.start(hub)
     await hub.start()
-    operations = Operations(store, hub, roles, writes, config)
+    operations = Operations(store, hub, roles, limits, config)
     gateway = Gateway(config, store, hub, operations, metrics)
     metrics.gauge("cloison_connections", "Open WebSocket connections", lambda: gateway.connections)
     metrics.gauge(
@@ -118,7 +127,7 @@ async def _build(config: Config) -> Runtime:
         store=store,
         broker=broker,
         presence=presence,
-        writes=writes,
+        limits=limits,
         redis=redis,
         hub=hub,
         tasks=tasks,
@@ -253,7 +262,8 @@ def create_app(config: Config) -> CloisonApp:
             await runtime.gateway.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()
-            await runtime.writes.aclose()
+            for limiter in runtime.limits.values():
+                await limiter.aclose()
             await runtime.presence.aclose()
             await runtime.broker.aclose()
             if runtime.redis is not None:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from server.origins import normalize as normalized_origin
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -116,6 +118,34 @@ class Config:
     drain_interval_s: float = field(
         default=0.2, metadata={"help": "pause between two shutdown batches"}
     )
+    # Rate classes beside publish (--publish-rate-per-s): each a per-user token bucket.
+    membership_rate_per_s: float = field(
+        default=5.0, metadata={"help": "join, leave, member add/remove, role changes per s"}
+    )
+    membership_burst: int = field(default=50, metadata={"help": "membership changes at once"})
+    sphere_admin_rate_per_s: float = field(
+        default=1.0, metadata={"help": "sphere creations and updates per user and second"}
+    )
+    sphere_admin_burst: int = field(default=30, metadata={"help": "sphere changes at once"})
+    read_marker_rate_per_s: float = field(
+        default=5.0, metadata={"help": "read-marker updates per user and second"}
+    )
+    read_marker_burst: int = field(default=30, metadata={"help": "read-marker updates at once"})
+    typing_rate_per_s: float = field(
+        default=5.0, metadata={"help": "typing notices per user and second (all spheres)"}
+    )
+    typing_burst: int = field(default=20, metadata={"help": "typing notices at once"})
+    query_rate_per_s: float = field(
+        default=50.0, metadata={"help": "reads (history, subscribe, lists) per user and second"}
+    )
+    query_burst: int = field(default=200, metadata={"help": "reads at once"})
+    public_url: str = field(
+        default="",
+        metadata={
+            "help": "the URL browsers open to reach this server (https://chat.example.org); "
+            "its origin may open WebSockets"
+        },
+    )
 
     @property
     def resolved_store_url(self) -> str:
@@ -155,6 +185,16 @@ class Config:
             "max_message_bytes",
             "publish_rate_per_s",
             "publish_burst",
+            "membership_rate_per_s",
+            "membership_burst",
+            "sphere_admin_rate_per_s",
+            "sphere_admin_burst",
+            "read_marker_rate_per_s",
+            "read_marker_burst",
+            "typing_rate_per_s",
+            "typing_burst",
+            "query_rate_per_s",
+            "query_burst",
             "queue_max_bytes",
             "max_inflight_writes",
             "auth_timeout_s",
@@ -186,6 +226,8 @@ class Config:
             raise ValueError("port must be between 0 and 65535")
         if self.sqlite_synchronous not in ("FULL", "NORMAL"):
             raise ValueError("sqlite_synchronous must be FULL or NORMAL")
+        if self.public_url and normalized_origin(self.public_url) is None:
+            raise ValueError("public_url must be an http(s) URL without path, as https://host")
         if self.max_message_bytes >= self.max_frame_bytes:
             raise ValueError("max_message_bytes must be smaller than max_frame_bytes")
 

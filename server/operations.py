@@ -8,14 +8,16 @@ HTTP responses in one place each.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from protocol import (
     Ack,
     AddMember,
+    Auth,
     CloisonError,
     CreateSphere,
     Delete,
@@ -56,7 +58,7 @@ from server.access import RoleCache
 from server.config import Config
 from server.connection import Connection
 from server.hub import Hub
-from server.ratelimit import RateLimiter, WriteLimiter
+from server.ratelimit import RateClass, RateLimiter, WriteLimiter
 from storage import Draft, SphereRecord, Store, UserRecord
 
 # Why: one page is what a chat client shows at once; the protocol caps it at 200.
@@ -109,6 +111,31 @@ class PreparedWrite:
 
 WRITES = (Publish, Edit, Delete)
 
+# The budget each client frame spends (one token per request, per user, before it runs; writes
+# spend theirs in ``prepare_write`` once checked). Every client frame type has a row: a test
+# fails for one without.
+RATE_CLASSES: dict[type[Frame], RateClass] = {
+    Auth: RateClass.FREE,  # answered by the gateway, once per connection
+    Ping: RateClass.FREE,
+    Unsubscribe: RateClass.FREE,
+    Publish: RateClass.POST,
+    Edit: RateClass.POST,
+    Delete: RateClass.POST,
+    Subscribe: RateClass.QUERY,
+    History: RateClass.QUERY,
+    ListSpheres: RateClass.QUERY,
+    ListMembers: RateClass.QUERY,
+    Typing: RateClass.TYPING,
+    MarkRead: RateClass.READ_MARKER,
+    CreateSphere: RateClass.SPHERE_ADMIN,
+    UpdateSphere: RateClass.SPHERE_ADMIN,
+    Join: RateClass.MEMBERSHIP,
+    Leave: RateClass.MEMBERSHIP,
+    AddMember: RateClass.MEMBERSHIP,
+    RemoveMember: RateClass.MEMBERSHIP,
+    SetRole: RateClass.MEMBERSHIP,
+}
+
 
 def _prepared(
     caller: Caller,
@@ -134,13 +161,18 @@ Handler = Callable[[Caller, Any], Awaitable[Frame | None]]
 
 class Operations:
     def __init__(
-        self, store: Store, hub: Hub, roles: RoleCache, writes: WriteLimiter, config: Config
+        self,
+        store: Store,
+        hub: Hub,
+        roles: RoleCache,
+        limits: Mapping[RateClass, WriteLimiter],
+        config: Config,
     ) -> None:
         self._store = store
         self._roles = roles
         self._hub = hub
         self._config = config
-        self._writes = writes
+        self._limits = limits
         self._typing = RateLimiter(1 / TYPING_INTERVAL_S, 1)
         # A page must fit a connection's queue and a client's default frame limit (1 MiB).
         self._page_bytes = min(config.queue_max_bytes // 2, MAX_PAGE_BYTES)
@@ -168,6 +200,7 @@ class Operations:
         handler = self._handlers.get(type(frame))
         if handler is None:
             raise CloisonError(f"{frame.TYPE} is not a request", code=ErrorCode.BAD_FRAME)
+        await self._spend(caller, RATE_CLASSES[type(frame)])
         return await handler(caller, frame)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -188,10 +221,16 @@ class Operations:
         assert role is not None
         return role
 
-    async def _spend_write(self, caller: Caller) -> None:
-        wait_s = await self._writes.take(caller.user.user_id)
+    async def _spend(self, caller: Caller, cls: RateClass) -> None:
+        """Take one token of ``cls`` from the caller's bucket, or raise ``rate_limited``."""
+        limiter = self._limits.get(cls)
+        if limiter is None:
+            return  # RateClass.FREE
+        wait_s = await limiter.take(caller.user.user_id)
         if wait_s:
-            raise RateLimitedError("too many writes", retry_after_ms=max(1, int(wait_s * 1000)))
+            raise RateLimitedError(
+                f"too many requests of class {cls}", retry_after_ms=max(1, math.ceil(wait_s * 1000))
+            )
 
     def _check_body(self, body: str) -> None:
         size = len(body.encode())
@@ -284,7 +323,7 @@ class Operations:
     async def _publish(self, caller: Caller, frame: Publish) -> PreparedWrite:
         self._check_body(frame.body)
         await self._member_role(caller, frame.sphere_id)
-        await self._spend_write(caller)
+        await self._spend(caller, RateClass.POST)
         return _prepared(caller, frame, EventKind.POST, body=frame.body)
 
     async def _target(
@@ -313,12 +352,12 @@ class Operations:
     async def _edit(self, caller: Caller, frame: Edit) -> PreparedWrite:
         self._check_body(frame.body)
         await self._target(caller, frame.sphere_id, frame.target, moderate=False)
-        await self._spend_write(caller)
+        await self._spend(caller, RateClass.POST)
         return _prepared(caller, frame, EventKind.EDIT, body=frame.body, target=frame.target)
 
     async def _delete(self, caller: Caller, frame: Delete) -> PreparedWrite:
         await self._target(caller, frame.sphere_id, frame.target, moderate=True)
-        await self._spend_write(caller)
+        await self._spend(caller, RateClass.POST)
         return _prepared(caller, frame, EventKind.DELETE, target=frame.target)
 
     async def _history(self, caller: Caller, frame: History) -> Frame:
@@ -354,7 +393,6 @@ class Operations:
         return SphereList(spheres=[by_id.get(s.sphere_id, s) for s in listed], ref=frame.ref)
 
     async def _create_sphere(self, caller: Caller, frame: CreateSphere) -> Frame:
-        await self._spend_write(caller)
         sphere = await self._store.create_sphere(
             frame.name, frame.privacy, caller.user.user_id, now_ms=now_ms()
         )
