@@ -20,6 +20,12 @@ from urllib.parse import quote
 from server.origins import normalize as normalized_origin
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Why: websockets and browsers accept 1 MiB messages by default; a page stays well below.
+MAX_PAGE_BYTES = 512 * 1024
+# Why: the bytes a message's fields other than its body take on the wire, at most.
+MESSAGE_OVERHEAD_BYTES = 256
+# Why: JSON writes a control character of a body as \u00XX: six bytes for one.
+JSON_WORST_EXPANSION = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +154,11 @@ class Config:
     )
 
     @property
+    def page_bytes(self) -> int:
+        """The most encoded bytes one reply (a history page, a list) may take."""
+        return min(self.queue_max_bytes // 2, MAX_PAGE_BYTES)
+
+    @property
     def resolved_store_url(self) -> str:
         if self.store_url:
             return self.store_url
@@ -230,6 +241,14 @@ class Config:
             raise ValueError("public_url must be an http(s) URL without path, as https://host")
         if self.max_message_bytes >= self.max_frame_bytes:
             raise ValueError("max_message_bytes must be smaller than max_frame_bytes")
+        worst_message = self.max_message_bytes * JSON_WORST_EXPANSION + MESSAGE_OVERHEAD_BYTES
+        if worst_message > self.page_bytes:
+            # Every stored message must stay deliverable, in any encoding, alone in a reply.
+            raise ValueError(
+                f"max_message_bytes: {self.max_message_bytes} bytes can take {worst_message} "
+                f"in JSON, more than a reply may ({self.page_bytes}: half of queue_max_bytes, "
+                f"at most {MAX_PAGE_BYTES})"
+            )
 
 
 def _read_file(cls: type[Config], file: Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from protocol import (
     AddMember,
     Auth,
     CloisonError,
+    Codec,
     CreateSphere,
     Delete,
     Edit,
@@ -28,6 +29,7 @@ from protocol import (
     History,
     HistoryPage,
     Join,
+    JsonCodec,
     Leave,
     ListMembers,
     ListSpheres,
@@ -66,23 +68,30 @@ DEFAULT_HISTORY_LIMIT = 50
 # Why: typing notices are hints; one per user and sphere every 2 s is plenty.
 TYPING_INTERVAL_S = 2.0
 DISCOVER_LIMIT = 200
-# Why: websockets and browsers accept 1 MiB messages by default; a page stays well below.
-MAX_PAGE_BYTES = 512 * 1024
-# Why: the bytes a message's fields other than its body take on the wire, at most.
-MESSAGE_OVERHEAD_BYTES = 256
+# Why: a reply's own fields (type, sphere_id, has_more, ref, ...) around its items, at most.
+REPLY_OVERHEAD_BYTES = 512
 
 
-def _fit_page(messages: list[Message], *, newest: bool, budget: int) -> tuple[list[Message], bool]:
-    """Keep the end of the page nearest the reader within ``budget`` bytes; True if trimmed.
+def encoded_size(codec: Codec, item: Frame) -> int:
+    """Bytes ``item`` takes inside a reply's list in ``codec``: its encoding plus a separator."""
+    return len(codec.encode(item)) + 1
 
-    Paging back (``newest``) keeps the newest messages of the page, paging forward the
-    oldest; at least one message is always kept.
+
+def _fit_page(
+    messages: list[Message], *, newest: bool, budget: int, codec: Codec
+) -> tuple[list[Message], bool]:
+    """Keep the end of the page nearest the reader within ``budget`` encoded bytes.
+
+    Sizes are counted in the reader's encoding (JSON escapes a control character to six bytes,
+    MessagePack does not). Paging back (``newest``) keeps the newest messages of the page,
+    paging forward the oldest; at least one message is always kept (``Config`` guarantees any
+    storable message fits a reply alone). Returns the page and whether it was trimmed.
     """
     ordered = list(reversed(messages)) if newest else messages
     kept: list[Message] = []
-    used = 0
+    used = REPLY_OVERHEAD_BYTES
     for message in ordered:
-        used += MESSAGE_OVERHEAD_BYTES + len((message.body or "").encode())
+        used += encoded_size(codec, message)
         if kept and used > budget:
             break
         kept.append(message)
@@ -175,7 +184,8 @@ class Operations:
         self._limits = limits
         self._typing = RateLimiter(1 / TYPING_INTERVAL_S, 1)
         # A page must fit a connection's queue and a client's default frame limit (1 MiB).
-        self._page_bytes = min(config.queue_max_bytes // 2, MAX_PAGE_BYTES)
+        self._page_bytes = config.page_bytes
+        self._http_codec = JsonCodec()  # what the HTTP API answers in
         self._handlers: dict[type[Frame], Handler] = {
             Ping: self._ping,
             Subscribe: self._subscribe,
@@ -204,6 +214,10 @@ class Operations:
         return await handler(caller, frame)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _codec(self, caller: Caller) -> Codec:
+        """The encoding the caller's replies travel in."""
+        return caller.conn.codec if caller.conn is not None else self._http_codec
 
     def _connection(self, caller: Caller) -> Connection:
         if caller.conn is None:
@@ -371,7 +385,12 @@ class Operations:
             after=frame.after,
             limit=frame.limit or DEFAULT_HISTORY_LIMIT,
         )
-        messages, trimmed = _fit_page(messages, newest=frame.after is None, budget=self._page_bytes)
+        messages, trimmed = _fit_page(
+            messages,
+            newest=frame.after is None,
+            budget=self._page_bytes,
+            codec=self._codec(caller),
+        )
         has_more = has_more or trimmed
         return HistoryPage(
             sphere_id=frame.sphere_id, messages=messages, has_more=has_more, ref=frame.ref

@@ -133,6 +133,7 @@ def test_every_field_has_a_variable(name: str) -> None:
         "tls_cert": "/c.pem",
         "tls_key": "/k.pem",
         "public_url": "https://chat.example",
+        "queue_max_bytes": "262144",
     }.get(name, "7")
     # TLS options only go together.
     pair = {"tls_cert": "tls_key", "tls_key": "tls_cert"}.get(name)
@@ -324,3 +325,16 @@ def test_tls_options_go_together() -> None:
 def test_public_url_is_an_origin(url: str) -> None:
     with pytest.raises(ValueError, match="public_url"):
         Config.load(env={"CLOISON_PUBLIC_URL": url})
+
+
+def test_every_storable_message_fits_a_reply_in_json() -> None:
+    """A body of control characters takes six bytes each in JSON; it must still be sendable."""
+    Config.load(
+        env={"CLOISON_MAX_MESSAGE_BYTES": str(80 * 1024), "CLOISON_MAX_FRAME_BYTES": "1000000"}
+    )
+    with pytest.raises(ValueError, match=r"max_message_bytes: .* in JSON"):
+        Config.load(
+            env={"CLOISON_MAX_MESSAGE_BYTES": str(90 * 1024), "CLOISON_MAX_FRAME_BYTES": "1000000"}
+        )
+    with pytest.raises(ValueError, match="max_message_bytes"):
+        Config.load(env={"CLOISON_QUEUE_MAX_BYTES": str(128 * 1024)})
