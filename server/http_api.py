@@ -96,13 +96,21 @@ class HttpApi:
         frame = self._frame_route
         return [
             Route("/me", self._guard(self._me), methods=["GET"]),
-            Route("/spheres", frame("list_spheres", query=("discover",)), methods=["GET"]),
+            Route(
+                "/spheres",
+                frame("list_spheres", query=("discover", "limit"), text_query=("after",)),
+                methods=["GET"],
+            ),
             Route("/spheres", frame("create_sphere", status=201), methods=["POST"]),
             Route("/spheres/{sphere_id}", frame("update_sphere"), methods=["PATCH"]),
             Route("/spheres/{sphere_id}/join", frame("join"), methods=["POST"]),
             Route("/spheres/{sphere_id}/leave", frame("leave"), methods=["POST"]),
             Route("/spheres/{sphere_id}/read", frame("mark_read"), methods=["POST"]),
-            Route("/spheres/{sphere_id}/members", frame("list_members"), methods=["GET"]),
+            Route(
+                "/spheres/{sphere_id}/members",
+                frame("list_members", query=("limit",), text_query=("after",)),
+                methods=["GET"],
+            ),
             Route("/spheres/{sphere_id}/members", frame("add_member"), methods=["POST"]),
             Route(
                 "/spheres/{sphere_id}/members/{user_id}",
@@ -195,7 +203,12 @@ class HttpApi:
         return data
 
     def _frame_route(
-        self, frame_type: str, *, status: int = 200, query: tuple[str, ...] = ()
+        self,
+        frame_type: str,
+        *,
+        status: int = 200,
+        query: tuple[str, ...] = (),
+        text_query: tuple[str, ...] = (),
     ) -> Endpoint:
         async def handler(request: Request, user: UserRecord) -> Response:
             data = await self._body(request)
@@ -205,6 +218,9 @@ class HttpApi:
             for key in query:
                 if key in request.query_params:
                     data[key] = _query_value(request.query_params[key], key)
+            for key in text_query:
+                if key in request.query_params:
+                    data[key] = request.query_params[key]
             data.update(_path_values(request.path_params))
             data["type"] = frame_type
             frame = decode_client_map(data)

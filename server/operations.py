@@ -12,9 +12,10 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from protocol import (
+    MAX_LIST_LIMIT,
     Ack,
     AddMember,
     Auth,
@@ -40,6 +41,7 @@ from protocol import (
     Ping,
     Pong,
     Privacy,
+    ProtocolViolation,
     Publish,
     RateLimitedError,
     RemoveMember,
@@ -55,48 +57,32 @@ from protocol import (
     Unsubscribed,
     UpdateSphere,
 )
-from server import access
+from server import access, paging
 from server.access import RoleCache
 from server.config import Config
 from server.connection import Connection
 from server.hub import Hub
 from server.ratelimit import RateClass, RateLimiter, WriteLimiter
-from storage import Draft, SphereRecord, Store, UserRecord
+from storage import (
+    Draft,
+    MemberKey,
+    SphereKey,
+    SphereRecord,
+    Store,
+    UserRecord,
+    member_key,
+    sphere_key,
+)
+
+T = TypeVar("T")
 
 # Why: one page is what a chat client shows at once; the protocol caps it at 200.
 DEFAULT_HISTORY_LIMIT = 50
 # Why: typing notices are hints; one per user and sphere every 2 s is plenty.
 TYPING_INTERVAL_S = 2.0
-DISCOVER_LIMIT = 200
-# Why: a reply's own fields (type, sphere_id, has_more, ref, ...) around its items, at most.
-REPLY_OVERHEAD_BYTES = 512
-
-
-def encoded_size(codec: Codec, item: Frame) -> int:
-    """Bytes ``item`` takes inside a reply's list in ``codec``: its encoding plus a separator."""
-    return len(codec.encode(item)) + 1
-
-
-def _fit_page(
-    messages: list[Message], *, newest: bool, budget: int, codec: Codec
-) -> tuple[list[Message], bool]:
-    """Keep the end of the page nearest the reader within ``budget`` encoded bytes.
-
-    Sizes are counted in the reader's encoding (JSON escapes a control character to six bytes,
-    MessagePack does not). Paging back (``newest``) keeps the newest messages of the page,
-    paging forward the oldest; at least one message is always kept (``Config`` guarantees any
-    storable message fits a reply alone). Returns the page and whether it was trimmed.
-    """
-    ordered = list(reversed(messages)) if newest else messages
-    kept: list[Message] = []
-    used = REPLY_OVERHEAD_BYTES
-    for message in ordered:
-        used += encoded_size(codec, message)
-        if kept and used > budget:
-            break
-        kept.append(message)
-    trimmed = len(kept) < len(messages)
-    return (list(reversed(kept)) if newest else kept), trimmed
+DISCOVER_LIMIT = MAX_LIST_LIMIT
+# Why: a member or sphere list shows this many at once; more is a page away.
+DEFAULT_LIST_LIMIT = 100
 
 
 def now_ms() -> int:
@@ -385,7 +371,7 @@ class Operations:
             after=frame.after,
             limit=frame.limit or DEFAULT_HISTORY_LIMIT,
         )
-        messages, trimmed = _fit_page(
+        messages, trimmed = paging.fit_page(
             messages,
             newest=frame.after is None,
             budget=self._page_bytes,
@@ -404,12 +390,32 @@ class Operations:
     # -- spheres and members -----------------------------------------------------------------
 
     async def _list_spheres(self, caller: Caller, frame: ListSpheres) -> Frame:
-        mine = await self._store.user_spheres(caller.user.user_id)
-        if not frame.discover:
-            return SphereList(spheres=mine, ref=frame.ref)
-        by_id = {s.sphere_id: s for s in mine}
-        listed = await self._store.discoverable_spheres(DISCOVER_LIMIT)
-        return SphereList(spheres=[by_id.get(s.sphere_id, s) for s in listed], ref=frame.ref)
+        codec = self._codec(caller)
+        if frame.discover:
+            if frame.after is not None:
+                raise ProtocolViolation("after: discover lists the newest spheres, unpaged")
+            listed = await self._store.discoverable_spheres(frame.limit or DISCOVER_LIMIT)
+            mine = await self._store.user_spheres(caller.user.user_id)
+            by_id = {s.sphere_id: s for s in mine}
+            spheres, _ = paging.fit(
+                [by_id.get(s.sphere_id, s) for s in listed],
+                budget=self._page_bytes,
+                size=lambda s: paging.encoded_size(codec, SphereList(spheres=[s])),
+            )
+            return SphereList(spheres=spheres, ref=frame.ref)
+        limit = frame.limit or DEFAULT_LIST_LIMIT
+        after = paging.read_cursor(frame.after, paging.SPHERE_CURSOR) if frame.after else None
+        page = await self._store.user_spheres(
+            caller.user.user_id, limit=limit + 1, after=cast("SphereKey | None", after)
+        )
+        spheres, trimmed = paging.fit(
+            page[:limit],
+            budget=self._page_bytes,
+            size=lambda s: paging.encoded_size(codec, SphereList(spheres=[s])),
+        )
+        more = trimmed or len(page) > limit
+        cursor = paging.cursor(sphere_key(spheres[-1])) if more else None
+        return SphereList(spheres=spheres, next=cursor, ref=frame.ref)
 
     async def _create_sphere(self, caller: Caller, frame: CreateSphere) -> Frame:
         sphere = await self._store.create_sphere(
@@ -501,5 +507,19 @@ class Operations:
 
     async def _list_members(self, caller: Caller, frame: ListMembers) -> Frame:
         await self._member_role(caller, frame.sphere_id)
-        members = await self._store.list_members(frame.sphere_id)
-        return MemberList(sphere_id=frame.sphere_id, members=members, ref=frame.ref)
+        codec = self._codec(caller)
+        limit = frame.limit or DEFAULT_LIST_LIMIT
+        after = paging.read_cursor(frame.after, paging.MEMBER_CURSOR) if frame.after else None
+        page = await self._store.list_members(
+            frame.sphere_id, limit=limit + 1, after=cast("MemberKey | None", after)
+        )
+        members, trimmed = paging.fit(
+            page[:limit],
+            budget=self._page_bytes,
+            size=lambda m: paging.encoded_size(
+                codec, MemberList(sphere_id=frame.sphere_id, members=[m])
+            ),
+        )
+        more = trimmed or len(page) > limit
+        cursor = paging.cursor(member_key(members[-1])) if more else None
+        return MemberList(sphere_id=frame.sphere_id, members=members, next=cursor, ref=frame.ref)
