@@ -179,8 +179,24 @@ WEB_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 )
-# What the API's own errors (unknown path, wrong method) carry too, like its JSON answers.
+# Every answer outside the web page (API, probes, metrics, and Starlette's own 404 and 405
+# for those paths) carries these, like the API's JSON answers.
 API_DEFAULT_HEADERS = tuple((k.lower().encode(), v.encode()) for k, v in API_HEADERS.items())
+# Paths served by the web client's folder: the rest is API-like.
+_NOT_THE_PAGE = ("/api/", "/healthz", "/readyz", "/metrics")
+
+
+def _adding(send: Send, headers: tuple[tuple[bytes, bytes], ...]) -> Send:
+    """``send``, adding ``headers`` to a response start that does not set them itself."""
+
+    async def with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            present = {name.lower() for name, _ in message.get("headers", [])}
+            extra = [(k, v) for k, v in headers if k not in present]
+            message["headers"] = [*message.get("headers", []), *extra]
+        await send(message)
+
+    return with_headers
 
 
 class _Headers:
@@ -191,14 +207,7 @@ class _Headers:
         self._headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in self._headers if k not in present]
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self._app(scope, receive, with_headers)
+        await self._app(scope, receive, _adding(send, self._headers))
 
 
 class _Deferred:
@@ -223,6 +232,8 @@ class CloisonApp(Starlette):
             scope["app"] = self
             await self.state.runtime.gateway(scope, receive, send)
             return
+        if scope["type"] == "http" and str(scope["path"]).startswith(_NOT_THE_PAGE):
+            send = _adding(send, API_DEFAULT_HEADERS)  # also covers Starlette's own errors
         await super().__call__(scope, receive, send)
 
 
@@ -272,15 +283,14 @@ def create_app(config: Config) -> CloisonApp:
             logger.info("stopped")
 
     async def metrics(request: Request) -> Response:
-        body = generate_latest(built().metrics.registry)
-        return Response(body, headers=API_HEADERS, media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(built().metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return CloisonApp(
         routes=[
             Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Mount("/api/v1", app=_Headers(_Deferred(lambda: built().api), API_DEFAULT_HEADERS)),
+            Mount("/api/v1", app=_Deferred(lambda: built().api)),
             *_web_client(),
         ],
         lifespan=lifespan,
