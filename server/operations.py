@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from protocol import (
     MAX_LIST_LIMIT,
@@ -73,8 +73,6 @@ from storage import (
     member_key,
     sphere_key,
 )
-
-T = TypeVar("T")
 
 # Why: one page is what a chat client shows at once; the protocol caps it at 200.
 DEFAULT_HISTORY_LIMIT = 50
