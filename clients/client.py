@@ -679,14 +679,36 @@ class Client:
         return HistoryIterator(self, SphereId(sphere_id), before, page_size)
 
     async def list_spheres(self, *, discover: bool = False) -> list[SphereSummary]:
-        """The user's spheres with unread counts; with ``discover``, open and public ones."""
-        reply = await self._request(lambda ref: ListSpheres(discover=discover, ref=ref), SphereList)
-        return reply.spheres
+        """The user's spheres with unread counts, every page; with ``discover``, the newest
+        open and public ones."""
+        spheres: list[SphereSummary] = []
+        after: str | None = None
+        while True:
+
+            def page(ref: str, after: str | None = after) -> ListSpheres:
+                return ListSpheres(discover=discover, after=after, ref=ref)
+
+            reply = await self._request(page, SphereList)
+            spheres += reply.spheres
+            if reply.next is None:
+                return spheres
+            after = reply.next
 
     async def list_members(self, sphere_id: SphereId | str) -> list[MemberInfo]:
+        """Every member of the sphere, most powerful role first (fetched page by page)."""
         sid = SphereId(sphere_id)
-        reply = await self._request(lambda ref: ListMembers(sphere_id=sid, ref=ref), MemberList)
-        return reply.members
+        members: list[MemberInfo] = []
+        after: str | None = None
+        while True:
+
+            def page(ref: str, after: str | None = after) -> ListMembers:
+                return ListMembers(sphere_id=sid, after=after, ref=ref)
+
+            reply = await self._request(page, MemberList)
+            members += reply.members
+            if reply.next is None:
+                return members
+            after = reply.next
 
     async def ping(self) -> Pong:
         """Round trip to the server (also what keeps an idle connection open)."""

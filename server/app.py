@@ -13,12 +13,13 @@ import contextlib
 import importlib.util
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
@@ -32,12 +33,18 @@ from server.broker.redis import RedisBroker
 from server.broker.redis_cluster import RedisClusterBroker
 from server.config import Config
 from server.gateway import Gateway
-from server.http_api import HttpApi, json_response
+from server.http_api import API_HEADERS, HttpApi, json_response
 from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import Operations
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
-from server.ratelimit import LocalWriteLimiter, RedisWriteLimiter, WriteLimiter
+from server.ratelimit import (
+    LocalWriteLimiter,
+    RateClass,
+    RedisWriteLimiter,
+    WriteLimiter,
+    class_limits,
+)
 from server.redisclient import RedisClient, redis_client
 from server.tasks import TaskSupervisor
 from storage import Store, StoreError, open_store
@@ -56,7 +63,7 @@ class Runtime:
     store: Store
     broker: Broker
     presence: PresenceDirectory
-    writes: WriteLimiter
+    limits: Mapping[RateClass, WriteLimiter]
     redis: RedisClient | None
     hub: Hub
     tasks: TaskSupervisor
@@ -72,7 +79,7 @@ async def _build(config: Config) -> Runtime:
     node = secrets.token_hex(6)  # names this process in broker envelopes and presence
     broker: Broker
     presence: PresenceDirectory
-    writes: WriteLimiter
+    limits: Mapping[RateClass, WriteLimiter]
     redis: RedisClient | None = None
     shared_url = config.redis_cluster_url or config.redis_url
     if shared_url:
@@ -83,21 +90,24 @@ async def _build(config: Config) -> Runtime:
             else RedisBroker(config.redis_url, prefix=config.redis_prefix)
         )
         presence = RedisPresence(redis, prefix=config.redis_prefix, node=node)
-        writes = RedisWriteLimiter(
-            redis,
-            prefix=config.redis_prefix,
-            rate_per_s=config.publish_rate_per_s,
-            burst=config.publish_burst,
-        )
+        limits = {
+            cls: RedisWriteLimiter(
+                redis, prefix=config.redis_prefix, rate_per_s=rate, burst=burst, cls=cls
+            )
+            for cls, (rate, burst) in class_limits(config).items()
+        }
     else:
         broker = MemoryBroker()
         presence = MemoryPresence()
-        writes = LocalWriteLimiter(config.publish_rate_per_s, config.publish_burst)
+        limits = {
+            cls: LocalWriteLimiter(rate, burst)
+            for cls, (rate, burst) in class_limits(config).items()
+        }
     roles = RoleCache()
     hub = Hub(store, broker, presence, tasks, metrics, roles, node=node)
     await broker.start(hub)
     await hub.start()
-    operations = Operations(store, hub, roles, writes, config)
+    operations = Operations(store, hub, roles, limits, config)
     gateway = Gateway(config, store, hub, operations, metrics)
     metrics.gauge("cloison_connections", "Open WebSocket connections", lambda: gateway.connections)
     metrics.gauge(
@@ -117,7 +127,7 @@ async def _build(config: Config) -> Runtime:
         store=store,
         broker=broker,
         presence=presence,
-        writes=writes,
+        limits=limits,
         redis=redis,
         hub=hub,
         tasks=tasks,
@@ -139,31 +149,65 @@ def _web_client() -> list[Mount]:
     root = Path(next(iter(spec.submodule_search_locations))) / "web"
     if not (root / "index.html").is_file():
         return []
-    return [Mount("/", app=_SecurityHeaders(StaticFiles(directory=root, html=True)), name="web")]
+    assets = _WebAssets(directory=root, html=True)
+    return [Mount("/", app=_Headers(assets, WEB_HEADERS), name="web")]
 
 
-class _SecurityHeaders:
-    """The page loads nothing from elsewhere and may not be framed; say so to the browser."""
+class _WebAssets(StaticFiles):
+    """The web client's folder, serving only the kinds of file a page loads.
 
-    HEADERS = (
-        (
-            b"content-security-policy",
-            b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
-        ),
-        (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
-    )
+    The folder also holds the client's README and may hold an editor's backup or a stray
+    file; none of those is part of the page, so none is served.
+    """
 
-    def __init__(self, app: ASGIApp) -> None:
+    SUFFIXES = frozenset({".html", ".js", ".css", ".svg", ".png", ".ico", ".webmanifest"})
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        asset = PurePosixPath(path)
+        if path not in ("", ".") and asset.suffix.lower() not in self.SUFFIXES:
+            raise HTTPException(status_code=404)
+        return await super().get_response(path, scope)
+
+
+# The page loads nothing from elsewhere, submits no form anywhere and may not be framed.
+WEB_HEADERS = (
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+        b"form-action 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+# Every answer outside the web page (API, probes, metrics, and Starlette's own 404 and 405
+# for those paths) carries these, like the API's JSON answers.
+API_DEFAULT_HEADERS = tuple((k.lower().encode(), v.encode()) for k, v in API_HEADERS.items())
+# Paths served by the web client's folder: the rest is API-like.
+_NOT_THE_PAGE = ("/api/", "/healthz", "/readyz", "/metrics")
+
+
+def _adding(send: Send, headers: tuple[tuple[bytes, bytes], ...]) -> Send:
+    """``send``, adding ``headers`` to a response start that does not set them itself."""
+
+    async def with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            present = {name.lower() for name, _ in message.get("headers", [])}
+            extra = [(k, v) for k, v in headers if k not in present]
+            message["headers"] = [*message.get("headers", []), *extra]
+        await send(message)
+
+    return with_headers
+
+
+class _Headers:
+    """Add ``headers`` to every HTTP response of ``app`` that does not set them itself."""
+
+    def __init__(self, app: ASGIApp, headers: tuple[tuple[bytes, bytes], ...]) -> None:
         self._app = app
+        self._headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *self.HEADERS]
-            await send(message)
-
-        await self._app(scope, receive, with_headers)
+        await self._app(scope, receive, _adding(send, self._headers))
 
 
 class _Deferred:
@@ -188,6 +232,8 @@ class CloisonApp(Starlette):
             scope["app"] = self
             await self.state.runtime.gateway(scope, receive, send)
             return
+        if scope["type"] == "http" and str(scope["path"]).startswith(_NOT_THE_PAGE):
+            send = _adding(send, API_DEFAULT_HEADERS)  # also covers Starlette's own errors
         await super().__call__(scope, receive, send)
 
 
@@ -227,7 +273,8 @@ def create_app(config: Config) -> CloisonApp:
             await runtime.gateway.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()
-            await runtime.writes.aclose()
+            for limiter in runtime.limits.values():
+                await limiter.aclose()
             await runtime.presence.aclose()
             await runtime.broker.aclose()
             if runtime.redis is not None:

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from server.origins import normalize as normalized_origin
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Why: websockets and browsers accept 1 MiB messages by default; a page stays well below.
+MAX_PAGE_BYTES = 512 * 1024
+# Why: the bytes a message's fields other than its body take on the wire, at most.
+MESSAGE_OVERHEAD_BYTES = 256
+# Why: JSON writes a control character of a body as \u00XX: six bytes for one.
+JSON_WORST_EXPANSION = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +124,39 @@ class Config:
     drain_interval_s: float = field(
         default=0.2, metadata={"help": "pause between two shutdown batches"}
     )
+    # Rate classes beside publish (--publish-rate-per-s): each a per-user token bucket.
+    membership_rate_per_s: float = field(
+        default=5.0, metadata={"help": "join, leave, member add/remove, role changes per s"}
+    )
+    membership_burst: int = field(default=50, metadata={"help": "membership changes at once"})
+    sphere_admin_rate_per_s: float = field(
+        default=1.0, metadata={"help": "sphere creations and updates per user and second"}
+    )
+    sphere_admin_burst: int = field(default=30, metadata={"help": "sphere changes at once"})
+    read_marker_rate_per_s: float = field(
+        default=5.0, metadata={"help": "read-marker updates per user and second"}
+    )
+    read_marker_burst: int = field(default=30, metadata={"help": "read-marker updates at once"})
+    typing_rate_per_s: float = field(
+        default=5.0, metadata={"help": "typing notices per user and second (all spheres)"}
+    )
+    typing_burst: int = field(default=20, metadata={"help": "typing notices at once"})
+    query_rate_per_s: float = field(
+        default=50.0, metadata={"help": "reads (history, subscribe, lists) per user and second"}
+    )
+    query_burst: int = field(default=200, metadata={"help": "reads at once"})
+    public_url: str = field(
+        default="",
+        metadata={
+            "help": "the URL browsers open to reach this server (https://chat.example.org); "
+            "its origin may open WebSockets"
+        },
+    )
+
+    @property
+    def page_bytes(self) -> int:
+        """The most encoded bytes one reply (a history page, a list) may take."""
+        return min(self.queue_max_bytes // 2, MAX_PAGE_BYTES)
 
     @property
     def resolved_store_url(self) -> str:
@@ -155,6 +196,16 @@ class Config:
             "max_message_bytes",
             "publish_rate_per_s",
             "publish_burst",
+            "membership_rate_per_s",
+            "membership_burst",
+            "sphere_admin_rate_per_s",
+            "sphere_admin_burst",
+            "read_marker_rate_per_s",
+            "read_marker_burst",
+            "typing_rate_per_s",
+            "typing_burst",
+            "query_rate_per_s",
+            "query_burst",
             "queue_max_bytes",
             "max_inflight_writes",
             "auth_timeout_s",
@@ -186,8 +237,18 @@ class Config:
             raise ValueError("port must be between 0 and 65535")
         if self.sqlite_synchronous not in ("FULL", "NORMAL"):
             raise ValueError("sqlite_synchronous must be FULL or NORMAL")
+        if self.public_url and normalized_origin(self.public_url) is None:
+            raise ValueError("public_url must be an http(s) URL without path, as https://host")
         if self.max_message_bytes >= self.max_frame_bytes:
             raise ValueError("max_message_bytes must be smaller than max_frame_bytes")
+        worst_message = self.max_message_bytes * JSON_WORST_EXPANSION + MESSAGE_OVERHEAD_BYTES
+        if worst_message > self.page_bytes:
+            # Every stored message must stay deliverable, in any encoding, alone in a reply.
+            raise ValueError(
+                f"max_message_bytes: {self.max_message_bytes} bytes can take {worst_message} "
+                f"in JSON, more than a reply may ({self.page_bytes}: half of queue_max_bytes, "
+                f"at most {MAX_PAGE_BYTES})"
+            )
 
 
 def _read_file(cls: type[Config], file: Path) -> dict[str, Any]:

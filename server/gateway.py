@@ -93,7 +93,7 @@ class Gateway:
         self._store = store
         self._hub = hub
         self._ops = operations
-        self._origins = OriginPolicy(config.allowed_origins)
+        self._origins = OriginPolicy(config.allowed_origins, config.public_url)
         self._ids = itertools.count(1)
         self._node = secrets.token_hex(3)
         self._by_token: dict[str, set[Connection]] = {}

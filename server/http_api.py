@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -52,8 +52,12 @@ _MAX_NAME_CHARS = 100
 _DAY_MS = 86_400_000
 
 
+# Why: API answers are per user and never a page to render: no caching, no type sniffing.
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
 def json_response(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status, media_type="application/json")
+    return Response(orjson.dumps(payload), status, API_HEADERS, media_type="application/json")
 
 
 def error_response(exc: CloisonError) -> Response:
@@ -92,13 +96,21 @@ class HttpApi:
         frame = self._frame_route
         return [
             Route("/me", self._guard(self._me), methods=["GET"]),
-            Route("/spheres", frame("list_spheres", query=("discover",)), methods=["GET"]),
+            Route(
+                "/spheres",
+                frame("list_spheres", query=("discover", "limit"), text_query=("after",)),
+                methods=["GET"],
+            ),
             Route("/spheres", frame("create_sphere", status=201), methods=["POST"]),
             Route("/spheres/{sphere_id}", frame("update_sphere"), methods=["PATCH"]),
             Route("/spheres/{sphere_id}/join", frame("join"), methods=["POST"]),
             Route("/spheres/{sphere_id}/leave", frame("leave"), methods=["POST"]),
             Route("/spheres/{sphere_id}/read", frame("mark_read"), methods=["POST"]),
-            Route("/spheres/{sphere_id}/members", frame("list_members"), methods=["GET"]),
+            Route(
+                "/spheres/{sphere_id}/members",
+                frame("list_members", query=("limit",), text_query=("after",)),
+                methods=["GET"],
+            ),
             Route("/spheres/{sphere_id}/members", frame("add_member"), methods=["POST"]),
             Route(
                 "/spheres/{sphere_id}/members/{user_id}",
@@ -171,11 +183,15 @@ class HttpApi:
             and int(declared) > self._config.max_frame_bytes
         ):
             raise CloisonError("request body too large", code=ErrorCode.TOO_LARGE)
-        raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > self._config.max_frame_bytes:
-                raise CloisonError("request body too large", code=ErrorCode.TOO_LARGE)
+        raw = bytearray()
+        try:
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > self._config.max_frame_bytes:
+                    raise CloisonError("request body too large", code=ErrorCode.TOO_LARGE)
+        except ClientDisconnect:
+            # The peer closed before sending the body it announced: nobody reads the answer.
+            raise ProtocolViolation("request body ended early") from None
         if not raw.strip():
             return {}
         try:
@@ -187,7 +203,12 @@ class HttpApi:
         return data
 
     def _frame_route(
-        self, frame_type: str, *, status: int = 200, query: tuple[str, ...] = ()
+        self,
+        frame_type: str,
+        *,
+        status: int = 200,
+        query: tuple[str, ...] = (),
+        text_query: tuple[str, ...] = (),
     ) -> Endpoint:
         async def handler(request: Request, user: UserRecord) -> Response:
             data = await self._body(request)
@@ -197,6 +218,9 @@ class HttpApi:
             for key in query:
                 if key in request.query_params:
                     data[key] = _query_value(request.query_params[key], key)
+            for key in text_query:
+                if key in request.query_params:
+                    data[key] = request.query_params[key]
             data.update(_path_values(request.path_params))
             data["type"] = frame_type
             frame = decode_client_map(data)
@@ -298,7 +322,7 @@ def _path_values(params: dict[str, str]) -> dict[str, Any]:
 
 def _reply(reply: Frame | None, status: int) -> Response:
     if reply is None:
-        return Response(status_code=204)
+        return Response(status_code=204, headers=API_HEADERS)
     payload = to_wire(reply)
     payload.pop("ref", None)
     if payload.get("duplicate"):

@@ -18,29 +18,37 @@ from storage.base import (
     AppendResult,
     Directory,
     Draft,
+    MemberKey,
     MessageLog,
     NotFoundError,
+    SphereKey,
     SphereRecord,
     Store,
     StoreError,
     TargetGoneError,
     TokenRecord,
     UserRecord,
+    member_key,
+    sphere_key,
 )
 
 __all__ = [
     "AppendResult",
     "Directory",
     "Draft",
+    "MemberKey",
     "MessageLog",
     "NotFoundError",
+    "SphereKey",
     "SphereRecord",
     "Store",
     "StoreError",
     "TargetGoneError",
     "TokenRecord",
     "UserRecord",
+    "member_key",
     "open_store",
+    "sphere_key",
 ]
 
 

@@ -139,6 +139,20 @@ class MessageLog(Protocol):
     async def get_event(self, sphere_id: SphereId, offset: int) -> Message | None: ...
 
 
+# Where a page of members or spheres ends, in their sort order: (role rank, name, user_id)
+# and (name, sphere_id).
+MemberKey = tuple[int, str, str]
+SphereKey = tuple[str, str]
+
+
+def member_key(member: MemberInfo) -> MemberKey:
+    return (member.role.rank, member.name, member.user_id)
+
+
+def sphere_key(sphere: SphereSummary) -> SphereKey:
+    return (sphere.name, sphere.sphere_id)
+
+
 class Directory(Protocol):
     async def create_user(
         self, name: str, kind: UserKind, *, is_admin: bool, now_ms: int
@@ -184,10 +198,18 @@ class Directory(Protocol):
 
     async def count_role(self, sphere_id: SphereId, role: Role) -> int: ...
 
-    async def list_members(self, sphere_id: SphereId) -> list[MemberInfo]: ...
+    async def list_members(
+        self, sphere_id: SphereId, *, limit: int | None = None, after: MemberKey | None = None
+    ) -> list[MemberInfo]:
+        """Members, most powerful role first, then by name and id: at most ``limit`` (None:
+        all) of those after ``after`` (the ``member_key`` of the last one already seen)."""
+        ...
 
-    async def user_spheres(self, user_id: UserId) -> list[SphereSummary]:
-        """The user's spheres with role, read marker and unread post count."""
+    async def user_spheres(
+        self, user_id: UserId, *, limit: int | None = None, after: SphereKey | None = None
+    ) -> list[SphereSummary]:
+        """The user's spheres with role, read marker and unread post count, by name and id: at
+        most ``limit`` (None: all) of those after ``after`` (a ``sphere_key``)."""
         ...
 
     async def discoverable_spheres(self, limit: int) -> list[SphereSummary]:

@@ -67,7 +67,9 @@ from protocol import (
 from storage.base import (
     AppendResult,
     Draft,
+    MemberKey,
     NotFoundError,
+    SphereKey,
     SphereRecord,
     StoreError,
     TargetGoneError,
@@ -76,6 +78,7 @@ from storage.base import (
 )
 from storage.migrations import load_migrations, pending_migrations
 from storage.rows import (
+    ROLE_RANK_SQL,
     Key,
     Outcome,
     WriterStats,
@@ -209,9 +212,20 @@ _USER_SPHERES = f"""
           AND NOT e.deleted AND e.author_id <> m.user_id
     )
     FROM members AS m JOIN spheres AS s ON s.sphere_id = m.sphere_id
-    WHERE m.user_id = $1
-    ORDER BY s.name COLLATE "C", s.sphere_id COLLATE "C"
+    WHERE m.user_id = $1 {{after}}
+    ORDER BY s.name COLLATE "C", s.sphere_id COLLATE "C" LIMIT $2
 """
+_SPHERES_AFTER = 'AND (s.name COLLATE "C" > $3 OR (s.name = $3 AND s.sphere_id COLLATE "C" > $4))'
+_MEMBERS = f"""
+    SELECT m.user_id, u.name, u.kind, m.role
+    FROM members AS m JOIN users AS u ON u.user_id = m.user_id
+    WHERE m.sphere_id = $1 {{after}}
+    ORDER BY {ROLE_RANK_SQL} DESC, u.name COLLATE "C", m.user_id COLLATE "C" LIMIT $2
+"""
+_MEMBERS_AFTER = (
+    f'AND ({ROLE_RANK_SQL} < $3 OR ({ROLE_RANK_SQL} = $3 AND (u.name COLLATE "C" > $4 '
+    f'OR (u.name = $4 AND m.user_id COLLATE "C" > $5))))'
+)
 # Must repeat the WHERE of the partial index spheres_discoverable for the planner to use it.
 _DISCOVERABLE = f"""
     SELECT {_SPHERE_COLUMNS} FROM spheres WHERE privacy IN ('open', 'public')
@@ -573,27 +587,31 @@ class PostgresStore:
         count: int = rows[0][0]
         return count
 
-    async def list_members(self, sphere_id: SphereId) -> list[MemberInfo]:
-        """The sphere's members, most powerful role first, then by name."""
-        rows = await self._fetch(
-            """
-            SELECT m.user_id, u.name, u.kind, m.role
-            FROM members AS m JOIN users AS u ON u.user_id = m.user_id
-            WHERE m.sphere_id = $1
-            """,
-            sphere_id,
-        )
-        members = [MemberInfo(row[0], row[1], UserKind(row[2]), Role(row[3])) for row in rows]
-        # Sorted here so that Role.rank stays the only definition of the order.
-        members.sort(key=lambda m: (-m.role.rank, m.name, m.user_id))
-        return members
+    async def list_members(
+        self, sphere_id: SphereId, *, limit: int | None = None, after: MemberKey | None = None
+    ) -> list[MemberInfo]:
+        """The sphere's members, most powerful role first, then by name and id; paged."""
+        if after is None:
+            rows = await self._fetch(_MEMBERS.format(after=""), sphere_id, limit)
+        else:
+            rank, name, user_id = after
+            sql = _MEMBERS.format(after=_MEMBERS_AFTER)
+            rows = await self._fetch(sql, sphere_id, limit, rank, name, user_id)
+        return [MemberInfo(row[0], row[1], UserKind(row[2]), Role(row[3])) for row in rows]
 
-    async def user_spheres(self, user_id: UserId) -> list[SphereSummary]:
-        """The user's spheres by name, with role, read marker and unread post count.
+    async def user_spheres(
+        self, user_id: UserId, *, limit: int | None = None, after: SphereKey | None = None
+    ) -> list[SphereSummary]:
+        """The user's spheres by name and id, with role, read marker and unread post count.
 
         Unread posts are those after the read marker, not deleted, by someone else.
         """
-        rows = await self._fetch(_USER_SPHERES, user_id)
+        if after is None:
+            rows = await self._fetch(_USER_SPHERES.format(after=""), user_id, limit)
+        else:
+            name, sphere_id = after
+            sql = _USER_SPHERES.format(after=_SPHERES_AFTER)
+            rows = await self._fetch(sql, user_id, limit, name, sphere_id)
         return [
             SphereSummary(
                 sphere_id=row[0],

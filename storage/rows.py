@@ -5,8 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import CloisonError, EventKind, Message, MessageId, Privacy, SphereId, UserId
+from protocol import (
+    CloisonError,
+    EventKind,
+    Message,
+    MessageId,
+    Privacy,
+    Role,
+    SphereId,
+    UserId,
+)
 from storage.base import AppendResult, Draft, SphereRecord
+
+# A member's Role.rank in SQL, generated so that Role.rank stays the only definition.
+ROLE_RANK_SQL = (
+    "CASE m.role " + " ".join(f"WHEN '{r.value}' THEN {r.rank}" for r in Role) + " ELSE 0 END"
+)
 
 # (sphere_id, author_id, message_id): the idempotency key of a draft.
 Key = tuple[str, str, str]

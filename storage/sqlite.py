@@ -61,7 +61,9 @@ from protocol import (
 from storage.base import (
     AppendResult,
     Draft,
+    MemberKey,
     NotFoundError,
+    SphereKey,
     SphereRecord,
     StoreError,
     TargetGoneError,
@@ -70,6 +72,7 @@ from storage.base import (
 )
 from storage.migrations import load_migrations, pending_migrations
 from storage.rows import (
+    ROLE_RANK_SQL,
     Key,
     Outcome,
     WriterStats,
@@ -153,9 +156,19 @@ _USER_SPHERES = f"""
           AND e.deleted = 0 AND e.author_id <> m.user_id
     )
     FROM members AS m JOIN spheres AS s ON s.sphere_id = m.sphere_id
-    WHERE m.user_id = ?
-    ORDER BY s.name, s.sphere_id
+    WHERE m.user_id = ? {{after}}
+    ORDER BY s.name, s.sphere_id LIMIT ?
 """
+_SPHERES_AFTER = "AND (s.name > ? OR (s.name = ? AND s.sphere_id > ?))"
+_MEMBERS = f"""
+    SELECT m.user_id, u.name, u.kind, m.role
+    FROM members AS m JOIN users AS u ON u.user_id = m.user_id
+    WHERE m.sphere_id = ? {{after}}
+    ORDER BY {ROLE_RANK_SQL} DESC, u.name, m.user_id LIMIT ?
+"""
+_MEMBERS_AFTER = (
+    f"AND ({ROLE_RANK_SQL} < ? OR ({ROLE_RANK_SQL} = ? AND (u.name, m.user_id) > (?, ?)))"
+)
 # Must repeat the WHERE of the partial index spheres_discoverable for the planner to use it.
 _DISCOVERABLE = f"""
     SELECT {_SPHERE_COLUMNS} FROM spheres WHERE privacy IN ('open', 'public')
@@ -486,27 +499,34 @@ class SqliteStore:
         count: int = rows[0][0]
         return count
 
-    async def list_members(self, sphere_id: SphereId) -> list[MemberInfo]:
-        """The sphere's members, most powerful role first, then by name."""
-        rows = await self._read(
-            """
-            SELECT m.user_id, u.name, u.kind, m.role
-            FROM members AS m JOIN users AS u ON u.user_id = m.user_id
-            WHERE m.sphere_id = ?
-            """,
-            (sphere_id,),
-        )
-        members = [MemberInfo(row[0], row[1], UserKind(row[2]), Role(row[3])) for row in rows]
-        # Sorted here so that Role.rank stays the only definition of the order.
-        members.sort(key=lambda m: (-m.role.rank, m.name, m.user_id))
-        return members
+    async def list_members(
+        self, sphere_id: SphereId, *, limit: int | None = None, after: MemberKey | None = None
+    ) -> list[MemberInfo]:
+        """The sphere's members, most powerful role first, then by name and id; paged."""
+        page = -1 if limit is None else limit  # LIMIT -1: no limit
+        if after is None:
+            rows = await self._read(_MEMBERS.format(after=""), (sphere_id, page))
+        else:
+            rank, name, user_id = after
+            rows = await self._read(
+                _MEMBERS.format(after=_MEMBERS_AFTER), (sphere_id, rank, rank, name, user_id, page)
+            )
+        return [MemberInfo(row[0], row[1], UserKind(row[2]), Role(row[3])) for row in rows]
 
-    async def user_spheres(self, user_id: UserId) -> list[SphereSummary]:
-        """The user's spheres by name, with role, read marker and unread post count.
+    async def user_spheres(
+        self, user_id: UserId, *, limit: int | None = None, after: SphereKey | None = None
+    ) -> list[SphereSummary]:
+        """The user's spheres by name and id, with role, read marker and unread post count.
 
         Unread posts are those after the read marker, not deleted, by someone else.
         """
-        rows = await self._read(_USER_SPHERES, (user_id,))
+        page = -1 if limit is None else limit  # LIMIT -1: no limit
+        if after is None:
+            rows = await self._read(_USER_SPHERES.format(after=""), (user_id, page))
+        else:
+            name, sphere_id = after
+            sql = _USER_SPHERES.format(after=_SPHERES_AFTER)
+            rows = await self._read(sql, (user_id, name, name, sphere_id, page))
         return [
             SphereSummary(
                 sphere_id=row[0],

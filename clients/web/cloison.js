@@ -224,14 +224,25 @@ export class CloisonClient {
     return entry.promise;
   }
 
-  /** `sphere_list` of the caller's spheres, with unread counts (or `discover: true`). */
+  /** `sphere_list` of the caller's spheres, with unread counts (or `discover: true`), every page. */
   listSpheres({ discover = false } = {}) {
-    return this.request({ type: "list_spheres", discover });
+    return this.#allPages({ type: "list_spheres", discover }, "spheres");
   }
 
-  /** `member_list` of a sphere: `{members: [{user_id, name, kind, role}]}`. */
+  /** `member_list` of a sphere, every page: `{members: [{user_id, name, kind, role}]}`. */
   listMembers(sphereId) {
-    return this.request({ type: "list_members", sphere_id: sphereId });
+    return this.#allPages({ type: "list_members", sphere_id: sphereId }, "members");
+  }
+
+  /** Request a paged list until its reply has no `next`; one reply with every item. */
+  async #allPages(frame, key) {
+    let reply = await this.request(frame);
+    const items = [...reply[key]];
+    while (reply.next) {
+      reply = await this.request({ ...frame, after: reply.next });
+      items.push(...reply[key]);
+    }
+    return { ...reply, [key]: items };
   }
 
   /**

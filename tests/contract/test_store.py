@@ -11,7 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from protocol import EventKind, Message, MessageId, Privacy, Role, SphereId, UserId, UserKind
+from protocol import (
+    EventKind,
+    MemberInfo,
+    Message,
+    MessageId,
+    Privacy,
+    Role,
+    SphereId,
+    SphereSummary,
+    UserId,
+    UserKind,
+)
 from storage import (
     Draft,
     NotFoundError,
@@ -21,7 +32,9 @@ from storage import (
     TargetGoneError,
     TokenRecord,
     UserRecord,
+    member_key,
     open_store,
+    sphere_key,
 )
 from storage.sqlite import SqliteStore
 
@@ -588,6 +601,39 @@ async def test_list_members_by_role_then_name(
     ]
     assert members[0].user_id == alice.user_id
     assert members[0].kind is UserKind.HUMAN
+
+
+async def test_members_and_spheres_page_by_their_sort_key(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    """Keyset pages: each starts after the previous one's last key, none repeats or skips."""
+    async with asyncio.timeout(TIMEOUT_S):
+        names = ["bo", "ann", "bo", "Zed", "émile", "ann", "carl"]
+        for n, name in enumerate(names):
+            user = await new_user(store, name)
+            role = Role.ADMIN if n % 3 == 0 else Role.MEMBER
+            await store.set_member(lobby.sphere_id, user.user_id, role, now_ms=NOW_MS)
+            await new_sphere(store, alice, name)  # same names: the id breaks ties
+        everyone = await store.list_members(lobby.sphere_id)
+        spheres = await store.user_spheres(alice.user_id)
+        for size in (1, 2, 3, 10):
+            paged: list[MemberInfo] = []
+            page = await store.list_members(lobby.sphere_id, limit=size)
+            while page:
+                assert len(page) <= size
+                paged += page
+                page = await store.list_members(
+                    lobby.sphere_id, limit=size, after=member_key(page[-1])
+                )
+            assert paged == everyone
+            paged_spheres: list[SphereSummary] = []
+            got = await store.user_spheres(alice.user_id, limit=size)
+            while got:
+                paged_spheres += got
+                got = await store.user_spheres(alice.user_id, limit=size, after=sphere_key(got[-1]))
+            assert paged_spheres == spheres
+    assert len(everyone) == len(names) + 1 and len(spheres) == len(names) + 1
+    assert [m.role.rank for m in everyone] == sorted((m.role.rank for m in everyone), reverse=True)
 
 
 async def test_user_spheres_count_unread_posts(

@@ -276,14 +276,14 @@ async def test_write_rate_limit_is_shared_by_gateways(tmp_path: Path) -> None:
     limits = ["--publish-rate-per-s", "0.5", "--publish-burst", "6"]
     async with gateways(tmp_path, 2, redis_url="redis://127.0.0.1:6379/0", limits=limits) as nodes:
         user = await nodes[0].new_user("writer")
-        sphere_id = await user.create_sphere()  # one write
+        sphere_id = await user.create_sphere()  # a sphere_admin request, not a post
         clients = [await connect(user, node) for node in nodes]
         replies = []
         for n in range(8):  # alternating gateways: one bucket for both
             frame = Publish(sphere_id=sphere_id, message_id=f"m{n}", body="x", ref=str(n))
             replies.append(await clients[n % 2].request(frame))
-        assert [isinstance(r, Ack) for r in replies] == [True] * 5 + [False] * 3
-        assert all(r.code == "rate_limited" for r in replies[5:])  # type: ignore[attr-defined]
+        assert [isinstance(r, Ack) for r in replies] == [True] * 6 + [False] * 2
+        assert all(r.code == "rate_limited" for r in replies[6:])  # type: ignore[attr-defined]
 
 
 async def test_gateways_on_a_redis_cluster(tmp_path: Path) -> None:

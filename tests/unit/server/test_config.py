@@ -39,9 +39,24 @@ DEFAULTS = {
     "tls_key": "",
     "drain_batch": 500,
     "drain_interval_s": 0.2,
+    "membership_rate_per_s": 5.0,
+    "membership_burst": 50,
+    "sphere_admin_rate_per_s": 1.0,
+    "sphere_admin_burst": 30,
+    "read_marker_rate_per_s": 5.0,
+    "read_marker_burst": 30,
+    "typing_rate_per_s": 5.0,
+    "typing_burst": 20,
+    "query_rate_per_s": 50.0,
+    "query_burst": 200,
+    "public_url": "",
 }
 
 POSITIVE = [
+    "membership_rate_per_s",
+    "membership_burst",
+    "sphere_admin_rate_per_s",
+    "query_burst",
     "max_frame_bytes",
     "max_message_bytes",
     "publish_rate_per_s",
@@ -117,6 +132,8 @@ def test_every_field_has_a_variable(name: str) -> None:
         "log_format": "json",
         "tls_cert": "/c.pem",
         "tls_key": "/k.pem",
+        "public_url": "https://chat.example",
+        "queue_max_bytes": "262144",
     }.get(name, "7")
     # TLS options only go together.
     pair = {"tls_cert": "tls_key", "tls_key": "tls_cert"}.get(name)
@@ -302,3 +319,22 @@ def test_bad_config_files_are_refused(tmp_path: Path, text: str, message: str) -
 def test_tls_options_go_together() -> None:
     with pytest.raises(ValueError, match="tls_cert and tls_key"):
         Config.load(env={"CLOISON_TLS_CERT": "/x.pem"})
+
+
+@pytest.mark.parametrize("url", ["chat.example", "ftp://chat.example", "https://chat.example/app"])
+def test_public_url_is_an_origin(url: str) -> None:
+    with pytest.raises(ValueError, match="public_url"):
+        Config.load(env={"CLOISON_PUBLIC_URL": url})
+
+
+def test_every_storable_message_fits_a_reply_in_json() -> None:
+    """A body of control characters takes six bytes each in JSON; it must still be sendable."""
+    Config.load(
+        env={"CLOISON_MAX_MESSAGE_BYTES": str(80 * 1024), "CLOISON_MAX_FRAME_BYTES": "1000000"}
+    )
+    with pytest.raises(ValueError, match=r"max_message_bytes: .* in JSON"):
+        Config.load(
+            env={"CLOISON_MAX_MESSAGE_BYTES": str(90 * 1024), "CLOISON_MAX_FRAME_BYTES": "1000000"}
+        )
+    with pytest.raises(ValueError, match="max_message_bytes"):
+        Config.load(env={"CLOISON_QUEUE_MAX_BYTES": str(128 * 1024)})
