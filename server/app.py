@@ -25,7 +25,6 @@ from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from protocol import SphereId
 from server.access import RoleCache
 from server.broker import Broker, MemoryBroker
 from server.broker.redis import RedisBroker
@@ -204,16 +203,23 @@ def create_app(config: Config) -> CloisonApp:
         return json_response({"status": "ok", "connections": connections})
 
     async def readyz(request: Request) -> Response:
-        """Readiness: the store answers and the broker is connected."""
+        """Readiness: the store takes writes and the broker is connected."""
         rt = built()
-        store_ok = True
+        reasons: list[str] = []
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
-                await rt.store.get_sphere(SphereId("s_readiness_probe"))
-        except (StoreError, TimeoutError):
-            store_ok = False
-        ready = store_ok and rt.broker.healthy
-        body = {"ready": ready, "store": store_ok, "broker": rt.broker.healthy}
+                await rt.store.check_writable()
+        except StoreError as exc:
+            reasons.append(f"store: {exc.message}")
+        except TimeoutError:
+            reasons.append(f"store: no answer within {READY_TIMEOUT_S:g} s")
+        store_ok = not reasons
+        if not rt.broker.healthy:
+            reasons.append("broker: Redis is unreachable")
+        ready = not reasons
+        body: dict[str, object] = {"ready": ready, "store": store_ok, "broker": rt.broker.healthy}
+        if reasons:
+            body["reasons"] = reasons
         return json_response(body, 200 if ready else 503)
 
     @contextlib.asynccontextmanager

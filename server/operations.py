@@ -57,7 +57,7 @@ from server.config import Config
 from server.connection import Connection
 from server.hub import Hub
 from server.ratelimit import RateLimiter, WriteLimiter
-from storage import Draft, SphereRecord, Store, UserRecord
+from storage import Draft, OutcomeUnknownError, SphereRecord, Store, UserRecord
 
 # Why: one page is what a chat client shows at once; the protocol caps it at 200.
 DEFAULT_HISTORY_LIMIT = 50
@@ -216,7 +216,12 @@ class Operations:
     async def commit_write(self, write: PreparedWrite) -> Ack:
         """Append a prepared write durably, hand it to fan-out, and build the ack."""
         sphere_id, ref = write.sphere_id, write.ref
-        result = await self._store.append(sphere_id, write.draft)
+        try:
+            result = await self._store.append(sphere_id, write.draft)
+        except OutcomeUnknownError:
+            # It may be stored: deliver it here if so, without waiting for the next write.
+            self._hub.resync(sphere_id)
+            raise
         # A duplicate is published again too: if the first attempt committed but never
         # reached the broker (a crash in between), this heals it; nodes drop what they have.
         await self._hub.publish(result.event)
