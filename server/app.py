@@ -37,7 +37,7 @@ from server.metrics import Metrics
 from server.operations import Operations
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
 from server.ratelimit import LocalWriteLimiter, RedisWriteLimiter, WriteLimiter
-from server.redisclient import RedisClient, redis_client
+from server.redisclient import RedisClient, RedisGuard, redis_client
 from server.tasks import TaskSupervisor
 from storage import Store, StoreError, open_store
 
@@ -73,17 +73,19 @@ async def _build(config: Config) -> Runtime:
     presence: PresenceDirectory
     writes: WriteLimiter
     redis: RedisClient | None = None
+    guard: RedisGuard | None = None
     shared_url = config.redis_cluster_url or config.redis_url
     if shared_url:
         redis = redis_client(shared_url, cluster=bool(config.redis_cluster_url))
+        guard = RedisGuard(redis)  # one breaker: presence and the rate limit fail over together
         broker = (
             RedisClusterBroker(config.redis_cluster_url, prefix=config.redis_prefix)
             if config.redis_cluster_url
             else RedisBroker(config.redis_url, prefix=config.redis_prefix)
         )
-        presence = RedisPresence(redis, prefix=config.redis_prefix, node=node)
+        presence = RedisPresence(guard, prefix=config.redis_prefix, node=node)
         writes = RedisWriteLimiter(
-            redis,
+            guard,
             prefix=config.redis_prefix,
             rate_per_s=config.publish_rate_per_s,
             burst=config.publish_burst,
@@ -111,6 +113,13 @@ async def _build(config: Config) -> Runtime:
     metrics.gauge(
         "cloison_broker_resets", "Broker reconnects followed by a catch-up", lambda: broker.resets
     )
+    metrics.gauge(
+        "cloison_broker_resent",
+        "Dropped frames sent again so that other nodes see the gap",
+        lambda: broker.resent,
+    )
+    if guard is not None:
+        _redis_gauges(metrics, guard)
     api = HttpApi(config, store, operations, on_revoke=gateway.disconnect_token)
     return Runtime(
         store=store,
@@ -123,6 +132,24 @@ async def _build(config: Config) -> Runtime:
         gateway=gateway,
         api=Router(routes=api.routes()),
         metrics=metrics,
+    )
+
+
+def _redis_gauges(metrics: Metrics, guard: RedisGuard) -> None:
+    metrics.gauge(
+        "cloison_redis_healthy",
+        "1 while presence and the write rate limit reach Redis",
+        lambda: guard.healthy,
+    )
+    metrics.gauge(
+        "cloison_redis_outages",
+        "Times presence and the rate limit lost Redis",
+        lambda: guard.outages,
+    )
+    metrics.gauge(
+        "cloison_redis_skipped",
+        "Redis calls answered locally at once while Redis was away",
+        lambda: guard.skipped,
     )
 
 

@@ -44,6 +44,7 @@ Needs PostgreSQL 12 or later (``plan_cache_mode``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -751,7 +752,7 @@ class PostgresStore:
                     # broken, timed-out or terminated session leaves the outcome open.
                     raise CommitInDoubtError(outcomes, exc) from exc
             except (*_IN_DOUBT_ERRORS, CommitInDoubtError):
-                db.terminate()
+                _terminate(db)
                 raise
             return outcomes
 
@@ -768,7 +769,7 @@ class PostgresStore:
                 try:
                     yield db
                 except _IN_DOUBT_ERRORS:
-                    db.terminate()
+                    _terminate(db)
                     raise
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
@@ -904,6 +905,12 @@ def _delete(target: _Target) -> None:
         target.row[_DELETED] = True
     else:
         target.body, target.changed = None, True
+
+
+def _terminate(db: Any) -> None:
+    """Close a session in doubt; one whose connection is already gone needs nothing more."""
+    with contextlib.suppress(asyncpg.InterfaceError):  # already released: lost, and closed
+        db.terminate()
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

@@ -21,10 +21,11 @@ A domain error (unknown sphere, target gone) fails its own draft only: it is fou
 draft writes anything. Any other failure rolls the group back and fails all its drafts with
 ``StoreError``; the writer goes on with the next group. Futures are resolved after COMMIT only,
 so nothing is acknowledged before it is durable. A COMMIT that fails is a certain rollback
-(SQLite undoes the transaction, or we do), except for an I/O error: the write-ahead log may
-then hold the commit frame on disk although the write was reported failed, so its new drafts
-fail with ``OutcomeUnknownError`` instead (see ``storage.commit``). A full disk
-(``SQLITE_FULL``) rolls back: the commit frame is the last one written.
+(SQLite undoes the transaction, or we do) when it failed before the commit frame was whole:
+a full disk (``SQLITE_FULL``), a failed write to the log (``SQLITE_IOERR_WRITE``: the commit
+frame is written last and checksummed), a read-only file. Any other I/O error (a failed
+fsync above all) may leave the commit frame on disk although the write was reported failed,
+so the group's new drafts fail with ``OutcomeUnknownError`` instead (see ``storage.commit``).
 
 Directory writes (users, tokens, spheres, members, read markers) take the writer connection
 under the same lock as a group, one transaction each, so the two writers never contend.
@@ -103,6 +104,9 @@ SYNCHRONOUS_MODES = frozenset({"FULL", "NORMAL"})
 MIN_SQLITE_VERSION = (3, 35, 0)
 # The primary result code of an I/O error (extended codes keep it in their low byte).
 _SQLITE_IOERR = 10
+# A write to the log failed: the commit frame, written last and checksummed, is not whole, so
+# the commit did not happen (seen with a read-only or immutable file, a failing disk).
+_SQLITE_IOERR_WRITE = 10 | 3 << 8
 
 _EVENT_COLUMNS = (
     "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, deleted"
@@ -793,7 +797,8 @@ def _write_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) ->
         if db.in_transaction:
             with contextlib.suppress(sqlite3.Error):  # the original error says more
                 db.execute("ROLLBACK")
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_IOERR:
+        code = getattr(exc, "sqlite_errorcode", 0)
+        if code & 0xFF == _SQLITE_IOERR and code != _SQLITE_IOERR_WRITE:
             raise CommitInDoubtError(outcomes, exc) from exc
         raise
     return outcomes
