@@ -34,7 +34,10 @@ from tests.support import Client, ServerProcess, eventually, pair
 
 # The gateway's statement timeout (storage.postgres.COMMAND_TIMEOUT_S) plus a loaded machine.
 COMMIT_TIMEOUT_BOUND_S = 15.0
-WRITES_PER_WRITER = 150
+WRITES_PER_WRITER = 100
+# Often enough that most writes meet a fresh session; rarely enough that a loaded machine
+# still gets work done between two rounds (reconnecting costs a backend start each).
+TERMINATE_EVERY_S = 0.25
 # A hub repair whose read fails is logged by the task supervisor; retrying repairs is the
 # hub's business, not the store's.
 _REPAIR_FAILURES = "task repair"
@@ -231,7 +234,7 @@ async def test_terminated_backends_under_load_lose_nothing_and_say_so(tmp_path: 
                     WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
                     """
                 )
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(TERMINATE_EVERY_S)
             return terminated
 
         async with asyncio.timeout(120):
@@ -258,7 +261,7 @@ async def test_terminated_backends_under_load_lose_nothing_and_say_so(tmp_path: 
 
 
 # ---------------------------------------------------------------------------------------------
-# A read-only data directory
+# A data directory that cannot take writes: read-only, or full
 
 
 def chattr(flag: str, *paths: Path) -> None:
@@ -279,7 +282,7 @@ async def test_read_only_database_is_not_ready(tmp_path: Path) -> None:
         async with httpx.AsyncClient(base_url=node.http_url, timeout=5) as http:
             assert (await http.get("/readyz")).status_code == 200
             try:
-                chattr("+i", *files)
+                await asyncio.to_thread(chattr, "+i", *files)
             except (OSError, subprocess.CalledProcessError) as exc:
                 pytest.skip(f"this file system has no immutable flag: {exc}")
             try:
@@ -297,7 +300,7 @@ async def test_read_only_database_is_not_ready(tmp_path: Path) -> None:
                 # The write to the log failed, so the commit certainly did not happen.
                 assert isinstance(refused, ErrorReply) and refused.code == "unavailable"
             finally:
-                chattr("-i", *files)
+                await asyncio.to_thread(chattr, "-i", *files)
             assert (await http.get("/readyz")).status_code == 200
             after = await writer.request(
                 Publish(sphere_id=sphere_id, message_id="ro", body="x", ref="r5")
@@ -306,3 +309,54 @@ async def test_read_only_database_is_not_ready(tmp_path: Path) -> None:
     finally:
         node.stop()
     assert "".join(node.log).count("group commits are failing") == 1
+
+
+def mount_tmpfs(where: Path, size: str) -> subprocess.CompletedProcess[str]:
+    command = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def fill(path: Path) -> None:
+    """Write zeros to ``path`` until the file system has no space left."""
+    with contextlib.suppress(OSError), path.open("wb") as out:  # ENOSPC: full, as wanted
+        while True:
+            out.write(b"\0" * 65536)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="needs root")
+async def test_a_full_disk_fails_writes_certainly_and_logs_once(tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = await asyncio.to_thread(mount_tmpfs, disk, "8m")
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+    try:
+        node = start_server(disk)
+        try:
+            owner, _, sphere_id = await pair(node)
+            writer = await Client.connect(node.ws_url, owner.token)
+            body = "x" * 4000
+            filler = disk / "filler"
+            await asyncio.to_thread(fill, filler)
+            refused: list[str] = []
+            for n in range(200):  # until the database has no page left to grow into
+                reply = await writer.request(
+                    Publish(sphere_id=sphere_id, message_id=f"f{n}", body=body, ref=str(n))
+                )
+                if isinstance(reply, ErrorReply):
+                    refused.append(reply.code)
+            assert refused, "the disk never filled up"
+            assert set(refused) == {"unavailable"}  # SQLITE_FULL rolls back: not "unknown"
+            filler.unlink()
+            again = await writer.request(
+                Publish(sphere_id=sphere_id, message_id="after", body="y", ref="after")
+            )
+            assert isinstance(again, Ack) and not again.duplicate
+        finally:
+            node.stop()
+    finally:
+        await asyncio.to_thread(subprocess.run, ["umount", "-l", str(disk)], check=False)
+    log = "".join(node.log)
+    assert log.count("group commits are failing") == 1
+    assert log.count("group commits succeed again") == 1
+    assert with_traceback(node.log) == []
