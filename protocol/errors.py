@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNRECOVERABLE_POSITION = "unrecoverable_position"
     UNAVAILABLE = "unavailable"
+    UNKNOWN = "unknown"
     INTERNAL = "internal"
 
     @property
@@ -28,7 +29,9 @@ class ErrorCode(StrEnum):
         return self in _RETRYABLE
 
 
-_RETRYABLE = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL})
+_RETRYABLE = frozenset(
+    {ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE, ErrorCode.UNKNOWN, ErrorCode.INTERNAL}
+)
 
 
 class CloseCode(IntEnum):

@@ -26,7 +26,6 @@ from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from protocol import SphereId
 from server.access import RoleCache
 from server.broker import Broker, MemoryBroker
 from server.broker.redis import RedisBroker
@@ -45,7 +44,7 @@ from server.ratelimit import (
     WriteLimiter,
     class_limits,
 )
-from server.redisclient import RedisClient, redis_client
+from server.redisclient import RedisClient, RedisGuard, redis_client
 from server.tasks import TaskSupervisor
 from storage import Store, StoreError, open_store
 
@@ -81,18 +80,20 @@ async def _build(config: Config) -> Runtime:
     presence: PresenceDirectory
     limits: Mapping[RateClass, WriteLimiter]
     redis: RedisClient | None = None
+    guard: RedisGuard | None = None
     shared_url = config.redis_cluster_url or config.redis_url
     if shared_url:
         redis = redis_client(shared_url, cluster=bool(config.redis_cluster_url))
+        guard = RedisGuard(redis)  # one breaker: presence and the rate limit fail over together
         broker = (
             RedisClusterBroker(config.redis_cluster_url, prefix=config.redis_prefix)
             if config.redis_cluster_url
             else RedisBroker(config.redis_url, prefix=config.redis_prefix)
         )
-        presence = RedisPresence(redis, prefix=config.redis_prefix, node=node)
+        presence = RedisPresence(guard, prefix=config.redis_prefix, node=node)
         limits = {
             cls: RedisWriteLimiter(
-                redis, prefix=config.redis_prefix, rate_per_s=rate, burst=burst, cls=cls
+                guard, prefix=config.redis_prefix, rate_per_s=rate, burst=burst, cls=cls
             )
             for cls, (rate, burst) in class_limits(config).items()
         }
@@ -122,6 +123,13 @@ async def _build(config: Config) -> Runtime:
     metrics.gauge(
         "cloison_broker_resets", "Broker reconnects followed by a catch-up", lambda: broker.resets
     )
+    metrics.gauge(
+        "cloison_broker_resent",
+        "Dropped frames sent again so that other nodes see the gap",
+        lambda: broker.resent,
+    )
+    if guard is not None:
+        _redis_gauges(metrics, guard)
     api = HttpApi(config, store, operations, on_revoke=gateway.disconnect_token)
     return Runtime(
         store=store,
@@ -134,6 +142,24 @@ async def _build(config: Config) -> Runtime:
         gateway=gateway,
         api=Router(routes=api.routes()),
         metrics=metrics,
+    )
+
+
+def _redis_gauges(metrics: Metrics, guard: RedisGuard) -> None:
+    metrics.gauge(
+        "cloison_redis_healthy",
+        "1 while presence and the write rate limit reach Redis",
+        lambda: guard.healthy,
+    )
+    metrics.gauge(
+        "cloison_redis_outages",
+        "Times presence and the rate limit lost Redis",
+        lambda: guard.outages,
+    )
+    metrics.gauge(
+        "cloison_redis_skipped",
+        "Redis calls answered locally at once while Redis was away",
+        lambda: guard.skipped,
     )
 
 
@@ -250,16 +276,23 @@ def create_app(config: Config) -> CloisonApp:
         return json_response({"status": "ok", "connections": connections})
 
     async def readyz(request: Request) -> Response:
-        """Readiness: the store answers and the broker is connected."""
+        """Readiness: the store takes writes and the broker is connected."""
         rt = built()
-        store_ok = True
+        reasons: list[str] = []
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
-                await rt.store.get_sphere(SphereId("s_readiness_probe"))
-        except (StoreError, TimeoutError):
-            store_ok = False
-        ready = store_ok and rt.broker.healthy
-        body = {"ready": ready, "store": store_ok, "broker": rt.broker.healthy}
+                await rt.store.check_writable()
+        except StoreError as exc:
+            reasons.append(f"store: {exc.message}")
+        except TimeoutError:
+            reasons.append(f"store: no answer within {READY_TIMEOUT_S:g} s")
+        store_ok = not reasons
+        if not rt.broker.healthy:
+            reasons.append("broker: Redis is unreachable")
+        ready = not reasons
+        body: dict[str, object] = {"ready": ready, "store": store_ok, "broker": rt.broker.healthy}
+        if reasons:
+            body["reasons"] = reasons
         return json_response(body, 200 if ready else 503)
 
     @contextlib.asynccontextmanager

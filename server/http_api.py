@@ -46,6 +46,7 @@ STATUS = {
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.UNKNOWN: 503,
     ErrorCode.INTERNAL: 500,
 }
 _MAX_NAME_CHARS = 100

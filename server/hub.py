@@ -151,6 +151,12 @@ class Hub:
             if channel.delivered >= 0:
                 self._schedule_repair(channel, catch_up=True)
 
+    def resync(self, sphere_id: SphereId) -> None:
+        """Read the sphere's stream from the store and deliver what this node has not."""
+        channel = self._channels.get(sphere_id)
+        if channel is not None and channel.delivered >= 0:
+            self._schedule_repair(channel, catch_up=True)
+
     async def publish(self, event: Message) -> None:
         """Deliver a durable event on this node, then tell the other nodes through the broker."""
         frame_bytes = self._encode(event)

@@ -66,6 +66,7 @@ from server.ratelimit import RateClass, RateLimiter, WriteLimiter
 from storage import (
     Draft,
     MemberKey,
+    OutcomeUnknownError,
     SphereKey,
     SphereRecord,
     Store,
@@ -253,7 +254,12 @@ class Operations:
     async def commit_write(self, write: PreparedWrite) -> Ack:
         """Append a prepared write durably, hand it to fan-out, and build the ack."""
         sphere_id, ref = write.sphere_id, write.ref
-        result = await self._store.append(sphere_id, write.draft)
+        try:
+            result = await self._store.append(sphere_id, write.draft)
+        except OutcomeUnknownError:
+            # It may be stored: deliver it here if so, without waiting for the next write.
+            self._hub.resync(sphere_id)
+            raise
         # A duplicate is published again too: if the first attempt committed but never
         # reached the broker (a crash in between), this heals it; nodes drop what they have.
         await self._hub.publish(result.event)

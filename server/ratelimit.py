@@ -13,10 +13,8 @@ from collections.abc import Hashable
 from enum import StrEnum
 from typing import Protocol
 
-from redis.exceptions import RedisError
-
 from server.config import Config
-from server.redisclient import RedisClient
+from server.redisclient import RedisGuard, RedisUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +119,13 @@ class RedisWriteLimiter:
     """One bucket per user and class in Redis, shared by all gateways; buckets expire once full.
 
     If Redis does not answer, the limit falls back to this process's own buckets rather than
-    refusing or waving through every write.
+    refusing or waving through every write. The guard (shared with presence) makes that
+    fallback immediate while Redis is away, and logs the outage once, not once per write.
     """
 
     def __init__(
         self,
-        redis: RedisClient,
+        redis: RedisGuard,
         *,
         prefix: str,
         rate_per_s: float,
@@ -137,17 +136,15 @@ class RedisWriteLimiter:
         self._prefix = f"{prefix}rate:{cls}:"
         self._rate_per_s = rate_per_s
         self._burst = burst
-        self._script = self._redis.register_script(_TAKE)
+        self._script = self._redis.client.register_script(_TAKE)
         self._fallback = LocalWriteLimiter(rate_per_s, burst)
 
     async def take(self, user_id: str) -> float:
         now_ms = int(time.time() * 1000)
+        keys, args = [f"{self._prefix}{user_id}"], [self._rate_per_s, self._burst, now_ms]
         try:
-            wait_ms = await self._script(
-                [f"{self._prefix}{user_id}"], [self._rate_per_s, self._burst, now_ms]
-            )
-        except (RedisError, OSError) as exc:
-            logger.warning("shared rate limit unavailable, limiting locally: %s", exc)
+            wait_ms = await self._redis.run(lambda client: self._script(keys, args, client))
+        except RedisUnavailableError:
             return await self._fallback.take(user_id)
         return int(wait_ms) / 1000
 

@@ -30,6 +30,11 @@ from protocol import (
     UserKind,
 )
 
+# What a client is told when a write's outcome is unknown (protocol code ``unknown``).
+OUTCOME_UNKNOWN_MESSAGE = (
+    "the write may or may not have been stored; retry with the same message_id"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
@@ -89,9 +94,22 @@ class AppendResult:
 
 
 class StoreError(CloisonError):
-    """The backend failed; the operation may be retried."""
+    """The backend failed and the operation certainly had no effect; it may be retried."""
 
     code = ErrorCode.UNAVAILABLE
+
+
+class OutcomeUnknownError(StoreError):
+    """A write's commit was sent but its result never came back: it may be stored or not.
+
+    Raised when the connection broke, timed out or was cancelled during or after COMMIT.
+    Retrying with the same ``message_id`` is safe (appends are idempotent) and tells which.
+    """
+
+    code = ErrorCode.UNKNOWN
+
+    def __init__(self, message: str = OUTCOME_UNKNOWN_MESSAGE) -> None:
+        super().__init__(message)
 
 
 class NotFoundError(CloisonError):
@@ -117,6 +135,7 @@ class MessageLog(Protocol):
         Raises:
             NotFoundError: no such sphere.
             TargetGoneError: an edit/delete whose target is not a live post.
+            OutcomeUnknownError: the commit's result is unknown (the draft may be stored).
             StoreError: the backend failed; nothing was written.
         """
         ...
@@ -222,6 +241,15 @@ class Directory(Protocol):
 
 
 class Store(MessageLog, Directory, Protocol):
+    async def check_writable(self) -> None:
+        """Prove that a write could commit now (readiness), without writing anything.
+
+        Raises:
+            StoreError: the store cannot take writes (read-only file or directory, database
+                in recovery or read-only, unreachable), with the reason as its message.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Finish pending writes, then release every connection."""
         ...

@@ -27,11 +27,14 @@ violation and is retried, and the retry finds the key. Serialization failures an
 retried likewise, ``MAX_ATTEMPTS`` tries in all.
 
 A domain error (unknown sphere, target gone) fails its own draft only: it is found before that
-draft writes anything. Any other failure rolls the group back and fails all its drafts with
-``StoreError``; the writer goes on with the next group. Futures are resolved after COMMIT only,
-so nothing is acknowledged before it is durable. A connection lost during COMMIT leaves the
-outcome unknown: the drafts fail although they may be stored, and a retry with the same
-message_id then returns the stored event.
+draft writes anything. Any other failure before COMMIT is sent rolls the group back and fails
+all its drafts with ``StoreError`` (nothing was written); the writer goes on with the next
+group. Futures are resolved after COMMIT only, so nothing is acknowledged before it is durable.
+A failure once COMMIT was sent, other than an error the server answered with (which means it
+rolled back), leaves the outcome unknown: the connection broke, timed out or the backend was
+terminated, and the commit may or may not have landed. Then each new draft of the group fails
+with ``OutcomeUnknownError``; a retry with the same message_id returns the stored event if
+there is one. A failed group is logged once per streak of failures, not once per group.
 
 Directory writes and reads borrow a pool connection each and run beside the writer.
 
@@ -41,6 +44,7 @@ Needs PostgreSQL 12 or later (``plan_cache_mode``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -76,6 +80,7 @@ from storage.base import (
     TokenRecord,
     UserRecord,
 )
+from storage.commit import CommitInDoubtError, FailureLog, in_doubt, rolled_back
 from storage.migrations import load_migrations, pending_migrations
 from storage.rows import (
     ROLE_RANK_SQL,
@@ -109,11 +114,27 @@ CLOSE_TIMEOUT_S = 10.0
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Serialises the migrations of every Cloison on the cluster (they take milliseconds).
 _MIGRATION_LOCK = "cloison.migrations"
-# Everything asyncpg raises when the database or the connection fails.
-_BACKEND_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# Everything asyncpg raises when the database or the connection fails: server errors (a
+# terminated backend is AdminShutdownError, a cancelled statement QueryCanceledError), a lost
+# or closed connection (ConnectionDoesNotExistError, InterfaceError), the driver's own
+# internal errors on a connection that broke underneath it, socket errors and timeouts.
+_BACKEND_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 # After these the session is in doubt (a statement still running, or no server): it is closed,
 # which makes the server roll back, rather than sent a ROLLBACK that would wait for it.
-_IN_DOUBT_ERRORS = (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+_IN_DOUBT_ERRORS = (
+    TimeoutError,
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.OperatorInterventionError,  # the backend was cancelled, terminated or shut down
+)
 # A group that fails with these lost a race with another process: it is retried whole.
 _RACE_ERRORS = (
     asyncpg.UniqueViolationError,
@@ -290,6 +311,7 @@ class PostgresStore:
         self._closed = False  # no more reads or writes
         self._commits = 0
         self._appends = 0
+        self._failures = FailureLog(logger)
         self._writer_task = asyncio.create_task(self._run_writer(), name="postgres-writer")
 
     @classmethod
@@ -364,7 +386,12 @@ class PostgresStore:
 
     @property
     def writer_stats(self) -> WriterStats:
-        return WriterStats(commits=self._commits, appends=self._appends)
+        return WriterStats(
+            commits=self._commits,
+            appends=self._appends,
+            failed_groups=self._failures.failed_groups,
+            unknown_groups=self._failures.unknown_groups,
+        )
 
     # -----------------------------------------------------------------------------------------
     # MessageLog
@@ -415,6 +442,22 @@ class PostgresStore:
         if after is None:
             posts.reverse()
         return posts, has_more
+
+    async def check_writable(self) -> None:
+        """Prove a write could commit now: the database answers and takes writes.
+
+        Raises:
+            StoreError: the database is unreachable, in recovery (a standby), or its
+                transactions are read-only (``default_transaction_read_only``).
+        """
+        async with self._connection("a readiness check") as db:
+            recovery, read_only = await db.fetchrow(
+                "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'"
+            )
+        if recovery:
+            raise StoreError("the database is in recovery (a standby): it takes no writes")
+        if read_only:
+            raise StoreError("the database's transactions are read-only")
 
     async def get_event(self, sphere_id: SphereId, offset: int) -> Message | None:
         rows = await self._fetch(
@@ -686,11 +729,16 @@ class PostgresStore:
                     logger.info("retrying a group of %d appends after %r", len(batch), exc)
                     attempt += 1
                     continue
-                logger.exception("gave up on a group of %d appends", len(batch))
-                return _failures(len(batch), exc)
-            except Exception as exc:  # the writer's boundary: this group fails, the next may not
-                logger.exception("rolled back a group of %d appends", len(batch))
-                return _failures(len(batch), exc)
+                self._failures.failed(len(batch), exc)
+                return rolled_back(len(batch), exc)
+            except CommitInDoubtError as doubt:
+                self._failures.failed(len(batch), doubt.cause, unknown=True)
+                return in_doubt(doubt.outcomes, doubt.cause)
+            # The writer's boundary: this group fails, the next may not; FailureLog logs it.
+            except Exception as exc:  # noqa: BLE001
+                self._failures.failed(len(batch), exc)
+                return rolled_back(len(batch), exc)
+            self._failures.succeeded()
             self._commits += 1
             self._appends += len(batch)
             return outcomes
@@ -700,6 +748,9 @@ class PostgresStore:
 
         A statement the server refused is followed by ROLLBACK; a session in doubt is closed
         instead (see ``_IN_DOUBT_ERRORS``).
+
+        Raises:
+            CommitInDoubtError: COMMIT was sent and no answer of the server's came back.
         """
         async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as db:
             try:
@@ -712,9 +763,14 @@ class PostgresStore:
                 except BaseException:
                     await transaction.rollback()
                     raise
-                await transaction.commit()
-            except _IN_DOUBT_ERRORS:
-                db.terminate()
+                try:
+                    await transaction.commit()
+                except _IN_DOUBT_ERRORS as exc:
+                    # An error the server sent in answer to COMMIT means it rolled back; a
+                    # broken, timed-out or terminated session leaves the outcome open.
+                    raise CommitInDoubtError(outcomes, exc) from exc
+            except (*_IN_DOUBT_ERRORS, CommitInDoubtError):
+                _terminate(db)
                 raise
             return outcomes
 
@@ -731,7 +787,7 @@ class PostgresStore:
                 try:
                     yield db
                 except _IN_DOUBT_ERRORS:
-                    db.terminate()
+                    _terminate(db)
                     raise
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
@@ -869,13 +925,10 @@ def _delete(target: _Target) -> None:
         target.body, target.changed = None, True
 
 
-def _failures(count: int, cause: Exception) -> list[Outcome]:
-    failures: list[Outcome] = []
-    for _ in range(count):
-        failure = StoreError("the database failed; nothing was written")
-        failure.__cause__ = cause
-        failures.append(failure)
-    return failures
+def _terminate(db: Any) -> None:
+    """Close a session in doubt; one whose connection is already gone needs nothing more."""
+    with contextlib.suppress(asyncpg.InterfaceError):  # already released: lost, and closed
+        db.terminate()
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

@@ -34,6 +34,8 @@ class WriterStats:
 
     commits: int  # groups committed
     appends: int  # drafts in those groups, duplicates and failed drafts included
+    failed_groups: int = 0  # groups that failed (rolled back, or with an unknown outcome)
+    unknown_groups: int = 0  # of those, groups whose commit may or may not have landed
 
 
 def check_draft(draft: Draft) -> None:

@@ -20,7 +20,12 @@ deletes are rare and cost a few statements each.
 A domain error (unknown sphere, target gone) fails its own draft only: it is found before that
 draft writes anything. Any other failure rolls the group back and fails all its drafts with
 ``StoreError``; the writer goes on with the next group. Futures are resolved after COMMIT only,
-so nothing is acknowledged before it is durable.
+so nothing is acknowledged before it is durable. A COMMIT that fails is a certain rollback
+(SQLite undoes the transaction, or we do) when it failed before the commit frame was whole:
+a full disk (``SQLITE_FULL``), a failed write to the log (``SQLITE_IOERR_WRITE``: the commit
+frame is written last and checksummed), a read-only file. Any other I/O error (a failed
+fsync above all) may leave the commit frame on disk although the write was reported failed,
+so the group's new drafts fail with ``OutcomeUnknownError`` instead (see ``storage.commit``).
 
 Directory writes (users, tokens, spheres, members, read markers) take the writer connection
 under the same lock as a group, one transaction each, so the two writers never contend.
@@ -31,6 +36,7 @@ Needs SQLite 3.35 or later (``RETURNING``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -70,6 +76,7 @@ from storage.base import (
     TokenRecord,
     UserRecord,
 )
+from storage.commit import CommitInDoubtError, FailureLog, in_doubt, rolled_back
 from storage.migrations import load_migrations, pending_migrations
 from storage.rows import (
     ROLE_RANK_SQL,
@@ -98,6 +105,11 @@ CACHE_SIZE_KIB = 32 * 1024
 # FULL: an acknowledged write survives power loss. NORMAL: it survives a process crash only.
 SYNCHRONOUS_MODES = frozenset({"FULL", "NORMAL"})
 MIN_SQLITE_VERSION = (3, 35, 0)
+# The primary result code of an I/O error (extended codes keep it in their low byte).
+_SQLITE_IOERR = 10
+# A write to the log failed: the commit frame, written last and checksummed, is not whole, so
+# the commit did not happen (seen with a read-only or immutable file, a failing disk).
+_SQLITE_IOERR_WRITE = 10 | 3 << 8
 
 _EVENT_COLUMNS = (
     "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, deleted"
@@ -203,8 +215,11 @@ class SqliteStore:
         writer: aiosqlite.Connection,
         readers: Sequence[aiosqlite.Connection],
         groups: _GroupWriter,
+        *,
+        path: str,
     ) -> None:
         """Use ``open()``: it configures and migrates the connections first."""
+        self._path = path
         self._writer = writer
         self._groups = groups
         self._readers = tuple(readers)
@@ -216,6 +231,7 @@ class SqliteStore:
         self._closed = False  # no more reads or writes
         self._commits = 0
         self._appends = 0
+        self._failures = FailureLog(logger)
         self._writer_task = asyncio.create_task(self._run_writer(), name="sqlite-writer")
 
     @classmethod
@@ -262,7 +278,7 @@ class SqliteStore:
             for connection in connections:
                 await connection.close()
             raise
-        return cls(writer, readers, groups)
+        return cls(writer, readers, groups, path=os.fspath(path))
 
     async def __aenter__(self) -> Self:
         return self
@@ -297,7 +313,12 @@ class SqliteStore:
 
     @property
     def writer_stats(self) -> WriterStats:
-        return WriterStats(commits=self._commits, appends=self._appends)
+        return WriterStats(
+            commits=self._commits,
+            appends=self._appends,
+            failed_groups=self._failures.failed_groups,
+            unknown_groups=self._failures.unknown_groups,
+        )
 
     # -----------------------------------------------------------------------------------------
     # MessageLog
@@ -344,6 +365,20 @@ class SqliteStore:
         if after is None:
             posts.reverse()
         return posts, has_more
+
+    async def check_writable(self) -> None:
+        """Prove a write could commit now: the files are writable and the write lock free.
+
+        Raises:
+            StoreError: the file, its write-ahead log or its directory is read-only (a
+                read-only mount, an immutable file), or the write lock cannot be taken
+                within ``BUSY_TIMEOUT_MS``.
+        """
+        unwritable = await asyncio.to_thread(_unwritable, self._path)
+        if unwritable is not None:
+            raise StoreError(f"{unwritable} is not writable")
+        async with self._transaction():
+            pass  # BEGIN IMMEDIATE takes the write lock; nothing is written
 
     async def get_event(self, sphere_id: SphereId, offset: int) -> Message | None:
         rows = await self._read(
@@ -596,14 +631,14 @@ class SqliteStore:
         """Write ``batch`` in one transaction; on failure it is rolled back, every draft fails."""
         try:
             outcomes = await self._groups.write([(q.sphere_id, q.draft) for q in batch])
-        except Exception as exc:  # the writer's boundary: this group fails, the next may not
-            logger.exception("rolled back a group of %d appends", len(batch))
-            failures: list[Outcome] = []
-            for _ in batch:
-                failure = StoreError("the database failed; nothing was written")
-                failure.__cause__ = exc
-                failures.append(failure)
-            return failures
+        except CommitInDoubtError as doubt:
+            self._failures.failed(len(batch), doubt.cause, unknown=True)
+            return in_doubt(doubt.outcomes, doubt.cause)
+        # The writer's boundary: this group fails, the next may not; FailureLog logs it.
+        except Exception as exc:  # noqa: BLE001
+            self._failures.failed(len(batch), exc)
+            return rolled_back(len(batch), exc)
+        self._failures.succeeded()
         self._commits += 1
         self._appends += len(batch)
         return outcomes
@@ -631,6 +666,19 @@ class SqliteStore:
             raise StoreError("the store is closed")
         with _backend_errors("a read"):
             return list(await next(self._next_reader).execute_fetchall(sql, parameters))
+
+
+def _unwritable(path: str) -> str | None:
+    """The first of the database's files (and its directory) that cannot be written, if any.
+
+    ``access`` answers for the mount and the inode flags too, so it holds even for root,
+    whom file modes do not stop.
+    """
+    directory = os.path.dirname(path) or "."
+    for candidate in (path, f"{path}-wal", f"{path}-shm", directory):
+        if os.path.exists(candidate) and not os.access(candidate, os.W_OK):
+            return "the database directory" if candidate == directory else repr(candidate)
+    return None
 
 
 async def _connect(
@@ -750,14 +798,28 @@ class _GroupWriter:
 
 
 def _write_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -> list[Outcome]:
-    """The body of one group commit; runs on the group thread, rolls back on any failure."""
+    """The body of one group commit; runs on the group thread, rolls back on any failure.
+
+    Raises:
+        CommitInDoubtError: COMMIT failed with an I/O error; the group may be stored.
+        sqlite3.Error: the group was rolled back.
+    """
     db.execute("BEGIN IMMEDIATE")
     try:
         outcomes = _insert_group(db, batch)
-        db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
+        raise
+    try:
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the original error says more
+                db.execute("ROLLBACK")
+        code = getattr(exc, "sqlite_errorcode", 0)
+        if code & 0xFF == _SQLITE_IOERR and code != _SQLITE_IOERR_WRITE:
+            raise CommitInDoubtError(outcomes, exc) from exc
         raise
     return outcomes
 

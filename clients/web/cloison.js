@@ -51,8 +51,8 @@ const TYPING_INTERVAL_MS = 2_000;
 // Close codes below 4000 that the spec does not list are retried, but only this many times
 // in a row: they usually mean a client bug that reconnecting will not fix.
 const MAX_UNLISTED_CLOSE_RETRIES = 5;
-// A retryable write error (`rate_limited`, `unavailable`, `internal`) is retried this often
-// before the write is reported as failed.
+// A retryable write error (`rate_limited`, `unavailable`, `unknown`, `internal`) is retried,
+// with the same message_id, this often before the write is reported as failed.
 const MAX_WRITE_ATTEMPTS = 5;
 
 const WRITE_TYPES = new Set(["publish", "edit", "delete"]);

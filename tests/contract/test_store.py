@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from pathlib import Path
 
 import pytest
 
 from protocol import (
+    ErrorCode,
     EventKind,
     MemberInfo,
     Message,
@@ -313,12 +315,41 @@ async def test_a_database_failure_rolls_back_the_whole_batch(
             *(store.append(lobby.sphere_id, draft) for draft in drafts), return_exceptions=True
         )
         assert all(isinstance(result, StoreError) for result in results)
+        # The database answered: a certain rollback, reported as such (not "unknown").
+        assert all(result.code is ErrorCode.UNAVAILABLE for result in results)  # type: ignore[union-attr]
         assert await offsets(store, lobby) == [1]
 
         # The writer keeps going, and the retries land right after the last committed event.
         retried = [await store.append(lobby.sphere_id, drafts[n]) for n in (0, 2)]
         assert [result.event.offset for result in retried] == [2, 3]
         assert not any(result.duplicate for result in retried)
+
+
+async def test_a_streak_of_failed_groups_is_logged_once(
+    backend: Backend,
+    store: Store,
+    alice: UserRecord,
+    lobby: SphereRecord,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        await backend.fail_posts_with_body("poison")
+        with caplog.at_level(logging.INFO, logger="storage"):
+            for _ in range(20):  # one group each: every append awaits the previous one
+                with pytest.raises(StoreError):
+                    await store.append(lobby.sphere_id, post(alice, "poison"))
+            await store.append(lobby.sphere_id, post(alice, "fine"))
+        storage_logs = [r for r in caplog.records if r.name.startswith("storage")]
+        assert [r.levelno for r in storage_logs] == [logging.ERROR, logging.WARNING]
+        assert "are failing" in storage_logs[0].getMessage()
+        assert storage_logs[0].exc_info is None  # no traceback per failure streak, even once
+        assert "after 20 failed groups" in storage_logs[1].getMessage()
+
+
+async def test_a_working_store_is_writable(store: Store) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        await store.check_writable()
+        await store.check_writable()  # and it left nothing open behind it
 
 
 # ---------------------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ async def connect(user: User, node: ServerProcess) -> Client:
     return await Client.connect(node.ws_url, user.token)
 
 
-async def ready(node: ServerProcess) -> dict[str, bool]:
+async def ready(node: ServerProcess) -> dict[str, object]:
     async with httpx.AsyncClient(base_url=node.http_url, timeout=5) as http:
         return dict((await http.get("/readyz")).json())
 
@@ -94,7 +94,7 @@ async def broker_down(node: ServerProcess) -> bool:
 
 
 async def is_ready(node: ServerProcess) -> bool:
-    return (await ready(node))["ready"]
+    return (await ready(node))["ready"] is True
 
 
 async def collect(client: Client, count: int, timeout_s: float = 30) -> list[int]:
@@ -197,7 +197,12 @@ async def test_redis_restart_loses_nothing(tmp_path: Path) -> None:
         await publish(50, 100)  # still acked: the store is the source of truth
         await eventually(lambda: broker_down(nodes[1]))
         state = await ready(nodes[1])
-        assert state == {"ready": False, "store": True, "broker": False}
+        assert state == {
+            "ready": False,
+            "store": True,
+            "broker": False,
+            "reasons": ["broker: Redis is unreachable"],
+        }
         await redis.start()
         for node in nodes:
             await eventually(lambda node=node: is_ready(node))  # type: ignore[misc]

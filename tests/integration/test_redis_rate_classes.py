@@ -8,7 +8,7 @@ import secrets
 import pytest
 
 from server.ratelimit import RateClass, RedisWriteLimiter
-from server.redisclient import redis_client
+from server.redisclient import RedisGuard, redis_client
 from tests.services import REDIS_URL, TIMEOUT_S, require_shared_redis
 
 pytestmark = pytest.mark.redis
@@ -22,7 +22,9 @@ async def test_classes_have_their_own_buckets_shared_by_every_limiter() -> None:
         async with asyncio.timeout(TIMEOUT_S):
 
             def limiter(cls: RateClass) -> RedisWriteLimiter:
-                return RedisWriteLimiter(redis, prefix=prefix, rate_per_s=0.001, burst=2, cls=cls)
+                return RedisWriteLimiter(
+                    RedisGuard(redis), prefix=prefix, rate_per_s=0.001, burst=2, cls=cls
+                )
 
             post, membership = limiter(RateClass.POST), limiter(RateClass.MEMBERSHIP)
             other_node_post = limiter(RateClass.POST)

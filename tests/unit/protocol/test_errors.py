@@ -26,6 +26,7 @@ RETRYABLE = {
     ErrorCode.RATE_LIMITED: True,
     ErrorCode.UNRECOVERABLE_POSITION: False,
     ErrorCode.UNAVAILABLE: True,
+    ErrorCode.UNKNOWN: True,
     ErrorCode.INTERNAL: True,
 }
 
