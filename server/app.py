@@ -39,6 +39,9 @@ from server.operations import Operations
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
 from server.ratelimit import LocalWriteLimiter, RedisWriteLimiter, WriteLimiter
 from server.redisclient import RedisClient, redis_client
+from server.sessions.accounts import Accounts
+from server.sessions.registry import SessionRegistry
+from server.sessions.watcher import SessionWatcher
 from server.tasks import TaskSupervisor
 from storage import Store, StoreError, open_store
 
@@ -63,6 +66,7 @@ class Runtime:
     gateway: Gateway
     api: Router
     metrics: Metrics
+    sessions: SessionWatcher
 
 
 async def _build(config: Config) -> Runtime:
@@ -98,7 +102,10 @@ async def _build(config: Config) -> Runtime:
     await broker.start(hub)
     await hub.start()
     operations = Operations(store, hub, roles, writes, config)
-    gateway = Gateway(config, store, hub, operations, metrics)
+    registry = SessionRegistry(max_per_user=config.max_connections_per_user)
+    watcher = SessionWatcher(store, registry, poll_interval_s=config.session_poll_interval_s)
+    await watcher.start()
+    gateway = Gateway(config, store, hub, operations, metrics, registry)
     metrics.gauge("cloison_connections", "Open WebSocket connections", lambda: gateway.connections)
     metrics.gauge(
         "cloison_broker_healthy", "1 while the broker is connected", lambda: broker.healthy
@@ -112,7 +119,7 @@ async def _build(config: Config) -> Runtime:
     metrics.gauge(
         "cloison_broker_resets", "Broker reconnects followed by a catch-up", lambda: broker.resets
     )
-    api = HttpApi(config, store, operations, on_revoke=gateway.disconnect_token)
+    api = HttpApi(config, store, operations, Accounts(store, config, registry))
     return Runtime(
         store=store,
         broker=broker,
@@ -124,6 +131,7 @@ async def _build(config: Config) -> Runtime:
         gateway=gateway,
         api=Router(routes=api.routes()),
         metrics=metrics,
+        sessions=watcher,
     )
 
 
@@ -225,6 +233,7 @@ def create_app(config: Config) -> CloisonApp:
             yield
         finally:
             await runtime.gateway.aclose()
+            await runtime.sessions.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()
             await runtime.writes.aclose()

@@ -39,6 +39,9 @@ DEFAULTS = {
     "tls_key": "",
     "drain_batch": 500,
     "drain_interval_s": 0.2,
+    "session_ttl_days": 30,
+    "session_poll_interval_s": 0.5,
+    "max_connections_per_user": 64,
 }
 
 POSITIVE = [
