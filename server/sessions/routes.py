@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from protocol import ProtocolViolation, UserId, UserKind
+from protocol import CloisonError, ErrorCode, ProtocolViolation, UserId, UserKind
 from server.auth import IssuedToken, Principal
 from server.operations import now_ms
 from server.sessions.accounts import (
@@ -48,6 +48,15 @@ class AccountRoutes:
 
     def routes(self) -> list[Route]:
         g = self._guard
+
+        def a(handler: Handler) -> Endpoint:  # administrators only, checked before the body
+            async def admin_only(request: Request, principal: Principal) -> Response:
+                if not principal.user.is_admin:
+                    raise CloisonError("server administrators only", code=ErrorCode.FORBIDDEN)
+                return await handler(request, principal)
+
+            return g(admin_only)
+
         return [
             Route("/me", g(self._me), methods=["GET"]),
             Route("/me", g(self._rename), methods=["PATCH"]),
@@ -55,15 +64,15 @@ class AccountRoutes:
             Route("/me/tokens", g(self._new_own_token), methods=["POST"]),
             Route("/me/tokens", g(self._close_my_sessions), methods=["DELETE"]),
             Route("/me/tokens/{token_id}", g(self._revoke_own), methods=["DELETE"]),
-            Route("/admin/users", g(self._users), methods=["GET"]),
-            Route("/admin/users", g(self._enrol), methods=["POST"]),
-            Route("/admin/users/{user_id}/tokens", g(self._user_tokens), methods=["GET"]),
-            Route("/admin/users/{user_id}/tokens", g(self._close_sessions), methods=["DELETE"]),
-            Route("/admin/users/{user_id}/disable", g(self._disable), methods=["POST"]),
-            Route("/admin/users/{user_id}/enable", g(self._enable), methods=["POST"]),
-            Route("/admin/tokens", g(self._issue_for), methods=["POST"]),
-            Route("/admin/tokens/{token_id}", g(self._revoke_any), methods=["DELETE"]),
-            Route("/admin/audit", g(self._audit), methods=["GET"]),
+            Route("/admin/users", a(self._users), methods=["GET"]),
+            Route("/admin/users", a(self._enrol), methods=["POST"]),
+            Route("/admin/users/{user_id}/tokens", a(self._user_tokens), methods=["GET"]),
+            Route("/admin/users/{user_id}/tokens", a(self._close_sessions), methods=["DELETE"]),
+            Route("/admin/users/{user_id}/disable", a(self._disable), methods=["POST"]),
+            Route("/admin/users/{user_id}/enable", a(self._enable), methods=["POST"]),
+            Route("/admin/tokens", a(self._issue_for), methods=["POST"]),
+            Route("/admin/tokens/{token_id}", a(self._revoke_any), methods=["DELETE"]),
+            Route("/admin/audit", a(self._audit), methods=["GET"]),
         ]
 
     # -- the caller's own account ------------------------------------------------------------
