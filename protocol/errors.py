@@ -47,6 +47,7 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4000
     AUTH_TIMEOUT = 4001
     IDLE_TIMEOUT = 4002
+    TOO_MANY_CONNECTIONS = 4003
     # 4500-4999: terminal; reconnecting with the same credentials fails again.
     UNAUTHORIZED = 4500
     UNSUPPORTED_PROTOCOL = 4501

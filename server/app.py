@@ -45,6 +45,9 @@ from server.ratelimit import (
     class_limits,
 )
 from server.redisclient import RedisClient, RedisGuard, redis_client
+from server.sessions.accounts import Accounts
+from server.sessions.registry import SessionRegistry
+from server.sessions.watcher import SessionWatcher
 from server.tasks import TaskSupervisor
 from storage import Store, StoreError, open_store
 
@@ -69,6 +72,7 @@ class Runtime:
     gateway: Gateway
     api: Router
     metrics: Metrics
+    sessions: SessionWatcher
 
 
 async def _build(config: Config) -> Runtime:
@@ -109,7 +113,10 @@ async def _build(config: Config) -> Runtime:
     await broker.start(hub)
     await hub.start()
     operations = Operations(store, hub, roles, limits, config)
-    gateway = Gateway(config, store, hub, operations, metrics)
+    registry = SessionRegistry(max_per_user=config.max_connections_per_user)
+    watcher = SessionWatcher(store, registry, poll_interval_s=config.session_poll_interval_s)
+    await watcher.start()
+    gateway = Gateway(config, store, hub, operations, metrics, registry)
     metrics.gauge("cloison_connections", "Open WebSocket connections", lambda: gateway.connections)
     metrics.gauge(
         "cloison_broker_healthy", "1 while the broker is connected", lambda: broker.healthy
@@ -130,7 +137,7 @@ async def _build(config: Config) -> Runtime:
     )
     if guard is not None:
         _redis_gauges(metrics, guard)
-    api = HttpApi(config, store, operations, on_revoke=gateway.disconnect_token)
+    api = HttpApi(config, store, operations, Accounts(store, config, registry))
     return Runtime(
         store=store,
         broker=broker,
@@ -142,6 +149,7 @@ async def _build(config: Config) -> Runtime:
         gateway=gateway,
         api=Router(routes=api.routes()),
         metrics=metrics,
+        sessions=watcher,
     )
 
 
@@ -304,6 +312,7 @@ def create_app(config: Config) -> CloisonApp:
             yield
         finally:
             await runtime.gateway.aclose()
+            await runtime.sessions.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()
             for limiter in runtime.limits.values():

@@ -104,7 +104,7 @@ class Config:
         default=10.0, metadata={"help": "time allowed for in-flight work on shutdown"}
     )
     token_ttl_days: int = field(
-        default=365, metadata={"help": "lifetime of tokens made by the admin commands (0: none)"}
+        default=365, metadata={"help": "default lifetime of bot/API tokens, in days (0: none)"}
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
     log_format: str = field(
@@ -151,6 +151,23 @@ class Config:
             "help": "the URL browsers open to reach this server (https://chat.example.org); "
             "its origin may open WebSockets"
         },
+    )
+
+    # Sessions: token lifetimes, revocation reaching every node, connections per user.
+    session_ttl_days: int = field(
+        default=30,
+        metadata={"help": "default lifetime of interactive session tokens, in days (0: none)"},
+    )
+    session_poll_interval_s: float = field(
+        default=0.5,
+        metadata={
+            "help": "how often each node reads the store's session changes, so that a revoked "
+            "token, or a disabled user, loses its live sockets on every node"
+        },
+    )
+    max_connections_per_user: int = field(
+        default=64,
+        metadata={"help": "WebSocket connections a user may hold on one node (4003 beyond)"},
     )
 
     @property
@@ -212,6 +229,8 @@ class Config:
             "idle_timeout_s",
             "send_timeout_s",
             "shutdown_timeout_s",
+            "session_poll_interval_s",
+            "max_connections_per_user",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -220,7 +239,7 @@ class Config:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{f.name} must be a finite number")
-        for name in ("ping_interval_s", "tcp_user_timeout_s", "token_ttl_days"):
+        for name in ("ping_interval_s", "tcp_user_timeout_s", "token_ttl_days", "session_ttl_days"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.redis_cluster_url and ("{" in self.redis_prefix or "}" in self.redis_prefix):

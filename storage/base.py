@@ -12,6 +12,7 @@ a transaction rolls back, and returns only once the event is durable.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from protocol import (
@@ -43,6 +44,20 @@ class UserRecord:
     kind: UserKind
     is_admin: bool  # may use the server administration API
     created_ms: int
+    disabled_ms: int | None = None  # set while an administrator has disabled the account
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_ms is not None
+
+
+class TokenKind(StrEnum):
+    SESSION = "session"  # an interactive sign-in (web client, terminal chat)
+    API = "api"  # a bot or script
+
+
+# Who issued a token or did an audited act from the command line (no user behind it).
+OPERATOR = "cli"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +70,63 @@ class TokenRecord:
     created_ms: int
     expires_ms: int | None
     revoked: bool = False
+    kind: TokenKind = TokenKind.SESSION
+    # The user id of whoever issued it (the user themselves, an administrator), OPERATOR for
+    # the command line, None for tokens issued before this was recorded.
+    issued_by: str | None = None
+    label: str | None = None
+    last_used_ms: int | None = None  # updated at most once per TOUCH_INTERVAL_MS
+
+    def live(self, now_ms: int) -> bool:
+        return not self.revoked and (self.expires_ms is None or self.expires_ms > now_ms)
+
+
+# Why: a write per authentication would cost more than the "last used" column is worth.
+TOUCH_INTERVAL_MS = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPage:
+    tokens: list[TokenRecord]  # newest first
+    issuer_names: dict[str, str]  # name of each user id in ``issued_by``
+    next_cursor: tuple[int, str] | None  # (created_ms, token_id) of the last, if more follow
+
+
+class ChangeKind(StrEnum):
+    """What a ``session_changes`` row tells every node to close."""
+
+    TOKEN_REVOKED = "token_revoked"  # connections opened with token_id
+    USER_DISABLED = "user_disabled"  # every connection of user_id
+
+
+@dataclass(frozen=True, slots=True)
+class SessionChange:
+    """One row of the append-only log every node polls to close live sockets."""
+
+    seq: int  # ascending in commit order
+    kind: ChangeKind
+    user_id: UserId
+    token_id: str | None
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """An administrative act, recorded in the same transaction as the act itself."""
+
+    actor: str  # a user id, or OPERATOR
+    action: str  # user_created, token_issued, token_revoked, tokens_revoked, user_disabled, ...
+    user_id: UserId | None  # whom it concerned
+    ts_ms: int
+    token_id: str | None = None
+    detail: str | None = None
+    seq: int = 0  # assigned by the store
+
+
+class HasSpheresError(CloisonError):
+    """A token for a human who belongs to spheres may only be issued by that human."""
+
+    code = ErrorCode.FORBIDDEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,17 +246,93 @@ def sphere_key(sphere: SphereSummary) -> SphereKey:
 
 class Directory(Protocol):
     async def create_user(
-        self, name: str, kind: UserKind, *, is_admin: bool, now_ms: int
-    ) -> UserRecord: ...
+        self,
+        name: str,
+        kind: UserKind,
+        *,
+        is_admin: bool,
+        now_ms: int,
+        audit: AuditEntry | None = None,
+    ) -> UserRecord:
+        """Create a user; ``audit`` (its user_id filled in here) is written with it."""
+        ...
 
     async def get_user(self, user_id: UserId) -> UserRecord | None: ...
 
-    async def add_token(self, token: TokenRecord) -> None: ...
+    async def list_users(self, *, after: UserId | None, limit: int) -> list[UserRecord]:
+        """Users by ascending user_id, after ``after``."""
+        ...
+
+    async def rename_user(self, user_id: UserId, name: str) -> UserRecord | None: ...
+
+    async def set_user_disabled(
+        self, user_id: UserId, disabled: bool, *, now_ms: int, audit: AuditEntry | None = None
+    ) -> UserRecord | None:
+        """Disable or enable a user. Disabling also appends a USER_DISABLED session change,
+        in the same transaction. None for an unknown user."""
+        ...
+
+    async def add_token(
+        self,
+        token: TokenRecord,
+        *,
+        audit: AuditEntry | None = None,
+        refuse_members: bool = False,
+    ) -> None:
+        """Store ``token`` (and ``audit``) in one transaction.
+
+        Raises:
+            NotFoundError: unknown user.
+            HasSpheresError: ``refuse_members`` and the user is a human member of a sphere.
+        """
+        ...
 
     async def get_token(self, token_id: str) -> TokenRecord | None: ...
 
-    async def revoke_token(self, token_id: str) -> bool:
-        """Mark a token revoked; False when there is no such token."""
+    async def touch_token(self, token_id: str, now_ms: int) -> None:
+        """Record that the token was used (callers limit this to one per TOUCH_INTERVAL_MS)."""
+        ...
+
+    async def list_tokens(
+        self, user_id: UserId, *, now_ms: int, before: tuple[int, str] | None, limit: int
+    ) -> TokenPage:
+        """The user's live tokens (neither revoked nor expired), newest first."""
+        ...
+
+    async def revoke_token(
+        self,
+        token_id: str,
+        *,
+        now_ms: int,
+        owner: UserId | None = None,
+        audit: AuditEntry | None = None,
+    ) -> TokenRecord | None:
+        """Revoke a live token (of ``owner`` only, if given) and append a TOKEN_REVOKED session
+        change, in one transaction. Returns the revoked token; None if there was no live one."""
+        ...
+
+    async def revoke_user_tokens(
+        self,
+        user_id: UserId,
+        *,
+        now_ms: int,
+        keep: str | None = None,
+        audit: AuditEntry | None = None,
+    ) -> list[str]:
+        """Revoke every live token of the user except ``keep``, with one TOKEN_REVOKED change
+        each, in one transaction. Returns the revoked token ids."""
+        ...
+
+    async def latest_session_change(self) -> int:
+        """The seq of the newest session change, 0 if none."""
+        ...
+
+    async def session_changes_after(self, seq: int, limit: int) -> list[SessionChange]:
+        """Session changes with seq > ``seq``, ascending (seq order is commit order)."""
+        ...
+
+    async def list_audit(self, *, before: int | None, limit: int) -> list[AuditEntry]:
+        """Audit entries, newest first, with seq < ``before``."""
         ...
 
     async def create_sphere(

@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import logging
 import re
 import secrets
@@ -77,8 +79,6 @@ from storage.base import (
     SphereRecord,
     StoreError,
     TargetGoneError,
-    TokenRecord,
-    UserRecord,
 )
 from storage.commit import CommitInDoubtError, FailureLog, in_doubt, rolled_back
 from storage.migrations import load_migrations, pending_migrations
@@ -93,6 +93,7 @@ from storage.rows import (
     to_message,
     to_sphere,
 )
+from storage.sessions_sql import SqlAccounts, SqlRunner
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +147,6 @@ _EVENT_COLUMNS = (
     "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, deleted"
 )
 _SPHERE_COLUMNS = "sphere_id, name, privacy, epoch, last_offset, created_ms"
-_USER_COLUMNS = "user_id, name, kind, is_admin, created_ms"
-_TOKEN_COLUMNS = "token_id, user_id, secret_hash, created_ms, expires_ms, revoked"
 _SPHERE_ACCESS = f"""
     SELECT {", ".join("s." + c.strip() for c in _SPHERE_COLUMNS.split(","))}, m.role
     FROM spheres s LEFT JOIN members m ON m.sphere_id = s.sphere_id AND m.user_id = $1
@@ -295,7 +294,7 @@ class _Target:
     changed: bool = False
 
 
-class PostgresStore:
+class PostgresStore(SqlAccounts):
     """A ``storage.base.Store`` in a PostgreSQL database, shared with other processes.
 
     Open with ``await PostgresStore.open(dsn)``; release with ``aclose()`` (or ``async with``).
@@ -468,61 +467,19 @@ class PostgresStore:
         return to_message(rows[0]) if rows else None
 
     # -----------------------------------------------------------------------------------------
-    # Directory
+    # Directory (users and tokens: storage.sessions_sql)
 
-    async def create_user(
-        self, name: str, kind: UserKind, *, is_admin: bool, now_ms: int
-    ) -> UserRecord:
-        user = UserRecord(UserId("u_" + secrets.token_urlsafe(12)), name, kind, is_admin, now_ms)
-        async with self._connection("a write") as db:
-            await db.execute(
-                f"INSERT INTO users ({_USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5)",
-                user.user_id,
-                user.name,
-                user.kind.value,
-                user.is_admin,
-                user.created_ms,
-            )
-        return user
+    _CHANGES_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('cloison.session_changes', 0))"
 
-    async def get_user(self, user_id: UserId) -> UserRecord | None:
-        rows = await self._fetch(f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = $1", user_id)
-        if not rows:
-            return None
-        _, name, kind, is_admin, created_ms = rows[0]
-        return UserRecord(user_id, name, UserKind(kind), is_admin, created_ms)
+    @asynccontextmanager
+    async def _accounts_read(self) -> AsyncIterator[SqlRunner]:
+        async with self._connection("a read") as db:
+            yield _Runner(db)
 
-    async def add_token(self, token: TokenRecord) -> None:
-        """Store ``token``. Raises NotFoundError for an unknown user."""
-        async with self._connection("a write") as db:
-            try:
-                await db.execute(
-                    f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
-                    token.token_id,
-                    token.user_id,
-                    token.secret_hash,
-                    token.created_ms,
-                    token.expires_ms,
-                    token.revoked,
-                )
-            except asyncpg.ForeignKeyViolationError:
-                raise NotFoundError(f"no user {token.user_id}") from None
-
-    async def get_token(self, token_id: str) -> TokenRecord | None:
-        rows = await self._fetch(
-            f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE token_id = $1", token_id
-        )
-        if not rows:
-            return None
-        _, user_id, secret_hash, created_ms, expires_ms, revoked = rows[0]
-        return TokenRecord(token_id, user_id, secret_hash, created_ms, expires_ms, revoked)
-
-    async def revoke_token(self, token_id: str) -> bool:
-        async with self._connection("a write") as db:
-            row = await db.fetchrow(
-                "UPDATE tokens SET revoked = true WHERE token_id = $1 RETURNING 1", token_id
-            )
-        return row is not None
+    @asynccontextmanager
+    async def _accounts_write(self) -> AsyncIterator[SqlRunner]:
+        async with self._connection("a write") as db, db.transaction():
+            yield _Runner(db)
 
     async def create_sphere(
         self, name: str, privacy: Privacy, owner_id: UserId, *, now_ms: int
@@ -793,6 +750,25 @@ class PostgresStore:
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         async with self._connection("a read") as db:
             return list(await db.fetch(sql, *args))
+
+
+class _Runner:
+    """``SqlRunner`` on a pool connection: ``?`` placeholders become ``$1``, ``$2``, ..."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        try:
+            return list(await self._db.fetch(_numbered(sql), *args))
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise NotFoundError("a referenced user does not exist") from exc
+
+
+@functools.lru_cache(maxsize=128)
+def _numbered(sql: str) -> str:
+    count = itertools.count(1)
+    return re.sub(r"\?", lambda _: f"${next(count)}", sql)
 
 
 async def _write_batch(db: Any, batch: Sequence[_QueuedAppend]) -> list[Outcome]:

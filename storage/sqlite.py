@@ -44,7 +44,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -73,8 +73,6 @@ from storage.base import (
     SphereRecord,
     StoreError,
     TargetGoneError,
-    TokenRecord,
-    UserRecord,
 )
 from storage.commit import CommitInDoubtError, FailureLog, in_doubt, rolled_back
 from storage.migrations import load_migrations, pending_migrations
@@ -89,6 +87,7 @@ from storage.rows import (
     to_message,
     to_sphere,
 )
+from storage.sessions_sql import SqlAccounts, SqlRunner
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +114,6 @@ _EVENT_COLUMNS = (
     "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, deleted"
 )
 _SPHERE_COLUMNS = "sphere_id, name, privacy, epoch, last_offset, created_ms"
-_USER_COLUMNS = "user_id, name, kind, is_admin, created_ms"
-_TOKEN_COLUMNS = "token_id, user_id, secret_hash, created_ms, expires_ms, revoked"
 _SPHERE_ACCESS = f"""
     SELECT {", ".join("s." + c.strip() for c in _SPHERE_COLUMNS.split(","))}, m.role
     FROM spheres s LEFT JOIN members m ON m.sphere_id = s.sphere_id AND m.user_id = ?
@@ -204,7 +201,7 @@ class _QueuedAppend:
     future: asyncio.Future[AppendResult]
 
 
-class SqliteStore:
+class SqliteStore(SqlAccounts):
     """A ``storage.base.Store`` in one SQLite file.
 
     Open with ``await SqliteStore.open(path)``; release with ``aclose()`` (or ``async with``).
@@ -388,57 +385,16 @@ class SqliteStore:
         return to_message(rows[0]) if rows else None
 
     # -----------------------------------------------------------------------------------------
-    # Directory
+    # Directory (users and tokens: storage.sessions_sql)
 
-    async def create_user(
-        self, name: str, kind: UserKind, *, is_admin: bool, now_ms: int
-    ) -> UserRecord:
-        user = UserRecord(UserId("u_" + secrets.token_urlsafe(12)), name, kind, is_admin, now_ms)
+    @asynccontextmanager
+    async def _accounts_read(self) -> AsyncIterator[SqlRunner]:
+        yield _Runner(self._read)
+
+    @asynccontextmanager
+    async def _accounts_write(self) -> AsyncIterator[SqlRunner]:
         async with self._transaction() as db:
-            await db.execute(
-                f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-                (user.user_id, user.name, user.kind, user.is_admin, user.created_ms),
-            )
-        return user
-
-    async def get_user(self, user_id: UserId) -> UserRecord | None:
-        rows = await self._read(f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = ?", (user_id,))
-        if not rows:
-            return None
-        _, name, kind, is_admin, created_ms = rows[0]
-        return UserRecord(user_id, name, UserKind(kind), bool(is_admin), created_ms)
-
-    async def add_token(self, token: TokenRecord) -> None:
-        """Store ``token``. Raises NotFoundError for an unknown user."""
-        async with self._transaction() as db:
-            await _require_user(db, token.user_id)
-            await db.execute(
-                f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    token.token_id,
-                    token.user_id,
-                    token.secret_hash,
-                    token.created_ms,
-                    token.expires_ms,
-                    token.revoked,
-                ),
-            )
-
-    async def get_token(self, token_id: str) -> TokenRecord | None:
-        rows = await self._read(
-            f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE token_id = ?", (token_id,)
-        )
-        if not rows:
-            return None
-        _, user_id, secret_hash, created_ms, expires_ms, revoked = rows[0]
-        return TokenRecord(token_id, user_id, secret_hash, created_ms, expires_ms, bool(revoked))
-
-    async def revoke_token(self, token_id: str) -> bool:
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                "UPDATE tokens SET revoked = 1 WHERE token_id = ?", (token_id,)
-            )
-        return cursor.rowcount > 0
+            yield _Runner(lambda sql, args: db.execute_fetchall(sql, args))
 
     async def create_sphere(
         self, name: str, privacy: Privacy, owner_id: UserId, *, now_ms: int
@@ -679,6 +635,16 @@ def _unwritable(path: str) -> str | None:
         if os.path.exists(candidate) and not os.access(candidate, os.W_OK):
             return "the database directory" if candidate == directory else repr(candidate)
     return None
+
+
+class _Runner:
+    """``SqlRunner`` over a read or an open transaction."""
+
+    def __init__(self, run: Callable[[str, Sequence[Any]], Awaitable[Iterable[Any]]]) -> None:
+        self._run = run
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        return list(await self._run(sql, args))
 
 
 async def _connect(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,12 +27,17 @@ from protocol import (
     UserKind,
 )
 from storage import (
+    OPERATOR,
+    AuditEntry,
+    ChangeKind,
     Draft,
+    HasSpheresError,
     NotFoundError,
     SphereRecord,
     Store,
     StoreError,
     TargetGoneError,
+    TokenKind,
     TokenRecord,
     UserRecord,
     member_key,
@@ -537,13 +543,135 @@ async def test_tokens(store: Store, alice: UserRecord) -> None:
         assert await store.get_token("t2") == forever
         assert await store.get_token("t3") is None
 
-        assert await store.revoke_token("t1")
-        assert await store.get_token("t1") == TokenRecord(
-            "t1", alice.user_id, b"\x00hash", NOW_MS, NOW_MS + 60_000, revoked=True
-        )
-        assert not await store.revoke_token("t3")
+        assert await store.revoke_token("t1", now_ms=NOW_MS) == replace(token, revoked=True)
+        assert await store.get_token("t1") == replace(token, revoked=True)
+        assert await store.revoke_token("t1", now_ms=NOW_MS) is None  # already revoked
+        assert await store.revoke_token("t3", now_ms=NOW_MS) is None
         with pytest.raises(NotFoundError):
             await store.add_token(TokenRecord("t4", UserId("u_nobody"), b"", NOW_MS, None))
+
+
+async def test_token_kinds_provenance_and_last_use(store: Store, alice: UserRecord) -> None:
+    bot = await store.create_user("ci", UserKind.BOT, is_admin=False, now_ms=NOW_MS)
+    issued = TokenRecord(
+        "b1",
+        bot.user_id,
+        b"h",
+        NOW_MS,
+        None,
+        kind=TokenKind.API,
+        issued_by=alice.user_id,
+        label="ci runner",
+    )
+    async with asyncio.timeout(TIMEOUT_S):
+        await store.add_token(issued)
+        assert await store.get_token("b1") == issued
+        await store.touch_token("b1", NOW_MS + 5)
+        assert (await store.get_token("b1")) == replace(issued, last_used_ms=NOW_MS + 5)
+        page = await store.list_tokens(bot.user_id, now_ms=NOW_MS, before=None, limit=10)
+        assert [t.token_id for t in page.tokens] == ["b1"]
+        assert page.issuer_names == {alice.user_id: "alice"}
+        assert page.next_cursor is None
+
+
+async def test_list_tokens_pages_live_tokens_newest_first(store: Store, alice: UserRecord) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        for n in range(5):
+            await store.add_token(TokenRecord(f"t{n}", alice.user_id, b"h", NOW_MS + n, None))
+        await store.add_token(TokenRecord("old", alice.user_id, b"h", NOW_MS, NOW_MS + 1))
+        await store.revoke_token("t2", now_ms=NOW_MS)
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await store.list_tokens(
+                alice.user_id, now_ms=NOW_MS + 10, before=cursor, limit=2
+            )
+            seen += [t.token_id for t in page.tokens]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == ["t4", "t3", "t1", "t0"]  # not the revoked one, nor the expired one
+
+
+async def test_revocations_and_disabling_append_session_changes(
+    store: Store, alice: UserRecord
+) -> None:
+    bob = await new_user(store, "bob")
+    async with asyncio.timeout(TIMEOUT_S):
+        start = await store.latest_session_change()
+        for n in range(3):
+            await store.add_token(TokenRecord(f"a{n}", alice.user_id, b"h", NOW_MS, None))
+        await store.add_token(TokenRecord("b0", bob.user_id, b"h", NOW_MS, None))
+        assert await store.revoke_token("a0", now_ms=NOW_MS, owner=bob.user_id) is None
+        assert await store.revoke_token("a0", now_ms=NOW_MS, owner=alice.user_id) is not None
+        assert await store.revoke_user_tokens(alice.user_id, now_ms=NOW_MS, keep="a2") == ["a1"]
+        assert await store.revoke_user_tokens(alice.user_id, now_ms=NOW_MS, keep="a2") == []
+        disabled = await store.set_user_disabled(bob.user_id, True, now_ms=NOW_MS + 1)
+        assert disabled is not None and disabled.disabled_ms == NOW_MS + 1
+        assert (await store.get_user(bob.user_id)) == disabled
+        changes = await store.session_changes_after(start, 100)
+        assert [(c.kind, c.user_id, c.token_id) for c in changes] == [
+            (ChangeKind.TOKEN_REVOKED, alice.user_id, "a0"),
+            (ChangeKind.TOKEN_REVOKED, alice.user_id, "a1"),
+            (ChangeKind.USER_DISABLED, bob.user_id, None),
+        ]
+        seqs = [c.seq for c in changes]
+        assert seqs == sorted(seqs) and seqs[0] > start
+        assert await store.latest_session_change() == seqs[-1]
+        assert await store.session_changes_after(seqs[0], 1) == changes[1:2]
+        enabled = await store.set_user_disabled(bob.user_id, False, now_ms=NOW_MS + 2)
+        assert enabled is not None and not enabled.disabled
+        assert await store.session_changes_after(seqs[-1], 10) == []  # enabling closes nothing
+        assert await store.set_user_disabled(UserId("u_nobody"), True, now_ms=NOW_MS) is None
+
+
+async def test_users_are_listed_renamed_and_audited(store: Store) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        audit = AuditEntry(OPERATOR, "user_created", None, NOW_MS)
+        made = [
+            await store.create_user(
+                f"n{i}", UserKind.HUMAN, is_admin=False, now_ms=NOW_MS, audit=audit
+            )
+            for i in range(3)
+        ]
+        ids = sorted(u.user_id for u in made)
+        listed = await store.list_users(after=None, limit=2)
+        listed += await store.list_users(after=listed[-1].user_id, limit=2)
+        assert [u.user_id for u in listed] == ids
+        renamed = await store.rename_user(made[0].user_id, "Ada L.")
+        assert renamed == replace(made[0], name="Ada L.")
+        assert await store.rename_user(UserId("u_nobody"), "x") is None
+        entries = await store.list_audit(before=None, limit=2)
+        assert [(e.actor, e.action, e.user_id) for e in entries] == [
+            (OPERATOR, "user_created", made[2].user_id),
+            (OPERATOR, "user_created", made[1].user_id),
+        ]
+        older = await store.list_audit(before=entries[-1].seq, limit=10)
+        assert [e.user_id for e in older] == [made[0].user_id]
+
+
+async def test_tokens_for_humans_in_spheres_can_be_refused(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    newcomer = await new_user(store, "newcomer")
+    bot = await store.create_user("bot", UserKind.BOT, is_admin=False, now_ms=NOW_MS)
+    await store.set_member(lobby.sphere_id, bot.user_id, Role.MEMBER, now_ms=NOW_MS)
+    audit = AuditEntry(OPERATOR, "token_issued", None, NOW_MS, token_id="x")
+    async with asyncio.timeout(TIMEOUT_S):
+        before = await store.list_audit(before=None, limit=100)
+        with pytest.raises(HasSpheresError):
+            await store.add_token(
+                TokenRecord("x1", alice.user_id, b"h", NOW_MS, None),
+                audit=audit,
+                refuse_members=True,
+            )
+        assert await store.get_token("x1") is None
+        assert await store.list_audit(before=None, limit=100) == before  # nothing half-written
+        for user in (newcomer, bot):  # no sphere yet; a bot
+            token = TokenRecord(f"x-{user.name}", user.user_id, b"h", NOW_MS, None)
+            await store.add_token(token, audit=audit, refuse_members=True)
+            assert await store.get_token(token.token_id) == token
+        assert len(await store.list_audit(before=None, limit=100)) == len(before) + 2
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,11 @@ import pytest
 from tests.support import Client, ServerProcess
 
 # Generous limits so tests that are not about rate limiting never hit them.
-FAST = ["--publish-rate-per-s", "100000", "--publish-burst", "100000"]
+FAST = [
+    flag
+    for cls in ("publish", "membership", "sphere-admin", "read-marker", "typing", "query")
+    for flag in (f"--{cls}-rate-per-s", "100000", f"--{cls}-burst", "100000")
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

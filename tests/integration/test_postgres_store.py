@@ -21,6 +21,7 @@ import pytest
 
 from protocol import EventKind, Message, MessageId, Privacy, SphereId, UserKind
 from storage import AppendResult, Draft, SphereRecord, StoreError, UserRecord, open_store
+from storage.migrations import load_migrations
 from storage.postgres import PostgresStore
 from tests.services import (
     CLUSTER_TIMEOUT_S,
@@ -146,7 +147,7 @@ async def test_concurrent_first_opens_migrate_once(schema: str) -> None:
         finally:
             await db.close()
 
-    assert [row[0] for row in versions] == [1]
+    assert [row[0] for row in versions] == [m.version for m in load_migrations("postgres")]
 
 
 # The other process: opens its own store, appends its posts and the shared ones when told to go

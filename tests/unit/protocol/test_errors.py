@@ -41,6 +41,7 @@ RECONNECT = {
     CloseCode.SLOW_CONSUMER: True,
     CloseCode.AUTH_TIMEOUT: True,
     CloseCode.IDLE_TIMEOUT: True,
+    CloseCode.TOO_MANY_CONNECTIONS: True,
     CloseCode.UNAUTHORIZED: False,
     CloseCode.UNSUPPORTED_PROTOCOL: False,
     CloseCode.POLICY_VIOLATION: False,

@@ -50,6 +50,9 @@ DEFAULTS = {
     "query_rate_per_s": 50.0,
     "query_burst": 200,
     "public_url": "",
+    "session_ttl_days": 30,
+    "session_poll_interval_s": 0.5,
+    "max_connections_per_user": 64,
 }
 
 POSITIVE = [
