@@ -108,3 +108,9 @@ async def test_a_flood_of_identical_warnings_is_bounded(tmp_path: Path) -> None:
         server.stop()
     warnings = [line for line in server.log if "Invalid HTTP request" in line]
     assert 1 <= len(warnings) <= 25 < requests, len(warnings)
+    # The startup line reads as docs/operations.md shows it (an absolute path: four slashes).
+    store = f"store sqlite:///{(tmp_path / 'data' / 'cloison.sqlite3').resolve()}"
+    assert any(
+        line.startswith("INFO:     server.runner: listening on 127.0.0.1:") and store in line
+        for line in server.log
+    ), server.log[:3]
