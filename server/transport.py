@@ -78,6 +78,12 @@ class AsgiTransport:
         except OSError:  # the peer is gone (uvicorn's ClientDisconnected is an OSError)
             self._closed = True
 
+    def abort(self) -> None:
+        """Drop the socket without a close handshake: its peer accepts nothing."""
+        self._closed = True
+        if self._proto is not None:
+            self._proto.transport.abort()
+
     async def close(self, code: int, reason: str) -> None:
         if self._closed:
             return

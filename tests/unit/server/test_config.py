@@ -29,7 +29,7 @@ DEFAULTS = {
     "auth_timeout_s": 10.0,
     "idle_timeout_s": 90.0,
     "ping_interval_s": 20.0,
-    "send_timeout_s": 30.0,
+    "send_timeout_s": 8.0,
     "tcp_user_timeout_s": 30.0,
     "shutdown_timeout_s": 10.0,
     "token_ttl_days": 365,
@@ -39,6 +39,13 @@ DEFAULTS = {
     "tls_key": "",
     "drain_batch": 500,
     "drain_interval_s": 0.2,
+    "max_header_bytes": 16 * 1024,
+    "max_headers": 100,
+    "handshake_timeout_s": 10.0,
+    "max_connections_per_address": 4096,
+    "max_unauthenticated_per_address": 128,
+    "max_unauthenticated": 0,
+    "uncapped_addresses": ("127.0.0.1", "::1"),
 }
 
 POSITIVE = [
@@ -52,6 +59,9 @@ POSITIVE = [
     "idle_timeout_s",
     "send_timeout_s",
     "shutdown_timeout_s",
+    "max_header_bytes",
+    "max_headers",
+    "handshake_timeout_s",
 ]
 
 
