@@ -20,6 +20,7 @@ from starlette.types import Send
 from websockets.exceptions import InvalidState
 
 from protocol import Wire
+from server.wire.closing import reset
 
 
 def _uvicorn_protocol(send: Send) -> Any | None:
@@ -82,7 +83,7 @@ class AsgiTransport:
         """Drop the socket without a close handshake: its peer accepts nothing."""
         self._closed = True
         if self._proto is not None:
-            self._proto.transport.abort()
+            reset(self._proto.transport)
 
     async def close(self, code: int, reason: str) -> None:
         if self._closed:

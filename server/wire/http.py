@@ -29,6 +29,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from server.wire.admission import Ticket, Verdict
+from server.wire.closing import linger, reset
 from server.wire.gatekeeper import Gatekeeper, Handoff
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         ticket = self.gatekeeper.admission.admit(self.client[0] if self.client else None)
         self._ticket = ticket
         if ticket.verdict is Verdict.DROPPED:
-            transport.abort()
+            reset(transport)
         elif ticket.verdict is Verdict.REFUSED:
             logger.debug("refused a connection: %s", ticket.reason)
             self._refuse(503, ticket.reason)
@@ -202,23 +203,4 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _deadline_passed(self) -> None:
         self._deadline = None
         logger.debug("aborted a request whose headers did not arrive in time")
-        self.transport.abort()
-
-
-def linger(
-    transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, linger_s: float
-) -> asyncio.TimerHandle:
-    """Half-close ``transport`` after what is written, keep reading, abort after ``linger_s``.
-
-    Closing a socket with unread input makes the kernel send a reset, and a reset can reach
-    the peer before it read the last answer. So the write side is shut first (the peer reads
-    the answer, then EOF), input is read and discarded by the caller's ``data_received``, and
-    the socket closes on the peer's EOF (``eof_received`` returns None) or after ``linger_s``.
-
-    Returns:
-        The timer of the abort: cancel it in ``connection_lost``.
-    """
-    if transport.can_write_eof():
-        transport.write_eof()
-    transport.resume_reading()
-    return loop.call_later(linger_s, transport.abort)
+        reset(self.transport)

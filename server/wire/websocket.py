@@ -15,7 +15,7 @@ A WebSocket whose upgrade has not completed by the handshake deadline the HTTP p
 over is aborted too.
 
 When websockets fails the connection (an oversized or invalid frame), the close frame it
-queues is written, then the socket lingers (``server.wire.http.linger``): the write side is
+queues is written, then the socket lingers (``server.wire.closing.linger``): the write side is
 shut, input is discarded, and the socket closes on the peer's EOF or after ``LINGER_S``.
 uvicorn closes at once instead, with the peer's frame still unread, and the kernel's reset
 often destroys the close frame (the client sees 1006 instead of 1009).
@@ -38,8 +38,8 @@ from websockets.http11 import Request
 
 from protocol import CloseCode
 from server.wire.admission import Ticket
+from server.wire.closing import linger, reset
 from server.wire.gatekeeper import Gatekeeper
-from server.wire.http import linger
 
 logger = logging.getLogger(__name__)
 
@@ -135,13 +135,13 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             "aborting a connection whose socket accepted nothing for %.1f s",
             self._limits.send_timeout_s,
         )
-        self.transport.abort()
+        reset(self.transport)
 
     def _deadline_passed(self) -> None:
         self._deadline = None
         if not self.handshake_complete:
             logger.debug("aborted a WebSocket whose upgrade did not complete in time")
-            self.transport.abort()
+            reset(self.transport)
 
     # Input in slices, and a ping budget
 

@@ -283,3 +283,36 @@ async def wait_closed(socks: list[socket.socket], timeout_s: float) -> float:
         while not all(closed_by_peer(s) for s in socks):  # noqa: ASYNC110 - kernel state
             await asyncio.sleep(0.1)
     return time.monotonic() - started
+
+
+# TCP states in /proc/net/tcp that still hold a socket (TIME_WAIT and CLOSE do not).
+_HELD_STATES = {"01", "04", "05", "08", "09", "0B"}
+
+
+def _hex_endpoint(host: str, port: int) -> str:
+    return f"{socket.inet_aton(host)[::-1].hex().upper()}:{port:04X}"
+
+
+def server_side_open(sock: socket.socket, server_port: int) -> bool:
+    """True while the server's end of ``sock`` still exists in the kernel.
+
+    A peer that reads nothing may never see the server's reset (it arrives outside a full
+    receive window), so the test looks at the server's side of the connection instead.
+    """
+    host, port = sock.getsockname()[:2]
+    local = _hex_endpoint("127.0.0.1", server_port)
+    remote = _hex_endpoint(host, port)
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        if parts[1] == local and parts[2] == remote and parts[3] in _HELD_STATES:
+            return True
+    return False
+
+
+async def wait_released(socks: list[socket.socket], server_port: int, timeout_s: float) -> float:
+    """Seconds until the server holds none of ``socks`` any more; raises on timeout."""
+    started = time.monotonic()
+    async with asyncio.timeout(timeout_s):
+        while any(server_side_open(s, server_port) for s in socks):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    return time.monotonic() - started
