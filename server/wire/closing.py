@@ -8,6 +8,9 @@ import contextlib
 import socket
 import struct
 
+# Why: a failed peer may finish sending the frame it was in (the largest a client would send
+# is a few MiB); reading more than this for it is work an attacker chose for us.
+LINGER_MAX_BYTES = 8 << 20
 # SO_LINGER on, zero seconds: close() sends a reset and drops unsent data at once.
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
@@ -31,6 +34,9 @@ def linger(
     transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, linger_s: float
 ) -> asyncio.TimerHandle:
     """Half-close ``transport`` after what is written, keep reading, abort after ``linger_s``.
+
+    The caller discards what it reads meanwhile, and resets the socket once that passes
+    ``LINGER_MAX_BYTES``.
 
     Closing a socket with unread input makes the kernel send a reset, and a reset can reach
     the peer before it read the last answer. So the write side is shut first (the peer reads

@@ -29,7 +29,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from server.wire.admission import Ticket, Verdict
-from server.wire.closing import linger, reset
+from server.wire.closing import LINGER_MAX_BYTES, linger, reset
 from server.wire.gatekeeper import Gatekeeper, Handoff
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
         self._refused = False
+        self._discarded_bytes = 0
 
     # Connection lifecycle
 
@@ -89,8 +90,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # Input, counted before it is parsed
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return  # lingering: the answer is sent, the rest is discarded unread
+        if self._refused:  # lingering: the answer is sent, the rest is discarded
+            self._discarded_bytes += len(data)
+            if self._discarded_bytes > LINGER_MAX_BYTES:
+                reset(self.transport)
+            return
         if self._head_done:
             self._feed(data)
             return

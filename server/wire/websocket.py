@@ -38,7 +38,7 @@ from websockets.http11 import Request
 
 from protocol import CloseCode
 from server.wire.admission import Ticket
-from server.wire.closing import linger, reset
+from server.wire.closing import LINGER_MAX_BYTES, linger, reset
 from server.wire.gatekeeper import Gatekeeper
 
 logger = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ logger = logging.getLogger(__name__)
 ADMISSION_EXTENSION = "cloison.admission"
 # Why: websockets parses a whole read before the protocol sees one event, and a 256 KiB read
 # of empty pings costs 200 ms of CPU; fed in slices, a peer over its ping budget is failed
-# after at most one slice (about 12 ms).
-FEED_SLICE_BYTES = 16 * 1024
+# after at most one slice (about 3 ms).
+FEED_SLICE_BYTES = 4 * 1024
 # Why: a client needs a ping every few seconds at most (keepalive, latency probes); each one
 # costs the server a parse and a write, so a flood of them is refused like other abuse.
 PING_BURST = 32
@@ -75,6 +75,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self._stall: asyncio.TimerHandle | None = None
         self._write_paused = False
         self._lingering = False
+        self._discarded_bytes = 0
         self._ping_tokens = float(PING_BURST)
         self._ping_refilled_at = self.loop.time()
 
@@ -146,8 +147,11 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     # Input in slices, and a ping budget
 
     def data_received(self, data: bytes) -> None:
-        if self._lingering:
-            return  # discarded: the connection failed and waits for the peer's EOF
+        if self._lingering:  # the connection failed and waits for the peer's EOF
+            self._discarded_bytes += len(data)
+            if self._discarded_bytes > LINGER_MAX_BYTES:
+                reset(self.transport)
+            return
         if len(data) <= FEED_SLICE_BYTES:
             super().data_received(data)
             return
