@@ -57,6 +57,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_done = False
         self._header_lines = 0
+        self._messages_completed = 0
         self._deadline_at = 0.0
         self._deadline: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
@@ -106,6 +107,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         # The budget ends inside this read: parse up to it, and go on only if that completed
         # the headers (the rest is then body, or the next request).
         self._head_bytes += room
+        completed = self._messages_completed
         self._feed(data[:room])
         if (
             self._refused
@@ -113,9 +115,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             or self.transport.get_protocol() is not self
         ):
             return
-        if not self._head_done:
+        if not self._head_done and self._messages_completed == completed:
             self._refuse(431, "request headers too large")
             return
+        # Either the rest is this request's body, or a pipelined request began in the slice
+        # (its budget restarted when the previous one completed).
         self.data_received(data[room:])
 
     def _feed(self, data: bytes) -> None:
@@ -157,6 +161,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._messages_completed += 1
         self._head_done = False
         self._head_bytes = 0
         self._header_lines = 0

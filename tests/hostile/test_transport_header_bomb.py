@@ -104,3 +104,18 @@ async def test_a_body_in_the_same_read_as_the_headers_is_not_counted_as_headers(
         # Whatever the API says about the body, it is not the head budget's 431.
         assert head.startswith(b"HTTP/1.1 ") and not head.startswith(b"HTTP/1.1 431"), head
         writer.transport.abort()
+
+
+async def test_pipelined_requests_past_the_budget_in_one_read_are_served(tmp_path) -> None:
+    """Each request's head has its own budget, even when many arrive in one read."""
+    with running(tmp_path) as server:
+        reader, writer = await open_stream(server.port)
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 1000 + b"\r\n\r\n"
+        count = 40  # about 41 KB in one write: more than twice the 16 KiB head budget
+        writer.write(request * count)
+        for _ in range(count):
+            head = await read_head(reader)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+        writer.transport.abort()

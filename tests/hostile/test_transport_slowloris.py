@@ -117,3 +117,22 @@ async def test_slowloris_cannot_exhaust_descriptors(tmp_path) -> None:
             assert held <= UNAUTHENTICATED_PER_ADDRESS
             assert all_closed_s < HANDSHAKE_TIMEOUT_S + opened_s + 2
         probe.assert_healthy()
+
+
+async def test_a_half_sent_request_after_a_kept_alive_one_meets_the_deadline(tmp_path) -> None:
+    """The deadline restarts with each request on a kept-alive connection (uvicorn's own
+    keep-alive timer stops at a request's first byte)."""
+    deadline_s = 2.5  # shorter than uvicorn's 5 s keep-alive timer, to tell the two apart
+    with running(tmp_path, "--handshake-timeout-s", str(deadline_s)) as server:
+        sock = attacker_socket(ATTACKER)
+        sock.settimeout(5)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the end
+        try:
+            closed_s = await wait_closed([sock], deadline_s + 3)
+        finally:
+            sock.close()
+        figure(f"half-sent second request on a kept-alive connection closed in {closed_s:.1f} s")
+        assert deadline_s - 1 < closed_s < 5
