@@ -94,7 +94,7 @@ class Config:
         default=20.0, metadata={"help": "WebSocket ping interval (0 disables)"}
     )
     send_timeout_s: float = field(
-        default=30.0, metadata={"help": "evict a connection whose socket accepts nothing this long"}
+        default=8.0, metadata={"help": "evict a connection whose socket accepts nothing this long"}
     )
     tcp_user_timeout_s: float = field(
         default=30.0,
@@ -175,6 +175,44 @@ class Config:
         """The most encoded bytes one reply (a history page, a list) may take."""
         return min(self.queue_max_bytes // 2, MAX_PAGE_BYTES)
 
+    # Bounds on what one peer can hold before it has authenticated (server/wire).
+    max_header_bytes: int = field(
+        default=16 * 1024,
+        metadata={"help": "bytes of an HTTP request line and headers (431 beyond)"},
+    )
+    max_headers: int = field(
+        default=100, metadata={"help": "header lines in one HTTP request (431 beyond)"}
+    )
+    handshake_timeout_s: float = field(
+        default=10.0,
+        metadata={"help": "time from TCP connect to the end of the headers or WebSocket upgrade"},
+    )
+    max_connections_per_address: int = field(
+        default=4096,
+        metadata={"help": "open sockets per client address (503 beyond; 0: no cap)"},
+    )
+    max_unauthenticated_per_address: int = field(
+        default=128,
+        metadata={
+            "help": "sockets per client address not yet past the WebSocket auth frame "
+            "(503 beyond; 0: no cap)"
+        },
+    )
+    max_unauthenticated: int = field(
+        default=0,
+        metadata={
+            "help": "sockets not yet past the auth frame, all addresses together "
+            "(503 beyond; 0: half the process's file descriptor limit)"
+        },
+    )
+    uncapped_addresses: tuple[str, ...] = field(
+        default=("127.0.0.1", "::1"),
+        metadata={
+            "help": "client addresses exempt from the per-address caps, comma-separated "
+            "(a reverse proxy on the same machine)"
+        },
+    )
+
     @property
     def resolved_store_url(self) -> str:
         if self.store_url:
@@ -231,6 +269,9 @@ class Config:
             "shutdown_timeout_s",
             "session_poll_interval_s",
             "max_connections_per_user",
+            "max_header_bytes",
+            "max_headers",
+            "handshake_timeout_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -239,7 +280,15 @@ class Config:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{f.name} must be a finite number")
-        for name in ("ping_interval_s", "tcp_user_timeout_s", "token_ttl_days", "session_ttl_days"):
+        for name in (
+            "ping_interval_s",
+            "tcp_user_timeout_s",
+            "token_ttl_days",
+            "session_ttl_days",
+            "max_connections_per_address",
+            "max_unauthenticated_per_address",
+            "max_unauthenticated",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.redis_cluster_url and ("{" in self.redis_prefix or "}" in self.redis_prefix):

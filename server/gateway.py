@@ -48,6 +48,7 @@ from server.operations import WRITES, Caller, Operations, PreparedWrite, now_ms
 from server.origins import OriginPolicy
 from server.sessions.registry import DISABLED, LiveSession, SessionRegistry
 from server.transport import AsgiTransport
+from server.wire import admission_ticket
 from storage import Store, StoreError, UserRecord
 
 logger = logging.getLogger(__name__)
@@ -151,6 +152,9 @@ class Gateway:
         login = await self._authenticate(receive, transport, codec)
         if login is None:
             return
+        ticket = admission_ticket(scope)
+        if ticket is not None:
+            ticket.authenticated()  # off the unauthenticated caps (server/wire/admission.py)
         try:
             await self._run_session(login, codec, transport, receive)
         finally:

@@ -29,7 +29,7 @@ DEFAULTS = {
     "auth_timeout_s": 10.0,
     "idle_timeout_s": 90.0,
     "ping_interval_s": 20.0,
-    "send_timeout_s": 30.0,
+    "send_timeout_s": 8.0,
     "tcp_user_timeout_s": 30.0,
     "shutdown_timeout_s": 10.0,
     "token_ttl_days": 365,
@@ -53,6 +53,13 @@ DEFAULTS = {
     "session_ttl_days": 30,
     "session_poll_interval_s": 0.5,
     "max_connections_per_user": 64,
+    "max_header_bytes": 16 * 1024,
+    "max_headers": 100,
+    "handshake_timeout_s": 10.0,
+    "max_connections_per_address": 4096,
+    "max_unauthenticated_per_address": 128,
+    "max_unauthenticated": 0,
+    "uncapped_addresses": ("127.0.0.1", "::1"),
 }
 
 POSITIVE = [
@@ -70,6 +77,9 @@ POSITIVE = [
     "idle_timeout_s",
     "send_timeout_s",
     "shutdown_timeout_s",
+    "max_header_bytes",
+    "max_headers",
+    "handshake_timeout_s",
 ]
 
 
