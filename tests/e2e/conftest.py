@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import Client, ServerProcess
+from tests.support import ServerProcess
 
 # Generous limits so tests that are not about rate limiting never hit them.
 FAST = [
@@ -27,13 +27,6 @@ def start_server(tmp_path: Path, *extra: str) -> ServerProcess:
     server.create_admin()
     server.start()
     return server
-
-
-@pytest.fixture(autouse=True)
-async def close_clients() -> AsyncIterator[None]:
-    yield
-    while Client.opened:
-        await Client.opened.pop().close()
 
 
 @pytest.fixture

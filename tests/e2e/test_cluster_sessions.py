@@ -173,6 +173,7 @@ async def test_revoking_while_sockets_authenticate(tmp_path: Path) -> None:
         revoked_at: list[float] = []
         welcomes = 0
         a_third_welcomed = asyncio.Event()
+        revoked = asyncio.Event()
 
         def welcomed_one() -> None:
             nonlocal welcomes
@@ -186,8 +187,11 @@ async def test_revoking_while_sockets_authenticate(tmp_path: Path) -> None:
                 reply = await http.delete(f"/api/v1/admin/tokens/{token_id}")
                 assert reply.status_code == 200
             revoked_at.append(time.monotonic())
+            revoked.set()
 
         async def staggered(n: int, url: str) -> tuple[bool, float | None, int | None]:
+            if n * 3 >= 2 * len(urls):
+                await revoked.wait()  # the last third comes after the revoke: all refused
             await asyncio.sleep(n * STAGGER_S)
             return await _authenticate_and_wait(url, user.token, welcomed_one)
 
