@@ -120,6 +120,17 @@ async def _build(config: Config) -> Runtime:
     )
     if guard is not None:
         _redis_gauges(metrics, guard)
+    if hasattr(store, "writer_stats"):  # both SQL stores count their group commits
+        metrics.gauge(
+            "cloison_store_failed_commits",
+            "Group commits that failed (rolled back, or with an unknown outcome)",
+            lambda: store.writer_stats.failed_groups,
+        )
+        metrics.gauge(
+            "cloison_store_unknown_commits",
+            "Group commits whose outcome is unknown (the connection broke during COMMIT)",
+            lambda: store.writer_stats.unknown_groups,
+        )
     api = HttpApi(config, store, operations, on_revoke=gateway.disconnect_token)
     return Runtime(
         store=store,
