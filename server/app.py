@@ -57,6 +57,7 @@ class Runtime:
     presence: PresenceDirectory
     writes: WriteLimiter
     redis: RedisClient | None
+    guard: RedisGuard | None  # the breaker in front of ``redis``
     hub: Hub
     tasks: TaskSupervisor
     gateway: Gateway
@@ -138,6 +139,7 @@ async def _build(config: Config) -> Runtime:
         presence=presence,
         writes=writes,
         redis=redis,
+        guard=guard,
         hub=hub,
         tasks=tasks,
         gateway=gateway,
@@ -274,6 +276,8 @@ def create_app(config: Config) -> CloisonApp:
             await runtime.writes.aclose()
             await runtime.presence.aclose()
             await runtime.broker.aclose()
+            if runtime.guard is not None:
+                await runtime.guard.aclose()
             if runtime.redis is not None:
                 await runtime.redis.aclose()
             await runtime.store.aclose()
