@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from protocol import SphereId
 from server.broker.redis import PING_INTERVAL_S, PONG_TIMEOUT_S, READ_POLL_S, RedisBroker
 from server.ratelimit import RedisWriteLimiter
-from server.redisclient import COMMAND_TIMEOUT_S, RedisGuard, redis_client
+from server.redisclient import BACKOFF_MAX_S, COMMAND_TIMEOUT_S, RedisGuard, redis_client
 from tests.services import TIMEOUT_S, RedisServer, own_redis
 
 pytestmark = [pytest.mark.redis]
@@ -180,7 +180,7 @@ async def test_a_hung_redis_costs_one_timeout_then_none(
         finally:
             redis.process.send_signal(signal.SIGCONT)
         # Answered again: the next probe closes the guard.
-        async with asyncio.timeout(6.0):
+        async with asyncio.timeout(BACKOFF_MAX_S + TIMEOUT_S):
             while not await shared_take(guard, writes):  # noqa: ASYNC110 - as above
                 await asyncio.sleep(0.05)
         assert guard.outages == 1
