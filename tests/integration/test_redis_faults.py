@@ -192,6 +192,9 @@ async def test_a_half_open_pubsub_link_is_noticed(
     pubsub, recorder = broker
     assert redis.process is not None
     async with asyncio.timeout(TIMEOUT_S * 3):
+        # A quiet but healthy link is not mistaken for a dead one: its PONGs come back.
+        await asyncio.sleep(PING_INTERVAL_S + PONG_TIMEOUT_S + 1.0)  # time must pass, idle
+        assert pubsub.healthy and recorder.resets == 0
         redis.process.send_signal(signal.SIGSTOP)  # the socket stays open: no error, no FIN
         stopped = time.monotonic()
         try:
