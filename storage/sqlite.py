@@ -65,9 +65,11 @@ from protocol import (
     UserKind,
 )
 from storage.base import (
+    CHANGE_UNKNOWN_MESSAGE,
     AppendResult,
     Draft,
     NotFoundError,
+    OutcomeUnknownError,
     SphereRecord,
     StoreError,
     TargetGoneError,
@@ -643,7 +645,12 @@ class SqliteStore:
                 with _backend_errors("a write"):
                     await self._writer.execute("BEGIN IMMEDIATE")
                     yield self._writer
-                    await self._writer.commit()
+                    try:
+                        await self._writer.commit()
+                    except sqlite3.Error as exc:
+                        if _commit_in_doubt(exc):
+                            raise OutcomeUnknownError(CHANGE_UNKNOWN_MESSAGE) from exc
+                        raise
             except BaseException:
                 await _rollback(self._writer)
                 raise
@@ -814,11 +821,16 @@ def _write_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) ->
         if db.in_transaction:
             with contextlib.suppress(sqlite3.Error):  # the original error says more
                 db.execute("ROLLBACK")
-        code = getattr(exc, "sqlite_errorcode", 0)
-        if code & 0xFF == _SQLITE_IOERR and code != _SQLITE_IOERR_WRITE:
+        if _commit_in_doubt(exc):
             raise CommitInDoubtError(outcomes, exc) from exc
         raise
     return outcomes
+
+
+def _commit_in_doubt(exc: sqlite3.Error) -> bool:
+    """Whether a failed COMMIT may have landed all the same (see the module's docstring)."""
+    code: int = getattr(exc, "sqlite_errorcode", 0)
+    return code & 0xFF == _SQLITE_IOERR and code != _SQLITE_IOERR_WRITE
 
 
 def _insert_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -> list[Outcome]:
