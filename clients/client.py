@@ -18,6 +18,9 @@ When the connection drops, or closes with a code that says so, the task waits a 
 backoff and reconnects. Writes wait in an outbox until answered: a new connection first resends
 them, oldest first and with the same ``message_id`` (the server stores each key once), then
 lets other requests through, then resubscribes every sphere with ``since`` = its cursor. A
+write answered with a retryable error (``rate_limited``, ``unavailable``, ``unknown``: the
+server cannot tell whether it was stored, ``internal``) is resent the same way, with the same
+``message_id``, so a write that did land is answered ``duplicate`` rather than stored twice. A
 terminal close (4500 and up) stops the task: pending calls and the event iterator raise
 ``ConnectionTerminatedError``.
 """

@@ -67,6 +67,7 @@ class Runtime:
     presence: PresenceDirectory
     limits: Mapping[RateClass, WriteLimiter]
     redis: RedisClient | None
+    guard: RedisGuard | None  # the breaker in front of ``redis``
     hub: Hub
     tasks: TaskSupervisor
     gateway: Gateway
@@ -137,6 +138,17 @@ async def _build(config: Config) -> Runtime:
     )
     if guard is not None:
         _redis_gauges(metrics, guard)
+    if hasattr(store, "writer_stats"):  # both SQL stores count their group commits
+        metrics.gauge(
+            "cloison_store_failed_commits",
+            "Group commits that failed (rolled back, or with an unknown outcome)",
+            lambda: store.writer_stats.failed_groups,
+        )
+        metrics.gauge(
+            "cloison_store_unknown_commits",
+            "Group commits whose outcome is unknown (the connection broke during COMMIT)",
+            lambda: store.writer_stats.unknown_groups,
+        )
     api = HttpApi(config, store, operations, Accounts(store, config, registry))
     return Runtime(
         store=store,
@@ -144,6 +156,7 @@ async def _build(config: Config) -> Runtime:
         presence=presence,
         limits=limits,
         redis=redis,
+        guard=guard,
         hub=hub,
         tasks=tasks,
         gateway=gateway,
@@ -319,6 +332,8 @@ def create_app(config: Config) -> CloisonApp:
                 await limiter.aclose()
             await runtime.presence.aclose()
             await runtime.broker.aclose()
+            if runtime.guard is not None:
+                await runtime.guard.aclose()
             if runtime.redis is not None:
                 await runtime.redis.aclose()
             await runtime.store.aclose()

@@ -9,12 +9,13 @@ whole call (``COMMAND_TIMEOUT_S``), no retry hidden inside redis-py, and one vis
 a fresh connection when a pooled one turns out dead (Redis restarted while it sat idle), so a
 restart costs no second outage. After a failure the guard is *open*: calls raise
 ``RedisUnavailableError`` at once, without touching the network, and callers use their local
-fallback. A hung Redis (stopped, a black-holed link) therefore costs one timeout per backoff,
-not one per request, and requests never queue behind each other's timeouts. When the backoff
-has passed, one call is let through as a probe; its success closes the guard. A probe that
-fails fast (connection refused: Redis restarting) retries after ``BACKOFF_MIN_S``; one that
-fails slowly (a timeout) doubles the backoff up to ``BACKOFF_MAX_S``, since every slow probe
-delays one request. Going away and coming back are logged once each and counted.
+fallback. A hung Redis (stopped, a black-holed link) therefore costs the calls in flight
+when it hung one timeout, and no request after that: requests never queue behind each
+other's timeouts. When the backoff has passed, the next call starts a probe (a PING) in the
+background and is itself answered locally; the probe's success closes the guard. A probe
+that fails fast (connection refused: Redis restarting) is repeated after ``BACKOFF_MIN_S``;
+one that fails slowly (a timeout) doubles the backoff up to ``BACKOFF_MAX_S``. Going away and
+coming back are logged once each and counted.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ COMMAND_TIMEOUT_S = 1.0
 # Why: a restarting Redis refuses connections for well under a second; probing this often
 # costs nothing (a refused connect) and brings the shared state back within it.
 BACKOFF_MIN_S = 0.5
-# Why: a probe of a hung Redis holds one request for COMMAND_TIMEOUT_S; one in 5 s is cheap.
+# Why: a probe of a hung Redis holds a connection for COMMAND_TIMEOUT_S; one in 5 s is cheap.
 BACKOFF_MAX_S = 5.0
 # Why: a failure faster than this did not wait on the network (refused, reset): not a hang.
 SLOW_FAILURE_S = 0.25
@@ -81,17 +82,18 @@ class RedisGuard:
     """The circuit breaker shared by everything that sends short commands to Redis.
 
     ``client`` is the Redis client (for ``register_script``); send commands through ``run``.
+    Call ``aclose()`` before closing the client: it ends a probe in flight.
     """
 
     def __init__(self, client: RedisClient) -> None:
         self.client = client
         self.healthy = True
         self.outages = 0  # times Redis went away
-        self.failures = 0  # calls that failed (timeouts, errors)
+        self.failures = 0  # calls and probes that failed (timeouts, errors)
         self.skipped = 0  # calls answered locally at once while the guard was open
         self._backoff_s = BACKOFF_MIN_S
         self._probe_at = 0.0  # monotonic time of the next probe while open
-        self._probing = False
+        self._probe: asyncio.Task[None] | None = None  # owned here; ended by aclose()
         self._down_since = 0.0
 
     async def run(self, command: Callable[[RedisClient], Awaitable[T]]) -> T:
@@ -100,23 +102,35 @@ class RedisGuard:
         Raises:
             RedisUnavailableError: Redis failed, timed out, or is being skipped (at once).
         """
-        probe = False
         if not self.healthy:
-            if self._probing or time.monotonic() < self._probe_at:
-                self.skipped += 1
-                raise RedisUnavailableError("Redis is skipped until the next probe")
-            self._probing = probe = True
+            if self._probe is None and time.monotonic() >= self._probe_at:
+                self._probe = asyncio.create_task(self._run_probe(), name="redis probe")
+            self.skipped += 1
+            raise RedisUnavailableError("Redis is skipped until a probe gets an answer")
         started = time.monotonic()
         try:
             result = await self._attempt(command)
         except RedisUnavailableError as exc:
-            self._failed(exc, probe=probe, slow=time.monotonic() - started >= SLOW_FAILURE_S)
+            self._failed(exc, probe=False, slow=time.monotonic() - started >= SLOW_FAILURE_S)
             raise
-        finally:
-            if probe:
-                self._probing = False
         self._succeeded()
         return result
+
+    async def aclose(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
+
+    async def _run_probe(self) -> None:
+        started = time.monotonic()
+        try:
+            await self._attempt(lambda client: client.ping())
+        except RedisUnavailableError as exc:
+            self._failed(exc, probe=True, slow=time.monotonic() - started >= SLOW_FAILURE_S)
+        else:
+            self._succeeded()
+        finally:
+            self._probe = None
 
     async def _attempt(self, command: Callable[[RedisClient], Awaitable[T]]) -> T:
         try:

@@ -35,6 +35,8 @@ from protocol import (
 OUTCOME_UNKNOWN_MESSAGE = (
     "the write may or may not have been stored; retry with the same message_id"
 )
+# The same for a change of the directory (users, tokens, spheres, members, read markers).
+CHANGE_UNKNOWN_MESSAGE = "the change may or may not have been made; check before repeating it"
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,10 +71,12 @@ from protocol import (
     UserKind,
 )
 from storage.base import (
+    CHANGE_UNKNOWN_MESSAGE,
     AppendResult,
     Draft,
     MemberKey,
     NotFoundError,
+    OutcomeUnknownError,
     SphereKey,
     SphereRecord,
     StoreError,
@@ -736,15 +738,23 @@ class PostgresStore(SqlAccounts):
 
     @asynccontextmanager
     async def _connection(self, action: str) -> AsyncIterator[Any]:
-        """A pool connection for one operation; database failures raise StoreError."""
+        """A pool connection for one operation; database failures raise StoreError.
+
+        Directory writes (``action`` "a write") are single statements, each its own
+        transaction: one whose session is cut while it runs may have committed, and raises
+        ``OutcomeUnknownError`` instead.
+        """
         if self._closed:
             raise StoreError("the store is closed")
         with _backend_errors(action):
             async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as db:
                 try:
                     yield db
-                except _IN_DOUBT_ERRORS:
+                except _IN_DOUBT_ERRORS as exc:
                     _terminate(db)
+                    # A client-side state error means the statement was never sent.
+                    if action == "a write" and not isinstance(exc, asyncpg.InternalClientError):
+                        raise OutcomeUnknownError(CHANGE_UNKNOWN_MESSAGE) from exc
                     raise
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:

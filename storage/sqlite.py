@@ -65,10 +65,12 @@ from protocol import (
     UserKind,
 )
 from storage.base import (
+    CHANGE_UNKNOWN_MESSAGE,
     AppendResult,
     Draft,
     MemberKey,
     NotFoundError,
+    OutcomeUnknownError,
     SphereKey,
     SphereRecord,
     StoreError,
@@ -99,6 +101,9 @@ MAX_QUEUED_APPENDS = 10_000
 READER_CONNECTIONS = 2
 # How long a write waits for another process (the admin CLI) to release the database lock.
 BUSY_TIMEOUT_MS = 5_000
+# Why: readiness answers within 2 s; a write lock held longer by another process (the admin
+# CLI) would hold up writes as long.
+WRITE_LOCK_PROBE_S = 1.0
 # Page cache per connection (negative: KiB); keeps the hot indexes of busy spheres in memory.
 CACHE_SIZE_KIB = 32 * 1024
 # FULL: an acknowledged write survives power loss. NORMAL: it survives a process crash only.
@@ -366,16 +371,20 @@ class SqliteStore(SqlAccounts):
     async def check_writable(self) -> None:
         """Prove a write could commit now: the files are writable and the write lock free.
 
+        Runs on a connection and thread of its own (``BEGIN IMMEDIATE; ROLLBACK``), so it
+        never holds up the writers and a caller's timeout leaves nothing half done.
+
         Raises:
             StoreError: the file, its write-ahead log or its directory is read-only (a
                 read-only mount, an immutable file), or the write lock cannot be taken
-                within ``BUSY_TIMEOUT_MS``.
+                within ``WRITE_LOCK_PROBE_S``.
         """
-        unwritable = await asyncio.to_thread(_unwritable, self._path)
+        if self._closed:
+            raise StoreError("the store is closed")
+        with _backend_errors("a readiness check"):
+            unwritable = await asyncio.to_thread(_probe_writes, self._path)
         if unwritable is not None:
             raise StoreError(f"{unwritable} is not writable")
-        async with self._transaction():
-            pass  # BEGIN IMMEDIATE takes the write lock; nothing is written
 
     async def get_event(self, sphere_id: SphereId, offset: int) -> Message | None:
         rows = await self._read(
@@ -612,7 +621,12 @@ class SqliteStore(SqlAccounts):
                 with _backend_errors("a write"):
                     await self._writer.execute("BEGIN IMMEDIATE")
                     yield self._writer
-                    await self._writer.commit()
+                    try:
+                        await self._writer.commit()
+                    except sqlite3.Error as exc:
+                        if _commit_in_doubt(exc):
+                            raise OutcomeUnknownError(CHANGE_UNKNOWN_MESSAGE) from exc
+                        raise
             except BaseException:
                 await _rollback(self._writer)
                 raise
@@ -624,16 +638,26 @@ class SqliteStore(SqlAccounts):
             return list(await next(self._next_reader).execute_fetchall(sql, parameters))
 
 
-def _unwritable(path: str) -> str | None:
-    """The first of the database's files (and its directory) that cannot be written, if any.
+def _probe_writes(path: str) -> str | None:
+    """The first of the database's files (and its directory) that cannot be written, if any;
+    else take the write lock and release it at once, on a connection of its own.
 
     ``access`` answers for the mount and the inode flags too, so it holds even for root,
     whom file modes do not stop.
+
+    Raises:
+        sqlite3.Error: the write lock could not be taken (held by another process).
     """
     directory = os.path.dirname(path) or "."
     for candidate in (path, f"{path}-wal", f"{path}-shm", directory):
         if os.path.exists(candidate) and not os.access(candidate, os.W_OK):
             return "the database directory" if candidate == directory else repr(candidate)
+    probe = sqlite3.connect(path, timeout=WRITE_LOCK_PROBE_S, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+    finally:
+        probe.close()
     return None
 
 
@@ -783,11 +807,16 @@ def _write_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) ->
         if db.in_transaction:
             with contextlib.suppress(sqlite3.Error):  # the original error says more
                 db.execute("ROLLBACK")
-        code = getattr(exc, "sqlite_errorcode", 0)
-        if code & 0xFF == _SQLITE_IOERR and code != _SQLITE_IOERR_WRITE:
+        if _commit_in_doubt(exc):
             raise CommitInDoubtError(outcomes, exc) from exc
         raise
     return outcomes
+
+
+def _commit_in_doubt(exc: sqlite3.Error) -> bool:
+    """Whether a failed COMMIT may have landed all the same (see the module's docstring)."""
+    code: int = getattr(exc, "sqlite_errorcode", 0)
+    return code & 0xFF == _SQLITE_IOERR and code != _SQLITE_IOERR_WRITE
 
 
 def _insert_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -> list[Outcome]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import sqlite3
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -917,3 +919,23 @@ async def test_open_store_sqlite_urls(tmp_path: Path, monkeypatch: pytest.Monkey
 async def test_open_store_rejects(url: str) -> None:
     with pytest.raises(ValueError, match="sqlite"):
         await open_store(url)
+
+
+async def test_sqlite_readiness_needs_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    async with asyncio.timeout(TIMEOUT_S):
+        store = await SqliteStore.open(path)
+        try:
+            other = sqlite3.connect(path, isolation_level=None)  # another process, as it were
+            other.execute("BEGIN IMMEDIATE")
+            started = time.monotonic()
+            with pytest.raises(StoreError, match="readiness check failed"):
+                await store.check_writable()
+            assert time.monotonic() - started < 3.0  # the probe's own lock timeout, not 5 s
+            other.execute("ROLLBACK")
+            other.close()
+            await store.check_writable()
+            # Nothing was left open behind the failed probe: writes go on.
+            await store.create_user("after", UserKind.HUMAN, is_admin=False, now_ms=NOW_MS)
+        finally:
+            await store.aclose()

@@ -105,13 +105,17 @@ def with_traceback(log: list[str]) -> list[str]:
     return found
 
 
-async def store_errors_at_least(node: ServerProcess, count: int) -> bool:
+async def metric(node: ServerProcess, name: str) -> float:
     async with httpx.AsyncClient(base_url=node.http_url, timeout=5) as http:
         text = (await http.get("/metrics")).text
     for line in text.splitlines():
-        if line.startswith("cloison_store_errors_total "):
-            return float(line.split()[1]) >= count
-    return False
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
+
+
+async def store_errors_at_least(node: ServerProcess, count: int) -> bool:
+    return await metric(node, "cloison_store_errors_total") >= count
 
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -347,6 +351,8 @@ async def test_a_full_disk_fails_writes_certainly_and_logs_once(tmp_path: Path) 
                     refused.append(reply.code)
             assert refused, "the disk never filled up"
             assert set(refused) == {"unavailable"}  # SQLITE_FULL rolls back: not "unknown"
+            assert await metric(node, "cloison_store_failed_commits") >= len(refused)
+            assert await metric(node, "cloison_store_unknown_commits") == 0
             filler.unlink()
             again = await writer.request(
                 Publish(sphere_id=sphere_id, message_id="after", body="y", ref="after")

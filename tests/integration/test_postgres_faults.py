@@ -1,4 +1,4 @@
-"""``Store.check_writable`` against a PostgreSQL that stops taking writes (its own cluster)."""
+"""A PostgreSQL of the test's own that stops taking writes, or stops answering commits."""
 
 from __future__ import annotations
 
@@ -62,4 +62,29 @@ async def test_a_read_only_database_is_not_writable() -> None:
             stored = await store.append(sphere.sphere_id, draft)
             assert (stored.event.offset, stored.duplicate) == (1, False)
         finally:
+            await store.aclose()
+
+
+async def test_a_directory_write_cut_during_its_commit_is_unknown() -> None:
+    async with own_postgres() as pg, asyncio.timeout(CLUSTER_TIMEOUT_S):
+        store = await PostgresStore.open(pg.dsn, schema="cloison", max_size=2)
+        db = await asyncpg.connect(pg.dsn)
+        try:
+            user = await store.create_user("alice", UserKind.HUMAN, is_admin=False, now_ms=1)
+            # Commits wait for a synchronous standby that does not exist, until the store's
+            # statement timeout gives up on them: committed locally, answer never received.
+            await db.execute("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+            await db.execute("SELECT pg_reload_conf()")
+            with pytest.raises(OutcomeUnknownError, match="may or may not"):
+                await store.create_sphere("in doubt", Privacy.PRIVATE, user.user_id, now_ms=2)
+            await db.execute("ALTER SYSTEM RESET synchronous_standby_names")
+            await db.execute("SELECT pg_reload_conf()")
+            # It was made after all (once the wait is released, which the reload does a moment
+            # later): checking before repeating it was the right advice.
+            async with asyncio.timeout(10):
+                while not (spheres := await store.user_spheres(user.user_id)):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)  # another process's state: nothing to await
+            assert [summary.name for summary in spheres] == ["in doubt"]
+        finally:
+            await db.close()
             await store.aclose()
