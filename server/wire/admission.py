@@ -24,6 +24,7 @@ from enum import Enum
 
 # Why: enough for a client that retries at once to read its 503; more only feeds an attacker.
 MAX_LINGERING_REFUSALS_PER_ADDRESS = 16
+IPV4_MAPPED = "::ffff:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,8 @@ class Admission:
 
     def admit(self, address: str | None) -> Ticket:
         """A ticket for a new socket from ``address`` (None: not an IP peer, e.g. a Unix socket)."""
+        if address is not None and address.startswith(IPV4_MAPPED):
+            address = address[len(IPV4_MAPPED) :]  # a dual-stack socket's IPv4 peer
         reason = self._over_cap(address)
         if reason:
             key = address or ""

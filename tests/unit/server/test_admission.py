@@ -59,3 +59,14 @@ def test_lingering_refusals_are_capped_then_dropped() -> None:
     refused[0].release()
     assert gate.admit("10.0.0.1").verdict is Verdict.REFUSED
     assert gate.unauthenticated == 1
+
+
+def test_ipv4_peers_of_a_dual_stack_socket_count_as_their_ipv4_address() -> None:
+    gate = admission(unauth_per=1)
+    assert gate.admit("::ffff:127.0.0.1").admitted  # uncapped, as 127.0.0.1
+    assert gate.admit("::ffff:127.0.0.1").admitted
+    ticket = gate.admit("::ffff:10.0.0.1")
+    assert gate.unauthenticated_for("10.0.0.1") == 1
+    assert gate.admit("10.0.0.1").verdict is Verdict.REFUSED
+    ticket.release()
+    assert gate.unauthenticated_for("10.0.0.1") == 0
