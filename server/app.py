@@ -119,6 +119,12 @@ async def _build(config: Config) -> Runtime:
     metrics.gauge(
         "cloison_broker_resets", "Broker reconnects followed by a catch-up", lambda: broker.resets
     )
+    metrics.gauge(
+        "cloison_session_changes", "Session changes read from the store", lambda: watcher.applied
+    )
+    metrics.gauge(
+        "cloison_sessions_ended", "Sessions those changes ended on this node", lambda: watcher.ended
+    )
     api = HttpApi(config, store, operations, Accounts(store, config, registry))
     return Runtime(
         store=store,
