@@ -149,6 +149,12 @@ async def _build(config: Config) -> Runtime:
             "Group commits whose outcome is unknown (the connection broke during COMMIT)",
             lambda: store.writer_stats.unknown_groups,
         )
+    metrics.gauge(
+        "cloison_session_changes", "Session changes read from the store", lambda: watcher.applied
+    )
+    metrics.gauge(
+        "cloison_sessions_ended", "Sessions those changes ended on this node", lambda: watcher.ended
+    )
     api = HttpApi(config, store, operations, Accounts(store, config, registry))
     return Runtime(
         store=store,

@@ -51,8 +51,7 @@ def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-async def issue_token(
-    store: Store,
+def new_token(
     user_id: UserId,
     *,
     now_ms: int,
@@ -60,15 +59,8 @@ async def issue_token(
     kind: TokenKind = TokenKind.SESSION,
     issued_by: str | None = None,
     label: str | None = None,
-    audit_action: str | None = None,
-    refuse_members: bool = False,
-) -> IssuedToken:
-    """Store a new token; ``audit_action`` records it (issued by ``issued_by``) in the audit log.
-
-    Raises:
-        NotFoundError: unknown user.
-        HasSpheresError: ``refuse_members`` and the user is a human member of a sphere.
-    """
+) -> tuple[TokenRecord, IssuedToken]:
+    """A fresh token: the record to store, and the token to show once."""
     token_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     expires_ms = None if ttl_ms is None else now_ms + ttl_ms
@@ -82,12 +74,46 @@ async def issue_token(
         issued_by=issued_by,
         label=label,
     )
-    audit = None
-    if audit_action is not None:
-        assert issued_by is not None
-        audit = AuditEntry(issued_by, audit_action, user_id, now_ms, token_id, kind.value)
+    return record, IssuedToken(token_id, f"{TOKEN_PREFIX}{token_id}_{secret}", kind, expires_ms)
+
+
+def issue_audit(record: TokenRecord) -> AuditEntry:
+    """The audit entry of a token issued by someone other than its user."""
+    assert record.issued_by is not None
+    return AuditEntry(
+        record.issued_by,
+        "token_issued",
+        None,
+        record.created_ms,
+        record.token_id,
+        record.kind.value,
+    )
+
+
+async def issue_token(
+    store: Store,
+    user_id: UserId,
+    *,
+    now_ms: int,
+    ttl_ms: int | None,
+    kind: TokenKind = TokenKind.SESSION,
+    issued_by: str | None = None,
+    label: str | None = None,
+    audited: bool = False,
+    refuse_members: bool = False,
+) -> IssuedToken:
+    """Store a new token; ``audited`` records it (issued by ``issued_by``) in the audit log.
+
+    Raises:
+        NotFoundError: unknown user.
+        HasSpheresError: ``refuse_members`` and the user is a human member of a sphere.
+    """
+    record, issued = new_token(
+        user_id, now_ms=now_ms, ttl_ms=ttl_ms, kind=kind, issued_by=issued_by, label=label
+    )
+    audit = issue_audit(record) if audited else None
     await store.add_token(record, audit=audit, refuse_members=refuse_members)
-    return IssuedToken(token_id, f"{TOKEN_PREFIX}{token_id}_{secret}", kind, expires_ms)
+    return issued
 
 
 def split_token(token: str) -> tuple[str, str] | None:

@@ -255,8 +255,12 @@ class Directory(Protocol):
         is_admin: bool,
         now_ms: int,
         audit: AuditEntry | None = None,
+        first_token: TokenRecord | None = None,
+        token_audit: AuditEntry | None = None,
     ) -> UserRecord:
-        """Create a user; ``audit`` (its user_id filled in here) is written with it."""
+        """Create a user, with its first token (its user_id set here) if given, in one
+        transaction; ``audit`` and ``token_audit`` (their user_id filled in) are written with
+        them."""
         ...
 
     async def get_user(self, user_id: UserId) -> UserRecord | None: ...

@@ -17,6 +17,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from typing import Any, Protocol
 
 from protocol import UserId, UserKind
@@ -86,6 +87,8 @@ class SqlAccounts:
         is_admin: bool,
         now_ms: int,
         audit: AuditEntry | None = None,
+        first_token: TokenRecord | None = None,
+        token_audit: AuditEntry | None = None,
     ) -> UserRecord:
         user = UserRecord(UserId("u_" + secrets.token_urlsafe(12)), name, kind, is_admin, now_ms)
         async with self._accounts_write() as db:
@@ -99,6 +102,10 @@ class SqlAccounts:
             )
             if audit is not None:
                 await _audit(db, audit, user.user_id)
+            if first_token is not None:
+                await _insert_token(db, replace(first_token, user_id=user.user_id))
+                if token_audit is not None:
+                    await _audit(db, token_audit, user.user_id)
         return user
 
     async def get_user(self, user_id: UserId) -> UserRecord | None:
@@ -171,19 +178,7 @@ class SqlAccounts:
                     "this user belongs to spheres: only they can create tokens for their "
                     "account (POST /api/v1/me/tokens with one of their own tokens)"
                 )
-            await db.fetch(
-                f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                token.token_id,
-                token.user_id,
-                token.secret_hash,
-                token.created_ms,
-                token.expires_ms,
-                token.revoked,
-                token.kind.value,
-                token.issued_by,
-                token.label,
-                token.last_used_ms,
-            )
+            await _insert_token(db, token)
             if audit is not None:
                 await _audit(db, audit, token.user_id)
 
@@ -307,6 +302,22 @@ class SqlAccounts:
         if self._CHANGES_LOCK is not None:
             await db.fetch(self._CHANGES_LOCK)
         await db.fetch(_INSERT_CHANGE, kind.value, user_id, token_id, now_ms)
+
+
+async def _insert_token(db: SqlRunner, token: TokenRecord) -> None:
+    await db.fetch(
+        f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        token.token_id,
+        token.user_id,
+        token.secret_hash,
+        token.created_ms,
+        token.expires_ms,
+        token.revoked,
+        token.kind.value,
+        token.issued_by,
+        token.label,
+        token.last_used_ms,
+    )
 
 
 async def _audit(db: SqlRunner, entry: AuditEntry, user_id: str) -> None:

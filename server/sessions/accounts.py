@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol import CloisonError, ErrorCode, ProtocolViolation, UserId, UserKind
-from server.auth import IssuedToken, Principal, issue_token
+from server.auth import IssuedToken, Principal, issue_audit, issue_token, new_token
 from server.config import Config
 from server.sessions.registry import DISABLED, REVOKED, SessionRegistry
 from storage import OPERATOR, AuditEntry, Store, TokenKind, TokenPage, TokenRecord, UserRecord
@@ -110,21 +110,17 @@ class Accounts:
         _require_admin(actor)
         token_kind = TokenKind.API if kind is UserKind.BOT else TokenKind.SESSION
         ttl_ms = self.ttl_ms(token_kind, ttl_days)
+        record, issued = new_token(
+            UserId(""), now_ms=now_ms, ttl_ms=ttl_ms, kind=token_kind, issued_by=actor.actor_id
+        )
         user = await self._store.create_user(
             valid_name(name),
             kind,
             is_admin=is_admin,
             now_ms=now_ms,
             audit=AuditEntry(actor.actor_id, "user_created", None, now_ms, detail=kind.value),
-        )
-        issued = await issue_token(
-            self._store,
-            user.user_id,
-            now_ms=now_ms,
-            ttl_ms=ttl_ms,
-            kind=token_kind,
-            issued_by=actor.actor_id,
-            audit_action="token_issued",
+            first_token=record,
+            token_audit=issue_audit(record),
         )
         return user, issued
 
@@ -160,7 +156,7 @@ class Accounts:
             kind=kind,
             issued_by=actor.actor_id,
             label=label,
-            audit_action="token_issued",
+            audited=True,
             refuse_members=True,
         )
 

@@ -640,11 +640,38 @@ async def test_users_are_listed_renamed_and_audited(store: Store) -> None:
         listed = await store.list_users(after=None, limit=2)
         listed += await store.list_users(after=listed[-1].user_id, limit=2)
         assert [u.user_id for u in listed] == ids
+        first = TokenRecord("first", UserId(""), b"h", NOW_MS, None, issued_by=OPERATOR)
+        enrolled = await store.create_user(
+            "n3",
+            UserKind.HUMAN,
+            is_admin=False,
+            now_ms=NOW_MS,
+            first_token=first,
+            token_audit=AuditEntry(OPERATOR, "token_issued", None, NOW_MS, "first"),
+        )
+        assert await store.get_token("first") == replace(first, user_id=enrolled.user_id)
+        issued, *_ = await store.list_audit(before=None, limit=1)
+        assert (issued.action, issued.user_id, issued.token_id) == (
+            "token_issued",
+            enrolled.user_id,
+            "first",
+        )
+        with pytest.raises(StoreError):  # the token id is taken: neither user nor token is kept
+            await store.create_user(
+                "n4", UserKind.HUMAN, is_admin=False, now_ms=NOW_MS, first_token=first
+            )
+        assert {u.name for u in await store.list_users(after=None, limit=100)} == {
+            "n0",
+            "n1",
+            "n2",
+            "n3",
+        }
         renamed = await store.rename_user(made[0].user_id, "Ada L.")
         assert renamed == replace(made[0], name="Ada L.")
         assert await store.rename_user(UserId("u_nobody"), "x") is None
-        entries = await store.list_audit(before=None, limit=2)
+        entries = await store.list_audit(before=None, limit=3)
         assert [(e.actor, e.action, e.user_id) for e in entries] == [
+            (OPERATOR, "token_issued", enrolled.user_id),
             (OPERATOR, "user_created", made[2].user_id),
             (OPERATOR, "user_created", made[1].user_id),
         ]

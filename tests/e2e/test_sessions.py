@@ -264,6 +264,10 @@ async def test_cli_revoke_disable_and_close_all_reach_live_sockets(server: Serve
     # Each of the three took one command start (about a second) plus at most one poll.
     assert time.monotonic() - started < 60
     assert cli(server, "user", "disable", "u_nobody").returncode == 1
+    async with server.http() as http:
+        metrics = (await http.get("/metrics")).text
+    ended = re.search(r"^cloison_sessions_ended (\S+)$", metrics, re.MULTILINE)
+    assert ended is not None and float(ended.group(1)) >= 3
 
 
 async def test_per_user_connection_cap(tmp_path: Path) -> None:
