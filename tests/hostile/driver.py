@@ -53,8 +53,11 @@ class WireLost(Exception):
 class Wire:
     """One authenticated WebSocket; ``request`` may be called by many tasks at once."""
 
-    def __init__(self, ws: ClientConnection, on_message: Callable[[Message], None]) -> None:
+    def __init__(
+        self, ws: ClientConnection, welcome: Welcome, on_message: Callable[[Message], None]
+    ) -> None:
         self._ws = ws
+        self.welcome = welcome
         self._codec = JsonCodec()
         self._on_message = on_message
         self._pending: dict[str, asyncio.Future[Frame]] = {}
@@ -81,7 +84,7 @@ class Wire:
         except (OSError, TimeoutError, ConnectionClosed, websockets.InvalidHandshake) as exc:
             raise WireLost(f"cannot open {url}: {exc!r}") from exc
         assert isinstance(welcome, Welcome), welcome
-        return cls(ws, on_message)
+        return cls(ws, welcome, on_message)
 
     async def request(
         self, make: Callable[[str], ClientFrame], timeout_s: float = REQUEST_TIMEOUT_S
@@ -158,6 +161,7 @@ class WriteLoad:
     concurrency: int = 8  # writes in flight at once
     retries: int = 0  # how often a retryable or unknown outcome is retried with the same id
     pace_s: float = 0.0  # pause between writes of one worker
+    body_bytes: int = 0  # pad each body to this size (0: the message_id alone)
 
 
 class Writer:
@@ -222,21 +226,22 @@ class Writer:
                 return
             message_id = f"{self.prefix}{number}"
             for _ in range(load.retries + 1):
-                settled = await self._write_once(message_id, deadline)
+                body = message_id.ljust(load.body_bytes, ".")
+                settled = await self._write_once(message_id, deadline, body)
                 if settled or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(RECONNECT_PAUSE_S)
             if load.pace_s:
                 await asyncio.sleep(load.pace_s)
 
-    async def _write_once(self, message_id: str, deadline: float) -> bool:
+    async def _write_once(self, message_id: str, deadline: float, body: str) -> bool:
         """One attempt; True when its outcome is final (ok, or a non-retryable failure)."""
         wire: Wire | None = None
         try:
             wire = await self._connected(deadline, None)
             reply = await wire.request(
                 lambda ref: Publish(
-                    sphere_id=self.sphere_id, message_id=message_id, body=message_id, ref=ref
+                    sphere_id=self.sphere_id, message_id=message_id, body=body, ref=ref
                 )
             )
         except (WireLost, TimeoutError) as exc:
@@ -354,13 +359,11 @@ async def keep_alive(wire: Wire, interval_s: float = 5.0) -> None:
                 await wire.request(lambda ref: Ping(ref=ref))
 
 
-async def final_history(
-    url: str, token: str, sphere_id: str, timeout_s: float = 60
-) -> list[Delivery]:
-    """Every post of the sphere, read from the store through a gateway, in offset order."""
+async def read_stream(url: str, token: str, sphere_id: str, timeout_s: float = 60) -> list[Message]:
+    """Every event of the sphere, read from the store through a gateway, in offset order."""
     deadline = time.monotonic() + timeout_s
     wire, _ = await open_any([url], token, deadline)
-    posts: list[Delivery] = []
+    events: list[Message] = []
     after = 0
     try:
         while True:
@@ -370,11 +373,17 @@ async def final_history(
                 )
             )
             assert isinstance(page, HistoryPage), page
-            for message in page.messages:
-                if message.kind is EventKind.POST:
-                    posts.append(Delivery(message.offset, message.message_id))
-                after = max(after, message.offset)
+            events += page.messages
+            after = max([after, *(message.offset for message in page.messages)])
             if not page.has_more or not page.messages:
-                return posts
+                return events
     finally:
         await wire.aclose()
+
+
+async def final_history(url: str, token: str, sphere_id: str) -> list[Delivery]:
+    """The sphere's posts as the checker wants them."""
+    events = await read_stream(url, token, sphere_id)
+    return [
+        Delivery(event.offset, event.message_id) for event in events if event.kind is EventKind.POST
+    ]

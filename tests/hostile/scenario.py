@@ -32,11 +32,12 @@ async def gateways(
     store_url: str = "",
     redis_url: str = "",
     extra: Sequence[str] = (),
-    env: dict[str, str] | None = None,
+    envs: Sequence[dict[str, str]] = (),
 ) -> AsyncIterator[list[ServerProcess]]:
     """``count`` gateway processes sharing one store (and Redis when ``redis_url``).
 
-    Without ``store_url`` they share the SQLite file of the first node (use ``count=1``).
+    Without ``store_url`` each has its own SQLite file (use ``count=1``). ``envs[i]`` is added
+    to the environment of node ``i``.
     """
     prefix = f"cloison-hostile-{secrets.token_hex(4)}:"
     redis = ["--redis-url", redis_url, "--redis-prefix", prefix] if redis_url else []
@@ -46,7 +47,7 @@ async def gateways(
             tmp_path / f"node{index}",
             extra_args=[*FAST, *redis, *extra],
             store_url=store_url,
-            env=dict(env or {}),
+            env=dict(envs[index]) if index < len(envs) else {},
         )
         node.data_dir.mkdir(parents=True, exist_ok=True)
         nodes.append(node)
@@ -95,11 +96,14 @@ async def run(
     fault: Fault,
     *,
     reader_homes: Sequence[int] = (0,),
-    writer_urls: Sequence[str] | None = None,
+    writer_urls: Sequence[Sequence[str]] = (),
     history_url: str | None = None,
     timeout_s: float = 120,
 ) -> Verdict:
     """Write ``load`` while ``fault`` runs; return (and report) the verdict.
+
+    One writer per entry of ``writer_urls`` (the gateways it fails over between; default: one
+    writer on all of them); ``fault`` is handed the first writer, to time its damage by acks.
 
     One member reader per entry of ``reader_homes`` (the index of its first gateway, each
     failing over round robin), plus one outsider reader that must receive nothing.
@@ -112,15 +116,19 @@ async def run(
     outsider = Reader(
         history, "outsider", crew.outsider.token, crew.urls, crew.sphere_id, allowed=False
     )
-    writer = Writer(history, crew.owner.token, writer_urls or crew.urls, crew.sphere_id)
+    writers = [
+        Writer(history, crew.owner.token, urls, crew.sphere_id, prefix=f"w{i}-")
+        for i, urls in enumerate(writer_urls or [crew.urls])
+    ]
     try:
         for reader in [*readers, outsider]:
             await reader.start()
         assert outsider.refusal is not None and outsider.refusal.code == "not_found"
         async with asyncio.timeout(timeout_s):
             async with asyncio.TaskGroup() as group:
-                group.create_task(writer.run(load, timeout_s))
-                group.create_task(fault(writer))
+                for writer in writers:
+                    group.create_task(writer.run(load, timeout_s))
+                group.create_task(fault(writers[0]))
         final = await final_history(history_url or crew.urls[0], crew.owner.token, crew.sphere_id)
         end = max((entry.offset for entry in final), default=0)
         for reader in readers:

@@ -63,7 +63,7 @@ async def test_redis_fault_under_load(tmp_path: Path, how: str) -> None:
             fault,
             timeout_s=scale(120, 900),
             reader_homes=(1, 2),
-            writer_urls=crew.urls[:1],
+            writer_urls=[crew.urls[:1]],
         )
         assert_clean(verdict)
         assert verdict.ok > count // 2
