@@ -11,7 +11,9 @@ from the store (the sequencer, so the truth) and ``check`` compares the three:
 - ``unknown``: a timeout, a connection lost before the ack, or the ``unknown`` error code: it
   may or may not appear, and if it does, complete readers must see it like any other.
 
-Counts, each of which must be 0 in a correct run:
+The summary counts every try (a retry with the same ``message_id`` is a new attempt), so
+``attempts = ok + failed + unknown``; ``settled_ok`` says how many distinct messages were acked
+in the end. Counts, each of which must be 0 in a correct run:
 
 - lost: an acked write missing from the final history, or from a complete reader;
 - dup: a message delivered more than once to one reader;
@@ -24,6 +26,7 @@ Counts, each of which must be 0 in a correct run:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -65,10 +68,12 @@ class ReaderLog:
 @dataclass(frozen=True, slots=True)
 class Verdict:
     name: str
-    attempts: int
+    attempts: int  # every try, retries included; ok + failed + unknown
     ok: int
     failed: int
     unknown: int
+    messages: int  # distinct message ids written
+    settled_ok: int  # of which acked in the end (after retries)
     lost: int
     dup: int
     unexpected: int
@@ -98,6 +103,7 @@ class History:
         self.name = name
         self.attempts: dict[str, Attempt] = {}
         self.readers: dict[str, ReaderLog] = {}
+        self.tries: Counter[Outcome] = Counter()  # every attempt, retries included
         self.lies: list[str] = []  # failures that a later duplicate ack contradicted
 
     def attempt(
@@ -115,6 +121,7 @@ class History:
         ``ok``. An ack marked ``duplicate`` right after a ``failed`` attempt proves the failure
         was a lie (the server had stored it): that counts as unexpected.
         """
+        self.tries[outcome] += 1
         previous = self.attempts.get(message_id)
         if previous is not None:
             if outcome is Outcome.UNKNOWN and previous.outcome is Outcome.OK:
@@ -163,14 +170,14 @@ class History:
 
         for log in self.readers.values():
             self._check_reader(log, by_offset, flag)
-        ok = sum(a.outcome is Outcome.OK for a in self.attempts.values())
-        failed = sum(a.outcome is Outcome.FAILED for a in self.attempts.values())
         return Verdict(
             self.name,
-            attempts=len(self.attempts),
-            ok=ok,
-            failed=failed,
-            unknown=len(self.attempts) - ok - failed,
+            attempts=sum(self.tries.values()),
+            ok=self.tries[Outcome.OK],
+            failed=self.tries[Outcome.FAILED],
+            unknown=self.tries[Outcome.UNKNOWN],
+            messages=len(self.attempts),
+            settled_ok=sum(a.outcome is Outcome.OK for a in self.attempts.values()),
             problems=tuple(problems),
             **counts,
         )

@@ -99,6 +99,7 @@ async def run(
     writer_urls: Sequence[Sequence[str]] = (),
     history_url: str | None = None,
     timeout_s: float = 120,
+    history: History | None = None,
 ) -> Verdict:
     """Write ``load`` while ``fault`` runs; return (and report) the verdict.
 
@@ -108,7 +109,7 @@ async def run(
     One member reader per entry of ``reader_homes`` (the index of its first gateway, each
     failing over round robin), plus one outsider reader that must receive nothing.
     """
-    history = History(name)
+    history = history or History(name)
     readers = [
         Reader(history, f"reader{i}", crew.member.token, crew.urls, crew.sphere_id, home=home)
         for i, home in enumerate(reader_homes)
