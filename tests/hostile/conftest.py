@@ -25,7 +25,12 @@ def scale(bounded: int, long: int) -> int:
 
 
 def report(verdict: Verdict) -> None:
-    SUMMARIES.append(verdict.summary())
+    report_line(verdict.summary())
+
+
+def report_line(line: str) -> None:
+    """Print ``line`` in the run's closing "hostile summaries" section."""
+    SUMMARIES.append(line)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
