@@ -80,6 +80,7 @@ class Verdict:
     reordered: int
     gapped: int
     problems: tuple[str, ...] = ()  # the first few, to explain a non-zero count
+    elapsed_s: float | None = None  # how long the writes took, faults included
 
     @property
     def clean(self) -> bool:
@@ -90,6 +91,11 @@ class Verdict:
             f"hostile {self.name}: attempts {self.attempts} ok {self.ok} failed {self.failed} "
             f"unknown {self.unknown} lost {self.lost} dup {self.dup} "
             f"unexpected {self.unexpected} reordered {self.reordered} gapped {self.gapped}"
+            + (
+                f" ({self.elapsed_s:.1f} s, {self.ok / self.elapsed_s:.0f} acks/s)"
+                if self.elapsed_s
+                else ""
+            )
         )
 
 
@@ -135,7 +141,7 @@ class History:
         self.readers[name] = log
         return log
 
-    def check(self, final: Iterable[Delivery]) -> Verdict:
+    def check(self, final: Iterable[Delivery], *, elapsed_s: float | None = None) -> Verdict:
         """Judge the run against ``final``, the sphere's history read after healing."""
         problems: list[str] = []
         by_offset: dict[int, str] = {}
@@ -179,6 +185,7 @@ class History:
             messages=len(self.attempts),
             settled_ok=sum(a.outcome is Outcome.OK for a in self.attempts.values()),
             problems=tuple(problems),
+            elapsed_s=elapsed_s,
             **counts,
         )
 

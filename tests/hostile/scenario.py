@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -125,11 +126,13 @@ async def run(
         for reader in [*readers, outsider]:
             await reader.start()
         assert outsider.refusal is not None and outsider.refusal.code == "not_found"
+        started = time.monotonic()
         async with asyncio.timeout(timeout_s):
             async with asyncio.TaskGroup() as group:
                 for writer in writers:
                     group.create_task(writer.run(load, timeout_s))
                 group.create_task(fault(writers[0]))
+        elapsed_s = time.monotonic() - started
         final = await final_history(history_url or crew.urls[0], crew.owner.token, crew.sphere_id)
         end = max((entry.offset for entry in final), default=0)
         for reader in readers:
@@ -138,7 +141,7 @@ async def run(
     finally:
         for reader in [*readers, outsider]:
             await reader.stop()
-    verdict = history.check(final)
+    verdict = history.check(final, elapsed_s=elapsed_s)
     report(verdict)
     return verdict
 
