@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from protocol import Ack, Publish
@@ -27,8 +28,8 @@ from tests.hostile.conftest import LONG, scale
 from tests.hostile.driver import Wire, WriteLoad, Writer
 from tests.hostile.history import History, Outcome
 from tests.hostile.scenario import Cast, assert_clean, cast, gateways, restart, run
-from tests.services import POSTGRES_URL, PostgresCluster, own_postgres, postgres_schema
-from tests.support import ServerProcess
+from tests.services import POSTGRES_URL, PostgresCluster, own_postgres, own_redis, postgres_schema
+from tests.support import ServerProcess, eventually
 
 pytestmark = [pytest.mark.slow]
 
@@ -216,11 +217,11 @@ async def client_backends(dsn: str) -> list[int]:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("target", ["backend", "postmaster"])
+@pytest.mark.parametrize("target", ["terminate", "backend", "postmaster"])
 async def test_postgres_kill_9_under_load(tmp_path: Path, target: str) -> None:
-    """kill -9 one backend serving the gateway (PostgreSQL then resets every backend), or the
-    postmaster itself (then restarted): writes in flight are failed or unknown, retries land
-    once each, nothing acked is lost."""
+    """pg_terminate_backend every connection of the gateway; kill -9 one backend serving it
+    (PostgreSQL then resets every backend); or kill -9 the postmaster itself (then restarted):
+    writes in flight are failed or unknown, retries land once each, nothing acked is lost."""
     count = scale(1500, 50_000)
     async with (
         own_postgres() as pg,
@@ -311,3 +312,45 @@ $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$;
 CREATE TRIGGER slow_insert AFTER INSERT ON {schema}.events
     FOR EACH STATEMENT EXECUTE FUNCTION {schema}.slow_insert();
 """
+
+
+async def broker_back(node: ServerProcess) -> bool:
+    async with httpx.AsyncClient(base_url=node.http_url, timeout=5) as http:
+        return bool((await http.get("/readyz")).json()["broker"])
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_catch_up_during_a_database_outage_is_retried(tmp_path: Path) -> None:
+    """Redis comes back while PostgreSQL is down: the gateway's catch-up from the store fails
+    at first and must be retried once the store is back, so the reader loses nothing even
+    though no later write arrives to reveal the gap."""
+    count = scale(1200, 20_000)
+    async with (
+        own_redis() as redis,
+        own_postgres() as pg,
+        gateways(tmp_path, 2, store_url=f"{pg.dsn}?schema=cloison", redis_url=redis.url) as nodes,
+    ):
+        crew = await cast(nodes)
+
+        async def fault(writer: Writer) -> None:
+            await writer.wait_acked(count // 2)
+            await redis.kill()  # live delivery to the second gateway stops
+            await writer.wait_acked(count)  # the rest is acked through the store meanwhile
+            await pg.kill()
+            await redis.start()
+            await eventually(lambda: broker_back(nodes[1]), 30)
+            await asyncio.sleep(1.0)  # the reset's catch-up has met a store that is down
+            await pg.start()  # no write follows: only a retried catch-up brings the rest
+
+        verdict = await run(
+            "catch-up-during-db-outage",
+            crew,
+            WriteLoad(count, concurrency=8, retries=60, pace_s=PACE_S),
+            fault,
+            reader_homes=(1,),
+            writer_urls=[crew.urls[:1]],
+            timeout_s=scale(180, 900),
+        )
+        assert_clean(verdict)
+        assert verdict.settled_ok == count
