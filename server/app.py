@@ -26,7 +26,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from protocol import SphereId
-from server.access import RoleCache
 from server.broker import Broker, MemoryBroker
 from server.broker.redis import RedisBroker
 from server.broker.redis_cluster import RedisClusterBroker
@@ -93,11 +92,18 @@ async def _build(config: Config) -> Runtime:
         broker = MemoryBroker()
         presence = MemoryPresence()
         writes = LocalWriteLimiter(config.publish_rate_per_s, config.publish_burst)
-    roles = RoleCache()
-    hub = Hub(store, broker, presence, tasks, metrics, roles, node=node)
+    hub = Hub(
+        store,
+        broker,
+        presence,
+        tasks,
+        metrics,
+        node=node,
+        reconcile_interval_s=config.reconcile_interval_s,
+    )
     await broker.start(hub)
     await hub.start()
-    operations = Operations(store, hub, roles, writes, config)
+    operations = Operations(store, hub, writes, config)
     gateway = Gateway(config, store, hub, operations, metrics)
     metrics.gauge("cloison_connections", "Open WebSocket connections", lambda: gateway.connections)
     metrics.gauge(
@@ -225,6 +231,7 @@ def create_app(config: Config) -> CloisonApp:
             yield
         finally:
             await runtime.gateway.aclose()
+            await runtime.hub.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()
             await runtime.writes.aclose()

@@ -18,6 +18,8 @@ from typing import Any
 from urllib.parse import quote
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Why: the documented bound on how long a membership change can go unnoticed by a node.
+MAX_RECONCILE_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,15 @@ class Config:
     drain_interval_s: float = field(
         default=0.2, metadata={"help": "pause between two shutdown batches"}
     )
+    # Membership: how stale a node's view of a sphere's members may get when the broker fails
+    # silently (a paused Redis); see docs/architecture.md, "The access model".
+    reconcile_interval_s: float = field(
+        default=2.0,
+        metadata={
+            "help": "how often each node compares its spheres with the store and catches "
+            "up those behind (at most 5 s: it bounds how long a removal can go unnoticed)"
+        },
+    )
 
     @property
     def resolved_store_url(self) -> str:
@@ -186,6 +197,10 @@ class Config:
             raise ValueError("port must be between 0 and 65535")
         if self.sqlite_synchronous not in ("FULL", "NORMAL"):
             raise ValueError("sqlite_synchronous must be FULL or NORMAL")
+        if not 0 < self.reconcile_interval_s <= MAX_RECONCILE_INTERVAL_S:
+            raise ValueError(
+                f"reconcile_interval_s must be above 0 and at most {MAX_RECONCILE_INTERVAL_S}"
+            )
         if self.max_message_bytes >= self.max_frame_bytes:
             raise ValueError("max_message_bytes must be smaller than max_frame_bytes")
 

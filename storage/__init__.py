@@ -16,10 +16,15 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlu
 
 from storage.base import (
     AppendResult,
+    CheckUpdate,
+    DecideMember,
     Directory,
     Draft,
+    MemberChange,
+    MembershipState,
     MessageLog,
     NotFoundError,
+    NotMemberError,
     SphereRecord,
     Store,
     StoreError,
@@ -30,10 +35,15 @@ from storage.base import (
 
 __all__ = [
     "AppendResult",
+    "CheckUpdate",
+    "DecideMember",
     "Directory",
     "Draft",
+    "MemberChange",
+    "MembershipState",
     "MessageLog",
     "NotFoundError",
+    "NotMemberError",
     "SphereRecord",
     "Store",
     "StoreError",
