@@ -14,10 +14,8 @@ module would have answered.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from protocol import CloisonError, ErrorCode, MemberAction, Privacy, Role, SphereId, UserId
-from storage import DecideMember, MemberChange, MembershipState, SphereRecord, Store
+from storage import CheckUpdate, DecideMember, MemberChange, MembershipState, SphereRecord, Store
 
 SPHERE_NOT_FOUND = "sphere not found"
 MEMBERS_ONLY = "only members may do this"
@@ -160,7 +158,7 @@ def deciding_role(role: Role) -> DecideMember:
     return decide
 
 
-def check_update(privacy: Privacy | None) -> Callable[[SphereRecord, Role | None], None]:
+def check_update(privacy: Privacy | None) -> CheckUpdate:
     """Renaming takes an admin; changing who can see the sphere takes an owner."""
 
     def check(sphere: SphereRecord, role: Role | None) -> None:
