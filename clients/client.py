@@ -18,6 +18,9 @@ When the connection drops, or closes with a code that says so, the task waits a 
 backoff and reconnects. Writes wait in an outbox until answered: a new connection first resends
 them, oldest first and with the same ``message_id`` (the server stores each key once), then
 lets other requests through, then resubscribes every sphere with ``since`` = its cursor. A
+write answered with a retryable error (``rate_limited``, ``unavailable``, ``unknown``: the
+server cannot tell whether it was stored, ``internal``) is resent the same way, with the same
+``message_id``, so a write that did land is answered ``duplicate`` rather than stored twice. A
 terminal close (4500 and up) stops the task: pending calls and the event iterator raise
 ``ConnectionTerminatedError``.
 """
@@ -683,14 +686,36 @@ class Client:
         return HistoryIterator(self, SphereId(sphere_id), before, page_size)
 
     async def list_spheres(self, *, discover: bool = False) -> list[SphereSummary]:
-        """The user's spheres with unread counts; with ``discover``, open and public ones."""
-        reply = await self._request(lambda ref: ListSpheres(discover=discover, ref=ref), SphereList)
-        return reply.spheres
+        """The user's spheres with unread counts, every page; with ``discover``, the newest
+        open and public ones."""
+        spheres: list[SphereSummary] = []
+        after: str | None = None
+        while True:
+
+            def page(ref: str, after: str | None = after) -> ListSpheres:
+                return ListSpheres(discover=discover, after=after, ref=ref)
+
+            reply = await self._request(page, SphereList)
+            spheres += reply.spheres
+            if reply.next is None:
+                return spheres
+            after = reply.next
 
     async def list_members(self, sphere_id: SphereId | str) -> list[MemberInfo]:
+        """Every member of the sphere, most powerful role first (fetched page by page)."""
         sid = SphereId(sphere_id)
-        reply = await self._request(lambda ref: ListMembers(sphere_id=sid, ref=ref), MemberList)
-        return reply.members
+        members: list[MemberInfo] = []
+        after: str | None = None
+        while True:
+
+            def page(ref: str, after: str | None = after) -> ListMembers:
+                return ListMembers(sphere_id=sid, after=after, ref=ref)
+
+            reply = await self._request(page, MemberList)
+            members += reply.members
+            if reply.next is None:
+                return members
+            after = reply.next
 
     async def ping(self) -> Pong:
         """Round trip to the server (also what keeps an idle connection open)."""

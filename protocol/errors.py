@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNRECOVERABLE_POSITION = "unrecoverable_position"
     UNAVAILABLE = "unavailable"
+    UNKNOWN = "unknown"
     INTERNAL = "internal"
 
     @property
@@ -28,7 +29,9 @@ class ErrorCode(StrEnum):
         return self in _RETRYABLE
 
 
-_RETRYABLE = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL})
+_RETRYABLE = frozenset(
+    {ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE, ErrorCode.UNKNOWN, ErrorCode.INTERNAL}
+)
 
 
 class CloseCode(IntEnum):
@@ -44,6 +47,7 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4000
     AUTH_TIMEOUT = 4001
     IDLE_TIMEOUT = 4002
+    TOO_MANY_CONNECTIONS = 4003
     # 4500-4999: terminal; reconnecting with the same credentials fails again.
     UNAUTHORIZED = 4500
     UNSUPPORTED_PROTOCOL = 4501

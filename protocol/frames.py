@@ -37,6 +37,10 @@ MAX_TOKEN_CHARS = 256
 MAX_NAME_CHARS = 100
 MAX_OFFSET = 2**63 - 1  # fits a signed 64-bit column in every store
 MAX_HISTORY_LIMIT = 200
+# Why: a list reply of this many members or spheres stays far below one frame.
+MAX_LIST_LIMIT = 200
+# Why: a paging cursor is the server's own short token; anything longer is not one.
+MAX_CURSOR_CHARS = 1024
 
 
 def _text(max_chars: int, *, min_chars: int = 1) -> Any:
@@ -171,6 +175,8 @@ class ListSpheres(Frame):
 
     TYPE: ClassVar[str] = "list_spheres"
     discover: bool = False
+    limit: int | None = _opt_int(1, MAX_LIST_LIMIT)
+    after: str | None = _opt_text(MAX_CURSOR_CHARS)  # ``next`` of the previous page
     ref: str | None = _ref()
 
 
@@ -237,6 +243,8 @@ class SetRole(Frame):
 class ListMembers(Frame):
     TYPE: ClassVar[str] = "list_members"
     sphere_id: SphereId = _text(MAX_ID_CHARS)
+    limit: int | None = _opt_int(1, MAX_LIST_LIMIT)
+    after: str | None = _opt_text(MAX_CURSOR_CHARS)  # ``next`` of the previous page
     ref: str | None = _ref()
 
 
@@ -450,6 +458,7 @@ class SphereInfo(Frame):
 class SphereList(Frame):
     TYPE: ClassVar[str] = "sphere_list"
     spheres: list[SphereSummary]
+    next: str | None = None  # more follow: pass as ``after``; absent on the last page
     ref: str | None = None
 
 
@@ -458,6 +467,7 @@ class MemberList(Frame):
     TYPE: ClassVar[str] = "member_list"
     sphere_id: SphereId
     members: list[MemberInfo]
+    next: str | None = None  # more follow: pass as ``after``; absent on the last page
     ref: str | None = None
 
 

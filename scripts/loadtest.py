@@ -140,6 +140,9 @@ GENERATOR_BUSY = 0.9
 GENERATOR_BOUND = "generator-bound"
 # Why: a little under the 28k ephemeral ports Linux gives each source address by default.
 PORTS_PER_SOURCE_IP = 25_000
+# Why: the server's option has no "off" (0 means its automatic cap); this is more sockets than
+# any descriptor limit allows.
+UNCAPPED_UNAUTHENTICATED = 1 << 30
 # Why: the server closes a connection that sends nothing for idle_timeout_ms; ping at a third
 # of it, and at least this often whatever the server announces.
 KEEPALIVE_FRACTION = 1 / 3
@@ -1462,7 +1465,11 @@ def spawned(relay: bool, extra: Sequence[str], cpu: str | None) -> Iterator[Targ
             command = [*SERVER, "serve", "--port", "0"]
             command += ["--data-dir", data_dir, "--log-level", "info"]
             # Lift the per-user write limits: the generator measures fan-out, not the limiter.
-            command += ["--publish-rate-per-s", "1000000", "--publish-burst", "1000000", *extra]
+            command += ["--publish-rate-per-s", "1000000", "--publish-burst", "1000000"]
+            # And the socket caps: it opens thousands of sockets at once from a few 127.0.0.x
+            # addresses (a reconnect storm is all unauthenticated at once).
+            command += ["--max-connections-per-address", "0", "--max-unauthenticated-per-address"]
+            command += ["0", "--max-unauthenticated", str(UNCAPPED_UNAUTHENTICATED), *extra]
         proc = subprocess.Popen(
             _taskset(cpu) + command, stderr=subprocess.PIPE, text=True, start_new_session=True
         )

@@ -13,31 +13,40 @@ import contextlib
 import importlib.util
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from protocol import SphereId
 from server.broker import Broker, MemoryBroker
 from server.broker.redis import RedisBroker
 from server.broker.redis_cluster import RedisClusterBroker
 from server.config import Config
 from server.gateway import Gateway
-from server.http_api import HttpApi, json_response
+from server.http_api import API_HEADERS, HttpApi, json_response
 from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import Operations
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
-from server.ratelimit import LocalWriteLimiter, RedisWriteLimiter, WriteLimiter
-from server.redisclient import RedisClient, redis_client
+from server.ratelimit import (
+    LocalWriteLimiter,
+    RateClass,
+    RedisWriteLimiter,
+    WriteLimiter,
+    class_limits,
+)
+from server.redisclient import RedisClient, RedisGuard, redis_client
+from server.sessions.accounts import Accounts
+from server.sessions.registry import SessionRegistry
+from server.sessions.watcher import SessionWatcher
 from server.tasks import TaskSupervisor
 from storage import Store, StoreError, open_store
 
@@ -55,13 +64,15 @@ class Runtime:
     store: Store
     broker: Broker
     presence: PresenceDirectory
-    writes: WriteLimiter
+    limits: Mapping[RateClass, WriteLimiter]
     redis: RedisClient | None
+    guard: RedisGuard | None  # the breaker in front of ``redis``
     hub: Hub
     tasks: TaskSupervisor
     gateway: Gateway
     api: Router
     metrics: Metrics
+    sessions: SessionWatcher
 
 
 async def _build(config: Config) -> Runtime:
@@ -71,27 +82,32 @@ async def _build(config: Config) -> Runtime:
     node = secrets.token_hex(6)  # names this process in broker envelopes and presence
     broker: Broker
     presence: PresenceDirectory
-    writes: WriteLimiter
+    limits: Mapping[RateClass, WriteLimiter]
     redis: RedisClient | None = None
+    guard: RedisGuard | None = None
     shared_url = config.redis_cluster_url or config.redis_url
     if shared_url:
         redis = redis_client(shared_url, cluster=bool(config.redis_cluster_url))
+        guard = RedisGuard(redis)  # one breaker: presence and the rate limit fail over together
         broker = (
             RedisClusterBroker(config.redis_cluster_url, prefix=config.redis_prefix)
             if config.redis_cluster_url
             else RedisBroker(config.redis_url, prefix=config.redis_prefix)
         )
-        presence = RedisPresence(redis, prefix=config.redis_prefix, node=node)
-        writes = RedisWriteLimiter(
-            redis,
-            prefix=config.redis_prefix,
-            rate_per_s=config.publish_rate_per_s,
-            burst=config.publish_burst,
-        )
+        presence = RedisPresence(guard, prefix=config.redis_prefix, node=node)
+        limits = {
+            cls: RedisWriteLimiter(
+                guard, prefix=config.redis_prefix, rate_per_s=rate, burst=burst, cls=cls
+            )
+            for cls, (rate, burst) in class_limits(config).items()
+        }
     else:
         broker = MemoryBroker()
         presence = MemoryPresence()
-        writes = LocalWriteLimiter(config.publish_rate_per_s, config.publish_burst)
+        limits = {
+            cls: LocalWriteLimiter(rate, burst)
+            for cls, (rate, burst) in class_limits(config).items()
+        }
     hub = Hub(
         store,
         broker,
@@ -103,8 +119,11 @@ async def _build(config: Config) -> Runtime:
     )
     await broker.start(hub)
     await hub.start()
-    operations = Operations(store, hub, writes, config)
-    gateway = Gateway(config, store, hub, operations, metrics)
+    operations = Operations(store, hub, limits, config)
+    registry = SessionRegistry(max_per_user=config.max_connections_per_user)
+    watcher = SessionWatcher(store, registry, poll_interval_s=config.session_poll_interval_s)
+    await watcher.start()
+    gateway = Gateway(config, store, hub, operations, metrics, registry)
     metrics.gauge("cloison_connections", "Open WebSocket connections", lambda: gateway.connections)
     metrics.gauge(
         "cloison_broker_healthy", "1 while the broker is connected", lambda: broker.healthy
@@ -118,18 +137,62 @@ async def _build(config: Config) -> Runtime:
     metrics.gauge(
         "cloison_broker_resets", "Broker reconnects followed by a catch-up", lambda: broker.resets
     )
-    api = HttpApi(config, store, operations, on_revoke=gateway.disconnect_token)
+    metrics.gauge(
+        "cloison_broker_resent",
+        "Dropped frames sent again so that other nodes see the gap",
+        lambda: broker.resent,
+    )
+    if guard is not None:
+        _redis_gauges(metrics, guard)
+    if hasattr(store, "writer_stats"):  # both SQL stores count their group commits
+        metrics.gauge(
+            "cloison_store_failed_commits",
+            "Group commits that failed (rolled back, or with an unknown outcome)",
+            lambda: store.writer_stats.failed_groups,
+        )
+        metrics.gauge(
+            "cloison_store_unknown_commits",
+            "Group commits whose outcome is unknown (the connection broke during COMMIT)",
+            lambda: store.writer_stats.unknown_groups,
+        )
+    metrics.gauge(
+        "cloison_session_changes", "Session changes read from the store", lambda: watcher.applied
+    )
+    metrics.gauge(
+        "cloison_sessions_ended", "Sessions those changes ended on this node", lambda: watcher.ended
+    )
+    api = HttpApi(config, store, operations, Accounts(store, config, registry))
     return Runtime(
         store=store,
         broker=broker,
         presence=presence,
-        writes=writes,
+        limits=limits,
         redis=redis,
+        guard=guard,
         hub=hub,
         tasks=tasks,
         gateway=gateway,
         api=Router(routes=api.routes()),
         metrics=metrics,
+        sessions=watcher,
+    )
+
+
+def _redis_gauges(metrics: Metrics, guard: RedisGuard) -> None:
+    metrics.gauge(
+        "cloison_redis_healthy",
+        "1 while presence and the write rate limit reach Redis",
+        lambda: guard.healthy,
+    )
+    metrics.gauge(
+        "cloison_redis_outages",
+        "Times presence and the rate limit lost Redis",
+        lambda: guard.outages,
+    )
+    metrics.gauge(
+        "cloison_redis_skipped",
+        "Redis calls answered locally at once while Redis was away",
+        lambda: guard.skipped,
     )
 
 
@@ -145,31 +208,65 @@ def _web_client() -> list[Mount]:
     root = Path(next(iter(spec.submodule_search_locations))) / "web"
     if not (root / "index.html").is_file():
         return []
-    return [Mount("/", app=_SecurityHeaders(StaticFiles(directory=root, html=True)), name="web")]
+    assets = _WebAssets(directory=root, html=True)
+    return [Mount("/", app=_Headers(assets, WEB_HEADERS), name="web")]
 
 
-class _SecurityHeaders:
-    """The page loads nothing from elsewhere and may not be framed; say so to the browser."""
+class _WebAssets(StaticFiles):
+    """The web client's folder, serving only the kinds of file a page loads.
 
-    HEADERS = (
-        (
-            b"content-security-policy",
-            b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
-        ),
-        (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
-    )
+    The folder also holds the client's README and may hold an editor's backup or a stray
+    file; none of those is part of the page, so none is served.
+    """
 
-    def __init__(self, app: ASGIApp) -> None:
+    SUFFIXES = frozenset({".html", ".js", ".css", ".svg", ".png", ".ico", ".webmanifest"})
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        asset = PurePosixPath(path)
+        if path not in ("", ".") and asset.suffix.lower() not in self.SUFFIXES:
+            raise HTTPException(status_code=404)
+        return await super().get_response(path, scope)
+
+
+# The page loads nothing from elsewhere, submits no form anywhere and may not be framed.
+WEB_HEADERS = (
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+        b"form-action 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+# Every answer outside the web page (API, probes, metrics, and Starlette's own 404 and 405
+# for those paths) carries these, like the API's JSON answers.
+API_DEFAULT_HEADERS = tuple((k.lower().encode(), v.encode()) for k, v in API_HEADERS.items())
+# Paths served by the web client's folder: the rest is API-like.
+_NOT_THE_PAGE = ("/api/", "/healthz", "/readyz", "/metrics")
+
+
+def _adding(send: Send, headers: tuple[tuple[bytes, bytes], ...]) -> Send:
+    """``send``, adding ``headers`` to a response start that does not set them itself."""
+
+    async def with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            present = {name.lower() for name, _ in message.get("headers", [])}
+            extra = [(k, v) for k, v in headers if k not in present]
+            message["headers"] = [*message.get("headers", []), *extra]
+        await send(message)
+
+    return with_headers
+
+
+class _Headers:
+    """Add ``headers`` to every HTTP response of ``app`` that does not set them itself."""
+
+    def __init__(self, app: ASGIApp, headers: tuple[tuple[bytes, bytes], ...]) -> None:
         self._app = app
+        self._headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *self.HEADERS]
-            await send(message)
-
-        await self._app(scope, receive, with_headers)
+        await self._app(scope, receive, _adding(send, self._headers))
 
 
 class _Deferred:
@@ -194,6 +291,8 @@ class CloisonApp(Starlette):
             scope["app"] = self
             await self.state.runtime.gateway(scope, receive, send)
             return
+        if scope["type"] == "http" and str(scope["path"]).startswith(_NOT_THE_PAGE):
+            send = _adding(send, API_DEFAULT_HEADERS)  # also covers Starlette's own errors
         await super().__call__(scope, receive, send)
 
 
@@ -210,16 +309,23 @@ def create_app(config: Config) -> CloisonApp:
         return json_response({"status": "ok", "connections": connections})
 
     async def readyz(request: Request) -> Response:
-        """Readiness: the store answers and the broker is connected."""
+        """Readiness: the store takes writes and the broker is connected."""
         rt = built()
-        store_ok = True
+        reasons: list[str] = []
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
-                await rt.store.get_sphere(SphereId("s_readiness_probe"))
-        except (StoreError, TimeoutError):
-            store_ok = False
-        ready = store_ok and rt.broker.healthy
-        body = {"ready": ready, "store": store_ok, "broker": rt.broker.healthy}
+                await rt.store.check_writable()
+        except StoreError as exc:
+            reasons.append(f"store: {exc.message}")
+        except TimeoutError:
+            reasons.append(f"store: no answer within {READY_TIMEOUT_S:g} s")
+        store_ok = not reasons
+        if not rt.broker.healthy:
+            reasons.append("broker: Redis is unreachable")
+        ready = not reasons
+        body: dict[str, object] = {"ready": ready, "store": store_ok, "broker": rt.broker.healthy}
+        if reasons:
+            body["reasons"] = reasons
         return json_response(body, 200 if ready else 503)
 
     @contextlib.asynccontextmanager
@@ -232,11 +338,15 @@ def create_app(config: Config) -> CloisonApp:
         finally:
             await runtime.gateway.aclose()
             await runtime.hub.aclose()
+            await runtime.sessions.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()
-            await runtime.writes.aclose()
+            for limiter in runtime.limits.values():
+                await limiter.aclose()
             await runtime.presence.aclose()
             await runtime.broker.aclose()
+            if runtime.guard is not None:
+                await runtime.guard.aclose()
             if runtime.redis is not None:
                 await runtime.redis.aclose()
             await runtime.store.aclose()

@@ -11,12 +11,14 @@ import asyncio
 import dataclasses
 import os
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from protocol import UserId, UserKind
 from server.config import Config
+from server.sessions.accounts import OPERATOR_ACTOR, Accounts
 
 Command = Callable[[list[str]], int]
 
@@ -115,88 +117,173 @@ def user_command(argv: list[str]) -> int:
     create.add_argument("--bot", action="store_true", help="a bot account")
     create.add_argument("--admin", action="store_true", help="may use the admin HTTP API")
     create.add_argument("--ttl-days", type=int, default=None, help="token lifetime (0: none)")
+    listing = sub.add_parser("list", parents=[common], help="list users, by user id")
+    listing.add_argument("--after", default=None, help="start after this user id")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (1-100)")
+    for action, text in (
+        ("disable", "disable a user: its tokens stop working, its sockets close on every node"),
+        ("enable", "enable a disabled user again"),
+    ):
+        sub.add_parser(action, parents=[common], help=text).add_argument("user_id")
+    rename = sub.add_parser("rename", parents=[common], help="change a user's display name")
+    rename.add_argument("user_id")
+    rename.add_argument("name")
+    audit = sub.add_parser(
+        "audit",
+        parents=[common],
+        help="list the audit log, newest first: credentials issued by someone other than "
+        "their user, revocations and disablings by administrators",
+    )
+    audit.add_argument("--before", type=int, default=None, help="entries below this seq")
+    audit.add_argument("--limit", type=int, default=50, help="at most this many (1-100)")
     namespace = parser.parse_args(argv)
     config = _admin_config(parser, namespace)
-    kind = UserKind.BOT if namespace.bot else UserKind.HUMAN
-    return asyncio.run(
-        _create_user(config, namespace.name, kind, namespace.admin, namespace.ttl_days)
-    )
+    return asyncio.run(_run(config, _user_action(namespace)))
 
 
 def token_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="cloison token", description="Issue or revoke tokens.")
+    parser = argparse.ArgumentParser(
+        prog="cloison token", description="Issue, list and revoke tokens."
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     common = _store_options()
-    create = sub.add_parser("create", parents=[common], help="issue a new token for a user")
+    create = sub.add_parser(
+        "create",
+        parents=[common],
+        help="issue a token for a bot, or for a human who belongs to no sphere yet (audited)",
+    )
     create.add_argument("user_id")
     create.add_argument("--ttl-days", type=int, default=None, help="token lifetime (0: none)")
+    create.add_argument("--kind", choices=["session", "api"], default=None)
+    create.add_argument("--label", default=None, help="a note shown in token lists")
+    listing = sub.add_parser("list", parents=[common], help="list a user's live tokens")
+    listing.add_argument("user_id")
+    listing.add_argument("--cursor", default=None, help="next_cursor of the previous page")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (1-100)")
     revoke = sub.add_parser(
         "revoke", parents=[common], help="revoke a token (by its id or the whole token)"
     )
     revoke.add_argument("token")
+    revoke_all = sub.add_parser(
+        "revoke-all", parents=[common], help="close all sessions: revoke every token of a user"
+    )
+    revoke_all.add_argument("user_id")
     namespace = parser.parse_args(argv)
     config = _admin_config(parser, namespace)
-    if namespace.action == "create":
-        return asyncio.run(_create_token(config, UserId(namespace.user_id), namespace.ttl_days))
-    return asyncio.run(_revoke_token(config, namespace.token))
+    return asyncio.run(_run(config, _token_action(namespace)))
 
 
-def _ttl_ms(config: Config, ttl_days: int | None) -> int | None:
-    days = config.token_ttl_days if ttl_days is None else ttl_days
-    return days * 86_400_000 if days > 0 else None
+Action = Callable[[Accounts], Awaitable[int]]
 
 
-async def _create_user(
-    config: Config, name: str, kind: UserKind, is_admin: bool, ttl_days: int | None
-) -> int:
-    from server.auth import issue_token
-    from server.operations import now_ms
+def _user_action(ns: argparse.Namespace) -> Action:
+    async def act(accounts: Accounts) -> int:
+        from server.operations import now_ms
+
+        if ns.action == "create":
+            kind = UserKind.BOT if ns.bot else UserKind.HUMAN
+            user, issued = await accounts.enrol(
+                OPERATOR_ACTOR,
+                ns.name,
+                kind,
+                is_admin=ns.admin,
+                ttl_days=ns.ttl_days,
+                now_ms=now_ms(),
+            )
+            print(
+                f"user_id:  {user.user_id}\ntoken_id: {issued.token_id}\ntoken:    {issued.token}"
+            )
+        elif ns.action == "list":
+            for user in await accounts.users(OPERATOR_ACTOR, after=ns.after, limit=ns.limit):
+                flags = ",".join(
+                    f for f, on in (("admin", user.is_admin), ("disabled", user.disabled)) if on
+                )
+                print(f"{user.user_id}\t{user.kind.value}\t{flags or '-'}\t{user.name}")
+        elif ns.action == "audit":
+            for e in await accounts.audit(OPERATOR_ACTOR, before=ns.before, limit=ns.limit):
+                print(
+                    f"{e.seq}\t{_when(e.ts_ms)}\t{e.actor}\t{e.action}\t{e.user_id or '-'}"
+                    f"\t{e.token_id or '-'}\t{e.detail or '-'}"
+                )
+        elif ns.action in ("disable", "enable"):
+            user = await accounts.set_disabled(
+                OPERATOR_ACTOR, UserId(ns.user_id), ns.action == "disable", now_ms=now_ms()
+            )
+            print(f"{ns.action}d {user.user_id}")
+        else:
+            user = await accounts.rename(UserId(ns.user_id), ns.name)
+            print(f"renamed {user.user_id} to {user.name!r}")
+        return 0
+
+    return act
+
+
+def _token_action(ns: argparse.Namespace) -> Action:
+    async def act(accounts: Accounts) -> int:
+        from server.auth import split_token
+        from server.operations import now_ms
+        from storage import TokenKind
+
+        if ns.action == "create":
+            issued = await accounts.issue_for(
+                OPERATOR_ACTOR,
+                UserId(ns.user_id),
+                kind=TokenKind(ns.kind) if ns.kind else None,
+                ttl_days=ns.ttl_days,
+                label=ns.label,
+                now_ms=now_ms(),
+            )
+            print(f"token_id: {issued.token_id}\ntoken:    {issued.token}")
+        elif ns.action == "list":
+            page = await accounts.tokens(
+                OPERATOR_ACTOR,
+                UserId(ns.user_id),
+                cursor=ns.cursor,
+                limit=ns.limit,
+                now_ms=now_ms(),
+            )
+            for t in page.tokens:
+                issuer = page.issuer_names.get(t.issued_by or "", t.issued_by or "unknown")
+                expires = _when(t.expires_ms) if t.expires_ms is not None else "never"
+                print(
+                    f"{t.token_id}\t{t.kind.value}\tcreated {_when(t.created_ms)}"
+                    f"\texpires {expires}\tissued by {issuer}\t{t.label or ''}"
+                )
+            if page.next_cursor is not None:
+                print(f"next_cursor: {page.next_cursor[0]}.{page.next_cursor[1]}")
+        elif ns.action == "revoke":
+            parts = split_token(ns.token)
+            token_id = parts[0] if parts is not None else ns.token
+            await accounts.revoke(OPERATOR_ACTOR, token_id, owner=None, now_ms=now_ms())
+            print(f"revoked {token_id}")
+        else:
+            revoked = await accounts.revoke_all(
+                OPERATOR_ACTOR, UserId(ns.user_id), keep=None, now_ms=now_ms()
+            )
+            print(f"revoked {len(revoked)} tokens of {ns.user_id}")
+        return 0
+
+    return act
+
+
+async def _run(config: Config, action: Action) -> int:
+    """Open the store, run one account action as the operator, report a refusal as exit 1."""
+    from protocol import CloisonError
     from storage import open_store
 
-    store = await open_store(config.resolved_store_url)
     try:
-        user = await store.create_user(name, kind, is_admin=is_admin, now_ms=now_ms())
-        issued = await issue_token(
-            store, user.user_id, now_ms=now_ms(), ttl_ms=_ttl_ms(config, ttl_days)
-        )
-    finally:
-        await store.aclose()
-    print(f"user_id:  {user.user_id}\ntoken_id: {issued.token_id}\ntoken:    {issued.token}")
-    return 0
-
-
-async def _create_token(config: Config, user_id: UserId, ttl_days: int | None) -> int:
-    from server.auth import issue_token
-    from server.operations import now_ms
-    from storage import open_store
-
-    store = await open_store(config.resolved_store_url)
-    try:
-        if await store.get_user(user_id) is None:
-            print(f"no user {user_id}", file=sys.stderr)
-            return 1
-        issued = await issue_token(
-            store, user_id, now_ms=now_ms(), ttl_ms=_ttl_ms(config, ttl_days)
-        )
-    finally:
-        await store.aclose()
-    print(f"token_id: {issued.token_id}\ntoken:    {issued.token}")
-    return 0
-
-
-async def _revoke_token(config: Config, token: str) -> int:
-    from server.auth import split_token
-    from storage import open_store
-
-    parts = split_token(token)
-    token_id = parts[0] if parts is not None else token
-    store = await open_store(config.resolved_store_url)
-    try:
-        revoked = await store.revoke_token(token_id)
-    finally:
-        await store.aclose()
-    if not revoked:
-        print(f"no token {token_id}", file=sys.stderr)
+        store = await open_store(config.resolved_store_url)
+    except CloisonError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
         return 1
-    print(f"revoked {token_id}")
-    return 0
+    try:
+        return await action(Accounts(store, config))
+    except CloisonError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await store.aclose()
+
+
+def _when(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))

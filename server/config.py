@@ -17,9 +17,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from server.origins import normalize as normalized_origin
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # Why: the documented bound on how long a membership change can go unnoticed by a node.
 MAX_RECONCILE_INTERVAL_S = 5.0
+# Why: websockets and browsers accept 1 MiB messages by default; a page stays well below.
+MAX_PAGE_BYTES = 512 * 1024
+# Why: the bytes a message's fields other than its body take on the wire, at most.
+MESSAGE_OVERHEAD_BYTES = 256
+# Why: JSON writes a control character of a body as \u00XX: six bytes for one.
+JSON_WORST_EXPANSION = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +96,7 @@ class Config:
         default=20.0, metadata={"help": "WebSocket ping interval (0 disables)"}
     )
     send_timeout_s: float = field(
-        default=30.0, metadata={"help": "evict a connection whose socket accepts nothing this long"}
+        default=8.0, metadata={"help": "evict a connection whose socket accepts nothing this long"}
     )
     tcp_user_timeout_s: float = field(
         default=30.0,
@@ -98,7 +106,7 @@ class Config:
         default=10.0, metadata={"help": "time allowed for in-flight work on shutdown"}
     )
     token_ttl_days: int = field(
-        default=365, metadata={"help": "lifetime of tokens made by the admin commands (0: none)"}
+        default=365, metadata={"help": "default lifetime of bot/API tokens, in days (0: none)"}
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
     log_format: str = field(
@@ -117,6 +125,94 @@ class Config:
     )
     drain_interval_s: float = field(
         default=0.2, metadata={"help": "pause between two shutdown batches"}
+    )
+    # Rate classes beside publish (--publish-rate-per-s): each a per-user token bucket.
+    membership_rate_per_s: float = field(
+        default=5.0, metadata={"help": "join, leave, member add/remove, role changes per s"}
+    )
+    membership_burst: int = field(default=50, metadata={"help": "membership changes at once"})
+    sphere_admin_rate_per_s: float = field(
+        default=1.0, metadata={"help": "sphere creations and updates per user and second"}
+    )
+    sphere_admin_burst: int = field(default=30, metadata={"help": "sphere changes at once"})
+    read_marker_rate_per_s: float = field(
+        default=5.0, metadata={"help": "read-marker updates per user and second"}
+    )
+    read_marker_burst: int = field(default=30, metadata={"help": "read-marker updates at once"})
+    typing_rate_per_s: float = field(
+        default=5.0, metadata={"help": "typing notices per user and second (all spheres)"}
+    )
+    typing_burst: int = field(default=20, metadata={"help": "typing notices at once"})
+    query_rate_per_s: float = field(
+        default=50.0, metadata={"help": "reads (history, subscribe, lists) per user and second"}
+    )
+    query_burst: int = field(default=200, metadata={"help": "reads at once"})
+    public_url: str = field(
+        default="",
+        metadata={
+            "help": "the URL browsers open to reach this server (https://chat.example.org); "
+            "its origin may open WebSockets"
+        },
+    )
+
+    # Sessions: token lifetimes, revocation reaching every node, connections per user.
+    session_ttl_days: int = field(
+        default=30,
+        metadata={"help": "default lifetime of interactive session tokens, in days (0: none)"},
+    )
+    session_poll_interval_s: float = field(
+        default=0.5,
+        metadata={
+            "help": "how often each node reads the store's session changes, so that a revoked "
+            "token, or a disabled user, loses its live sockets on every node"
+        },
+    )
+    max_connections_per_user: int = field(
+        default=64,
+        metadata={"help": "WebSocket connections a user may hold on one node (4003 beyond)"},
+    )
+
+    @property
+    def page_bytes(self) -> int:
+        """The most encoded bytes one reply (a history page, a list) may take."""
+        return min(self.queue_max_bytes // 2, MAX_PAGE_BYTES)
+
+    # Bounds on what one peer can hold before it has authenticated (server/wire).
+    max_header_bytes: int = field(
+        default=16 * 1024,
+        metadata={"help": "bytes of an HTTP request line and headers (431 beyond)"},
+    )
+    max_headers: int = field(
+        default=100, metadata={"help": "header lines in one HTTP request (431 beyond)"}
+    )
+    handshake_timeout_s: float = field(
+        default=10.0,
+        metadata={"help": "time from TCP connect to the end of the headers or WebSocket upgrade"},
+    )
+    max_connections_per_address: int = field(
+        default=4096,
+        metadata={"help": "open sockets per client address (503 beyond; 0: no cap)"},
+    )
+    max_unauthenticated_per_address: int = field(
+        default=128,
+        metadata={
+            "help": "sockets per client address not yet past the WebSocket auth frame "
+            "(503 beyond; 0: no cap)"
+        },
+    )
+    max_unauthenticated: int = field(
+        default=0,
+        metadata={
+            "help": "sockets not yet past the auth frame, all addresses together "
+            "(503 beyond; 0: half the process's file descriptor limit)"
+        },
+    )
+    uncapped_addresses: tuple[str, ...] = field(
+        default=("127.0.0.1", "::1"),
+        metadata={
+            "help": "client addresses exempt from the per-address caps, comma-separated "
+            "(a reverse proxy on the same machine)"
+        },
     )
     # Membership: how stale a node's view of a sphere's members may get when the broker fails
     # silently (a paused Redis); see docs/architecture.md, "The access model".
@@ -166,12 +262,27 @@ class Config:
             "max_message_bytes",
             "publish_rate_per_s",
             "publish_burst",
+            "membership_rate_per_s",
+            "membership_burst",
+            "sphere_admin_rate_per_s",
+            "sphere_admin_burst",
+            "read_marker_rate_per_s",
+            "read_marker_burst",
+            "typing_rate_per_s",
+            "typing_burst",
+            "query_rate_per_s",
+            "query_burst",
             "queue_max_bytes",
             "max_inflight_writes",
             "auth_timeout_s",
             "idle_timeout_s",
             "send_timeout_s",
             "shutdown_timeout_s",
+            "session_poll_interval_s",
+            "max_connections_per_user",
+            "max_header_bytes",
+            "max_headers",
+            "handshake_timeout_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -180,7 +291,15 @@ class Config:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{f.name} must be a finite number")
-        for name in ("ping_interval_s", "tcp_user_timeout_s", "token_ttl_days"):
+        for name in (
+            "ping_interval_s",
+            "tcp_user_timeout_s",
+            "token_ttl_days",
+            "session_ttl_days",
+            "max_connections_per_address",
+            "max_unauthenticated_per_address",
+            "max_unauthenticated",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.redis_cluster_url and ("{" in self.redis_prefix or "}" in self.redis_prefix):
@@ -201,8 +320,18 @@ class Config:
             raise ValueError(
                 f"reconcile_interval_s must be above 0 and at most {MAX_RECONCILE_INTERVAL_S}"
             )
+        if self.public_url and normalized_origin(self.public_url) is None:
+            raise ValueError("public_url must be an http(s) URL without path, as https://host")
         if self.max_message_bytes >= self.max_frame_bytes:
             raise ValueError("max_message_bytes must be smaller than max_frame_bytes")
+        worst_message = self.max_message_bytes * JSON_WORST_EXPANSION + MESSAGE_OVERHEAD_BYTES
+        if worst_message > self.page_bytes:
+            # Every stored message must stay deliverable, in any encoding, alone in a reply.
+            raise ValueError(
+                f"max_message_bytes: {self.max_message_bytes} bytes can take {worst_message} "
+                f"in JSON, more than a reply may ({self.page_bytes}: half of queue_max_bytes, "
+                f"at most {MAX_PAGE_BYTES})"
+            )
 
 
 def _read_file(cls: type[Config], file: Path) -> dict[str, Any]:

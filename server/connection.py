@@ -40,6 +40,10 @@ class Transport(Protocol):
 
     async def close(self, code: int, reason: str) -> None: ...
 
+    def abort(self) -> None:
+        """Drop the socket at once, without a close handshake."""
+        ...
+
 
 class Flusher:
     """Flushes every connection that queued frames during one loop iteration, in one callback.
@@ -98,6 +102,7 @@ class Connection:
         self._writer_idle = True
         self._flush_scheduled = False
         self._drain_waiting = False  # a replay waits for room in the queue
+        self._killed = False
 
     @property
     def queued_bytes(self) -> int:
@@ -192,11 +197,19 @@ class Connection:
         return started is not None and now - started > self._send_timeout_s
 
     def kill(self) -> None:
-        """Give up on a stalled socket: stop the writer without a close handshake."""
+        """Give up on a stalled socket: stop the writer and abort the socket, no handshake.
+
+        Aborting is what frees the socket: the peer reads nothing, so a close frame would
+        wait behind the data it never read.
+        """
+        if self._killed:
+            return
+        self._killed = True
         logger.info("closing stalled connection", extra={"conn_id": self.conn_id})
         self.abort(CloseCode.SLOW_CONSUMER, "send timed out")
         if self._writer is not None:
             self._writer.cancel()
+        self._transport.abort()
 
     async def _run_writer(self) -> None:
         """Send queued frames until the connection is aborted; then close the socket."""

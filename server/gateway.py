@@ -39,14 +39,16 @@ from protocol import (
     Wire,
     codec_for,
 )
-from server.auth import authenticate, split_token
+from server.auth import active_user, split_token, touch, verify_token
 from server.config import Config
 from server.connection import Connection, Flusher
 from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import WRITES, Caller, Operations, PreparedWrite, now_ms
 from server.origins import OriginPolicy
+from server.sessions.registry import DISABLED, LiveSession, SessionRegistry
 from server.transport import AsgiTransport
+from server.wire import admission_ticket
 from storage import Store, StoreError, UserRecord
 
 logger = logging.getLogger(__name__)
@@ -77,26 +79,32 @@ def internal_error(ref: str | None) -> ErrorReply:
 
 @dataclass(frozen=True, slots=True)
 class Login:
-    """Who a connection authenticated as, with which token, answering which ``auth`` ref."""
+    """Who a connection authenticated as, its registered session, which ``auth`` ref."""
 
     user: UserRecord
-    token_id: str
+    session: LiveSession
     ref: str | None
 
 
 class Gateway:
     def __init__(
-        self, config: Config, store: Store, hub: Hub, operations: Operations, metrics: Metrics
+        self,
+        config: Config,
+        store: Store,
+        hub: Hub,
+        operations: Operations,
+        metrics: Metrics,
+        sessions: SessionRegistry,
     ) -> None:
         self._config = config
         self._metrics = metrics
         self._store = store
         self._hub = hub
         self._ops = operations
-        self._origins = OriginPolicy(config.allowed_origins)
+        self._origins = OriginPolicy(config.allowed_origins, config.public_url)
         self._ids = itertools.count(1)
         self._node = secrets.token_hex(3)
-        self._by_token: dict[str, set[Connection]] = {}
+        self._sessions = sessions
         self._live: set[Connection] = set()
         self._flusher = Flusher()
         self._sweeper: asyncio.Task[None] | None = None
@@ -125,13 +133,6 @@ class Gateway:
             for conn in live[start : start + batch]:
                 conn.abort(CloseCode.SERVICE_RESTART, "server restart")
 
-    def disconnect_token(self, token_id: str) -> int:
-        """Close this node's connections opened with a revoked token; returns how many."""
-        conns = self._by_token.get(token_id, set())
-        for conn in conns:
-            conn.abort(CloseCode.UNAUTHORIZED, "token revoked")
-        return len(conns)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
@@ -151,6 +152,17 @@ class Gateway:
         login = await self._authenticate(receive, transport, codec)
         if login is None:
             return
+        ticket = admission_ticket(scope)
+        if ticket is not None:
+            ticket.authenticated()  # off the unauthenticated caps (server/wire/admission.py)
+        try:
+            await self._run_session(login, codec, transport, receive)
+        finally:
+            self._sessions.leave(login.session)
+
+    async def _run_session(
+        self, login: Login, codec: Codec, transport: AsgiTransport, receive: Receive
+    ) -> None:
         conn_id = ConnId(f"c_{self._node}_{next(self._ids)}")
         conn = Connection(
             conn_id,
@@ -161,8 +173,12 @@ class Gateway:
             send_timeout_s=self._config.send_timeout_s,
             flusher=self._flusher,
         )
-        same_token = self._by_token.setdefault(login.token_id, set())
-        same_token.add(conn)
+        if not self._sessions.attach(login.session, conn):
+            reason = login.session.ended or "token revoked"
+            await self._refuse(
+                transport, codec, CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED, reason, login.ref
+            )
+            return
         self._live.add(conn)
         self._start_sweeper()
         try:
@@ -180,9 +196,6 @@ class Gateway:
             await self._serve(Caller(login.user, conn), receive)
         finally:
             self._live.discard(conn)
-            same_token.discard(conn)
-            if not same_token:
-                self._by_token.pop(login.token_id, None)
             self._hub.drop_connection(conn)
             if conn.close_code is not None:
                 self._metrics.disconnects.labels(str(conn.close_code.value)).inc()
@@ -216,7 +229,20 @@ class Gateway:
                     ref,
                 )
                 return None
-            user = await authenticate(self._store, frame.token, now_ms=now_ms())
+            parts = split_token(frame.token)
+            if parts is None:
+                await self._refuse_token(transport, codec, ref)
+                return None
+            # Registered before the token is read: see server/sessions/registry.py.
+            session = self._sessions.enter(parts[0])
+            try:
+                login = await self._check(session, parts[1], transport, codec, ref)
+            except BaseException:
+                self._sessions.leave(session)
+                raise
+            if login is None:
+                self._sessions.leave(session)
+            return login
         except StoreError:
             logger.exception("authentication could not reach the store")
             await self._refuse(
@@ -239,18 +265,47 @@ class Gateway:
                 exc.ref,
             )
             return None
-        parts = split_token(frame.token)
-        if user is None or parts is None:
-            await self._refuse(
-                transport,
-                codec,
-                CloseCode.UNAUTHORIZED,
-                ErrorCode.UNAUTHORIZED,
-                "invalid, expired or revoked token",
-                ref,
+
+    async def _check(
+        self,
+        session: LiveSession,
+        secret: str,
+        transport: AsgiTransport,
+        codec: Codec,
+        ref: str | None,
+    ) -> Login | None:
+        """Read the token, then the user, each after registering what a change would name."""
+        token = await verify_token(self._store, session.token_id, secret, now_ms=now_ms())
+        if token is None:
+            await self._refuse_token(transport, codec, ref)
+            return None
+        if not self._sessions.bind(session, token.user_id, token.expires_ms):
+            limit = self._config.max_connections_per_user
+            await transport.close(
+                CloseCode.TOO_MANY_CONNECTIONS,
+                f"too many connections for this user on this node (at most {limit})",
             )
             return None
-        return Login(user, parts[0], ref)
+        user = await active_user(self._store, token.user_id)
+        if user is None:
+            await self._refuse_token(transport, codec, ref, DISABLED)
+            return None
+        if session.ended is not None:
+            await self._refuse_token(transport, codec, ref, session.ended)
+            return None
+        await touch(self._store, token, now_ms=now_ms())
+        return Login(user, session, ref)
+
+    async def _refuse_token(
+        self,
+        transport: AsgiTransport,
+        codec: Codec,
+        ref: str | None,
+        reason: str = "invalid, expired or revoked token",
+    ) -> None:
+        await self._refuse(
+            transport, codec, CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED, reason, ref
+        )
 
     async def _refuse(
         self,
@@ -357,6 +412,7 @@ class Gateway:
         idle_s = self._config.idle_timeout_s
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
+            self._sessions.expire(now_ms())  # tokens that expired: 4500 "token expired"
             now = loop.time()
             for conn in list(self._live):
                 if conn.stalled(now):

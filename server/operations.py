@@ -8,15 +8,19 @@ HTTP responses in one place each.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from protocol import (
+    MAX_LIST_LIMIT,
     Ack,
     AddMember,
+    Auth,
     CloisonError,
+    Codec,
     CreateSphere,
     Delete,
     Edit,
@@ -26,6 +30,7 @@ from protocol import (
     History,
     HistoryPage,
     Join,
+    JsonCodec,
     Leave,
     ListMembers,
     ListSpheres,
@@ -35,6 +40,7 @@ from protocol import (
     Ok,
     Ping,
     Pong,
+    ProtocolViolation,
     Publish,
     RateLimitedError,
     RemoveMember,
@@ -51,40 +57,32 @@ from protocol import (
     UpdateSphere,
     UserId,
 )
-from server import access
+from server import access, paging
 from server.config import Config
 from server.connection import Connection
 from server.hub import Hub
-from server.ratelimit import RateLimiter, WriteLimiter
-from storage import DecideMember, Draft, NotMemberError, SphereRecord, Store, UserRecord
+from server.ratelimit import RateClass, RateLimiter, WriteLimiter
+from storage import (
+    DecideMember,
+    Draft,
+    MemberKey,
+    NotMemberError,
+    OutcomeUnknownError,
+    SphereKey,
+    SphereRecord,
+    Store,
+    UserRecord,
+    member_key,
+    sphere_key,
+)
 
 # Why: one page is what a chat client shows at once; the protocol caps it at 200.
 DEFAULT_HISTORY_LIMIT = 50
 # Why: typing notices are hints; one per user and sphere every 2 s is plenty.
 TYPING_INTERVAL_S = 2.0
-DISCOVER_LIMIT = 200
-# Why: websockets and browsers accept 1 MiB messages by default; a page stays well below.
-MAX_PAGE_BYTES = 512 * 1024
-# Why: the bytes a message's fields other than its body take on the wire, at most.
-MESSAGE_OVERHEAD_BYTES = 256
-
-
-def _fit_page(messages: list[Message], *, newest: bool, budget: int) -> tuple[list[Message], bool]:
-    """Keep the end of the page nearest the reader within ``budget`` bytes; True if trimmed.
-
-    Paging back (``newest``) keeps the newest messages of the page, paging forward the
-    oldest; at least one message is always kept.
-    """
-    ordered = list(reversed(messages)) if newest else messages
-    kept: list[Message] = []
-    used = 0
-    for message in ordered:
-        used += MESSAGE_OVERHEAD_BYTES + len((message.body or "").encode())
-        if kept and used > budget:
-            break
-        kept.append(message)
-    trimmed = len(kept) < len(messages)
-    return (list(reversed(kept)) if newest else kept), trimmed
+DISCOVER_LIMIT = MAX_LIST_LIMIT
+# Why: a member or sphere list shows this many at once; more is a page away.
+DEFAULT_LIST_LIMIT = 100
 
 
 def now_ms() -> int:
@@ -107,6 +105,31 @@ class PreparedWrite:
 
 
 WRITES = (Publish, Edit, Delete)
+
+# The budget each client frame spends (one token per request, per user, before it runs; writes
+# spend theirs in ``prepare_write`` once checked). Every client frame type has a row: a test
+# fails for one without.
+RATE_CLASSES: dict[type[Frame], RateClass] = {
+    Auth: RateClass.FREE,  # answered by the gateway, once per connection
+    Ping: RateClass.FREE,
+    Unsubscribe: RateClass.FREE,
+    Publish: RateClass.POST,
+    Edit: RateClass.POST,
+    Delete: RateClass.POST,
+    Subscribe: RateClass.QUERY,
+    History: RateClass.QUERY,
+    ListSpheres: RateClass.QUERY,
+    ListMembers: RateClass.QUERY,
+    Typing: RateClass.TYPING,
+    MarkRead: RateClass.READ_MARKER,
+    CreateSphere: RateClass.SPHERE_ADMIN,
+    UpdateSphere: RateClass.SPHERE_ADMIN,
+    Join: RateClass.MEMBERSHIP,
+    Leave: RateClass.MEMBERSHIP,
+    AddMember: RateClass.MEMBERSHIP,
+    RemoveMember: RateClass.MEMBERSHIP,
+    SetRole: RateClass.MEMBERSHIP,
+}
 
 
 def _prepared(
@@ -132,14 +155,21 @@ Handler = Callable[[Caller, Any], Awaitable[Frame | None]]
 
 
 class Operations:
-    def __init__(self, store: Store, hub: Hub, writes: WriteLimiter, config: Config) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hub: Hub,
+        limits: Mapping[RateClass, WriteLimiter],
+        config: Config,
+    ) -> None:
         self._store = store
         self._hub = hub
         self._config = config
-        self._writes = writes
+        self._limits = limits
         self._typing = RateLimiter(1 / TYPING_INTERVAL_S, 1)
         # A page must fit a connection's queue and a client's default frame limit (1 MiB).
-        self._page_bytes = min(config.queue_max_bytes // 2, MAX_PAGE_BYTES)
+        self._page_bytes = config.page_bytes
+        self._http_codec = JsonCodec()  # what the HTTP API answers in
         self._handlers: dict[type[Frame], Handler] = {
             Ping: self._ping,
             Subscribe: self._subscribe,
@@ -164,9 +194,14 @@ class Operations:
         handler = self._handlers.get(type(frame))
         if handler is None:
             raise CloisonError(f"{frame.TYPE} is not a request", code=ErrorCode.BAD_FRAME)
+        await self._spend(caller, RATE_CLASSES[type(frame)])
         return await handler(caller, frame)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _codec(self, caller: Caller) -> Codec:
+        """The encoding the caller's replies travel in."""
+        return caller.conn.codec if caller.conn is not None else self._http_codec
 
     def _connection(self, caller: Caller) -> Connection:
         if caller.conn is None:
@@ -192,10 +227,16 @@ class Operations:
         sphere, role = await access.resolve(self._store, sphere_id, caller.user.user_id)
         access.require(access.can_read(sphere, role), access.JOIN_TO_READ)
 
-    async def _spend_write(self, caller: Caller) -> None:
-        wait_s = await self._writes.take(caller.user.user_id)
+    async def _spend(self, caller: Caller, cls: RateClass) -> None:
+        """Take one token of ``cls`` from the caller's bucket, or raise ``rate_limited``."""
+        limiter = self._limits.get(cls)
+        if limiter is None:
+            return  # RateClass.FREE
+        wait_s = await limiter.take(caller.user.user_id)
         if wait_s:
-            raise RateLimitedError("too many writes", retry_after_ms=max(1, int(wait_s * 1000)))
+            raise RateLimitedError(
+                f"too many requests of class {cls}", retry_after_ms=max(1, math.ceil(wait_s * 1000))
+            )
 
     def _check_body(self, body: str) -> None:
         size = len(body.encode())
@@ -228,6 +269,10 @@ class Operations:
             raise await access.refused_write(
                 self._store, sphere_id, write.draft.author_id
             ) from None
+        except OutcomeUnknownError:
+            # It may be stored: deliver it here if so, without waiting for the next write.
+            self._hub.resync(sphere_id)
+            raise
         # A duplicate is published again too: if the first attempt committed but never
         # reached the broker (a crash in between), this heals it; nodes drop what they have.
         await self._hub.publish(result.event)
@@ -291,7 +336,7 @@ class Operations:
     async def _publish(self, caller: Caller, frame: Publish) -> PreparedWrite:
         self._check_body(frame.body)
         await self._member_role(caller, frame.sphere_id)
-        await self._spend_write(caller)
+        await self._spend(caller, RateClass.POST)
         return _prepared(caller, frame, EventKind.POST, body=frame.body)
 
     async def _target(
@@ -320,12 +365,12 @@ class Operations:
     async def _edit(self, caller: Caller, frame: Edit) -> PreparedWrite:
         self._check_body(frame.body)
         await self._target(caller, frame.sphere_id, frame.target, moderate=False)
-        await self._spend_write(caller)
+        await self._spend(caller, RateClass.POST)
         return _prepared(caller, frame, EventKind.EDIT, body=frame.body, target=frame.target)
 
     async def _delete(self, caller: Caller, frame: Delete) -> PreparedWrite:
         await self._target(caller, frame.sphere_id, frame.target, moderate=True)
-        await self._spend_write(caller)
+        await self._spend(caller, RateClass.POST)
         return _prepared(caller, frame, EventKind.DELETE, target=frame.target)
 
     async def _history(self, caller: Caller, frame: History) -> Frame:
@@ -338,7 +383,12 @@ class Operations:
             after=frame.after,
             limit=frame.limit or DEFAULT_HISTORY_LIMIT,
         )
-        messages, trimmed = _fit_page(messages, newest=frame.after is None, budget=self._page_bytes)
+        messages, trimmed = paging.fit_page(
+            messages,
+            newest=frame.after is None,
+            budget=self._page_bytes,
+            codec=self._codec(caller),
+        )
         has_more = has_more or trimmed
         return HistoryPage(
             sphere_id=frame.sphere_id, messages=messages, has_more=has_more, ref=frame.ref
@@ -352,15 +402,34 @@ class Operations:
     # -- spheres and members -----------------------------------------------------------------
 
     async def _list_spheres(self, caller: Caller, frame: ListSpheres) -> Frame:
-        mine = await self._store.user_spheres(caller.user.user_id)
-        if not frame.discover:
-            return SphereList(spheres=mine, ref=frame.ref)
-        by_id = {s.sphere_id: s for s in mine}
-        listed = await self._store.discoverable_spheres(DISCOVER_LIMIT)
-        return SphereList(spheres=[by_id.get(s.sphere_id, s) for s in listed], ref=frame.ref)
+        codec = self._codec(caller)
+        if frame.discover:
+            if frame.after is not None:
+                raise ProtocolViolation("after: discover lists the newest spheres, unpaged")
+            listed = await self._store.discoverable_spheres(frame.limit or DISCOVER_LIMIT)
+            mine = await self._store.user_spheres(caller.user.user_id)
+            by_id = {s.sphere_id: s for s in mine}
+            spheres, _ = paging.fit(
+                [by_id.get(s.sphere_id, s) for s in listed],
+                budget=self._page_bytes,
+                size=lambda s: paging.encoded_size(codec, SphereList(spheres=[s])),
+            )
+            return SphereList(spheres=spheres, ref=frame.ref)
+        limit = frame.limit or DEFAULT_LIST_LIMIT
+        after = paging.read_cursor(frame.after, paging.SPHERE_CURSOR) if frame.after else None
+        page = await self._store.user_spheres(
+            caller.user.user_id, limit=limit + 1, after=cast("SphereKey | None", after)
+        )
+        spheres, trimmed = paging.fit(
+            page[:limit],
+            budget=self._page_bytes,
+            size=lambda s: paging.encoded_size(codec, SphereList(spheres=[s])),
+        )
+        more = trimmed or len(page) > limit
+        cursor = paging.cursor(sphere_key(spheres[-1])) if more else None
+        return SphereList(spheres=spheres, next=cursor, ref=frame.ref)
 
     async def _create_sphere(self, caller: Caller, frame: CreateSphere) -> Frame:
-        await self._spend_write(caller)
         sphere = await self._store.create_sphere(
             frame.name, frame.privacy, caller.user.user_id, now_ms=now_ms()
         )
@@ -423,5 +492,19 @@ class Operations:
 
     async def _list_members(self, caller: Caller, frame: ListMembers) -> Frame:
         await self._member_role(caller, frame.sphere_id)
-        members = await self._store.list_members(frame.sphere_id)
-        return MemberList(sphere_id=frame.sphere_id, members=members, ref=frame.ref)
+        codec = self._codec(caller)
+        limit = frame.limit or DEFAULT_LIST_LIMIT
+        after = paging.read_cursor(frame.after, paging.MEMBER_CURSOR) if frame.after else None
+        page = await self._store.list_members(
+            frame.sphere_id, limit=limit + 1, after=cast("MemberKey | None", after)
+        )
+        members, trimmed = paging.fit(
+            page[:limit],
+            budget=self._page_bytes,
+            size=lambda m: paging.encoded_size(
+                codec, MemberList(sphere_id=frame.sphere_id, members=[m])
+            ),
+        )
+        more = trimmed or len(page) > limit
+        cursor = paging.cursor(member_key(members[-1])) if more else None
+        return MemberList(sphere_id=frame.sphere_id, members=members, next=cursor, ref=frame.ref)

@@ -18,17 +18,16 @@ import time
 from collections import defaultdict
 from typing import Protocol
 
-from redis.exceptions import RedisError
-
 from protocol import SphereId, UserId
-from server.redisclient import RedisClient
+from server.redisclient import RedisClient, RedisGuard, RedisUnavailableError
 
 logger = logging.getLogger(__name__)
 
 # Why: a node refreshes its entries every third of this, so one missed refresh is harmless
 # and a crashed node's users drop out within a minute.
 PRESENCE_TTL_S = 60.0
-COMMAND_TIMEOUT_S = 2.0
+# Why: leaving cleanly at shutdown is worth this long at most; expiry covers the rest.
+CLOSE_TIMEOUT_S = 2.0
 
 
 class PresenceDirectory(Protocol):
@@ -98,15 +97,19 @@ return 0
 
 class RedisPresence:
     """Presence shared through Redis: per sphere, a sorted set of users by expiry, and per
-    (sphere, user) a sorted set of the nodes that have them, by expiry."""
+    (sphere, user) a sorted set of the nodes that have them, by expiry.
 
-    def __init__(self, redis: RedisClient, *, prefix: str, node: str) -> None:
+    Every command goes through the guard shared with the rate limit: while Redis is away,
+    each call answers at once from what this node knows, and the outage is logged once.
+    """
+
+    def __init__(self, redis: RedisGuard, *, prefix: str, node: str) -> None:
         self._redis = redis
         self._prefix = prefix
         self._node = node
         self._here: set[tuple[SphereId, UserId]] = set()  # what this node must keep fresh
-        self._arrived = self._redis.register_script(_ARRIVED)
-        self._left = self._redis.register_script(_LEFT)
+        self._arrived = self._redis.client.register_script(_ARRIVED)
+        self._left = self._redis.client.register_script(_LEFT)
         self._refresher: asyncio.Task[None] | None = None
 
     def _keys(self, sphere_id: SphereId, user_id: UserId) -> list[str]:
@@ -122,30 +125,29 @@ class RedisPresence:
     async def arrived(self, sphere_id: SphereId, user_id: UserId) -> bool:
         self._here.add((sphere_id, user_id))
         self._start_refresher()
+        keys, args = self._keys(sphere_id, user_id), self._args(user_id)
         try:
-            first = await self._arrived(self._keys(sphere_id, user_id), self._args(user_id))
-        except (RedisError, OSError) as exc:
-            logger.warning("presence unavailable: %s", exc)
+            first = await self._redis.run(lambda client: self._arrived(keys, args, client))
+        except RedisUnavailableError:
             return True  # say what this node knows rather than nothing
         return bool(first)
 
     async def left(self, sphere_id: SphereId, user_id: UserId) -> bool:
         self._here.discard((sphere_id, user_id))
+        keys, args = self._keys(sphere_id, user_id), self._args(user_id)
         try:
-            last = await self._left(self._keys(sphere_id, user_id), self._args(user_id))
-        except (RedisError, OSError) as exc:
-            logger.warning("presence unavailable: %s", exc)
+            last = await self._redis.run(lambda client: self._left(keys, args, client))
+        except RedisUnavailableError:
             return True
         return bool(last)
 
     async def online(self, sphere_id: SphereId) -> set[UserId]:
         key = self._keys(sphere_id, UserId(""))[0]
         here = {user for sphere, user in self._here if sphere == sphere_id}
+        now_ms = int(time.time() * 1000)
         try:
-            now_ms = int(time.time() * 1000)
-            users = await self._redis.zrangebyscore(key, now_ms, "+inf")
-        except (RedisError, OSError) as exc:
-            logger.warning("presence unavailable: %s", exc)
+            users = await self._redis.run(lambda client: client.zrangebyscore(key, now_ms, "+inf"))
+        except RedisUnavailableError:
             return here
         return here | {UserId(u.decode() if isinstance(u, bytes) else str(u)) for u in users}
 
@@ -156,20 +158,21 @@ class RedisPresence:
     async def _refresh_loop(self) -> None:
         while True:
             await asyncio.sleep(PRESENCE_TTL_S / 3)
-            expires_ms = int((time.time() + PRESENCE_TTL_S) * 1000)
-            ttl_ms = int(PRESENCE_TTL_S * 1000)
-            try:
-                # Plain commands, not the script: a refresh changes no one's state.
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for sphere_id, user_id in list(self._here):
-                        sphere_key, user_key = self._keys(sphere_id, user_id)
-                        pipe.zadd(user_key, {self._node: expires_ms})
-                        pipe.pexpire(user_key, ttl_ms)
-                        pipe.zadd(sphere_key, {user_id: expires_ms}, gt=True)
-                        pipe.pexpire(sphere_key, ttl_ms)
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:
-                logger.warning("presence refresh failed: %s", exc)
+            with contextlib.suppress(RedisUnavailableError):  # the guard logs outages
+                await self._redis.run(self._refresh)
+
+    async def _refresh(self, client: RedisClient) -> None:
+        """Push this node's entries' expiry forward (plain commands: nobody's state changes)."""
+        expires_ms = int((time.time() + PRESENCE_TTL_S) * 1000)
+        ttl_ms = int(PRESENCE_TTL_S * 1000)
+        async with client.pipeline(transaction=False) as pipe:
+            for sphere_id, user_id in list(self._here):
+                sphere_key, user_key = self._keys(sphere_id, user_id)
+                pipe.zadd(user_key, {self._node: expires_ms})
+                pipe.pexpire(user_key, ttl_ms)
+                pipe.zadd(sphere_key, {user_id: expires_ms}, gt=True)
+                pipe.pexpire(sphere_key, ttl_ms)
+            await pipe.execute()
 
     async def aclose(self) -> None:
         if self._refresher is not None:
@@ -177,6 +180,6 @@ class RedisPresence:
             await asyncio.gather(self._refresher, return_exceptions=True)
         # Leave cleanly where Redis answers in time; expiry covers the rest.
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(COMMAND_TIMEOUT_S):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 for sphere_id, user_id in list(self._here):
                     await self.left(sphere_id, user_id)

@@ -1,15 +1,20 @@
-"""Token buckets: per key in process, and the per-user write limit, local or shared in Redis."""
+"""Token buckets: per key in process, and the per-user limit of each rate class, local or in Redis.
+
+A rate class groups the operations that share one budget (``post``: publish, edit, delete;
+``membership``; ...). Each class has its own limiter per user; ``server/operations.py`` says
+which class every client frame belongs to.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Hashable
+from enum import StrEnum
 from typing import Protocol
 
-from redis.exceptions import RedisError
-
-from server.redisclient import RedisClient
+from server.config import Config
+from server.redisclient import RedisGuard, RedisUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +49,32 @@ class RateLimiter:
         }
 
 
+class RateClass(StrEnum):
+    """The budgets a user's requests are counted against, each with its own bucket."""
+
+    POST = "post"  # publish, edit, delete
+    MEMBERSHIP = "membership"  # join, leave, add/remove members, set roles
+    SPHERE_ADMIN = "sphere_admin"  # create and update spheres
+    READ_MARKER = "read_marker"
+    TYPING = "typing"
+    QUERY = "query"  # reads: history, subscribe, lists
+    FREE = "free"  # not limited: ping, unsubscribe, auth (cheap, answered without storage)
+
+
+def class_limits(config: Config) -> dict[RateClass, tuple[float, int]]:
+    """(sustained rate per second, burst) of each limited class, from the configuration."""
+    return {
+        RateClass.POST: (config.publish_rate_per_s, config.publish_burst),
+        RateClass.MEMBERSHIP: (config.membership_rate_per_s, config.membership_burst),
+        RateClass.SPHERE_ADMIN: (config.sphere_admin_rate_per_s, config.sphere_admin_burst),
+        RateClass.READ_MARKER: (config.read_marker_rate_per_s, config.read_marker_burst),
+        RateClass.TYPING: (config.typing_rate_per_s, config.typing_burst),
+        RateClass.QUERY: (config.query_rate_per_s, config.query_burst),
+    }
+
+
 class WriteLimiter(Protocol):
-    """The per-user write rate limit, shared by every gateway that uses the same backend."""
+    """One class's per-user rate limit, shared by every gateway that uses the same backend."""
 
     async def take(self, user_id: str) -> float:
         """Spend one write. Returns 0 when allowed, else the seconds until one is available."""
@@ -87,28 +116,35 @@ return wait
 
 
 class RedisWriteLimiter:
-    """One bucket per user in Redis, shared by all gateways; buckets expire once full again.
+    """One bucket per user and class in Redis, shared by all gateways; buckets expire once full.
 
     If Redis does not answer, the limit falls back to this process's own buckets rather than
-    refusing or waving through every write.
+    refusing or waving through every write. The guard (shared with presence) makes that
+    fallback immediate while Redis is away, and logs the outage once, not once per write.
     """
 
-    def __init__(self, redis: RedisClient, *, prefix: str, rate_per_s: float, burst: int) -> None:
+    def __init__(
+        self,
+        redis: RedisGuard,
+        *,
+        prefix: str,
+        rate_per_s: float,
+        burst: int,
+        cls: str = RateClass.POST,
+    ) -> None:
         self._redis = redis
-        self._prefix = prefix
+        self._prefix = f"{prefix}rate:{cls}:"
         self._rate_per_s = rate_per_s
         self._burst = burst
-        self._script = self._redis.register_script(_TAKE)
+        self._script = self._redis.client.register_script(_TAKE)
         self._fallback = LocalWriteLimiter(rate_per_s, burst)
 
     async def take(self, user_id: str) -> float:
         now_ms = int(time.time() * 1000)
+        keys, args = [f"{self._prefix}{user_id}"], [self._rate_per_s, self._burst, now_ms]
         try:
-            wait_ms = await self._script(
-                [f"{self._prefix}rate:{user_id}"], [self._rate_per_s, self._burst, now_ms]
-            )
-        except (RedisError, OSError) as exc:
-            logger.warning("shared rate limit unavailable, limiting locally: %s", exc)
+            wait_ms = await self._redis.run(lambda client: self._script(keys, args, client))
+        except RedisUnavailableError:
             return await self._fallback.take(user_id)
         return int(wait_ms) / 1000
 

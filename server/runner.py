@@ -16,6 +16,7 @@ import uvicorn
 from server import logs
 from server.app import CloisonApp, create_app
 from server.config import Config
+from server.wire import Gatekeeper, protocol_classes
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +53,13 @@ def listening_socket(config: Config) -> socket.socket:
 
 
 def uvicorn_config(config: Config, app: CloisonApp) -> uvicorn.Config:
+    """uvicorn's settings, with its httptools and websockets-sansio protocols replaced by the
+    bounded ones of ``server.wire``."""
+    http, ws = protocol_classes(Gatekeeper.from_config(config))
     return uvicorn.Config(
         app,
-        ws="websockets-sansio",
-        http="httptools",
+        ws=ws,
+        http=http,
         loop="uvloop",
         lifespan="on",
         ws_max_size=config.max_frame_bytes,

@@ -20,6 +20,7 @@ from starlette.types import Send
 from websockets.exceptions import InvalidState
 
 from protocol import Wire
+from server.wire.closing import reset
 
 
 def _uvicorn_protocol(send: Send) -> Any | None:
@@ -77,6 +78,12 @@ class AsgiTransport:
             await self._send({"type": "websocket.send", self._key: wire})
         except OSError:  # the peer is gone (uvicorn's ClientDisconnected is an OSError)
             self._closed = True
+
+    def abort(self) -> None:
+        """Drop the socket without a close handshake: its peer accepts nothing."""
+        self._closed = True
+        if self._proto is not None:
+            reset(self._proto.transport)
 
     async def close(self, code: int, reason: str) -> None:
         if self._closed:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from protocol import (
@@ -40,6 +41,13 @@ from protocol import (
     UserKind,
 )
 
+# What a client is told when a write's outcome is unknown (protocol code ``unknown``).
+OUTCOME_UNKNOWN_MESSAGE = (
+    "the write may or may not have been stored; retry with the same message_id"
+)
+# The same for a change of the directory (users, tokens, spheres, members, read markers).
+CHANGE_UNKNOWN_MESSAGE = "the change may or may not have been made; check before repeating it"
+
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
@@ -48,6 +56,20 @@ class UserRecord:
     kind: UserKind
     is_admin: bool  # may use the server administration API
     created_ms: int
+    disabled_ms: int | None = None  # set while an administrator has disabled the account
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_ms is not None
+
+
+class TokenKind(StrEnum):
+    SESSION = "session"  # an interactive sign-in (web client, terminal chat)
+    API = "api"  # a bot or script
+
+
+# Who issued a token or did an audited act from the command line (no user behind it).
+OPERATOR = "cli"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +82,63 @@ class TokenRecord:
     created_ms: int
     expires_ms: int | None
     revoked: bool = False
+    kind: TokenKind = TokenKind.SESSION
+    # The user id of whoever issued it (the user themselves, an administrator), OPERATOR for
+    # the command line, None for tokens issued before this was recorded.
+    issued_by: str | None = None
+    label: str | None = None
+    last_used_ms: int | None = None  # updated at most once per TOUCH_INTERVAL_MS
+
+    def live(self, now_ms: int) -> bool:
+        return not self.revoked and (self.expires_ms is None or self.expires_ms > now_ms)
+
+
+# Why: a write per authentication would cost more than the "last used" column is worth.
+TOUCH_INTERVAL_MS = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPage:
+    tokens: list[TokenRecord]  # newest first
+    issuer_names: dict[str, str]  # name of each user id in ``issued_by``
+    next_cursor: tuple[int, str] | None  # (created_ms, token_id) of the last, if more follow
+
+
+class ChangeKind(StrEnum):
+    """What a ``session_changes`` row tells every node to close."""
+
+    TOKEN_REVOKED = "token_revoked"  # connections opened with token_id
+    USER_DISABLED = "user_disabled"  # every connection of user_id
+
+
+@dataclass(frozen=True, slots=True)
+class SessionChange:
+    """One row of the append-only log every node polls to close live sockets."""
+
+    seq: int  # ascending in commit order
+    kind: ChangeKind
+    user_id: UserId
+    token_id: str | None
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """An administrative act, recorded in the same transaction as the act itself."""
+
+    actor: str  # a user id, or OPERATOR
+    action: str  # user_created, token_issued, token_revoked, tokens_revoked, user_disabled, ...
+    user_id: UserId | None  # whom it concerned
+    ts_ms: int
+    token_id: str | None = None
+    detail: str | None = None
+    seq: int = 0  # assigned by the store
+
+
+class HasSpheresError(CloisonError):
+    """A token for a human who belongs to spheres may only be issued by that human."""
+
+    code = ErrorCode.FORBIDDEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +203,22 @@ CheckUpdate = Callable[[SphereRecord, Role | None], None]
 
 
 class StoreError(CloisonError):
-    """The backend failed; the operation may be retried."""
+    """The backend failed and the operation certainly had no effect; it may be retried."""
 
     code = ErrorCode.UNAVAILABLE
+
+
+class OutcomeUnknownError(StoreError):
+    """A write's commit was sent but its result never came back: it may be stored or not.
+
+    Raised when the connection broke, timed out or was cancelled during or after COMMIT.
+    Retrying with the same ``message_id`` is safe (appends are idempotent) and tells which.
+    """
+
+    code = ErrorCode.UNKNOWN
+
+    def __init__(self, message: str = OUTCOME_UNKNOWN_MESSAGE) -> None:
+        super().__init__(message)
 
 
 class NotFoundError(CloisonError):
@@ -163,6 +255,7 @@ class MessageLog(Protocol):
             NotMemberError: the author is not a member of the sphere at commit time (a
                 duplicate of a stored draft is returned nonetheless).
             TargetGoneError: an edit/delete whose target is not a live post.
+            OutcomeUnknownError: the commit's result is unknown (the draft may be stored).
             StoreError: the backend failed; nothing was written.
         """
         ...
@@ -190,19 +283,113 @@ class MessageLog(Protocol):
         ...
 
 
+# Where a page of members or spheres ends, in their sort order: (role rank, name, user_id)
+# and (name, sphere_id).
+MemberKey = tuple[int, str, str]
+SphereKey = tuple[str, str]
+
+
+def member_key(member: MemberInfo) -> MemberKey:
+    return (member.role.rank, member.name, member.user_id)
+
+
+def sphere_key(sphere: SphereSummary) -> SphereKey:
+    return (sphere.name, sphere.sphere_id)
+
+
 class Directory(Protocol):
     async def create_user(
-        self, name: str, kind: UserKind, *, is_admin: bool, now_ms: int
-    ) -> UserRecord: ...
+        self,
+        name: str,
+        kind: UserKind,
+        *,
+        is_admin: bool,
+        now_ms: int,
+        audit: AuditEntry | None = None,
+        first_token: TokenRecord | None = None,
+        token_audit: AuditEntry | None = None,
+    ) -> UserRecord:
+        """Create a user, with its first token (its user_id set here) if given, in one
+        transaction; ``audit`` and ``token_audit`` (their user_id filled in) are written with
+        them."""
+        ...
 
     async def get_user(self, user_id: UserId) -> UserRecord | None: ...
 
-    async def add_token(self, token: TokenRecord) -> None: ...
+    async def list_users(self, *, after: UserId | None, limit: int) -> list[UserRecord]:
+        """Users by ascending user_id, after ``after``."""
+        ...
+
+    async def rename_user(self, user_id: UserId, name: str) -> UserRecord | None: ...
+
+    async def set_user_disabled(
+        self, user_id: UserId, disabled: bool, *, now_ms: int, audit: AuditEntry | None = None
+    ) -> UserRecord | None:
+        """Disable or enable a user. Disabling also appends a USER_DISABLED session change,
+        in the same transaction. None for an unknown user."""
+        ...
+
+    async def add_token(
+        self,
+        token: TokenRecord,
+        *,
+        audit: AuditEntry | None = None,
+        refuse_members: bool = False,
+    ) -> None:
+        """Store ``token`` (and ``audit``) in one transaction.
+
+        Raises:
+            NotFoundError: unknown user.
+            HasSpheresError: ``refuse_members`` and the user is a human member of a sphere.
+        """
+        ...
 
     async def get_token(self, token_id: str) -> TokenRecord | None: ...
 
-    async def revoke_token(self, token_id: str) -> bool:
-        """Mark a token revoked; False when there is no such token."""
+    async def touch_token(self, token_id: str, now_ms: int) -> None:
+        """Record that the token was used (callers limit this to one per TOUCH_INTERVAL_MS)."""
+        ...
+
+    async def list_tokens(
+        self, user_id: UserId, *, now_ms: int, before: tuple[int, str] | None, limit: int
+    ) -> TokenPage:
+        """The user's live tokens (neither revoked nor expired), newest first."""
+        ...
+
+    async def revoke_token(
+        self,
+        token_id: str,
+        *,
+        now_ms: int,
+        owner: UserId | None = None,
+        audit: AuditEntry | None = None,
+    ) -> TokenRecord | None:
+        """Revoke a live token (of ``owner`` only, if given) and append a TOKEN_REVOKED session
+        change, in one transaction. Returns the revoked token; None if there was no live one."""
+        ...
+
+    async def revoke_user_tokens(
+        self,
+        user_id: UserId,
+        *,
+        now_ms: int,
+        keep: str | None = None,
+        audit: AuditEntry | None = None,
+    ) -> list[str]:
+        """Revoke every live token of the user except ``keep``, with one TOKEN_REVOKED change
+        each, in one transaction. Returns the revoked token ids."""
+        ...
+
+    async def latest_session_change(self) -> int:
+        """The seq of the newest session change, 0 if none."""
+        ...
+
+    async def session_changes_after(self, seq: int, limit: int) -> list[SessionChange]:
+        """Session changes with seq > ``seq``, ascending (seq order is commit order)."""
+        ...
+
+    async def list_audit(self, *, before: int | None, limit: int) -> list[AuditEntry]:
+        """Audit entries, newest first, with seq < ``before``."""
         ...
 
     async def create_sphere(
@@ -276,12 +463,20 @@ class Directory(Protocol):
         """
         ...
 
-    async def list_members(self, sphere_id: SphereId) -> list[MemberInfo]: ...
+    async def list_members(
+        self, sphere_id: SphereId, *, limit: int | None = None, after: MemberKey | None = None
+    ) -> list[MemberInfo]:
+        """Members, most powerful role first, then by name and id: at most ``limit`` (None:
+        all) of those after ``after`` (the ``member_key`` of the last one already seen)."""
+        ...
 
     async def get_role(self, sphere_id: SphereId, user_id: UserId) -> Role | None: ...
 
-    async def user_spheres(self, user_id: UserId) -> list[SphereSummary]:
-        """The user's spheres with role, read marker and unread post count."""
+    async def user_spheres(
+        self, user_id: UserId, *, limit: int | None = None, after: SphereKey | None = None
+    ) -> list[SphereSummary]:
+        """The user's spheres with role, read marker and unread post count, by name and id: at
+        most ``limit`` (None: all) of those after ``after`` (a ``sphere_key``)."""
         ...
 
     async def discoverable_spheres(self, limit: int) -> list[SphereSummary]:
@@ -294,6 +489,15 @@ class Directory(Protocol):
 
 
 class Store(MessageLog, Directory, Protocol):
+    async def check_writable(self) -> None:
+        """Prove that a write could commit now (readiness), without writing anything.
+
+        Raises:
+            StoreError: the store cannot take writes (read-only file or directory, database
+                in recovery or read-only, unreachable), with the reason as its message.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Finish pending writes, then release every connection."""
         ...

@@ -27,11 +27,14 @@ violation and is retried, and the retry finds the key. Serialization failures an
 retried likewise, ``MAX_ATTEMPTS`` tries in all.
 
 A domain error (unknown sphere, target gone) fails its own draft only: it is found before that
-draft writes anything. Any other failure rolls the group back and fails all its drafts with
-``StoreError``; the writer goes on with the next group. Futures are resolved after COMMIT only,
-so nothing is acknowledged before it is durable. A connection lost during COMMIT leaves the
-outcome unknown: the drafts fail although they may be stored, and a retry with the same
-message_id then returns the stored event.
+draft writes anything. Any other failure before COMMIT is sent rolls the group back and fails
+all its drafts with ``StoreError`` (nothing was written); the writer goes on with the next
+group. Futures are resolved after COMMIT only, so nothing is acknowledged before it is durable.
+A failure once COMMIT was sent, other than an error the server answered with (which means it
+rolled back), leaves the outcome unknown: the connection broke, timed out or the backend was
+terminated, and the commit may or may not have landed. Then each new draft of the group fails
+with ``OutcomeUnknownError``; a retry with the same message_id returns the stored event if
+there is one. A failed group is logged once per streak of failures, not once per group.
 
 Directory writes and reads borrow a pool connection each and run beside the writer.
 
@@ -41,7 +44,10 @@ Needs PostgreSQL 12 or later (``plan_cache_mode``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
+import itertools
 import logging
 import re
 import secrets
@@ -68,23 +74,27 @@ from protocol import (
     UserKind,
 )
 from storage.base import (
+    CHANGE_UNKNOWN_MESSAGE,
     AppendResult,
     CheckUpdate,
     DecideMember,
     Draft,
+    MemberKey,
     MembershipState,
     NotFoundError,
     NotMemberError,
+    OutcomeUnknownError,
+    SphereKey,
     SphereRecord,
     StoreError,
     TargetGoneError,
-    TokenRecord,
-    UserRecord,
 )
+from storage.commit import CommitInDoubtError, FailureLog, in_doubt, rolled_back
 from storage.migrations import load_migrations, pending_migrations
 from storage.rows import (
     EVENT_COLUMNS,
     POST_COLUMNS,
+    ROLE_RANK_SQL,
     Key,
     Outcome,
     WriterStats,
@@ -98,6 +108,7 @@ from storage.rows import (
     to_message,
     to_sphere,
 )
+from storage.sessions_sql import SqlAccounts, SqlRunner
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +130,27 @@ CLOSE_TIMEOUT_S = 10.0
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Serialises the migrations of every Cloison on the cluster (they take milliseconds).
 _MIGRATION_LOCK = "cloison.migrations"
-# Everything asyncpg raises when the database or the connection fails.
-_BACKEND_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# Everything asyncpg raises when the database or the connection fails: server errors (a
+# terminated backend is AdminShutdownError, a cancelled statement QueryCanceledError), a lost
+# or closed connection (ConnectionDoesNotExistError, InterfaceError), the driver's own
+# internal errors on a connection that broke underneath it, socket errors and timeouts.
+_BACKEND_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 # After these the session is in doubt (a statement still running, or no server): it is closed,
 # which makes the server roll back, rather than sent a ROLLBACK that would wait for it.
-_IN_DOUBT_ERRORS = (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+_IN_DOUBT_ERRORS = (
+    TimeoutError,
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.OperatorInterventionError,  # the backend was cancelled, terminated or shut down
+)
 # A group that fails with these lost a race with another process: it is retried whole.
 _RACE_ERRORS = (
     asyncpg.UniqueViolationError,
@@ -133,8 +160,6 @@ _RACE_ERRORS = (
 
 _EVENT_COLUMNS = EVENT_COLUMNS
 _SPHERE_COLUMNS = "sphere_id, name, privacy, epoch, last_offset, created_ms"
-_USER_COLUMNS = "user_id, name, kind, is_admin, created_ms"
-_TOKEN_COLUMNS = "token_id, user_id, secret_hash, created_ms, expires_ms, revoked"
 _SPHERE_ACCESS = f"""
     SELECT {", ".join("s." + c.strip() for c in _SPHERE_COLUMNS.split(","))}, m.role
     FROM spheres s LEFT JOIN members m ON m.sphere_id = s.sphere_id AND m.user_id = $1
@@ -257,9 +282,20 @@ _USER_SPHERES = f"""
           AND NOT e.deleted AND e.author_id <> m.user_id
     )
     FROM members AS m JOIN spheres AS s ON s.sphere_id = m.sphere_id
-    WHERE m.user_id = $1
-    ORDER BY s.name COLLATE "C", s.sphere_id COLLATE "C"
+    WHERE m.user_id = $1 {{after}}
+    ORDER BY s.name COLLATE "C", s.sphere_id COLLATE "C" LIMIT $2
 """
+_SPHERES_AFTER = 'AND (s.name COLLATE "C" > $3 OR (s.name = $3 AND s.sphere_id COLLATE "C" > $4))'
+_MEMBERS = f"""
+    SELECT m.user_id, u.name, u.kind, m.role
+    FROM members AS m JOIN users AS u ON u.user_id = m.user_id
+    WHERE m.sphere_id = $1 {{after}}
+    ORDER BY {ROLE_RANK_SQL} DESC, u.name COLLATE "C", m.user_id COLLATE "C" LIMIT $2
+"""
+_MEMBERS_AFTER = (
+    f'AND ({ROLE_RANK_SQL} < $3 OR ({ROLE_RANK_SQL} = $3 AND (u.name COLLATE "C" > $4 '
+    f'OR (u.name = $4 AND m.user_id COLLATE "C" > $5))))'
+)
 # Must repeat the WHERE of the partial index spheres_discoverable for the planner to use it.
 _DISCOVERABLE = f"""
     SELECT {_SPHERE_COLUMNS} FROM spheres WHERE privacy IN ('open', 'public')
@@ -308,7 +344,7 @@ class _Target:
     changed: bool = False
 
 
-class PostgresStore:
+class PostgresStore(SqlAccounts):
     """A ``storage.base.Store`` in a PostgreSQL database, shared with other processes.
 
     Open with ``await PostgresStore.open(dsn)``; release with ``aclose()`` (or ``async with``).
@@ -324,6 +360,7 @@ class PostgresStore:
         self._closed = False  # no more reads or writes
         self._commits = 0
         self._appends = 0
+        self._failures = FailureLog(logger)
         self._writer_task = asyncio.create_task(self._run_writer(), name="postgres-writer")
 
     @classmethod
@@ -398,7 +435,12 @@ class PostgresStore:
 
     @property
     def writer_stats(self) -> WriterStats:
-        return WriterStats(commits=self._commits, appends=self._appends)
+        return WriterStats(
+            commits=self._commits,
+            appends=self._appends,
+            failed_groups=self._failures.failed_groups,
+            unknown_groups=self._failures.unknown_groups,
+        )
 
     # -----------------------------------------------------------------------------------------
     # MessageLog
@@ -450,6 +492,22 @@ class PostgresStore:
             posts.reverse()
         return posts, has_more
 
+    async def check_writable(self) -> None:
+        """Prove a write could commit now: the database answers and takes writes.
+
+        Raises:
+            StoreError: the database is unreachable, in recovery (a standby), or its
+                transactions are read-only (``default_transaction_read_only``).
+        """
+        async with self._connection("a readiness check") as db:
+            recovery, read_only = await db.fetchrow(
+                "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'"
+            )
+        if recovery:
+            raise StoreError("the database is in recovery (a standby): it takes no writes")
+        if read_only:
+            raise StoreError("the database's transactions are read-only")
+
     async def get_event(self, sphere_id: SphereId, offset: int) -> Message | None:
         rows = await self._fetch(
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE sphere_id = $1 AND stream_offset = $2",
@@ -459,61 +517,19 @@ class PostgresStore:
         return to_message(rows[0]) if rows else None
 
     # -----------------------------------------------------------------------------------------
-    # Directory
+    # Directory (users and tokens: storage.sessions_sql)
 
-    async def create_user(
-        self, name: str, kind: UserKind, *, is_admin: bool, now_ms: int
-    ) -> UserRecord:
-        user = UserRecord(UserId("u_" + secrets.token_urlsafe(12)), name, kind, is_admin, now_ms)
-        async with self._connection("a write") as db:
-            await db.execute(
-                f"INSERT INTO users ({_USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5)",
-                user.user_id,
-                user.name,
-                user.kind.value,
-                user.is_admin,
-                user.created_ms,
-            )
-        return user
+    _CHANGES_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('cloison.session_changes', 0))"
 
-    async def get_user(self, user_id: UserId) -> UserRecord | None:
-        rows = await self._fetch(f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = $1", user_id)
-        if not rows:
-            return None
-        _, name, kind, is_admin, created_ms = rows[0]
-        return UserRecord(user_id, name, UserKind(kind), is_admin, created_ms)
+    @asynccontextmanager
+    async def _accounts_read(self) -> AsyncIterator[SqlRunner]:
+        async with self._connection("a read") as db:
+            yield _Runner(db)
 
-    async def add_token(self, token: TokenRecord) -> None:
-        """Store ``token``. Raises NotFoundError for an unknown user."""
-        async with self._connection("a write") as db:
-            try:
-                await db.execute(
-                    f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
-                    token.token_id,
-                    token.user_id,
-                    token.secret_hash,
-                    token.created_ms,
-                    token.expires_ms,
-                    token.revoked,
-                )
-            except asyncpg.ForeignKeyViolationError:
-                raise NotFoundError(f"no user {token.user_id}") from None
-
-    async def get_token(self, token_id: str) -> TokenRecord | None:
-        rows = await self._fetch(
-            f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE token_id = $1", token_id
-        )
-        if not rows:
-            return None
-        _, user_id, secret_hash, created_ms, expires_ms, revoked = rows[0]
-        return TokenRecord(token_id, user_id, secret_hash, created_ms, expires_ms, revoked)
-
-    async def revoke_token(self, token_id: str) -> bool:
-        async with self._connection("a write") as db:
-            row = await db.fetchrow(
-                "UPDATE tokens SET revoked = true WHERE token_id = $1 RETURNING 1", token_id
-            )
-        return row is not None
+    @asynccontextmanager
+    async def _accounts_write(self) -> AsyncIterator[SqlRunner]:
+        async with self._connection("a write") as db, db.transaction():
+            yield _Runner(db)
 
     async def create_sphere(
         self, name: str, privacy: Privacy, owner_id: UserId, *, now_ms: int
@@ -684,27 +700,31 @@ class PostgresStore:
             )
         return event
 
-    async def list_members(self, sphere_id: SphereId) -> list[MemberInfo]:
-        """The sphere's members, most powerful role first, then by name."""
-        rows = await self._fetch(
-            """
-            SELECT m.user_id, u.name, u.kind, m.role
-            FROM members AS m JOIN users AS u ON u.user_id = m.user_id
-            WHERE m.sphere_id = $1
-            """,
-            sphere_id,
-        )
-        members = [MemberInfo(row[0], row[1], UserKind(row[2]), Role(row[3])) for row in rows]
-        # Sorted here so that Role.rank stays the only definition of the order.
-        members.sort(key=lambda m: (-m.role.rank, m.name, m.user_id))
-        return members
+    async def list_members(
+        self, sphere_id: SphereId, *, limit: int | None = None, after: MemberKey | None = None
+    ) -> list[MemberInfo]:
+        """The sphere's members, most powerful role first, then by name and id; paged."""
+        if after is None:
+            rows = await self._fetch(_MEMBERS.format(after=""), sphere_id, limit)
+        else:
+            rank, name, user_id = after
+            sql = _MEMBERS.format(after=_MEMBERS_AFTER)
+            rows = await self._fetch(sql, sphere_id, limit, rank, name, user_id)
+        return [MemberInfo(row[0], row[1], UserKind(row[2]), Role(row[3])) for row in rows]
 
-    async def user_spheres(self, user_id: UserId) -> list[SphereSummary]:
-        """The user's spheres by name, with role, read marker and unread post count.
+    async def user_spheres(
+        self, user_id: UserId, *, limit: int | None = None, after: SphereKey | None = None
+    ) -> list[SphereSummary]:
+        """The user's spheres by name and id, with role, read marker and unread post count.
 
         Unread posts are those after the read marker, not deleted, by someone else.
         """
-        rows = await self._fetch(_USER_SPHERES, user_id)
+        if after is None:
+            rows = await self._fetch(_USER_SPHERES.format(after=""), user_id, limit)
+        else:
+            name, sphere_id = after
+            sql = _USER_SPHERES.format(after=_SPHERES_AFTER)
+            rows = await self._fetch(sql, user_id, limit, name, sphere_id)
         return [
             SphereSummary(
                 sphere_id=row[0],
@@ -779,11 +799,16 @@ class PostgresStore:
                     logger.info("retrying a group of %d appends after %r", len(batch), exc)
                     attempt += 1
                     continue
-                logger.exception("gave up on a group of %d appends", len(batch))
-                return _failures(len(batch), exc)
-            except Exception as exc:  # the writer's boundary: this group fails, the next may not
-                logger.exception("rolled back a group of %d appends", len(batch))
-                return _failures(len(batch), exc)
+                self._failures.failed(len(batch), exc)
+                return rolled_back(len(batch), exc)
+            except CommitInDoubtError as doubt:
+                self._failures.failed(len(batch), doubt.cause, unknown=True)
+                return in_doubt(doubt.outcomes, doubt.cause)
+            # The writer's boundary: this group fails, the next may not; FailureLog logs it.
+            except Exception as exc:  # noqa: BLE001
+                self._failures.failed(len(batch), exc)
+                return rolled_back(len(batch), exc)
+            self._failures.succeeded()
             self._commits += 1
             self._appends += len(batch)
             return outcomes
@@ -793,6 +818,9 @@ class PostgresStore:
 
         A statement the server refused is followed by ROLLBACK; a session in doubt is closed
         instead (see ``_IN_DOUBT_ERRORS``).
+
+        Raises:
+            CommitInDoubtError: COMMIT was sent and no answer of the server's came back.
         """
         async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as db:
             try:
@@ -805,9 +833,14 @@ class PostgresStore:
                 except BaseException:
                     await transaction.rollback()
                     raise
-                await transaction.commit()
-            except _IN_DOUBT_ERRORS:
-                db.terminate()
+                try:
+                    await transaction.commit()
+                except _IN_DOUBT_ERRORS as exc:
+                    # An error the server sent in answer to COMMIT means it rolled back; a
+                    # broken, timed-out or terminated session leaves the outcome open.
+                    raise CommitInDoubtError(outcomes, exc) from exc
+            except (*_IN_DOUBT_ERRORS, CommitInDoubtError):
+                _terminate(db)
                 raise
             return outcomes
 
@@ -816,20 +849,47 @@ class PostgresStore:
 
     @asynccontextmanager
     async def _connection(self, action: str) -> AsyncIterator[Any]:
-        """A pool connection for one operation; database failures raise StoreError."""
+        """A pool connection for one operation; database failures raise StoreError.
+
+        Directory writes (``action`` "a write") are single statements, each its own
+        transaction: one whose session is cut while it runs may have committed, and raises
+        ``OutcomeUnknownError`` instead.
+        """
         if self._closed:
             raise StoreError("the store is closed")
         with _backend_errors(action):
             async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as db:
                 try:
                     yield db
-                except _IN_DOUBT_ERRORS:
-                    db.terminate()
+                except _IN_DOUBT_ERRORS as exc:
+                    _terminate(db)
+                    # A client-side state error means the statement was never sent.
+                    if action == "a write" and not isinstance(exc, asyncpg.InternalClientError):
+                        raise OutcomeUnknownError(CHANGE_UNKNOWN_MESSAGE) from exc
                     raise
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         async with self._connection("a read") as db:
             return list(await db.fetch(sql, *args))
+
+
+class _Runner:
+    """``SqlRunner`` on a pool connection: ``?`` placeholders become ``$1``, ``$2``, ..."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        try:
+            return list(await self._db.fetch(_numbered(sql), *args))
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise NotFoundError("a referenced user does not exist") from exc
+
+
+@functools.lru_cache(maxsize=128)
+def _numbered(sql: str) -> str:
+    count = itertools.count(1)
+    return re.sub(r"\?", lambda _: f"${next(count)}", sql)
 
 
 async def _write_batch(db: Any, batch: Sequence[_QueuedAppend]) -> list[Outcome]:
@@ -969,13 +1029,10 @@ def _delete(target: _Target) -> None:
         target.body, target.changed = None, True
 
 
-def _failures(count: int, cause: Exception) -> list[Outcome]:
-    failures: list[Outcome] = []
-    for _ in range(count):
-        failure = StoreError("the database failed; nothing was written")
-        failure.__cause__ = cause
-        failures.append(failure)
-    return failures
+def _terminate(db: Any) -> None:
+    """Close a session in doubt; one whose connection is already gone needs nothing more."""
+    with contextlib.suppress(asyncpg.InterfaceError):  # already released: lost, and closed
+        db.terminate()
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

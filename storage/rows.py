@@ -32,6 +32,11 @@ POST_COLUMNS = (
 # the idempotency key of a client's write.
 _SERVER_KEY_HEX_CHARS = 64
 
+# A member's Role.rank in SQL, generated so that Role.rank stays the only definition.
+ROLE_RANK_SQL = (
+    "CASE m.role " + " ".join(f"WHEN '{r.value}' THEN {r.rank}" for r in Role) + " ELSE 0 END"
+)
+
 # (sphere_id, author_id, message_id): the idempotency key of a draft.
 Key = tuple[str, str, str]
 # What one queued draft gets: its result, or the domain error that fails it alone.
@@ -44,6 +49,8 @@ class WriterStats:
 
     commits: int  # groups committed
     appends: int  # drafts in those groups, duplicates and failed drafts included
+    failed_groups: int = 0  # groups that failed (rolled back, or with an unknown outcome)
+    unknown_groups: int = 0  # of those, groups whose commit may or may not have landed
 
 
 def check_draft(draft: Draft) -> None:

@@ -20,7 +20,12 @@ deletes are rare and cost a few statements each.
 A domain error (unknown sphere, target gone) fails its own draft only: it is found before that
 draft writes anything. Any other failure rolls the group back and fails all its drafts with
 ``StoreError``; the writer goes on with the next group. Futures are resolved after COMMIT only,
-so nothing is acknowledged before it is durable.
+so nothing is acknowledged before it is durable. A COMMIT that fails is a certain rollback
+(SQLite undoes the transaction, or we do) when it failed before the commit frame was whole:
+a full disk (``SQLITE_FULL``), a failed write to the log (``SQLITE_IOERR_WRITE``: the commit
+frame is written last and checksummed), a read-only file. Any other I/O error (a failed
+fsync above all) may leave the commit frame on disk although the write was reported failed,
+so the group's new drafts fail with ``OutcomeUnknownError`` instead (see ``storage.commit``).
 
 Directory writes (users, tokens, spheres, members, read markers) take the writer connection
 under the same lock as a group, one transaction each, so the two writers never contend.
@@ -31,6 +36,7 @@ Needs SQLite 3.35 or later (``RETURNING``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -39,7 +45,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -62,23 +68,27 @@ from protocol import (
     UserKind,
 )
 from storage.base import (
+    CHANGE_UNKNOWN_MESSAGE,
     AppendResult,
     CheckUpdate,
     DecideMember,
     Draft,
     MemberChange,
+    MemberKey,
     MembershipState,
     NotFoundError,
     NotMemberError,
+    OutcomeUnknownError,
+    SphereKey,
     SphereRecord,
     StoreError,
     TargetGoneError,
-    TokenRecord,
-    UserRecord,
 )
+from storage.commit import CommitInDoubtError, FailureLog, in_doubt, rolled_back
 from storage.migrations import load_migrations, pending_migrations
 from storage.rows import (
     EVENT_COLUMNS,
+    ROLE_RANK_SQL,
     Key,
     Outcome,
     WriterStats,
@@ -91,6 +101,7 @@ from storage.rows import (
     to_message,
     to_sphere,
 )
+from storage.sessions_sql import SqlAccounts, SqlRunner
 
 logger = logging.getLogger(__name__)
 
@@ -102,16 +113,22 @@ MAX_QUEUED_APPENDS = 10_000
 READER_CONNECTIONS = 2
 # How long a write waits for another process (the admin CLI) to release the database lock.
 BUSY_TIMEOUT_MS = 5_000
+# Why: readiness answers within 2 s; a write lock held longer by another process (the admin
+# CLI) would hold up writes as long.
+WRITE_LOCK_PROBE_S = 1.0
 # Page cache per connection (negative: KiB); keeps the hot indexes of busy spheres in memory.
 CACHE_SIZE_KIB = 32 * 1024
 # FULL: an acknowledged write survives power loss. NORMAL: it survives a process crash only.
 SYNCHRONOUS_MODES = frozenset({"FULL", "NORMAL"})
 MIN_SQLITE_VERSION = (3, 35, 0)
+# The primary result code of an I/O error (extended codes keep it in their low byte).
+_SQLITE_IOERR = 10
+# A write to the log failed: the commit frame, written last and checksummed, is not whole, so
+# the commit did not happen (seen with a read-only or immutable file, a failing disk).
+_SQLITE_IOERR_WRITE = 10 | 3 << 8
 
 _EVENT_COLUMNS = EVENT_COLUMNS
 _SPHERE_COLUMNS = "sphere_id, name, privacy, epoch, last_offset, created_ms"
-_USER_COLUMNS = "user_id, name, kind, is_admin, created_ms"
-_TOKEN_COLUMNS = "token_id, user_id, secret_hash, created_ms, expires_ms, revoked"
 _SPHERE_ACCESS = f"""
     SELECT {", ".join("s." + c.strip() for c in _SPHERE_COLUMNS.split(","))}, m.role
     FROM spheres s LEFT JOIN members m ON m.sphere_id = s.sphere_id AND m.user_id = ?
@@ -188,9 +205,19 @@ _USER_SPHERES = f"""
           AND e.deleted = 0 AND e.author_id <> m.user_id
     )
     FROM members AS m JOIN spheres AS s ON s.sphere_id = m.sphere_id
-    WHERE m.user_id = ?
-    ORDER BY s.name, s.sphere_id
+    WHERE m.user_id = ? {{after}}
+    ORDER BY s.name, s.sphere_id LIMIT ?
 """
+_SPHERES_AFTER = "AND (s.name > ? OR (s.name = ? AND s.sphere_id > ?))"
+_MEMBERS = f"""
+    SELECT m.user_id, u.name, u.kind, m.role
+    FROM members AS m JOIN users AS u ON u.user_id = m.user_id
+    WHERE m.sphere_id = ? {{after}}
+    ORDER BY {ROLE_RANK_SQL} DESC, u.name, m.user_id LIMIT ?
+"""
+_MEMBERS_AFTER = (
+    f"AND ({ROLE_RANK_SQL} < ? OR ({ROLE_RANK_SQL} = ? AND (u.name, m.user_id) > (?, ?)))"
+)
 # Must repeat the WHERE of the partial index spheres_discoverable for the planner to use it.
 _DISCOVERABLE = f"""
     SELECT {_SPHERE_COLUMNS} FROM spheres WHERE privacy IN ('open', 'public')
@@ -214,7 +241,7 @@ class _QueuedAppend:
     future: asyncio.Future[AppendResult]
 
 
-class SqliteStore:
+class SqliteStore(SqlAccounts):
     """A ``storage.base.Store`` in one SQLite file.
 
     Open with ``await SqliteStore.open(path)``; release with ``aclose()`` (or ``async with``).
@@ -225,8 +252,11 @@ class SqliteStore:
         writer: aiosqlite.Connection,
         readers: Sequence[aiosqlite.Connection],
         groups: _GroupWriter,
+        *,
+        path: str,
     ) -> None:
         """Use ``open()``: it configures and migrates the connections first."""
+        self._path = path
         self._writer = writer
         self._groups = groups
         self._readers = tuple(readers)
@@ -238,6 +268,7 @@ class SqliteStore:
         self._closed = False  # no more reads or writes
         self._commits = 0
         self._appends = 0
+        self._failures = FailureLog(logger)
         self._writer_task = asyncio.create_task(self._run_writer(), name="sqlite-writer")
 
     @classmethod
@@ -284,7 +315,7 @@ class SqliteStore:
             for connection in connections:
                 await connection.close()
             raise
-        return cls(writer, readers, groups)
+        return cls(writer, readers, groups, path=os.fspath(path))
 
     async def __aenter__(self) -> Self:
         return self
@@ -319,7 +350,12 @@ class SqliteStore:
 
     @property
     def writer_stats(self) -> WriterStats:
-        return WriterStats(commits=self._commits, appends=self._appends)
+        return WriterStats(
+            commits=self._commits,
+            appends=self._appends,
+            failed_groups=self._failures.failed_groups,
+            unknown_groups=self._failures.unknown_groups,
+        )
 
     # -----------------------------------------------------------------------------------------
     # MessageLog
@@ -367,6 +403,24 @@ class SqliteStore:
             posts.reverse()
         return posts, has_more
 
+    async def check_writable(self) -> None:
+        """Prove a write could commit now: the files are writable and the write lock free.
+
+        Runs on a connection and thread of its own (``BEGIN IMMEDIATE; ROLLBACK``), so it
+        never holds up the writers and a caller's timeout leaves nothing half done.
+
+        Raises:
+            StoreError: the file, its write-ahead log or its directory is read-only (a
+                read-only mount, an immutable file), or the write lock cannot be taken
+                within ``WRITE_LOCK_PROBE_S``.
+        """
+        if self._closed:
+            raise StoreError("the store is closed")
+        with _backend_errors("a readiness check"):
+            unwritable = await asyncio.to_thread(_probe_writes, self._path)
+        if unwritable is not None:
+            raise StoreError(f"{unwritable} is not writable")
+
     async def get_event(self, sphere_id: SphereId, offset: int) -> Message | None:
         rows = await self._read(
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE sphere_id = ? AND stream_offset = ?",
@@ -375,57 +429,16 @@ class SqliteStore:
         return to_message(rows[0]) if rows else None
 
     # -----------------------------------------------------------------------------------------
-    # Directory
+    # Directory (users and tokens: storage.sessions_sql)
 
-    async def create_user(
-        self, name: str, kind: UserKind, *, is_admin: bool, now_ms: int
-    ) -> UserRecord:
-        user = UserRecord(UserId("u_" + secrets.token_urlsafe(12)), name, kind, is_admin, now_ms)
+    @asynccontextmanager
+    async def _accounts_read(self) -> AsyncIterator[SqlRunner]:
+        yield _Runner(self._read)
+
+    @asynccontextmanager
+    async def _accounts_write(self) -> AsyncIterator[SqlRunner]:
         async with self._transaction() as db:
-            await db.execute(
-                f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-                (user.user_id, user.name, user.kind, user.is_admin, user.created_ms),
-            )
-        return user
-
-    async def get_user(self, user_id: UserId) -> UserRecord | None:
-        rows = await self._read(f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = ?", (user_id,))
-        if not rows:
-            return None
-        _, name, kind, is_admin, created_ms = rows[0]
-        return UserRecord(user_id, name, UserKind(kind), bool(is_admin), created_ms)
-
-    async def add_token(self, token: TokenRecord) -> None:
-        """Store ``token``. Raises NotFoundError for an unknown user."""
-        async with self._transaction() as db:
-            await _require_user(db, token.user_id)
-            await db.execute(
-                f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    token.token_id,
-                    token.user_id,
-                    token.secret_hash,
-                    token.created_ms,
-                    token.expires_ms,
-                    token.revoked,
-                ),
-            )
-
-    async def get_token(self, token_id: str) -> TokenRecord | None:
-        rows = await self._read(
-            f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE token_id = ?", (token_id,)
-        )
-        if not rows:
-            return None
-        _, user_id, secret_hash, created_ms, expires_ms, revoked = rows[0]
-        return TokenRecord(token_id, user_id, secret_hash, created_ms, expires_ms, bool(revoked))
-
-    async def revoke_token(self, token_id: str) -> bool:
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                "UPDATE tokens SET revoked = 1 WHERE token_id = ?", (token_id,)
-            )
-        return cursor.rowcount > 0
+            yield _Runner(lambda sql, args: db.execute_fetchall(sql, args))
 
     async def create_sphere(
         self, name: str, privacy: Privacy, owner_id: UserId, *, now_ms: int
@@ -585,27 +598,34 @@ class SqliteStore:
             await db.execute(_UPDATE_COUNTER, (event.offset, sphere_id))
         return event
 
-    async def list_members(self, sphere_id: SphereId) -> list[MemberInfo]:
-        """The sphere's members, most powerful role first, then by name."""
-        rows = await self._read(
-            """
-            SELECT m.user_id, u.name, u.kind, m.role
-            FROM members AS m JOIN users AS u ON u.user_id = m.user_id
-            WHERE m.sphere_id = ?
-            """,
-            (sphere_id,),
-        )
-        members = [MemberInfo(row[0], row[1], UserKind(row[2]), Role(row[3])) for row in rows]
-        # Sorted here so that Role.rank stays the only definition of the order.
-        members.sort(key=lambda m: (-m.role.rank, m.name, m.user_id))
-        return members
+    async def list_members(
+        self, sphere_id: SphereId, *, limit: int | None = None, after: MemberKey | None = None
+    ) -> list[MemberInfo]:
+        """The sphere's members, most powerful role first, then by name and id; paged."""
+        page = -1 if limit is None else limit  # LIMIT -1: no limit
+        if after is None:
+            rows = await self._read(_MEMBERS.format(after=""), (sphere_id, page))
+        else:
+            rank, name, user_id = after
+            rows = await self._read(
+                _MEMBERS.format(after=_MEMBERS_AFTER), (sphere_id, rank, rank, name, user_id, page)
+            )
+        return [MemberInfo(row[0], row[1], UserKind(row[2]), Role(row[3])) for row in rows]
 
-    async def user_spheres(self, user_id: UserId) -> list[SphereSummary]:
-        """The user's spheres by name, with role, read marker and unread post count.
+    async def user_spheres(
+        self, user_id: UserId, *, limit: int | None = None, after: SphereKey | None = None
+    ) -> list[SphereSummary]:
+        """The user's spheres by name and id, with role, read marker and unread post count.
 
         Unread posts are those after the read marker, not deleted, by someone else.
         """
-        rows = await self._read(_USER_SPHERES, (user_id,))
+        page = -1 if limit is None else limit  # LIMIT -1: no limit
+        if after is None:
+            rows = await self._read(_USER_SPHERES.format(after=""), (user_id, page))
+        else:
+            name, sphere_id = after
+            sql = _USER_SPHERES.format(after=_SPHERES_AFTER)
+            rows = await self._read(sql, (user_id, name, name, sphere_id, page))
         return [
             SphereSummary(
                 sphere_id=row[0],
@@ -675,14 +695,14 @@ class SqliteStore:
         """Write ``batch`` in one transaction; on failure it is rolled back, every draft fails."""
         try:
             outcomes = await self._groups.write([(q.sphere_id, q.draft) for q in batch])
-        except Exception as exc:  # the writer's boundary: this group fails, the next may not
-            logger.exception("rolled back a group of %d appends", len(batch))
-            failures: list[Outcome] = []
-            for _ in batch:
-                failure = StoreError("the database failed; nothing was written")
-                failure.__cause__ = exc
-                failures.append(failure)
-            return failures
+        except CommitInDoubtError as doubt:
+            self._failures.failed(len(batch), doubt.cause, unknown=True)
+            return in_doubt(doubt.outcomes, doubt.cause)
+        # The writer's boundary: this group fails, the next may not; FailureLog logs it.
+        except Exception as exc:  # noqa: BLE001
+            self._failures.failed(len(batch), exc)
+            return rolled_back(len(batch), exc)
+        self._failures.succeeded()
         self._commits += 1
         self._appends += len(batch)
         return outcomes
@@ -700,7 +720,12 @@ class SqliteStore:
                 with _backend_errors("a write"):
                     await self._writer.execute("BEGIN IMMEDIATE")
                     yield self._writer
-                    await self._writer.commit()
+                    try:
+                        await self._writer.commit()
+                    except sqlite3.Error as exc:
+                        if _commit_in_doubt(exc):
+                            raise OutcomeUnknownError(CHANGE_UNKNOWN_MESSAGE) from exc
+                        raise
             except BaseException:
                 await _rollback(self._writer)
                 raise
@@ -710,6 +735,39 @@ class SqliteStore:
             raise StoreError("the store is closed")
         with _backend_errors("a read"):
             return list(await next(self._next_reader).execute_fetchall(sql, parameters))
+
+
+def _probe_writes(path: str) -> str | None:
+    """The first of the database's files (and its directory) that cannot be written, if any;
+    else take the write lock and release it at once, on a connection of its own.
+
+    ``access`` answers for the mount and the inode flags too, so it holds even for root,
+    whom file modes do not stop.
+
+    Raises:
+        sqlite3.Error: the write lock could not be taken (held by another process).
+    """
+    directory = os.path.dirname(path) or "."
+    for candidate in (path, f"{path}-wal", f"{path}-shm", directory):
+        if os.path.exists(candidate) and not os.access(candidate, os.W_OK):
+            return "the database directory" if candidate == directory else repr(candidate)
+    probe = sqlite3.connect(path, timeout=WRITE_LOCK_PROBE_S, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+    finally:
+        probe.close()
+    return None
+
+
+class _Runner:
+    """``SqlRunner`` over a read or an open transaction."""
+
+    def __init__(self, run: Callable[[str, Sequence[Any]], Awaitable[Iterable[Any]]]) -> None:
+        self._run = run
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        return list(await self._run(sql, args))
 
 
 async def _connect(
@@ -829,16 +887,35 @@ class _GroupWriter:
 
 
 def _write_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -> list[Outcome]:
-    """The body of one group commit; runs on the group thread, rolls back on any failure."""
+    """The body of one group commit; runs on the group thread, rolls back on any failure.
+
+    Raises:
+        CommitInDoubtError: COMMIT failed with an I/O error; the group may be stored.
+        sqlite3.Error: the group was rolled back.
+    """
     db.execute("BEGIN IMMEDIATE")
     try:
         outcomes = _insert_group(db, batch)
-        db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+    try:
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the original error says more
+                db.execute("ROLLBACK")
+        if _commit_in_doubt(exc):
+            raise CommitInDoubtError(outcomes, exc) from exc
+        raise
     return outcomes
+
+
+def _commit_in_doubt(exc: sqlite3.Error) -> bool:
+    """Whether a failed COMMIT may have landed all the same (see the module's docstring)."""
+    code: int = getattr(exc, "sqlite_errorcode", 0)
+    return code & 0xFF == _SQLITE_IOERR and code != _SQLITE_IOERR_WRITE
 
 
 def _insert_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -> list[Outcome]:

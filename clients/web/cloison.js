@@ -51,8 +51,8 @@ const TYPING_INTERVAL_MS = 2_000;
 // Close codes below 4000 that the spec does not list are retried, but only this many times
 // in a row: they usually mean a client bug that reconnecting will not fix.
 const MAX_UNLISTED_CLOSE_RETRIES = 5;
-// A retryable write error (`rate_limited`, `unavailable`, `internal`) is retried this often
-// before the write is reported as failed.
+// A retryable write error (`rate_limited`, `unavailable`, `unknown`, `internal`) is retried,
+// with the same message_id, this often before the write is reported as failed.
 const MAX_WRITE_ATTEMPTS = 5;
 
 const WRITE_TYPES = new Set(["publish", "edit", "delete"]);
@@ -226,14 +226,25 @@ export class CloisonClient {
     return entry.promise;
   }
 
-  /** `sphere_list` of the caller's spheres, with unread counts (or `discover: true`). */
+  /** `sphere_list` of the caller's spheres, with unread counts (or `discover: true`), every page. */
   listSpheres({ discover = false } = {}) {
-    return this.request({ type: "list_spheres", discover });
+    return this.#allPages({ type: "list_spheres", discover }, "spheres");
   }
 
-  /** `member_list` of a sphere: `{members: [{user_id, name, kind, role}]}`. */
+  /** `member_list` of a sphere, every page: `{members: [{user_id, name, kind, role}]}`. */
   listMembers(sphereId) {
-    return this.request({ type: "list_members", sphere_id: sphereId });
+    return this.#allPages({ type: "list_members", sphere_id: sphereId }, "members");
+  }
+
+  /** Request a paged list until its reply has no `next`; one reply with every item. */
+  async #allPages(frame, key) {
+    let reply = await this.request(frame);
+    const items = [...reply[key]];
+    while (reply.next) {
+      reply = await this.request({ ...frame, after: reply.next });
+      items.push(...reply[key]);
+    }
+    return { ...reply, [key]: items };
   }
 
   /**

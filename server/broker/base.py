@@ -38,6 +38,11 @@ class Broker(Protocol):
         ...
 
     @property
+    def resent(self) -> int:
+        """Dropped frames sent again (each channel's newest), so other nodes see the gap."""
+        ...
+
+    @property
     def resets(self) -> int:
         """Reconnects after which the hub caught up from the store."""
         ...

@@ -12,7 +12,7 @@ from server.broker.base import BrokerHandler
 
 class MemoryBroker:
     healthy = True
-    published = dropped = resets = 0
+    published = dropped = resent = resets = 0
 
     async def start(self, handler: BrokerHandler) -> None:
         return None

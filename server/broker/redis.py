@@ -10,6 +10,14 @@ this node was not subscribed is simply gone. So every reconnect ends with
 ``handler.on_broker_reset()``, on which the hub reads what it may have missed from the store.
 While Redis is down the node keeps serving: writes are stored and delivered to local
 subscribers, and ``healthy`` is False (readiness and metrics report it).
+
+A quiet pub/sub connection is asked for a PONG every ``PING_INTERVAL_S``; without an answer
+within ``PONG_TIMEOUT_S`` it counts as lost, so a half-open link (a hung or partitioned Redis
+that sent no FIN) is noticed within a few seconds rather than never. Every reconnect starts by
+dropping the pool's idle connections: after a Redis restart they are all dead, and reusing
+one would cost a second outage. A reconnect that fails fast (refused) is retried after
+``RECONNECT_MIN_S``; one that fails slowly (a timeout) backs off, doubling up to
+``RECONNECT_MAX_S``.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
@@ -34,6 +43,14 @@ logger = logging.getLogger(__name__)
 COMMAND_TIMEOUT_S = 5.0
 RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 5.0
+# Why: a silent link is checked this often; a PING costs Redis next to nothing.
+PING_INTERVAL_S = 1.0
+# Why: a Redis that answers nothing for this long is hung or unreachable (a PONG takes µs).
+PONG_TIMEOUT_S = 2.0
+# Why: a failed connect faster than this did not wait on the network (refused): not a hang.
+SLOW_FAILURE_S = 0.25
+# Why: how long one read waits for a message before the loop checks the link's health.
+READ_POLL_S = 0.5
 
 
 class RedisBroker:
@@ -61,6 +78,10 @@ class RedisBroker:
     @property
     def dropped(self) -> int:
         return self._outbox.dropped
+
+    @property
+    def resent(self) -> int:
+        return self._outbox.resent
 
     def channel(self, sphere_id: SphereId) -> bytes:
         return self._prefix + b"sphere:" + sphere_id.encode()
@@ -120,7 +141,11 @@ class RedisBroker:
     async def _connect(self) -> None:
         """A fresh pub/sub connection subscribed to every channel this node follows."""
         await self._close_pubsub()
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        # Idle pooled connections may be dead (Redis restarted): none must be reused.
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.connection_pool.disconnect(inuse_connections=False)
+        # Confirmations and PONGs are kept: any reply proves the link alive.
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=False)
         async with asyncio.timeout(COMMAND_TIMEOUT_S):
             await pubsub.ping()
             if self._channels:
@@ -131,12 +156,14 @@ class RedisBroker:
         delay = RECONNECT_MIN_S
         first = True
         while True:
+            started = time.monotonic()
             try:
                 await self._connect()
             except (RedisError, OSError, TimeoutError) as exc:
                 self._lost(f"connect failed: {exc}")
                 await asyncio.sleep(delay)
-                delay = min(RECONNECT_MAX_S, delay * 2)
+                slow = time.monotonic() - started - delay >= SLOW_FAILURE_S
+                delay = min(RECONNECT_MAX_S, delay * 2) if slow else RECONNECT_MIN_S
                 continue
             delay = RECONNECT_MIN_S
             self.healthy = True
@@ -154,15 +181,28 @@ class RedisBroker:
         pubsub = self._pubsub
         assert pubsub is not None
         prefix = self._prefix + b"sphere:"
+        heard_at = time.monotonic()  # the last reply of any kind
+        pinged_at: float | None = None  # a PING awaiting its PONG
         while not self._reconnect.is_set():
             try:
                 if not pubsub.subscribed:
                     # get_message needs a subscription; wait for one or for a reconnect.
                     self._wake.clear()
                     await self._wake.wait()
+                    heard_at, pinged_at = time.monotonic(), None
                     continue
-                message = await pubsub.get_message(timeout=1.0)
-            except (RedisError, OSError) as exc:
+                message = await pubsub.get_message(timeout=READ_POLL_S)
+                now = time.monotonic()
+                if message is not None:
+                    heard_at, pinged_at = now, None
+                elif pinged_at is not None and now - pinged_at >= PONG_TIMEOUT_S:
+                    self._lost(f"no answer to PING in {PONG_TIMEOUT_S:g} s")
+                    return
+                elif pinged_at is None and now - heard_at >= PING_INTERVAL_S:
+                    async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                        await pubsub.ping()  # only sends: the PONG arrives as a message
+                    pinged_at = now
+            except (RedisError, OSError, TimeoutError) as exc:
                 self._lost(f"read failed: {exc}")
                 return
             if message is None or message.get("type") != "message":

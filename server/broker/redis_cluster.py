@@ -61,13 +61,19 @@ from redis.maint_notifications import MaintNotificationsConfig
 from protocol import SphereId
 from server.broker.base import BrokerHandler
 from server.broker.outbox import Outbox
-from server.broker.redis import COMMAND_TIMEOUT_S, RECONNECT_MAX_S, RECONNECT_MIN_S
+from server.broker.redis import (
+    COMMAND_TIMEOUT_S,
+    PING_INTERVAL_S,
+    PONG_TIMEOUT_S,
+    RECONNECT_MAX_S,
+    RECONNECT_MIN_S,
+)
 
 logger = logging.getLogger(__name__)
 
-# Why: a link that has been silent this long is asked for a PONG; a dead peer that sent no
-# FIN (host crash, partition) is noticed within KEEPALIVE_S + COMMAND_TIMEOUT_S.
-KEEPALIVE_S = 5.0
+# Why: each link is asked for a PONG this often; a dead peer that sent no FIN (host crash,
+# partition, a stopped Redis) is noticed within KEEPALIVE_S + PONG_TIMEOUT_S.
+KEEPALIVE_S = PING_INTERVAL_S
 # Why: a whole rebuild is a handful of round trips per primary; longer means a primary hangs.
 REBUILD_TIMEOUT_S = 3 * COMMAND_TIMEOUT_S
 
@@ -302,10 +308,10 @@ class ShardLink:
         while not self.closed:
             await asyncio.sleep(KEEPALIVE_S)
             try:
-                async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                async with asyncio.timeout(PONG_TIMEOUT_S):
                     await self._command(b"pong", [(b"PING",)])
             except TimeoutError:
-                self.fail("no answer to PING")
+                self.fail(f"no answer to PING in {PONG_TIMEOUT_S:g} s")
                 return
             except ShardLostError:
                 return
@@ -369,6 +375,10 @@ class RedisClusterBroker:
     @property
     def dropped(self) -> int:
         return self._outbox.dropped
+
+    @property
+    def resent(self) -> int:
+        return self._outbox.resent
 
     def channel(self, sphere_id: SphereId) -> bytes:
         return self._prefix + sphere_id.encode() + b"}"
@@ -592,6 +602,11 @@ class RedisClusterBroker:
             # At most once: these frames are lost to other nodes, which repair from the store.
             self._outbox.drop(frames)
             self._dead.add(address)
+            # Its pooled connections may be dead (the primary restarted): none is reused.
+            if self._publishers.get(address) is client:
+                del self._publishers[address]
+                with contextlib.suppress(*_FAULTS):
+                    await client.aclose()
             self._fault(f"publish to {address[0]}:{address[1]} failed: {_describe(exc)}")
             return
         refused: Exception | None = None

@@ -8,7 +8,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import logging
+import sqlite3
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,17 +22,23 @@ from protocol import (
     ErrorCode,
     EventKind,
     MemberAction,
+    MemberInfo,
     Message,
     MessageId,
     Privacy,
     Role,
     SphereId,
+    SphereSummary,
     StreamPosition,
     UserId,
     UserKind,
 )
 from storage import (
+    OPERATOR,
+    AuditEntry,
+    ChangeKind,
     Draft,
+    HasSpheresError,
     MemberChange,
     MembershipState,
     NotFoundError,
@@ -37,9 +47,12 @@ from storage import (
     Store,
     StoreError,
     TargetGoneError,
+    TokenKind,
     TokenRecord,
     UserRecord,
+    member_key,
     open_store,
+    sphere_key,
 )
 from storage.sqlite import SqliteStore
 
@@ -339,12 +352,41 @@ async def test_a_database_failure_rolls_back_the_whole_batch(
             *(store.append(lobby.sphere_id, draft) for draft in drafts), return_exceptions=True
         )
         assert all(isinstance(result, StoreError) for result in results)
+        # The database answered: a certain rollback, reported as such (not "unknown").
+        assert all(result.code is ErrorCode.UNAVAILABLE for result in results)  # type: ignore[union-attr]
         assert await offsets(store, lobby) == [1, 2]
 
         # The writer keeps going, and the retries land right after the last committed event.
         retried = [await store.append(lobby.sphere_id, drafts[n]) for n in (0, 2)]
         assert [result.event.offset for result in retried] == [3, 4]
         assert not any(result.duplicate for result in retried)
+
+
+async def test_a_streak_of_failed_groups_is_logged_once(
+    backend: Backend,
+    store: Store,
+    alice: UserRecord,
+    lobby: SphereRecord,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        await backend.fail_posts_with_body("poison")
+        with caplog.at_level(logging.INFO, logger="storage"):
+            for _ in range(20):  # one group each: every append awaits the previous one
+                with pytest.raises(StoreError):
+                    await store.append(lobby.sphere_id, post(alice, "poison"))
+            await store.append(lobby.sphere_id, post(alice, "fine"))
+        storage_logs = [r for r in caplog.records if r.name.startswith("storage")]
+        assert [r.levelno for r in storage_logs] == [logging.ERROR, logging.WARNING]
+        assert "are failing" in storage_logs[0].getMessage()
+        assert storage_logs[0].exc_info is None  # no traceback per failure streak, even once
+        assert "after 20 failed groups" in storage_logs[1].getMessage()
+
+
+async def test_a_working_store_is_writable(store: Store) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        await store.check_writable()
+        await store.check_writable()  # and it left nothing open behind it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -537,13 +579,162 @@ async def test_tokens(store: Store, alice: UserRecord) -> None:
         assert await store.get_token("t2") == forever
         assert await store.get_token("t3") is None
 
-        assert await store.revoke_token("t1")
-        assert await store.get_token("t1") == TokenRecord(
-            "t1", alice.user_id, b"\x00hash", NOW_MS, NOW_MS + 60_000, revoked=True
-        )
-        assert not await store.revoke_token("t3")
+        assert await store.revoke_token("t1", now_ms=NOW_MS) == replace(token, revoked=True)
+        assert await store.get_token("t1") == replace(token, revoked=True)
+        assert await store.revoke_token("t1", now_ms=NOW_MS) is None  # already revoked
+        assert await store.revoke_token("t3", now_ms=NOW_MS) is None
         with pytest.raises(NotFoundError):
             await store.add_token(TokenRecord("t4", UserId("u_nobody"), b"", NOW_MS, None))
+
+
+async def test_token_kinds_provenance_and_last_use(store: Store, alice: UserRecord) -> None:
+    bot = await store.create_user("ci", UserKind.BOT, is_admin=False, now_ms=NOW_MS)
+    issued = TokenRecord(
+        "b1",
+        bot.user_id,
+        b"h",
+        NOW_MS,
+        None,
+        kind=TokenKind.API,
+        issued_by=alice.user_id,
+        label="ci runner",
+    )
+    async with asyncio.timeout(TIMEOUT_S):
+        await store.add_token(issued)
+        assert await store.get_token("b1") == issued
+        await store.touch_token("b1", NOW_MS + 5)
+        assert (await store.get_token("b1")) == replace(issued, last_used_ms=NOW_MS + 5)
+        page = await store.list_tokens(bot.user_id, now_ms=NOW_MS, before=None, limit=10)
+        assert [t.token_id for t in page.tokens] == ["b1"]
+        assert page.issuer_names == {alice.user_id: "alice"}
+        assert page.next_cursor is None
+
+
+async def test_list_tokens_pages_live_tokens_newest_first(store: Store, alice: UserRecord) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        for n in range(5):
+            await store.add_token(TokenRecord(f"t{n}", alice.user_id, b"h", NOW_MS + n, None))
+        await store.add_token(TokenRecord("old", alice.user_id, b"h", NOW_MS, NOW_MS + 1))
+        await store.revoke_token("t2", now_ms=NOW_MS)
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await store.list_tokens(
+                alice.user_id, now_ms=NOW_MS + 10, before=cursor, limit=2
+            )
+            seen += [t.token_id for t in page.tokens]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == ["t4", "t3", "t1", "t0"]  # not the revoked one, nor the expired one
+
+
+async def test_revocations_and_disabling_append_session_changes(
+    store: Store, alice: UserRecord
+) -> None:
+    bob = await new_user(store, "bob")
+    async with asyncio.timeout(TIMEOUT_S):
+        start = await store.latest_session_change()
+        for n in range(3):
+            await store.add_token(TokenRecord(f"a{n}", alice.user_id, b"h", NOW_MS, None))
+        await store.add_token(TokenRecord("b0", bob.user_id, b"h", NOW_MS, None))
+        assert await store.revoke_token("a0", now_ms=NOW_MS, owner=bob.user_id) is None
+        assert await store.revoke_token("a0", now_ms=NOW_MS, owner=alice.user_id) is not None
+        assert await store.revoke_user_tokens(alice.user_id, now_ms=NOW_MS, keep="a2") == ["a1"]
+        assert await store.revoke_user_tokens(alice.user_id, now_ms=NOW_MS, keep="a2") == []
+        disabled = await store.set_user_disabled(bob.user_id, True, now_ms=NOW_MS + 1)
+        assert disabled is not None and disabled.disabled_ms == NOW_MS + 1
+        assert (await store.get_user(bob.user_id)) == disabled
+        changes = await store.session_changes_after(start, 100)
+        assert [(c.kind, c.user_id, c.token_id) for c in changes] == [
+            (ChangeKind.TOKEN_REVOKED, alice.user_id, "a0"),
+            (ChangeKind.TOKEN_REVOKED, alice.user_id, "a1"),
+            (ChangeKind.USER_DISABLED, bob.user_id, None),
+        ]
+        seqs = [c.seq for c in changes]
+        assert seqs == sorted(seqs) and seqs[0] > start
+        assert await store.latest_session_change() == seqs[-1]
+        assert await store.session_changes_after(seqs[0], 1) == changes[1:2]
+        enabled = await store.set_user_disabled(bob.user_id, False, now_ms=NOW_MS + 2)
+        assert enabled is not None and not enabled.disabled
+        assert await store.session_changes_after(seqs[-1], 10) == []  # enabling closes nothing
+        assert await store.set_user_disabled(UserId("u_nobody"), True, now_ms=NOW_MS) is None
+
+
+async def test_users_are_listed_renamed_and_audited(store: Store) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        audit = AuditEntry(OPERATOR, "user_created", None, NOW_MS)
+        made = [
+            await store.create_user(
+                f"n{i}", UserKind.HUMAN, is_admin=False, now_ms=NOW_MS, audit=audit
+            )
+            for i in range(3)
+        ]
+        ids = sorted(u.user_id for u in made)
+        listed = await store.list_users(after=None, limit=2)
+        listed += await store.list_users(after=listed[-1].user_id, limit=2)
+        assert [u.user_id for u in listed] == ids
+        first = TokenRecord("first", UserId(""), b"h", NOW_MS, None, issued_by=OPERATOR)
+        enrolled = await store.create_user(
+            "n3",
+            UserKind.HUMAN,
+            is_admin=False,
+            now_ms=NOW_MS,
+            first_token=first,
+            token_audit=AuditEntry(OPERATOR, "token_issued", None, NOW_MS, "first"),
+        )
+        assert await store.get_token("first") == replace(first, user_id=enrolled.user_id)
+        issued, *_ = await store.list_audit(before=None, limit=1)
+        assert (issued.action, issued.user_id, issued.token_id) == (
+            "token_issued",
+            enrolled.user_id,
+            "first",
+        )
+        with pytest.raises(StoreError):  # the token id is taken: neither user nor token is kept
+            await store.create_user(
+                "n4", UserKind.HUMAN, is_admin=False, now_ms=NOW_MS, first_token=first
+            )
+        assert {u.name for u in await store.list_users(after=None, limit=100)} == {
+            "n0",
+            "n1",
+            "n2",
+            "n3",
+        }
+        renamed = await store.rename_user(made[0].user_id, "Ada L.")
+        assert renamed == replace(made[0], name="Ada L.")
+        assert await store.rename_user(UserId("u_nobody"), "x") is None
+        entries = await store.list_audit(before=None, limit=3)
+        assert [(e.actor, e.action, e.user_id) for e in entries] == [
+            (OPERATOR, "token_issued", enrolled.user_id),
+            (OPERATOR, "user_created", made[2].user_id),
+            (OPERATOR, "user_created", made[1].user_id),
+        ]
+        older = await store.list_audit(before=entries[-1].seq, limit=10)
+        assert [e.user_id for e in older] == [made[0].user_id]
+
+
+async def test_tokens_for_humans_in_spheres_can_be_refused(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    newcomer = await new_user(store, "newcomer")
+    bot = await store.create_user("bot", UserKind.BOT, is_admin=False, now_ms=NOW_MS)
+    await add_member(store, lobby, bot)
+    audit = AuditEntry(OPERATOR, "token_issued", None, NOW_MS, token_id="x")
+    async with asyncio.timeout(TIMEOUT_S):
+        before = await store.list_audit(before=None, limit=100)
+        with pytest.raises(HasSpheresError):
+            await store.add_token(
+                TokenRecord("x1", alice.user_id, b"h", NOW_MS, None),
+                audit=audit,
+                refuse_members=True,
+            )
+        assert await store.get_token("x1") is None
+        assert await store.list_audit(before=None, limit=100) == before  # nothing half-written
+        for user in (newcomer, bot):  # no sphere yet; a bot
+            token = TokenRecord(f"x-{user.name}", user.user_id, b"h", NOW_MS, None)
+            await store.add_token(token, audit=audit, refuse_members=True)
+            assert await store.get_token(token.token_id) == token
+        assert len(await store.list_audit(before=None, limit=100)) == len(before) + 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -856,6 +1047,39 @@ async def test_list_members_by_role_then_name(
     assert members[0].kind is UserKind.HUMAN
 
 
+async def test_members_and_spheres_page_by_their_sort_key(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    """Keyset pages: each starts after the previous one's last key, none repeats or skips."""
+    async with asyncio.timeout(TIMEOUT_S):
+        names = ["bo", "ann", "bo", "Zed", "émile", "ann", "carl"]
+        for n, name in enumerate(names):
+            user = await new_user(store, name)
+            role = Role.ADMIN if n % 3 == 0 else Role.MEMBER
+            await add_member(store, lobby, user, role)
+            await new_sphere(store, alice, name)  # same names: the id breaks ties
+        everyone = await store.list_members(lobby.sphere_id)
+        spheres = await store.user_spheres(alice.user_id)
+        for size in (1, 2, 3, 10):
+            paged: list[MemberInfo] = []
+            page = await store.list_members(lobby.sphere_id, limit=size)
+            while page:
+                assert len(page) <= size
+                paged += page
+                page = await store.list_members(
+                    lobby.sphere_id, limit=size, after=member_key(page[-1])
+                )
+            assert paged == everyone
+            paged_spheres: list[SphereSummary] = []
+            got = await store.user_spheres(alice.user_id, limit=size)
+            while got:
+                paged_spheres += got
+                got = await store.user_spheres(alice.user_id, limit=size, after=sphere_key(got[-1]))
+            assert paged_spheres == spheres
+    assert len(everyone) == len(names) + 1 and len(spheres) == len(names) + 1
+    assert [m.role.rank for m in everyone] == sorted((m.role.rank for m in everyone), reverse=True)
+
+
 async def test_user_spheres_count_unread_posts(
     store: Store, alice: UserRecord, lobby: SphereRecord
 ) -> None:
@@ -978,3 +1202,23 @@ async def test_open_store_sqlite_urls(tmp_path: Path, monkeypatch: pytest.Monkey
 async def test_open_store_rejects(url: str) -> None:
     with pytest.raises(ValueError, match="sqlite"):
         await open_store(url)
+
+
+async def test_sqlite_readiness_needs_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    async with asyncio.timeout(TIMEOUT_S):
+        store = await SqliteStore.open(path)
+        try:
+            other = sqlite3.connect(path, isolation_level=None)  # another process, as it were
+            other.execute("BEGIN IMMEDIATE")
+            started = time.monotonic()
+            with pytest.raises(StoreError, match="readiness check failed"):
+                await store.check_writable()
+            assert time.monotonic() - started < 3.0  # the probe's own lock timeout, not 5 s
+            other.execute("ROLLBACK")
+            other.close()
+            await store.check_writable()
+            # Nothing was left open behind the failed probe: writes go on.
+            await store.create_user("after", UserKind.HUMAN, is_admin=False, now_ms=NOW_MS)
+        finally:
+            await store.aclose()

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import Client, ServerProcess
+from tests.support import ServerProcess
 
 # Generous limits so tests that are not about rate limiting never hit them.
-FAST = ["--publish-rate-per-s", "100000", "--publish-burst", "100000"]
+FAST = [
+    flag
+    for cls in ("publish", "membership", "sphere-admin", "read-marker", "typing", "query")
+    for flag in (f"--{cls}-rate-per-s", "100000", f"--{cls}-burst", "100000")
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -23,13 +27,6 @@ def start_server(tmp_path: Path, *extra: str) -> ServerProcess:
     server.create_admin()
     server.start()
     return server
-
-
-@pytest.fixture(autouse=True)
-async def close_clients() -> AsyncIterator[None]:
-    yield
-    while Client.opened:
-        await Client.opened.pop().close()
 
 
 @pytest.fixture

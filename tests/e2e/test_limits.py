@@ -103,9 +103,8 @@ async def test_publish_rate_limit(tmp_path) -> None:
                     Publish(sphere_id=sphere_id, message_id=f"m{n}", body="x", ref=str(n))
                 )
             )
-        assert (
-            sum(isinstance(r, Ack) for r in replies) == 4
-        )  # the burst; creating the sphere used one
+        # The burst (creating the sphere spent a sphere_admin token, not a post one).
+        assert sum(isinstance(r, Ack) for r in replies) == 5
         limited = [r for r in replies if isinstance(r, ErrorReply)]
         assert limited and all(r.code == "rate_limited" and r.retryable for r in limited)
         assert all(r.retry_after_ms and r.retry_after_ms > 0 for r in limited)
@@ -113,7 +112,7 @@ async def test_publish_rate_limit(tmp_path) -> None:
         again = await client.request(
             Publish(sphere_id=sphere_id, message_id="late", body="x", ref="z")
         )
-        assert isinstance(again, Ack) and again.offset == 6  # after the creation and 4 posts
+        assert isinstance(again, Ack) and again.offset == 6
     finally:
         server.stop()
 
@@ -190,7 +189,9 @@ async def test_auth_and_idle_timeouts(tmp_path) -> None:
 
 
 async def test_slow_consumer_is_closed_and_resumes_without_loss(tmp_path) -> None:
-    server = start_server(tmp_path, "--queue-max-bytes", "262144")
+    # The reader reads again only after the burst, which can outlast send_timeout_s on a
+    # loaded machine; the socket-level eviction is tested in tests/hostile.
+    server = start_server(tmp_path, "--queue-max-bytes", "262144", "--send-timeout-s", "60")
     try:
         writer_user = await server.new_user("writer")
         reader_user = await server.new_user("reader")

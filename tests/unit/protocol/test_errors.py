@@ -26,6 +26,7 @@ RETRYABLE = {
     ErrorCode.RATE_LIMITED: True,
     ErrorCode.UNRECOVERABLE_POSITION: False,
     ErrorCode.UNAVAILABLE: True,
+    ErrorCode.UNKNOWN: True,
     ErrorCode.INTERNAL: True,
 }
 
@@ -40,6 +41,7 @@ RECONNECT = {
     CloseCode.SLOW_CONSUMER: True,
     CloseCode.AUTH_TIMEOUT: True,
     CloseCode.IDLE_TIMEOUT: True,
+    CloseCode.TOO_MANY_CONNECTIONS: True,
     CloseCode.UNAUTHORIZED: False,
     CloseCode.UNSUPPORTED_PROTOCOL: False,
     CloseCode.POLICY_VIOLATION: False,

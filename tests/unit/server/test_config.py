@@ -29,7 +29,7 @@ DEFAULTS = {
     "auth_timeout_s": 10.0,
     "idle_timeout_s": 90.0,
     "ping_interval_s": 20.0,
-    "send_timeout_s": 30.0,
+    "send_timeout_s": 8.0,
     "tcp_user_timeout_s": 30.0,
     "shutdown_timeout_s": 10.0,
     "token_ttl_days": 365,
@@ -40,9 +40,34 @@ DEFAULTS = {
     "drain_batch": 500,
     "drain_interval_s": 0.2,
     "reconcile_interval_s": 2.0,
+    "membership_rate_per_s": 5.0,
+    "membership_burst": 50,
+    "sphere_admin_rate_per_s": 1.0,
+    "sphere_admin_burst": 30,
+    "read_marker_rate_per_s": 5.0,
+    "read_marker_burst": 30,
+    "typing_rate_per_s": 5.0,
+    "typing_burst": 20,
+    "query_rate_per_s": 50.0,
+    "query_burst": 200,
+    "public_url": "",
+    "session_ttl_days": 30,
+    "session_poll_interval_s": 0.5,
+    "max_connections_per_user": 64,
+    "max_header_bytes": 16 * 1024,
+    "max_headers": 100,
+    "handshake_timeout_s": 10.0,
+    "max_connections_per_address": 4096,
+    "max_unauthenticated_per_address": 128,
+    "max_unauthenticated": 0,
+    "uncapped_addresses": ("127.0.0.1", "::1"),
 }
 
 POSITIVE = [
+    "membership_rate_per_s",
+    "membership_burst",
+    "sphere_admin_rate_per_s",
+    "query_burst",
     "max_frame_bytes",
     "max_message_bytes",
     "publish_rate_per_s",
@@ -53,6 +78,9 @@ POSITIVE = [
     "idle_timeout_s",
     "send_timeout_s",
     "shutdown_timeout_s",
+    "max_header_bytes",
+    "max_headers",
+    "handshake_timeout_s",
 ]
 
 
@@ -119,6 +147,8 @@ def test_every_field_has_a_variable(name: str) -> None:
         "tls_cert": "/c.pem",
         "tls_key": "/k.pem",
         "reconcile_interval_s": "0.5",
+        "public_url": "https://chat.example",
+        "queue_max_bytes": "262144",
     }.get(name, "7")
     # TLS options only go together.
     pair = {"tls_cert": "tls_key", "tls_key": "tls_cert"}.get(name)
@@ -311,3 +341,22 @@ def test_reconcile_interval_is_bounded(interval: str) -> None:
     with pytest.raises(ValueError, match="reconcile_interval_s"):
         Config.load(env={"CLOISON_RECONCILE_INTERVAL_S": interval})
     assert Config.load(env={"CLOISON_RECONCILE_INTERVAL_S": "5"}).reconcile_interval_s == 5.0
+
+
+@pytest.mark.parametrize("url", ["chat.example", "ftp://chat.example", "https://chat.example/app"])
+def test_public_url_is_an_origin(url: str) -> None:
+    with pytest.raises(ValueError, match="public_url"):
+        Config.load(env={"CLOISON_PUBLIC_URL": url})
+
+
+def test_every_storable_message_fits_a_reply_in_json() -> None:
+    """A body of control characters takes six bytes each in JSON; it must still be sendable."""
+    Config.load(
+        env={"CLOISON_MAX_MESSAGE_BYTES": str(80 * 1024), "CLOISON_MAX_FRAME_BYTES": "1000000"}
+    )
+    with pytest.raises(ValueError, match=r"max_message_bytes: .* in JSON"):
+        Config.load(
+            env={"CLOISON_MAX_MESSAGE_BYTES": str(90 * 1024), "CLOISON_MAX_FRAME_BYTES": "1000000"}
+        )
+    with pytest.raises(ValueError, match="max_message_bytes"):
+        Config.load(env={"CLOISON_QUEUE_MAX_BYTES": str(128 * 1024)})

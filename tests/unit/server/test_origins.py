@@ -11,13 +11,16 @@ from server.origins import OriginPolicy
 HOST = "chat.example.com:8443"
 
 
-def scope(origin: str | None, host: str | None = HOST) -> dict[str, Any]:
+PUBLIC = f"https://{HOST}"
+
+
+def scope(origin: str | None, host: str | None = HOST, scheme: str = "wss") -> dict[str, Any]:
     headers = [(b"user-agent", b"test")]
     if host is not None:
         headers.append((b"host", host.encode("latin-1")))
     if origin is not None:
         headers.append((b"origin", origin.encode("latin-1")))
-    return {"type": "websocket", "headers": headers}
+    return {"type": "websocket", "scheme": scheme, "headers": headers}
 
 
 def test_no_origin_passes() -> None:
@@ -27,14 +30,41 @@ def test_no_origin_passes() -> None:
     assert OriginPolicy(()).allows({"type": "websocket"})
 
 
-@pytest.mark.parametrize("origin", [f"http://{HOST}", f"https://{HOST}", f"HTTPS://{HOST.upper()}"])
-def test_same_host_and_port_passes(origin: str) -> None:
-    assert OriginPolicy(()).allows(scope(origin))
+@pytest.mark.parametrize("origin", [PUBLIC, f"HTTPS://{HOST.upper()}", PUBLIC + "/"])
+def test_the_public_url_passes(origin: str) -> None:
+    assert OriginPolicy((), PUBLIC).allows(scope(origin))
+    assert OriginPolicy((), PUBLIC + "/").allows(scope(origin))
 
 
-def test_same_host_without_port() -> None:
-    assert OriginPolicy(()).allows(scope("https://chat.example.com", host="chat.example.com"))
-    assert not OriginPolicy(()).allows(scope("https://chat.example.com", host=HOST))
+def test_same_host_is_not_enough_for_a_public_name() -> None:
+    """DNS rebinding: the attacker's name, pointed at this server, sends a matching Host."""
+    assert not OriginPolicy(()).allows(scope(PUBLIC))
+    rebound = "http://attacker.example:8000"
+    assert not OriginPolicy(()).allows(scope(rebound, "attacker.example:8000", "ws"))
+    assert not OriginPolicy((), PUBLIC).allows(scope(rebound, "attacker.example:8000", "ws"))
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:8000", "localhost:8000", "app.localhost:8000", "[::1]:8000", "127.1.2.3:80"]
+)
+def test_same_origin_on_a_loopback_name_passes(host: str) -> None:
+    assert OriginPolicy(()).allows(scope(f"http://{host}", host, "ws"))
+    assert OriginPolicy(()).allows(scope(f"http://{host}/", host, "ws"))
+    assert OriginPolicy(()).allows(scope(f"https://{host}", host, "wss"))
+
+
+def test_same_origin_needs_the_same_scheme() -> None:
+    host = "127.0.0.1:8000"
+    assert not OriginPolicy(()).allows(scope(f"https://{host}", host, "ws"))
+    assert not OriginPolicy(()).allows(scope(f"http://{host}", host, "wss"))
+
+
+def test_default_ports_are_the_same_origin() -> None:
+    assert OriginPolicy(()).allows(scope("http://localhost", "localhost:80", "ws"))
+    assert OriginPolicy(()).allows(scope("https://localhost:443", "localhost", "wss"))
+    assert OriginPolicy((), "https://chat.example.com").allows(
+        scope("https://chat.example.com:443")
+    )
 
 
 @pytest.mark.parametrize(
@@ -59,11 +89,13 @@ def test_same_host_without_port() -> None:
     ],
 )
 def test_foreign_origins_fail(origin: str) -> None:
-    assert not OriginPolicy(()).allows(scope(origin))
+    assert not OriginPolicy((), PUBLIC).allows(scope(origin))
+    loopback = origin.replace("chat.example.com", "localhost")
+    assert not OriginPolicy(()).allows(scope(loopback, "localhost:8443"))
 
 
 def test_origin_without_host_header_fails() -> None:
-    assert not OriginPolicy(()).allows(scope(f"https://{HOST}", host=None))
+    assert not OriginPolicy(()).allows(scope("http://localhost:8000", host=None, scheme="ws"))
     assert not OriginPolicy(()).allows(scope("https://", host=""))
 
 
@@ -72,6 +104,7 @@ def test_configured_origin_passes_exactly() -> None:
     assert policy.allows(scope("https://app.example.org"))
     assert policy.allows(scope("HTTPS://APP.EXAMPLE.ORG"))
     assert policy.allows(scope("http://localhost:5173"))  # the configured trailing / is ignored
+    assert policy.allows(scope("https://app.example.org/"))  # and the sent one
     for other in (
         "http://app.example.org",  # other scheme
         "https://app.example.org:444",  # other port
@@ -85,4 +118,8 @@ def test_configured_origin_passes_exactly() -> None:
 
 
 def test_configured_origins_do_not_replace_the_own_origin() -> None:
-    assert OriginPolicy(("https://app.example.org",)).allows(scope(f"https://{HOST}"))
+    policy = OriginPolicy(("https://app.example.org",), PUBLIC)
+    assert policy.allows(scope(PUBLIC))
+    assert OriginPolicy(("https://app.example.org",)).allows(
+        scope("http://127.0.0.1:8000", "127.0.0.1:8000", "ws")
+    )

@@ -1,0 +1,305 @@
+"""The account and administration routes of the HTTP API (docs/protocol.md, section 19).
+
+Every route is a thin shell over ``Accounts``: it parses the body and query, calls it, and
+answers JSON. Authentication and the mapping of errors to statuses are ``HttpApi``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from protocol import CloisonError, ErrorCode, ProtocolViolation, UserId, UserKind
+from server.auth import IssuedToken, Principal
+from server.operations import now_ms
+from server.sessions.accounts import (
+    DEFAULT_PAGE,
+    MAX_LABEL_CHARS,
+    Accounts,
+    Actor,
+    token_json,
+    user_json,
+    valid_name,
+)
+from storage import AuditEntry, TokenKind, TokenPage
+
+Handler = Callable[[Request, Principal], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+Respond = Callable[[Any, int], Response]
+
+
+class AccountRoutes:
+    def __init__(
+        self,
+        accounts: Accounts,
+        *,
+        guard: Callable[[Handler], Endpoint],
+        read_body: Callable[[Request], Awaitable[dict[str, Any]]],
+        respond: Respond,
+    ) -> None:
+        self._accounts = accounts
+        self._guard = guard
+        self._body = read_body
+        self._respond = respond
+
+    def routes(self) -> list[Route]:
+        g = self._guard
+
+        def a(handler: Handler) -> Endpoint:  # administrators only, checked before the body
+            async def admin_only(request: Request, principal: Principal) -> Response:
+                if not principal.user.is_admin:
+                    raise CloisonError("server administrators only", code=ErrorCode.FORBIDDEN)
+                return await handler(request, principal)
+
+            return g(admin_only)
+
+        return [
+            Route("/me", g(self._me), methods=["GET"]),
+            Route("/me", g(self._rename), methods=["PATCH"]),
+            Route("/me/tokens", g(self._my_tokens), methods=["GET"]),
+            Route("/me/tokens", g(self._new_own_token), methods=["POST"]),
+            Route("/me/tokens", g(self._close_my_sessions), methods=["DELETE"]),
+            Route("/me/tokens/{token_id}", g(self._revoke_own), methods=["DELETE"]),
+            Route("/admin/users", a(self._users), methods=["GET"]),
+            Route("/admin/users", a(self._enrol), methods=["POST"]),
+            Route("/admin/users/{user_id}/tokens", a(self._user_tokens), methods=["GET"]),
+            Route("/admin/users/{user_id}/tokens", a(self._close_sessions), methods=["DELETE"]),
+            Route("/admin/users/{user_id}/disable", a(self._disable), methods=["POST"]),
+            Route("/admin/users/{user_id}/enable", a(self._enable), methods=["POST"]),
+            Route("/admin/tokens", a(self._issue_for), methods=["POST"]),
+            Route("/admin/tokens/{token_id}", a(self._revoke_any), methods=["DELETE"]),
+            Route("/admin/audit", a(self._audit), methods=["GET"]),
+        ]
+
+    # -- the caller's own account ------------------------------------------------------------
+
+    async def _me(self, request: Request, principal: Principal) -> Response:
+        return self._respond(user_json(principal.user), 200)
+
+    async def _rename(self, request: Request, principal: Principal) -> Response:
+        data = _fields(await self._body(request), required={"name"})
+        user = await self._accounts.rename(principal.user.user_id, data["name"])
+        return self._respond(user_json(user), 200)
+
+    async def _my_tokens(self, request: Request, principal: Principal) -> Response:
+        user_id = principal.user.user_id
+        return await self._token_list(request, principal, user_id, principal.token.token_id)
+
+    async def _new_own_token(self, request: Request, principal: Principal) -> Response:
+        data = _fields(
+            await self._body(request), optional={"kind", "ttl_days", "label", "revoke_current"}
+        )
+        revoke_current = data.get("revoke_current", False)
+        if not isinstance(revoke_current, bool):
+            raise ProtocolViolation("revoke_current: expected a boolean")
+        issued = await self._accounts.issue_own(
+            principal,
+            kind=_kind(data.get("kind", TokenKind.SESSION.value)),
+            ttl_days=data.get("ttl_days"),
+            label=_label(data.get("label")),
+            revoke_current=revoke_current,
+            now_ms=now_ms(),
+        )
+        return self._respond(_issued_json(principal.user.user_id, issued), 201)
+
+    async def _close_my_sessions(self, request: Request, principal: Principal) -> Response:
+        keep = principal.token.token_id if _bool_query(request, "keep_current") else None
+        revoked = await self._accounts.revoke_all(
+            Actor.of(principal.user), principal.user.user_id, keep=keep, now_ms=now_ms()
+        )
+        return self._respond({"revoked": revoked}, 200)
+
+    async def _revoke_own(self, request: Request, principal: Principal) -> Response:
+        await self._accounts.revoke(
+            Actor.of(principal.user),
+            request.path_params["token_id"],
+            owner=principal.user.user_id,
+            now_ms=now_ms(),
+        )
+        return self._respond({"revoked": True}, 200)
+
+    # -- administration ----------------------------------------------------------------------
+
+    async def _users(self, request: Request, principal: Principal) -> Response:
+        limit = _int_query(request, "limit", DEFAULT_PAGE)
+        after = request.query_params.get("after")
+        users = await self._accounts.users(Actor.of(principal.user), after=after, limit=limit)
+        next_after = users[-1].user_id if len(users) == limit else None
+        body = {"users": [user_json(u) for u in users], "next_after": next_after}
+        return self._respond(body, 200)
+
+    async def _enrol(self, request: Request, principal: Principal) -> Response:
+        data = _fields(
+            await self._body(request),
+            required={"name"},
+            optional={"kind", "is_admin", "ttl_days"},
+        )
+        kind = data.get("kind", UserKind.HUMAN.value)
+        if not isinstance(kind, str) or kind not in {k.value for k in UserKind}:
+            raise ProtocolViolation("kind: expected human or bot")
+        is_admin = data.get("is_admin", False)
+        if not isinstance(is_admin, bool):
+            raise ProtocolViolation("is_admin: expected a boolean")
+        user, issued = await self._accounts.enrol(
+            Actor.of(principal.user),
+            data["name"],
+            UserKind(kind),
+            is_admin=is_admin,
+            ttl_days=data.get("ttl_days"),
+            now_ms=now_ms(),
+        )
+        body = {**user_json(user), **_issued_json(user.user_id, issued)}
+        return self._respond(body, 201)
+
+    async def _user_tokens(self, request: Request, principal: Principal) -> Response:
+        user_id = UserId(request.path_params["user_id"])
+        return await self._token_list(request, principal, user_id, None)
+
+    async def _close_sessions(self, request: Request, principal: Principal) -> Response:
+        revoked = await self._accounts.revoke_all(
+            Actor.of(principal.user),
+            UserId(request.path_params["user_id"]),
+            keep=None,
+            now_ms=now_ms(),
+        )
+        return self._respond({"revoked": revoked}, 200)
+
+    async def _disable(self, request: Request, principal: Principal) -> Response:
+        return await self._set_disabled(request, principal, True)
+
+    async def _enable(self, request: Request, principal: Principal) -> Response:
+        return await self._set_disabled(request, principal, False)
+
+    async def _set_disabled(
+        self, request: Request, principal: Principal, disabled: bool
+    ) -> Response:
+        user = await self._accounts.set_disabled(
+            Actor.of(principal.user),
+            UserId(request.path_params["user_id"]),
+            disabled,
+            now_ms=now_ms(),
+        )
+        return self._respond(user_json(user), 200)
+
+    async def _issue_for(self, request: Request, principal: Principal) -> Response:
+        data = _fields(
+            await self._body(request),
+            required={"user_id"},
+            optional={"kind", "ttl_days", "label"},
+        )
+        user_id = data["user_id"]
+        if not isinstance(user_id, str) or not user_id:
+            raise ProtocolViolation("user_id: expected a string")
+        kind = data.get("kind")
+        issued = await self._accounts.issue_for(
+            Actor.of(principal.user),
+            UserId(user_id),
+            kind=None if kind is None else _kind(kind),
+            ttl_days=data.get("ttl_days"),
+            label=_label(data.get("label")),
+            now_ms=now_ms(),
+        )
+        return self._respond(_issued_json(UserId(user_id), issued), 201)
+
+    async def _revoke_any(self, request: Request, principal: Principal) -> Response:
+        await self._accounts.revoke(
+            Actor.of(principal.user), request.path_params["token_id"], owner=None, now_ms=now_ms()
+        )
+        return self._respond({"revoked": True}, 200)
+
+    async def _audit(self, request: Request, principal: Principal) -> Response:
+        limit = _int_query(request, "limit", DEFAULT_PAGE)
+        before = _int_query(request, "before", 0) or None
+        entries = await self._accounts.audit(Actor.of(principal.user), before=before, limit=limit)
+        next_before = entries[-1].seq if len(entries) == limit else None
+        body = {"entries": [_audit_json(e) for e in entries], "next_before": next_before}
+        return self._respond(body, 200)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _token_list(
+        self, request: Request, principal: Principal, user_id: UserId, current: str | None
+    ) -> Response:
+        page = await self._accounts.tokens(
+            Actor.of(principal.user),
+            user_id,
+            cursor=request.query_params.get("cursor"),
+            limit=_int_query(request, "limit", DEFAULT_PAGE),
+            now_ms=now_ms(),
+        )
+        return self._respond(_page_json(page, current), 200)
+
+
+def _fields(
+    data: dict[str, Any],
+    *,
+    required: frozenset[str] | set[str] = frozenset(),
+    optional: frozenset[str] | set[str] = frozenset(),
+) -> dict[str, Any]:
+    missing = required - set(data)
+    if missing:
+        raise ProtocolViolation(f"{sorted(missing)[0]}: required")
+    extra = set(data) - required - optional
+    if extra:
+        raise ProtocolViolation(f"unexpected field {sorted(extra)[0]!r}")
+    return data
+
+
+def _kind(value: Any) -> TokenKind:
+    if not isinstance(value, str) or value not in {k.value for k in TokenKind}:
+        raise ProtocolViolation("kind: expected session or api")
+    return TokenKind(value)
+
+
+def _label(value: Any) -> str | None:
+    return None if value is None else valid_name(value, "label", MAX_LABEL_CHARS)
+
+
+def _int_query(request: Request, key: str, default: int) -> int:
+    raw = request.query_params.get(key)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 19:
+        raise ProtocolViolation(f"{key}: expected a non-negative integer")
+    return int(raw)
+
+
+def _bool_query(request: Request, key: str) -> bool:
+    raw = request.query_params.get(key, "false")
+    if raw not in ("true", "false"):
+        raise ProtocolViolation(f"{key}: expected true or false")
+    return raw == "true"
+
+
+def _issued_json(user_id: UserId, issued: IssuedToken) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "token": issued.token,
+        "token_id": issued.token_id,
+        "token_kind": issued.kind.value,
+        "expires_ms": issued.expires_ms,
+    }
+
+
+def _page_json(page: TokenPage, current: str | None) -> dict[str, Any]:
+    cursor = page.next_cursor
+    return {
+        "tokens": [token_json(t, page, current) for t in page.tokens],
+        "next_cursor": f"{cursor[0]}.{cursor[1]}" if cursor is not None else None,
+    }
+
+
+def _audit_json(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "ts_ms": entry.ts_ms,
+        "actor": entry.actor,
+        "action": entry.action,
+        "user_id": entry.user_id,
+        "token_id": entry.token_id,
+        "detail": entry.detail,
+    }
