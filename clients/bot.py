@@ -24,9 +24,9 @@ else goes to the first of these that matches:
 
 The bot never handles its own posts, nor edits and deletes. Handlers run as tasks, at most
 ``max_concurrent_handlers`` at once (the next event waits for a free slot); an exception in a
-handler is logged and the bot carries on. The protocol has no membership events, so a bot
-that someone adds to a private sphere finds it by listing its spheres again every
-``rescan_interval_s``.
+handler is logged and the bot carries on. Membership events reach only the spheres a bot
+follows, so a bot that someone adds to a private sphere finds it by listing its spheres again
+every ``rescan_interval_s``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ CommandHandler = Callable[[Message, str], Awaitable[None]]
 # Why: enough parallel handlers for slow replies (a lookup, a reminder) without letting a flood
 # of commands start unbounded work.
 DEFAULT_MAX_CONCURRENT_HANDLERS = 16
-# Why: spheres the bot was added to are only learnt by listing them (no membership events);
+# Why: spheres the bot was added to are only learnt by listing them (their events reach
+# followers only);
 # half a minute is a short wait for a human and one cheap request for the server.
 DEFAULT_RESCAN_INTERVAL_S = 30.0
 _COMMAND = re.compile(r"(\S+)\s*(.*)", re.DOTALL)

@@ -50,8 +50,10 @@ from clients.client import (
 )
 from protocol import (
     EventKind,
+    MemberAction,
     Message,
     Presence,
+    Role,
     SphereId,
     SphereSummary,
     Subscribed,
@@ -440,6 +442,8 @@ class Chat:
 
     def _on_message(self, message: Message) -> None:
         self._typing_shown_s.pop(message.author_id, None)
+        if message.member_id is not None and message.member_name is not None:
+            self._names[message.member_id] = message.member_name
         if message.sphere_id == self._current:
             self._term.show(self._format(message))
             self._saw(message.sphere_id, message.offset)
@@ -475,6 +479,21 @@ class Chat:
         sphere = self._spheres.get(sphere_id)
         return clean(sphere.name) if sphere else sphere_id
 
+    def _membership(self, message: Message) -> str:
+        """A member event in words: who did what to whom."""
+        who = self._name(message.author_id)
+        member = clean(message.member_name or message.member_id or "someone")
+        role = message.role
+        if message.action is MemberAction.JOINED:
+            return f"{member} joined" + (" as owner" if role is Role.OWNER else "")
+        if message.action is MemberAction.LEFT:
+            return f"{member} left"
+        if message.action is MemberAction.ADDED:
+            return f"{who} added {member}" + (f" as {role}" if role is not Role.MEMBER else "")
+        if message.action is MemberAction.REMOVED:
+            return f"{who} removed {member}"
+        return f"{who} made {member} {role}"
+
     def _format(self, message: Message) -> str:
         when = time.strftime("%H:%M", time.localtime(message.ts_ms / 1000))
         who = self._name(message.author_id)
@@ -483,6 +502,12 @@ class Chat:
             return f"{head} edited #{message.target}: {clean(message.body or '')}"
         if message.kind is EventKind.DELETE:
             return f"{head} deleted #{message.target}"
+        if message.kind is EventKind.MEMBER:
+            return f"#{message.offset} {when} * {self._membership(message)}"
+        if message.kind is EventKind.SPHERE:
+            return f"#{message.offset} {when} * {who} made the sphere {message.privacy}"
+        if message.kind is not EventKind.POST:
+            return f"#{message.offset} {when} * ({message.kind})"  # a kind from a newer server
         if message.deleted:
             return f"{head}: (deleted)"
         edited = " (edited)" if message.edited_ms else ""

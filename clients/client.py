@@ -93,6 +93,7 @@ from protocol import (
     ProtocolViolation,
     Publish,
     RemoveMember,
+    Replayed,
     Role,
     SetRole,
     SphereId,
@@ -228,6 +229,7 @@ Event = (
     | Presence
     | UserTyping
     | Subscribed
+    | Replayed
     | Unsubscribed
     | PositionLost
     | SubscriptionFailed
@@ -553,10 +555,12 @@ class Client:
 
     def events(self) -> EventStream:
         """The event stream: ``Message``, ``Presence``, ``UserTyping``, ``Subscribed``,
-        ``Unsubscribed`` (access revoked), ``PositionLost``, ``SubscriptionFailed``,
-        ``Connected`` and ``Disconnected``.
+        ``Replayed`` (a resumed subscription has caught up), ``Unsubscribed`` (access
+        revoked), ``PositionLost``, ``SubscriptionFailed``, ``Connected`` and ``Disconnected``.
 
-        Messages arrive once each and in offset order per sphere, across reconnects.
+        Messages arrive once each and in offset order per sphere, across reconnects; they
+        include membership events (``kind`` ``member``: who joined, left, was added or
+        removed, or changed role) and privacy changes (``kind`` ``sphere``).
         Presence, typing, ``Subscribed`` and connection notices are best effort: they are
         dropped when the inbox is full.
         """
@@ -983,7 +987,7 @@ class Client:
         if isinstance(frame, Message):
             self._on_message(frame)
             return
-        if isinstance(frame, Presence | UserTyping):
+        if isinstance(frame, Presence | UserTyping | Replayed):
             if frame.sphere_id in self._cursors:
                 self._inbox.offer(frame)
             return

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from protocol.types import (
     ConnId,
     EventKind,
+    MemberAction,
     MessageId,
     Privacy,
     Role,
@@ -351,6 +352,10 @@ class Message(Frame):
     For a ``post``, ``body`` and ``edited_ms``/``deleted`` show the post's current state:
     a deleted post is a tombstone (``deleted`` true, ``body`` null). ``edit`` and ``delete``
     events name the post they change in ``target``; a deleted post's edits lose their body too.
+
+    A ``member`` event says that ``member_id`` (``member_name`` at that time) now has ``role``
+    (None: no longer a member) because of ``action``; ``author_id`` is who did it. A ``sphere``
+    event says that the sphere's ``privacy`` changed. Neither carries a body.
     """
 
     TYPE: ClassVar[str] = "message"
@@ -364,6 +369,11 @@ class Message(Frame):
     target: int | None = None
     edited_ms: int | None = None
     deleted: bool = False
+    member_id: UserId | None = None
+    member_name: str | None = None
+    role: Role | None = None
+    action: MemberAction | None = None
+    privacy: Privacy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +397,19 @@ class Subscribed(Frame):
     sphere_id: SphereId
     position: StreamPosition
     online: list[UserId]
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed(Frame):
+    """The replay a ``subscribe`` with ``since`` asked for is over: the subscription is live.
+
+    Every event up to ``position`` has been sent; what follows arrives live, in order.
+    """
+
+    TYPE: ClassVar[str] = "replayed"
+    sphere_id: SphereId
+    position: StreamPosition
     ref: str | None = None
 
 
@@ -464,6 +487,7 @@ ServerFrame = (
     | Message
     | Ack
     | Subscribed
+    | Replayed
     | Unsubscribed
     | HistoryPage
     | Presence
@@ -503,6 +527,7 @@ SERVER_FRAMES: tuple[type[Frame], ...] = (
     Message,
     Ack,
     Subscribed,
+    Replayed,
     Unsubscribed,
     HistoryPage,
     Presence,

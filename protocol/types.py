@@ -61,3 +61,19 @@ class EventKind(StrEnum):
     POST = "post"  # a new message
     EDIT = "edit"  # replaces the body of the post at ``target``
     DELETE = "delete"  # turns the post at ``target`` into a tombstone
+    MEMBER = "member"  # a membership or role change: ``member_id`` now has ``role``
+    SPHERE = "sphere"  # the sphere's settings changed: ``privacy`` is its new privacy
+
+
+class MemberAction(StrEnum):
+    """What a ``member`` event did; ``role`` in the event is the member's role afterwards."""
+
+    JOINED = "joined"  # the member joined by themselves (or created the sphere)
+    LEFT = "left"  # the member left by themselves
+    ADDED = "added"  # an admin or owner added them
+    REMOVED = "removed"  # an admin or owner removed them
+    ROLE_CHANGED = "role_changed"  # an owner changed their role
+
+    @property
+    def ends_membership(self) -> bool:
+        return self in (MemberAction.LEFT, MemberAction.REMOVED)

@@ -3,18 +3,23 @@
 A private sphere and a sphere that does not exist look the same to a non-member: both raise
 ``not_found`` with the same message after the same single store read, so sphere ids are no
 existence oracle. ``forbidden`` is only ever said about a sphere the caller can see.
+
+Membership changes are decided here and made by the store: each ``decide_*`` function below
+rules on the rows the store read inside the transaction that changes them (the caller's role,
+the target's role, the number of owners), so no rule is checked against rows that another
+request changes before the write. Appends are authorised by the store when they commit (an
+author who is no longer a member fails); ``refused_write`` turns that into the code this
+module would have answered.
 """
 
 from __future__ import annotations
 
-import time
-
-from protocol import CloisonError, ErrorCode, Privacy, Role, SphereId, UserId
-from storage import SphereRecord, Store
+from protocol import CloisonError, ErrorCode, MemberAction, Privacy, Role, SphereId, UserId
+from storage import CheckUpdate, DecideMember, MemberChange, MembershipState, SphereRecord, Store
 
 SPHERE_NOT_FOUND = "sphere not found"
-# Why: a safety net only; membership changes invalidate entries as they happen.
-ROLE_CACHE_TTL_S = 30.0
+MEMBERS_ONLY = "only members may do this"
+JOIN_TO_READ = "join this sphere to read it"
 
 
 def visible(sphere: SphereRecord, role: Role | None) -> bool:
@@ -23,6 +28,12 @@ def visible(sphere: SphereRecord, role: Role | None) -> bool:
 
 def can_read(sphere: SphereRecord, role: Role | None) -> bool:
     return role is not None or sphere.privacy is Privacy.PUBLIC
+
+
+def require_visible_privacy(privacy: Privacy, role: Role | None) -> None:
+    """``not_found`` unless a sphere of this privacy is visible to a user with ``role``."""
+    if role is None and privacy is Privacy.PRIVATE:
+        raise CloisonError(SPHERE_NOT_FOUND, code=ErrorCode.NOT_FOUND)
 
 
 def can_manage(role: Role | None) -> bool:
@@ -39,9 +50,14 @@ async def resolve(
     """
     # One read whether or not the sphere exists: the same time for both answers.
     sphere, role = await store.sphere_access(sphere_id, user_id)
-    if sphere is None or not visible(sphere, role):
+    if sphere is None:
         raise CloisonError(SPHERE_NOT_FOUND, code=ErrorCode.NOT_FOUND)
+    require_visible(sphere, role)
     return sphere, role
+
+
+def require_visible(sphere: SphereRecord, role: Role | None) -> None:
+    require_visible_privacy(sphere.privacy, role)
 
 
 def require(allowed: bool, message: str) -> None:
@@ -50,41 +66,105 @@ def require(allowed: bool, message: str) -> None:
         raise CloisonError(message, code=ErrorCode.FORBIDDEN)
 
 
-class RoleCache:
-    """Members' roles recently read from the store, so a stream of writes costs no read each.
+def require_member(sphere: SphereRecord, role: Role | None) -> Role:
+    """The caller's role, which must exist (``not_found`` if the sphere is hidden from them)."""
+    require_visible(sphere, role)
+    require(role is not None, MEMBERS_ONLY)
+    assert role is not None
+    return role
 
-    Only memberships are cached, never their absence, so a join takes effect at once. Every
-    change of membership anywhere drops the entry (the hub relays changes between nodes);
-    the expiry bounds how long a change lost with a broker outage can go unnoticed.
-    """
 
-    def __init__(self, ttl_s: float = ROLE_CACHE_TTL_S, max_entries: int = 100_000) -> None:
-        self._ttl_s = ttl_s
-        self._max_entries = max_entries
-        self._roles: dict[tuple[SphereId, UserId], tuple[Role, float]] = {}
+async def refused_write(store: Store, sphere_id: SphereId, user_id: UserId) -> CloisonError:
+    """The error for a write the store refused because its author is not a member."""
+    try:
+        await resolve(store, sphere_id, user_id)
+    except CloisonError as exc:
+        return exc
+    return CloisonError(MEMBERS_ONLY, code=ErrorCode.FORBIDDEN)
 
-    def get(self, sphere_id: SphereId, user_id: UserId) -> Role | None:
-        entry = self._roles.get((sphere_id, user_id))
-        if entry is None:
+
+def _last_owner(state: MembershipState, role_after: Role | None) -> bool:
+    """Would the change leave the sphere without an owner?"""
+    return state.target_role is Role.OWNER and role_after is not Role.OWNER and state.owners <= 1
+
+
+def decide_join(state: MembershipState) -> MemberChange | None:
+    """Joining an open or public sphere; a member who joins again changes nothing."""
+    if state.actor_role is not None:
+        return None
+    require_visible(state.sphere, None)
+    return MemberChange(Role.MEMBER, MemberAction.JOINED)
+
+
+def decide_leave(state: MembershipState) -> MemberChange:
+    require_member(state.sphere, state.actor_role)
+    if _last_owner(state, None):
+        raise CloisonError(
+            "the last owner cannot leave; make another member owner first",
+            code=ErrorCode.CONFLICT,
+        )
+    return MemberChange(None, MemberAction.LEFT)
+
+
+def deciding_add(role: Role) -> DecideMember:
+    """Adding a user with ``role`` (admins add members; only owners grant more)."""
+
+    def decide(state: MembershipState) -> MemberChange | None:
+        require_visible(state.sphere, state.actor_role)
+        require(can_manage(state.actor_role), "only sphere admins may add members")
+        require(
+            role is Role.MEMBER or state.actor_role is Role.OWNER,
+            "only owners may grant that role",
+        )
+        if state.target_role is not None:
+            return None  # already a member: adding is idempotent, and changes no role
+        return MemberChange(role, MemberAction.ADDED)
+
+    return decide
+
+
+def decide_remove(state: MembershipState) -> MemberChange:
+    """Removing a member: owners remove anyone, admins only members of a lower role."""
+    require_visible(state.sphere, state.actor_role)
+    actor = state.actor_role
+    require(can_manage(actor), "only sphere admins may remove members")
+    assert actor is not None
+    target = state.target_role
+    if target is None:
+        raise CloisonError("not a member of this sphere", code=ErrorCode.NOT_FOUND)
+    require(
+        actor is Role.OWNER or target.rank < actor.rank,
+        "admins may only remove members of a lower role",
+    )
+    if _last_owner(state, None):
+        raise CloisonError("a sphere keeps at least one owner", code=ErrorCode.CONFLICT)
+    return MemberChange(None, MemberAction.REMOVED)
+
+
+def deciding_role(role: Role) -> DecideMember:
+    """Giving a member ``role`` (owners only); the same role again changes nothing."""
+
+    def decide(state: MembershipState) -> MemberChange | None:
+        require_visible(state.sphere, state.actor_role)
+        require(state.actor_role is Role.OWNER, "only owners may change roles")
+        if state.target_role is None:
+            raise CloisonError("not a member of this sphere", code=ErrorCode.NOT_FOUND)
+        if state.target_role is role:
             return None
-        role, expires = entry
-        if time.monotonic() >= expires:
-            del self._roles[(sphere_id, user_id)]
-            return None
-        return role
+        if _last_owner(state, role):
+            raise CloisonError("a sphere keeps at least one owner", code=ErrorCode.CONFLICT)
+        return MemberChange(role, MemberAction.ROLE_CHANGED)
 
-    def put(self, sphere_id: SphereId, user_id: UserId, role: Role) -> None:
-        if len(self._roles) >= self._max_entries:
-            self._roles.clear()  # rare; refilling costs one read per active writer
-        self._roles[(sphere_id, user_id)] = (role, time.monotonic() + self._ttl_s)
+    return decide
 
-    def forget(self, sphere_id: SphereId, user_id: UserId | None) -> None:
-        """Drop one membership, or (``user_id`` None) every cached one of the sphere."""
-        if user_id is not None:
-            self._roles.pop((sphere_id, user_id), None)
-        else:
-            for key in [k for k in self._roles if k[0] == sphere_id]:
-                del self._roles[key]
 
-    def clear(self) -> None:
-        self._roles.clear()
+def check_update(privacy: Privacy | None) -> CheckUpdate:
+    """Renaming takes an admin; changing who can see the sphere takes an owner."""
+
+    def check(sphere: SphereRecord, role: Role | None) -> None:
+        require_visible(sphere, role)
+        require(can_manage(role), "only sphere admins may change it")
+        if privacy is not None:
+            require(role is Role.OWNER, "only owners may change who can see a sphere")
+
+    return check

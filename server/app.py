@@ -26,7 +26,6 @@ from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.access import RoleCache
 from server.broker import Broker, MemoryBroker
 from server.broker.redis import RedisBroker
 from server.broker.redis_cluster import RedisClusterBroker
@@ -109,11 +108,18 @@ async def _build(config: Config) -> Runtime:
             cls: LocalWriteLimiter(rate, burst)
             for cls, (rate, burst) in class_limits(config).items()
         }
-    roles = RoleCache()
-    hub = Hub(store, broker, presence, tasks, metrics, roles, node=node)
+    hub = Hub(
+        store,
+        broker,
+        presence,
+        tasks,
+        metrics,
+        node=node,
+        reconcile_interval_s=config.reconcile_interval_s,
+    )
     await broker.start(hub)
     await hub.start()
-    operations = Operations(store, hub, roles, limits, config)
+    operations = Operations(store, hub, limits, config)
     registry = SessionRegistry(max_per_user=config.max_connections_per_user)
     watcher = SessionWatcher(store, registry, poll_interval_s=config.session_poll_interval_s)
     await watcher.start()
@@ -331,6 +337,7 @@ def create_app(config: Config) -> CloisonApp:
             yield
         finally:
             await runtime.gateway.aclose()
+            await runtime.hub.aclose()
             await runtime.sessions.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()

@@ -20,6 +20,8 @@ from urllib.parse import quote
 from server.origins import normalize as normalized_origin
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Why: the documented bound on how long a membership change can go unnoticed by a node.
+MAX_RECONCILE_INTERVAL_S = 5.0
 # Why: websockets and browsers accept 1 MiB messages by default; a page stays well below.
 MAX_PAGE_BYTES = 512 * 1024
 # Why: the bytes a message's fields other than its body take on the wire, at most.
@@ -212,6 +214,15 @@ class Config:
             "(a reverse proxy on the same machine)"
         },
     )
+    # Membership: how stale a node's view of a sphere's members may get when the broker fails
+    # silently (a paused Redis); see docs/architecture.md, "The access model".
+    reconcile_interval_s: float = field(
+        default=2.0,
+        metadata={
+            "help": "how often each node compares its spheres with the store and catches "
+            "up those behind (at most 5 s: it bounds how long a removal can go unnoticed)"
+        },
+    )
 
     @property
     def resolved_store_url(self) -> str:
@@ -305,6 +316,10 @@ class Config:
             raise ValueError("port must be between 0 and 65535")
         if self.sqlite_synchronous not in ("FULL", "NORMAL"):
             raise ValueError("sqlite_synchronous must be FULL or NORMAL")
+        if not 0 < self.reconcile_interval_s <= MAX_RECONCILE_INTERVAL_S:
+            raise ValueError(
+                f"reconcile_interval_s must be above 0 and at most {MAX_RECONCILE_INTERVAL_S}"
+            )
         if self.public_url and normalized_origin(self.public_url) is None:
             raise ValueError("public_url must be an http(s) URL without path, as https://host")
         if self.max_message_bytes >= self.max_frame_bytes:

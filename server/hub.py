@@ -6,16 +6,28 @@ this node's tag for the other nodes; frames from other nodes arrive through
 ``on_publication``, and a node skips its own. ``message`` frames carry the sphere's offset:
 the channel delivers them strictly in offset order, drops offsets it has already delivered,
 and holds an early arrival back while it reads the missing range from the store (pub/sub may
-lose or reorder; the store never does). After a broker reconnect every channel catches up
-from the store. Each frame is encoded once per codec, whatever the number of recipients.
+lose or reorder; the store never does). Each frame is encoded once per codec, whatever the
+number of recipients.
 
-Access changes travel on a control channel every node follows, so a member removed on one
-node loses their subscriptions and cached role on all of them.
+Membership is applied in stream order. A channel holds the sphere's member map as of the
+offset it has delivered (``server.channel``); a ``member`` event changes it as it is delivered,
+live, by gap repair or by catch-up alike. A removal is delivered to the removed user's
+subscriptions, then ends them (``access_revoked``); so nothing sequenced after the removal
+reaches them from this node. Access decisions come from the map only while the node can show
+it is current (``current_role``): broker healthy, no gap pending, no reset since the last
+catch-up. Otherwise the caller reads the store.
+
+Reconciliation bounds staleness when pub/sub fails silently (a paused Redis, a lost frame):
+every ``reconcile_interval_s`` the hub reads the store heads of all its channels in one query
+and catches up each channel that is behind. A repair or catch-up that fails (the store is
+down) retries with backoff until it succeeds or the channel is gone.
 
 A subscription is ``live`` once it has caught up. A resuming subscription first replays the
 store after the client's offset, page by page, paced by the connection's queue; live frames
 are skipped for it meanwhile and picked up by the next page, so it switches to live with no
-gap and no duplicate (each subscription also remembers the last offset it was sent).
+gap and no duplicate (each subscription also remembers the last offset it was sent), then
+gets ``replayed``. Typing and presence frames go to live subscriptions of current channels
+only: they are hints, and a channel with a gap may not have applied a removal yet.
 """
 
 from __future__ import annotations
@@ -23,18 +35,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-
-import msgpack
 
 from protocol import (
+    CloisonError,
     ConnId,
+    ErrorCode,
     Frame,
     Message,
     MsgpackCodec,
     Presence,
+    Privacy,
     ProtocolViolation,
+    Replayed,
     Role,
     SphereId,
     StreamPosition,
@@ -44,8 +56,9 @@ from protocol import (
     UserTyping,
     Wire,
 )
-from server.access import RoleCache
+from server import access
 from server.broker import Broker
+from server.channel import SphereChannel, Subscription, apply, ends
 from server.connection import Connection
 from server.metrics import Metrics
 from server.presence import PresenceDirectory
@@ -60,33 +73,16 @@ REPLAY_PAGE = 256
 GAP_HOLD_S = 0.05
 # Why: bounds memory held for a sphere whose gap cannot be filled yet.
 MAX_PENDING = 10_000
-# The broker channel on which nodes announce access changes; no sphere id looks like it.
-CONTROL_CHANNEL = SphereId("~control")
 # Why: a client that reconnects within this does not flap offline and online for others.
 PRESENCE_GRACE_S = 1.0
-
-
-@dataclass(slots=True, eq=False)
-class Subscription:
-    conn: Connection
-    sphere_id: SphereId
-    role: Role | None  # None: a non-member reading a public sphere
-    last_offset: int = 0  # the last offset sent to this subscription
-    live: bool = False
-    active: bool = True
-
-
-@dataclass(slots=True, eq=False)
-class SphereChannel:
-    sphere_id: SphereId
-    epoch: str
-    delivered: int = -1  # last offset delivered to live subscriptions; -1 while starting
-    subs: dict[ConnId, Subscription] = field(default_factory=dict)
-    pending: dict[int, Message] = field(default_factory=dict)
-    online: Counter[UserId] = field(default_factory=Counter)
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    repairing: bool = False
-    catch_up: bool = False  # read the store until it has nothing newer (after a broker reset)
+# Why: a failed store read is retried soon, then less often, so an outage costs little.
+REPAIR_RETRY_MIN_S = 0.1
+REPAIR_RETRY_MAX_S = 2.0
+# Why: a subscriber waits this long at most for the channel to reach the store's position.
+REACH_TIMEOUT_S = 5.0
+# Why: the default staleness bound of a node whose broker fails silently (docs/operations.md).
+DEFAULT_RECONCILE_INTERVAL_S = 2.0
+REVOKED = "access_revoked"
 
 
 class Hub:
@@ -97,12 +93,14 @@ class Hub:
         presence: PresenceDirectory,
         tasks: TaskSupervisor,
         metrics: Metrics,
-        roles: RoleCache,
         *,
         node: str,
+        reconcile_interval_s: float = DEFAULT_RECONCILE_INTERVAL_S,
     ) -> None:
-        self._roles = roles
         self._metrics = metrics
+        self._reconcile_interval_s = reconcile_interval_s
+        self._reconciler: asyncio.Task[None] | None = None
+        self._resets = 0  # broker resets so far: a catch-up older than the last one proves nothing
         self._presence = presence
         self._departures: dict[tuple[SphereId, UserId], asyncio.TimerHandle] = {}
         # Tags this node's broker envelopes, so it skips its own (delivered locally first).
@@ -117,16 +115,19 @@ class Hub:
     # -- broker side -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Follow the control channel, on which nodes tell each other about access changes."""
-        await self._broker.subscribe(CONTROL_CHANNEL)
+        """Start reconciling this node's channels with the store; ``aclose()`` stops it."""
+        self._reconciler = asyncio.create_task(self._reconcile(), name="hub reconciliation")
+
+    async def aclose(self) -> None:
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            await asyncio.gather(self._reconciler, return_exceptions=True)
+            self._reconciler = None
 
     def on_publication(self, sphere_id: SphereId, envelope: bytes) -> None:
         node, sep, frame_bytes = envelope.partition(b"|")
         if not sep or node == self._node:
             return  # this node delivered its own frames already
-        if sphere_id == CONTROL_CHANNEL:
-            self._apply_control(frame_bytes)
-            return
         channel = self._channels.get(sphere_id)
         if channel is None:
             return
@@ -146,8 +147,9 @@ class Hub:
 
     def on_broker_reset(self) -> None:
         """The broker may have lost frames (it reconnected): catch every channel up."""
-        self._roles.clear()  # an access change may have been lost with them
+        self._resets += 1
         for channel in self._channels.values():
+            channel.stale = True  # until a catch-up shows the map is current again
             if channel.delivered >= 0:
                 self._schedule_repair(channel, catch_up=True)
 
@@ -188,38 +190,50 @@ class Hub:
         # The node tag lets every node skip what it published itself.
         await self._broker.publish(channel, self._node + b"|" + payload)
 
-    # -- access changes ----------------------------------------------------------------------
+    # -- access from the member map -------------------------------------------------------
 
-    async def access_changed(
-        self, sphere_id: SphereId, user_id: UserId | None, role: Role | None
-    ) -> None:
-        """Apply a membership change on every node: drop cached roles, end subscriptions
-        that lost access, update the others.
+    def _current(self, channel: SphereChannel) -> bool:
+        """Can this node show that the channel's member map is the store's, give or take
+        what the broker is carrying right now?"""
+        return (
+            channel.delivered >= 0
+            and self._broker.healthy
+            and not channel.stale
+            and not channel.pending
+            and not channel.repairing
+        )
 
-        ``user_id`` None means the sphere stopped being public: non-member readers lose access.
-        ``role`` None means the user is no longer a member.
+    def current_role(self, sphere_id: SphereId, user_id: UserId) -> Role | None:
+        """The user's role from the member map, when the node can show the map is current.
+
+        None means "ask the store" (``server.access.resolve``): the user is not a member as
+        far as this node knows, or there is no local channel, or it may be behind.
         """
-        self._apply_access(sphere_id, user_id, role)
-        change = {"sphere_id": sphere_id, "user_id": user_id, "role": role}
-        await self._tell_others(CONTROL_CHANNEL, msgpack.packb(change))
+        channel = self._channels.get(sphere_id)
+        if channel is None or not self._current(channel):
+            return None
+        return channel.members.get(user_id)
 
-    def _apply_control(self, payload: bytes) -> None:
-        try:
-            change = msgpack.unpackb(payload)
-            sphere_id = SphereId(change["sphere_id"])
-            user_id = UserId(change["user_id"]) if change["user_id"] is not None else None
-            role = Role(change["role"]) if change["role"] is not None else None
-        except (ValueError, KeyError, TypeError):
-            logger.exception("dropping a malformed control message")
+    async def reach(self, channel: SphereChannel, offset: int) -> None:
+        """Wait until the channel has delivered ``offset`` (catching up from the store).
+
+        Raises:
+            CloisonError: ``unavailable`` when it does not within ``REACH_TIMEOUT_S``.
+        """
+        if channel.delivered >= offset:
             return
-        self._apply_access(sphere_id, user_id, role)
-
-    def _apply_access(self, sphere_id: SphereId, user_id: UserId | None, role: Role | None) -> None:
-        self._roles.forget(sphere_id, user_id)
-        if user_id is not None and role is not None:
-            self.set_role(sphere_id, user_id, role)
-        else:
-            self.revoke(sphere_id, user_id)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        channel.waiters.append((offset, future))
+        self._schedule_repair(channel, catch_up=True)
+        try:
+            async with asyncio.timeout(REACH_TIMEOUT_S):
+                await future
+        except TimeoutError:
+            raise CloisonError(
+                "this server is catching up with the sphere; retry", code=ErrorCode.UNAVAILABLE
+            ) from None
+        finally:
+            channel.waiters = [(o, f) for o, f in channel.waiters if f is not future]
 
     # -- ordered delivery --------------------------------------------------------------------
 
@@ -267,6 +281,21 @@ class Hub:
             sent += 1
         self._metrics.deliveries.inc(sent)
         self._metrics.fanout_latency.observe(max(0.0, time.time() - event.ts_ms / 1000))
+        if event.member_id is not None or event.privacy is not None:
+            self._apply(channel, event)
+        if channel.waiters:
+            channel.wake()
+
+    def _apply(self, channel: SphereChannel, event: Message) -> None:
+        """A member or sphere event was delivered: change the map, end lost subscriptions."""
+        for sub in apply(channel, event):
+            self.unsubscribe(sub.conn, channel.sphere_id, reason=REVOKED)
+        if event.member_id is not None and event.role is not None:
+            for sub in channel.subs.values():
+                if sub.conn.user_id == event.member_id:
+                    if sub.role is None:
+                        self._count_in(channel, event.member_id)
+                    sub.role = event.role
 
     def _schedule_repair(self, channel: SphereChannel, *, catch_up: bool = False) -> None:
         if catch_up:
@@ -277,21 +306,40 @@ class Hub:
         self._tasks.spawn(self._repair(channel), name=f"repair {channel.sphere_id}")
 
     async def _repair(self, channel: SphereChannel) -> None:
-        """Fill a gap (or, after a broker reset, catch up) from the store."""
+        """Fill a gap (or catch up) from the store, retrying with backoff until it succeeds."""
+        retry_s = REPAIR_RETRY_MIN_S
         try:
             if not channel.catch_up:
                 await asyncio.sleep(GAP_HOLD_S)
             while (channel.pending or channel.catch_up) and (
                 self._channels.get(channel.sphere_id) is channel
             ):
+                resets, healthy = self._resets, self._broker.healthy
                 channel.catch_up = False
                 first_missing = channel.delivered + 1
                 if first_missing in channel.pending:
                     self._drain_pending(channel)
                     continue
-                events = await self._store.events_after(
-                    channel.sphere_id, channel.delivered, REPLAY_PAGE
-                )
+                try:
+                    events = await self._store.events_after(
+                        channel.sphere_id, channel.delivered, REPLAY_PAGE
+                    )
+                except Exception:  # the repair's boundary: log, wait, try again
+                    logger.warning(
+                        "could not read the store to catch up; retrying in %.1f s",
+                        retry_s,
+                        exc_info=True,
+                        extra={"sphere_id": channel.sphere_id},
+                    )
+                    channel.catch_up = True
+                    await asyncio.sleep(retry_s)
+                    retry_s = min(REPAIR_RETRY_MAX_S, retry_s * 2)
+                    continue
+                retry_s = REPAIR_RETRY_MIN_S
+                if len(events) < REPLAY_PAGE and healthy and resets == self._resets:
+                    # Everything the store held at this read, begun after the last reset, is
+                    # delivered once this page is: nothing lost before it is still missing.
+                    channel.stale = False
                 if not events:
                     break  # the store has not caught up; the next arrival re-triggers repair
                 channel.catch_up = len(events) == REPLAY_PAGE
@@ -308,6 +356,28 @@ class Hub:
         finally:
             channel.repairing = False
 
+    async def _reconcile(self) -> None:
+        """Every interval: read the heads of all channels at once, catch up those behind."""
+        while True:
+            await asyncio.sleep(self._reconcile_interval_s)
+            channels = [c for c in self._channels.values() if c.delivered >= 0]
+            if not channels:
+                continue
+            resets, healthy = self._resets, self._broker.healthy
+            try:
+                heads = await self._store.heads([c.sphere_id for c in channels])
+            except Exception:  # the loop's boundary: the next round tries again
+                logger.warning("could not read the store heads to reconcile", exc_info=True)
+                continue
+            for channel in channels:
+                head = heads.get(channel.sphere_id)
+                if head is None or self._channels.get(channel.sphere_id) is not channel:
+                    continue
+                if head.offset > channel.delivered:
+                    self._schedule_repair(channel, catch_up=True)
+                elif healthy and resets == self._resets and not channel.pending:
+                    channel.stale = False
+
     def _broadcast(
         self,
         channel: SphereChannel,
@@ -317,15 +387,18 @@ class Hub:
         skip_conn: ConnId | None = None,
         wire: bytes | None = None,
     ) -> None:
-        """Send an ephemeral frame to every subscription, encoded once per codec.
+        """Send an ephemeral frame to every live subscription, encoded once per codec.
 
-        Replaying subscriptions get it too: ephemeral frames have no offset to wait for.
+        Only while the channel is current: during a gap or after a broker reset, a removal may
+        not have been applied yet, and typing and presence are hints that can be dropped.
         """
+        if not self._current(channel):
+            return
         wires: dict[str, Wire] = {}
         if wire is not None:
             wires[self._envelope_codec.subprotocol] = wire
         for sub in channel.subs.values():
-            if sub.conn.user_id == skip_user or sub.conn.conn_id == skip_conn:
+            if not sub.live or sub.conn.user_id == skip_user or sub.conn.conn_id == skip_conn:
                 continue
             codec = sub.conn.codec
             encoded = wires.get(codec.subprotocol)
@@ -339,17 +412,30 @@ class Hub:
         self,
         conn: Connection,
         sphere: SphereRecord,
-        role: Role | None,
         *,
         since: int | None,
         ref: str | None,
     ) -> None:
-        """Subscribe ``conn`` and send ``subscribed``, then (with ``since``) the replay.
+        """Subscribe ``conn`` and send ``subscribed``, then (with ``since``) the replay and
+        ``replayed``.
 
-        The caller has checked that the user may read the sphere and that ``since`` belongs
-        to the sphere's current epoch and is not past its end.
+        The caller has read ``sphere`` (with its position) and checked in the store that the
+        user may read it, and that ``since`` belongs to the sphere's current epoch and is not
+        past its end. Here the channel first reaches that position, then its member map
+        decides (again) and gives the subscription its role: any change after that point
+        reaches the subscription in stream order.
+
+        Raises:
+            CloisonError: ``not_found``/``forbidden`` if the map says the user may not read
+                (access changed since the caller's check), ``unavailable`` if the channel
+                cannot reach the store's position in time.
         """
         channel = await self._channel(sphere)
+        await self.reach(channel, sphere.offset)
+        user_id = conn.user_id
+        role = channel.members.get(user_id)
+        access.require_visible_privacy(channel.privacy, role)
+        access.require(role is not None or channel.privacy is Privacy.PUBLIC, access.JOIN_TO_READ)
         sub = Subscription(conn, sphere.sphere_id, role)
         previous = self.subscription(conn, sphere.sphere_id)
         self._add(channel, sub)  # before removing the old one, so the channel never empties
@@ -379,6 +465,11 @@ class Hub:
         )
 
     async def _replay(self, channel: SphereChannel, sub: Subscription) -> None:
+        """Send the store's events after ``sub.last_offset``, then switch ``sub`` to live.
+
+        An event that ends the subscriber's access (their removal) is the last one sent:
+        the subscription ends right after it, though the store may hold more.
+        """
         conn = sub.conn
         # Replay fills at most half the queue, leaving room for replies and presence.
         high_water = conn.queue_max_bytes // 2
@@ -392,26 +483,41 @@ class Hub:
                 if event.offset > sub.last_offset:
                     sub.last_offset = event.offset
                     conn.send(event)
+                    if ends(sub, event):
+                        self.unsubscribe(conn, sub.sphere_id, reason=REVOKED)
+                        return
             if len(events) < REPLAY_PAGE and sub.last_offset >= channel.delivered:
                 sub.live = True  # no await since the check: nothing delivered can be missed
+                position = StreamPosition(sub.last_offset, channel.epoch)
+                conn.send(Replayed(sphere_id=sub.sphere_id, position=position))
                 return
 
     async def _channel(self, sphere: SphereRecord) -> SphereChannel:
         channel = self._channels.get(sphere.sphere_id)
         if channel is not None:
             await channel.ready.wait()
+            if self._channels.get(sphere.sphere_id) is not channel:
+                raise CloisonError(
+                    "the sphere could not be followed; retry", code=ErrorCode.UNAVAILABLE
+                )
             return channel
-        channel = SphereChannel(sphere.sphere_id, sphere.epoch)
+        channel = SphereChannel(sphere.sphere_id, sphere.epoch, sphere.privacy)
         self._channels[sphere.sphere_id] = channel
         try:
             await self._broker.subscribe(sphere.sphere_id)
-            # Read the position only after subscribing, so nothing falls between the two.
-            current = await self._store.get_sphere(sphere.sphere_id)
+            # Read members and position only after subscribing, so nothing falls between;
+            # in one read, so that the map is the membership at that very offset.
+            current = await self._store.sphere_members(sphere.sphere_id)
+            if current is None:
+                raise CloisonError(access.SPHERE_NOT_FOUND, code=ErrorCode.NOT_FOUND)
         except BaseException:
             del self._channels[sphere.sphere_id]
             channel.ready.set()
+            self._tasks.spawn(self._release(sphere.sphere_id), name="broker unsubscribe")
             raise
-        channel.delivered = current.offset if current is not None else sphere.offset
+        record, channel.members = current
+        channel.privacy = record.privacy
+        channel.delivered = record.offset
         self._drain_pending(channel)
         channel.ready.set()
         return channel
@@ -500,25 +606,3 @@ class Hub:
 
     def subscription(self, conn: Connection, sphere_id: SphereId) -> Subscription | None:
         return self._by_conn.get(conn.conn_id, {}).get(sphere_id)
-
-    def revoke(self, sphere_id: SphereId, user_id: UserId | None) -> None:
-        """End the subscriptions of a user who lost access (``None``: of every non-member)."""
-        channel = self._channels.get(sphere_id)
-        if channel is None:
-            return
-        for sub in list(channel.subs.values()):
-            lost = sub.conn.user_id == user_id if user_id is not None else sub.role is None
-            if lost:
-                self.unsubscribe(sub.conn, sphere_id, reason="access_revoked")
-
-    def set_role(self, sphere_id: SphereId, user_id: UserId, role: Role) -> None:
-        """A user's role changed (or a public reader joined): update live subscriptions."""
-        channel = self._channels.get(sphere_id)
-        if channel is None:
-            return
-        for sub in channel.subs.values():
-            if sub.conn.user_id != user_id:
-                continue
-            if sub.role is None:
-                self._count_in(channel, user_id)
-            sub.role = role

@@ -40,7 +40,6 @@ from protocol import (
     Ok,
     Ping,
     Pong,
-    Privacy,
     ProtocolViolation,
     Publish,
     RateLimitedError,
@@ -56,16 +55,18 @@ from protocol import (
     Unsubscribe,
     Unsubscribed,
     UpdateSphere,
+    UserId,
 )
 from server import access, paging
-from server.access import RoleCache
 from server.config import Config
 from server.connection import Connection
 from server.hub import Hub
 from server.ratelimit import RateClass, RateLimiter, WriteLimiter
 from storage import (
+    DecideMember,
     Draft,
     MemberKey,
+    NotMemberError,
     OutcomeUnknownError,
     SphereKey,
     SphereRecord,
@@ -158,12 +159,10 @@ class Operations:
         self,
         store: Store,
         hub: Hub,
-        roles: RoleCache,
         limits: Mapping[RateClass, WriteLimiter],
         config: Config,
     ) -> None:
         self._store = store
-        self._roles = roles
         self._hub = hub
         self._config = config
         self._limits = limits
@@ -210,15 +209,23 @@ class Operations:
         return caller.conn
 
     async def _member_role(self, caller: Caller, sphere_id: SphereId) -> Role:
-        """The caller's role, which must exist; a live subscription answers without the store."""
-        if caller.conn is not None:
-            sub = self._hub.subscription(caller.conn, sphere_id)
-            if sub is not None and sub.role is not None:
-                return sub.role
-        _, role = await access.resolve(self._store, sphere_id, caller.user.user_id)
-        access.require(role is not None, "only members may do this")
-        assert role is not None
-        return role
+        """The caller's role, which must exist.
+
+        From this node's member map while the hub can show it is current; otherwise, and for
+        anyone the map does not know as a member, from the store.
+        """
+        role = self._hub.current_role(sphere_id, caller.user.user_id)
+        if role is not None:
+            return role
+        sphere, role = await access.resolve(self._store, sphere_id, caller.user.user_id)
+        return access.require_member(sphere, role)
+
+    async def _may_read(self, caller: Caller, sphere_id: SphereId) -> None:
+        """Members read (the map answers when current); anyone else is checked in the store."""
+        if self._hub.current_role(sphere_id, caller.user.user_id) is not None:
+            return
+        sphere, role = await access.resolve(self._store, sphere_id, caller.user.user_id)
+        access.require(access.can_read(sphere, role), access.JOIN_TO_READ)
 
     async def _spend(self, caller: Caller, cls: RateClass) -> None:
         """Take one token of ``cls`` from the caller's bucket, or raise ``rate_limited``."""
@@ -256,6 +263,12 @@ class Operations:
         sphere_id, ref = write.sphere_id, write.ref
         try:
             result = await self._store.append(sphere_id, write.draft)
+        except NotMemberError:
+            # The author lost membership before the write was sequenced (maybe through
+            # another node): refused as access.py would have refused it up front.
+            raise await access.refused_write(
+                self._store, sphere_id, write.draft.author_id
+            ) from None
         except OutcomeUnknownError:
             # It may be stored: deliver it here if so, without waiting for the next write.
             self._hub.resync(sphere_id)
@@ -293,7 +306,7 @@ class Operations:
     async def _subscribe(self, caller: Caller, frame: Subscribe) -> Frame | None:
         conn = self._connection(caller)
         sphere, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
-        access.require(access.can_read(sphere, role), "join this sphere to read it")
+        access.require(access.can_read(sphere, role), access.JOIN_TO_READ)
         since = frame.since
         if since is not None and (since.epoch != sphere.epoch or since.offset > sphere.offset):
             raise CloisonError(
@@ -302,11 +315,7 @@ class Operations:
                 code=ErrorCode.UNRECOVERABLE_POSITION,
             )
         await self._hub.subscribe(
-            conn,
-            sphere,
-            role,
-            since=since.offset if since is not None else None,
-            ref=frame.ref,
+            conn, sphere, since=since.offset if since is not None else None, ref=frame.ref
         )
         return None
 
@@ -365,8 +374,7 @@ class Operations:
         return _prepared(caller, frame, EventKind.DELETE, target=frame.target)
 
     async def _history(self, caller: Caller, frame: History) -> Frame:
-        sphere, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
-        access.require(access.can_read(sphere, role), "join this sphere to read it")
+        await self._may_read(caller, frame.sphere_id)
         if frame.before is not None and frame.after is not None:
             raise CloisonError("give before or after, not both", code=ErrorCode.BAD_FRAME)
         messages, has_more = await self._store.history(
@@ -428,85 +436,58 @@ class Operations:
         return SphereInfo(sphere=await self._summary(sphere, caller), ref=frame.ref)
 
     async def _update_sphere(self, caller: Caller, frame: UpdateSphere) -> Frame:
-        _, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
-        access.require(access.can_manage(role), "only sphere admins may change it")
-        if frame.privacy is not None:
-            access.require(role is Role.OWNER, "only owners may change who can see a sphere")
-        updated = await self._store.update_sphere(
-            frame.sphere_id, name=frame.name, privacy=frame.privacy
+        await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
+        updated, event = await self._store.update_sphere(
+            frame.sphere_id,
+            caller.user.user_id,
+            access.check_update(frame.privacy),
+            name=frame.name,
+            privacy=frame.privacy,
+            now_ms=now_ms(),
         )
-        if updated is None:
-            raise CloisonError(access.SPHERE_NOT_FOUND, code=ErrorCode.NOT_FOUND)
-        if updated.privacy is not Privacy.PUBLIC:
-            # Non-member readers lose access now, on every node.
-            await self._hub.access_changed(frame.sphere_id, None, None)
+        if event is not None:
+            await self._hub.publish(event)  # non-member readers lose access in stream order
         return SphereInfo(sphere=await self._summary(updated, caller), ref=frame.ref)
 
+    async def _change_member(
+        self, caller: Caller, sphere_id: SphereId, target: UserId, decide: DecideMember
+    ) -> None:
+        """Make a membership change as ``decide`` rules on the rows of its transaction.
+
+        The visibility check first answers ``not_found`` alike for hidden and missing spheres;
+        the rules are then checked again inside the store's transaction.
+        """
+        await access.resolve(self._store, sphere_id, caller.user.user_id)
+        event = await self._store.change_member(
+            sphere_id, caller.user.user_id, target, decide, now_ms=now_ms()
+        )
+        if event is not None:
+            await self._hub.publish(event)
+
     async def _join(self, caller: Caller, frame: Join) -> Frame:
-        sphere, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
-        if role is None:
-            await self._store.set_member(
-                frame.sphere_id, caller.user.user_id, Role.MEMBER, now_ms=now_ms()
-            )
-            await self._hub.access_changed(frame.sphere_id, caller.user.user_id, Role.MEMBER)
+        user_id = caller.user.user_id
+        await self._change_member(caller, frame.sphere_id, user_id, access.decide_join)
+        sphere, _ = await access.resolve(self._store, frame.sphere_id, user_id)
         return SphereInfo(sphere=await self._summary(sphere, caller), ref=frame.ref)
 
     async def _leave(self, caller: Caller, frame: Leave) -> Frame:
-        role = await self._member_role(caller, frame.sphere_id)
-        if role is Role.OWNER and await self._store.count_role(frame.sphere_id, Role.OWNER) <= 1:
-            raise CloisonError(
-                "the last owner cannot leave; make another member owner first",
-                code=ErrorCode.CONFLICT,
-            )
-        await self._store.remove_member(frame.sphere_id, caller.user.user_id)
-        await self._hub.access_changed(frame.sphere_id, caller.user.user_id, None)
+        user_id = caller.user.user_id
+        await self._change_member(caller, frame.sphere_id, user_id, access.decide_leave)
         return Ok(ref=frame.ref)
 
     async def _add_member(self, caller: Caller, frame: AddMember) -> Frame:
-        _, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
-        access.require(access.can_manage(role), "only sphere admins may add members")
-        access.require(
-            frame.role is Role.MEMBER or role is Role.OWNER, "only owners may grant that role"
-        )
-        current = await self._store.get_role(frame.sphere_id, frame.user_id)
-        if current is None:
-            await self._store.set_member(
-                frame.sphere_id, frame.user_id, frame.role, now_ms=now_ms()
-            )
-            await self._hub.access_changed(frame.sphere_id, frame.user_id, frame.role)
+        decide = access.deciding_add(frame.role)
+        await self._change_member(caller, frame.sphere_id, frame.user_id, decide)
         return Ok(ref=frame.ref)
 
     async def _remove_member(self, caller: Caller, frame: RemoveMember) -> Frame:
-        _, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
-        access.require(access.can_manage(role), "only sphere admins may remove members")
-        assert role is not None
-        target = await self._store.get_role(frame.sphere_id, frame.user_id)
-        if target is None:
-            raise CloisonError("not a member of this sphere", code=ErrorCode.NOT_FOUND)
-        access.require(
-            role is Role.OWNER or target.rank < role.rank,
-            "admins may only remove members of a lower role",
-        )
-        if target is Role.OWNER and await self._store.count_role(frame.sphere_id, Role.OWNER) <= 1:
-            raise CloisonError("a sphere keeps at least one owner", code=ErrorCode.CONFLICT)
-        await self._store.remove_member(frame.sphere_id, frame.user_id)
-        await self._hub.access_changed(frame.sphere_id, frame.user_id, None)
+        decide = access.decide_remove
+        await self._change_member(caller, frame.sphere_id, frame.user_id, decide)
         return Ok(ref=frame.ref)
 
     async def _set_role(self, caller: Caller, frame: SetRole) -> Frame:
-        _, role = await access.resolve(self._store, frame.sphere_id, caller.user.user_id)
-        access.require(role is Role.OWNER, "only owners may change roles")
-        target = await self._store.get_role(frame.sphere_id, frame.user_id)
-        if target is None:
-            raise CloisonError("not a member of this sphere", code=ErrorCode.NOT_FOUND)
-        if (
-            target is Role.OWNER
-            and frame.role is not Role.OWNER
-            and await self._store.count_role(frame.sphere_id, Role.OWNER) <= 1
-        ):
-            raise CloisonError("a sphere keeps at least one owner", code=ErrorCode.CONFLICT)
-        await self._store.set_member(frame.sphere_id, frame.user_id, frame.role, now_ms=now_ms())
-        await self._hub.access_changed(frame.sphere_id, frame.user_id, frame.role)
+        decide = access.deciding_role(frame.role)
+        await self._change_member(caller, frame.sphere_id, frame.user_id, decide)
         return Ok(ref=frame.ref)
 
     async def _list_members(self, caller: Caller, frame: ListMembers) -> Frame:

@@ -7,10 +7,19 @@ its lifecycle. Every backend passes the same contract suite (``tests/contract/te
 The store is the sequencer: ``append`` assigns the next offset of the sphere in the same
 transaction that stores the event, from a per-sphere counter, so offsets are gapless even when
 a transaction rolls back, and returns only once the event is durable.
+
+Membership is part of the stream. Every change of a sphere's members (``create_sphere``,
+``change_member``) or of its privacy (``update_sphere``) writes a ``member`` or ``sphere``
+event with the sphere's next offset in the transaction that changes the rows, and decides on
+rows read inside that transaction, under the lock that orders the sphere's appends. And an
+append is authorised when its group commits: an author who is not a member of the sphere at
+that moment fails with ``NotMemberError``. So no post is ever sequenced after its author's
+removal, whatever a gateway believed when it accepted the write.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -19,6 +28,7 @@ from protocol import (
     CloisonError,
     ErrorCode,
     EventKind,
+    MemberAction,
     MemberInfo,
     Message,
     MessageId,
@@ -167,6 +177,31 @@ class AppendResult:
     duplicate: bool  # True: the draft's key was already stored; nothing new was written
 
 
+@dataclass(frozen=True, slots=True)
+class MembershipState:
+    """What a membership change is decided on, read inside the transaction that makes it."""
+
+    sphere: SphereRecord
+    actor_role: Role | None  # the role of who asks for the change
+    target_role: Role | None  # the role of whom it changes (the actor for join and leave)
+    owners: int  # members with the owner role
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChange:
+    """A decided change: the target's role afterwards (None: no longer a member), and why."""
+
+    role: Role | None
+    action: MemberAction
+
+
+# Decides a change from the state read in its transaction: the change to make, None for
+# "nothing to do", or raises a CloisonError to refuse (the transaction then writes nothing).
+DecideMember = Callable[[MembershipState], MemberChange | None]
+# Checks a sphere update against the sphere and the actor's role; raises to refuse.
+CheckUpdate = Callable[[SphereRecord, Role | None], None]
+
+
 class StoreError(CloisonError):
     """The backend failed and the operation certainly had no effect; it may be retried."""
 
@@ -198,6 +233,15 @@ class TargetGoneError(CloisonError):
     code = ErrorCode.NOT_FOUND
 
 
+class NotMemberError(CloisonError):
+    """An append's author was not a member of the sphere when its group committed.
+
+    The server tells the author ``not_found`` or ``forbidden``, as ``server.access`` decides.
+    """
+
+    code = ErrorCode.FORBIDDEN
+
+
 class MessageLog(Protocol):
     async def append(self, sphere_id: SphereId, draft: Draft) -> AppendResult:
         """Durably append ``draft`` to the sphere's stream.
@@ -208,6 +252,8 @@ class MessageLog(Protocol):
 
         Raises:
             NotFoundError: no such sphere.
+            NotMemberError: the author is not a member of the sphere at commit time (a
+                duplicate of a stored draft is returned nonetheless).
             TargetGoneError: an edit/delete whose target is not a live post.
             OutcomeUnknownError: the commit's result is unknown (the draft may be stored).
             StoreError: the backend failed; nothing was written.
@@ -221,15 +267,20 @@ class MessageLog(Protocol):
     async def history(
         self, sphere_id: SphereId, *, before: int | None, after: int | None, limit: int
     ) -> tuple[list[Message], bool]:
-        """Posts only (current state, tombstones included), ascending by offset.
+        """Posts (current state, tombstones included) and member and sphere events, ascending
+        by offset; edits and deletes show only in the state of their post.
 
-        With ``after``: the oldest ``limit`` posts above it. Otherwise the newest ``limit``
-        posts below ``before`` (or the newest of all). Returns (posts, has_more), where
-        has_more says whether more posts lie beyond the page in the paging direction.
+        With ``after``: the oldest ``limit`` events above it. Otherwise the newest ``limit``
+        events below ``before`` (or the newest of all). Returns (events, has_more), where
+        has_more says whether more lie beyond the page in the paging direction.
         """
         ...
 
     async def get_event(self, sphere_id: SphereId, offset: int) -> Message | None: ...
+
+    async def heads(self, sphere_ids: Sequence[SphereId]) -> dict[SphereId, StreamPosition]:
+        """The current position of each sphere, in one read (unknown spheres are left out)."""
+        ...
 
 
 # Where a page of members or spheres ends, in their sort order: (role rank, name, user_id)
@@ -344,16 +395,37 @@ class Directory(Protocol):
     async def create_sphere(
         self, name: str, privacy: Privacy, owner_id: UserId, *, now_ms: int
     ) -> SphereRecord:
-        """Create a sphere with a fresh epoch and make ``owner_id`` its owner, atomically."""
+        """Create a sphere with a fresh epoch owned by ``owner_id``, in one transaction that
+        also writes the owner's ``member`` event (``joined``, offset 1).
+
+        Raises:
+            NotFoundError: no such user.
+        """
         ...
 
     async def get_sphere(self, sphere_id: SphereId) -> SphereRecord | None: ...
 
     async def update_sphere(
-        self, sphere_id: SphereId, *, name: str | None, privacy: Privacy | None
-    ) -> SphereRecord | None: ...
+        self,
+        sphere_id: SphereId,
+        actor_id: UserId,
+        check: CheckUpdate,
+        *,
+        name: str | None,
+        privacy: Privacy | None,
+        now_ms: int,
+    ) -> tuple[SphereRecord, Message | None]:
+        """Change a sphere's name and/or privacy, if ``check`` (called in the transaction with
+        the sphere and the actor's role) allows it.
 
-    async def get_role(self, sphere_id: SphereId, user_id: UserId) -> Role | None: ...
+        Returns:
+            The sphere as updated, and the ``sphere`` event written when its privacy changed.
+
+        Raises:
+            NotFoundError: no such sphere.
+            CloisonError: whatever ``check`` raised; nothing was written.
+        """
+        ...
 
     async def sphere_access(
         self, sphere_id: SphereId, user_id: UserId
@@ -361,15 +433,35 @@ class Directory(Protocol):
         """The sphere and the user's role in it, in one read (either may be None)."""
         ...
 
-    async def set_member(
-        self, sphere_id: SphereId, user_id: UserId, role: Role, *, now_ms: int
-    ) -> None:
-        """Add a member or change a member's role. Raises NotFoundError for an unknown user."""
+    async def sphere_members(
+        self, sphere_id: SphereId
+    ) -> tuple[SphereRecord, dict[UserId, Role]] | None:
+        """The sphere (with its position) and every member's role, in one consistent read."""
         ...
 
-    async def remove_member(self, sphere_id: SphereId, user_id: UserId) -> bool: ...
+    async def change_member(
+        self,
+        sphere_id: SphereId,
+        actor_id: UserId,
+        target_id: UserId,
+        decide: DecideMember,
+        *,
+        now_ms: int,
+    ) -> Message | None:
+        """Add, remove or change the role of ``target_id``, as ``decide`` rules on the state
+        read inside the transaction (so no rule is checked on stale rows).
 
-    async def count_role(self, sphere_id: SphereId, role: Role) -> int: ...
+        The member row and the ``member`` event (the sphere's next offset, authored by
+        ``actor_id``, with the target's name at this time) are written in one transaction.
+
+        Returns:
+            The event, or None when ``decide`` found nothing to do.
+
+        Raises:
+            NotFoundError: no such sphere or no such target user.
+            CloisonError: whatever ``decide`` raised; nothing was written.
+        """
+        ...
 
     async def list_members(
         self, sphere_id: SphereId, *, limit: int | None = None, after: MemberKey | None = None
@@ -377,6 +469,8 @@ class Directory(Protocol):
         """Members, most powerful role first, then by name and id: at most ``limit`` (None:
         all) of those after ``after`` (the ``member_key`` of the last one already seen)."""
         ...
+
+    async def get_role(self, sphere_id: SphereId, user_id: UserId) -> Role | None: ...
 
     async def user_spheres(
         self, user_id: UserId, *, limit: int | None = None, after: SphereKey | None = None

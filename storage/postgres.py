@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import itertools
 import logging
@@ -61,21 +62,27 @@ import asyncpg
 
 from protocol import (
     EventKind,
+    MemberAction,
     MemberInfo,
     Message,
     Privacy,
     Role,
     SphereId,
     SphereSummary,
+    StreamPosition,
     UserId,
     UserKind,
 )
 from storage.base import (
     CHANGE_UNKNOWN_MESSAGE,
     AppendResult,
+    CheckUpdate,
+    DecideMember,
     Draft,
     MemberKey,
+    MembershipState,
     NotFoundError,
+    NotMemberError,
     OutcomeUnknownError,
     SphereKey,
     SphereRecord,
@@ -85,6 +92,8 @@ from storage.base import (
 from storage.commit import CommitInDoubtError, FailureLog, in_doubt, rolled_back
 from storage.migrations import load_migrations, pending_migrations
 from storage.rows import (
+    EVENT_COLUMNS,
+    POST_COLUMNS,
     ROLE_RANK_SQL,
     Key,
     Outcome,
@@ -92,6 +101,10 @@ from storage.rows import (
     check_draft,
     check_limit,
     draft_key,
+    event_row,
+    member_event,
+    server_message_id,
+    sphere_event,
     to_message,
     to_sphere,
 )
@@ -145,9 +158,7 @@ _RACE_ERRORS = (
     asyncpg.DeadlockDetectedError,
 )
 
-_EVENT_COLUMNS = (
-    "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, deleted"
-)
+_EVENT_COLUMNS = EVENT_COLUMNS
 _SPHERE_COLUMNS = "sphere_id, name, privacy, epoch, last_offset, created_ms"
 _SPHERE_ACCESS = f"""
     SELECT {", ".join("s." + c.strip() for c in _SPHERE_COLUMNS.split(","))}, m.role
@@ -181,8 +192,15 @@ _SELECT_TARGETS = """
         LIMIT 1
     ) AS e
 """
+# The group's (sphere_id, author_id) pairs that are members: each append's authorisation.
+# Read after the counter locks: a membership change takes the same lock first.
+_SELECT_MEMBERSHIPS = """
+    SELECT m.sphere_id, m.user_id
+    FROM unnest($1::text[], $2::text[]) AS k (sphere_id, user_id)
+    JOIN members AS m ON m.sphere_id = k.sphere_id AND m.user_id = k.user_id
+"""
 _INSERT_EVENTS = f"""
-    INSERT INTO events ({_EVENT_COLUMNS})
+    INSERT INTO events ({POST_COLUMNS})
     SELECT * FROM unnest(
         $1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
         $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::boolean[]
@@ -205,23 +223,53 @@ _UPDATE_COUNTERS = """
     FROM unnest($1::text[], $2::bigint[]) AS u (sphere_id, last_offset)
     WHERE s.sphere_id = u.sphere_id
 """
-# One statement, so that the sphere and its owner are written together or not at all.
+# One statement, so that the sphere, its owner and the owner's member event are written together
+# or not at all. An unknown owner fails the members insert's foreign key.
 _CREATE_SPHERE = f"""
     WITH sphere AS (
-        INSERT INTO spheres ({_SPHERE_COLUMNS}) VALUES ($1, $2, $3, $4, 0, $5)
+        INSERT INTO spheres ({_SPHERE_COLUMNS}) VALUES ($1, $2, $3, $4, 1, $5)
         RETURNING sphere_id
+    ), member AS (
+        INSERT INTO members (sphere_id, user_id, role, joined_ms)
+        SELECT sphere_id, $6, $7, $5 FROM sphere
+        RETURNING sphere_id, user_id
     )
-    INSERT INTO members (sphere_id, user_id, role, joined_ms)
-    SELECT sphere_id, $6, $7, $5 FROM sphere
+    INSERT INTO events ({_EVENT_COLUMNS})
+    SELECT m.sphere_id, 1, 'member', $8, m.user_id, $5, NULL, NULL, NULL, false,
+           m.user_id, u.name, $7, $9, NULL
+    FROM member AS m JOIN users AS u ON u.user_id = m.user_id
 """
+_INSERT_FULL_EVENT = f"""
+    INSERT INTO events ({_EVENT_COLUMNS})
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+"""
+# Locks the sphere's counter row as an append does: membership and privacy changes are
+# sequenced with the sphere's appends, and groups read memberships only after it.
+_LOCK_SPHERE = f"""
+    SELECT {_SPHERE_COLUMNS} FROM spheres WHERE sphere_id = $1 FOR NO KEY UPDATE
+"""
+# Everything a membership change is decided on, in one statement, under the sphere's lock.
+_MEMBERSHIP_STATE = """
+    SELECT (SELECT role FROM members WHERE sphere_id = $1 AND user_id = $2),
+           (SELECT role FROM members WHERE sphere_id = $1 AND user_id = $3),
+           (SELECT count(*) FROM members WHERE sphere_id = $1 AND role = 'owner'),
+           (SELECT name FROM users WHERE user_id = $3)
+"""
+_SPHERE_MEMBERS = f"""
+    SELECT {", ".join("s." + c for c in _SPHERE_COLUMNS.split(", "))}, m.user_id, m.role
+    FROM spheres AS s LEFT JOIN members AS m ON m.sphere_id = s.sphere_id
+    WHERE s.sphere_id = $1
+"""
+_HEADS = "SELECT sphere_id, last_offset, epoch FROM spheres WHERE sphere_id = ANY($1::text[])"
 _EVENTS_AFTER = f"""
     SELECT {_EVENT_COLUMNS} FROM events
     WHERE sphere_id = $1 AND stream_offset > $2 ORDER BY stream_offset LIMIT $3
 """
-# Served by events_by_kind, so a page costs O(limit) however many edits lie between posts.
+# Served by events_history, so a page costs O(limit) however many edits lie between posts.
 _POSTS_PAGE = f"""
     SELECT {_EVENT_COLUMNS} FROM events
-    WHERE sphere_id = $1 AND kind = 'post' AND stream_offset > $2 AND stream_offset <= $3
+    WHERE sphere_id = $1 AND kind NOT IN ('edit', 'delete')
+      AND stream_offset > $2 AND stream_offset <= $3
     ORDER BY stream_offset {{direction}} LIMIT $4
 """
 _POSTS_OLDEST_FIRST = _POSTS_PAGE.format(direction="ASC")
@@ -486,13 +534,17 @@ class PostgresStore(SqlAccounts):
     async def create_sphere(
         self, name: str, privacy: Privacy, owner_id: UserId, *, now_ms: int
     ) -> SphereRecord:
-        """Create a sphere owned by ``owner_id``. Raises NotFoundError for an unknown owner."""
+        """Create a sphere owned by ``owner_id``, with the owner's ``member`` event at offset 1.
+
+        Raises:
+            NotFoundError: no such user.
+        """
         sphere = SphereRecord(
             sphere_id=SphereId("s_" + secrets.token_urlsafe(12)),
             name=name,
             privacy=privacy,
             epoch=secrets.token_hex(4),
-            offset=0,
+            offset=1,
             created_ms=now_ms,
         )
         async with self._connection("a write") as db:
@@ -506,6 +558,8 @@ class PostgresStore(SqlAccounts):
                     now_ms,
                     owner_id,
                     Role.OWNER.value,
+                    server_message_id(),
+                    MemberAction.JOINED.value,
                 )
             except asyncpg.ForeignKeyViolationError:
                 raise NotFoundError(f"no user {owner_id}") from None
@@ -518,19 +572,45 @@ class PostgresStore(SqlAccounts):
         return to_sphere(rows[0]) if rows else None
 
     async def update_sphere(
-        self, sphere_id: SphereId, *, name: str | None, privacy: Privacy | None
-    ) -> SphereRecord | None:
-        async with self._connection("a write") as db:
-            row = await db.fetchrow(
-                f"""
-                UPDATE spheres SET name = coalesce($1, name), privacy = coalesce($2, privacy)
-                WHERE sphere_id = $3 RETURNING {_SPHERE_COLUMNS}
-                """,
-                name,
-                privacy.value if privacy is not None else None,
+        self,
+        sphere_id: SphereId,
+        actor_id: UserId,
+        check: CheckUpdate,
+        *,
+        name: str | None,
+        privacy: Privacy | None,
+        now_ms: int,
+    ) -> tuple[SphereRecord, Message | None]:
+        """Rename a sphere or change its privacy (see ``storage.base.Directory``)."""
+        async with self._connection("a write") as db, db.transaction():
+            row = await db.fetchrow(_LOCK_SPHERE, sphere_id)
+            if row is None:
+                raise NotFoundError(f"no sphere {sphere_id}")
+            sphere = to_sphere(row)
+            role = await db.fetchval(
+                "SELECT role FROM members WHERE sphere_id = $1 AND user_id = $2",
+                sphere_id,
+                actor_id,
+            )
+            check(sphere, Role(role) if role is not None else None)
+            event = None
+            if privacy is not None and privacy is not sphere.privacy:
+                event = sphere_event(sphere, actor_id, privacy, now_ms)
+                await db.execute(_INSERT_FULL_EVENT, *event_row(event))
+            updated = dataclasses.replace(
+                sphere,
+                name=name if name is not None else sphere.name,
+                privacy=privacy if privacy is not None else sphere.privacy,
+                offset=event.offset if event is not None else sphere.offset,
+            )
+            await db.execute(
+                "UPDATE spheres SET name = $1, privacy = $2, last_offset = $3 WHERE sphere_id = $4",
+                updated.name,
+                updated.privacy.value,
+                updated.offset,
                 sphere_id,
             )
-        return to_sphere(row) if row is not None else None
+        return updated, event
 
     async def sphere_access(
         self, sphere_id: SphereId, user_id: UserId
@@ -541,22 +621,67 @@ class PostgresStore(SqlAccounts):
         row = tuple(rows[0])
         return to_sphere(row[:6]), Role(row[6]) if row[6] is not None else None
 
+    async def sphere_members(
+        self, sphere_id: SphereId
+    ) -> tuple[SphereRecord, dict[UserId, Role]] | None:
+        rows = await self._fetch(_SPHERE_MEMBERS, sphere_id)
+        if not rows:
+            return None
+        sphere = to_sphere(tuple(rows[0])[:6])
+        return sphere, {UserId(row[6]): Role(row[7]) for row in rows if row[6] is not None}
+
+    async def heads(self, sphere_ids: Sequence[SphereId]) -> dict[SphereId, StreamPosition]:
+        rows = await self._fetch(_HEADS, list(sphere_ids))
+        return {SphereId(row[0]): StreamPosition(row[1], row[2]) for row in rows}
+
     async def get_role(self, sphere_id: SphereId, user_id: UserId) -> Role | None:
         rows = await self._fetch(
             "SELECT role FROM members WHERE sphere_id = $1 AND user_id = $2", sphere_id, user_id
         )
         return Role(rows[0][0]) if rows else None
 
-    async def set_member(
-        self, sphere_id: SphereId, user_id: UserId, role: Role, *, now_ms: int
-    ) -> None:
-        """Add a member or change a member's role (keeping the read marker).
+    async def change_member(
+        self,
+        sphere_id: SphereId,
+        actor_id: UserId,
+        target_id: UserId,
+        decide: DecideMember,
+        *,
+        now_ms: int,
+    ) -> Message | None:
+        """Change a membership as ``decide`` rules (see ``storage.base.Directory``).
 
-        Raises:
-            NotFoundError: no such user or no such sphere.
+        The sphere's counter row is locked first, as appends lock it: two changes of one
+        sphere (say, the last two owners leaving at once) run one after the other, each
+        deciding on what the other wrote, and no group commit of the sphere runs in between.
         """
-        async with self._connection("a write") as db:
-            try:
+        async with self._connection("a write") as db, db.transaction():
+            row = await db.fetchrow(_LOCK_SPHERE, sphere_id)
+            if row is None:
+                raise NotFoundError(f"no sphere {sphere_id}")
+            sphere = to_sphere(row)
+            actor_role, target_role, owners, target_name = await db.fetchrow(
+                _MEMBERSHIP_STATE, sphere_id, actor_id, target_id
+            )
+            change = decide(
+                MembershipState(
+                    sphere,
+                    Role(actor_role) if actor_role is not None else None,
+                    Role(target_role) if target_role is not None else None,
+                    owners,
+                )
+            )
+            if change is None:
+                return None
+            if target_name is None:  # after decide: only who may change members learns this
+                raise NotFoundError(f"no user {target_id}")
+            if change.role is None:
+                await db.execute(
+                    "DELETE FROM members WHERE sphere_id = $1 AND user_id = $2",
+                    sphere_id,
+                    target_id,
+                )
+            else:
                 await db.execute(
                     """
                     INSERT INTO members (sphere_id, user_id, role, joined_ms)
@@ -564,30 +689,16 @@ class PostgresStore(SqlAccounts):
                     ON CONFLICT (sphere_id, user_id) DO UPDATE SET role = excluded.role
                     """,
                     sphere_id,
-                    user_id,
-                    role.value,
+                    target_id,
+                    change.role.value,
                     now_ms,
                 )
-            except asyncpg.ForeignKeyViolationError:
-                raise NotFoundError(f"no sphere {sphere_id} or no user {user_id}") from None
-
-    async def remove_member(self, sphere_id: SphereId, user_id: UserId) -> bool:
-        async with self._connection("a write") as db:
-            row = await db.fetchrow(
-                "DELETE FROM members WHERE sphere_id = $1 AND user_id = $2 RETURNING 1",
-                sphere_id,
-                user_id,
+            event = member_event(sphere, actor_id, target_id, target_name, change, now_ms)
+            await db.execute(_INSERT_FULL_EVENT, *event_row(event))
+            await db.execute(
+                "UPDATE spheres SET last_offset = $1 WHERE sphere_id = $2", event.offset, sphere_id
             )
-        return row is not None
-
-    async def count_role(self, sphere_id: SphereId, role: Role) -> int:
-        rows = await self._fetch(
-            "SELECT count(*) FROM members WHERE sphere_id = $1 AND role = $2",
-            sphere_id,
-            role.value,
-        )
-        count: int = rows[0][0]
-        return count
+        return event
 
     async def list_members(
         self, sphere_id: SphereId, *, limit: int | None = None, after: MemberKey | None = None
@@ -796,6 +907,10 @@ async def _write_batch(db: Any, batch: Sequence[_QueuedAppend]) -> list[Outcome]
         (event.sphere_id, event.author_id, event.message_id): event
         for event in map(to_message, await db.fetch(_SELECT_BY_KEYS, *_columns(keys, 3)))
     }
+    authors = sorted({(queued.sphere_id, queued.draft.author_id) for queued in batch})
+    members = {
+        (row[0], row[1]) for row in await db.fetch(_SELECT_MEMBERSHIPS, *_columns(authors, 2))
+    }
     targets = await _fetch_targets(db, batch, counters)
     committed = dict(counters)
     rows: list[list[Any]] = []
@@ -810,6 +925,9 @@ async def _write_batch(db: Any, batch: Sequence[_QueuedAppend]) -> list[Outcome]
             continue
         if (event := stored.get(key)) is not None:
             outcomes.append(AppendResult(event, duplicate=True))
+            continue
+        if (sphere_id, draft.author_id) not in members:
+            outcomes.append(NotMemberError(f"{draft.author_id} is not a member of {sphere_id}"))
             continue
         row = [
             sphere_id,

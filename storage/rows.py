@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from protocol import (
     CloisonError,
     EventKind,
+    MemberAction,
     Message,
     MessageId,
     Privacy,
@@ -15,7 +17,20 @@ from protocol import (
     SphereId,
     UserId,
 )
-from storage.base import AppendResult, Draft, SphereRecord
+from storage.base import AppendResult, Draft, MemberChange, SphereRecord
+
+# Every column of an events row, in the order ``to_message`` reads them.
+EVENT_COLUMNS = (
+    "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, "
+    "deleted, member_id, member_name, member_role, member_action, privacy"
+)
+# The columns a post, edit or delete sets (the others stay NULL).
+POST_COLUMNS = (
+    "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, deleted"
+)
+# Why 65: a client's message_id has at most 64 characters, so a server-made key never takes
+# the idempotency key of a client's write.
+_SERVER_KEY_HEX_CHARS = 64
 
 # A member's Role.rank in SQL, generated so that Role.rank stays the only definition.
 ROLE_RANK_SQL = (
@@ -56,10 +71,87 @@ def draft_key(sphere_id: SphereId, draft: Draft) -> Key:
     return (sphere_id, draft.author_id, draft.message_id)
 
 
+def server_message_id() -> MessageId:
+    """The idempotency key of an event the server writes itself (member and sphere events)."""
+    return MessageId("~" + secrets.token_hex(_SERVER_KEY_HEX_CHARS // 2))
+
+
+def member_event(
+    sphere: SphereRecord,
+    actor_id: UserId,
+    target_id: UserId,
+    target_name: str,
+    change: MemberChange,
+    now_ms: int,
+) -> Message:
+    """The ``member`` event of ``change``, at the offset after the sphere's current one."""
+    return Message(
+        sphere_id=sphere.sphere_id,
+        offset=sphere.offset + 1,
+        kind=EventKind.MEMBER,
+        message_id=server_message_id(),
+        author_id=actor_id,
+        ts_ms=now_ms,
+        member_id=target_id,
+        member_name=target_name,
+        role=change.role,
+        action=change.action,
+    )
+
+
+def sphere_event(sphere: SphereRecord, actor_id: UserId, privacy: Privacy, now_ms: int) -> Message:
+    """The ``sphere`` event of a privacy change, at the offset after the sphere's current one."""
+    return Message(
+        sphere_id=sphere.sphere_id,
+        offset=sphere.offset + 1,
+        kind=EventKind.SPHERE,
+        message_id=server_message_id(),
+        author_id=actor_id,
+        ts_ms=now_ms,
+        privacy=privacy,
+    )
+
+
+def event_row(event: Message) -> tuple[Any, ...]:
+    """A member or sphere event as an events row, in ``EVENT_COLUMNS`` order."""
+    return (
+        event.sphere_id,
+        event.offset,
+        event.kind.value,
+        event.message_id,
+        event.author_id,
+        event.ts_ms,
+        None,
+        None,
+        None,
+        False,
+        event.member_id,
+        event.member_name,
+        event.role.value if event.role is not None else None,
+        event.action.value if event.action is not None else None,
+        event.privacy.value if event.privacy is not None else None,
+    )
+
+
 def to_message(row: Any) -> Message:
-    """An event row: (sphere_id, offset, kind, message_id, author_id, ts_ms, body, target,
-    edited_ms, deleted)."""
-    sphere_id, offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, deleted = row
+    """An event row, in ``EVENT_COLUMNS`` order."""
+    (
+        sphere_id,
+        offset,
+        kind,
+        message_id,
+        author_id,
+        ts_ms,
+        body,
+        target,
+        edited_ms,
+        deleted,
+        member_id,
+        member_name,
+        role,
+        action,
+        privacy,
+    ) = row
     return Message(
         sphere_id=SphereId(sphere_id),
         offset=offset,
@@ -71,6 +163,11 @@ def to_message(row: Any) -> Message:
         target=target,
         edited_ms=edited_ms,
         deleted=bool(deleted),
+        member_id=UserId(member_id) if member_id is not None else None,
+        member_name=member_name,
+        role=Role(role) if role is not None else None,
+        action=MemberAction(action) if action is not None else None,
+        privacy=Privacy(privacy) if privacy is not None else None,
     )
 
 

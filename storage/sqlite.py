@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -55,21 +56,28 @@ import aiosqlite
 
 from protocol import (
     EventKind,
+    MemberAction,
     MemberInfo,
     Message,
     Privacy,
     Role,
     SphereId,
     SphereSummary,
+    StreamPosition,
     UserId,
     UserKind,
 )
 from storage.base import (
     CHANGE_UNKNOWN_MESSAGE,
     AppendResult,
+    CheckUpdate,
+    DecideMember,
     Draft,
+    MemberChange,
     MemberKey,
+    MembershipState,
     NotFoundError,
+    NotMemberError,
     OutcomeUnknownError,
     SphereKey,
     SphereRecord,
@@ -79,6 +87,7 @@ from storage.base import (
 from storage.commit import CommitInDoubtError, FailureLog, in_doubt, rolled_back
 from storage.migrations import load_migrations, pending_migrations
 from storage.rows import (
+    EVENT_COLUMNS,
     ROLE_RANK_SQL,
     Key,
     Outcome,
@@ -86,6 +95,9 @@ from storage.rows import (
     check_draft,
     check_limit,
     draft_key,
+    event_row,
+    member_event,
+    sphere_event,
     to_message,
     to_sphere,
 )
@@ -115,9 +127,7 @@ _SQLITE_IOERR = 10
 # the commit did not happen (seen with a read-only or immutable file, a failing disk).
 _SQLITE_IOERR_WRITE = 10 | 3 << 8
 
-_EVENT_COLUMNS = (
-    "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, deleted"
-)
+_EVENT_COLUMNS = EVENT_COLUMNS
 _SPHERE_COLUMNS = "sphere_id, name, privacy, epoch, last_offset, created_ms"
 _SPHERE_ACCESS = f"""
     SELECT {", ".join("s." + c.strip() for c in _SPHERE_COLUMNS.split(","))}, m.role
@@ -135,6 +145,11 @@ _SELECT_BY_KEYS = f"""
     WHERE e.sphere_id = json_extract(k.value, '$[0]')
       AND e.author_id = json_extract(k.value, '$[1]')
       AND e.message_id = json_extract(k.value, '$[2]')
+"""
+# The group's (sphere_id, author_id) pairs that are members: each append's authorisation.
+_SELECT_MEMBERSHIPS = """
+    SELECT m.sphere_id, m.user_id FROM json_each(?) AS k CROSS JOIN members AS m
+    WHERE m.sphere_id = json_extract(k.value, '$[0]') AND m.user_id = json_extract(k.value, '$[1]')
 """
 _INSERT_EVENT = """
     INSERT INTO events (sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target)
@@ -157,9 +172,29 @@ _EVENTS_AFTER = f"""
     WHERE sphere_id = ? AND stream_offset > ? ORDER BY stream_offset LIMIT ?
 """
 _POSTS_PAGE = f"""
-    SELECT {_EVENT_COLUMNS} FROM events INDEXED BY events_by_kind
-    WHERE sphere_id = ? AND kind = 'post' AND stream_offset > ? AND stream_offset <= ?
+    SELECT {_EVENT_COLUMNS} FROM events INDEXED BY events_history
+    WHERE sphere_id = ? AND kind NOT IN ('edit', 'delete')
+      AND stream_offset > ? AND stream_offset <= ?
     ORDER BY stream_offset {{direction}} LIMIT ?
+"""
+_INSERT_FULL_EVENT = f"""
+    INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({", ".join("?" * 15)})
+"""
+# Everything a membership change is decided on, in one statement of its transaction.
+_MEMBERSHIP_STATE = """
+    SELECT (SELECT role FROM members WHERE sphere_id = ?1 AND user_id = ?2),
+           (SELECT role FROM members WHERE sphere_id = ?1 AND user_id = ?3),
+           (SELECT count(*) FROM members WHERE sphere_id = ?1 AND role = 'owner'),
+           (SELECT name FROM users WHERE user_id = ?3)
+"""
+_SPHERE_MEMBERS = f"""
+    SELECT {", ".join("s." + c for c in _SPHERE_COLUMNS.split(", "))}, m.user_id, m.role
+    FROM spheres AS s LEFT JOIN members AS m ON m.sphere_id = s.sphere_id
+    WHERE s.sphere_id = ?
+"""
+_HEADS = """
+    SELECT sphere_id, last_offset, epoch FROM spheres
+    WHERE sphere_id IN (SELECT value FROM json_each(?))
 """
 _POSTS_OLDEST_FIRST = _POSTS_PAGE.format(direction="ASC")
 _POSTS_NEWEST_FIRST = _POSTS_PAGE.format(direction="DESC")
@@ -408,7 +443,11 @@ class SqliteStore(SqlAccounts):
     async def create_sphere(
         self, name: str, privacy: Privacy, owner_id: UserId, *, now_ms: int
     ) -> SphereRecord:
-        """Create a sphere owned by ``owner_id``. Raises NotFoundError for an unknown owner."""
+        """Create a sphere owned by ``owner_id``, with the owner's ``member`` event at offset 1.
+
+        Raises:
+            NotFoundError: no such user.
+        """
         sphere = SphereRecord(
             sphere_id=SphereId("s_" + secrets.token_urlsafe(12)),
             name=name,
@@ -418,16 +457,23 @@ class SqliteStore(SqlAccounts):
             created_ms=now_ms,
         )
         async with self._transaction() as db:
-            await _require_user(db, owner_id)
+            rows = await db.execute_fetchall(
+                "SELECT name FROM users WHERE user_id = ?", (owner_id,)
+            )
+            if not rows:
+                raise NotFoundError(f"no user {owner_id}")
+            joined = MemberChange(Role.OWNER, MemberAction.JOINED)
+            event = member_event(sphere, owner_id, owner_id, next(iter(rows))[0], joined, now_ms)
             await db.execute(
                 f"INSERT INTO spheres ({_SPHERE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                (sphere.sphere_id, name, privacy, sphere.epoch, 0, now_ms),
+                (sphere.sphere_id, name, privacy, sphere.epoch, event.offset, now_ms),
             )
             await db.execute(
                 "INSERT INTO members (sphere_id, user_id, role, joined_ms) VALUES (?, ?, ?, ?)",
                 (sphere.sphere_id, owner_id, Role.OWNER, now_ms),
             )
-        return sphere
+            await db.execute(_INSERT_FULL_EVENT, event_row(event))
+        return dataclasses.replace(sphere, offset=event.offset)
 
     async def get_sphere(self, sphere_id: SphereId) -> SphereRecord | None:
         rows = await self._read(
@@ -436,17 +482,38 @@ class SqliteStore(SqlAccounts):
         return to_sphere(rows[0]) if rows else None
 
     async def update_sphere(
-        self, sphere_id: SphereId, *, name: str | None, privacy: Privacy | None
-    ) -> SphereRecord | None:
+        self,
+        sphere_id: SphereId,
+        actor_id: UserId,
+        check: CheckUpdate,
+        *,
+        name: str | None,
+        privacy: Privacy | None,
+        now_ms: int,
+    ) -> tuple[SphereRecord, Message | None]:
+        """Rename a sphere or change its privacy (see ``storage.base.Directory``)."""
         async with self._transaction() as db:
-            rows = await db.execute_fetchall(
-                f"""
-                UPDATE spheres SET name = coalesce(?, name), privacy = coalesce(?, privacy)
-                WHERE sphere_id = ? RETURNING {_SPHERE_COLUMNS}
-                """,
-                (name, privacy, sphere_id),
+            rows = await db.execute_fetchall(_SPHERE_ACCESS, (actor_id, sphere_id))
+            if not rows:
+                raise NotFoundError(f"no sphere {sphere_id}")
+            row = tuple(next(iter(rows)))
+            sphere = to_sphere(row[:6])
+            check(sphere, Role(row[6]) if row[6] is not None else None)
+            event = None
+            if privacy is not None and privacy is not sphere.privacy:
+                event = sphere_event(sphere, actor_id, privacy, now_ms)
+                await db.execute(_INSERT_FULL_EVENT, event_row(event))
+            updated = dataclasses.replace(
+                sphere,
+                name=name if name is not None else sphere.name,
+                privacy=privacy if privacy is not None else sphere.privacy,
+                offset=event.offset if event is not None else sphere.offset,
             )
-        return to_sphere(row) if (row := next(iter(rows), None)) else None
+            await db.execute(
+                "UPDATE spheres SET name = ?, privacy = ?, last_offset = ? WHERE sphere_id = ?",
+                (updated.name, updated.privacy, updated.offset, sphere_id),
+            )
+        return updated, event
 
     async def sphere_access(
         self, sphere_id: SphereId, user_id: UserId
@@ -457,47 +524,79 @@ class SqliteStore(SqlAccounts):
         row = tuple(rows[0])
         return to_sphere(row[:6]), Role(row[6]) if row[6] is not None else None
 
+    async def sphere_members(
+        self, sphere_id: SphereId
+    ) -> tuple[SphereRecord, dict[UserId, Role]] | None:
+        rows = await self._read(_SPHERE_MEMBERS, (sphere_id,))
+        if not rows:
+            return None
+        sphere = to_sphere(tuple(rows[0])[:6])
+        return sphere, {UserId(row[6]): Role(row[7]) for row in rows if row[6] is not None}
+
+    async def heads(self, sphere_ids: Sequence[SphereId]) -> dict[SphereId, StreamPosition]:
+        rows = await self._read(_HEADS, (json.dumps(list(sphere_ids)),))
+        return {SphereId(row[0]): StreamPosition(row[1], row[2]) for row in rows}
+
     async def get_role(self, sphere_id: SphereId, user_id: UserId) -> Role | None:
         rows = await self._read(
             "SELECT role FROM members WHERE sphere_id = ? AND user_id = ?", (sphere_id, user_id)
         )
         return Role(rows[0][0]) if rows else None
 
-    async def set_member(
-        self, sphere_id: SphereId, user_id: UserId, role: Role, *, now_ms: int
-    ) -> None:
-        """Add a member or change a member's role (keeping the read marker).
+    async def change_member(
+        self,
+        sphere_id: SphereId,
+        actor_id: UserId,
+        target_id: UserId,
+        decide: DecideMember,
+        *,
+        now_ms: int,
+    ) -> Message | None:
+        """Change a membership as ``decide`` rules (see ``storage.base.Directory``).
 
-        Raises:
-            NotFoundError: no such user or no such sphere.
+        The transaction holds SQLite's write lock from its first statement, so the rows
+        ``decide`` sees are the rows it changes, and no group commit runs in between.
         """
         async with self._transaction() as db:
-            await _require_user(db, user_id)
-            if not await db.execute_fetchall(
-                "SELECT 1 FROM spheres WHERE sphere_id = ?", (sphere_id,)
-            ):
+            rows = await db.execute_fetchall(
+                f"SELECT {_SPHERE_COLUMNS} FROM spheres WHERE sphere_id = ?", (sphere_id,)
+            )
+            if not rows:
                 raise NotFoundError(f"no sphere {sphere_id}")
-            await db.execute(
-                """
-                INSERT INTO members (sphere_id, user_id, role, joined_ms) VALUES (?, ?, ?, ?)
-                ON CONFLICT (sphere_id, user_id) DO UPDATE SET role = excluded.role
-                """,
-                (sphere_id, user_id, role, now_ms),
+            sphere = to_sphere(next(iter(rows)))
+            state_rows = await db.execute_fetchall(
+                _MEMBERSHIP_STATE, (sphere_id, actor_id, target_id)
             )
-
-    async def remove_member(self, sphere_id: SphereId, user_id: UserId) -> bool:
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                "DELETE FROM members WHERE sphere_id = ? AND user_id = ?", (sphere_id, user_id)
+            actor_role, target_role, owners, target_name = next(iter(state_rows))
+            change = decide(
+                MembershipState(
+                    sphere,
+                    Role(actor_role) if actor_role is not None else None,
+                    Role(target_role) if target_role is not None else None,
+                    owners,
+                )
             )
-        return cursor.rowcount > 0
-
-    async def count_role(self, sphere_id: SphereId, role: Role) -> int:
-        rows = await self._read(
-            "SELECT count(*) FROM members WHERE sphere_id = ? AND role = ?", (sphere_id, role)
-        )
-        count: int = rows[0][0]
-        return count
+            if change is None:
+                return None
+            if target_name is None:  # after decide: only who may change members learns this
+                raise NotFoundError(f"no user {target_id}")
+            if change.role is None:
+                await db.execute(
+                    "DELETE FROM members WHERE sphere_id = ? AND user_id = ?",
+                    (sphere_id, target_id),
+                )
+            else:
+                await db.execute(
+                    """
+                    INSERT INTO members (sphere_id, user_id, role, joined_ms) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (sphere_id, user_id) DO UPDATE SET role = excluded.role
+                    """,
+                    (sphere_id, target_id, change.role, now_ms),
+                )
+            event = member_event(sphere, actor_id, target_id, target_name, change, now_ms)
+            await db.execute(_INSERT_FULL_EVENT, event_row(event))
+            await db.execute(_UPDATE_COUNTER, (event.offset, sphere_id))
+        return event
 
     async def list_members(
         self, sphere_id: SphereId, *, limit: int | None = None, after: MemberKey | None = None
@@ -829,6 +928,8 @@ def _insert_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -
         (event.sphere_id, event.author_id, event.message_id): event
         for event in map(to_message, db.execute(_SELECT_BY_KEYS, (json.dumps(keys),)))
     }
+    authors = list(dict.fromkeys((sphere_id, draft.author_id) for sphere_id, draft in batch))
+    members = {(row[0], row[1]) for row in db.execute(_SELECT_MEMBERSHIPS, (json.dumps(authors),))}
     committed = dict(counters)
     rows: list[tuple[Any, ...]] = []
     outcomes: list[Outcome] = []
@@ -839,6 +940,9 @@ def _insert_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -
             continue
         if (event := stored.get(key)) is not None:
             outcomes.append(AppendResult(event, duplicate=True))
+            continue
+        if (sphere_id, draft.author_id) not in members:
+            outcomes.append(NotMemberError(f"{draft.author_id} is not a member of {sphere_id}"))
             continue
         if draft.target is not None:
             # The target may be a post of this very group: write what precedes it first.

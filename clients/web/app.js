@@ -17,7 +17,8 @@ const HISTORY_PAGE_SIZE = 50;
 const TYPING_SHOWN_MS = 5_000;
 // Coalesce read-marker updates while messages stream in.
 const MARK_READ_DELAY_MS = 500;
-// There are no membership events: re-list spheres now and then to learn about new ones.
+// Membership events reach followed spheres only: re-list spheres now and then to learn about
+// spheres the user was added to.
 const SPHERE_REFRESH_MS = 60_000;
 // "At the bottom" tolerance, so a sub-pixel scroll position still follows new messages.
 const NEAR_BOTTOM_PX = 48;
@@ -410,9 +411,13 @@ class Chat {
     if (event.kind === "post") {
       this.addPost(view, event);
       this.onLivePost(view, event);
-    } else {
+    } else if (event.kind === "member" || event.kind === "sphere") {
+      this.addPost(view, event); // shown in the timeline as a notice
+      this.applyMembership(view, event);
+    } else if (event.kind === "edit" || event.kind === "delete") {
       this.applyChange(view, event);
-    }
+    } // a kind from a newer server: it takes its offset and shows nothing
+
     this.renderBadge(view);
     if (view.sphereId === this.activeId) this.scheduleMarkRead();
   }
@@ -438,6 +443,26 @@ class Chat {
       announce(`${this.displayName(post.author_id)}: ${post.body ?? "message deleted"}`);
     }
     if (!this.names.has(post.author_id)) this.loadMembers(view);
+  }
+
+  applyMembership(view, event) {
+    if (event.kind === "sphere") {
+      view.privacy = event.privacy;
+      this.renderSphereList();
+      return;
+    }
+    const userId = event.member_id;
+    if (event.member_name) this.names.set(userId, event.member_name);
+    const known = view.members.find((m) => m.user_id === userId);
+    const others = view.members.filter((m) => m.user_id !== userId);
+    view.members = event.role
+      ? [...others, { ...known, user_id: userId, name: this.displayName(userId), role: event.role }]
+      : others;
+    if (userId === this.me?.user_id) {
+      view.role = event.role ?? null;
+      if (view.sphereId === this.activeId) this.renderComposer(view);
+    }
+    if (view.sphereId === this.activeId) this.renderPeople(view);
   }
 
   applyChange(view, change) {
@@ -555,7 +580,8 @@ class Chat {
     let count = view.readOffset >= view.serverOffset ? 0 : view.serverUnread;
     const floor = Math.max(view.serverOffset, view.readOffset);
     for (const post of view.posts.values()) {
-      if (post.offset > floor && !post.deleted && post.author_id !== this.me?.user_id) count++;
+      const counted = post.kind === "post" && !post.deleted && post.author_id !== this.me?.user_id;
+      if (post.offset > floor && counted) count++;
     }
     return count;
   }
@@ -710,6 +736,7 @@ class Chat {
   }
 
   postItem(view, post) {
+    if (post.kind !== "post") return noticeItem(post, this.noticeText(post));
     const mine = post.author_id === this.me?.user_id;
     const moderator = view.role === "admin" || view.role === "owner";
     const writable = Boolean(view.role) && !post.deleted;
@@ -721,6 +748,24 @@ class Chat {
       onEdit: () => this.startEdit(view, post),
       onDelete: () => this.askDelete(view, post),
     });
+  }
+
+  noticeText(event) {
+    const who = this.displayName(event.author_id);
+    if (event.kind === "sphere") return `${who} made this sphere ${event.privacy}`;
+    const member = event.member_name ?? this.displayName(event.member_id);
+    switch (event.action) {
+      case "joined":
+        return event.role === "owner" ? `${member} created this sphere` : `${member} joined`;
+      case "left":
+        return `${member} left`;
+      case "added":
+        return `${who} added ${member}`;
+      case "removed":
+        return `${who} removed ${member}`;
+      default:
+        return `${who} made ${member} ${event.role}`;
+    }
   }
 
   renderOutbox(view) {
@@ -792,6 +837,13 @@ function badge(count) {
   );
   item.dataset.unread = String(count);
   item.hidden = count === 0;
+  return item;
+}
+
+function noticeItem(event, text) {
+  const item = el("li", { className: "msg notice" }, el("p", { className: "msg-body" }, text));
+  item.dataset.offset = String(event.offset);
+  item.append(el("p", { className: "msg-meta" }, timeElement(event.ts_ms)));
   return item;
 }
 

@@ -118,7 +118,9 @@ export function newMessageId() {
  *                 client holds no position for the sphere (first subscription, or after a
  *                 `reset`): load older messages with `history({before: position.offset + 1})`.
  * - `reset`       `{sphereId}`: the sphere's epoch changed, drop everything held for it.
- * - `message`     a `message` frame (post, edit or delete): each offset exactly once, in order.
+ * - `message`     a `message` frame (post, edit, delete, member or sphere event; ignore kinds
+ *                 you do not know): each offset exactly once, in order.
+ * - `replayed`    `{sphereId, position}`: a resumed subscription has caught up and is live.
  * - `presence`    a `presence` frame; `typing` `{sphereId, userId}`.
  * - `unsubscribed` `{sphereId, reason: "access_revoked"}` when the user lost access, live or
  *                 found on a resume; the sphere is forgotten and not resumed again.
@@ -461,6 +463,11 @@ export class CloisonClient {
       case "unsubscribed":
         this.#onUnsubscribed(frame);
         break;
+      case "replayed":
+        if (this.#streams.has(frame.sphere_id)) {
+          this.#emit("replayed", { sphereId: frame.sphere_id, position: frame.position });
+        }
+        return;
       case "presence":
         this.#emit("presence", frame);
         return;

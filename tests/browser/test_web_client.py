@@ -1,7 +1,8 @@
 """The web client (clients/web) in headless Chromium against a real server process.
 
-Each rendered post is an ``<li data-offset=N>`` in ``#messages``, so a test can read exactly
-which stream offsets the page shows, and in which order.
+Each rendered event is an ``<li data-offset=N>`` in ``#messages`` (membership events with the
+``notice`` class), so a test can read exactly which stream offsets the page shows, and in which
+order.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ with contextlib.suppress(ImportError):
 
 pytestmark = pytest.mark.browser
 
-POSTS = "#messages li[data-offset]"
+POSTS = "#messages li[data-offset]:not(.notice)"
+# Membership and sphere events, shown as one line each in the timeline.
+NOTICES = "#messages li.notice"
 
 
 async def post(user: User, sphere_id: str, body: str, message_id: str) -> int:
@@ -93,15 +96,17 @@ async def test_two_users_chat_in_real_time(server: ServerProcess, sign_in: SignI
     await expect(b.locator("#typing")).to_have_text("alice is typing…")
     await composer.press("Enter")
     await expect(b.locator(POSTS)).to_have_count(1)
-    await expect(body_of(b, 1)).to_have_text("Hello Bob")
+    await expect(body_of(b, 3)).to_have_text("Hello Bob")  # after the 2 membership events
     await expect(b.locator("#typing")).to_have_text("")  # her message ends the notice
     await expect(b.locator(f"{POSTS} .msg-author")).to_have_text("alice")
     await expect(composer).to_have_value("")
 
     await b.get_by_label("Message general").fill("Hi Alice")
     await b.get_by_role("button", name="Send").click()
-    await expect(body_of(a, 2)).to_have_text("Hi Alice")
-    assert await rendered_offsets(a) == await rendered_offsets(b) == [1, 2]
+    await expect(body_of(a, 4)).to_have_text("Hi Alice")
+    assert await rendered_offsets(a) == await rendered_offsets(b) == [3, 4]
+    notices = b.locator(f"{NOTICES} .msg-body")
+    await expect(notices).to_have_text(["alice created this sphere", "alice added bob"])
     # A new message is announced to screen readers on the receiving side.
     await expect(a.locator("#announcer")).to_contain_text("bob: Hi Alice")
 
@@ -114,27 +119,27 @@ async def test_edits_and_deletes_reach_the_other_user(
     a = await sign_in(alice, sphere_id)
     b = await sign_in(bob, sphere_id)
     # Bodies are text, never markup.
-    await expect(body_of(b, 1)).to_have_text("<b>not bold</b> first draft")
+    await expect(body_of(b, 3)).to_have_text("<b>not bold</b> first draft")
     assert await b.locator("#messages b").count() == 0
 
-    mine = a.locator(f'{POSTS}[data-offset="1"]')
+    mine = a.locator(f'{POSTS}[data-offset="3"]')
     await mine.hover()
     await mine.get_by_role("button", name=re.compile("^Edit message")).click()
     composer = a.locator("#composer-input")
     await expect(composer).to_be_focused()
     await composer.fill("final text")
     await composer.press("Enter")
-    await expect(body_of(b, 1)).to_have_text("final text")
-    await expect(b.locator(f'{POSTS}[data-offset="1"] .msg-edited')).to_have_text("(edited)")
+    await expect(body_of(b, 3)).to_have_text("final text")
+    await expect(b.locator(f'{POSTS}[data-offset="3"] .msg-edited')).to_have_text("(edited)")
 
     await mine.hover()
     await mine.get_by_role("button", name=re.compile("^Delete message")).click()
     dialog = a.get_by_role("dialog", name="Delete this message?")
     await dialog.get_by_role("button", name="Delete").click()
-    await expect(body_of(b, 1)).to_have_text("message deleted")
-    await expect(body_of(a, 1)).to_have_text("message deleted")
+    await expect(body_of(b, 3)).to_have_text("message deleted")
+    await expect(body_of(a, 3)).to_have_text("message deleted")
     assert "final text" not in await b.locator("#messages").inner_text()
-    assert await rendered_offsets(b) == [1]  # the edit and delete events are not posts
+    assert await rendered_offsets(b) == [3]  # the edit and delete events are not posts
 
 
 async def test_unread_badges(server: ServerProcess, sign_in: SignIn) -> None:
@@ -227,7 +232,7 @@ async def test_server_restart_resumes_without_gap_or_duplicate(
     expected[2], expected[3] = "m3!", "message deleted"
     assert bodies == expected
     resumes = [f for f in frames.sent if f["type"] == "subscribe" and "since" in f]
-    assert resumes and resumes[0]["since"]["offset"] == 5  # resumed from the last one seen
+    assert resumes and resumes[0]["since"]["offset"] == 7  # resumed from the last one seen
 
 
 async def test_history_scroll_back_loads_older_messages_in_order(
@@ -238,21 +243,22 @@ async def test_history_scroll_back_loads_older_messages_in_order(
         await post(bob, sphere_id, f"message {n}", f"k{n}")
     page = await sign_in(alice, sphere_id)
     await expect(page.locator(POSTS)).to_have_count(50)
-    assert await rendered_offsets(page) == list(range(71, 121))
-    await expect(page.locator(f'{POSTS}[data-offset="120"]')).to_be_in_viewport()
+    assert await rendered_offsets(page) == list(range(73, 123))  # after 2 membership events
+    await expect(page.locator(f'{POSTS}[data-offset="122"]')).to_be_in_viewport()
 
     timeline = page.get_by_label("Messages", exact=True)
     await timeline.focus()
     await page.keyboard.press("Home")  # scrolling to the top asks for the page before
     await expect(page.locator(POSTS)).to_have_count(100)
     # The reader keeps their place: the message at the old top is still in view.
-    await expect(page.locator(f'{POSTS}[data-offset="71"]')).to_be_in_viewport()
+    await expect(page.locator(f'{POSTS}[data-offset="73"]')).to_be_in_viewport()
     await page.keyboard.press("Home")
     await expect(page.locator(POSTS)).to_have_count(120)
     await expect(page.locator("#timeline-status")).to_have_text(
         "This is the beginning of the sphere."
     )
-    assert await rendered_offsets(page) == list(range(1, 121))
+    assert await rendered_offsets(page) == list(range(3, 123))
+    await expect(page.locator(NOTICES)).to_have_count(2)
     bodies = await page.locator(f"{POSTS} .msg-body").all_inner_texts()
     assert bodies == [f"message {n}" for n in range(1, 121)]
 
@@ -284,7 +290,7 @@ async def test_keyboard_only_sending(server: ServerProcess, sign_in: SignIn) -> 
     await page.keyboard.press("Shift+Enter")
     await page.keyboard.type("second line")
     await page.keyboard.press("Enter")
-    await expect(body_of(page, 1)).to_have_text("hello from the keyboard\nsecond line")
+    await expect(body_of(page, 3)).to_have_text("hello from the keyboard\nsecond line")
     await expect(page.locator("#composer-input")).to_be_focused()
     await expect(page.locator("#composer-input")).to_have_value("")
 
@@ -310,7 +316,7 @@ async def test_phone_layout_collapses_the_sphere_list(
     await page.keyboard.press("Enter")
     await expect(page.locator("#sphere-title")).to_have_text("zeta")
     await expect(page.get_by_role("navigation", name="Spheres")).to_be_hidden()
-    await expect(body_of(page, 1)).to_have_text("in zeta")
+    await expect(body_of(page, 2)).to_have_text("in zeta")
     await expect(page.locator("#composer-input")).to_be_focused()
 
 

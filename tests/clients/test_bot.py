@@ -33,8 +33,10 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
 async def ask(client: Client, sphere_id: str, text: str, bot_id: str) -> str:
     """Post ``text`` and return the bot's next post in the sphere."""
     await client.publish(sphere_id, text)
-    reply = await next_event(client, Message, sphere_id=sphere_id, author_id=bot_id)
-    return reply.body or ""
+    while True:  # the bot's own membership events come from it too
+        reply = await next_event(client, Message, sphere_id=sphere_id, author_id=bot_id)
+        if reply.kind == "post":
+            return reply.body or ""
 
 
 @asynccontextmanager

@@ -79,13 +79,17 @@ async def test_list_open_scroll_back_send_and_follow(server: ServerProcess) -> N
         listing = await read_until(out, r"2\. beta")
         assert any(re.search(r"1\. alpha\s+\(30 unread\)", line) for line in listing)
 
-        await type_line(proc, "/join 1")
-        opened = await read_until(out, r"#30 .*bob: old 30")
+        await type_line(proc, "/join 1")  # offsets 1 and 2: alpha's creation, bob's addition
+        opened = await read_until(out, r"#32 .*bob: old 30")
         shown = [int(m.group(1)) for m in map(re.compile(r"^#(\d+) ").match, opened) if m]
-        assert shown == list(range(11, 31))
+        assert shown == list(range(13, 33))
         await type_line(proc, "/history 10")
-        earlier = await read_until(out, r"#10 .*old 10")
+        earlier = await read_until(out, r"#12 .*old 10")
         assert "-- 10 earlier messages --" in earlier[0]
+        await type_line(proc, "/history")
+        members = await read_until(out, r"#2 .*\* alice added bob$")
+        assert "-- 2 earlier messages --" in members[0]
+        assert re.search(r"#1 .*\* alice joined as owner$", members[1])
         await type_line(proc, "/history")
         await read_until(out, r"-- no earlier messages --")
 
@@ -94,15 +98,15 @@ async def test_list_open_scroll_back_send_and_follow(server: ServerProcess) -> N
         await type_line(proc, "hello from the terminal")
         sent = await next_event(b, Message, author_id=alice.user_id)
         assert sent.body == "hello from the terminal"
-        await read_until(out, r"#31 .*alice: hello from the terminal")
+        await read_until(out, r"#33 .*alice: hello from the terminal")
 
         await b.publish(alpha, "hi \x1b[31malice\x1b[0m")
-        live = await read_until(out, r"#32 .*bob: hi")
+        live = await read_until(out, r"#34 .*bob: hi")
         assert "\x1b" not in live[-1]  # escape sequences from others never reach the screen
         await b.typing(alpha)
         await read_until(out, r"\* bob is typing")
         await b.publish(beta, "elsewhere")
-        await read_until(out, r"\[beta\] #1 .*bob: elsewhere")
+        await read_until(out, r"\[beta\] #3 .*bob: elsewhere")
 
         await type_line(proc, "/spheres")
         listing = await read_until(out, r"2\. beta")
@@ -146,7 +150,7 @@ async def test_terminal_session_sends_typing_and_messages(server: ServerProcess)
             os.write(master, b"\x7f\x7fo!\x1b[D\r")  # two backspaces, more text, a cursor key
             sent = await next_event(b, Message, author_id=alice.user_id)
             assert sent.body == "hélo!"
-            await read_until(screen, r"#1 .*alice: hélo!")
+            await read_until(screen, r"#3 .*alice: hélo!")
             os.write(master, b"\x04")  # Ctrl-D on an empty line
             async with asyncio.timeout(TIMEOUT_S):
                 assert await proc.wait() == 0

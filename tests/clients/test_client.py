@@ -29,6 +29,7 @@ from clients.client import Encoding, ws_url
 from protocol import (
     Ack,
     ErrorCode,
+    EventKind,
     Message,
     Presence,
     Privacy,
@@ -88,11 +89,12 @@ async def test_publish_is_acked_and_delivered(server: ServerProcess, encoding: E
     ):
         subscribed = await b.subscribe(sphere_id)
         assert b.user_id in subscribed.online
+        assert subscribed.position.offset == 2  # the sphere's creation and bob's addition
         ack = await a.publish(sphere_id, "hello")
-        assert (ack.offset, ack.duplicate) == (1, False)
+        assert (ack.offset, ack.duplicate) == (3, False)
         message = await next_event(b, Message)
-        assert (message.offset, message.body, message.author_id) == (1, "hello", alice.user_id)
-        assert b.position(sphere_id) == StreamPosition(1, subscribed.position.epoch)
+        assert (message.offset, message.body, message.author_id) == (3, "hello", alice.user_id)
+        assert b.position(sphere_id) == StreamPosition(3, subscribed.position.epoch)
 
 
 async def test_server_killed_mid_stream_loses_duplicates_and_reorders_nothing(
@@ -147,7 +149,8 @@ async def test_server_killed_mid_stream_loses_duplicates_and_reorders_nothing(
             await asyncio.to_thread(server.start)
 
     offsets = [m.offset for m in got]
-    lost = set(range(1, total + 1)) - set(offsets)
+    base = 2  # the sphere's creation and the reader's addition
+    lost = set(range(base + 1, base + total + 1)) - set(offsets)
     duplicated = len(offsets) - len(set(offsets))
     reordered = sum(1 for a, b in itertools.pairwise(offsets) if b < a)
     assert (len(lost), duplicated, reordered) == (0, 0, 0)
@@ -155,7 +158,7 @@ async def test_server_killed_mid_stream_loses_duplicates_and_reorders_nothing(
     assert acked_at_kill < total, "the kill should land mid-stream"
     assert reconnected >= 1
     # Each write stored once, in the order it was published, whatever was resent.
-    assert [acks[n].offset for n in range(total)] == list(range(1, total + 1))
+    assert [acks[n].offset for n in range(total)] == list(range(base + 1, base + total + 1))
 
 
 class Relay:
@@ -230,7 +233,8 @@ async def test_publish_whose_ack_was_lost_is_resent_and_stored_once(server: Serv
                 ack = await publishing
             assert (ack.offset, ack.message_id, ack.duplicate) == (stored.offset, "k-1", True)
             page = await observer.history_page(sphere_id)
-            assert [(m.offset, m.body) for m in page.messages] == [(stored.offset, "once")]
+            posts = [(m.offset, m.body) for m in page.messages if m.kind == "post"]
+            assert posts == [(stored.offset, "once")]
     finally:
         await relay.aclose()
 
@@ -238,24 +242,26 @@ async def test_publish_whose_ack_was_lost_is_resent_and_stored_once(server: Serv
 async def test_history_pages_back_in_time(server: ServerProcess) -> None:
     (alice,), sphere_id = await team(server, "alice")
     async with client(server, alice) as a:
-        for n in range(1, 26):
+        for n in range(1, 26):  # offsets 2..26, after the sphere's creation
             await a.publish(sphere_id, f"post {n}")
-        await a.edit(sphere_id, 5, "post 5, edited")
-        await a.delete(sphere_id, 7)
+        await a.edit(sphere_id, 6, "post 5, edited")
+        await a.delete(sphere_id, 8)
         async with asyncio.timeout(TIMEOUT_S):
             newest_first = [m async for m in a.history(sphere_id, page_size=10)]
-            older = [m.offset async for m in a.history(sphere_id, before=11, page_size=4)]
+            older = [m.offset async for m in a.history(sphere_id, before=12, page_size=4)]
             first_two = []
             async for m in a.history(sphere_id, page_size=3):
                 first_two.append(m.offset)
                 if len(first_two) == 2:
                     break
-    assert [m.offset for m in newest_first] == list(range(25, 0, -1))  # posts only, no edits
+    # Posts and the creation's member event; no edits or deletes.
+    assert [m.offset for m in newest_first] == list(range(26, 0, -1))
     by_offset = {m.offset: m for m in newest_first}
-    assert by_offset[5].body == "post 5, edited"
-    assert (by_offset[7].deleted, by_offset[7].body) == (True, None)
-    assert older == list(range(10, 0, -1))
-    assert first_two == [25, 24]
+    assert by_offset[1].kind is EventKind.MEMBER
+    assert by_offset[6].body == "post 5, edited"
+    assert (by_offset[8].deleted, by_offset[8].body) == (True, None)
+    assert older == list(range(11, 0, -1))
+    assert first_two == [26, 25]
 
 
 async def test_slow_application_catches_up_from_its_cursor(server: ServerProcess) -> None:
@@ -277,7 +283,7 @@ async def test_slow_application_catches_up_from_its_cursor(server: ServerProcess
                     got.append(event.offset)
                     if len(got) == total:
                         break
-    assert got == list(range(1, total + 1))
+    assert got == list(range(3, total + 3))  # after the creation and bob's addition
     assert subscriptions >= 2, "the overflow should have been replayed by a resubscribe"
 
 
@@ -292,22 +298,22 @@ async def test_restored_backup_is_reported_as_a_lost_position(
         await b.subscribe(sphere_id)
         for n in range(2):
             await post(alice, sphere_id, f"early {n}")
-        assert (await next_event(b, Message, offset=2)).body == "early 1"
+        assert (await next_event(b, Message, offset=4)).body == "early 1"  # after 2 member events
         await asyncio.to_thread(server.stop)
         shutil.copytree(server.data_dir, backup)
         await asyncio.to_thread(server.start)
         for n in range(3):
             await post(alice, sphere_id, f"late {n}")
-        await next_event(b, Message, offset=5)
+        await next_event(b, Message, offset=7)
         await asyncio.to_thread(server.stop)
         shutil.rmtree(server.data_dir)
         shutil.copytree(backup, server.data_dir)
         await asyncio.to_thread(server.start)
         lost = await next_event(b, PositionLost)
-        assert (lost.sphere_id, lost.lost.offset, lost.position.offset) == (sphere_id, 5, 2)
+        assert (lost.sphere_id, lost.lost.offset, lost.position.offset) == (sphere_id, 7, 4)
         await post(alice, sphere_id, "after the restore")
         message = await next_event(b, Message)
-        assert (message.offset, message.body) == (3, "after the restore")
+        assert (message.offset, message.body) == (5, "after the restore")
 
 
 async def test_refused_token_is_terminal(server: ServerProcess) -> None:
@@ -348,7 +354,7 @@ async def test_presence_typing_read_markers_and_spheres(server: ServerProcess) -
             await a.publish(sphere.sphere_id, f"news {n}")
         (listed,) = await b.list_spheres()
         assert (listed.sphere_id, listed.unread) == (sphere.sphere_id, 3)
-        await b.mark_read(sphere.sphere_id, 3)
+        await b.mark_read(sphere.sphere_id, 5)  # after the creation, bob's joining, 3 posts
         (listed,) = await b.list_spheres()
         assert listed.unread == 0
 
@@ -398,7 +404,7 @@ async def test_rate_limited_writes_wait_and_go_through(tmp_path: Path) -> None:
         (alice,), sphere_id = await team(server, "alice")
         async with client(server, alice) as a:
             acks = [await a.publish(sphere_id, f"m{n}", message_id=f"m{n}") for n in range(6)]
-    assert [(ack.offset, ack.duplicate) for ack in acks] == [(n, False) for n in range(1, 7)]
+    assert [(ack.offset, ack.duplicate) for ack in acks] == [(n, False) for n in range(2, 8)]
 
 
 async def test_idle_connection_is_kept_open_by_pings(tmp_path: Path) -> None:

@@ -6,18 +6,22 @@ The last section holds the SQLite backend's own settings and ``open_store`` URLs
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from protocol import (
+    CloisonError,
     ErrorCode,
     EventKind,
+    MemberAction,
     MemberInfo,
     Message,
     MessageId,
@@ -25,6 +29,7 @@ from protocol import (
     Role,
     SphereId,
     SphereSummary,
+    StreamPosition,
     UserId,
     UserKind,
 )
@@ -34,7 +39,10 @@ from storage import (
     ChangeKind,
     Draft,
     HasSpheresError,
+    MemberChange,
+    MembershipState,
     NotFoundError,
+    NotMemberError,
     SphereRecord,
     Store,
     StoreError,
@@ -80,6 +88,25 @@ async def new_sphere(
     return await store.create_sphere(name, privacy, owner.user_id, now_ms=NOW_MS)
 
 
+def setting(role: Role | None, action: MemberAction) -> Callable[[MembershipState], MemberChange]:
+    """A decision that always makes the change (the server's rules are not the store's)."""
+    return lambda state: MemberChange(role, action)
+
+
+async def add_member(
+    store: Store, sphere: SphereRecord, user: UserRecord, role: Role = Role.MEMBER
+) -> Message:
+    event = await store.change_member(
+        sphere.sphere_id,
+        user.user_id,
+        user.user_id,
+        setting(role, MemberAction.ADDED),
+        now_ms=NOW_MS,
+    )
+    assert event is not None
+    return event
+
+
 async def offsets(store: Store, sphere: SphereRecord) -> list[int]:
     return [event.offset for event in await store.events_after(sphere.sphere_id, 0, 10_000)]
 
@@ -107,16 +134,17 @@ async def test_append_assigns_gapless_offsets_per_sphere(store: Store, alice: Us
         draft = post(alice, "exact")
         result = await store.append(a.sphere_id, draft)
 
-        assert await offsets(store, a) == [1, 2, 3, 4]
-        assert await offsets(store, b) == [1, 2]
+        # Offset 1 of each sphere is its creator's member event.
+        assert await offsets(store, a) == [1, 2, 3, 4, 5]
+        assert await offsets(store, b) == [1, 2, 3]
         assert not result.duplicate
         assert result.event == Message(
-            a.sphere_id, 4, EventKind.POST, draft.message_id, alice.user_id, NOW_MS, "exact"
+            a.sphere_id, 5, EventKind.POST, draft.message_id, alice.user_id, NOW_MS, "exact"
         )
-        assert await store.get_event(a.sphere_id, 4) == result.event
+        assert await store.get_event(a.sphere_id, 5) == result.event
         stored_a = await store.get_sphere(a.sphere_id)
         assert stored_a is not None
-        assert stored_a.position.offset == 4
+        assert stored_a.position.offset == 5
         assert stored_a.position.epoch == a.epoch
 
 
@@ -132,7 +160,7 @@ async def test_concurrent_appends_stay_gapless(store: Store, alice: UserRecord) 
         for sphere in spheres:
             events = await store.events_after(sphere.sphere_id, 0, 1_000)
             assert [event.offset for event in events] == list(range(1, len(events) + 1))
-            stored |= {(event.sphere_id, event.offset): event for event in events}
+            stored |= {(e.sphere_id, e.offset): e for e in events if e.kind is EventKind.POST}
         assert len(stored) == 500
         assert {(r.event.sphere_id, r.event.offset): r.event for r in results} == stored
 
@@ -148,7 +176,7 @@ async def test_retry_returns_the_original(
     assert retry.duplicate
     assert retry.event == first.event
     assert retry.event.body == "original"
-    assert after.event.offset == 2
+    assert after.event.offset == 3
 
 
 async def test_duplicates_within_one_batch(
@@ -161,7 +189,7 @@ async def test_duplicates_within_one_batch(
         assert [result.duplicate for result in results] == [False, True, True]
         assert {result.event for result in results} == {results[0].event}
         assert results[0].event.body == "try 0"
-        assert await offsets(store, lobby) == [1]
+        assert await offsets(store, lobby) == [1, 2]
 
 
 async def test_idempotency_key_is_per_author_and_sphere(
@@ -169,6 +197,7 @@ async def test_idempotency_key_is_per_author_and_sphere(
 ) -> None:
     async with asyncio.timeout(TIMEOUT_S):
         bob = await new_user(store, "bob")
+        await add_member(store, lobby, bob)  # 2
         other = await new_sphere(store, alice, "other")
         results = [
             await store.append(lobby.sphere_id, post(alice, message_id="k")),
@@ -177,7 +206,7 @@ async def test_idempotency_key_is_per_author_and_sphere(
         ]
 
     assert not any(result.duplicate for result in results)
-    assert [result.event.offset for result in results] == [1, 2, 1]
+    assert [result.event.offset for result in results] == [3, 4, 2]
 
 
 async def test_malformed_draft_is_a_caller_bug(
@@ -193,7 +222,7 @@ async def test_malformed_draft_is_a_caller_bug(
         for draft in malformed:
             with pytest.raises(ValueError, match="draft"):
                 await store.append(lobby.sphere_id, draft)
-        assert await offsets(store, lobby) == []
+        assert await offsets(store, lobby) == [1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,15 +234,15 @@ async def test_edit_changes_the_post_and_is_an_event(
 ) -> None:
     async with asyncio.timeout(TIMEOUT_S):
         original = await store.append(lobby.sphere_id, post(alice, "tpyo"))
-        edited = await store.append(lobby.sphere_id, edit(alice, 1, "typo", ts_ms=NOW_MS + 5))
-        events = await store.events_after(lobby.sphere_id, 0, 10)
+        edited = await store.append(lobby.sphere_id, edit(alice, 2, "typo", ts_ms=NOW_MS + 5))
+        events = await store.events_after(lobby.sphere_id, 1, 10)
 
-    assert edited.event.offset == 2
+    assert edited.event.offset == 3
     assert edited.event.kind is EventKind.EDIT
-    assert (edited.event.target, edited.event.body) == (1, "typo")
+    assert (edited.event.target, edited.event.body) == (2, "typo")
     current = Message(
         lobby.sphere_id,
-        1,
+        2,
         EventKind.POST,
         original.event.message_id,
         alice.user_id,
@@ -229,17 +258,17 @@ async def test_delete_leaves_a_tombstone_and_erases_edit_bodies(
 ) -> None:
     async with asyncio.timeout(TIMEOUT_S):
         await store.append(lobby.sphere_id, post(alice, "secret"))
-        await store.append(lobby.sphere_id, edit(alice, 1, "still secret"))
+        await store.append(lobby.sphere_id, edit(alice, 2, "still secret"))
         await store.append(lobby.sphere_id, post(alice, "kept"))
-        await store.append(lobby.sphere_id, edit(alice, 3, "kept, edited"))
-        deleted = await store.append(lobby.sphere_id, delete(alice, 1))
-        events = await store.events_after(lobby.sphere_id, 0, 10)
-        posts, _ = await store.history(lobby.sphere_id, before=None, after=None, limit=10)
+        await store.append(lobby.sphere_id, edit(alice, 4, "kept, edited"))
+        deleted = await store.append(lobby.sphere_id, delete(alice, 2))
+        events = await store.events_after(lobby.sphere_id, 1, 10)
+        posts, _ = await store.history(lobby.sphere_id, before=None, after=1, limit=10)
 
-    assert deleted.event.offset == 5
+    assert deleted.event.offset == 6
     assert (deleted.event.kind, deleted.event.target, deleted.event.body) == (
         EventKind.DELETE,
-        1,
+        2,
         None,
     )
     tombstone, erased_edit, kept, kept_edit, delete_event = events
@@ -260,14 +289,14 @@ async def test_edit_or_delete_needs_a_live_post(
         return edit(alice, target, "new") if change == "edit" else delete(alice, target)
 
     async with asyncio.timeout(TIMEOUT_S):
-        await store.append(lobby.sphere_id, post(alice))  # 1
-        await store.append(lobby.sphere_id, edit(alice, 1, "edited"))  # 2: not a post
-        await store.append(lobby.sphere_id, post(alice))  # 3
-        await store.append(lobby.sphere_id, delete(alice, 3))  # 4: 3 is now deleted
-        for target in (2, 3, 4, 99):
+        await store.append(lobby.sphere_id, post(alice))  # 2
+        await store.append(lobby.sphere_id, edit(alice, 2, "edited"))  # 3: not a post
+        await store.append(lobby.sphere_id, post(alice))  # 4
+        await store.append(lobby.sphere_id, delete(alice, 4))  # 5: 4 is now deleted
+        for target in (1, 3, 4, 5, 99):  # 1: the creator's member event
             with pytest.raises(TargetGoneError):
                 await store.append(lobby.sphere_id, draft(target))
-        assert await offsets(store, lobby) == [1, 2, 3, 4]
+        assert await offsets(store, lobby) == [1, 2, 3, 4, 5]
 
 
 async def test_unknown_sphere_is_not_found(store: Store, alice: UserRecord) -> None:
@@ -292,8 +321,8 @@ async def test_a_failing_draft_does_not_fail_its_batch(
         assert isinstance(missing, NotFoundError)
         assert not isinstance(first, BaseException)
         assert not isinstance(second, BaseException)
-        assert (first.event.offset, second.event.offset) == (1, 2)
-        assert await offsets(store, lobby) == [1, 2]
+        assert (first.event.offset, second.event.offset) == (2, 3)
+        assert await offsets(store, lobby) == [1, 2, 3]
 
 
 async def test_edit_of_a_post_appended_just_before(
@@ -302,12 +331,12 @@ async def test_edit_of_a_post_appended_just_before(
     async with asyncio.timeout(TIMEOUT_S):
         created, edited, deleted = await asyncio.gather(
             store.append(lobby.sphere_id, post(alice, "v1")),
-            store.append(lobby.sphere_id, edit(alice, 1, "v2")),
-            store.append(lobby.sphere_id, delete(alice, 1)),
+            store.append(lobby.sphere_id, edit(alice, 2, "v2")),
+            store.append(lobby.sphere_id, delete(alice, 2)),
         )
-        events = await store.events_after(lobby.sphere_id, 0, 10)
+        events = await store.events_after(lobby.sphere_id, 1, 10)
 
-    assert (created.event.offset, edited.event.offset, deleted.event.offset) == (1, 2, 3)
+    assert (created.event.offset, edited.event.offset, deleted.event.offset) == (2, 3, 4)
     assert events[0].deleted
     assert [event.body for event in events] == [None, None, None]
 
@@ -325,11 +354,11 @@ async def test_a_database_failure_rolls_back_the_whole_batch(
         assert all(isinstance(result, StoreError) for result in results)
         # The database answered: a certain rollback, reported as such (not "unknown").
         assert all(result.code is ErrorCode.UNAVAILABLE for result in results)  # type: ignore[union-attr]
-        assert await offsets(store, lobby) == [1]
+        assert await offsets(store, lobby) == [1, 2]
 
         # The writer keeps going, and the retries land right after the last committed event.
         retried = [await store.append(lobby.sphere_id, drafts[n]) for n in (0, 2)]
-        assert [result.event.offset for result in retried] == [2, 3]
+        assert [result.event.offset for result in retried] == [3, 4]
         assert not any(result.duplicate for result in retried)
 
 
@@ -364,31 +393,31 @@ async def test_a_working_store_is_writable(store: Store) -> None:
 # Reading
 
 
-async def test_history_pages_over_posts_only(
+async def test_history_pages_over_posts_and_member_events(
     store: Store, alice: UserRecord, lobby: SphereRecord
 ) -> None:
     async with asyncio.timeout(TIMEOUT_S):
-        post_offsets = []
+        post_offsets = [1]  # the creator's member event, then the posts
         for n in range(12):
             result = await store.append(lobby.sphere_id, post(alice, f"p{n}"))
             post_offsets.append(result.event.offset)
             if n % 3 == 0:
                 await store.append(lobby.sphere_id, edit(alice, result.event.offset, "edited"))
-        await store.append(lobby.sphere_id, delete(alice, post_offsets[5]))
+        await store.append(lobby.sphere_id, delete(alice, post_offsets[6]))
 
         newest, more = await store.history(lobby.sphere_id, before=None, after=None, limit=5)
-        assert [m.offset for m in newest] == post_offsets[7:]
+        assert [m.offset for m in newest] == post_offsets[8:]
         assert more
         middle, more = await store.history(
             lobby.sphere_id, before=newest[0].offset, after=None, limit=5
         )
-        assert [m.offset for m in middle] == post_offsets[2:7]
+        assert [m.offset for m in middle] == post_offsets[3:8]
         assert more
         assert middle[3].deleted
         oldest, more = await store.history(
             lobby.sphere_id, before=middle[0].offset, after=None, limit=5
         )
-        assert [m.offset for m in oldest] == post_offsets[:2]
+        assert [m.offset for m in oldest] == post_offsets[:3]
         assert not more
 
         forward, more = await store.history(lobby.sphere_id, before=None, after=0, limit=7)
@@ -399,34 +428,39 @@ async def test_history_pages_over_posts_only(
         )
         assert [m.offset for m in rest] == post_offsets[7:]
         assert not more
-        assert all(m.kind is EventKind.POST for m in newest + middle + oldest + forward + rest)
-        assert forward[0].body == "edited"
+        pages = newest + middle + oldest + forward + rest
+        assert all(m.kind is EventKind.POST for m in pages if m.offset != 1)
+        assert forward[0].kind is EventKind.MEMBER
+        assert forward[1].body == "edited"
 
 
-async def test_history_of_an_empty_sphere(store: Store, lobby: SphereRecord) -> None:
+async def test_history_of_a_new_sphere_is_its_creation(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
     async with asyncio.timeout(TIMEOUT_S):
+        created = await store.events_after(lobby.sphere_id, 0, 10)
         assert await store.history(lobby.sphere_id, before=None, after=None, limit=10) == (
-            [],
+            created,
             False,
         )
-        assert await store.history(lobby.sphere_id, before=None, after=0, limit=10) == ([], False)
+        assert await store.history(lobby.sphere_id, before=None, after=1, limit=10) == ([], False)
 
 
 async def test_events_after(store: Store, alice: UserRecord, lobby: SphereRecord) -> None:
     async with asyncio.timeout(TIMEOUT_S):
         for n in range(6):
-            await store.append(lobby.sphere_id, post(alice, f"p{n}"))
-        await store.append(lobby.sphere_id, edit(alice, 4, "changed"))
+            await store.append(lobby.sphere_id, post(alice, f"p{n}"))  # 2..7
+        await store.append(lobby.sphere_id, edit(alice, 5, "changed"))
 
-        page = await store.events_after(lobby.sphere_id, 3, 2)
-        assert [(event.offset, event.body) for event in page] == [(4, "changed"), (5, "p4")]
-        tail = await store.events_after(lobby.sphere_id, 5, 100)
+        page = await store.events_after(lobby.sphere_id, 4, 2)
+        assert [(event.offset, event.body) for event in page] == [(5, "changed"), (6, "p4")]
+        tail = await store.events_after(lobby.sphere_id, 6, 100)
         assert [(event.offset, event.kind) for event in tail] == [
-            (6, EventKind.POST),
-            (7, EventKind.EDIT),
+            (7, EventKind.POST),
+            (8, EventKind.EDIT),
         ]
-        assert await store.events_after(lobby.sphere_id, 7, 100) == []
-        assert await store.get_event(lobby.sphere_id, 8) is None
+        assert await store.events_after(lobby.sphere_id, 8, 100) == []
+        assert await store.get_event(lobby.sphere_id, 9) is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,11 +482,11 @@ async def test_data_and_counters_survive_reopening(backend: Backend) -> None:
             assert await store.get_user(alice.user_id) == alice
             reopened = await store.get_sphere(lobby.sphere_id)
             assert reopened is not None
-            assert reopened.position.offset == 3
+            assert reopened.position.offset == 4
             assert reopened.epoch == lobby.epoch
-            assert await store.events_after(lobby.sphere_id, 0, 10) == [r.event for r in written]
+            assert await store.events_after(lobby.sphere_id, 1, 10) == [r.event for r in written]
             retry = await store.append(lobby.sphere_id, post(alice, message_id="m-retry"))
-            assert retry.event.offset == 4
+            assert retry.event.offset == 5
         finally:
             await store.aclose()
 
@@ -467,7 +501,7 @@ async def test_closing_finishes_queued_appends(backend: Backend) -> None:
         ]
         await asyncio.sleep(0)  # let every append reach the queue
         await store.aclose()
-        assert sorted([(await task).event.offset for task in appends]) == list(range(1, 51))
+        assert sorted([(await task).event.offset for task in appends]) == list(range(2, 52))
         with pytest.raises(StoreError):
             await store.append(lobby.sphere_id, post(alice))
         with pytest.raises(StoreError):
@@ -477,7 +511,7 @@ async def test_closing_finishes_queued_appends(backend: Backend) -> None:
 
         store = await backend.open()
         try:
-            assert await offsets(store, lobby) == list(range(1, 51))
+            assert await offsets(store, lobby) == list(range(1, 52))
         finally:
             await store.aclose()
 
@@ -496,8 +530,8 @@ async def test_two_stores_on_one_database_share_the_sequence(
             assert await store.get_user(bob.user_id) == bob
         finally:
             await other.aclose()
-        assert sorted(result.event.offset for result in results) == list(range(1, 101))
-        assert await offsets(store, lobby) == list(range(1, 101))
+        assert sorted(result.event.offset for result in results) == list(range(2, 102))
+        assert await offsets(store, lobby) == list(range(1, 102))
 
 
 async def test_reopening_applies_no_migration_twice(backend: Backend) -> None:
@@ -684,7 +718,7 @@ async def test_tokens_for_humans_in_spheres_can_be_refused(
 ) -> None:
     newcomer = await new_user(store, "newcomer")
     bot = await store.create_user("bot", UserKind.BOT, is_admin=False, now_ms=NOW_MS)
-    await store.set_member(lobby.sphere_id, bot.user_id, Role.MEMBER, now_ms=NOW_MS)
+    await add_member(store, lobby, bot)
     audit = AuditEntry(OPERATOR, "token_issued", None, NOW_MS, token_id="x")
     async with asyncio.timeout(TIMEOUT_S):
         before = await store.list_audit(before=None, limit=100)
@@ -713,49 +747,271 @@ async def test_create_sphere_makes_the_owner(store: Store, alice: UserRecord) ->
         other = await new_sphere(store, alice, "other")
 
         assert sphere.sphere_id.startswith("s_")
-        assert (sphere.name, sphere.privacy, sphere.offset) == ("Lobby", Privacy.OPEN, 0)
+        assert (sphere.name, sphere.privacy, sphere.offset) == ("Lobby", Privacy.OPEN, 1)
         assert sphere.epoch
         assert sphere.sphere_id != other.sphere_id
         assert await store.get_sphere(sphere.sphere_id) == sphere
         assert await store.get_role(sphere.sphere_id, alice.user_id) is Role.OWNER
-        assert await store.count_role(sphere.sphere_id, Role.OWNER) == 1
+        [created] = await store.events_after(sphere.sphere_id, 0, 10)
+        assert (created.offset, created.kind, created.author_id) == (
+            1,
+            EventKind.MEMBER,
+            alice.user_id,
+        )
+        assert (created.member_id, created.member_name, created.role, created.action) == (
+            alice.user_id,
+            "alice",
+            Role.OWNER,
+            MemberAction.JOINED,
+        )
+        assert len(created.message_id) > 64  # never a client's key
         assert await store.get_sphere(SphereId("s_nope")) is None
         with pytest.raises(NotFoundError):
             await store.create_sphere("x", Privacy.OPEN, UserId("u_nobody"), now_ms=NOW_MS)
+        # Nothing of the failed creation is left behind.
+        assert [s.sphere_id for s in await store.discoverable_spheres(10)] == [sphere.sphere_id]
 
 
-async def test_update_sphere(store: Store, lobby: SphereRecord) -> None:
+def allow(sphere: SphereRecord, role: Role | None) -> None:
+    """An update check that allows everything."""
+
+
+async def test_update_sphere(store: Store, alice: UserRecord, lobby: SphereRecord) -> None:
     async with asyncio.timeout(TIMEOUT_S):
-        renamed = await store.update_sphere(lobby.sphere_id, name="Hall", privacy=None)
-        opened = await store.update_sphere(lobby.sphere_id, name=None, privacy=Privacy.PUBLIC)
+        renamed, none = await store.update_sphere(
+            lobby.sphere_id, alice.user_id, allow, name="Hall", privacy=None, now_ms=NOW_MS
+        )
+        opened, event = await store.update_sphere(
+            lobby.sphere_id,
+            alice.user_id,
+            allow,
+            name=None,
+            privacy=Privacy.PUBLIC,
+            now_ms=NOW_MS + 1,
+        )
+        unchanged, also_none = await store.update_sphere(
+            lobby.sphere_id, alice.user_id, allow, name=None, privacy=Privacy.PUBLIC, now_ms=NOW_MS
+        )
 
-        assert renamed is not None
-        assert (renamed.name, renamed.privacy) == ("Hall", Privacy.PRIVATE)
-        assert opened is not None
+        assert none is None and also_none is None  # a rename is no event
+        assert (renamed.name, renamed.privacy, renamed.offset) == ("Hall", Privacy.PRIVATE, 1)
         assert (opened.name, opened.privacy, opened.epoch) == ("Hall", Privacy.PUBLIC, lobby.epoch)
+        assert event is not None
+        assert (event.offset, event.kind, event.privacy, event.author_id, event.ts_ms) == (
+            2,
+            EventKind.SPHERE,
+            Privacy.PUBLIC,
+            alice.user_id,
+            NOW_MS + 1,
+        )
+        assert opened.offset == 2 and unchanged == opened
         assert await store.get_sphere(lobby.sphere_id) == opened
-        assert await store.update_sphere(SphereId("s_nope"), name="x", privacy=None) is None
+        assert await store.events_after(lobby.sphere_id, 1, 10) == [event]
+        with pytest.raises(NotFoundError):
+            await store.update_sphere(
+                SphereId("s_nope"), alice.user_id, allow, name="x", privacy=None, now_ms=NOW_MS
+            )
 
 
-async def test_members(store: Store, alice: UserRecord, lobby: SphereRecord) -> None:
+async def test_update_sphere_is_checked_in_its_transaction(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    seen: list[tuple[SphereRecord, Role | None]] = []
+
+    def refuse(sphere: SphereRecord, role: Role | None) -> None:
+        seen.append((sphere, role))
+        raise CloisonError("no", code=ErrorCode.FORBIDDEN)
+
     async with asyncio.timeout(TIMEOUT_S):
         bob = await new_user(store, "bob")
-        await store.set_member(lobby.sphere_id, bob.user_id, Role.MEMBER, now_ms=NOW_MS)
-        assert await store.get_role(lobby.sphere_id, bob.user_id) is Role.MEMBER
-        await store.set_member(lobby.sphere_id, bob.user_id, Role.ADMIN, now_ms=NOW_MS)
+        with pytest.raises(CloisonError, match="no"):
+            await store.update_sphere(
+                lobby.sphere_id, bob.user_id, refuse, name="x", privacy=Privacy.OPEN, now_ms=1
+            )
+        assert seen == [(lobby, None)]
+        assert await store.get_sphere(lobby.sphere_id) == lobby
+        assert await offsets(store, lobby) == [1]
+
+
+async def test_change_member_writes_the_row_and_the_event_together(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        bob = await new_user(store, "bob")
+        seen: list[MembershipState] = []
+
+        def promote(state: MembershipState) -> MemberChange:
+            seen.append(state)
+            return MemberChange(Role.ADMIN, MemberAction.ROLE_CHANGED)
+
+        added = await store.change_member(
+            lobby.sphere_id,
+            alice.user_id,
+            bob.user_id,
+            setting(Role.MEMBER, MemberAction.ADDED),
+            now_ms=NOW_MS + 1,
+        )
+        promoted = await store.change_member(
+            lobby.sphere_id, alice.user_id, bob.user_id, promote, now_ms=NOW_MS + 2
+        )
         assert await store.get_role(lobby.sphere_id, bob.user_id) is Role.ADMIN
-        assert await store.count_role(lobby.sphere_id, Role.ADMIN) == 1
-        assert await store.count_role(lobby.sphere_id, Role.MEMBER) == 0
+        removed = await store.change_member(
+            lobby.sphere_id,
+            alice.user_id,
+            bob.user_id,
+            setting(None, MemberAction.REMOVED),
+            now_ms=NOW_MS + 3,
+        )
 
-        assert await store.remove_member(lobby.sphere_id, bob.user_id)
-        assert not await store.remove_member(lobby.sphere_id, bob.user_id)
+        assert added is not None and promoted is not None and removed is not None
+        assert seen == [
+            MembershipState(dataclasses.replace(lobby, offset=2), Role.OWNER, Role.MEMBER, owners=1)
+        ]
+        assert [(e.offset, e.role, e.action, e.ts_ms) for e in (added, promoted, removed)] == [
+            (2, Role.MEMBER, MemberAction.ADDED, NOW_MS + 1),
+            (3, Role.ADMIN, MemberAction.ROLE_CHANGED, NOW_MS + 2),
+            (4, None, MemberAction.REMOVED, NOW_MS + 3),
+        ]
+        assert {(e.kind, e.author_id, e.member_id, e.member_name) for e in (added, removed)} == {
+            (EventKind.MEMBER, alice.user_id, bob.user_id, "bob")
+        }
+        assert await store.events_after(lobby.sphere_id, 1, 10) == [added, promoted, removed]
         assert await store.get_role(lobby.sphere_id, bob.user_id) is None
-        assert await store.count_role(lobby.sphere_id, Role.ADMIN) == 0
+        stored = await store.get_sphere(lobby.sphere_id)
+        assert stored is not None and stored.offset == 4
+        history, _ = await store.history(lobby.sphere_id, before=None, after=None, limit=10)
+        assert [m.offset for m in history] == [1, 2, 3, 4]
 
+
+async def test_change_member_refused_or_idle_writes_nothing(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    def refuse(state: MembershipState) -> MemberChange:
+        raise CloisonError("a sphere keeps at least one owner", code=ErrorCode.CONFLICT)
+
+    async with asyncio.timeout(TIMEOUT_S):
+        bob = await new_user(store, "bob")
+        with pytest.raises(CloisonError, match="owner") as refused:
+            await store.change_member(
+                lobby.sphere_id, alice.user_id, alice.user_id, refuse, now_ms=NOW_MS
+            )
+        assert refused.value.code is ErrorCode.CONFLICT
+        idle = await store.change_member(
+            lobby.sphere_id, alice.user_id, bob.user_id, lambda state: None, now_ms=NOW_MS
+        )
+        assert idle is None
+        adding = setting(Role.MEMBER, MemberAction.ADDED)
         with pytest.raises(NotFoundError):
-            await store.set_member(lobby.sphere_id, UserId("u_no"), Role.MEMBER, now_ms=NOW_MS)
+            await store.change_member(
+                lobby.sphere_id, alice.user_id, UserId("u_no"), adding, now_ms=NOW_MS
+            )
         with pytest.raises(NotFoundError):
-            await store.set_member(SphereId("s_no"), bob.user_id, Role.MEMBER, now_ms=NOW_MS)
+            await store.change_member(
+                SphereId("s_no"), alice.user_id, bob.user_id, adding, now_ms=NOW_MS
+            )
+        assert await offsets(store, lobby) == [1]
+        assert await store.get_role(lobby.sphere_id, alice.user_id) is Role.OWNER
+        assert await store.get_role(lobby.sphere_id, bob.user_id) is None
+
+
+async def test_last_owner_rule_holds_under_concurrent_leaves(
+    backend: Backend, store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    """Two owners leave at once, through two stores: exactly one of them may."""
+
+    def leave_unless_last(state: MembershipState) -> MemberChange:
+        if state.target_role is Role.OWNER and state.owners <= 1:
+            raise CloisonError("last owner", code=ErrorCode.CONFLICT)
+        return MemberChange(None, MemberAction.LEFT)
+
+    async with asyncio.timeout(TIMEOUT_S):
+        other = await backend.open()
+        try:
+            for _ in range(5):
+                sphere = await new_sphere(store, alice, "race")
+                bob = await new_user(store, "bob")
+                await add_member(store, sphere, bob, Role.OWNER)
+                results = await asyncio.gather(
+                    *(
+                        s.change_member(
+                            sphere.sphere_id, u.user_id, u.user_id, leave_unless_last, now_ms=1
+                        )
+                        for s, u in ((store, alice), (other, bob))
+                    ),
+                    return_exceptions=True,
+                )
+                left = [r for r in results if isinstance(r, Message)]
+                refused = [r for r in results if isinstance(r, CloisonError)]
+                assert (len(left), len(refused)) == (1, 1), results
+                members = await store.list_members(sphere.sphere_id)
+                assert [m.role for m in members] == [Role.OWNER]
+                assert await offsets(store, sphere) == [1, 2, 3]
+        finally:
+            await other.aclose()
+
+
+async def test_appends_are_authorised_when_they_commit(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        bob = await new_user(store, "bob")
+        with pytest.raises(NotMemberError) as refused:
+            await store.append(lobby.sphere_id, post(bob, "not yet"))
+        assert refused.value.code is ErrorCode.FORBIDDEN
+        await add_member(store, lobby, bob)  # 2
+        kept = await store.append(lobby.sphere_id, post(bob, "kept", message_id="k"))  # 3
+        removal = store.change_member(
+            lobby.sphere_id,
+            alice.user_id,
+            bob.user_id,
+            setting(None, MemberAction.REMOVED),
+            now_ms=NOW_MS,
+        )
+        # Appends queued around the removal: none by bob is sequenced after it.
+        results = await asyncio.gather(
+            *(store.append(lobby.sphere_id, post(bob, f"b{n}")) for n in range(20)),
+            removal,
+            *(store.append(lobby.sphere_id, post(bob, f"c{n}")) for n in range(20)),
+            store.append(lobby.sphere_id, edit(bob, 3, "edited after")),
+            store.append(lobby.sphere_id, post(alice, "alice still posts")),
+            return_exceptions=True,
+        )
+        removed_event = results[20]
+        assert isinstance(removed_event, Message)
+        events = await store.events_after(lobby.sphere_id, 0, 100)
+        by_bob = [e.offset for e in events if e.author_id == bob.user_id]
+        assert by_bob and max(by_bob) < removed_event.offset
+        assert all(isinstance(r, NotMemberError) for r in results[21:42])
+        assert [e.body for e in events if e.author_id == alice.user_id][-1] == "alice still posts"
+        # A retry of a write that committed before the removal still gets its original ack.
+        retry = await store.append(lobby.sphere_id, post(bob, "kept", message_id="k"))
+        assert retry.duplicate and retry.event == kept.event
+
+
+async def test_sphere_members_and_position_in_one_read(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        bob = await new_user(store, "bob")
+        assert await store.sphere_members(lobby.sphere_id) == (lobby, {alice.user_id: Role.OWNER})
+        await add_member(store, lobby, bob, Role.ADMIN)
+        found = await store.sphere_members(lobby.sphere_id)
+        assert found is not None
+        sphere, members = found
+        assert sphere.offset == 2
+        assert members == {alice.user_id: Role.OWNER, bob.user_id: Role.ADMIN}
+        assert await store.sphere_members(SphereId("s_nope")) is None
+
+
+async def test_heads_read_every_position_at_once(store: Store, alice: UserRecord) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        a = await new_sphere(store, alice, "a")
+        b = await new_sphere(store, alice, "b")
+        for _ in range(3):
+            await store.append(a.sphere_id, post(alice))
+        heads = await store.heads([a.sphere_id, b.sphere_id, SphereId("s_nope")])
+        assert heads == {a.sphere_id: StreamPosition(4, a.epoch), b.sphere_id: b.position}
+        assert await store.heads([]) == {}
 
 
 async def test_sphere_access_reads_sphere_and_role_at_once(
@@ -765,8 +1021,9 @@ async def test_sphere_access_reads_sphere_and_role_at_once(
         bob = await new_user(store, "bob")
         assert await store.sphere_access(lobby.sphere_id, alice.user_id) == (lobby, Role.OWNER)
         assert await store.sphere_access(lobby.sphere_id, bob.user_id) == (lobby, None)
-        await store.set_member(lobby.sphere_id, bob.user_id, Role.ADMIN, now_ms=NOW_MS)
-        assert await store.sphere_access(lobby.sphere_id, bob.user_id) == (lobby, Role.ADMIN)
+        await add_member(store, lobby, bob, Role.ADMIN)
+        moved = dataclasses.replace(lobby, offset=2)
+        assert await store.sphere_access(lobby.sphere_id, bob.user_id) == (moved, Role.ADMIN)
         assert await store.sphere_access(SphereId("s_nope"), bob.user_id) == (None, None)
 
 
@@ -776,8 +1033,7 @@ async def test_list_members_by_role_then_name(
     async with asyncio.timeout(TIMEOUT_S):
         roles = {"dora": Role.MEMBER, "bob": Role.ADMIN, "carl": Role.MEMBER, "ann": Role.ADMIN}
         for name, role in roles.items():
-            user = await new_user(store, name)
-            await store.set_member(lobby.sphere_id, user.user_id, role, now_ms=NOW_MS)
+            await add_member(store, lobby, await new_user(store, name), role)
         members = await store.list_members(lobby.sphere_id)
 
     assert [(m.name, m.role) for m in members] == [
@@ -800,7 +1056,7 @@ async def test_members_and_spheres_page_by_their_sort_key(
         for n, name in enumerate(names):
             user = await new_user(store, name)
             role = Role.ADMIN if n % 3 == 0 else Role.MEMBER
-            await store.set_member(lobby.sphere_id, user.user_id, role, now_ms=NOW_MS)
+            await add_member(store, lobby, user, role)
             await new_sphere(store, alice, name)  # same names: the id breaks ties
         everyone = await store.list_members(lobby.sphere_id)
         spheres = await store.user_spheres(alice.user_id)
@@ -829,18 +1085,18 @@ async def test_user_spheres_count_unread_posts(
 ) -> None:
     async with asyncio.timeout(TIMEOUT_S):
         bob = await new_user(store, "bob")
-        await store.set_member(lobby.sphere_id, bob.user_id, Role.MEMBER, now_ms=NOW_MS)
+        await add_member(store, lobby, bob)  # 2
         quiet = await new_sphere(store, bob, "quiet")
         for _ in range(3):
-            await store.append(lobby.sphere_id, post(alice))  # 1, 2, 3
-        await store.append(lobby.sphere_id, post(bob))  # 4
-        await store.append(lobby.sphere_id, edit(alice, 1, "edits are not posts"))  # 5
-        await store.append(lobby.sphere_id, delete(alice, 2))  # 6
+            await store.append(lobby.sphere_id, post(alice))  # 3, 4, 5
+        await store.append(lobby.sphere_id, post(bob))  # 6
+        await store.append(lobby.sphere_id, edit(alice, 3, "edits are not posts"))  # 7
+        await store.append(lobby.sphere_id, delete(alice, 4))  # 8
 
         bobs = await store.user_spheres(bob.user_id)
         assert [(s.sphere_id, s.role, s.read_offset, s.unread, s.offset) for s in bobs] == [
-            (lobby.sphere_id, Role.MEMBER, 0, 2, 6),
-            (quiet.sphere_id, Role.OWNER, 0, 0, 0),
+            (lobby.sphere_id, Role.MEMBER, 0, 2, 8),
+            (quiet.sphere_id, Role.OWNER, 0, 0, 1),
         ]
         assert (bobs[0].name, bobs[0].privacy, bobs[0].epoch) == (
             "lobby",
@@ -850,9 +1106,9 @@ async def test_user_spheres_count_unread_posts(
         [alices] = await store.user_spheres(alice.user_id)
         assert alices.unread == 1
 
-        assert await store.set_read_marker(lobby.sphere_id, bob.user_id, 1) == 1
+        assert await store.set_read_marker(lobby.sphere_id, bob.user_id, 3) == 3
         [lobby_for_bob, _] = await store.user_spheres(bob.user_id)
-        assert (lobby_for_bob.read_offset, lobby_for_bob.unread) == (1, 1)
+        assert (lobby_for_bob.read_offset, lobby_for_bob.unread) == (3, 1)
         assert await store.user_spheres(UserId("u_nobody")) == []
 
 
@@ -865,9 +1121,9 @@ async def test_read_marker_moves_forward_only_and_stops_at_the_end(
 
         assert await store.set_read_marker(lobby.sphere_id, alice.user_id, 3) == 3
         assert await store.set_read_marker(lobby.sphere_id, alice.user_id, 2) == 3
-        assert await store.set_read_marker(lobby.sphere_id, alice.user_id, 1_000) == 5
+        assert await store.set_read_marker(lobby.sphere_id, alice.user_id, 1_000) == 6
         [summary] = await store.user_spheres(alice.user_id)
-        assert (summary.read_offset, summary.unread) == (5, 0)
+        assert (summary.read_offset, summary.unread) == (6, 0)
 
         outsider = await new_user(store, "eve")
         with pytest.raises(NotFoundError):
@@ -891,7 +1147,7 @@ async def test_discoverable_spheres(store: Store, alice: UserRecord) -> None:
     assert (found[0].role, found[0].read_offset, found[0].unread) == (None, None, None)
     assert (found[0].epoch, found[0].offset, found[0].privacy) == (
         created[3].epoch,
-        0,
+        1,
         Privacy.OPEN,
     )
 

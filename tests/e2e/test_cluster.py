@@ -115,9 +115,9 @@ async def test_three_gateways_deliver_one_order(tmp_path: Path) -> None:
             await owner.add(sphere_id, user)
         readers = [await connect(users[i], nodes[i % 3]) for i in range(6)]
         for reader in readers:
-            assert isinstance(
-                await reader.request(Subscribe(sphere_id=sphere_id, ref="s")), Subscribed
-            )
+            sub = await reader.request(Subscribe(sphere_id=sphere_id, ref="s"))
+            assert isinstance(sub, Subscribed)
+        base = sub.position.offset  # the sphere's creation and the 9 additions
         per = 100
 
         async def publish_all(user: User, node: ServerProcess, tag: str) -> list[int]:
@@ -134,9 +134,10 @@ async def test_three_gateways_deliver_one_order(tmp_path: Path) -> None:
             *(publish_all(users[6 + i], nodes[i], f"p{i}") for i in range(3))
         )
         total = 3 * per
-        assert sorted(o for a in acked for o in a) == list(range(1, total + 1))
+        expected = list(range(base + 1, base + total + 1))
+        assert sorted(o for a in acked for o in a) == expected
         for reader in readers:
-            assert await collect(reader, total) == list(range(1, total + 1))
+            assert await collect(reader, total) == expected
 
 
 async def test_killed_gateway_clients_resume_on_another(tmp_path: Path) -> None:
@@ -173,7 +174,8 @@ async def test_killed_gateway_clients_resume_on_another(tmp_path: Path) -> None:
         )
         await writing
         seen += await collect(resumed, total - len(seen))
-        assert seen == list(range(1, total + 1))  # no loss, no duplicate, no reorder
+        base = sub.position.offset  # the sphere's creation and the reader's addition
+        assert seen == list(range(base + 1, base + total + 1))  # no loss, duplicate, reorder
 
 
 async def test_redis_restart_loses_nothing(tmp_path: Path) -> None:
@@ -189,10 +191,10 @@ async def test_redis_restart_loses_nothing(tmp_path: Path) -> None:
                     Publish(sphere_id=sphere_id, message_id=f"m{n}", body="x", ref=str(n))
                 )
                 assert isinstance(ack, Ack), ack
-                assert ack.offset == n + 1
+                assert ack.offset == n + 3  # after the creation and the reader's addition
 
         await publish(0, 50)
-        assert await collect(reader, 50) == list(range(1, 51))
+        assert await collect(reader, 50) == list(range(3, 53))
         await redis.kill()
         await publish(50, 100)  # still acked: the store is the source of truth
         await eventually(lambda: broker_down(nodes[1]))
@@ -207,7 +209,7 @@ async def test_redis_restart_loses_nothing(tmp_path: Path) -> None:
         for node in nodes:
             await eventually(lambda node=node: is_ready(node))  # type: ignore[misc]
         await publish(100, 150)
-        assert await collect(reader, 100) == list(range(51, 151))
+        assert await collect(reader, 100) == list(range(53, 153))
 
 
 async def test_database_outage_fails_writes_retryably_and_loses_nothing(tmp_path: Path) -> None:
@@ -247,7 +249,7 @@ async def test_database_outage_fails_writes_retryably_and_loses_nothing(tmp_path
                     assert again.retryable
                     await asyncio.sleep(0.2)
             acked.append(again.offset)
-            assert acked == list(range(1, 22))
+            assert acked == list(range(3, 24))  # after the creation and the reader's addition
             assert await collect(reader, 21) == acked
 
 
@@ -319,4 +321,5 @@ async def test_gateways_on_a_redis_cluster(tmp_path: Path) -> None:
             while sum(len(v) for v in got.values()) < 60:
                 message = await b.expect(Message)
                 got[message.sphere_id].append(message.offset)
-        assert all(offsets == list(range(1, 11)) for offsets in got.values())
+        # After each sphere's creation and bob's addition.
+        assert all(offsets == list(range(3, 13)) for offsets in got.values())

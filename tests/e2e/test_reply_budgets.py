@@ -56,7 +56,7 @@ async def read_all(client: Client, sphere_id: SphereId) -> tuple[list[str], int]
         largest = max(largest, len(raw))
         page = client.codec.decode_server(raw)
         assert isinstance(page, HistoryPage), page
-        bodies[:0] = [m.body or "" for m in page.messages]
+        bodies[:0] = [m.body or "" for m in page.messages if m.kind == "post"]
         if not page.has_more:
             return bodies, largest
         before = page.messages[0].offset

@@ -96,6 +96,8 @@ async def test_public_sphere_is_readable_but_not_writable_by_non_members(
     await o.request(UpdateSphere(sphere_id=sphere_id, privacy="private", ref="u"))
     cut = await r.expect(Unsubscribed)
     assert cut.reason == "access_revoked"
+    change = await r.expect(Message)  # the change itself came first, in stream order
+    assert (change.kind, change.privacy, change.author_id) == ("sphere", "private", owner.user_id)
     await o.request(Publish(sphere_id=sphere_id, message_id="m3", body="private now", ref="p3"))
     with pytest.raises(TimeoutError):
         await r.expect(Message, timeout_s=0.5)
@@ -113,6 +115,9 @@ async def test_removed_member_stops_receiving_at_once(server: ServerProcess) -> 
     reply = await owner.api("DELETE", f"/spheres/{sphere_id}/members/{member.user_id}")
     assert reply.status_code == 200, reply.text
     assert (await m.expect(Unsubscribed)).reason == "access_revoked"
+    removal = await m.expect(Message)  # the removal itself came first, in stream order
+    assert (removal.kind, removal.member_id, removal.role) == ("member", member.user_id, None)
+    assert removal.action == "removed"
     await o.request(Publish(sphere_id=sphere_id, message_id="after", body="bye", ref="p"))
     with pytest.raises(TimeoutError):
         await m.expect(Message, timeout_s=0.5)
@@ -152,13 +157,18 @@ async def test_http_api_follows_the_same_rules(server: ServerProcess) -> None:
     posted = await bot.api(
         "POST", f"/spheres/{sphere_id}/messages", json={"message_id": "b1", "body": "beep"}
     )
-    assert posted.status_code == 201 and posted.json()["offset"] == 1
+    # Offsets 1 and 2: the owner's creation of the sphere and the bot's addition.
+    assert posted.status_code == 201 and posted.json()["offset"] == 3
     again = await bot.api(
         "POST", f"/spheres/{sphere_id}/messages", json={"message_id": "b1", "body": "beep"}
     )
     assert again.status_code == 200 and again.json()["duplicate"] is True
     page = await owner.api("GET", f"/spheres/{sphere_id}/messages", params={"limit": 10})
-    assert [m["body"] for m in page.json()["messages"]] == ["beep"]
+    assert [(m["kind"], m.get("body")) for m in page.json()["messages"]] == [
+        ("member", None),
+        ("member", None),
+        ("post", "beep"),
+    ]
     bad = await bot.api("POST", f"/spheres/{sphere_id}/messages", json={"body": "no key"})
     assert bad.status_code == 400 and bad.json()["code"] == "bad_frame"
     anonymous = await server.http().__aenter__()

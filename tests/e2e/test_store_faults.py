@@ -130,8 +130,9 @@ async def test_terminated_commit_is_unknown_and_still_delivered(tmp_path: Path) 
         first = await writer.request(
             Publish(sphere_id=sphere_id, message_id="m0", body="x", ref="r1")
         )
-        assert isinstance(first, Ack) and first.offset == 1
-        assert (await reader.expect(Message)).offset == 1
+        # Offsets 1 and 2: the sphere's creation and the reader's addition.
+        assert isinstance(first, Ack) and first.offset == 3
+        assert (await reader.expect(Message)).offset == 3
 
         await hang_commits(db, True)
         await writer.send(Publish(sphere_id=sphere_id, message_id="m1", body="y", ref="m1"))
@@ -141,20 +142,20 @@ async def test_terminated_commit_is_unknown_and_still_delivered(tmp_path: Path) 
         assert "retry with the same message_id" in reply.message
         # It was committed: the subscriber gets it with no further write from anyone.
         delivered = await reader.expect(Message)
-        assert (delivered.offset, delivered.message_id) == (2, "m1")
-        assert await stored_events(db, "m1") == [2]
+        assert (delivered.offset, delivered.message_id) == (4, "m1")
+        assert await stored_events(db, "m1") == [4]
 
         await hang_commits(db, False)
         again = await writer.request(
             Publish(sphere_id=sphere_id, message_id="m1", body="y", ref="r2")
         )
         assert isinstance(again, Ack)
-        assert (again.offset, again.duplicate) == (2, True)
+        assert (again.offset, again.duplicate) == (4, True)
         later = await writer.request(
             Publish(sphere_id=sphere_id, message_id="m2", body="z", ref="r3")
         )
-        assert isinstance(later, Ack) and (later.offset, later.duplicate) == (3, False)
-        assert (await reader.expect(Message)).offset == 3  # the re-sent m1 is not repeated
+        assert isinstance(later, Ack) and (later.offset, later.duplicate) == (5, False)
+        assert (await reader.expect(Message)).offset == 5  # the re-sent m1 is not repeated
     log = "".join(node.log)
     assert "Traceback" not in log
     assert log.count("group commits are failing") == 1
@@ -184,9 +185,10 @@ async def test_timed_out_commit_is_unknown_and_the_sdk_retries_it(tmp_path: Path
             async with asyncio.timeout(COMMIT_TIMEOUT_BOUND_S * 2):
                 ack = await publishing
         # Both commits were in doubt, and both landed once the wait ended.
-        assert (ack.offset, ack.duplicate) == (1, True)
-        assert await stored_events(db, "sdk") == [1]
-        assert await stored_events(db, "slow") == [1]
+        # Offset 1 of each sphere is its creation (and 2 bob's addition to the pair's).
+        assert (ack.offset, ack.duplicate) == (2, True)
+        assert await stored_events(db, "sdk") == [2]
+        assert await stored_events(db, "slow") == [3]
     log = "".join(node.log)
     assert "Traceback" not in log
     assert "outcome unknown" in log
@@ -250,10 +252,11 @@ async def test_terminated_backends_under_load_lose_nothing_and_say_so(tmp_path: 
             await reading
         acked = sorted(offset for offsets in results for offset in offsets)
         total = WRITES_PER_WRITER * len(writers)
-        assert acked == list(range(1, total + 1))  # each stored once, no gap
+        # Each stored once, no gap, after the sphere's creation and the reader's addition.
+        assert acked == list(range(3, total + 3))
         delivered = [(await reader.expect(Message, timeout_s=30)).offset for _ in range(total)]
         assert delivered == acked
-        assert await db.fetchval("SELECT count(*) FROM cloison.events") == total
+        assert await db.fetchval("SELECT count(*) FROM cloison.events WHERE kind = 'post'") == total
     counts = {code: codes.count(code) for code in sorted(set(codes))}
     print(  # noqa: T201 - the figure docs/reliability.md quotes (run with -s)
         f"{terminated} backends terminated under {total} writes: error codes {counts}"

@@ -17,6 +17,7 @@ from protocol import (
     ErrorReply,
     EventKind,
     Frame,
+    MemberAction,
     Privacy,
     Role,
     ServerFrame,
@@ -149,7 +150,18 @@ def test_enum_wire_values() -> None:
     assert [p.value for p in Privacy] == ["private", "open", "public"]
     assert [r.value for r in Role] == ["owner", "admin", "member"]
     assert [k.value for k in UserKind] == ["human", "bot"]
-    assert [k.value for k in EventKind] == ["post", "edit", "delete"]
+    assert [k.value for k in EventKind] == ["post", "edit", "delete", "member", "sphere"]
+    assert [a.value for a in MemberAction] == [
+        "joined",
+        "left",
+        "added",
+        "removed",
+        "role_changed",
+    ]
+    assert [a for a in MemberAction if a.ends_membership] == [
+        MemberAction.LEFT,
+        MemberAction.REMOVED,
+    ]
 
 
 def test_role_rank_orders_roles_by_power() -> None:

@@ -39,6 +39,7 @@ DEFAULTS = {
     "tls_key": "",
     "drain_batch": 500,
     "drain_interval_s": 0.2,
+    "reconcile_interval_s": 2.0,
     "membership_rate_per_s": 5.0,
     "membership_burst": 50,
     "sphere_admin_rate_per_s": 1.0,
@@ -145,6 +146,7 @@ def test_every_field_has_a_variable(name: str) -> None:
         "log_format": "json",
         "tls_cert": "/c.pem",
         "tls_key": "/k.pem",
+        "reconcile_interval_s": "0.5",
         "public_url": "https://chat.example",
         "queue_max_bytes": "262144",
     }.get(name, "7")
@@ -332,6 +334,13 @@ def test_bad_config_files_are_refused(tmp_path: Path, text: str, message: str) -
 def test_tls_options_go_together() -> None:
     with pytest.raises(ValueError, match="tls_cert and tls_key"):
         Config.load(env={"CLOISON_TLS_CERT": "/x.pem"})
+
+
+@pytest.mark.parametrize("interval", ["0", "-1", "5.5"])
+def test_reconcile_interval_is_bounded(interval: str) -> None:
+    with pytest.raises(ValueError, match="reconcile_interval_s"):
+        Config.load(env={"CLOISON_RECONCILE_INTERVAL_S": interval})
+    assert Config.load(env={"CLOISON_RECONCILE_INTERVAL_S": "5"}).reconcile_interval_s == 5.0
 
 
 @pytest.mark.parametrize("url", ["chat.example", "ftp://chat.example", "https://chat.example/app"])

@@ -1,0 +1,97 @@
+"""A sphere as one node follows it: its subscriptions and its members, as of one offset.
+
+``SphereChannel.members`` is the sphere's member map as of ``delivered``: loaded with the
+position in one read when the channel is created, then changed by each ``member`` event as the
+hub delivers it, in stream order. So the map is exactly the store's membership at the offset
+this node has delivered, on every node, whatever reached it live, by gap repair or by catch-up.
+``apply`` is that step, pure: it says which subscriptions a delivered event ends, the hub ends
+them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+
+from protocol import (
+    ConnId,
+    EventKind,
+    Message,
+    Privacy,
+    Role,
+    SphereId,
+    UserId,
+)
+from server.connection import Connection
+
+
+@dataclass(slots=True, eq=False)
+class Subscription:
+    conn: Connection
+    sphere_id: SphereId
+    role: Role | None  # None: a non-member reading a public sphere
+    last_offset: int = 0  # the last offset sent to this subscription
+    live: bool = False
+    active: bool = True
+
+
+@dataclass(slots=True, eq=False)
+class SphereChannel:
+    sphere_id: SphereId
+    epoch: str
+    privacy: Privacy = Privacy.PRIVATE
+    delivered: int = -1  # last offset delivered to live subscriptions; -1 while starting
+    members: dict[UserId, Role] = field(default_factory=dict)  # as of ``delivered``
+    subs: dict[ConnId, Subscription] = field(default_factory=dict)
+    pending: dict[int, Message] = field(default_factory=dict)
+    online: Counter[UserId] = field(default_factory=Counter)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    repairing: bool = False
+    catch_up: bool = False  # read the store until it has nothing newer
+    # A broker reset (or an outbox overflow) may have lost frames: the member map may be behind
+    # the store until a catch-up or a reconciliation has shown otherwise.
+    stale: bool = False
+    # Callers waiting until ``delivered`` reaches an offset (``Hub.reach``).
+    waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+
+    def wake(self) -> None:
+        """Resolve the waiters whose offset has been delivered."""
+        still = []
+        for offset, future in self.waiters:
+            if offset <= self.delivered:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                still.append((offset, future))
+        self.waiters = still
+
+
+def apply(channel: SphereChannel, event: Message) -> list[Subscription]:
+    """Apply a delivered ``member`` or ``sphere`` event to the channel's state.
+
+    Returns:
+        The subscriptions that lost access with it (the hub ends them, after the event itself
+        was delivered to them). Role changes update the subscriptions in place.
+    """
+    if event.kind is EventKind.MEMBER and event.member_id is not None:
+        user_id = event.member_id
+        if event.role is None:
+            channel.members.pop(user_id, None)
+            return [sub for sub in channel.subs.values() if sub.conn.user_id == user_id]
+        channel.members[user_id] = event.role
+        return []
+    if event.kind is EventKind.SPHERE and event.privacy is not None:
+        channel.privacy = event.privacy
+        if event.privacy is not Privacy.PUBLIC:
+            return [sub for sub in channel.subs.values() if sub.role is None]
+    return []
+
+
+def ends(sub: Subscription, event: Message) -> bool:
+    """Does ``event``, replayed to ``sub``, end its access (sent first, then the end)?"""
+    if event.kind is EventKind.MEMBER:
+        return event.member_id == sub.conn.user_id and event.role is None
+    if event.kind is EventKind.SPHERE:
+        return sub.role is None and event.privacy is not Privacy.PUBLIC
+    return False

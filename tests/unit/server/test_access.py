@@ -1,0 +1,89 @@
+"""The membership rules of ``server.access``: pure decisions on the state a transaction read."""
+
+from __future__ import annotations
+
+import pytest
+
+from protocol import CloisonError, ErrorCode, MemberAction, Privacy, Role, SphereId
+from server import access
+from storage import MemberChange, MembershipState, SphereRecord
+
+
+def state(
+    actor: Role | None,
+    target: Role | None,
+    *,
+    owners: int = 1,
+    privacy: Privacy = Privacy.PRIVATE,
+) -> MembershipState:
+    sphere = SphereRecord(SphereId("s_1"), "lobby", privacy, "e1", 1, 0)
+    return MembershipState(sphere, actor, target, owners)
+
+
+def code_of(decide: access.DecideMember, given: MembershipState) -> ErrorCode:
+    with pytest.raises(CloisonError) as refused:
+        decide(given)
+    return refused.value.code
+
+
+def test_join() -> None:
+    joined = MemberChange(Role.MEMBER, MemberAction.JOINED)
+    assert access.decide_join(state(None, None, privacy=Privacy.OPEN)) == joined
+    assert access.decide_join(state(None, None, privacy=Privacy.PUBLIC)) == joined
+    assert access.decide_join(state(Role.MEMBER, Role.MEMBER)) is None  # already in
+    assert code_of(access.decide_join, state(None, None)) is ErrorCode.NOT_FOUND
+
+
+def test_leave_keeps_an_owner() -> None:
+    left = MemberChange(None, MemberAction.LEFT)
+    assert access.decide_leave(state(Role.MEMBER, Role.MEMBER)) == left
+    assert access.decide_leave(state(Role.OWNER, Role.OWNER, owners=2)) == left
+    assert code_of(access.decide_leave, state(Role.OWNER, Role.OWNER)) is ErrorCode.CONFLICT
+    assert code_of(access.decide_leave, state(None, None)) is ErrorCode.NOT_FOUND
+    public = state(None, None, privacy=Privacy.PUBLIC)
+    assert code_of(access.decide_leave, public) is ErrorCode.FORBIDDEN
+
+
+def test_add() -> None:
+    add_member, add_admin = access.deciding_add(Role.MEMBER), access.deciding_add(Role.ADMIN)
+    assert add_member(state(Role.ADMIN, None)) == MemberChange(Role.MEMBER, MemberAction.ADDED)
+    assert add_admin(state(Role.OWNER, None)) == MemberChange(Role.ADMIN, MemberAction.ADDED)
+    assert add_member(state(Role.OWNER, Role.ADMIN)) is None  # a member already: no change
+    assert code_of(add_admin, state(Role.ADMIN, None)) is ErrorCode.FORBIDDEN
+    assert code_of(add_member, state(Role.MEMBER, None)) is ErrorCode.FORBIDDEN
+    assert code_of(add_member, state(None, None)) is ErrorCode.NOT_FOUND
+
+
+def test_remove() -> None:
+    removed = MemberChange(None, MemberAction.REMOVED)
+    assert access.decide_remove(state(Role.ADMIN, Role.MEMBER)) == removed
+    assert access.decide_remove(state(Role.OWNER, Role.OWNER, owners=2)) == removed
+    assert code_of(access.decide_remove, state(Role.ADMIN, Role.ADMIN)) is ErrorCode.FORBIDDEN
+    assert code_of(access.decide_remove, state(Role.OWNER, Role.OWNER)) is ErrorCode.CONFLICT
+    assert code_of(access.decide_remove, state(Role.OWNER, None)) is ErrorCode.NOT_FOUND
+    assert code_of(access.decide_remove, state(Role.MEMBER, Role.MEMBER)) is ErrorCode.FORBIDDEN
+
+
+def test_role_changes_keep_an_owner() -> None:
+    demote, promote = access.deciding_role(Role.MEMBER), access.deciding_role(Role.ADMIN)
+    changed = MemberChange(Role.ADMIN, MemberAction.ROLE_CHANGED)
+    assert promote(state(Role.OWNER, Role.MEMBER)) == changed
+    assert promote(state(Role.OWNER, Role.ADMIN)) is None  # the same role: no event
+    assert code_of(demote, state(Role.OWNER, Role.OWNER)) is ErrorCode.CONFLICT
+    assert demote(state(Role.OWNER, Role.OWNER, owners=2)) is not None
+    assert code_of(promote, state(Role.ADMIN, Role.MEMBER)) is ErrorCode.FORBIDDEN
+    assert code_of(promote, state(Role.OWNER, None)) is ErrorCode.NOT_FOUND
+
+
+def test_update_checks() -> None:
+    sphere = state(None, None).sphere
+    access.check_update(None)(sphere, Role.ADMIN)
+    access.check_update(Privacy.OPEN)(sphere, Role.OWNER)
+    for role, privacy, code in (
+        (Role.ADMIN, Privacy.OPEN, ErrorCode.FORBIDDEN),
+        (Role.MEMBER, None, ErrorCode.FORBIDDEN),
+        (None, None, ErrorCode.NOT_FOUND),
+    ):
+        with pytest.raises(CloisonError) as refused:
+            access.check_update(privacy)(sphere, role)
+        assert refused.value.code is code
