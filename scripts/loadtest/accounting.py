@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import (
-    Iterable,
-)
+from collections.abc import Iterable
 
 _SUB_BITS = 6  # 64 sub-buckets per power of two: at most 1/64 = 1.6 % relative error
 _BUCKETS = (41 << _SUB_BITS) + (1 << _SUB_BITS)  # up to 2**41 ns, about 36 minutes

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
-from collections.abc import (
-    Coroutine,
-)
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from scripts.loadtest.limits import MAX_CONNECTIONS

@@ -7,9 +7,7 @@ import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import (
-    Sequence,
-)
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -7,10 +7,9 @@ import time
 from typing import Any
 
 from scripts.loadtest.accounting import count_ranges
-from scripts.loadtest.limits import LoadError
 from scripts.loadtest.publishers import Publishers
 from scripts.loadtest.report import Report, server_figures
-from scripts.loadtest.scenarios.rig import Rig, _params
+from scripts.loadtest.scenarios.rig import Rig, _params, connect_subscribers
 from scripts.loadtest.subscribers import Storm
 from scripts.loadtest.targets import provision
 
@@ -19,10 +18,7 @@ async def scenario_reconnect(rig: Rig) -> Report:
     args = rig.args
     rig.progress.label = "provisioning"
     cast = await provision(rig.target, args.spheres, args.connections, args.publishers, args.users)
-    rig.progress.label = "connecting"
-    opened = await rig.fleet.open(cast.seats)
-    if opened.failures:
-        raise LoadError(f"{opened.failures} subscribers failed to connect: {opened.first_failure}")
+    opened = await connect_subscribers(rig, cast.seats)
     publishers = Publishers(rig.endpoint, args.encoding)
     rig.progress.publishers = publishers
     try:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
-from collections.abc import (
-    AsyncIterator,
-)
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +15,7 @@ from scripts.loadtest.limits import MAX_USERS, PORTS_PER_SOURCE_IP, LoadError
 from scripts.loadtest.probes import Progress, ServerProbe
 from scripts.loadtest.publishers import Publishers
 from scripts.loadtest.report import Phase
-from scripts.loadtest.subscribers import Opened, SubscriberGroup
+from scripts.loadtest.subscribers import Opened, Seat, SubscriberGroup
 from scripts.loadtest.targets import Target, provision
 from scripts.loadtest.wire import Endpoint
 
@@ -94,6 +92,15 @@ async def run_phase(rig: Rig, publishers: Publishers, rate: float, seconds: floa
     )
 
 
+async def connect_subscribers(rig: Rig, seats: Sequence[Seat]) -> Opened:
+    """Open a subscriber on every seat; raise ``LoadError`` if any of them failed to connect."""
+    rig.progress.label = "connecting"
+    opened = await rig.fleet.open(seats)
+    if opened.failures:
+        raise LoadError(f"{opened.failures} subscribers failed to connect: {opened.first_failure}")
+    return opened
+
+
 @contextlib.asynccontextmanager
 async def fanout_topology(rig: Rig) -> AsyncIterator[tuple[Publishers, Opened]]:
     args = rig.args
@@ -101,10 +108,7 @@ async def fanout_topology(rig: Rig) -> AsyncIterator[tuple[Publishers, Opened]]:
     cast = await provision(
         rig.target, args.spheres, args.spheres * args.members, args.publishers, MAX_USERS
     )
-    rig.progress.label = "connecting"
-    opened = await rig.fleet.open(cast.seats)
-    if opened.failures:
-        raise LoadError(f"{opened.failures} subscribers failed to connect: {opened.first_failure}")
+    opened = await connect_subscribers(rig, cast.seats)
     publishers = Publishers(rig.publish_endpoint, args.encoding)
     rig.progress.publishers = publishers
     try:
