@@ -8,19 +8,10 @@ from dataclasses import dataclass
 
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import (
-    ConnectionClosed,
-    InvalidHandshake,
-    InvalidStatus,
-    InvalidURI,
-)
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
-from clients._reconnect import (
-    MAX_UNLISTED_CLOSES,
-    is_listed,
-    should_reconnect,
-)
+from clients._reconnect import MAX_UNLISTED_CLOSES, is_listed, should_reconnect
 from clients._subscriptions import SubscriptionLayer
 from clients.errors import ClientError, ConnectionTerminatedError, RequestError, _ConnectionLost
 from clients.events import Connected, Disconnected

@@ -12,10 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from clients._reconnect import (
-    Backoff,
-    Cursor,
-)
+from clients._reconnect import Backoff, Cursor
 from clients.errors import (
     ClientClosedError,
     ClientError,

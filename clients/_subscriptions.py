@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from clients._reconnect import (
-    Cursor,
-    Verdict,
-)
+from clients._reconnect import Cursor, Verdict
 from clients._requests import RequestLayer
 from clients.errors import ClientError, RequestError
 from clients.events import PositionLost, SubscriptionFailed

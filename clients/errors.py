@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from protocol import (
-    CloisonError,
-    ErrorCode,
-    ErrorReply,
-)
+from protocol import CloisonError, ErrorCode, ErrorReply
 
 
 class ClientError(Exception):

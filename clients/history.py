@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
 
-from protocol import (
-    Message,
-    SphereId,
-)
+from protocol import Message, SphereId
 
 if TYPE_CHECKING:
     from clients.client import Client

@@ -29,10 +29,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import (
-    Callable,
-    Iterator,
-)
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from scripts.loadtest.limits import (

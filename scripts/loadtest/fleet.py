@@ -9,11 +9,7 @@ import multiprocessing.connection
 import os
 import time
 from collections import Counter
-from collections.abc import (
-    Awaitable,
-    Mapping,
-    Sequence,
-)
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 

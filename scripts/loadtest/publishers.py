@@ -11,11 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol import (
-    MessageId,
-    Publish,
-    SphereId,
-)
+from protocol import MessageId, Publish, SphereId
 from scripts.loadtest.accounting import Histogram, Ranges, to_ranges
 from scripts.loadtest.limits import ACK_TIMEOUT_S, KEEPALIVE_FRACTION, KEEPALIVE_MAX_S, MIN_SLEEP_S
 from scripts.loadtest.wire import Endpoint, Tasks, WireConnection, close_all, keepalive, login

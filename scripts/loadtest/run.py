@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import (
-    Awaitable,
-    Callable,
-)
+from collections.abc import Awaitable, Callable
 
 from scripts.loadtest.probes import Progress, ServerProbe
 from scripts.loadtest.report import Report

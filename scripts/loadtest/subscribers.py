@@ -7,19 +7,11 @@ import contextlib
 import random
 import time
 from collections import Counter
-from collections.abc import (
-    Mapping,
-    Sequence,
-)
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol import (
-    SphereId,
-    StreamPosition,
-    Subscribe,
-    Subscribed,
-)
+from protocol import SphereId, StreamPosition, Subscribe, Subscribed
 from scripts.loadtest.accounting import Histogram, Ranges, _in_ranges
 from scripts.loadtest.limits import (
     CONNECT_ATTEMPTS,

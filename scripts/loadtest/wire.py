@@ -6,12 +6,7 @@ import asyncio
 import dataclasses
 import itertools
 import time
-from collections.abc import (
-    Awaitable,
-    Callable,
-    Iterable,
-    Sequence,
-)
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 

@@ -7,10 +7,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from protocol import (
-    History,
-    SphereId,
-)
+from protocol import History, SphereId
 from scripts.loadtest.accounting import Histogram
 from scripts.loadtest.limits import MAX_SECONDS
 from scripts.loadtest.publishers import Publishers
