@@ -1,6 +1,12 @@
 """Cloison's Python clients; they reach the server over the wire and import only ``protocol``.
 
-- ``client``: ``Client``, the asyncio SDK (requests, events, reconnect and resume);
+- ``client``: ``Client``, the asyncio SDK (requests, events, reconnect and resume), and every
+  name it hands out; built of three layers, one module each, bottom first:
+  ``_requests`` (its state; requests, the write outbox, safe resends), ``_subscriptions``
+  (subscribe and resume by cursor, routing of decoded frames), ``_connection`` (the task that
+  connects, authenticates, reads, keeps alive and reconnects);
+- ``errors``: the errors the SDK raises; ``events``: what ``events()`` yields and the bounded
+  inbox; ``history``: ``HistoryIterator``;
 - ``_reconnect``: the I/O-free part of reconnecting: close-code policy, backoff, cursors;
 - ``bot``: ``Bot``, command/mention/message handlers on top of ``Client``;
 - ``chat``: ``cloison chat``, a line-oriented terminal client;

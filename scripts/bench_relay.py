@@ -8,7 +8,7 @@ handed to ``websockets.broadcast()``. ``ping`` gets ``pong``; anything else is `
 
 It stores, orders across processes and authorizes nothing, and it keeps no history, so a
 ``subscribe`` with ``since`` resumes from now. That is the least work a Python relay can do
-per delivery, which makes it the ceiling ``scripts/bench.py`` measures Cloison against in the
+per delivery, which makes it the ceiling ``scripts/bench/`` measures Cloison against in the
 same run, on the same core, with the same generator.
 
     python -m scripts.bench_relay [--host 127.0.0.1] [--port 0]

@@ -14,16 +14,10 @@ from typing import Any
 
 import pytest
 
-from scripts.loadtest import (
-    Endpoint,
-    Histogram,
-    Seat,
-    Subscriber,
-    SubscriberGroup,
-    count_ranges,
-    parse_args,
-    to_ranges,
-)
+from scripts.loadtest.accounting import Histogram, count_ranges, to_ranges
+from scripts.loadtest.cli import parse_args
+from scripts.loadtest.subscribers import Seat, Subscriber, SubscriberGroup
+from scripts.loadtest.wire import Endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 60
