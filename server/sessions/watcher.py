@@ -63,11 +63,14 @@ class SessionWatcher:
             await asyncio.sleep(self._interval_s)
             try:
                 await self.poll()
-            except StoreError:
+            except StoreError as exc:
                 # Retried at the next poll; sessions stay open meanwhile (reported as a bound).
+                # The class and message say enough; a traceback per outage would only add noise.
                 if loop.time() - logged_at >= ERROR_LOG_INTERVAL_S:
                     logged_at = loop.time()
-                    logger.warning("cannot read session changes; retrying", exc_info=True)
+                    logger.warning(
+                        "cannot read session changes (%s: %s); retrying", type(exc).__name__, exc
+                    )
 
     async def aclose(self) -> None:
         if self._task is not None:
