@@ -34,7 +34,9 @@ from uvicorn._types import ASGIReceiveEvent
 from uvicorn.config import Config as UvicornConfig
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
+from websockets.frames import CloseCode as WsCloseCode, Frame, Opcode
 from websockets.http11 import Request
+from websockets.server import ServerProtocol
 
 from protocol import CloseCode
 from server.wire.admission import Ticket
@@ -54,6 +56,23 @@ PING_BURST = 32
 PING_RATE_PER_S = 4.0
 
 
+class ConformingServerProtocol(ServerProtocol):
+    """websockets' server protocol, except that a close frame inside a fragmented message
+    closes the connection normally.
+
+    RFC 6455 allows control frames between the fragments of a message (section 5.4), and a
+    close frame ends the connection: the endpoint answers it with a close frame, typically
+    echoing its status (section 5.5.1), and discards any data after it (section 1.4). The
+    unfinished message is not delivered. websockets 17 fails the connection with 1002
+    instead ("incomplete fragmented message"; Autobahn case 7.1.5).
+    """
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE and self.current_size is not None:
+            self.current_size = None  # the unfinished message is dropped, never delivered
+        super().recv_frame(frame)
+
+
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     """See the module docstring. ``gatekeeper`` is bound by ``server.wire.protocol_classes``."""
 
@@ -67,6 +86,12 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        stock = self.conn  # built by uvicorn from config; same settings, conforming close
+        self.conn = ConformingServerProtocol(
+            extensions=stock.available_extensions,
+            max_size=(stock.max_message_size, stock.max_fragment_size),
+            logger=stock.logger,
+        )
         self._limits = self.gatekeeper.limits
         handoff = self.gatekeeper.take_handoff()
         self._ticket: Ticket | None = handoff.ticket if handoff else None
@@ -161,7 +186,31 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             if self._lingering or self.transport.is_closing():
                 return
 
+    def send_receive_event_to_app(self) -> None:
+        """uvicorn's, except for a text message that is not UTF-8: uvicorn logs a traceback at
+        ERROR for each one, which a peer can repeat at will; here it is one line at INFO."""
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return  # past our close frame: discarded, reads stay active for the peer's
+        if self.curr_msg_data_type == "text":
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                logger.info("closing a WebSocket that sent a text message that is not UTF-8")
+                self.conn.fail(WsCloseCode.INVALID_DATA, "invalid UTF-8")
+                self.handle_parser_exception()
+                return
+            self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
     def handle_ping(self) -> None:
+        if self._lingering:
+            return  # parsed in the same read as the frame that failed the connection
         now = self.loop.time()
         elapsed = now - self._ping_refilled_at
         self._ping_refilled_at = now
