@@ -32,6 +32,7 @@ from typing import Any, ClassVar, cast
 
 from uvicorn._types import ASGIReceiveEvent
 from uvicorn.config import Config as UvicornConfig
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.frames import CloseCode as WsCloseCode, Frame, Opcode
@@ -224,7 +225,40 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self._ping_tokens -= 1
         super().handle_ping()
 
-    # Failing the connection: write the close frame, then linger
+    # Ending the connection: always with a close frame, then linger
+
+    async def run_asgi(self) -> None:
+        """uvicorn's, except that a WebSocket the application leaves open gets a close frame.
+
+        uvicorn closes the TCP connection without one when the application raises or returns
+        without ``websocket.close``; the peer then sees 1006 and cannot tell a server fault
+        from a network cut. Here it gets 1011 (the server hit an unexpected condition, RFC
+        6455 section 7.4.1) or 1000, with the lingering close of a failed connection.
+        """
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+            self._close_left_open(WsCloseCode.INTERNAL_ERROR)
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+            self._close_left_open(WsCloseCode.NORMAL_CLOSURE)
+        if self.close_timer is None:
+            self.transport.close()
+
+    def _close_left_open(self, code: WsCloseCode) -> None:
+        open_websocket = self.handshake_complete and self.initial_response is None
+        if not open_websocket or self.close_sent or self.transport.is_closing():
+            return
+        self.conn.fail(code)
+        self.handle_parser_exception()
 
     def handle_parser_exception(self) -> None:
         """uvicorn's, except that the socket lingers instead of closing with input unread."""

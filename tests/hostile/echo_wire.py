@@ -7,6 +7,9 @@ an echo application on exactly the transport the gateway runs on: ``server.runne
 size limit, keepalive, TCP_USER_TIMEOUT), with default ``Config`` values. Only the ASGI
 application differs, so what the cases measure is the real transport layer.
 
+Two more paths leave an accepted WebSocket open, raising or returning, to show how the
+transport ends it (tests/hostile/test_transport_app_exit.py).
+
 Run: ``python -m tests.hostile.echo_wire [PORT]`` (0, the default, picks a free port); it logs
 ``listening on HOST:PORT`` and uvicorn's ``Application startup complete``.
 """
@@ -38,8 +41,17 @@ Receive = Any
 Send = Any
 
 
+RAISE_PATH = "/raise"  # accepts, then the application raises
+RETURN_PATH = "/return"  # accepts, then the application returns without closing
+
+
+class ApplicationFault(Exception):
+    """What the application at ``RAISE_PATH`` raises."""
+
+
 async def echo_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-    """Accept every WebSocket and send each message back as it came (text or binary)."""
+    """Accept every WebSocket and send each message back as it came (text or binary); at
+    ``RAISE_PATH`` and ``RETURN_PATH``, leave the accepted WebSocket open instead."""
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -54,6 +66,10 @@ async def echo_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         return
     await receive()  # websocket.connect
     await send({"type": "websocket.accept"})
+    if scope["path"] == RAISE_PATH:
+        raise ApplicationFault("the application failed after accepting")
+    if scope["path"] == RETURN_PATH:
+        return
     while True:
         message = await receive()
         if message["type"] == "websocket.disconnect":
