@@ -20,6 +20,11 @@ shut, input is discarded, and the socket closes on the peer's EOF or after ``LIN
 uvicorn closes at once instead, with the peer's frame still unread, and the kernel's reset
 often destroys the close frame (the client sees 1006 instead of 1009).
 
+A WebSocket the application leaves open, by raising or by returning without closing, gets a
+close frame (1011 or 1000) and the same lingering close; uvicorn closes it without one. A
+close frame between the fragments of a message closes the connection normally
+(``ConformingServerProtocol``), where websockets 17 fails it with 1002.
+
 The socket's admission ticket reaches the application as the ASGI scope extension
 ``cloison.admission``; the gateway marks it authenticated after a valid ``auth`` frame.
 """
