@@ -71,11 +71,11 @@ def answers_with_messages(result: Any) -> bool:
 
 def is_unauthorized_answer(result: Any) -> bool:
     """The gateway's documented answer to a first frame that is not ``auth``: one
-    ``unauthorized`` error frame (or none, if the close came first), then close 4500."""
+    ``unauthorized`` error frame, then close 4500."""
     messages = [event for event in result.received if event[0] == "message"]
-    if result.remote_close_code != 4500 or len(messages) > 1:
+    if result.remote_close_code != 4500 or len(messages) != 1:
         return False
-    return all(orjson.loads(event[1]).get("code") == "unauthorized" for event in messages)
+    return bool(orjson.loads(messages[0][1]).get("code") == "unauthorized")
 
 
 async def run_cases(url: str) -> list[Any]:
