@@ -1,10 +1,10 @@
 """The uvicorn internals that server/wire builds on are the ones it was written against.
 
 ``server.wire`` subclasses uvicorn's httptools and websockets-sansio protocols, copies some of
-their methods with a change (``data_received`` of the first; ``receive``,
+their methods with a change (``data_received`` of the first; ``receive``, ``run_asgi``,
 ``handle_parser_exception`` and ``send_receive_event_to_app`` of the second) and relies on the
 behaviour of others (the order in which ``handle_websocket_upgrade`` builds and starts the
-WebSocket protocol, ``run_asgi`` leaving a socket with a ``close_timer`` open, ``__init__``
+WebSocket protocol, ``send`` leaving a socket with a ``close_timer`` open, ``__init__``
 building ``self.conn``, ...). It also overrides websockets' ``Protocol.recv_frame`` for a
 close frame inside a fragmented message. A new uvicorn or websockets that changes any of them
 fails here, by name: re-read the method, adjust server/wire, then update its digest.
