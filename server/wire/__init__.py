@@ -10,7 +10,9 @@ bounds that uvicorn does not (docs/adr/0005-bounded-protocols-under-uvicorn.md):
   (431) and a handshake deadline; ``linger`` (half-close, then close) for refusals.
 - ``websocket.py``: websockets-sansio protocol that stops reading from a peer whose write
   buffer is full and aborts it after ``send_timeout_s``; fails connections with a lingering
-  close so the close frame (1009) is read; hands the ticket to the app as a scope extension.
+  close so the close frame (1009) is read; ends a WebSocket the app leaves open with a close
+  frame (1011 or 1000); answers a close inside a fragmented message normally (RFC 6455, where
+  websockets 17 sends 1002); hands the ticket to the app as a scope extension.
 
 ``protocol_classes`` binds both protocols to one ``Gatekeeper`` for ``uvicorn.Config``.
 The protocols rely on uvicorn internals (pinned in pyproject.toml); tests/unit/server/

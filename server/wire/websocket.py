@@ -20,6 +20,11 @@ shut, input is discarded, and the socket closes on the peer's EOF or after ``LIN
 uvicorn closes at once instead, with the peer's frame still unread, and the kernel's reset
 often destroys the close frame (the client sees 1006 instead of 1009).
 
+A WebSocket the application leaves open, by raising or by returning without closing, gets a
+close frame (1011 or 1000) and the same lingering close; uvicorn closes it without one. A
+close frame between the fragments of a message closes the connection normally
+(``ConformingServerProtocol``), where websockets 17 fails it with 1002.
+
 The socket's admission ticket reaches the application as the ASGI scope extension
 ``cloison.admission``; the gateway marks it authenticated after a valid ``auth`` frame.
 """
@@ -32,9 +37,12 @@ from typing import Any, ClassVar, cast
 
 from uvicorn._types import ASGIReceiveEvent
 from uvicorn.config import Config as UvicornConfig
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
+from websockets.frames import CloseCode as WsCloseCode, Frame, Opcode
 from websockets.http11 import Request
+from websockets.server import ServerProtocol
 
 from protocol import CloseCode
 from server.wire.admission import Ticket
@@ -54,6 +62,23 @@ PING_BURST = 32
 PING_RATE_PER_S = 4.0
 
 
+class ConformingServerProtocol(ServerProtocol):
+    """websockets' server protocol, except that a close frame inside a fragmented message
+    closes the connection normally.
+
+    RFC 6455 allows control frames between the fragments of a message (section 5.4), and a
+    close frame ends the connection: the endpoint answers it with a close frame, typically
+    echoing its status (section 5.5.1), and discards any data after it (section 1.4). The
+    unfinished message is not delivered. websockets 17 fails the connection with 1002
+    instead ("incomplete fragmented message"; Autobahn case 7.1.5).
+    """
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE and self.current_size is not None:
+            self.current_size = None  # the unfinished message is dropped, never delivered
+        super().recv_frame(frame)
+
+
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     """See the module docstring. ``gatekeeper`` is bound by ``server.wire.protocol_classes``."""
 
@@ -67,6 +92,12 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        stock = self.conn  # built by uvicorn from config; same settings, conforming close
+        self.conn = ConformingServerProtocol(
+            extensions=stock.available_extensions,
+            max_size=(stock.max_message_size, stock.max_fragment_size),
+            logger=stock.logger,
+        )
         self._limits = self.gatekeeper.limits
         handoff = self.gatekeeper.take_handoff()
         self._ticket: Ticket | None = handoff.ticket if handoff else None
@@ -161,7 +192,31 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             if self._lingering or self.transport.is_closing():
                 return
 
+    def send_receive_event_to_app(self) -> None:
+        """uvicorn's, except for a text message that is not UTF-8: uvicorn logs a traceback at
+        ERROR for each one, which a peer can repeat at will; here it is one line at INFO."""
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return  # past our close frame: discarded, reads stay active for the peer's
+        if self.curr_msg_data_type == "text":
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                logger.info("closing a WebSocket that sent a text message that is not UTF-8")
+                self.conn.fail(WsCloseCode.INVALID_DATA, "invalid UTF-8")
+                self.handle_parser_exception()
+                return
+            self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
     def handle_ping(self) -> None:
+        if self._lingering:
+            return  # parsed in the same read as the frame that failed the connection
         now = self.loop.time()
         elapsed = now - self._ping_refilled_at
         self._ping_refilled_at = now
@@ -175,7 +230,40 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self._ping_tokens -= 1
         super().handle_ping()
 
-    # Failing the connection: write the close frame, then linger
+    # Ending the connection: always with a close frame, then linger
+
+    async def run_asgi(self) -> None:
+        """uvicorn's, except that a WebSocket the application leaves open gets a close frame.
+
+        uvicorn closes the TCP connection without one when the application raises or returns
+        without ``websocket.close``; the peer then sees 1006 and cannot tell a server fault
+        from a network cut. Here it gets 1011 (the server hit an unexpected condition, RFC
+        6455 section 7.4.1) or 1000, with the lingering close of a failed connection.
+        """
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+            self._close_left_open(WsCloseCode.INTERNAL_ERROR)
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+            self._close_left_open(WsCloseCode.NORMAL_CLOSURE)
+        if self.close_timer is None:
+            self.transport.close()
+
+    def _close_left_open(self, code: WsCloseCode) -> None:
+        open_websocket = self.handshake_complete and self.initial_response is None
+        if not open_websocket or self.close_sent or self.transport.is_closing():
+            return
+        self.conn.fail(code)
+        self.handle_parser_exception()
 
     def handle_parser_exception(self) -> None:
         """uvicorn's, except that the socket lingers instead of closing with input unread."""
