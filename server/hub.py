@@ -318,15 +318,16 @@ class Hub:
         """Fill a gap (or catch up) from the store, retrying with backoff until it succeeds."""
         retry_s = REPAIR_RETRY_MIN_S
         supplied = 0  # events only the store supplied, for the log line
-        after_reset = channel.stale  # a broker reset may have lost frames: worth an INFO line
+        # A broker reset or outage may have lost frames: that catch-up is worth an INFO line.
+        after_reset = channel.stale
         try:
             if not channel.catch_up:
                 await asyncio.sleep(self._hold.seconds)
             while (channel.pending or channel.catch_up) and (
                 self._channels.get(channel.sphere_id) is channel
             ):
-                after_reset = after_reset or channel.stale
                 resets, healthy = self._resets, self._broker.healthy
+                after_reset = after_reset or channel.stale or not healthy
                 channel.catch_up = False
                 first_missing = channel.delivered + 1
                 if first_missing in channel.pending:
@@ -374,7 +375,7 @@ class Hub:
                     logging.INFO if after_reset else logging.DEBUG,
                     "delivered %d events from the store %s",
                     supplied,
-                    "to catch up after a broker reset" if after_reset else "to fill a gap",
+                    "to catch up after broker trouble" if after_reset else "to fill a gap",
                     extra={"sphere_id": channel.sphere_id},
                 )
 
