@@ -14,7 +14,7 @@ Gap repairs are counted honestly. ``cloison_gap_repairs_total`` counts events th
 supplied; when the live copy of one arrives afterwards (a reorder across nodes, not a loss),
 ``cloison_gap_repairs_unneeded_total`` counts it too, so the difference counts the events the
 broker never delivered. A repair is logged after its delivery, only if the store supplied
-something: at INFO for a catch-up after a broker reset, at DEBUG otherwise.
+something: at INFO for a catch-up after a broker reset or outage, at DEBUG otherwise.
 
 Membership is applied in stream order. A channel holds the sphere's member map as of the
 offset it has delivered (``server.channel``); a ``member`` event changes it as it is delivered,
