@@ -6,6 +6,11 @@ hub delivers it, in stream order. So the map is exactly the store's membership a
 this node has delivered, on every node, whatever reached it live, by gap repair or by catch-up.
 ``apply`` is that step, pure: it says which subscriptions a delivered event ends, the hub ends
 them.
+
+``StoreSupplied`` remembers which offsets the store had to supply (gap repair, catch-up): when
+the live copy of one of them arrives afterwards, the repair was not needed (a reorder across
+nodes, not a loss). It keeps runs of consecutive offsets, a bounded number, so each check is
+O(1).
 """
 
 from __future__ import annotations
@@ -24,6 +29,47 @@ from protocol import (
     UserId,
 )
 from server.connection import Connection
+
+# Why: the live copy of a repaired event arrives within moments; older runs are not waited for.
+STORE_SUPPLIED_RUNS_MAX = 64
+
+
+@dataclass(slots=True)
+class StoreSupplied:
+    """The offsets a channel delivered from the store and not (yet) seen live, as runs."""
+
+    runs: list[list[int]] = field(default_factory=list)  # [first, last], oldest first
+
+    def add(self, offset: int) -> None:
+        """``offset`` was delivered from the store (offsets come in increasing order)."""
+        if self.runs and self.runs[-1][1] == offset - 1:
+            self.runs[-1][1] = offset
+            return
+        self.runs.append([offset, offset])
+        if len(self.runs) > STORE_SUPPLIED_RUNS_MAX:
+            del self.runs[0]
+
+    def claim(self, offset: int) -> bool:
+        """Its live copy arrived: True (once) if the store had supplied ``offset``."""
+        for i in range(len(self.runs) - 1, -1, -1):
+            first, last = self.runs[i]
+            if offset > last:
+                return False  # runs are in increasing order: no older one holds it
+            if offset < first:
+                continue
+            if first == last:
+                del self.runs[i]
+            elif offset == first:
+                self.runs[i][0] = offset + 1
+            elif offset == last:
+                self.runs[i][1] = offset - 1
+            else:
+                self.runs[i][1] = offset - 1
+                self.runs.insert(i + 1, [offset + 1, last])
+                if len(self.runs) > STORE_SUPPLIED_RUNS_MAX:
+                    del self.runs[0]
+            return True
+        return False
 
 
 @dataclass(slots=True, eq=False)
@@ -52,6 +98,7 @@ class SphereChannel:
     # A broker reset (or an outbox overflow) may have lost frames: the member map may be behind
     # the store until a catch-up or a reconciliation has shown otherwise.
     stale: bool = False
+    store_supplied: StoreSupplied = field(default_factory=StoreSupplied)
     # Callers waiting until ``delivered`` reaches an offset (``Hub.reach``).
     waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
 

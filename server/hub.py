@@ -5,9 +5,16 @@ accepted by this node is delivered here first (``publish``), then handed to the 
 this node's tag for the other nodes; frames from other nodes arrive through
 ``on_publication``, and a node skips its own. ``message`` frames carry the sphere's offset:
 the channel delivers them strictly in offset order, drops offsets it has already delivered,
-and holds an early arrival back while it reads the missing range from the store (pub/sub may
-lose or reorder; the store never does). Each frame is encoded once per codec, whatever the
+and holds an early arrival back; if the gap is still open after the hold (``server.gap_hold``:
+adaptive, from the observed broker delay), it reads the missing range from the store (pub/sub
+may lose or reorder; the store never does). Each frame is encoded once per codec, whatever the
 number of recipients.
+
+Gap repairs are counted honestly. ``cloison_gap_repairs_total`` counts events the store
+supplied; when the live copy of one arrives afterwards (a reorder across nodes, not a loss),
+``cloison_gap_repairs_unneeded_total`` counts it too, so the difference counts the events the
+broker never delivered. A repair is logged after its delivery, only if the store supplied
+something: at INFO for a catch-up after a broker reset or outage, at DEBUG otherwise.
 
 Membership is applied in stream order. A channel holds the sphere's member map as of the
 offset it has delivered (``server.channel``); a ``member`` event changes it as it is delivered,
@@ -27,7 +34,8 @@ store after the client's offset, page by page, paced by the connection's queue; 
 are skipped for it meanwhile and picked up by the next page, so it switches to live with no
 gap and no duplicate (each subscription also remembers the last offset it was sent), then
 gets ``replayed``. Typing and presence frames go to live subscriptions of current channels
-only: they are hints, and a channel with a gap may not have applied a removal yet.
+only: they are hints, and a channel with a gap may not have applied a removal yet. Presence
+counting lives in ``server.online``.
 """
 
 from __future__ import annotations
@@ -60,7 +68,9 @@ from server import access
 from server.broker import Broker
 from server.channel import SphereChannel, Subscription, apply, ends
 from server.connection import Connection
+from server.gap_hold import GapHold
 from server.metrics import Metrics
+from server.online import OnlineCounter
 from server.presence import PresenceDirectory
 from server.tasks import TaskSupervisor
 from storage import SphereRecord, Store
@@ -69,12 +79,8 @@ logger = logging.getLogger(__name__)
 
 # Why: pages big enough to amortise a store read, small enough to pace by the client's queue.
 REPLAY_PAGE = 256
-# Why: an out-of-order arrival usually fills within a scheduler tick; past this, read the store.
-GAP_HOLD_S = 0.05
 # Why: bounds memory held for a sphere whose gap cannot be filled yet.
 MAX_PENDING = 10_000
-# Why: a client that reconnects within this does not flap offline and online for others.
-PRESENCE_GRACE_S = 1.0
 # Why: a failed store read is retried soon, then less often, so an outage costs little.
 REPAIR_RETRY_MIN_S = 0.1
 REPAIR_RETRY_MAX_S = 2.0
@@ -101,14 +107,14 @@ class Hub:
         self._reconcile_interval_s = reconcile_interval_s
         self._reconciler: asyncio.Task[None] | None = None
         self._resets = 0  # broker resets so far: a catch-up older than the last one proves nothing
-        self._presence = presence
-        self._departures: dict[tuple[SphereId, UserId], asyncio.TimerHandle] = {}
         # Tags this node's broker envelopes, so it skips its own (delivered locally first).
         self._node = node.encode()
         self._store = store
         self._broker = broker
         self._tasks = tasks
         self._channels: dict[SphereId, SphereChannel] = {}
+        self._online = OnlineCounter(presence, tasks, self._channels, self._relay)
+        self._hold = GapHold()
         self._by_conn: dict[ConnId, dict[SphereId, Subscription]] = {}
         self._envelope_codec = MsgpackCodec(max_frame_bytes=1 << 24)
 
@@ -137,6 +143,7 @@ class Hub:
             logger.exception("dropping a malformed envelope", extra={"sphere_id": sphere_id})
             return
         if isinstance(frame, Message):
+            self._hold.observe(time.time() - frame.ts_ms / 1000)
             self._arrive(channel, frame, frame_bytes)
         elif isinstance(frame, UserTyping):
             self._broadcast(channel, frame, skip_user=frame.user_id, wire=frame_bytes)
@@ -246,6 +253,8 @@ class Hub:
                 self._schedule_repair(channel)
             return
         if offset <= channel.delivered:
+            if channel.store_supplied.claim(offset):
+                self._metrics.gap_repairs_unneeded.inc()  # late, not lost
             return
         self._deliver(channel, event, envelope)
         self._drain_pending(channel)
@@ -294,7 +303,7 @@ class Hub:
             for sub in channel.subs.values():
                 if sub.conn.user_id == event.member_id:
                     if sub.role is None:
-                        self._count_in(channel, event.member_id)
+                        self._online.count_in(channel, event.member_id)
                     sub.role = event.role
 
     def _schedule_repair(self, channel: SphereChannel, *, catch_up: bool = False) -> None:
@@ -308,13 +317,17 @@ class Hub:
     async def _repair(self, channel: SphereChannel) -> None:
         """Fill a gap (or catch up) from the store, retrying with backoff until it succeeds."""
         retry_s = REPAIR_RETRY_MIN_S
+        supplied = 0  # events only the store supplied, for the log line
+        # A broker reset or outage may have lost frames: that catch-up is worth an INFO line.
+        after_reset = channel.stale
         try:
             if not channel.catch_up:
-                await asyncio.sleep(GAP_HOLD_S)
+                await asyncio.sleep(self._hold.seconds)
             while (channel.pending or channel.catch_up) and (
                 self._channels.get(channel.sphere_id) is channel
             ):
                 resets, healthy = self._resets, self._broker.healthy
+                after_reset = after_reset or channel.stale or not healthy
                 channel.catch_up = False
                 first_missing = channel.delivered + 1
                 if first_missing in channel.pending:
@@ -343,18 +356,28 @@ class Hub:
                 if not events:
                     break  # the store has not caught up; the next arrival re-triggers repair
                 channel.catch_up = len(events) == REPLAY_PAGE
-                logger.info(
-                    "repairing a gap of %d events",
-                    len(events),
-                    extra={"sphere_id": channel.sphere_id},
-                )
                 for event in events:
-                    if event.offset == channel.delivered + 1:
-                        self._deliver(channel, event, None)
-                        self._metrics.gap_repairs.inc()
+                    if event.offset != channel.delivered + 1:
+                        continue
+                    live = channel.pending.pop(event.offset, None)
+                    if live is not None:
+                        self._deliver(channel, live, None)  # the broker did bring this one
+                        continue
+                    self._deliver(channel, event, None)
+                    channel.store_supplied.add(event.offset)
+                    self._metrics.gap_repairs.inc()
+                    supplied += 1
                 self._drain_pending(channel)
         finally:
             channel.repairing = False
+            if supplied:
+                logger.log(
+                    logging.INFO if after_reset else logging.DEBUG,
+                    "delivered %d events from the store %s",
+                    supplied,
+                    "to catch up after broker trouble" if after_reset else "to fill a gap",
+                    extra={"sphere_id": channel.sphere_id},
+                )
 
     async def _reconcile(self) -> None:
         """Every interval: read the heads of all channels at once, catch up those behind."""
@@ -441,7 +464,7 @@ class Hub:
         self._add(channel, sub)  # before removing the old one, so the channel never empties
         if previous is not None:
             self._remove(channel, previous)
-        online = await self._presence.online(sphere.sphere_id)
+        online = await self._online.online(sphere.sphere_id)
         if not sub.active:
             return  # replaced or revoked meanwhile
         online.update(channel.online)
@@ -529,43 +552,7 @@ class Hub:
         channel.subs[sub.conn.conn_id] = sub
         self._by_conn.setdefault(sub.conn.conn_id, {})[sub.sphere_id] = sub
         if sub.role is not None:
-            self._count_in(channel, sub.conn.user_id)
-
-    # -- presence ----------------------------------------------------------------------------
-
-    def _count_in(self, channel: SphereChannel, user_id: UserId) -> None:
-        channel.online[user_id] += 1
-        if channel.online[user_id] > 1:
-            return
-        pending = self._departures.pop((channel.sphere_id, user_id), None)
-        if pending is not None:
-            pending.cancel()  # back within the grace period: nobody saw them leave
-            return
-        self._tasks.spawn(self._arrival(channel.sphere_id, user_id), name="presence arrival")
-
-    def _count_out(self, channel: SphereChannel, user_id: UserId) -> None:
-        channel.online[user_id] -= 1
-        if channel.online[user_id] > 0:
-            return
-        del channel.online[user_id]
-        key = (channel.sphere_id, user_id)
-        # Coalesce: a reconnect within the grace period announces nothing.
-        self._departures[key] = asyncio.get_running_loop().call_later(
-            PRESENCE_GRACE_S,
-            lambda: self._tasks.spawn(self._departure(*key), name="presence departure"),
-        )
-
-    async def _arrival(self, sphere_id: SphereId, user_id: UserId) -> None:
-        if await self._presence.arrived(sphere_id, user_id):
-            await self._relay(Presence(sphere_id=sphere_id, user_id=user_id, online=True))
-
-    async def _departure(self, sphere_id: SphereId, user_id: UserId) -> None:
-        self._departures.pop((sphere_id, user_id), None)
-        channel = self._channels.get(sphere_id)
-        if channel is not None and channel.online.get(user_id, 0) > 0:
-            return
-        if await self._presence.left(sphere_id, user_id):
-            await self._relay(Presence(sphere_id=sphere_id, user_id=user_id, online=False))
+            self._online.count_in(channel, sub.conn.user_id)
 
     def _remove(self, channel: SphereChannel, sub: Subscription) -> None:
         sub.active = False
@@ -578,7 +565,7 @@ class Hub:
                 if not subs:
                     del self._by_conn[conn_id]
         if sub.role is not None:
-            self._count_out(channel, sub.conn.user_id)
+            self._online.count_out(channel, sub.conn.user_id)
         if not channel.subs:
             del self._channels[channel.sphere_id]
             self._tasks.spawn(self._release(channel.sphere_id), name="broker unsubscribe")

@@ -42,6 +42,11 @@ class Metrics:
             "Events read from the store to fill a gap or catch up",
             registry=r,
         )
+        self.gap_repairs_unneeded = Counter(
+            "cloison_gap_repairs_unneeded",
+            "Repaired events whose live copy arrived afterwards (late, not lost)",
+            registry=r,
+        )
         self.store_errors = Counter(
             "cloison_store_errors", "Requests that failed because the store failed", registry=r
         )
