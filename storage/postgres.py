@@ -822,7 +822,7 @@ class PostgresStore(SqlAccounts):
         Raises:
             CommitInDoubtError: COMMIT was sent and no answer of the server's came back.
         """
-        async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as db:
+        async with _borrowed(self._pool) as db:
             try:
                 transaction = db.transaction()
                 await transaction.start()
@@ -858,7 +858,7 @@ class PostgresStore(SqlAccounts):
         if self._closed:
             raise StoreError("the store is closed")
         with _backend_errors(action):
-            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as db:
+            async with _borrowed(self._pool) as db:
                 try:
                     yield db
                 except _IN_DOUBT_ERRORS as exc:
@@ -1027,6 +1027,24 @@ def _delete(target: _Target) -> None:
         target.row[_DELETED] = True
     else:
         target.body, target.changed = None, True
+
+
+@asynccontextmanager
+async def _borrowed(pool: Any) -> AsyncIterator[Any]:
+    """A pool connection, released afterwards; a failure of the release itself is not raised.
+
+    The release resets the session (a round trip): a session that dies then has already
+    answered everything asked of it, COMMIT included, so what ran on it stands, and asyncpg
+    closes the connection. Raising then would report a committed write as failed.
+    """
+    db = await pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+    try:
+        yield db
+    finally:
+        try:
+            await pool.release(db)
+        except _BACKEND_ERRORS as exc:
+            logger.info("a connection was lost while it went back to the pool: %r", exc)
 
 
 def _terminate(db: Any) -> None:
