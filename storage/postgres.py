@@ -56,7 +56,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from types import TracebackType
 from typing import Any, Self
 
 import asyncpg
@@ -77,7 +76,6 @@ from storage.rows import (
     POST_COLUMNS,
     Key,
     Outcome,
-    WriterStats,
     check_draft,
     to_message,
 )
@@ -250,17 +248,6 @@ class PostgresStore(SqlStore):
             raise
         return cls(pool)
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
         """Commit the appends already queued, let reads and writes in flight end, close."""
         if self._appends.closing:
@@ -270,10 +257,6 @@ class PostgresStore(SqlStore):
         finally:
             self._closed = True
             await _close_pool(self._pool)
-
-    @property
-    def writer_stats(self) -> WriterStats:
-        return self._appends.stats
 
     # -----------------------------------------------------------------------------------------
     # MessageLog (the reads: storage.sql.log)

@@ -50,7 +50,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
-from types import TracebackType
 from typing import Any, Self
 
 import aiosqlite
@@ -65,7 +64,7 @@ from storage.base import (
 )
 from storage.commit import CommitInDoubtError, in_doubt, rolled_back
 from storage.migrations import load_migrations, pending_migrations
-from storage.rows import EVENT_COLUMNS, Key, Outcome, WriterStats, check_draft, to_message
+from storage.rows import EVENT_COLUMNS, Key, Outcome, check_draft, to_message
 from storage.sql.accounts import SqlRunner
 from storage.sql.dialect import SQLITE
 from storage.sql.log import SqlStore
@@ -203,17 +202,6 @@ class SqliteStore(SqlStore):
             raise
         return cls(writer, readers, groups, path=os.fspath(path))
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
         """Commit the appends already queued, wait for a directory write in flight, close."""
         if self._appends.closing:
@@ -226,10 +214,6 @@ class SqliteStore(SqlStore):
                 await self._groups.aclose()
                 for connection in (self._writer, *self._readers):
                     await connection.close()
-
-    @property
-    def writer_stats(self) -> WriterStats:
-        return self._appends.stats
 
     # -----------------------------------------------------------------------------------------
     # MessageLog (the reads: storage.sql.log)

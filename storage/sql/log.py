@@ -5,17 +5,41 @@ one event, the heads of spheres. Appends are the engines' own (group commit), pl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
 
 from protocol import Message, SphereId, StreamPosition
-from storage.rows import check_limit, to_message
+from storage.rows import WriterStats, check_limit, to_message
 from storage.sql.directory import SqlDirectory
+from storage.sql.queue import AppendQueue
 
 # The highest offset any store can hold (a signed 64-bit column).
 MAX_OFFSET = 2**63 - 1
 
 
 class SqlStore(SqlDirectory):
-    """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL."""
+    """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
+    the lifecycle both engines share (``async with``; ``aclose`` is the engine's)."""
+
+    _appends: AppendQueue  # the engine's queue of appends and its group writer
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def writer_stats(self) -> WriterStats:
+        return self._appends.stats
 
     async def events_after(self, sphere_id: SphereId, after: int, limit: int) -> list[Message]:
         check_limit(limit)
