@@ -1,9 +1,16 @@
 """Persistence: each sphere's event stream and the directory of users, tokens and spheres.
 
-- ``base``: the ``Store`` protocol (``MessageLog`` + ``Directory``), its records and errors;
-- ``sqlite``: ``SqliteStore``, one SQLite file in WAL mode with group-committed appends;
+- ``base``: the ``Store`` protocol (``MessageLog`` + ``Directory``), its records and errors,
+  and the one backpressure bound of every backend (``MAX_QUEUED_APPENDS``);
+- ``sql/``: the query layer both SQL backends share: statements written once and rendered per
+  dialect, the directory and the message log's reads, group-commit planning, the append queue
+  (see ``storage.sql``);
+- ``sqlite``: ``SqliteStore``, one SQLite file in WAL mode: its connections and threads,
+  transactions, list parameters and errors;
 - ``postgres``: ``PostgresStore``, a PostgreSQL database on an asyncpg pool, shared by several
-  processes, with group-committed appends;
+  processes: the pool, transactions, locks, array parameters and errors;
+- ``rows``: rows to records, draft and limit checks, writer counters;
+- ``commit``: what a failed group commit means (rolled back, or outcome unknown);
 - ``migrations``: numbered SQL files per engine and the ``schema_version`` bookkeeping;
 - ``bench``: ``python -m storage.bench``, the durable ingest benchmark of either backend.
 
@@ -15,6 +22,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from storage.base import (
+    MAX_QUEUED_APPENDS,
     OPERATOR,
     TOUCH_INTERVAL_MS,
     AppendResult,
@@ -37,6 +45,7 @@ from storage.base import (
     SphereRecord,
     Store,
     StoreError,
+    StoreOverloadedError,
     TargetGoneError,
     TokenKind,
     TokenPage,
@@ -47,6 +56,7 @@ from storage.base import (
 )
 
 __all__ = [
+    "MAX_QUEUED_APPENDS",
     "OPERATOR",
     "TOUCH_INTERVAL_MS",
     "AppendResult",
@@ -69,6 +79,7 @@ __all__ = [
     "SphereRecord",
     "Store",
     "StoreError",
+    "StoreOverloadedError",
     "TargetGoneError",
     "TokenKind",
     "TokenPage",

@@ -208,6 +208,21 @@ class StoreError(CloisonError):
     code = ErrorCode.UNAVAILABLE
 
 
+# Backpressure, the same in every backend: at most this many appends wait for their group
+# commit. Why 10,000: ten full groups (a group takes at most 1,000), far more than pile up
+# while one group commits, and a bound on the memory a stalled database can make us hold.
+MAX_QUEUED_APPENDS = 10_000
+OVERLOADED_MESSAGE = "the store is overloaded; retry later"
+
+
+class StoreOverloadedError(StoreError):
+    """``MAX_QUEUED_APPENDS`` appends already wait for their commit: this one was refused at
+    once, before it was queued, so nothing was written (code ``unavailable``, retryable)."""
+
+    def __init__(self, message: str = OVERLOADED_MESSAGE) -> None:
+        super().__init__(message)
+
+
 class OutcomeUnknownError(StoreError):
     """A write's commit was sent but its result never came back: it may be stored or not.
 
@@ -256,6 +271,9 @@ class MessageLog(Protocol):
                 duplicate of a stored draft is returned nonetheless).
             TargetGoneError: an edit/delete whose target is not a live post.
             OutcomeUnknownError: the commit's result is unknown (the draft may be stored).
+            StoreOverloadedError: ``MAX_QUEUED_APPENDS`` appends already wait for their
+                commit (backpressure: the append fails at once rather than wait or queue
+                without bound); nothing was written.
             StoreError: the backend failed; nothing was written.
         """
         ...

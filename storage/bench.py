@@ -93,7 +93,8 @@ async def _run(
     stored = 0
     for sphere in spheres:
         record = await store.get_sphere(sphere.sphere_id)
-        stored += record.offset if record else 0
+        # Minus the offset a new sphere starts at (its owner's member event).
+        stored += record.offset - sphere.offset if record else 0
     commits = after.commits - before.commits
     percentiles = statistics.quantiles(latencies_s, n=100) if acked > 1 else [0.0] * 99
     report = "\n".join(

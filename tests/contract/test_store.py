@@ -34,7 +34,9 @@ from protocol import (
     UserKind,
 )
 from storage import (
+    MAX_QUEUED_APPENDS,
     OPERATOR,
+    AppendResult,
     AuditEntry,
     ChangeKind,
     Draft,
@@ -46,6 +48,7 @@ from storage import (
     SphereRecord,
     Store,
     StoreError,
+    StoreOverloadedError,
     TargetGoneError,
     TokenKind,
     TokenRecord,
@@ -1222,3 +1225,37 @@ async def test_sqlite_readiness_needs_the_write_lock(tmp_path: Path) -> None:
             await store.create_user("after", UserKind.HUMAN, is_admin=False, now_ms=NOW_MS)
         finally:
             await store.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# Backpressure: one bound and one answer on every engine
+
+
+async def test_appends_beyond_the_queue_bound_fail_at_once_as_overloaded(
+    store: Store, alice: UserRecord, lobby: SphereRecord
+) -> None:
+    """MAX_QUEUED_APPENDS appends started at once are queued; each one more fails at once
+    with ``unavailable`` (retryable, "overloaded"), nothing written; the queued ones commit,
+    gapless, and a retry of a refused one succeeds."""
+    extra = 25
+    drafts = [post(alice) for _ in range(MAX_QUEUED_APPENDS + extra)]
+    async with asyncio.timeout(TIMEOUT_S * 4):
+        # Every task queues its draft before the writer takes the first group: they all run
+        # to their first await in this loop iteration, before the writer wakes.
+        results = await asyncio.gather(
+            *(store.append(lobby.sphere_id, draft) for draft in drafts), return_exceptions=True
+        )
+        refused = [n for n, r in enumerate(results) if isinstance(r, BaseException)]
+        assert refused == list(range(MAX_QUEUED_APPENDS, MAX_QUEUED_APPENDS + extra))
+        for n in refused:
+            error = results[n]
+            assert isinstance(error, StoreOverloadedError)
+            assert error.code is ErrorCode.UNAVAILABLE and error.code.retryable
+            assert "overloaded" in error.message
+        stored = [
+            r.event.offset for r in results[:MAX_QUEUED_APPENDS] if isinstance(r, AppendResult)
+        ]
+        assert stored == list(range(2, MAX_QUEUED_APPENDS + 2))
+        assert (await store.heads([lobby.sphere_id]))[lobby.sphere_id].offset == stored[-1]
+        retried = await store.append(lobby.sphere_id, drafts[refused[0]])
+        assert (retried.event.offset, retried.duplicate) == (stored[-1] + 1, False)

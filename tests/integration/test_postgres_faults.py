@@ -88,3 +88,56 @@ async def test_a_directory_write_cut_during_its_commit_is_unknown() -> None:
         finally:
             await db.close()
             await store.aclose()
+
+
+class ResetKiller:
+    """A pool ``reset`` hook that, once armed, has the server terminate the backend of the
+    connection being released: the session dies after its COMMIT was answered, while the pool
+    resets it (what a kill -9 of a backend does to a release in flight, at a chosen moment)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.armed = False
+        self.fired = 0
+
+    async def __call__(self, connection: asyncpg.Connection) -> None:
+        if not self.armed:
+            return
+        self.armed = False
+        killer = await asyncpg.connect(self.dsn)
+        try:
+            await killer.execute("SELECT pg_terminate_backend($1)", connection.get_server_pid())
+        finally:
+            await killer.close()
+        self.fired += 1
+        await connection.execute("SELECT 1")  # the terminated session fails here
+
+
+async def test_a_session_lost_after_its_commit_was_answered_is_not_unavailable() -> None:
+    """The release of a connection after a COMMIT the server answered fails: the write is
+    stored, and is answered as stored, not as "certainly not written"."""
+    async with own_postgres() as pg, asyncio.timeout(CLUSTER_TIMEOUT_S):
+        await (await PostgresStore.open(pg.dsn, schema="cloison")).aclose()  # migrates
+        killer = ResetKiller(pg.dsn)
+        pool = await asyncpg.create_pool(
+            pg.dsn, min_size=1, max_size=2, reset=killer, server_settings={"search_path": "cloison"}
+        )
+        store = PostgresStore(pool)
+        try:
+            killer.armed = True
+            user = await store.create_user("alice", UserKind.HUMAN, is_admin=False, now_ms=1)
+            assert killer.fired == 1
+            assert await store.get_user(user.user_id) == user
+            killer.armed = True
+            sphere = await store.create_sphere("s", Privacy.PRIVATE, user.user_id, now_ms=1)
+            assert killer.fired == 2
+            assert (await store.get_sphere(sphere.sphere_id)) is not None
+            draft = Draft(EventKind.POST, MessageId("m1"), user.user_id, 1, "x")
+            killer.armed = True
+            stored = await store.append(sphere.sphere_id, draft)
+            assert killer.fired == 3
+            assert (stored.event.offset, stored.duplicate) == (2, False)
+            again = await store.append(sphere.sphere_id, draft)
+            assert (again.event, again.duplicate) == (stored.event, True)
+        finally:
+            await store.aclose()

@@ -1,8 +1,11 @@
 """Users, tokens, the session change log and the audit log: the SQL both engines share.
 
 ``SqlAccounts`` implements these ``Directory`` methods once, in SQL that SQLite and PostgreSQL
-both accept (``?`` placeholders, which the PostgreSQL engine renumbers to ``$n``); an engine
-supplies two hooks, ``_accounts_read`` and ``_accounts_write``, each yielding a ``SqlRunner``.
+both accept (``?`` placeholders, which the PostgreSQL engine's runner renumbers to ``$n``). It
+also declares the hooks every shared class of ``storage.sql`` runs on, which an engine
+supplies: ``_reading()`` and ``_writing()``, each yielding a ``SqlRunner`` (one read, or one
+transaction), ``_query`` (one read), and the class attributes ``_dialect`` and ``_q`` (the
+shared statements rendered for it, ``storage.sql.queries``).
 
 Every revocation and every disabling writes its ``session_changes`` rows in the transaction
 that makes the change, so a node that reads a change also reads the revoked state, and the admin
@@ -33,6 +36,8 @@ from storage.base import (
     UserRecord,
 )
 from storage.rows import check_limit
+from storage.sql.dialect import Dialect
+from storage.sql.queries import Queries
 
 _USER_COLUMNS = "user_id, name, kind, is_admin, created_ms, disabled_ms"
 _TOKEN_COLUMNS = (
@@ -69,12 +74,18 @@ class SqlAccounts:
 
     # Taken before a session change is inserted; None where the engine has one writer.
     _CHANGES_LOCK: str | None = None
+    _dialect: Dialect
+    _q: Queries
 
-    def _accounts_read(self) -> AbstractAsyncContextManager[SqlRunner]:
+    def _reading(self) -> AbstractAsyncContextManager[SqlRunner]:
         raise NotImplementedError
 
-    def _accounts_write(self) -> AbstractAsyncContextManager[SqlRunner]:
+    def _writing(self) -> AbstractAsyncContextManager[SqlRunner]:
         """A transaction: committed when the block ends, rolled back if it raises."""
+        raise NotImplementedError
+
+    async def _query(self, sql: str, *args: Any) -> Sequence[Any]:
+        """The rows of one read, ``sql`` rendered for the engine already."""
         raise NotImplementedError
 
     # -- users -------------------------------------------------------------------------------
@@ -91,7 +102,7 @@ class SqlAccounts:
         token_audit: AuditEntry | None = None,
     ) -> UserRecord:
         user = UserRecord(UserId("u_" + secrets.token_urlsafe(12)), name, kind, is_admin, now_ms)
-        async with self._accounts_write() as db:
+        async with self._writing() as db:
             await db.fetch(
                 f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL)",
                 user.user_id,
@@ -109,13 +120,13 @@ class SqlAccounts:
         return user
 
     async def get_user(self, user_id: UserId) -> UserRecord | None:
-        async with self._accounts_read() as db:
+        async with self._reading() as db:
             rows = await db.fetch(f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = ?", user_id)
         return _user(rows[0]) if rows else None
 
     async def list_users(self, *, after: UserId | None, limit: int) -> list[UserRecord]:
         check_limit(limit)
-        async with self._accounts_read() as db:
+        async with self._reading() as db:
             rows = await db.fetch(
                 f"SELECT {_USER_COLUMNS} FROM users WHERE user_id > ? ORDER BY user_id LIMIT ?",
                 after or "",
@@ -124,7 +135,7 @@ class SqlAccounts:
         return [_user(row) for row in rows]
 
     async def rename_user(self, user_id: UserId, name: str) -> UserRecord | None:
-        async with self._accounts_write() as db:
+        async with self._writing() as db:
             rows = await db.fetch(
                 f"UPDATE users SET name = ? WHERE user_id = ? RETURNING {_USER_COLUMNS}",
                 name,
@@ -135,7 +146,7 @@ class SqlAccounts:
     async def set_user_disabled(
         self, user_id: UserId, disabled: bool, *, now_ms: int, audit: AuditEntry | None = None
     ) -> UserRecord | None:
-        async with self._accounts_write() as db:
+        async with self._writing() as db:
             # Disabling twice keeps the first time; the change row is written again (harmless).
             rows = await db.fetch(
                 f"""
@@ -162,7 +173,7 @@ class SqlAccounts:
         audit: AuditEntry | None = None,
         refuse_members: bool = False,
     ) -> None:
-        async with self._accounts_write() as db:
+        async with self._writing() as db:
             users = await db.fetch("SELECT kind FROM users WHERE user_id = ?", token.user_id)
             if not users:
                 raise NotFoundError(f"no user {token.user_id}")
@@ -183,14 +194,14 @@ class SqlAccounts:
                 await _audit(db, audit, token.user_id)
 
     async def get_token(self, token_id: str) -> TokenRecord | None:
-        async with self._accounts_read() as db:
+        async with self._reading() as db:
             rows = await db.fetch(
                 f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE token_id = ?", token_id
             )
         return _token(rows[0]) if rows else None
 
     async def touch_token(self, token_id: str, now_ms: int) -> None:
-        async with self._accounts_write() as db:
+        async with self._writing() as db:
             await db.fetch(
                 "UPDATE tokens SET last_used_ms = ? WHERE token_id = ?", now_ms, token_id
             )
@@ -202,7 +213,7 @@ class SqlAccounts:
         args: list[Any] = [user_id, now_ms]
         if before is not None:
             args += [before[0], before[0], before[1]]
-        async with self._accounts_read() as db:
+        async with self._reading() as db:
             sql = _TOKENS_PAGE.format(cursor=_AFTER_CURSOR if before else "")
             rows = await db.fetch(sql, *args, limit + 1)
         tokens = [_token(row[:10]) for row in rows[:limit]]
@@ -219,7 +230,7 @@ class SqlAccounts:
         owner: UserId | None = None,
         audit: AuditEntry | None = None,
     ) -> TokenRecord | None:
-        async with self._accounts_write() as db:
+        async with self._writing() as db:
             if owner is not None:
                 mine = await db.fetch(
                     "SELECT 1 FROM tokens WHERE token_id = ? AND user_id = ?", token_id, owner
@@ -243,7 +254,7 @@ class SqlAccounts:
         keep: str | None = None,
         audit: AuditEntry | None = None,
     ) -> list[str]:
-        async with self._accounts_write() as db:
+        async with self._writing() as db:
             rows = await db.fetch(
                 f"""
                 UPDATE tokens SET revoked = TRUE, revoked_ms = CAST(? AS BIGINT)
@@ -265,13 +276,13 @@ class SqlAccounts:
     # -- the session change log and the audit log --------------------------------------------
 
     async def latest_session_change(self) -> int:
-        async with self._accounts_read() as db:
+        async with self._reading() as db:
             rows = await db.fetch("SELECT coalesce(max(seq), 0) FROM session_changes")
         return int(rows[0][0])
 
     async def session_changes_after(self, seq: int, limit: int) -> list[SessionChange]:
         check_limit(limit)
-        async with self._accounts_read() as db:
+        async with self._reading() as db:
             rows = await db.fetch(
                 "SELECT seq, kind, user_id, token_id, ts_ms FROM session_changes"
                 " WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -285,7 +296,7 @@ class SqlAccounts:
 
     async def list_audit(self, *, before: int | None, limit: int) -> list[AuditEntry]:
         check_limit(limit)
-        async with self._accounts_read() as db:
+        async with self._reading() as db:
             rows = await db.fetch(
                 f"SELECT {_AUDIT_COLUMNS}, seq FROM audit_log WHERE seq < ?"
                 " ORDER BY seq DESC LIMIT ?",

@@ -1,0 +1,17 @@
+"""The query layer both SQL backends share; ``storage.sqlite`` and ``storage.postgres`` keep
+only their dialect: connections, transactions, threads or pool, locks, error translation.
+
+- ``dialect``: ``Dialect``, the fragments in which the engines' SQL differs (``SQLITE``,
+  ``POSTGRES``), and placeholder rendering (``?`` or ``$1``) from one source;
+- ``queries``: every shared statement, written once, rendered per dialect (``queries()``);
+- ``accounts``: ``SqlAccounts``, users, tokens, session changes and the audit log, and the
+  hooks (``_reading``, ``_writing``, ``_query``) every shared class runs on;
+- ``directory``: ``SqlDirectory``, spheres, members and membership changes, read markers,
+  listings and their paging;
+- ``log``: ``SqlStore``, the message log's reads (events after an offset, history pages, one
+  event, heads) on top of the directory: the base class of both engines;
+- ``plan``: group-commit planning, pure Python over the rows a group reads (offsets,
+  idempotency, membership checks, edit and delete targets);
+- ``queue``: ``AppendQueue``, the bounded queue of appends and the group writer task, with the
+  one backpressure rule of both engines.
+"""

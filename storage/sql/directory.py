@@ -1,0 +1,249 @@
+"""Spheres, members, read markers and listings: the ``Directory`` part both engines share.
+
+``SqlDirectory`` implements these methods once over the engine's hooks (see
+``storage.sql.accounts.SqlAccounts``, which it extends with the users and tokens): each change
+is one transaction of ``_writing()``, each read one ``_query``. A change of a sphere's members
+or privacy first reads the sphere's row with the dialect's ``lock_sphere``: on PostgreSQL the
+counter row lock that appends take too, on SQLite nothing more than the write lock its
+transaction holds from its first statement. Either way the rows a change decides on are the
+rows it changes, and no group commit of the sphere runs in between.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+
+from protocol import (
+    MemberAction,
+    MemberInfo,
+    Message,
+    Privacy,
+    Role,
+    SphereId,
+    SphereSummary,
+    UserId,
+    UserKind,
+)
+from storage.base import (
+    CheckUpdate,
+    DecideMember,
+    MemberChange,
+    MemberKey,
+    MembershipState,
+    NotFoundError,
+    SphereKey,
+    SphereRecord,
+)
+from storage.rows import check_limit, event_row, member_event, sphere_event, to_sphere
+from storage.sql.accounts import SqlAccounts
+
+
+def _role(value: str | None) -> Role | None:
+    return Role(value) if value is not None else None
+
+
+class SqlDirectory(SqlAccounts):
+    """``storage.base.Directory`` in shared SQL: an engine supplies the hooks and ``_q``."""
+
+    async def create_sphere(
+        self, name: str, privacy: Privacy, owner_id: UserId, *, now_ms: int
+    ) -> SphereRecord:
+        """Create a sphere owned by ``owner_id``, with the owner's ``member`` event at offset 1.
+
+        Raises:
+            NotFoundError: no such user.
+        """
+        sphere = SphereRecord(
+            sphere_id=SphereId("s_" + secrets.token_urlsafe(12)),
+            name=name,
+            privacy=privacy,
+            epoch=secrets.token_hex(4),
+            offset=0,
+            created_ms=now_ms,
+        )
+        q = self._q
+        async with self._writing() as db:
+            rows = await db.fetch(q.user_name, owner_id)
+            if not rows:
+                raise NotFoundError(f"no user {owner_id}")
+            joined = MemberChange(Role.OWNER, MemberAction.JOINED)
+            event = member_event(sphere, owner_id, owner_id, rows[0][0], joined, now_ms)
+            await db.fetch(
+                q.insert_sphere,
+                sphere.sphere_id,
+                name,
+                privacy.value,
+                sphere.epoch,
+                event.offset,
+                now_ms,
+            )
+            await db.fetch(q.insert_member, sphere.sphere_id, owner_id, Role.OWNER.value, now_ms)
+            await db.fetch(q.insert_event, *event_row(event))
+        return dataclasses.replace(sphere, offset=event.offset)
+
+    async def get_sphere(self, sphere_id: SphereId) -> SphereRecord | None:
+        rows = await self._query(self._q.get_sphere, sphere_id)
+        return to_sphere(rows[0]) if rows else None
+
+    async def update_sphere(
+        self,
+        sphere_id: SphereId,
+        actor_id: UserId,
+        check: CheckUpdate,
+        *,
+        name: str | None,
+        privacy: Privacy | None,
+        now_ms: int,
+    ) -> tuple[SphereRecord, Message | None]:
+        """Rename a sphere or change its privacy (see ``storage.base.Directory``)."""
+        q = self._q
+        async with self._writing() as db:
+            rows = await db.fetch(q.lock_sphere, sphere_id)
+            if not rows:
+                raise NotFoundError(f"no sphere {sphere_id}")
+            sphere = to_sphere(rows[0])
+            roles = await db.fetch(q.get_role, sphere_id, actor_id)
+            check(sphere, Role(roles[0][0]) if roles else None)
+            event = None
+            if privacy is not None and privacy is not sphere.privacy:
+                event = sphere_event(sphere, actor_id, privacy, now_ms)
+                await db.fetch(q.insert_event, *event_row(event))
+            updated = dataclasses.replace(
+                sphere,
+                name=name if name is not None else sphere.name,
+                privacy=privacy if privacy is not None else sphere.privacy,
+                offset=event.offset if event is not None else sphere.offset,
+            )
+            await db.fetch(
+                q.update_sphere, updated.name, updated.privacy.value, updated.offset, sphere_id
+            )
+        return updated, event
+
+    async def sphere_access(
+        self, sphere_id: SphereId, user_id: UserId
+    ) -> tuple[SphereRecord | None, Role | None]:
+        rows = await self._query(self._q.sphere_access, user_id, sphere_id)
+        if not rows:
+            return None, None
+        row = tuple(rows[0])
+        return to_sphere(row[:6]), _role(row[6])
+
+    async def sphere_members(
+        self, sphere_id: SphereId
+    ) -> tuple[SphereRecord, dict[UserId, Role]] | None:
+        rows = await self._query(self._q.sphere_members, sphere_id)
+        if not rows:
+            return None
+        sphere = to_sphere(tuple(rows[0])[:6])
+        return sphere, {UserId(row[6]): Role(row[7]) for row in rows if row[6] is not None}
+
+    async def get_role(self, sphere_id: SphereId, user_id: UserId) -> Role | None:
+        rows = await self._query(self._q.get_role, sphere_id, user_id)
+        return Role(rows[0][0]) if rows else None
+
+    async def change_member(
+        self,
+        sphere_id: SphereId,
+        actor_id: UserId,
+        target_id: UserId,
+        decide: DecideMember,
+        *,
+        now_ms: int,
+    ) -> Message | None:
+        """Change a membership as ``decide`` rules (see ``storage.base.Directory``).
+
+        The sphere's row is read under ``lock_sphere`` first: two changes of one sphere (say,
+        the last two owners leaving at once) run one after the other, each deciding on what
+        the other wrote, and no group commit of the sphere runs in between.
+        """
+        q = self._q
+        async with self._writing() as db:
+            rows = await db.fetch(q.lock_sphere, sphere_id)
+            if not rows:
+                raise NotFoundError(f"no sphere {sphere_id}")
+            sphere = to_sphere(rows[0])
+            state = await db.fetch(
+                q.membership_state, sphere_id, actor_id, sphere_id, target_id, sphere_id, target_id
+            )
+            actor_role, target_role, owners, target_name = state[0]
+            change = decide(MembershipState(sphere, _role(actor_role), _role(target_role), owners))
+            if change is None:
+                return None
+            if target_name is None:  # after decide: only who may change members learns this
+                raise NotFoundError(f"no user {target_id}")
+            if change.role is None:
+                await db.fetch(q.delete_member, sphere_id, target_id)
+            else:
+                await db.fetch(q.upsert_member, sphere_id, target_id, change.role.value, now_ms)
+            event = member_event(sphere, actor_id, target_id, target_name, change, now_ms)
+            await db.fetch(q.insert_event, *event_row(event))
+            await db.fetch(q.update_counter, event.offset, sphere_id)
+        return event
+
+    async def list_members(
+        self, sphere_id: SphereId, *, limit: int | None = None, after: MemberKey | None = None
+    ) -> list[MemberInfo]:
+        """The sphere's members, most powerful role first, then by name and id; paged."""
+        page = self._dialect.no_limit if limit is None else limit
+        if after is None:
+            rows = await self._query(self._q.members, sphere_id, page)
+        else:
+            rank, name, user_id = after
+            rows = await self._query(
+                self._q.members_after, sphere_id, rank, rank, name, name, user_id, page
+            )
+        return [MemberInfo(row[0], row[1], UserKind(row[2]), Role(row[3])) for row in rows]
+
+    async def user_spheres(
+        self, user_id: UserId, *, limit: int | None = None, after: SphereKey | None = None
+    ) -> list[SphereSummary]:
+        """The user's spheres by name and id, with role, read marker and unread post count.
+
+        Unread posts are those after the read marker, not deleted, by someone else.
+        """
+        page = self._dialect.no_limit if limit is None else limit
+        if after is None:
+            rows = await self._query(self._q.user_spheres, user_id, page)
+        else:
+            name, sphere_id = after
+            rows = await self._query(
+                self._q.user_spheres_after, user_id, name, name, sphere_id, page
+            )
+        return [
+            SphereSummary(
+                sphere_id=row[0],
+                name=row[1],
+                privacy=Privacy(row[2]),
+                epoch=row[3],
+                offset=row[4],
+                role=Role(row[6]),
+                read_offset=row[7],
+                unread=row[8],
+            )
+            for row in rows
+        ]
+
+    async def discoverable_spheres(self, limit: int) -> list[SphereSummary]:
+        check_limit(limit)
+        rows = await self._query(self._q.discoverable, limit)
+        return [
+            SphereSummary(row[0], row[1], Privacy(row[2]), epoch=row[3], offset=row[4])
+            for row in rows
+        ]
+
+    async def set_read_marker(self, sphere_id: SphereId, user_id: UserId, offset: int) -> int:
+        """Move the member's read marker to ``offset``, never back nor past the latest event.
+
+        Returns:
+            The marker now stored.
+
+        Raises:
+            NotFoundError: the user is not a member of the sphere (or either is unknown).
+        """
+        async with self._writing() as db:
+            rows = await db.fetch(self._q.set_read_marker, offset, sphere_id, user_id)
+        if not rows:
+            raise NotFoundError(f"{user_id} is not a member of {sphere_id}")
+        marker: int = rows[0][0]
+        return marker

@@ -1,0 +1,158 @@
+"""The statements both engines run, each written once (see ``storage.sql.dialect``).
+
+``queries(dialect)`` renders them all for one engine, once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, fields
+
+from storage.rows import EVENT_COLUMNS, POST_COLUMNS, ROLE_RANK_SQL
+from storage.sql.dialect import Dialect
+
+SPHERE_COLUMNS = "sphere_id, name, privacy, epoch, last_offset, created_ms"
+_S_SPHERE_COLUMNS = ", ".join("s." + c for c in SPHERE_COLUMNS.split(", "))
+
+_SPHERE = f"SELECT {SPHERE_COLUMNS} FROM spheres WHERE sphere_id = ?"
+_USER_SPHERES = f"""
+    SELECT {_S_SPHERE_COLUMNS}, m.role, m.read_offset, (
+        SELECT count(*) FROM events AS e
+        WHERE e.sphere_id = m.sphere_id AND e.kind = 'post' AND e.stream_offset > m.read_offset
+          AND e.deleted = {{false}} AND e.author_id <> m.user_id
+    )
+    FROM members AS m JOIN spheres AS s ON s.sphere_id = m.sphere_id
+    WHERE m.user_id = ? {{after}}
+    ORDER BY s.name{{collate}}, s.sphere_id{{collate}} LIMIT ?
+"""
+_MEMBERS = f"""
+    SELECT m.user_id, u.name, u.kind, m.role
+    FROM members AS m JOIN users AS u ON u.user_id = m.user_id
+    WHERE m.sphere_id = ? {{after}}
+    ORDER BY {ROLE_RANK_SQL} DESC, u.name{{collate}}, m.user_id{{collate}} LIMIT ?
+"""
+# Served by events_history, so a page costs O(limit) however many edits lie between posts.
+_POSTS_PAGE = f"""
+    SELECT {EVENT_COLUMNS} FROM events {{history_index}}
+    WHERE sphere_id = ? AND kind NOT IN ('edit', 'delete')
+      AND stream_offset > ? AND stream_offset <= ?
+    ORDER BY stream_offset {{direction}} LIMIT ?
+"""
+
+_TEMPLATES = {
+    # -- the message log -------------------------------------------------------------------
+    "events_after": f"""
+        SELECT {EVENT_COLUMNS} FROM events
+        WHERE sphere_id = ? AND stream_offset > ? ORDER BY stream_offset LIMIT ?
+    """,
+    "posts_oldest_first": _POSTS_PAGE.replace("{direction}", "ASC"),
+    "posts_newest_first": _POSTS_PAGE.replace("{direction}", "DESC"),
+    "get_event": f"SELECT {EVENT_COLUMNS} FROM events WHERE sphere_id = ? AND stream_offset = ?",
+    "heads": "SELECT sphere_id, last_offset, epoch FROM spheres WHERE sphere_id {in_list}",
+    # -- spheres and members ---------------------------------------------------------------
+    "get_sphere": _SPHERE,
+    # Locks the sphere's counter row as an append does: membership and privacy changes are
+    # sequenced with the sphere's appends, and groups read memberships only after it.
+    "lock_sphere": _SPHERE + " {lock_sphere}",
+    "user_name": "SELECT name FROM users WHERE user_id = ?",
+    "insert_sphere": f"INSERT INTO spheres ({SPHERE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+    "insert_member": (
+        "INSERT INTO members (sphere_id, user_id, role, joined_ms) VALUES (?, ?, ?, ?)"
+    ),
+    "upsert_member": """
+        INSERT INTO members (sphere_id, user_id, role, joined_ms) VALUES (?, ?, ?, ?)
+        ON CONFLICT (sphere_id, user_id) DO UPDATE SET role = excluded.role
+    """,
+    "delete_member": "DELETE FROM members WHERE sphere_id = ? AND user_id = ?",
+    "insert_event": f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+    "update_sphere": (
+        "UPDATE spheres SET name = ?, privacy = ?, last_offset = ? WHERE sphere_id = ?"
+    ),
+    "update_counter": "UPDATE spheres SET last_offset = ? WHERE sphere_id = ?",
+    "sphere_access": f"""
+        SELECT {_S_SPHERE_COLUMNS}, m.role
+        FROM spheres s LEFT JOIN members m ON m.sphere_id = s.sphere_id AND m.user_id = ?
+        WHERE s.sphere_id = ?
+    """,
+    "sphere_members": f"""
+        SELECT {_S_SPHERE_COLUMNS}, m.user_id, m.role
+        FROM spheres AS s LEFT JOIN members AS m ON m.sphere_id = s.sphere_id
+        WHERE s.sphere_id = ?
+    """,
+    "get_role": "SELECT role FROM members WHERE sphere_id = ? AND user_id = ?",
+    # Everything a membership change is decided on, in one statement, under the sphere's lock.
+    # Parameters: sphere, actor, sphere, target, sphere, target.
+    "membership_state": """
+        SELECT (SELECT role FROM members WHERE sphere_id = ? AND user_id = ?),
+               (SELECT role FROM members WHERE sphere_id = ? AND user_id = ?),
+               (SELECT count(*) FROM members WHERE sphere_id = ? AND role = 'owner'),
+               (SELECT name FROM users WHERE user_id = ?)
+    """,
+    # -- listings and read markers ---------------------------------------------------------
+    "user_spheres": _USER_SPHERES.replace("{after}", ""),
+    # Parameters: user, name, name, sphere_id, limit.
+    "user_spheres_after": _USER_SPHERES.replace(
+        "{after}",
+        "AND (s.name{collate} > ? OR (s.name = ? AND s.sphere_id{collate} > ?))",
+    ),
+    "members": _MEMBERS.replace("{after}", ""),
+    # Parameters: sphere, rank, rank, name, name, user_id, limit.
+    "members_after": _MEMBERS.replace(
+        "{after}",
+        f"AND ({ROLE_RANK_SQL} < ? OR ({ROLE_RANK_SQL} = ? AND (u.name{{collate}} > ? "
+        "OR (u.name = ? AND m.user_id{collate} > ?))))",
+    ),
+    # Must repeat the WHERE of the partial index spheres_discoverable for the planner to use it.
+    "discoverable": f"""
+        SELECT {SPHERE_COLUMNS} FROM spheres WHERE privacy IN ('open', 'public')
+        ORDER BY created_ms DESC, {{creation_order}} DESC LIMIT ?
+    """,
+    "set_read_marker": """
+        UPDATE members SET read_offset = {greatest}(read_offset, {least}(CAST(? AS BIGINT), (
+            SELECT last_offset FROM spheres WHERE sphere_id = members.sphere_id
+        )))
+        WHERE sphere_id = ? AND user_id = ?
+        RETURNING read_offset
+    """,
+    # -- group commits (the parts both engines run alike) ----------------------------------
+    "insert_posts": f"INSERT INTO events ({POST_COLUMNS}) VALUES ({', '.join('?' * 10)})",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Queries:
+    """Every shared statement, rendered for one dialect."""
+
+    events_after: str
+    posts_oldest_first: str
+    posts_newest_first: str
+    get_event: str
+    heads: str
+    get_sphere: str
+    lock_sphere: str
+    user_name: str
+    insert_sphere: str
+    insert_member: str
+    upsert_member: str
+    delete_member: str
+    insert_event: str
+    update_sphere: str
+    update_counter: str
+    sphere_access: str
+    sphere_members: str
+    get_role: str
+    membership_state: str
+    user_spheres: str
+    user_spheres_after: str
+    members: str
+    members_after: str
+    discoverable: str
+    set_read_marker: str
+    insert_posts: str
+
+
+@functools.cache
+def queries(dialect: Dialect) -> Queries:
+    """Every shared statement rendered for ``dialect``."""
+    assert {f.name for f in fields(Queries)} == set(_TEMPLATES)
+    return Queries(**{name: dialect.render(sql) for name, sql in _TEMPLATES.items()})
