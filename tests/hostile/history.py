@@ -111,6 +111,9 @@ class History:
         self.readers: dict[str, ReaderLog] = {}
         self.tries: Counter[Outcome] = Counter()  # every attempt, retries included
         self.lies: list[str] = []  # failures that a later duplicate ack contradicted
+        # Ids with an attempt of unknown outcome: that attempt may be what stored them, so a
+        # later definite failure (of a retry that wrote nothing) proves no lie.
+        self._in_doubt: set[str] = set()
 
     def attempt(
         self,
@@ -125,14 +128,22 @@ class History:
 
         A retry's outcome replaces the previous one, except that ``unknown`` never replaces
         ``ok``. An ack marked ``duplicate`` right after a ``failed`` attempt proves the failure
-        was a lie (the server had stored it): that counts as unexpected.
+        was a lie (the server had stored it): that counts as unexpected — unless an earlier
+        attempt of the same id had an unknown outcome, which may be the one that stored it.
         """
         self.tries[outcome] += 1
         previous = self.attempts.get(message_id)
+        if outcome is Outcome.UNKNOWN:
+            self._in_doubt.add(message_id)
         if previous is not None:
             if outcome is Outcome.UNKNOWN and previous.outcome is Outcome.OK:
                 return
-            if outcome is Outcome.OK and duplicate and previous.outcome is Outcome.FAILED:
+            if (
+                outcome is Outcome.OK
+                and duplicate
+                and previous.outcome is Outcome.FAILED
+                and message_id not in self._in_doubt
+            ):
                 self.lies.append(f"{message_id} failed ({previous.detail}), stored @{offset}")
         self.attempts[message_id] = Attempt(message_id, outcome, offset, detail)
 
@@ -166,7 +177,11 @@ class History:
                         "unexpected",
                         f"acked {attempt.message_id}@{attempt.offset}, history has it @{stored}",
                     )
-            elif attempt.outcome is Outcome.FAILED and stored is not None:
+            elif (
+                attempt.outcome is Outcome.FAILED
+                and stored is not None
+                and attempt.message_id not in self._in_doubt
+            ):
                 flag("unexpected", f"failed ({attempt.detail}) {attempt.message_id} is @{stored}")
         for lie in self.lies:
             flag("unexpected", lie)

@@ -88,6 +88,16 @@ def test_a_duplicate_ack_after_an_unknown_is_no_lie() -> None:
     assert history.check([Delivery(1, "m1")]).clean
 
 
+def test_a_failure_after_an_unknown_attempt_is_no_lie() -> None:
+    """The unknown attempt stored it; the retry that failed wrote nothing, truthfully."""
+    history = History("t")
+    history.attempt("m1", Outcome.UNKNOWN, detail="unknown")
+    history.attempt("m1", Outcome.FAILED, detail="unavailable")
+    assert history.check([Delivery(1, "m1")]).clean  # it may have stayed at that
+    history.attempt("m1", Outcome.OK, offset=1, duplicate=True)
+    assert history.check([Delivery(1, "m1")]).clean
+
+
 def test_an_unknown_write_may_be_stored_or_not_but_readers_must_see_it_if_it_is() -> None:
     history, final = written(1)
     history.attempt("m2", Outcome.UNKNOWN, detail="TimeoutError")
