@@ -77,7 +77,8 @@ class ServerProcess:
         out = self.cli("user", "create", "admin", "--admin")
         self.admin_token = re.search(r"token:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
 
-    def start(self) -> None:
+    def command(self) -> list[str]:
+        """The command line that runs this server."""
         args = [
             sys.executable,
             "-m",
@@ -93,9 +94,12 @@ class ServerProcess:
         ]
         if self.store_url:
             args += ["--store-url", self.store_url]
+        return args
+
+    def start(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.proc = subprocess.Popen(
-            args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+            self.command(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
         )
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
@@ -106,7 +110,7 @@ class ServerProcess:
             if "Application startup complete" in line:
                 break
         else:
-            raise RuntimeError("server did not start:\n" + "".join(self.log))
+            raise RuntimeError(f"{self.command()[:4]} did not start:\n" + "".join(self.log))
         self._pumper = threading.Thread(target=self._pump, daemon=True)
         self._pumper.start()
 

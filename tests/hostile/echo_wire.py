@@ -17,11 +17,7 @@ Run: ``python -m tests.hostile.echo_wire [PORT]`` (0, the default, picks a free 
 from __future__ import annotations
 
 import logging
-import os
-import re
-import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -35,7 +31,6 @@ from server.runner import listening_socket, uvicorn_config
 from tests.support import ServerProcess
 
 logger = logging.getLogger("tests.hostile.echo_wire")
-_LISTENING = re.compile(r"listening on ([\d.]+):(\d+)")
 
 Receive = Any
 Send = Any
@@ -91,24 +86,8 @@ async def echo_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
 class EchoWireProcess(ServerProcess):
     """This module in a subprocess; ``ws_url``, ``log`` and ``stop`` as for the real server."""
 
-    def start(self) -> None:
-        args = [sys.executable, "-m", "tests.hostile.echo_wire", str(self.port)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        self.proc = subprocess.Popen(
-            args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
-        )
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log.append(line)
-            found = _LISTENING.search(line)
-            if found:
-                self.port = int(found.group(2))
-            if "Application startup complete" in line:
-                break
-        else:
-            raise RuntimeError("echo server did not start:\n" + "".join(self.log))
-        self._pumper = threading.Thread(target=self._pump, daemon=True)
-        self._pumper.start()
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "tests.hostile.echo_wire", str(self.port)]
 
 
 def main() -> None:
