@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
@@ -20,6 +19,7 @@ from redis.crc import key_slot
 
 from protocol import SphereId
 from server.broker.redis_cluster import RedisClusterBroker, SlotMap, startup_nodes
+from tests.contract.test_broker import Recorder
 from tests.redis_cluster import ClusterNode, LocalRedisCluster, own_redis_cluster
 from tests.services import TIMEOUT_S
 from tests.support import eventually
@@ -28,29 +28,6 @@ from tests.support import eventually
 RECOVERY_TIMEOUT_S = 45.0
 SPHERES = 30  # enough for every shard to own several of them
 FRAMES_PER_SPHERE = 40
-
-
-class RecordingHandler:
-    """Records what the broker hands over; tests await conditions on it."""
-
-    def __init__(self) -> None:
-        self.frames: defaultdict[SphereId, list[bytes]] = defaultdict(list)
-        self.resets = 0
-        self._changed = asyncio.Event()
-
-    def on_publication(self, sphere_id: SphereId, envelope: bytes) -> None:
-        self.frames[sphere_id].append(envelope)
-        self._changed.set()
-
-    def on_broker_reset(self) -> None:
-        self.resets += 1
-        self._changed.set()
-
-    async def until(self, condition: Callable[[], bool], timeout_s: float = TIMEOUT_S) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not condition():
-                self._changed.clear()
-                await self._changed.wait()
 
 
 @pytest.fixture
@@ -64,7 +41,7 @@ def prefix() -> str:
     return f"cloison-test-{secrets.token_hex(4)}:"
 
 
-Node = tuple[RedisClusterBroker, RecordingHandler]
+Node = tuple[RedisClusterBroker, Recorder]
 
 
 @asynccontextmanager
@@ -73,7 +50,7 @@ async def two_nodes(cluster: LocalRedisCluster, prefix: str) -> AsyncIterator[tu
     async with AsyncExitStack() as stack:
         nodes = []
         for _ in range(2):
-            broker, handler = RedisClusterBroker(cluster.url, prefix=prefix), RecordingHandler()
+            broker, handler = RedisClusterBroker(cluster.url, prefix=prefix), Recorder()
             stack.push_async_callback(broker.aclose)
             async with asyncio.timeout(TIMEOUT_S):
                 await broker.start(handler)
