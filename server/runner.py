@@ -52,10 +52,10 @@ def listening_socket(config: Config) -> socket.socket:
     return sock
 
 
-def uvicorn_config(config: Config, app: CloisonApp) -> uvicorn.Config:
+def uvicorn_config(config: Config, app: CloisonApp, gatekeeper: Gatekeeper) -> uvicorn.Config:
     """uvicorn's settings, with its httptools and websockets-sansio protocols replaced by the
-    bounded ones of ``server.wire``."""
-    http, ws = protocol_classes(Gatekeeper.from_config(config))
+    bounded ones of ``server.wire``, sharing ``gatekeeper``."""
+    http, ws = protocol_classes(gatekeeper)
     return uvicorn.Config(
         app,
         ws=ws,
@@ -77,7 +77,7 @@ def uvicorn_config(config: Config, app: CloisonApp) -> uvicorn.Config:
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, with two changes to shutdown.
+    """uvicorn's server, calling ``started`` once it serves, with two changes to shutdown.
 
     Connections are closed in batches after the server stops accepting, so that clients
     reconnect to the other gateways gradually rather than all at once; and a handled
@@ -85,9 +85,20 @@ class Server(uvicorn.Server):
     graceful shutdown, which makes a clean stop look like a kill).
     """
 
-    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        drain: Callable[[], Awaitable[None]],
+        started: Callable[[], None],
+    ) -> None:
         super().__init__(config)
         self._drain = drain
+        self._started = started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._started()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
@@ -116,7 +127,24 @@ def run(config: Config) -> None:
     async def drain() -> None:
         await app.state.runtime.gateway.drain(config.drain_batch, config.drain_interval_s)
 
-    server = Server(uvicorn_config(config, app), drain)
+    gatekeeper = Gatekeeper.from_config(config)
+
+    def started() -> None:
+        """Once the lifespan has built the runtime: gauges of what the gatekeeper counts."""
+        metrics = app.state.runtime.metrics
+        admission = gatekeeper.admission
+        metrics.gauge(
+            "cloison_unauthenticated_sockets",
+            "Sockets not yet past the WebSocket auth frame",
+            lambda: admission.unauthenticated,
+        )
+        metrics.gauge(
+            "cloison_refused_sockets",
+            "Sockets refused over a connection cap since the process started",
+            lambda: admission.refused,
+        )
+
+    server = Server(uvicorn_config(config, app, gatekeeper), drain, started)
     host, port = sock.getsockname()[:2]
     logger.info("listening on %s:%d, store %s", host, port, redacted(config.resolved_store_url))
     server.run(sockets=[sock])

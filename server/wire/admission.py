@@ -91,6 +91,7 @@ class Admission:
         self._pending: Counter[str] = Counter()
         self._lingering: Counter[str] = Counter()
         self.unauthenticated = 0
+        self.refused = 0  # sockets refused since the process started (503 or dropped)
 
     def open_for(self, address: str) -> int:
         return self._open[address]
@@ -104,6 +105,7 @@ class Admission:
             address = address[len(IPV4_MAPPED) :]  # a dual-stack socket's IPv4 peer
         reason = self._over_cap(address)
         if reason:
+            self.refused += 1
             key = address or ""
             if self._lingering[key] >= MAX_LINGERING_REFUSALS_PER_ADDRESS:
                 return Ticket(self, address, Verdict.DROPPED, reason)

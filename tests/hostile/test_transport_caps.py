@@ -50,6 +50,10 @@ async def test_unauthenticated_sockets_are_capped_per_address(tmp_path) -> None:
         await Client.connect(server.ws_url, None, local_addr=(ATTACKER, 0))
         assert await refused_status(server.ws_url, ATTACKER, None) == 503
         probe.assert_healthy()
+        async with server.http() as http:
+            metrics = (await http.get("/metrics")).text
+        assert "cloison_refused_sockets 3.0" in metrics
+        assert "cloison_unauthenticated_sockets" in metrics
 
 
 async def test_open_sockets_are_capped_per_address(tmp_path) -> None:
