@@ -110,6 +110,9 @@ class ServerProcess:
             if "Application startup complete" in line:
                 break
         else:
+            # The process ended without starting: reap it, so nothing of it outlives the test.
+            self.proc.wait()
+            self.proc.stderr.close()
             raise RuntimeError(f"{self.command()[:4]} did not start:\n" + "".join(self.log))
         self._pumper = threading.Thread(target=self._pump, daemon=True)
         self._pumper.start()

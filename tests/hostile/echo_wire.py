@@ -28,6 +28,7 @@ from server import logs
 from server.app import CloisonApp
 from server.config import Config
 from server.runner import listening_socket, uvicorn_config
+from server.wire import Gatekeeper
 from tests.support import ServerProcess
 
 logger = logging.getLogger("tests.hostile.echo_wire")
@@ -94,7 +95,8 @@ def main() -> None:
     config = Config(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0)
     logs.configure(config.log_level, config.log_format)
     sock = listening_socket(config)
-    server = uvicorn.Server(uvicorn_config(config, cast(CloisonApp, echo_app)))
+    gatekeeper = Gatekeeper.from_config(config)
+    server = uvicorn.Server(uvicorn_config(config, cast(CloisonApp, echo_app), gatekeeper))
     host, port = sock.getsockname()[:2]
     logger.info("listening on %s:%d", host, port)
     server.run(sockets=[sock])
