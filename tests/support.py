@@ -7,6 +7,7 @@ server sends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -266,6 +267,22 @@ class Client:
         if self.ws.transport.is_closing():
             return  # already going (a test aborted it, or the server did): nothing to close
         await self.ws.close()
+
+
+@contextlib.contextmanager
+def started(nodes: list[ServerProcess]) -> Iterator[list[ServerProcess]]:
+    """Start gateways that share one store: the first makes the admin, all share its token;
+    those still running are stopped at the end."""
+    try:
+        nodes[0].create_admin()
+        for node in nodes:
+            node.admin_token = nodes[0].admin_token
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            if node.proc is not None and node.proc.poll() is None:
+                node.stop()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 15.0) -> None:

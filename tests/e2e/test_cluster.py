@@ -39,7 +39,7 @@ from tests.services import (
     postgres_schema,
     require_shared_redis,
 )
-from tests.support import Client, ServerProcess, User, eventually, pair
+from tests.support import Client, ServerProcess, User, eventually, pair, started
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
@@ -68,16 +68,8 @@ async def gateways(
             )
             node.data_dir.mkdir()
             nodes.append(node)
-        try:
-            nodes[0].create_admin()
-            for node in nodes:
-                node.admin_token = nodes[0].admin_token
-                node.start()
+        with started(nodes):
             yield nodes
-        finally:
-            for node in nodes:
-                if node.proc is not None and node.proc.poll() is None:
-                    node.stop()
 
 
 async def connect(user: User, node: ServerProcess) -> Client:

@@ -20,7 +20,7 @@ from tests.e2e.conftest import FAST
 from tests.hostile.conftest import report
 from tests.hostile.driver import Reader, WriteLoad, Writer, final_history
 from tests.hostile.history import History, Verdict
-from tests.support import ServerProcess, User, pair
+from tests.support import ServerProcess, User, pair, started
 
 CATCH_UP_TIMEOUT_S = 60.0  # readers repair from the store after a fault; generous when loaded
 
@@ -52,16 +52,8 @@ async def gateways(
         )
         node.data_dir.mkdir(parents=True, exist_ok=True)
         nodes.append(node)
-    try:
-        nodes[0].create_admin()
-        for node in nodes:
-            node.admin_token = nodes[0].admin_token
-            node.start()
+    with started(nodes):
         yield nodes
-    finally:
-        for node in nodes:
-            if node.proc is not None and node.proc.poll() is None:
-                node.stop()
 
 
 def restart(node: ServerProcess) -> None:
