@@ -19,14 +19,9 @@ from typing import Any, Protocol
 import msgpack
 import orjson
 
+from protocol.catalog import CLIENT_FRAMES, SERVER_FRAMES
 from protocol.errors import FrameTooLarge, ProtocolViolation
-from protocol.frames import (
-    CLIENT_FRAMES,
-    MAX_REF_CHARS,
-    PROTOCOL_VERSION,
-    SERVER_FRAMES,
-    Frame,
-)
+from protocol.fields import MAX_REF_CHARS, PROTOCOL_VERSION, Frame
 
 # What one encoded frame is: text for JSON (sent as a text message), bytes for MessagePack.
 Wire = str | bytes

@@ -12,13 +12,32 @@ in the reply (``ack``, ``ok``, ``error``, ...), so a client can pipeline request
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
+from protocol.fields import (
+    MAX_CURSOR_CHARS,
+    MAX_HISTORY_LIMIT,
+    MAX_ID_CHARS,
+    MAX_LIST_LIMIT,
+    MAX_NAME_CHARS,
+    MAX_OFFSET,
+    MAX_REF_CHARS,
+    MAX_TOKEN_CHARS,
+    PROTOCOL_VERSION,
+    Frame,
+    _body,
+    _int,
+    _opt_int,
+    _opt_text,
+    _ref,
+    _text,
+)
+from protocol.message import Message, ReactionCount
 from protocol.types import (
     ConnId,
-    EventKind,
-    MemberAction,
+    HistoryMode,
+    JoinPolicy,
     MessageId,
     Privacy,
     Role,
@@ -28,52 +47,20 @@ from protocol.types import (
     UserKind,
 )
 
-PROTOCOL_VERSION = 1
-
-# Why these bounds: they keep every frame small and every field printable in a log line.
-MAX_REF_CHARS = 64
-MAX_ID_CHARS = 64
-MAX_TOKEN_CHARS = 256
-MAX_NAME_CHARS = 100
-MAX_OFFSET = 2**63 - 1  # fits a signed 64-bit column in every store
-MAX_HISTORY_LIMIT = 200
-# Why: a list reply of this many members or spheres stays far below one frame.
-MAX_LIST_LIMIT = 200
-# Why: a paging cursor is the server's own short token; anything longer is not one.
-MAX_CURSOR_CHARS = 1024
-
-
-def _text(max_chars: int, *, min_chars: int = 1) -> Any:
-    return field(metadata={"min_chars": min_chars, "max_chars": max_chars})
-
-
-def _opt_text(max_chars: int) -> Any:
-    return field(default=None, metadata={"min_chars": 1, "max_chars": max_chars})
-
-
-def _int(lo: int, hi: int) -> Any:
-    return field(metadata={"ge": lo, "le": hi})
-
-
-def _opt_int(lo: int, hi: int) -> Any:
-    return field(default=None, metadata={"ge": lo, "le": hi})
-
-
-def _ref() -> Any:
-    return _opt_text(MAX_REF_CHARS)
-
-
-# The body limit is configurable per server, so the frame only bounds it loosely; the server
-# enforces its own ``max_message_bytes`` and reports ``too_large``.
-def _body() -> Any:
-    return field(metadata={"min_chars": 1, "max_chars": 1 << 20})
-
-
-class Frame:
-    """Base of every frame; ``TYPE`` is the value of the wire ``type`` key."""
-
-    __slots__ = ()
-    TYPE: ClassVar[str]
+__all__ = [
+    "MAX_CURSOR_CHARS",
+    "MAX_HISTORY_LIMIT",
+    "MAX_ID_CHARS",
+    "MAX_LIST_LIMIT",
+    "MAX_NAME_CHARS",
+    "MAX_OFFSET",
+    "MAX_REF_CHARS",
+    "MAX_TOKEN_CHARS",
+    "PROTOCOL_VERSION",
+    "Frame",
+    "Message",
+    "ReactionCount",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,6 +106,7 @@ class Publish(Frame):
     sphere_id: SphereId = _text(MAX_ID_CHARS)
     message_id: MessageId = _text(MAX_ID_CHARS)
     body: str = _body()
+    reply_to: int | None = _opt_int(1, MAX_OFFSET)  # the offset of the post it answers
     ref: str | None = _ref()
 
 
@@ -182,9 +170,15 @@ class ListSpheres(Frame):
 
 @dataclass(frozen=True, slots=True)
 class CreateSphere(Frame):
+    """A new sphere whose creator is its owner. ``listed`` and ``join_policy`` default by type
+    (``docs/governance.md``); ``history`` defaults to ``since_joining``."""
+
     TYPE: ClassVar[str] = "create_sphere"
     name: str = _text(MAX_NAME_CHARS)
     privacy: Privacy = Privacy.PRIVATE
+    listed: bool | None = None
+    join_policy: JoinPolicy | None = None
+    history: HistoryMode | None = None
     ref: str | None = _ref()
 
 
@@ -194,6 +188,9 @@ class UpdateSphere(Frame):
     sphere_id: SphereId = _text(MAX_ID_CHARS)
     name: str | None = _opt_text(MAX_NAME_CHARS)
     privacy: Privacy | None = None
+    listed: bool | None = None
+    join_policy: JoinPolicy | None = None
+    history: HistoryMode | None = None  # free while the creator is alone; then only narrowed
     ref: str | None = _ref()
 
 
@@ -248,28 +245,6 @@ class ListMembers(Frame):
     ref: str | None = _ref()
 
 
-ClientFrame = (
-    Auth
-    | Ping
-    | Subscribe
-    | Unsubscribe
-    | Publish
-    | Edit
-    | Delete
-    | History
-    | Typing
-    | MarkRead
-    | ListSpheres
-    | CreateSphere
-    | UpdateSphere
-    | Join
-    | Leave
-    | AddMember
-    | RemoveMember
-    | SetRole
-    | ListMembers
-)
-
 # ---------------------------------------------------------------------------------------------
 # Value objects nested in server frames
 
@@ -296,6 +271,15 @@ class SphereSummary:
     role: Role | None = None  # the caller's role; None when not a member
     read_offset: int | None = None  # the caller's read marker (members only)
     unread: int | None = None  # posts after the read marker (members only)
+    listed: bool = False
+    join_policy: JoinPolicy = JoinPolicy.INVITATION
+    history: HistoryMode = HistoryMode.SINCE_JOINING
+    charter_version: int = 0  # 0: no charter
+    # The caller's view (members only): the first offset they may read, the charter version
+    # they accepted, and until when they are muted.
+    history_from: int | None = None
+    charter_accepted: int | None = None
+    muted_until_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,37 +327,6 @@ class ErrorReply(Frame):
     retryable: bool
     ref: str | None = None
     retry_after_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Message(Frame):
-    """One event of a sphere's stream, live or replayed.
-
-    For a ``post``, ``body`` and ``edited_ms``/``deleted`` show the post's current state:
-    a deleted post is a tombstone (``deleted`` true, ``body`` null). ``edit`` and ``delete``
-    events name the post they change in ``target``; a deleted post's edits lose their body too.
-
-    A ``member`` event says that ``member_id`` (``member_name`` at that time) now has ``role``
-    (None: no longer a member) because of ``action``; ``author_id`` is who did it. A ``sphere``
-    event says that the sphere's ``privacy`` changed. Neither carries a body.
-    """
-
-    TYPE: ClassVar[str] = "message"
-    sphere_id: SphereId
-    offset: int
-    kind: EventKind
-    message_id: MessageId
-    author_id: UserId
-    ts_ms: int
-    body: str | None = None
-    target: int | None = None
-    edited_ms: int | None = None
-    deleted: bool = False
-    member_id: UserId | None = None
-    member_name: str | None = None
-    role: Role | None = None
-    action: MemberAction | None = None
-    privacy: Privacy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,71 +422,3 @@ class MemberList(Frame):
     members: list[MemberInfo]
     next: str | None = None  # more follow: pass as ``after``; absent on the last page
     ref: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Batch(Frame):
-    """Several server frames coalesced into one WebSocket message; handle them in order."""
-
-    TYPE: ClassVar[str] = "batch"
-    frames: list[ServerFrame]
-
-
-ServerFrame = (
-    Welcome
-    | Pong
-    | Ok
-    | ErrorReply
-    | Message
-    | Ack
-    | Subscribed
-    | Replayed
-    | Unsubscribed
-    | HistoryPage
-    | Presence
-    | UserTyping
-    | SphereInfo
-    | SphereList
-    | MemberList
-    | Batch
-)
-
-CLIENT_FRAMES: tuple[type[Frame], ...] = (
-    Auth,
-    Ping,
-    Subscribe,
-    Unsubscribe,
-    Publish,
-    Edit,
-    Delete,
-    History,
-    Typing,
-    MarkRead,
-    ListSpheres,
-    CreateSphere,
-    UpdateSphere,
-    Join,
-    Leave,
-    AddMember,
-    RemoveMember,
-    SetRole,
-    ListMembers,
-)
-SERVER_FRAMES: tuple[type[Frame], ...] = (
-    Welcome,
-    Pong,
-    Ok,
-    ErrorReply,
-    Message,
-    Ack,
-    Subscribed,
-    Replayed,
-    Unsubscribed,
-    HistoryPage,
-    Presence,
-    UserTyping,
-    SphereInfo,
-    SphereList,
-    MemberList,
-    Batch,
-)

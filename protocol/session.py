@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from enum import Enum
 
+from protocol.catalog import CLIENT_FRAMES
 from protocol.errors import ErrorCode, ProtocolViolation
-from protocol.frames import CLIENT_FRAMES, Auth, Frame
+from protocol.fields import Frame
+from protocol.frames import Auth
 
 
 class SessionState(Enum):

@@ -28,26 +28,44 @@ class StreamPosition:
 
 
 class Privacy(StrEnum):
-    """Who may see a sphere, from most to least sealed."""
+    """A sphere's type: who may see, enter, read and post in it (``docs/governance.md``)."""
 
-    PRIVATE = "private"  # members only; non-members cannot learn it exists
-    OPEN = "open"  # listed to every user; anyone may join; only members read
-    PUBLIC = "public"  # listed; every authenticated user may read; members write
+    PRIVATE = "private"  # sealed: entered by invitation only; non-members cannot learn it exists
+    OPEN = "open"  # any user may enter (at once, or on approval); only members read
+    PUBLIC = "public"  # every user may read; posting needs membership
+    RESTRICTED = "restricted"  # announcements: staff post; members read, react and reply
+
+
+class HistoryMode(StrEnum):
+    """What a newcomer may read of what was sequenced before they joined."""
+
+    SINCE_JOINING = "since_joining"  # only events after their joining (the default)
+    FULL = "full"  # the whole history
+
+
+class JoinPolicy(StrEnum):
+    """How a user enters a sphere they may see (open, public and restricted spheres)."""
+
+    FREE = "free"  # at once, with ``join``
+    APPROVAL = "approval"  # by ``request_join``, accepted by an administrator
+    INVITATION = "invitation"  # only by invitation (private spheres always are)
 
 
 class Role(StrEnum):
-    """A member's role in a sphere, most powerful first."""
+    """A member's role in a sphere, most powerful first (rights: ``server.access.rights``)."""
 
-    OWNER = "owner"
-    ADMIN = "admin"
+    OWNER = "owner"  # an administrator who also holds the sphere: type, history, deletion
+    ADMIN = "admin"  # moderation, invitations, settings
+    PUBLISHER = "publisher"  # pins; posts in restricted spheres
     MEMBER = "member"
+    VISITOR = "visitor"  # from outside: reads and posts; no member list; never promoted at once
 
     @property
     def rank(self) -> int:
         return _ROLE_RANK[self]
 
 
-_ROLE_RANK = {Role.OWNER: 3, Role.ADMIN: 2, Role.MEMBER: 1}
+_ROLE_RANK = {Role.OWNER: 5, Role.ADMIN: 4, Role.PUBLISHER: 3, Role.MEMBER: 2, Role.VISITOR: 1}
 
 
 class UserKind(StrEnum):
@@ -62,7 +80,11 @@ class EventKind(StrEnum):
     EDIT = "edit"  # replaces the body of the post at ``target``
     DELETE = "delete"  # turns the post at ``target`` into a tombstone
     MEMBER = "member"  # a membership or role change: ``member_id`` now has ``role``
-    SPHERE = "sphere"  # the sphere's settings changed: ``privacy`` is its new privacy
+    SPHERE = "sphere"  # the sphere's settings changed: the event carries all of them
+    REACT = "react"  # ``author_id`` reacted to the post at ``target`` with ``emoji``
+    UNREACT = "unreact"  # ``author_id`` withdrew that reaction
+    PIN = "pin"  # the post at ``target`` is pinned
+    UNPIN = "unpin"  # the post at ``target`` is no longer pinned
 
 
 class MemberAction(StrEnum):
@@ -73,7 +95,36 @@ class MemberAction(StrEnum):
     ADDED = "added"  # an admin or owner added them
     REMOVED = "removed"  # an admin or owner removed them
     ROLE_CHANGED = "role_changed"  # an owner changed their role
+    ACCEPTED = "accepted"  # the member accepted an invitation
+    ADMITTED = "admitted"  # an administrator accepted the member's join request
+    BANNED = "banned"  # an administrator banned them (they are no longer a member)
+    UNBANNED = "unbanned"  # the ban was lifted (they are still not a member)
+    MUTED = "muted"  # they read but may not write until ``until_ms``
+    UNMUTED = "unmuted"  # the mute was lifted
 
     @property
     def ends_membership(self) -> bool:
-        return self in (MemberAction.LEFT, MemberAction.REMOVED)
+        return self in (MemberAction.LEFT, MemberAction.REMOVED, MemberAction.BANNED)
+
+
+class ReportReason(StrEnum):
+    """Why a member reports a post to the sphere's administrators."""
+
+    SPAM = "spam"
+    ABUSIVE = "abusive"
+    OTHER = "other"
+
+
+class InvitationState(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class RequestState(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    WITHDRAWN = "withdrawn"

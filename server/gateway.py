@@ -352,7 +352,7 @@ class Gateway:
                     # can pipeline writes into a group commit, still sequenced in send order.
                     # The semaphore bounds them, and pauses reading when full.
                     prepared = await self._guarded(
-                        conn, frame.ref, self._ops.prepare_write(caller, frame)
+                        conn, getattr(frame, "ref", None), self._ops.prepare_write(caller, frame)
                     )
                     if prepared is None:
                         continue

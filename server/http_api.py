@@ -1,7 +1,8 @@
 """The JSON HTTP API for bots and admin tools, beside the WebSocket on the same port.
 
-Each sphere route builds the same client frame a WebSocket client would send (path, query
-and JSON body merged into one map) and validates it with the protocol's own rules, so both
+The routes are the HTTP entries of the operation table (``server.operations.table``). Each
+builds the same client frame a WebSocket client would send (path, query and JSON body merged
+into one map) and validates it with the protocol's own rules, so both
 transports share every check and every error code. Errors are JSON
 ``{"code", "message", "retryable"}`` with an HTTP status derived from the code.
 """
@@ -28,7 +29,8 @@ from protocol import (
 )
 from server.auth import Principal, authenticate
 from server.config import Config
-from server.operations import Caller, Operations, now_ms
+from server.operations import OPERATIONS, Caller, Operations, now_ms
+from server.operations.table import INTEGER_PATH_PARAMS
 from server.sessions.accounts import Accounts
 from server.sessions.routes import AccountRoutes
 from storage import Store
@@ -93,52 +95,22 @@ class HttpApi:
         )
 
     def routes(self) -> list[Route]:
-        frame = self._frame_route
-        return [
+        """One route per HTTP entry of the operation table, then the account routes."""
+        routes = [
             Route(
-                "/spheres",
-                frame("list_spheres", query=("discover", "limit"), text_query=("after",)),
-                methods=["GET"],
-            ),
-            Route("/spheres", frame("create_sphere", status=201), methods=["POST"]),
-            Route("/spheres/{sphere_id}", frame("update_sphere"), methods=["PATCH"]),
-            Route("/spheres/{sphere_id}/join", frame("join"), methods=["POST"]),
-            Route("/spheres/{sphere_id}/leave", frame("leave"), methods=["POST"]),
-            Route("/spheres/{sphere_id}/read", frame("mark_read"), methods=["POST"]),
-            Route(
-                "/spheres/{sphere_id}/members",
-                frame("list_members", query=("limit",), text_query=("after",)),
-                methods=["GET"],
-            ),
-            Route("/spheres/{sphere_id}/members", frame("add_member"), methods=["POST"]),
-            Route(
-                "/spheres/{sphere_id}/members/{user_id}",
-                frame("set_role"),
-                methods=["PUT"],
-            ),
-            Route(
-                "/spheres/{sphere_id}/members/{user_id}",
-                frame("remove_member"),
-                methods=["DELETE"],
-            ),
-            Route(
-                "/spheres/{sphere_id}/messages",
-                frame("history", query=("before", "after", "limit")),
-                methods=["GET"],
-            ),
-            Route(
-                "/spheres/{sphere_id}/messages",
-                frame("publish", status=201),
-                methods=["POST"],
-            ),
-            Route("/spheres/{sphere_id}/messages/{target}", frame("edit"), methods=["PUT"]),
-            Route(
-                "/spheres/{sphere_id}/messages/{target}",
-                frame("delete"),
-                methods=["DELETE"],
-            ),
-            *self._accounts.routes(),
+                http.path,
+                self._frame_route(
+                    op.frame.TYPE,
+                    status=http.status,
+                    query=http.query,
+                    text_query=http.text_query,
+                ),
+                methods=[http.method],
+            )
+            for op in OPERATIONS
+            for http in op.http
         ]
+        return [*routes, *self._accounts.routes()]
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -234,8 +206,8 @@ def _query_value(raw: str, key: str) -> Any:
 
 def _path_values(params: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = dict(params)
-    if "target" in values:
-        values["target"] = _query_value(values["target"], "target")
+    for key in INTEGER_PATH_PARAMS & values.keys():
+        values[key] = _query_value(values[key], key)
     return values
 
 

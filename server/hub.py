@@ -21,7 +21,7 @@ offset it has delivered (``server.channel``); a ``member`` event changes it as i
 live, by gap repair or by catch-up alike. A removal is delivered to the removed user's
 subscriptions, then ends them (``access_revoked``); so nothing sequenced after the removal
 reaches them from this node. Access decisions come from the map only while the node can show
-it is current (``current_role``): broker healthy, no gap pending, no reset since the last
+it is current (``current_access``): broker healthy, no gap pending, no reset since the last
 catch-up. Otherwise the caller reads the store.
 
 Reconciliation bounds staleness when pub/sub fails silently (a paused Redis, a lost frame):
@@ -210,16 +210,18 @@ class Hub:
             and not channel.repairing
         )
 
-    def current_role(self, sphere_id: SphereId, user_id: UserId) -> Role | None:
-        """The user's role from the member map, when the node can show the map is current.
+    def current_access(self, sphere_id: SphereId, user_id: UserId) -> tuple[Privacy, Role] | None:
+        """The sphere's type and the user's role from the member map, when the node can show
+        the map is current (``server.access.CurrentAccess``).
 
-        None means "ask the store" (``server.access.resolve``): the user is not a member as
-        far as this node knows, or there is no local channel, or it may be behind.
+        None means "ask the store": the user is not a member as far as this node knows, or
+        there is no local channel, or it may be behind.
         """
         channel = self._channels.get(sphere_id)
         if channel is None or not self._current(channel):
             return None
-        return channel.members.get(user_id)
+        role = channel.members.get(user_id)
+        return (channel.privacy, role) if role is not None else None
 
     async def reach(self, channel: SphereChannel, offset: int) -> None:
         """Wait until the channel has delivered ``offset`` (catching up from the store).

@@ -1,4 +1,4 @@
-"""The single answer to "may this user see, read, write or manage this sphere?".
+"""The checks built on the rights table: visibility, rights, and membership decisions.
 
 A private sphere and a sphere that does not exist look the same to a non-member: both raise
 ``not_found`` with the same message after the same single store read, so sphere ids are no
@@ -15,6 +15,7 @@ module would have answered.
 from __future__ import annotations
 
 from protocol import CloisonError, ErrorCode, MemberAction, Privacy, Role, SphereId, UserId
+from server.access.rights import STAFF, Right, allowed
 from storage import CheckUpdate, DecideMember, MemberChange, MembershipState, SphereRecord, Store
 
 SPHERE_NOT_FOUND = "sphere not found"
@@ -23,21 +24,49 @@ JOIN_TO_READ = "join this sphere to read it"
 
 
 def visible(sphere: SphereRecord, role: Role | None) -> bool:
-    return role is not None or sphere.privacy in (Privacy.OPEN, Privacy.PUBLIC)
+    return allowed(Right.SEE, sphere.privacy, role)
 
 
 def can_read(sphere: SphereRecord, role: Role | None) -> bool:
-    return role is not None or sphere.privacy is Privacy.PUBLIC
+    return allowed(Right.READ, sphere.privacy, role)
 
 
 def require_visible_privacy(privacy: Privacy, role: Role | None) -> None:
     """``not_found`` unless a sphere of this privacy is visible to a user with ``role``."""
-    if role is None and privacy is Privacy.PRIVATE:
+    if not allowed(Right.SEE, privacy, role):
         raise CloisonError(SPHERE_NOT_FOUND, code=ErrorCode.NOT_FOUND)
 
 
 def can_manage(role: Role | None) -> bool:
-    return role is not None and role.rank >= Role.ADMIN.rank
+    """Is ``role`` one of the sphere's administrators (owner or admin)?"""
+    return role in STAFF
+
+
+def require_right(
+    right: Right,
+    privacy: Privacy,
+    role: Role | None,
+    *,
+    muted: bool = False,
+    banned: bool = False,
+    message: str | None = None,
+) -> None:
+    """The one check of a right: ``not_found`` if the sphere is hidden from the caller,
+    ``forbidden`` (with ``message``, or one naming the right) if they lack the right."""
+    require_visible_privacy(privacy, role)
+    if allowed(right, privacy, role, muted=muted, banned=banned):
+        return
+    if banned:
+        raise CloisonError("you are banned from this sphere", code=ErrorCode.FORBIDDEN)
+    if muted and allowed(right, privacy, role):
+        raise CloisonError("you are muted in this sphere", code=ErrorCode.FORBIDDEN)
+    if role is None and right is not Right.JOIN and allowed(right, privacy, Role.VISITOR):
+        raise CloisonError(
+            MEMBERS_ONLY if right is not Right.READ else JOIN_TO_READ, code=ErrorCode.FORBIDDEN
+        )
+    raise CloisonError(
+        message or f"your role does not allow {right.value}", code=ErrorCode.FORBIDDEN
+    )
 
 
 async def resolve(
@@ -92,12 +121,12 @@ def decide_join(state: MembershipState) -> MemberChange | None:
     """Joining an open or public sphere; a member who joins again changes nothing."""
     if state.actor_role is not None:
         return None
-    require_visible(state.sphere, None)
+    require_right(Right.JOIN, state.sphere.privacy, None)
     return MemberChange(Role.MEMBER, MemberAction.JOINED)
 
 
 def decide_leave(state: MembershipState) -> MemberChange:
-    require_member(state.sphere, state.actor_role)
+    require_right(Right.LEAVE, state.sphere.privacy, state.actor_role, message=MEMBERS_ONLY)
     if _last_owner(state, None):
         raise CloisonError(
             "the last owner cannot leave; make another member owner first",
@@ -110,12 +139,15 @@ def deciding_add(role: Role) -> DecideMember:
     """Adding a user with ``role`` (admins add members; only owners grant more)."""
 
     def decide(state: MembershipState) -> MemberChange | None:
-        require_visible(state.sphere, state.actor_role)
-        require(can_manage(state.actor_role), "only sphere admins may add members")
-        require(
-            role is Role.MEMBER or state.actor_role is Role.OWNER,
-            "only owners may grant that role",
+        actor = state.actor_role
+        require_right(
+            Right.ADD_MEMBER,
+            state.sphere.privacy,
+            actor,
+            message="only sphere admins may add members",
         )
+        assert actor is not None
+        require(_may_grant(actor, role), "only owners may grant that role")
         if state.target_role is not None:
             return None  # already a member: adding is idempotent, and changes no role
         return MemberChange(role, MemberAction.ADDED)
@@ -125,9 +157,13 @@ def deciding_add(role: Role) -> DecideMember:
 
 def decide_remove(state: MembershipState) -> MemberChange:
     """Removing a member: owners remove anyone, admins only members of a lower role."""
-    require_visible(state.sphere, state.actor_role)
     actor = state.actor_role
-    require(can_manage(actor), "only sphere admins may remove members")
+    require_right(
+        Right.REMOVE_MEMBER,
+        state.sphere.privacy,
+        actor,
+        message="only sphere admins may remove members",
+    )
     assert actor is not None
     target = state.target_role
     if target is None:
@@ -141,16 +177,37 @@ def decide_remove(state: MembershipState) -> MemberChange:
     return MemberChange(None, MemberAction.REMOVED)
 
 
+def _may_grant(actor: Role, role: Role) -> bool:
+    """Owners grant any role; administrators only roles below their own."""
+    return actor is Role.OWNER or role.rank < actor.rank
+
+
 def deciding_role(role: Role) -> DecideMember:
-    """Giving a member ``role`` (owners only); the same role again changes nothing."""
+    """Giving a member ``role``; the same role again changes nothing.
+
+    Owners change anyone's role; administrators change only the roles of members below them,
+    to roles below their own. A visitor becomes a member before any higher role.
+    """
 
     def decide(state: MembershipState) -> MemberChange | None:
-        require_visible(state.sphere, state.actor_role)
-        require(state.actor_role is Role.OWNER, "only owners may change roles")
-        if state.target_role is None:
+        actor = state.actor_role
+        require_right(
+            Right.SET_ROLE, state.sphere.privacy, actor, message="only owners may change roles"
+        )
+        assert actor is not None
+        target = state.target_role
+        if target is None:
             raise CloisonError("not a member of this sphere", code=ErrorCode.NOT_FOUND)
-        if state.target_role is role:
+        if target is role:
             return None
+        require(
+            actor is Role.OWNER or (target.rank < actor.rank and _may_grant(actor, role)),
+            "only owners may change that role",
+        )
+        require(
+            target is not Role.VISITOR or role is Role.MEMBER,
+            "a visitor becomes a member before any other role",
+        )
         if _last_owner(state, role):
             raise CloisonError("a sphere keeps at least one owner", code=ErrorCode.CONFLICT)
         return MemberChange(role, MemberAction.ROLE_CHANGED)
@@ -162,9 +219,15 @@ def check_update(privacy: Privacy | None) -> CheckUpdate:
     """Renaming takes an admin; changing who can see the sphere takes an owner."""
 
     def check(sphere: SphereRecord, role: Role | None) -> None:
-        require_visible(sphere, role)
-        require(can_manage(role), "only sphere admins may change it")
+        require_right(
+            Right.EDIT_SETTINGS, sphere.privacy, role, message="only sphere admins may change it"
+        )
         if privacy is not None:
-            require(role is Role.OWNER, "only owners may change who can see a sphere")
+            require_right(
+                Right.CHANGE_TYPE,
+                sphere.privacy,
+                role,
+                message="only owners may change who can see a sphere",
+            )
 
     return check

@@ -1,0 +1,77 @@
+"""A sphere's event as it travels: ``Message``, and the reactions a post carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from protocol.fields import Frame
+from protocol.types import (
+    EventKind,
+    HistoryMode,
+    JoinPolicy,
+    MemberAction,
+    MessageId,
+    Privacy,
+    Role,
+    SphereId,
+    UserId,
+)
+
+# Why: a post shows who reacted by name; past this many, only the count grows.
+MAX_REACTION_USERS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionCount:
+    """One emoji's reactions on a post: how many, and the first ``MAX_REACTION_USERS`` users."""
+
+    emoji: str
+    count: int
+    user_ids: list[UserId]
+
+
+@dataclass(frozen=True, slots=True)
+class Message(Frame):
+    """One event of a sphere's stream, live or replayed.
+
+    For a ``post``, ``body`` and ``edited_ms``/``deleted`` show the post's current state:
+    a deleted post is a tombstone (``deleted`` true, ``body`` null). ``edit`` and ``delete``
+    events name the post they change in ``target``; a deleted post's edits lose their body too.
+
+    A ``member`` event says that ``member_id`` (``member_name`` at that time) now has ``role``
+    (None: no longer a member) because of ``action``; ``author_id`` is who did it. A ``sphere``
+    event carries the sphere's settings after a change. Neither carries a body. A ``react`` or
+    ``unreact`` event names its post in ``target`` and its ``emoji``; ``pin`` and ``unpin`` name
+    their post in ``target``.
+    """
+
+    TYPE: ClassVar[str] = "message"
+    sphere_id: SphereId
+    offset: int
+    kind: EventKind
+    message_id: MessageId
+    author_id: UserId
+    ts_ms: int
+    body: str | None = None
+    target: int | None = None
+    edited_ms: int | None = None
+    deleted: bool = False
+    member_id: UserId | None = None
+    member_name: str | None = None
+    role: Role | None = None
+    action: MemberAction | None = None
+    privacy: Privacy | None = None
+    # Server-owned state of a post: what it answers, who it mentions, its reactions, pinned.
+    reply_to: int | None = None
+    mentions: list[UserId] | None = None
+    reactions: list[ReactionCount] | None = None
+    pinned: bool = False
+    emoji: str | None = None  # react and unreact events
+    until_ms: int | None = None  # a ``muted`` member event: the end of the mute
+    # A ``sphere`` event carries every setting as it is afterwards.
+    listed: bool | None = None
+    join_policy: JoinPolicy | None = None
+    history: HistoryMode | None = None
+    charter_version: int | None = None
+    name: str | None = None

@@ -1,0 +1,184 @@
+"""Requests on spheres and their members: list, create, update, join, leave, add, remove,
+change roles, list members."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from protocol import (
+    MAX_LIST_LIMIT,
+    AddMember,
+    CreateSphere,
+    Frame,
+    Join,
+    Leave,
+    ListMembers,
+    ListSpheres,
+    MemberList,
+    Ok,
+    ProtocolViolation,
+    RemoveMember,
+    SetRole,
+    SphereId,
+    SphereInfo,
+    SphereList,
+    SphereSummary,
+    UpdateSphere,
+    UserId,
+)
+from server import access, paging
+from server.access import Granted
+from server.operations.context import Caller, Deps, Handler, now_ms
+from storage import DecideMember, MemberKey, SphereKey, SphereRecord, member_key, sphere_key
+
+DISCOVER_LIMIT = MAX_LIST_LIMIT
+# Why: a member or sphere list shows this many at once; more is a page away.
+DEFAULT_LIST_LIMIT = 100
+
+
+class SphereHandlers:
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._store = deps.store
+        self._hub = deps.hub
+
+    def handlers(self) -> dict[type[Frame], Handler]:
+        return {
+            ListSpheres: self._list_spheres,
+            CreateSphere: self._create_sphere,
+            UpdateSphere: self._update_sphere,
+            Join: self._join,
+            Leave: self._leave,
+            AddMember: self._add_member,
+            RemoveMember: self._remove_member,
+            SetRole: self._set_role,
+            ListMembers: self._list_members,
+        }
+
+    async def summary(self, sphere: SphereRecord, caller: Caller) -> SphereSummary:
+        """The sphere as the caller sees it (with their role and unread count if a member)."""
+        for summary in await self._store.user_spheres(caller.user.user_id):
+            if summary.sphere_id == sphere.sphere_id:
+                return summary
+        return SphereSummary(
+            sphere_id=sphere.sphere_id,
+            name=sphere.name,
+            privacy=sphere.privacy,
+            epoch=sphere.epoch,
+            offset=sphere.offset,
+        )
+
+    async def _list_spheres(
+        self, caller: Caller, frame: ListSpheres, grant: Granted | None
+    ) -> Frame:
+        codec = self._deps.codec(caller)
+        budget = self._deps.page_bytes
+        if frame.discover:
+            if frame.after is not None:
+                raise ProtocolViolation("after: discover lists the newest spheres, unpaged")
+            listed = await self._store.discoverable_spheres(frame.limit or DISCOVER_LIMIT)
+            mine = await self._store.user_spheres(caller.user.user_id)
+            by_id = {s.sphere_id: s for s in mine}
+            spheres, _ = paging.fit(
+                [by_id.get(s.sphere_id, s) for s in listed],
+                budget=budget,
+                size=lambda s: paging.encoded_size(codec, SphereList(spheres=[s])),
+            )
+            return SphereList(spheres=spheres, ref=frame.ref)
+        limit = frame.limit or DEFAULT_LIST_LIMIT
+        after = paging.read_cursor(frame.after, paging.SPHERE_CURSOR) if frame.after else None
+        page = await self._store.user_spheres(
+            caller.user.user_id, limit=limit + 1, after=cast("SphereKey | None", after)
+        )
+        spheres, trimmed = paging.fit(
+            page[:limit],
+            budget=budget,
+            size=lambda s: paging.encoded_size(codec, SphereList(spheres=[s])),
+        )
+        more = trimmed or len(page) > limit
+        cursor = paging.cursor(sphere_key(spheres[-1])) if more else None
+        return SphereList(spheres=spheres, next=cursor, ref=frame.ref)
+
+    async def _create_sphere(
+        self, caller: Caller, frame: CreateSphere, grant: Granted | None
+    ) -> Frame:
+        sphere = await self._store.create_sphere(
+            frame.name, frame.privacy, caller.user.user_id, now_ms=now_ms()
+        )
+        return SphereInfo(sphere=await self.summary(sphere, caller), ref=frame.ref)
+
+    async def _update_sphere(
+        self, caller: Caller, frame: UpdateSphere, grant: Granted | None
+    ) -> Frame:
+        updated, event = await self._store.update_sphere(
+            frame.sphere_id,
+            caller.user.user_id,
+            access.check_update(frame.privacy),
+            name=frame.name,
+            privacy=frame.privacy,
+            now_ms=now_ms(),
+        )
+        if event is not None:
+            await self._hub.publish(event)  # non-member readers lose access in stream order
+        return SphereInfo(sphere=await self.summary(updated, caller), ref=frame.ref)
+
+    async def change_member(
+        self, caller: Caller, sphere_id: SphereId, target: UserId, decide: DecideMember
+    ) -> None:
+        """Make a membership change as ``decide`` rules on the rows of its transaction.
+
+        The dispatcher's check first answered ``not_found`` alike for hidden and missing
+        spheres; the rules are then checked again inside the store's transaction.
+        """
+        event = await self._store.change_member(
+            sphere_id, caller.user.user_id, target, decide, now_ms=now_ms()
+        )
+        if event is not None:
+            await self._hub.publish(event)
+
+    async def _join(self, caller: Caller, frame: Join, grant: Granted | None) -> Frame:
+        user_id = caller.user.user_id
+        await self.change_member(caller, frame.sphere_id, user_id, access.decide_join)
+        sphere, _ = await access.resolve(self._store, frame.sphere_id, user_id)
+        return SphereInfo(sphere=await self.summary(sphere, caller), ref=frame.ref)
+
+    async def _leave(self, caller: Caller, frame: Leave, grant: Granted | None) -> Frame:
+        user_id = caller.user.user_id
+        await self.change_member(caller, frame.sphere_id, user_id, access.decide_leave)
+        return Ok(ref=frame.ref)
+
+    async def _add_member(self, caller: Caller, frame: AddMember, grant: Granted | None) -> Frame:
+        decide = access.deciding_add(frame.role)
+        await self.change_member(caller, frame.sphere_id, frame.user_id, decide)
+        return Ok(ref=frame.ref)
+
+    async def _remove_member(
+        self, caller: Caller, frame: RemoveMember, grant: Granted | None
+    ) -> Frame:
+        await self.change_member(caller, frame.sphere_id, frame.user_id, access.decide_remove)
+        return Ok(ref=frame.ref)
+
+    async def _set_role(self, caller: Caller, frame: SetRole, grant: Granted | None) -> Frame:
+        decide = access.deciding_role(frame.role)
+        await self.change_member(caller, frame.sphere_id, frame.user_id, decide)
+        return Ok(ref=frame.ref)
+
+    async def _list_members(
+        self, caller: Caller, frame: ListMembers, grant: Granted | None
+    ) -> Frame:
+        codec = self._deps.codec(caller)
+        limit = frame.limit or DEFAULT_LIST_LIMIT
+        after = paging.read_cursor(frame.after, paging.MEMBER_CURSOR) if frame.after else None
+        page = await self._store.list_members(
+            frame.sphere_id, limit=limit + 1, after=cast("MemberKey | None", after)
+        )
+        members, trimmed = paging.fit(
+            page[:limit],
+            budget=self._deps.page_bytes,
+            size=lambda m: paging.encoded_size(
+                codec, MemberList(sphere_id=frame.sphere_id, members=[m])
+            ),
+        )
+        more = trimmed or len(page) > limit
+        cursor = paging.cursor(member_key(members[-1])) if more else None
+        return MemberList(sphere_id=frame.sphere_id, members=members, next=cursor, ref=frame.ref)

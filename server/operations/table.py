@@ -1,0 +1,451 @@
+"""The operation table: every request a client can make, in one list.
+
+Each row names the frame, the right it needs (``server.access.rights``), the rate class it
+spends (``server.ratelimit``) and its HTTP routes. From this table the dispatcher checks
+rights before any handler runs, the HTTP API mounts its routes, the OpenAPI document and the
+docs tables are generated, and the permission-matrix test enumerates what to try. A request
+that is not a row here cannot be made.
+
+``right`` is checked against the sphere the frame names (its ``sphere_id``); a row whose
+frame names no sphere (or leaves ``sphere_id`` out) is checked by its handler, which only
+ever acts on the caller's own things (their spheres, invitations, mentions). ``when`` lists
+fields that, when present, need a right of their own instead of ``right``: a reply needs
+``reply``, not ``post``; changing a sphere's type needs ``change_type``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from protocol import (
+    AcceptCharter,
+    AcceptInvitation,
+    AddMember,
+    AnswerRequest,
+    Auth,
+    Ban,
+    CreateSphere,
+    DeclineInvitation,
+    Delete,
+    DeleteSphere,
+    Edit,
+    Frame,
+    GetCharter,
+    GetThread,
+    History,
+    Invite,
+    Join,
+    Leave,
+    ListAudit,
+    ListBans,
+    ListInvitations,
+    ListMembers,
+    ListMentions,
+    ListPins,
+    ListReports,
+    ListRequests,
+    ListSpheres,
+    ListThreads,
+    MarkRead,
+    Mute,
+    Pin,
+    Ping,
+    Publish,
+    React,
+    RemoveMember,
+    Report,
+    RequestJoin,
+    RevokeInvitation,
+    SetCharter,
+    SetRole,
+    Subscribe,
+    TransferOwnership,
+    Typing,
+    Unban,
+    Unmute,
+    Unpin,
+    Unreact,
+    Unsubscribe,
+    UpdateSphere,
+    WithdrawRequest,
+)
+from server.access.rights import Right
+from server.ratelimit import RateClass
+
+
+@dataclass(frozen=True, slots=True)
+class Http:
+    """One HTTP route of an operation, under ``/api/v1``.
+
+    Path parameters, query parameters (``query``: booleans and integers; ``text_query``:
+    strings) and the JSON body are merged into the frame's fields.
+    """
+
+    method: str
+    path: str
+    query: tuple[str, ...] = ()
+    text_query: tuple[str, ...] = ()
+    status: int = 200  # on success; 201 for a created resource
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    frame: type[Frame]
+    rate: RateClass
+    summary: str  # one line, for the docs and the OpenAPI document
+    right: Right | None = None
+    when: tuple[tuple[str, Right], ...] = ()
+    http: tuple[Http, ...] = ()  # none: WebSocket only
+    # Appends to the sphere's stream: acknowledged with ``ack``, idempotent on ``message_id``,
+    # and sequenced in the order each connection sent them.
+    writes: bool = False
+
+    def rights_for(self, frame: Frame) -> tuple[Right, ...]:
+        """The rights ``frame`` needs in its sphere."""
+        chosen = tuple(right for name, right in self.when if getattr(frame, name) is not None)
+        if chosen:
+            return chosen
+        return (self.right,) if self.right is not None else ()
+
+
+def _s(path: str = "") -> str:
+    return "/spheres/{sphere_id}" + path
+
+
+_PAGE = ("limit",)
+_CURSOR = ("after",)
+_M = Right  # rows stay on one line each
+
+OPERATIONS: tuple[Operation, ...] = (
+    # -- connection (WebSocket only) -----------------------------------------------------------
+    Operation(Auth, RateClass.FREE, "Authenticate the connection (first frame)."),
+    Operation(Ping, RateClass.FREE, "Keep the connection alive; answered with pong."),
+    Operation(Subscribe, RateClass.QUERY, "Receive a sphere's events live.", _M.READ),
+    Operation(Unsubscribe, RateClass.FREE, "Stop receiving a sphere's events."),
+    Operation(Typing, RateClass.TYPING, "Tell the sphere you are typing.", _M.TYPE),
+    # -- messages --------------------------------------------------------------------------------
+    Operation(
+        Publish,
+        RateClass.POST,
+        "Post a message (or a reply, with reply_to).",
+        _M.POST,
+        when=(("reply_to", _M.REPLY),),
+        http=(Http("POST", _s("/messages"), status=201),),
+        writes=True,
+    ),
+    Operation(
+        Edit,
+        RateClass.POST,
+        "Edit one of your posts.",
+        _M.EDIT_OWN,
+        http=(Http("PUT", _s("/messages/{target}")),),
+        writes=True,
+    ),
+    Operation(
+        Delete,
+        RateClass.POST,
+        "Delete a post: your own, or anyone's as an administrator.",
+        _M.DELETE_OWN,
+        http=(Http("DELETE", _s("/messages/{target}")),),
+        writes=True,
+    ),
+    Operation(
+        History,
+        RateClass.QUERY,
+        "Read a page of the sphere's history.",
+        _M.READ,
+        http=(Http("GET", _s("/messages"), query=("before", "after", "limit")),),
+    ),
+    Operation(
+        MarkRead,
+        RateClass.READ_MARKER,
+        "Move your read marker forward.",
+        _M.MARK_READ,
+        http=(Http("POST", _s("/read")),),
+    ),
+    # -- conversations ---------------------------------------------------------------------------
+    Operation(
+        React,
+        RateClass.POST,
+        "React to a post with an emoji.",
+        _M.REACT,
+        http=(Http("POST", _s("/messages/{target}/reactions"), status=201),),
+        writes=True,
+    ),
+    Operation(
+        Unreact,
+        RateClass.POST,
+        "Withdraw your reaction.",
+        _M.REACT,
+        http=(Http("POST", _s("/messages/{target}/reactions/remove")),),
+        writes=True,
+    ),
+    Operation(
+        Pin,
+        RateClass.POST,
+        "Pin a post.",
+        _M.PIN,
+        http=(Http("POST", _s("/messages/{target}/pin")),),
+        writes=True,
+    ),
+    Operation(
+        Unpin,
+        RateClass.POST,
+        "Unpin a post.",
+        _M.PIN,
+        http=(Http("POST", _s("/messages/{target}/unpin")),),
+        writes=True,
+    ),
+    Operation(
+        ListPins, RateClass.QUERY, "The pinned posts.", _M.READ, http=(Http("GET", _s("/pins")),)
+    ),
+    Operation(
+        GetThread,
+        RateClass.QUERY,
+        "A post and its replies.",
+        _M.READ,
+        http=(Http("GET", _s("/messages/{root}/thread"), query=("after", "limit")),),
+    ),
+    Operation(
+        ListThreads,
+        RateClass.QUERY,
+        "Posts with replies, most recently answered first.",
+        _M.READ,
+        http=(Http("GET", _s("/threads"), query=_PAGE, text_query=_CURSOR),),
+    ),
+    Operation(
+        ListMentions,
+        RateClass.QUERY,
+        "Posts that mention you, across your spheres.",
+        http=(Http("GET", "/mentions", query=_PAGE, text_query=_CURSOR),),
+    ),
+    # -- spheres ---------------------------------------------------------------------------------
+    Operation(
+        ListSpheres,
+        RateClass.QUERY,
+        "Your spheres (or, with discover, the listed ones).",
+        http=(Http("GET", "/spheres", query=("discover", "limit"), text_query=_CURSOR),),
+    ),
+    Operation(
+        CreateSphere,
+        RateClass.SPHERE_ADMIN,
+        "Create a sphere; you are its owner.",
+        http=(Http("POST", "/spheres", status=201),),
+    ),
+    Operation(
+        UpdateSphere,
+        RateClass.SPHERE_ADMIN,
+        "Change a sphere's name, listing, join policy, type or history.",
+        _M.EDIT_SETTINGS,
+        when=(
+            ("name", _M.EDIT_SETTINGS),
+            ("listed", _M.EDIT_SETTINGS),
+            ("join_policy", _M.EDIT_SETTINGS),
+            ("privacy", _M.CHANGE_TYPE),
+            ("history", _M.CHANGE_HISTORY),
+        ),
+        http=(Http("PATCH", _s()),),
+    ),
+    Operation(
+        DeleteSphere,
+        RateClass.SPHERE_ADMIN,
+        "Delete the sphere and all its data.",
+        _M.DELETE_SPHERE,
+        http=(Http("DELETE", _s()),),
+    ),
+    Operation(
+        SetCharter,
+        RateClass.SPHERE_ADMIN,
+        "Set or clear the charter.",
+        _M.SET_CHARTER,
+        http=(Http("PUT", _s("/charter")),),
+    ),
+    Operation(
+        GetCharter,
+        RateClass.QUERY,
+        "Read the charter.",
+        _M.SEE,
+        http=(Http("GET", _s("/charter")),),
+    ),
+    Operation(
+        AcceptCharter,
+        RateClass.MEMBERSHIP,
+        "Accept the charter's current version.",
+        _M.ACCEPT_CHARTER,
+        http=(Http("POST", _s("/charter/accept")),),
+    ),
+    Operation(
+        ListAudit,
+        RateClass.QUERY,
+        "The sphere's audit log.",
+        _M.READ_AUDIT,
+        http=(Http("GET", _s("/audit"), query=("before", "limit")),),
+    ),
+    # -- members ---------------------------------------------------------------------------------
+    Operation(
+        Join, RateClass.MEMBERSHIP, "Enter a sphere.", _M.JOIN, http=(Http("POST", _s("/join")),)
+    ),
+    Operation(
+        Leave,
+        RateClass.MEMBERSHIP,
+        "Leave a sphere.",
+        _M.LEAVE,
+        http=(Http("POST", _s("/leave")),),
+    ),
+    Operation(
+        ListMembers,
+        RateClass.QUERY,
+        "The sphere's members.",
+        _M.LIST_MEMBERS,
+        http=(Http("GET", _s("/members"), query=_PAGE, text_query=_CURSOR),),
+    ),
+    Operation(
+        AddMember,
+        RateClass.MEMBERSHIP,
+        "Add a user as a member at once.",
+        _M.ADD_MEMBER,
+        http=(Http("POST", _s("/members")),),
+    ),
+    Operation(
+        SetRole,
+        RateClass.MEMBERSHIP,
+        "Change a member's role.",
+        _M.SET_ROLE,
+        http=(Http("PUT", _s("/members/{user_id}")),),
+    ),
+    Operation(
+        RemoveMember,
+        RateClass.MEMBERSHIP,
+        "Remove a member.",
+        _M.REMOVE_MEMBER,
+        http=(Http("DELETE", _s("/members/{user_id}")),),
+    ),
+    Operation(
+        TransferOwnership,
+        RateClass.MEMBERSHIP,
+        "Make a member the owner; you become an administrator.",
+        _M.TRANSFER,
+        http=(Http("POST", _s("/transfer")),),
+    ),
+    Operation(
+        Invite,
+        RateClass.MEMBERSHIP,
+        "Invite a user, with a role no higher than yours.",
+        _M.INVITE,
+        http=(Http("POST", _s("/invitations"), status=201),),
+    ),
+    Operation(
+        ListInvitations,
+        RateClass.QUERY,
+        "Pending invitations: yours, or a sphere's.",
+        when=(("sphere_id", _M.LIST_INVITATIONS),),
+        http=(
+            Http("GET", "/invitations", query=_PAGE, text_query=_CURSOR),
+            Http("GET", _s("/invitations"), query=_PAGE, text_query=_CURSOR),
+        ),
+    ),
+    Operation(
+        RevokeInvitation,
+        RateClass.MEMBERSHIP,
+        "Revoke an invitation (its inviter or an administrator).",
+        http=(Http("DELETE", "/invitations/{invitation_id}"),),
+    ),
+    Operation(
+        AcceptInvitation,
+        RateClass.MEMBERSHIP,
+        "Accept an invitation made to you.",
+        http=(Http("POST", "/invitations/{invitation_id}/accept"),),
+    ),
+    Operation(
+        DeclineInvitation,
+        RateClass.MEMBERSHIP,
+        "Decline an invitation made to you.",
+        http=(Http("POST", "/invitations/{invitation_id}/decline"),),
+    ),
+    Operation(
+        RequestJoin,
+        RateClass.MEMBERSHIP,
+        "Ask to enter a sphere that needs approval.",
+        _M.REQUEST_JOIN,
+        http=(Http("POST", _s("/requests"), status=201),),
+    ),
+    Operation(
+        WithdrawRequest,
+        RateClass.MEMBERSHIP,
+        "Withdraw your join request.",
+        _M.REQUEST_JOIN,
+        http=(Http("POST", _s("/requests/withdraw")),),
+    ),
+    Operation(
+        ListRequests,
+        RateClass.QUERY,
+        "Pending join requests.",
+        _M.ANSWER_REQUESTS,
+        http=(Http("GET", _s("/requests"), query=_PAGE, text_query=_CURSOR),),
+    ),
+    Operation(
+        AnswerRequest,
+        RateClass.MEMBERSHIP,
+        "Accept or refuse a join request.",
+        _M.ANSWER_REQUESTS,
+        http=(Http("POST", _s("/requests/{user_id}")),),
+    ),
+    # -- moderation ------------------------------------------------------------------------------
+    Operation(
+        Ban,
+        RateClass.MEMBERSHIP,
+        "Ban a user: removed, and kept out.",
+        _M.BAN,
+        http=(Http("PUT", _s("/bans/{user_id}")),),
+    ),
+    Operation(
+        Unban,
+        RateClass.MEMBERSHIP,
+        "Lift a ban.",
+        _M.BAN,
+        http=(Http("DELETE", _s("/bans/{user_id}")),),
+    ),
+    Operation(
+        ListBans,
+        RateClass.QUERY,
+        "Banned users.",
+        _M.BAN,
+        http=(Http("GET", _s("/bans"), query=_PAGE, text_query=_CURSOR),),
+    ),
+    Operation(
+        Mute,
+        RateClass.MEMBERSHIP,
+        "Mute a member for a period.",
+        _M.MUTE,
+        http=(Http("PUT", _s("/mutes/{user_id}")),),
+    ),
+    Operation(
+        Unmute,
+        RateClass.MEMBERSHIP,
+        "Lift a mute.",
+        _M.MUTE,
+        http=(Http("DELETE", _s("/mutes/{user_id}")),),
+    ),
+    Operation(
+        Report,
+        RateClass.POST,
+        "Report a post to the sphere's administrators.",
+        _M.REPORT,
+        http=(Http("POST", _s("/messages/{target}/reports"), status=201),),
+    ),
+    Operation(
+        ListReports,
+        RateClass.QUERY,
+        "Reports made in the sphere.",
+        _M.READ_REPORTS,
+        http=(Http("GET", _s("/reports"), query=("before", "limit")),),
+    ),
+)
+
+WRITES: tuple[type[Frame], ...] = tuple(op.frame for op in OPERATIONS if op.writes)
+BY_FRAME: Mapping[type[Frame], Operation] = {op.frame: op for op in OPERATIONS}
+# The rate class each client frame spends (a test checks every client frame has a row).
+RATE_CLASSES: Mapping[type[Frame], RateClass] = {op.frame: op.rate for op in OPERATIONS}
+# Path parameters that are integers (offsets); the rest are strings.
+INTEGER_PATH_PARAMS = frozenset({"target", "root"})
