@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from storage.audit import AuditAction, SphereAudit, SphereAuditEntry
 from storage.base import (
     MAX_QUEUED_APPENDS,
     OPERATOR,
@@ -60,6 +61,7 @@ __all__ = [
     "OPERATOR",
     "TOUCH_INTERVAL_MS",
     "AppendResult",
+    "AuditAction",
     "AuditEntry",
     "ChangeKind",
     "CheckUpdate",
@@ -75,6 +77,8 @@ __all__ = [
     "NotMemberError",
     "OutcomeUnknownError",
     "SessionChange",
+    "SphereAudit",
+    "SphereAuditEntry",
     "SphereKey",
     "SphereRecord",
     "Store",

@@ -28,6 +28,8 @@ from protocol import (
     CloisonError,
     ErrorCode,
     EventKind,
+    HistoryMode,
+    JoinPolicy,
     MemberAction,
     MemberInfo,
     Message,
@@ -40,6 +42,7 @@ from protocol import (
     UserId,
     UserKind,
 )
+from storage.audit import AuditAction, SphereAudit
 
 # What a client is told when a write's outcome is unknown (protocol code ``unknown``).
 OUTCOME_UNKNOWN_MESSAGE = (
@@ -149,6 +152,11 @@ class SphereRecord:
     epoch: str
     offset: int  # offset of the latest event, 0 when the stream is empty
     created_ms: int
+    listed: bool = False
+    join_policy: JoinPolicy = JoinPolicy.INVITATION
+    history: HistoryMode = HistoryMode.SINCE_JOINING
+    charter_version: int = 0  # 0: no charter
+    public_from: int = 0  # the first offset an outsider may read (public spheres)
 
     @property
     def position(self) -> StreamPosition:
@@ -185,14 +193,18 @@ class MembershipState:
     actor_role: Role | None  # the role of who asks for the change
     target_role: Role | None  # the role of whom it changes (the actor for join and leave)
     owners: int  # members with the owner role
+    target_banned: bool = False  # the target is banned from the sphere
 
 
 @dataclass(frozen=True, slots=True)
 class MemberChange:
-    """A decided change: the target's role afterwards (None: no longer a member), and why."""
+    """A decided change: the target's role afterwards (None: no longer a member), and why;
+    ``audit``: the entry of the sphere's audit log written with it (``detail`` its detail)."""
 
     role: Role | None
     action: MemberAction
+    audit: AuditAction | None = None
+    detail: str | None = None
 
 
 # Decides a change from the state read in its transaction: the change to make, None for
@@ -506,7 +518,7 @@ class Directory(Protocol):
         ...
 
 
-class Store(MessageLog, Directory, Protocol):
+class Store(MessageLog, Directory, SphereAudit, Protocol):
     async def check_writable(self) -> None:
         """Prove that a write could commit now (readiness), without writing anything.
 

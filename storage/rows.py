@@ -9,6 +9,8 @@ from typing import Any
 from protocol import (
     CloisonError,
     EventKind,
+    HistoryMode,
+    JoinPolicy,
     MemberAction,
     Message,
     MessageId,
@@ -171,7 +173,39 @@ def to_message(row: Any) -> Message:
     )
 
 
+# The columns of a sphere row, in the order ``to_sphere`` reads them.
+SPHERE_COLUMNS = (
+    "sphere_id, name, privacy, epoch, last_offset, created_ms, listed, join_policy, "
+    "history_mode, charter_version, public_from"
+)
+SPHERE_WIDTH = len(SPHERE_COLUMNS.split(", "))
+
+
 def to_sphere(row: Any) -> SphereRecord:
-    """A sphere row: (sphere_id, name, privacy, epoch, offset, created_ms)."""
-    sphere_id, name, privacy, epoch, offset, created_ms = row
-    return SphereRecord(sphere_id, name, Privacy(privacy), epoch, offset, created_ms)
+    """A sphere row, as ``SPHERE_COLUMNS`` lists its columns."""
+    (
+        sphere_id,
+        name,
+        privacy,
+        epoch,
+        offset,
+        created_ms,
+        listed,
+        join_policy,
+        history,
+        charter_version,
+        public_from,
+    ) = row
+    return SphereRecord(
+        sphere_id,
+        name,
+        Privacy(privacy),
+        epoch,
+        offset,
+        created_ms,
+        listed=bool(listed),
+        join_policy=JoinPolicy(join_policy),
+        history=HistoryMode(history),
+        charter_version=charter_version,
+        public_from=public_from,
+    )

@@ -16,7 +16,15 @@ from __future__ import annotations
 
 from protocol import CloisonError, ErrorCode, MemberAction, Privacy, Role, SphereId, UserId
 from server.access.rights import STAFF, Right, allowed
-from storage import CheckUpdate, DecideMember, MemberChange, MembershipState, SphereRecord, Store
+from storage import (
+    AuditAction,
+    CheckUpdate,
+    DecideMember,
+    MemberChange,
+    MembershipState,
+    SphereRecord,
+    Store,
+)
 
 SPHERE_NOT_FOUND = "sphere not found"
 MEMBERS_ONLY = "only members may do this"
@@ -150,7 +158,7 @@ def deciding_add(role: Role) -> DecideMember:
         require(_may_grant(actor, role), "only owners may grant that role")
         if state.target_role is not None:
             return None  # already a member: adding is idempotent, and changes no role
-        return MemberChange(role, MemberAction.ADDED)
+        return MemberChange(role, MemberAction.ADDED, AuditAction.MEMBER_ADDED, role.value)
 
     return decide
 
@@ -174,7 +182,7 @@ def decide_remove(state: MembershipState) -> MemberChange:
     )
     if _last_owner(state, None):
         raise CloisonError("a sphere keeps at least one owner", code=ErrorCode.CONFLICT)
-    return MemberChange(None, MemberAction.REMOVED)
+    return MemberChange(None, MemberAction.REMOVED, AuditAction.MEMBER_REMOVED)
 
 
 def _may_grant(actor: Role, role: Role) -> bool:
@@ -210,7 +218,7 @@ def deciding_role(role: Role) -> DecideMember:
         )
         if _last_owner(state, role):
             raise CloisonError("a sphere keeps at least one owner", code=ErrorCode.CONFLICT)
-        return MemberChange(role, MemberAction.ROLE_CHANGED)
+        return MemberChange(role, MemberAction.ROLE_CHANGED, AuditAction.ROLE_CHANGED, role.value)
 
     return decide
 

@@ -31,7 +31,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from protocol import SphereId
 from server.broker.base import BrokerHandler

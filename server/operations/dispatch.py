@@ -27,6 +27,7 @@ from protocol import (
 from server import access
 from server.access import Granted
 from server.config import Config
+from server.governance.audit import AuditHandlers
 from server.hub import Hub
 from server.operations.context import Caller, Deps, Handler, PreparedWrite, WriteHandler
 from server.operations.messages import MessageHandlers
@@ -52,7 +53,7 @@ class Operations:
         messages = MessageHandlers(deps)
         self._handlers: dict[type[Frame], Handler] = {}
         self._writes: dict[type[Frame], WriteHandler] = {}
-        for module in (messages, self.spheres):
+        for module in (messages, self.spheres, AuditHandlers(deps)):
             self._handlers.update(module.handlers())
         self._writes.update(messages.writes())
 

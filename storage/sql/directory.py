@@ -25,6 +25,7 @@ from protocol import (
     UserId,
     UserKind,
 )
+from storage.audit import SphereAuditEntry
 from storage.base import (
     CheckUpdate,
     DecideMember,
@@ -35,8 +36,16 @@ from storage.base import (
     SphereKey,
     SphereRecord,
 )
-from storage.rows import check_limit, event_row, member_event, sphere_event, to_sphere
+from storage.rows import (
+    SPHERE_WIDTH,
+    check_limit,
+    event_row,
+    member_event,
+    sphere_event,
+    to_sphere,
+)
 from storage.sql.accounts import SqlAccounts
+from storage.sql.audit import insert_sphere_audit
 
 
 def _role(value: str | None) -> Role | None:
@@ -77,6 +86,11 @@ class SqlDirectory(SqlAccounts):
                 sphere.epoch,
                 event.offset,
                 now_ms,
+                int(sphere.listed),
+                sphere.join_policy.value,
+                sphere.history.value,
+                sphere.charter_version,
+                sphere.public_from,
             )
             await db.fetch(q.insert_member, sphere.sphere_id, owner_id, Role.OWNER.value, now_ms)
             await db.fetch(q.insert_event, *event_row(event))
@@ -127,7 +141,7 @@ class SqlDirectory(SqlAccounts):
         if not rows:
             return None, None
         row = tuple(rows[0])
-        return to_sphere(row[:6]), _role(row[6])
+        return to_sphere(row[:SPHERE_WIDTH]), _role(row[SPHERE_WIDTH])
 
     async def sphere_members(
         self, sphere_id: SphereId
@@ -135,8 +149,12 @@ class SqlDirectory(SqlAccounts):
         rows = await self._query(self._q.sphere_members, sphere_id)
         if not rows:
             return None
-        sphere = to_sphere(tuple(rows[0])[:6])
-        return sphere, {UserId(row[6]): Role(row[7]) for row in rows if row[6] is not None}
+        sphere = to_sphere(tuple(rows[0])[:SPHERE_WIDTH])
+        return sphere, {
+            UserId(row[SPHERE_WIDTH]): Role(row[SPHERE_WIDTH + 1])
+            for row in rows
+            if row[SPHERE_WIDTH] is not None
+        }
 
     async def get_role(self, sphere_id: SphereId, user_id: UserId) -> Role | None:
         rows = await self._query(self._q.get_role, sphere_id, user_id)
@@ -179,6 +197,11 @@ class SqlDirectory(SqlAccounts):
             event = member_event(sphere, actor_id, target_id, target_name, change, now_ms)
             await db.fetch(q.insert_event, *event_row(event))
             await db.fetch(q.update_counter, event.offset, sphere_id)
+            if change.audit is not None:
+                entry = SphereAuditEntry(
+                    sphere_id, now_ms, actor_id, change.audit, target_id, None, change.detail
+                )
+                await insert_sphere_audit(db, self._dialect, entry)
         return event
 
     async def list_members(
@@ -217,9 +240,9 @@ class SqlDirectory(SqlAccounts):
                 privacy=Privacy(row[2]),
                 epoch=row[3],
                 offset=row[4],
-                role=Role(row[6]),
-                read_offset=row[7],
-                unread=row[8],
+                role=Role(row[SPHERE_WIDTH]),
+                read_offset=row[SPHERE_WIDTH + 1],
+                unread=row[SPHERE_WIDTH + 2],
             )
             for row in rows
         ]

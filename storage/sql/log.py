@@ -10,6 +10,7 @@ from typing import Self
 
 from protocol import Message, SphereId, StreamPosition
 from storage.rows import WriterStats, check_limit, to_message
+from storage.sql.audit import SqlSphereAudit
 from storage.sql.directory import SqlDirectory
 from storage.sql.queue import AppendQueue
 
@@ -17,7 +18,7 @@ from storage.sql.queue import AppendQueue
 MAX_OFFSET = 2**63 - 1
 
 
-class SqlStore(SqlDirectory):
+class SqlStore(SqlDirectory, SqlSphereAudit):
     """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
     the lifecycle both engines share (``async with``; ``aclose`` is the engine's)."""
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, fields
 
-from storage.rows import EVENT_COLUMNS, POST_COLUMNS, ROLE_RANK_SQL
+from storage.rows import EVENT_COLUMNS, POST_COLUMNS, ROLE_RANK_SQL, SPHERE_COLUMNS, SPHERE_WIDTH
 from storage.sql.dialect import Dialect
 
-SPHERE_COLUMNS = "sphere_id, name, privacy, epoch, last_offset, created_ms"
 _S_SPHERE_COLUMNS = ", ".join("s." + c for c in SPHERE_COLUMNS.split(", "))
 
 _SPHERE = f"SELECT {SPHERE_COLUMNS} FROM spheres WHERE sphere_id = ?"
@@ -55,7 +54,9 @@ _TEMPLATES = {
     # sequenced with the sphere's appends, and groups read memberships only after it.
     "lock_sphere": _SPHERE + " {lock_sphere}",
     "user_name": "SELECT name FROM users WHERE user_id = ?",
-    "insert_sphere": f"INSERT INTO spheres ({SPHERE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+    "insert_sphere": (
+        f"INSERT INTO spheres ({SPHERE_COLUMNS}) VALUES ({', '.join('?' * SPHERE_WIDTH)})"
+    ),
     "insert_member": (
         "INSERT INTO members (sphere_id, user_id, role, joined_ms) VALUES (?, ?, ?, ?)"
     ),
