@@ -168,19 +168,19 @@ SAMPLES: Mapping[type[Frame], tuple[Sample, ...]] = {
         ),
     ),
     Edit: _one(
-        "own post",
+        "own-post",
         lambda c: Edit(
             sphere_id=c.sphere_id, message_id=c.message_id(), target=c.own_post, body="edited"
         ),
     ),
     Delete: (
         Sample(
-            "own post",
+            "own-post",
             lambda c: Delete(sphere_id=c.sphere_id, message_id=c.message_id(), target=c.own_post),
             fresh=True,
         ),
         Sample(
-            "another's post",
+            "others-post",
             lambda c: Delete(sphere_id=c.sphere_id, message_id=c.message_id(), target=c.post),
             fresh=True,
             also_needs=(Right.DELETE_ANY,),
@@ -275,8 +275,8 @@ SAMPLES: Mapping[type[Frame], tuple[Sample, ...]] = {
         fresh_stranger=True,
     ),
     ListInvitations: (
-        Sample("yours", lambda c: ListInvitations(limit=5)),
-        Sample("the sphere's", lambda c: ListInvitations(sphere_id=c.sphere_id, limit=5)),
+        Sample("own", lambda c: ListInvitations(limit=5)),
+        Sample("of-sphere", lambda c: ListInvitations(sphere_id=c.sphere_id, limit=5)),
     ),
     RevokeInvitation: _one(
         "revoke",
