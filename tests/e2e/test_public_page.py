@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import start_server
-from tests.support import ServerProcess, User
+from tests.support import ServerProcess
 
 
 @pytest.fixture
