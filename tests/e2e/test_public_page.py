@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import start_server
-from tests.support import ServerProcess
+from tests.support import ServerProcess, User
 
 
 @pytest.fixture
@@ -20,11 +20,9 @@ def pages_server(tmp_path: Path) -> Iterator[ServerProcess]:
     proc.stop()
 
 
-async def post(owner_api: object, sphere_id: str, message_id: str, body: str) -> int:
-    reply = await owner_api(
-        "POST",
-        f"/spheres/{sphere_id}/messages",  # type: ignore[operator]
-        json={"message_id": message_id, "body": body},
+async def post(owner: User, sphere_id: str, message_id: str, body: str) -> int:
+    reply = await owner.api(
+        "POST", f"/spheres/{sphere_id}/messages", json={"message_id": message_id, "body": body}
     )
     assert reply.status_code == 201, reply.text
     return int(reply.json()["offset"])
