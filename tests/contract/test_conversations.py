@@ -40,8 +40,18 @@ NOW_MS = 1_700_000_000_000
 _ids = itertools.count(1)
 
 
-def _draft(author: UserRecord, kind: EventKind, **fields: object) -> Draft:
-    return Draft(kind, MessageId(f"c{next(_ids)}"), author.user_id, NOW_MS + next(_ids), **fields)  # type: ignore[arg-type]
+def _draft(
+    author: UserRecord,
+    kind: EventKind,
+    *,
+    body: str | None = None,
+    target: int | None = None,
+    reply_to: int | None = None,
+    emoji: str | None = None,
+) -> Draft:
+    message_id = MessageId(f"c{next(_ids)}")
+    ts_ms = NOW_MS + next(_ids)
+    return Draft(kind, message_id, author.user_id, ts_ms, body, target, reply_to, emoji)
 
 
 async def append(store: Store, sphere: SphereRecord, draft: Draft) -> Message:
