@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from protocol import (
+    MAX_OFFSET,
     MAX_REACTION_USERS,
     EventKind,
     Message,
@@ -43,12 +44,7 @@ _MENTIONS = f"""
     WHERE n.user_id = ? AND e.deleted = {{false}} AND n.stream_offset >= m.history_from {{after}}
     ORDER BY n.ts_ms DESC, n.sphere_id{{collate}} DESC, n.stream_offset DESC LIMIT ?
 """
-_THREADS = f"""
-    SELECT {_E}, t.replies, t.last_offset, t.last_ts_ms FROM thread_summaries AS t
-    JOIN events AS e ON e.sphere_id = t.sphere_id AND e.stream_offset = t.root
-    WHERE t.sphere_id = ? AND t.root >= {_FLOOR} {{before}}
-    ORDER BY t.last_offset DESC LIMIT ?
-"""
+
 _REPORTS = f"""
     SELECT {_REPORT_COLUMNS} FROM reports WHERE sphere_id = ? {{before}}
     ORDER BY report_id DESC LIMIT ?
@@ -71,14 +67,19 @@ _TEMPLATES = {
         WHERE sphere_id = ? AND thread_root = ? AND kind = 'post' AND stream_offset > ?
         ORDER BY stream_offset LIMIT ?
     """,
-    "threads": _THREADS.replace("{before}", ""),
-    "threads_before": _THREADS.replace("{before}", "AND t.last_offset < ?"),
+    # The bound on last_offset (MAX_OFFSET for the first page) keeps the plan on the
+    # activity index, whatever the size of the sphere.
+    "threads": f"""
+        SELECT {_E}, t.replies, t.last_offset, t.last_ts_ms FROM thread_summaries AS t
+        JOIN events AS e ON e.sphere_id = t.sphere_id AND e.stream_offset = t.root
+        WHERE t.sphere_id = ? AND t.last_offset < ? AND t.root >= {_FLOOR}
+        ORDER BY t.last_offset DESC LIMIT ?
+    """,
     "mentions": _MENTIONS.replace("{after}", ""),
-    # Parameters: user, ts, ts, sphere, sphere, offset, limit.
+    # A row value, so that the page starts with an index seek. Parameters: user, ts_ms,
+    # sphere, offset, limit.
     "mentions_after": _MENTIONS.replace(
-        "{after}",
-        "AND (n.ts_ms < ? OR (n.ts_ms = ? AND (n.sphere_id{collate} < ? "
-        "OR (n.sphere_id = ? AND n.stream_offset < ?))))",
+        "{after}", "AND (n.ts_ms, n.sphere_id{collate}, n.stream_offset) < (?, ?, ?)"
     ),
     # Each emoji's first MAX_REACTION_USERS users (in the order they reacted) and its count,
     # emojis in the order of their first use.
@@ -140,7 +141,6 @@ class ConversationQueries:
     readable_post: str
     replies: str
     threads: str
-    threads_before: str
     mentions: str
     mentions_after: str
     reactions: str
@@ -288,12 +288,10 @@ class SqlConversations(SqlAccounts):
         self, sphere_id: SphereId, reader: UserId, *, before: int | None, limit: int
     ) -> list[ThreadRecord]:
         check_limit(limit)
-        q = self._cq
-        floor = (sphere_id, sphere_id, reader, sphere_id)
-        if before is None:
-            rows = await self._query(q.threads, *floor, limit)
-        else:
-            rows = await self._query(q.threads_before, *floor, before, limit)
+        below = MAX_OFFSET if before is None else before
+        rows = await self._query(
+            self._cq.threads, sphere_id, below, sphere_id, reader, sphere_id, limit
+        )
         roots = await self.with_reactions([to_message(row[:EVENT_WIDTH]) for row in rows])
         return [
             ThreadRecord(root, *row[EVENT_WIDTH:]) for root, row in zip(roots, rows, strict=True)
@@ -308,9 +306,7 @@ class SqlConversations(SqlAccounts):
             rows = await self._query(q.mentions, user_id, limit)
         else:
             ts_ms, sphere_id, offset = after
-            rows = await self._query(
-                q.mentions_after, user_id, ts_ms, ts_ms, sphere_id, sphere_id, offset, limit
-            )
+            rows = await self._query(q.mentions_after, user_id, ts_ms, sphere_id, offset, limit)
         return await self.with_reactions([to_message(row[:EVENT_WIDTH]) for row in rows])
 
     async def add_report(
