@@ -268,7 +268,8 @@ class _Planner:
                 return None
         mentions: list[UserId] | None = None
         if draft.kind is EventKind.POST:
-            mentions = self._mentions(sphere_id, draft, offset, offset)
+            assert draft.body is not None
+            mentions = self._mentions(sphere_id, draft.body, offset, draft.ts_ms)
             if target is not None and named is not None:
                 row[11] = root = target.thread_root or named
                 thread = self.plan.threads.setdefault((sphere_id, root), [0, 0, 0])
@@ -302,19 +303,16 @@ class _Planner:
         )
 
     def _mentions(
-        self, sphere_id: str, draft: Draft, post: int, offset: int
+        self, sphere_id: str, body: str, post: int, post_ts_ms: int
     ) -> list[UserId] | None:
-        """The users ``draft``'s body mentions who are members that may read the post, also
-        recorded as the post's mentions."""
-        assert draft.body is not None
+        """The users ``body`` mentions who are members that may read the post at ``post``,
+        recorded as that post's mentions."""
         found = [
             user_id
-            for user_id in mention_candidates(draft.body)
+            for user_id in mention_candidates(body)
             if self.floors.get((sphere_id, user_id), post + 1) <= post
         ]
-        target = self.targets.get((sphere_id, post))
-        ts_ms = target.ts_ms if target is not None and post != offset else draft.ts_ms
-        self.plan.mentioned[(sphere_id, post)] = (ts_ms, found)
+        self.plan.mentioned[(sphere_id, post)] = (post_ts_ms, found)
         return found or None
 
     def _change(
@@ -325,7 +323,8 @@ class _Planner:
         position = (sphere_id, named)
         kind = draft.kind
         if kind is EventKind.EDIT:
-            mentions = self._mentions(sphere_id, draft, named, offset)
+            assert draft.body is not None
+            mentions = self._mentions(sphere_id, draft.body, named, target.ts_ms)
             _edit(target, draft, mentions)
             if target.row is None and position not in self.plan.remention:
                 self.plan.remention.append(position)
