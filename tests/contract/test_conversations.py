@@ -509,3 +509,18 @@ async def test_reports_are_kept_once_per_reporter_and_audited(
                     now_ms=NOW_MS,
                 )
         assert await store.list_reports(SphereId("s_none"), before=None, limit=5) == []
+
+
+async def test_a_draft_must_fit_its_kind(
+    store: Store, alice: UserRecord, team: SphereRecord
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        post = await say(store, team, alice, "x")
+        for draft in (
+            _draft(alice, EventKind.REACT, target=post.offset),  # no emoji
+            _draft(alice, EventKind.PIN, target=post.offset, emoji="+1"),
+            _draft(alice, EventKind.EDIT, target=post.offset, body="y", reply_to=post.offset),
+            _draft(alice, EventKind.UNREACT, emoji="+1"),  # no target
+        ):
+            with pytest.raises(ValueError, match="wrong body, target or emoji"):
+                await store.append(team.sphere_id, draft)
