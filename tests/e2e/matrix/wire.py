@@ -26,12 +26,14 @@ from protocol import (
     Welcome,
     to_wire,
 )
+from server.http_api import STATUS
 from server.operations import BY_FRAME, Http
 
 # Why: every request of the matrix answers in milliseconds; a case that takes this long is
 # stuck, and is reported as such instead of holding up the run.
 REQUEST_TIMEOUT_S = 10.0
 _PARAM = re.compile(r"\{(\w+)\}")
+STATUS_OF = {code.value: status for code, status in STATUS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,4 +184,8 @@ async def over_http(client: httpx.AsyncClient, frame: Frame, http: Http) -> Answ
         return Answer("error", f"http {reply.status_code}", reply.text[:80])
     if reply.is_success:
         return Answer(str(data.get("type")))
-    return Answer("error", data.get("code"), data.get("message"))
+    code = data.get("code")
+    if code not in STATUS_OF or STATUS_OF[code] != reply.status_code:
+        # The status must be the code's documented one (docs/protocol.md, section 15).
+        return Answer("error", f"{code} with HTTP {reply.status_code}", data.get("message"))
+    return Answer("error", code, data.get("message"))
