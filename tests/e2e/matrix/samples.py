@@ -90,7 +90,6 @@ STANDINGS = (
     "banned",
     "removed",
 )
-HIDDEN_STANDINGS = frozenset({"outsider", "banned", "removed"})
 
 
 @dataclass(frozen=True, slots=True)
