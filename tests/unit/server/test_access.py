@@ -6,7 +6,14 @@ import pytest
 
 from protocol import CloisonError, ErrorCode, MemberAction, Privacy, Role, SphereId
 from server import access
-from storage import MemberChange, MembershipState, SphereRecord
+from storage import (
+    AuditAction,
+    MemberChange,
+    MembershipState,
+    SettingsState,
+    SphereRecord,
+    default_settings,
+)
 
 
 def state(
@@ -16,7 +23,17 @@ def state(
     owners: int = 1,
     privacy: Privacy = Privacy.PRIVATE,
 ) -> MembershipState:
-    sphere = SphereRecord(SphereId("s_1"), "lobby", privacy, "e1", 1, 0)
+    defaults = default_settings("lobby", privacy)
+    sphere = SphereRecord(
+        SphereId("s_1"),
+        "lobby",
+        privacy,
+        "e1",
+        1,
+        0,
+        listed=defaults.listed,
+        join_policy=defaults.join_policy,
+    )
     return MembershipState(sphere, actor, target, owners)
 
 
@@ -46,8 +63,13 @@ def test_leave_keeps_an_owner() -> None:
 
 def test_add() -> None:
     add_member, add_admin = access.deciding_add(Role.MEMBER), access.deciding_add(Role.ADMIN)
-    assert add_member(state(Role.ADMIN, None)) == MemberChange(Role.MEMBER, MemberAction.ADDED)
-    assert add_admin(state(Role.OWNER, None)) == MemberChange(Role.ADMIN, MemberAction.ADDED)
+    added = AuditAction.MEMBER_ADDED
+    assert add_member(state(Role.ADMIN, None)) == MemberChange(
+        Role.MEMBER, MemberAction.ADDED, added, "member"
+    )
+    assert add_admin(state(Role.OWNER, None)) == MemberChange(
+        Role.ADMIN, MemberAction.ADDED, added, "admin"
+    )
     assert add_member(state(Role.OWNER, Role.ADMIN)) is None  # a member already: no change
     assert code_of(add_admin, state(Role.ADMIN, None)) is ErrorCode.FORBIDDEN
     assert code_of(add_member, state(Role.MEMBER, None)) is ErrorCode.FORBIDDEN
@@ -55,7 +77,7 @@ def test_add() -> None:
 
 
 def test_remove() -> None:
-    removed = MemberChange(None, MemberAction.REMOVED)
+    removed = MemberChange(None, MemberAction.REMOVED, AuditAction.MEMBER_REMOVED)
     assert access.decide_remove(state(Role.ADMIN, Role.MEMBER)) == removed
     assert access.decide_remove(state(Role.OWNER, Role.OWNER, owners=2)) == removed
     assert code_of(access.decide_remove, state(Role.ADMIN, Role.ADMIN)) is ErrorCode.FORBIDDEN
@@ -66,7 +88,7 @@ def test_remove() -> None:
 
 def test_role_changes_keep_an_owner() -> None:
     demote, promote = access.deciding_role(Role.MEMBER), access.deciding_role(Role.ADMIN)
-    changed = MemberChange(Role.ADMIN, MemberAction.ROLE_CHANGED)
+    changed = MemberChange(Role.ADMIN, MemberAction.ROLE_CHANGED, AuditAction.ROLE_CHANGED, "admin")
     assert promote(state(Role.OWNER, Role.MEMBER)) == changed
     assert promote(state(Role.OWNER, Role.ADMIN)) is None  # the same role: no event
     assert code_of(demote, state(Role.OWNER, Role.OWNER)) is ErrorCode.CONFLICT
@@ -77,13 +99,21 @@ def test_role_changes_keep_an_owner() -> None:
 
 def test_update_checks() -> None:
     sphere = state(None, None).sphere
-    access.check_update(None)(sphere, Role.ADMIN)
-    access.check_update(Privacy.OPEN)(sphere, Role.OWNER)
+
+    def decide(role: Role | None, **fields: object) -> object:
+        asked = {"name": None, "privacy": None, "listed": None, "join_policy": None}
+        asked.update(fields)
+        return access.deciding_settings(history=None, **asked)(  # type: ignore[arg-type]
+            SettingsState(sphere, role, 1)
+        )
+
+    assert decide(Role.ADMIN, name="Hall") is not None
+    assert decide(Role.OWNER, privacy=Privacy.OPEN) is not None
     for role, privacy, code in (
         (Role.ADMIN, Privacy.OPEN, ErrorCode.FORBIDDEN),
         (Role.MEMBER, None, ErrorCode.FORBIDDEN),
         (None, None, ErrorCode.NOT_FOUND),
     ):
         with pytest.raises(CloisonError) as refused:
-            access.check_update(privacy)(sphere, role)
+            decide(role, name="x", privacy=privacy)
         assert refused.value.code is code
