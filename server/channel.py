@@ -158,11 +158,15 @@ def apply(channel: SphereChannel, event: Message) -> list[tuple[Subscription, st
         if user_id not in channel.members:
             channel.floors[user_id] = joined_from(channel.history, event.offset)
         channel.members[user_id] = event.role
+        ended = []
         for sub in channel.subs.values():
-            if sub.conn.user_id == user_id:
-                sub.role = event.role
-                sub.floor = channel.floor_of(user_id, event.role)
-        return []
+            if sub.conn.user_id != user_id:
+                continue
+            if sub.role is None and channel.charter_version > sub.charter_accepted:
+                ended.append((sub, CHARTER))  # an outside reader who joined accepts it first
+            sub.role = event.role
+            sub.floor = channel.floor_of(user_id, event.role)
+        return ended
     if event.kind is not EventKind.SPHERE or event.privacy is None:
         return []
     history = event.history or channel.history

@@ -318,10 +318,11 @@ class Hub:
             for sub in channel.subs.values()
             if event.role is not None and sub.role is None and sub.conn.user_id == event.member_id
         ]
-        for sub, reason in apply(channel, event):
-            self.unsubscribe(sub.conn, channel.sphere_id, reason=reason)
+        ended = apply(channel, event)
         for sub in joining:  # a reader of a public sphere who joined counts as online now
             self._online.count_in(channel, sub.conn.user_id)
+        for sub, reason in ended:  # counted out again, if their role made them count in
+            self.unsubscribe(sub.conn, channel.sphere_id, reason=reason)
 
     def _schedule_repair(self, channel: SphereChannel, *, catch_up: bool = False) -> None:
         if catch_up:
@@ -489,7 +490,7 @@ class Hub:
             raise CloisonError(access.CHARTER_REQUIRED, code=ErrorCode.CHARTER_REQUIRED)
         sub = Subscription(conn, sphere.sphere_id, role)
         sub.floor = channel.floor_of(user_id, role)
-        sub.charter_accepted = channel.charter_version
+        sub.charter_accepted = channel.charter_version if role is not None else 0
         sub.checked = channel.delivered
         previous = self.subscription(conn, sphere.sphere_id)
         self._add(channel, sub)  # before removing the old one, so the channel never empties
