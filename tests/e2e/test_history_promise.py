@@ -4,6 +4,8 @@ through edits and deletes of older posts, and across type changes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from protocol import (
@@ -24,6 +26,8 @@ from protocol import (
     Subscribed,
     UpdateSphere,
 )
+from tests.e2e.test_cluster import connect, gateways
+from tests.services import own_redis
 from tests.support import Client, ServerProcess, User
 
 QUIET_S = 0.5  # how long "nothing arrives" is watched for
@@ -240,3 +244,29 @@ async def test_rejoining_resets_the_floor(server: ServerProcess) -> None:
     again = await bob.api("POST", f"/spheres/{sphere_id}/join")  # 6
     assert again.json()["sphere"]["history_from"] == 6
     assert await offsets_by_http(bob, sphere_id) == [6]
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_the_promise_holds_across_gateways(tmp_path: Path) -> None:
+    """Frames from another node pass the same per-recipient test as local ones."""
+    async with own_redis() as redis, gateways(tmp_path, 2, redis_url=redis.url) as nodes:
+        alice, bob = await nodes[0].new_user("alice"), await nodes[0].new_user("bob")
+        sphere_id = await alice.create_sphere("team")
+        a = await connect(alice, nodes[0])
+        old = await post(a, sphere_id, "before bob")  # 2
+        await alice.add(sphere_id, bob)  # 3
+        b = await connect(bob, nodes[1])
+        assert isinstance(await b.request(Subscribe(sphere_id=sphere_id, ref="s")), Subscribed)
+        await a.request(Edit(sphere_id=sphere_id, message_id="e", target=old, body="x", ref="e"))
+        await a.request(Delete(sphere_id=sphere_id, message_id="d", target=old, ref="d"))
+        marker = await post(a, sphere_id, "after bob")  # 6
+        await b.expect(Message, offset=marker)
+        assert not [f for f in b.inbox if isinstance(f, Message) and f.offset in (4, 5)]
+        assert [
+            e.offset for e in await replay(b, sphere_id, await epoch_of(bob, sphere_id), 0)
+        ] == [
+            3,
+            marker,
+        ]
