@@ -10,11 +10,11 @@ a transaction rolls back, and returns only once the event is durable.
 
 Membership is part of the stream. Every change of a sphere's members (``create_sphere``,
 ``change_member``) or of its settings (``update_sphere``, ``set_charter``) writes a ``member``
-or ``sphere`` event with the sphere's next offset in the transaction that changes the rows, and decides on
-rows read inside that transaction, under the lock that orders the sphere's appends. And an
-append is authorised when its group commits: an author who is not a member of the sphere at
-that moment fails with ``NotMemberError``. So no post is ever sequenced after its author's
-removal, whatever a gateway believed when it accepted the write.
+or ``sphere`` event with the sphere's next offset in the transaction that changes the rows,
+and decides on rows read inside that transaction, under the lock that orders the sphere's
+appends. And an append is authorised when its group commits: an author who is not a member of
+the sphere at that moment fails with ``NotMemberError``. So no post is ever sequenced after
+its author's removal, whatever a gateway believed when it accepted the write.
 """
 
 from __future__ import annotations
