@@ -9,6 +9,8 @@
   transactions, list parameters and errors;
 - ``postgres``: ``PostgresStore``, a PostgreSQL database on an asyncpg pool, shared by several
   processes: the pool, transactions, locks, array parameters and errors;
+- ``conversations``: the ``Conversations`` protocol (threads, pins, mentions, reports), its
+  records and the mention syntax;
 - ``rows``: rows to records, draft and limit checks, writer counters;
 - ``commit``: what a failed group commit means (rolled back, or outcome unknown);
 - ``migrations``: numbered SQL files per engine and the ``schema_version`` bookkeeping;
@@ -61,9 +63,17 @@ from storage.base import (
     sphere_key,
 )
 from storage.charter import Charter, CharterNotCurrentError, Charters, CheckCharter
+from storage.conversations import (
+    MAX_MENTIONS,
+    Conversations,
+    MentionKey,
+    ReportRecord,
+    ThreadRecord,
+)
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 
 __all__ = [
+    "MAX_MENTIONS",
     "MAX_QUEUED_APPENDS",
     "OPERATOR",
     "TOUCH_INTERVAL_MS",
@@ -75,6 +85,7 @@ __all__ = [
     "CharterNotCurrentError",
     "Charters",
     "CheckCharter",
+    "Conversations",
     "DecideMember",
     "DecideSettings",
     "Directory",
@@ -84,10 +95,12 @@ __all__ = [
     "MemberKey",
     "MemberView",
     "MembershipState",
+    "MentionKey",
     "MessageLog",
     "NotFoundError",
     "NotMemberError",
     "OutcomeUnknownError",
+    "ReportRecord",
     "SessionChange",
     "SettingsChange",
     "SettingsState",
@@ -100,6 +113,7 @@ __all__ = [
     "StoreError",
     "StoreOverloadedError",
     "TargetGoneError",
+    "ThreadRecord",
     "TokenKind",
     "TokenPage",
     "TokenRecord",
