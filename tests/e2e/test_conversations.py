@@ -184,7 +184,7 @@ async def test_reactions_add_and_remove_with_who_reacted(server: ServerProcess) 
         ReactionCount("+1", 2, [bob.user_id, alice.user_id]),
         ReactionCount("tada", 1, [alice.user_id]),
     ]
-    # Reactions are not history; Bob reads from his joining (offset 2) on.
+    # Bob joined at offset 2 (the history promise hides offset 1); reactions are not history.
     assert [m.offset for m in page.messages] == [2, target]
 
     removed = await alice.api(
