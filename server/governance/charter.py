@@ -11,6 +11,7 @@ from protocol import (
     ErrorCode,
     Frame,
     GetCharter,
+    Ok,
     SetCharter,
     SphereId,
 )
@@ -73,5 +74,4 @@ class CharterHandlers:
         self, caller: Caller, frame: AcceptCharter, grant: Granted | None
     ) -> Frame:
         await self._store.accept_charter(frame.sphere_id, caller.user.user_id, frame.version)
-        charter = await self._charter(frame.sphere_id)
-        return self._info(frame.sphere_id, charter, frame.version, frame.ref)
+        return Ok(ref=frame.ref)

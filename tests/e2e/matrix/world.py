@@ -27,6 +27,7 @@ from protocol import (
     CreateSphere,
     ErrorCode,
     Frame,
+    HistoryMode,
     InvitationInfo,
     Mute,
     Privacy,
@@ -197,7 +198,11 @@ class World:
         first: Callable[[Context], Sequence[Frame]] | None = None,
     ) -> Sphere:
         """A new sphere of the owner's with each of ``standings`` set up in it."""
-        info = await self.owner.call(CreateSphere(name="matrix", privacy=privacy))
+        # The whole history: every standing replies to the owner's first post, which the
+        # history promise's default would hide from those added after it.
+        info = await self.owner.call(
+            CreateSphere(name="matrix", privacy=privacy, history=HistoryMode.FULL)
+        )
         assert isinstance(info, SphereInfo)
         sphere_id = info.sphere.sphere_id
         post = await self.owner.call(
