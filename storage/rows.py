@@ -24,8 +24,9 @@ from storage.base import AppendResult, Draft, MemberChange, SphereRecord
 # Every column of an events row, in the order ``to_message`` reads them.
 EVENT_COLUMNS = (
     "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, "
-    "deleted, member_id, member_name, member_role, member_action, privacy"
+    "deleted, member_id, member_name, member_role, member_action, privacy, until_ms"
 )
+EVENT_WIDTH = len(EVENT_COLUMNS.split(", "))
 # The columns a post, edit or delete sets (the others stay NULL).
 POST_COLUMNS = (
     "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, deleted"
@@ -98,6 +99,7 @@ def member_event(
         member_name=target_name,
         role=change.role,
         action=change.action,
+        until_ms=change.until_ms,
     )
 
 
@@ -132,6 +134,7 @@ def event_row(event: Message) -> tuple[Any, ...]:
         event.role.value if event.role is not None else None,
         event.action.value if event.action is not None else None,
         event.privacy.value if event.privacy is not None else None,
+        event.until_ms,
     )
 
 
@@ -153,6 +156,7 @@ def to_message(row: Any) -> Message:
         role,
         action,
         privacy,
+        until_ms,
     ) = row
     return Message(
         sphere_id=SphereId(sphere_id),
@@ -170,6 +174,7 @@ def to_message(row: Any) -> Message:
         role=Role(role) if role is not None else None,
         action=MemberAction(action) if action is not None else None,
         privacy=Privacy(privacy) if privacy is not None else None,
+        until_ms=until_ms,
     )
 
 

@@ -107,7 +107,7 @@ _SELECT_BY_KEYS = f"""
 """
 # The group's (sphere_id, author_id) pairs that are members: each append's authorisation.
 _SELECT_MEMBERSHIPS = """
-    SELECT m.sphere_id, m.user_id FROM json_each(?) AS k CROSS JOIN members AS m
+    SELECT m.sphere_id, m.user_id, m.muted_until_ms FROM json_each(?) AS k CROSS JOIN members AS m
     WHERE m.sphere_id = json_extract(k.value, '$[0]') AND m.user_id = json_extract(k.value, '$[1]')
 """
 _SELECT_TARGETS = """
@@ -502,10 +502,12 @@ def _insert_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -
         for event in map(to_message, db.execute(_SELECT_BY_KEYS, (keys,)))
     }
     authors = json.dumps(group_authors(batch))
-    members = {(row[0], row[1]) for row in db.execute(_SELECT_MEMBERSHIPS, (authors,))}
+    memberships = db.execute(_SELECT_MEMBERSHIPS, (authors,)).fetchall()
+    members = {(row[0], row[1]) for row in memberships}
+    muted = {(row[0], row[1]): row[2] for row in memberships if row[2] is not None}
     wanted = wanted_targets(batch, counters)
     targets = to_targets(db.execute(_SELECT_TARGETS, (json.dumps(wanted),)) if wanted else [])
-    plan = plan_group(batch, counters, stored, members, targets)
+    plan = plan_group(batch, counters, stored, members, targets, muted)
     if plan.rows:
         db.executemany(_Q.insert_posts, plan.rows)
     if plan.changed:

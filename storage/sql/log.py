@@ -12,13 +12,14 @@ from protocol import Message, SphereId, StreamPosition
 from storage.rows import WriterStats, check_limit, to_message
 from storage.sql.audit import SqlSphereAudit
 from storage.sql.directory import SqlDirectory
+from storage.sql.entry import SqlEntry
 from storage.sql.queue import AppendQueue
 
 # The highest offset any store can hold (a signed 64-bit column).
 MAX_OFFSET = 2**63 - 1
 
 
-class SqlStore(SqlDirectory, SqlSphereAudit):
+class SqlStore(SqlEntry, SqlDirectory, SqlSphereAudit):
     """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
     the lifecycle both engines share (``async with``; ``aclose`` is the engine's)."""
 

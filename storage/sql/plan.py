@@ -11,6 +11,7 @@ in draft order, what each draft gets:
 - an unknown sphere: ``NotFoundError``;
 - a key already stored (before this group or earlier in it): the stored event, duplicate;
 - an author who is not a member: ``NotMemberError``;
+- a post, edit or reaction by an author muted past the draft's time: ``MutedError``;
 - an edit or delete whose target is not a live post (stored, or appended earlier in the
   group): ``TargetGoneError``;
 - otherwise the sphere's next offset and a new row.
@@ -23,7 +24,7 @@ only once the commit has.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ from storage.base import (
     NotMemberError,
     TargetGoneError,
 )
+from storage.entry import MutedError
 from storage.rows import Key, Outcome, draft_key
 
 # Positions in a new events row (``storage.rows.POST_COLUMNS`` order) that edits and deletes
@@ -42,6 +44,8 @@ from storage.rows import Key, Outcome, draft_key
 _BODY, _EDITED_MS, _DELETED = 6, 8, 9
 # (sphere_id, offset) of an event.
 Position = tuple[str, int]
+# The drafts a mute refuses: those of the rights that speak (``server.access.rights``).
+SPEAKING_KINDS = frozenset({EventKind.POST, EventKind.EDIT, EventKind.REACT, EventKind.UNREACT})
 
 
 @dataclass(slots=True)
@@ -108,6 +112,7 @@ def plan_group(
     stored: dict[Key, Message],
     members: set[tuple[str, str]],
     targets: dict[Position, Target],
+    muted: Mapping[tuple[str, str], int] | None = None,
 ) -> GroupPlan:
     """Decide the group from the rows read in its transaction (see the module's docstring).
 
@@ -117,6 +122,7 @@ def plan_group(
         stored: the group's keys already stored, with their events.
         members: the group's (sphere_id, author_id) pairs that are members.
         targets: the stored events of ``wanted_targets``; updated in place.
+        muted: the end of the mute (ms) of the group's members who have one.
     """
     plan = GroupPlan()
     counters = dict(counters)
@@ -137,6 +143,10 @@ def plan_group(
             plan.outcomes.append(
                 NotMemberError(f"{draft.author_id} is not a member of {sphere_id}")
             )
+            continue
+        until_ms = muted.get((sphere_id, draft.author_id)) if muted else None
+        if until_ms is not None and until_ms > draft.ts_ms and draft.kind in SPEAKING_KINDS:
+            plan.outcomes.append(MutedError(until_ms))
             continue
         offset = last + 1
         row = [

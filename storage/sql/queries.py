@@ -8,7 +8,14 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, fields
 
-from storage.rows import EVENT_COLUMNS, POST_COLUMNS, ROLE_RANK_SQL, SPHERE_COLUMNS, SPHERE_WIDTH
+from storage.rows import (
+    EVENT_COLUMNS,
+    EVENT_WIDTH,
+    POST_COLUMNS,
+    ROLE_RANK_SQL,
+    SPHERE_COLUMNS,
+    SPHERE_WIDTH,
+)
 from storage.sql.dialect import Dialect
 
 _S_SPHERE_COLUMNS = ", ".join("s." + c for c in SPHERE_COLUMNS.split(", "))
@@ -65,7 +72,7 @@ _TEMPLATES = {
         ON CONFLICT (sphere_id, user_id) DO UPDATE SET role = excluded.role
     """,
     "delete_member": "DELETE FROM members WHERE sphere_id = ? AND user_id = ?",
-    "insert_event": f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+    "insert_event": f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * EVENT_WIDTH)})",
     "update_sphere": (
         "UPDATE spheres SET name = ?, privacy = ?, last_offset = ? WHERE sphere_id = ?"
     ),
@@ -82,12 +89,14 @@ _TEMPLATES = {
     """,
     "get_role": "SELECT role FROM members WHERE sphere_id = ? AND user_id = ?",
     # Everything a membership change is decided on, in one statement, under the sphere's lock.
-    # Parameters: sphere, actor, sphere, target, sphere, target.
+    # Parameters: sphere, actor, sphere, target, sphere, target, sphere, target, sphere, target.
     "membership_state": """
         SELECT (SELECT role FROM members WHERE sphere_id = ? AND user_id = ?),
                (SELECT role FROM members WHERE sphere_id = ? AND user_id = ?),
                (SELECT count(*) FROM members WHERE sphere_id = ? AND role = 'owner'),
-               (SELECT name FROM users WHERE user_id = ?)
+               (SELECT name FROM users WHERE user_id = ?),
+               EXISTS (SELECT 1 FROM bans WHERE sphere_id = ? AND user_id = ?),
+               (SELECT muted_until_ms FROM members WHERE sphere_id = ? AND user_id = ?)
     """,
     # -- listings and read markers ---------------------------------------------------------
     "user_spheres": _USER_SPHERES.replace("{after}", ""),
