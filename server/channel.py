@@ -5,7 +5,9 @@ position in one read when the channel is created, then changed by each ``member`
 hub delivers it, in stream order. So the map is exactly the store's membership at the offset
 this node has delivered, on every node, whatever reached it live, by gap repair or by catch-up.
 ``apply`` is that step, pure: it says which subscriptions a delivered event ends, the hub ends
-them.
+them. Mutes delivered are kept beside the map (``muted``): a muted member's requests are
+checked on the store's rows, where the mute is known whenever it began. A ``sphere`` event
+with ``deleted`` true is the sphere's last: it ends every subscription (``closes_sphere``).
 
 ``StoreSupplied`` remembers which offsets the store had to supply (gap repair, catch-up): when
 the live copy of one of them arrives afterwards, the repair was not needed (a reorder across
@@ -16,12 +18,14 @@ O(1).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from protocol import (
     ConnId,
     EventKind,
+    MemberAction,
     Message,
     Privacy,
     Role,
@@ -32,6 +36,8 @@ from server.connection import Connection
 
 # Why: the live copy of a repaired event arrives within moments; older runs are not waited for.
 STORE_SUPPLIED_RUNS_MAX = 64
+# The ``unsubscribed`` reason of subscriptions ended by the sphere's deletion.
+DELETED = "deleted"
 
 
 @dataclass(slots=True)
@@ -89,6 +95,7 @@ class SphereChannel:
     privacy: Privacy = Privacy.PRIVATE
     delivered: int = -1  # last offset delivered to live subscriptions; -1 while starting
     members: dict[UserId, Role] = field(default_factory=dict)  # as of ``delivered``
+    muted: dict[UserId, int] = field(default_factory=dict)  # mutes delivered: until when (ms)
     subs: dict[ConnId, Subscription] = field(default_factory=dict)
     pending: dict[int, Message] = field(default_factory=dict)
     online: Counter[UserId] = field(default_factory=Counter)
@@ -113,6 +120,20 @@ class SphereChannel:
                 still.append((offset, future))
         self.waiters = still
 
+    def unmuted(self, user_id: UserId) -> bool:
+        """No mute of ``user_id`` delivered here is running (the store knows of older ones)."""
+        return self.muted.get(user_id, 0) <= time.time_ns() // 1_000_000
+
+
+def closes_sphere(event: Message) -> bool:
+    """Is ``event`` the last of a deleted sphere?"""
+    return event.kind is EventKind.SPHERE and event.deleted
+
+
+def end_reason(event: Message, revoked: str) -> str:
+    """The ``unsubscribed`` reason of a subscription that ``event`` ends."""
+    return DELETED if closes_sphere(event) else revoked
+
 
 def apply(channel: SphereChannel, event: Message) -> list[Subscription]:
     """Apply a delivered ``member`` or ``sphere`` event to the channel's state.
@@ -121,8 +142,15 @@ def apply(channel: SphereChannel, event: Message) -> list[Subscription]:
         The subscriptions that lost access with it (the hub ends them, after the event itself
         was delivered to them). Role changes update the subscriptions in place.
     """
+    if closes_sphere(event):
+        channel.members.clear()
+        return list(channel.subs.values())
     if event.kind is EventKind.MEMBER and event.member_id is not None:
         user_id = event.member_id
+        if event.action is MemberAction.MUTED and event.until_ms is not None:
+            channel.muted[user_id] = event.until_ms
+        elif event.action is MemberAction.UNMUTED or event.role is None:
+            channel.muted.pop(user_id, None)
         if event.role is None:
             channel.members.pop(user_id, None)
             return [sub for sub in channel.subs.values() if sub.conn.user_id == user_id]
@@ -137,6 +165,8 @@ def apply(channel: SphereChannel, event: Message) -> list[Subscription]:
 
 def ends(sub: Subscription, event: Message) -> bool:
     """Does ``event``, replayed to ``sub``, end its access (sent first, then the end)?"""
+    if closes_sphere(event):
+        return True
     if event.kind is EventKind.MEMBER:
         return event.member_id == sub.conn.user_id and event.role is None
     if event.kind is EventKind.SPHERE:

@@ -66,7 +66,7 @@ from protocol import (
 )
 from server import access
 from server.broker import Broker
-from server.channel import SphereChannel, Subscription, apply, ends
+from server.channel import SphereChannel, Subscription, apply, closes_sphere, end_reason, ends
 from server.connection import Connection
 from server.gap_hold import GapHold
 from server.metrics import Metrics
@@ -221,7 +221,7 @@ class Hub:
         if channel is None or not self._current(channel):
             return None
         role = channel.members.get(user_id)
-        return (channel.privacy, role) if role is not None else None
+        return (channel.privacy, role) if role is not None and channel.unmuted(user_id) else None
 
     async def reach(self, channel: SphereChannel, offset: int) -> None:
         """Wait until the channel has delivered ``offset`` (catching up from the store).
@@ -248,7 +248,8 @@ class Hub:
 
     def _arrive(self, channel: SphereChannel, event: Message, envelope: bytes | None) -> None:
         offset = event.offset
-        if channel.delivered < 0 or offset > channel.delivered + 1:
+        # A deleted sphere's last event comes at once: the store has nothing to fill gaps with.
+        if (channel.delivered < 0 or offset > channel.delivered + 1) and not closes_sphere(event):
             if offset > channel.delivered and len(channel.pending) < MAX_PENDING:
                 channel.pending[offset] = event
             if channel.delivered >= 0:
@@ -300,7 +301,7 @@ class Hub:
     def _apply(self, channel: SphereChannel, event: Message) -> None:
         """A member or sphere event was delivered: change the map, end lost subscriptions."""
         for sub in apply(channel, event):
-            self.unsubscribe(sub.conn, channel.sphere_id, reason=REVOKED)
+            self.unsubscribe(sub.conn, channel.sphere_id, reason=end_reason(event, REVOKED))
         if event.member_id is not None and event.role is not None:
             for sub in channel.subs.values():
                 if sub.conn.user_id == event.member_id:
@@ -509,7 +510,7 @@ class Hub:
                     sub.last_offset = event.offset
                     conn.send(event)
                     if ends(sub, event):
-                        self.unsubscribe(conn, sub.sphere_id, reason=REVOKED)
+                        self.unsubscribe(conn, sub.sphere_id, reason=end_reason(event, REVOKED))
                         return
             if len(events) < REPLAY_PAGE and sub.last_offset >= channel.delivered:
                 sub.live = True  # no await since the check: nothing delivered can be missed

@@ -28,6 +28,8 @@ from server import access
 from server.access import Granted
 from server.config import Config
 from server.governance.audit import AuditHandlers
+from server.governance.entry import EntryHandlers
+from server.governance.moderation import ModerationHandlers
 from server.hub import Hub
 from server.operations.context import Caller, Deps, Handler, PreparedWrite, WriteHandler
 from server.operations.messages import MessageHandlers
@@ -53,7 +55,8 @@ class Operations:
         messages = MessageHandlers(deps)
         self._handlers: dict[type[Frame], Handler] = {}
         self._writes: dict[type[Frame], WriteHandler] = {}
-        for module in (messages, self.spheres, AuditHandlers(deps)):
+        governance = (EntryHandlers(deps, self.spheres), ModerationHandlers(deps))
+        for module in (messages, self.spheres, AuditHandlers(deps), *governance):
             self._handlers.update(module.handlers())
         self._writes.update(messages.writes())
 
