@@ -213,8 +213,9 @@ class Entry(Protocol):
         now_ms: int,
     ) -> Message | None:
         """Ban a user (member or not) as ``decide`` rules: the member change (its ``member``
-        event, role None), the ban row, and the end of the user's pending invitations and
-        request, in one transaction. None when already banned.
+        event, role None), the ban row, and the refusal of the user's pending request, in one
+        transaction. None when already banned. The user's pending invitations are no longer
+        listed, and refused if accepted, while the ban lasts.
         """
         ...
 

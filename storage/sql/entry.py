@@ -62,6 +62,9 @@ _PENDING_PAGE = (
     _INVITATION
     + """
     WHERE i.{owner} = ? AND i.state = 'pending' AND i.expires_ms > CAST(? AS BIGINT) {after}
+      AND NOT EXISTS (
+          SELECT 1 FROM bans AS b WHERE b.sphere_id = i.sphere_id AND b.user_id = i.invitee_id
+      )
     ORDER BY i.created_ms, i.invitation_id{collate} LIMIT ?
 """
 )
@@ -510,7 +513,6 @@ class SqlEntry(SqlDirectory):
             if event is None:
                 return None
             await db.fetch(e.insert_ban, sphere_id, target_id, actor_id, now_ms, reason)
-            await db.fetch(e.revoke_pending, sphere_id, target_id)
             await db.fetch(e.end_request, RequestState.REFUSED.value, sphere_id, target_id)
         return event
 

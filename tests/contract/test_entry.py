@@ -379,7 +379,8 @@ async def test_a_ban_removes_and_keeps_out(store: Store) -> None:
         await store.answer_invitation(
             pending, stranger.user_id, decisions.decide_accept, now_ms=NOW_MS
         )
-    assert old.value.code is ErrorCode.CONFLICT  # the ban revoked it
+    assert old.value.code is ErrorCode.FORBIDDEN
+    assert await store.list_invitations(sphere_id=sphere.sphere_id, now_ms=NOW_MS, limit=9) == []
     with pytest.raises(CloisonError) as new:
         await invite(store, sphere, owner, member, Role.MEMBER)
     assert new.value.code is ErrorCode.FORBIDDEN
