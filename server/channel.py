@@ -5,9 +5,10 @@ position in one read when the channel is created, then changed by each ``member`
 hub delivers it, in stream order. So the map is exactly the store's membership at the offset
 this node has delivered, on every node, whatever reached it live, by gap repair or by catch-up.
 ``apply`` is that step, pure: it says which subscriptions a delivered event ends, the hub ends
-them. Mutes delivered are kept beside the map (``muted``): a muted member's requests are
-checked on the store's rows, where the mute is known whenever it began. A ``sphere`` event
-with ``deleted`` true is the sphere's last: it ends every subscription (``closes_sphere``).
+them. Mutes are kept beside the map (``muted``: read with it, then changed by the ``muted``
+and ``unmuted`` events delivered): a muted member's requests are checked on the store's rows.
+A ``sphere`` event with ``deleted`` true is the sphere's last: it ends every subscription
+(``closes_sphere``).
 
 ``StoreSupplied`` remembers which offsets the store had to supply (gap repair, catch-up): when
 the live copy of one of them arrives afterwards, the repair was not needed (a reorder across
@@ -95,7 +96,7 @@ class SphereChannel:
     privacy: Privacy = Privacy.PRIVATE
     delivered: int = -1  # last offset delivered to live subscriptions; -1 while starting
     members: dict[UserId, Role] = field(default_factory=dict)  # as of ``delivered``
-    muted: dict[UserId, int] = field(default_factory=dict)  # mutes delivered: until when (ms)
+    muted: dict[UserId, int] = field(default_factory=dict)  # members' mutes: until when (ms)
     subs: dict[ConnId, Subscription] = field(default_factory=dict)
     pending: dict[int, Message] = field(default_factory=dict)
     online: Counter[UserId] = field(default_factory=Counter)
@@ -121,7 +122,7 @@ class SphereChannel:
         self.waiters = still
 
     def unmuted(self, user_id: UserId) -> bool:
-        """No mute of ``user_id`` delivered here is running (the store knows of older ones)."""
+        """No mute of ``user_id`` known here is running."""
         return self.muted.get(user_id, 0) <= time.time_ns() // 1_000_000
 
 

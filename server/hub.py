@@ -536,6 +536,7 @@ class Hub:
             current = await self._store.sphere_members(sphere.sphere_id)
             if current is None:
                 raise CloisonError(access.SPHERE_NOT_FOUND, code=ErrorCode.NOT_FOUND)
+            channel.muted = await self._store.sphere_mutes(sphere.sphere_id)
         except BaseException:
             del self._channels[sphere.sphere_id]
             channel.ready.set()

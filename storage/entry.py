@@ -81,6 +81,10 @@ class Entry(Protocol):
         """The sphere, the user's role, mute and ban in it, in one read."""
         ...
 
+    async def sphere_mutes(self, sphere_id: SphereId) -> dict[UserId, int]:
+        """The end (ms) of every member's mute in the sphere, ended or running."""
+        ...
+
     async def invite(
         self,
         sphere_id: SphereId,

@@ -100,6 +100,10 @@ _TEMPLATES = {
         FROM spheres AS s LEFT JOIN members AS m ON m.sphere_id = s.sphere_id AND m.user_id = ?
         WHERE s.sphere_id = ?
     """,
+    "mutes": """
+        SELECT user_id, muted_until_ms FROM members
+        WHERE sphere_id = ? AND muted_until_ms IS NOT NULL
+    """,
     # -- invitations -----------------------------------------------------------------------
     "insert_invitation": """
         INSERT INTO invitations (invitation_id, sphere_id, inviter_id, invitee_id, role,
@@ -166,6 +170,7 @@ _TEMPLATES = {
 @dataclass(frozen=True, slots=True)
 class EntryQueries:
     standing: str
+    mutes: str
     insert_invitation: str
     get_invitation: str
     invitation_state: str
@@ -289,6 +294,10 @@ class SqlEntry(SqlDirectory):
             muted_until_ms,
             bool(banned),
         )
+
+    async def sphere_mutes(self, sphere_id: SphereId) -> dict[UserId, int]:
+        rows = await self._query(self._e.mutes, sphere_id)
+        return {UserId(row[0]): row[1] for row in rows}
 
     # -- invitations ---------------------------------------------------------------------------
 

@@ -426,6 +426,7 @@ async def test_a_muted_author_is_refused_where_appends_commit(store: Store) -> N
     assert replayed == [muted]
     standing = await store.sphere_standing(sphere.sphere_id, member.user_id)
     assert standing.muted(NOW_MS) and not standing.muted(until)
+    assert await store.sphere_mutes(sphere.sphere_id) == {member.user_id: until}
     with pytest.raises(MutedError) as refused:
         await store.append(sphere.sphere_id, post(member.user_id, "during", NOW_MS + 1))
     assert refused.value.code is ErrorCode.FORBIDDEN

@@ -241,6 +241,23 @@ async def test_who_may_mute_whom(server: ServerProcess) -> None:
     )
 
 
+async def test_a_mute_made_before_the_gateway_followed_the_sphere(server: ServerProcess) -> None:
+    """The member map a gateway loads knows the mutes already running: typing, which no
+    commit checks, is refused too."""
+    owner = await server.new_user("owner")
+    member = await server.new_user("member")
+    sphere_id = await owner.create_sphere("team")
+    await owner.add(sphere_id, member)
+    reply = await owner.api(
+        "PUT", f"/spheres/{sphere_id}/mutes/{member.user_id}", json={"duration_s": 600}
+    )
+    assert reply.status_code == 200, reply.text
+    m = await member.connect()
+    assert isinstance(await m.request(Subscribe(sphere_id=sphere_id, ref="s")), Subscribed)
+    assert muted(await m.request(Typing(sphere_id=sphere_id, ref="t")))
+    assert muted(await m.request(Publish(sphere_id=sphere_id, message_id="p", body="x", ref="p")))
+
+
 async def test_a_mute_is_checked_where_the_write_commits(server: ServerProcess) -> None:
     """A mute this gateway has not heard of (written to the store behind its back, so no event
     told its member map) passes the up-front check on the map, and is refused at commit."""
