@@ -9,6 +9,8 @@
   transactions, list parameters and errors;
 - ``postgres``: ``PostgresStore``, a PostgreSQL database on an asyncpg pool, shared by several
   processes: the pool, transactions, locks, array parameters and errors;
+- ``conversations``: the ``Conversations`` protocol (threads, pins, mentions, reports), its
+  records and the mention syntax;
 - ``rows``: rows to records, draft and limit checks, writer counters;
 - ``commit``: what a failed group commit means (rolled back, or outcome unknown);
 - ``migrations``: numbered SQL files per engine and the ``schema_version`` bookkeeping;
@@ -55,6 +57,13 @@ from storage.base import (
     member_key,
     sphere_key,
 )
+from storage.conversations import (
+    MAX_MENTIONS,
+    Conversations,
+    MentionKey,
+    ReportRecord,
+    ThreadRecord,
+)
 from storage.entry import (
     CheckEntry,
     CheckRevoke,
@@ -66,6 +75,7 @@ from storage.entry import (
 )
 
 __all__ = [
+    "MAX_MENTIONS",
     "MAX_QUEUED_APPENDS",
     "OPERATOR",
     "TOUCH_INTERVAL_MS",
@@ -76,6 +86,7 @@ __all__ = [
     "CheckEntry",
     "CheckRevoke",
     "CheckUpdate",
+    "Conversations",
     "DecideAccept",
     "DecideMember",
     "Directory",
@@ -86,11 +97,13 @@ __all__ = [
     "MemberChange",
     "MemberKey",
     "MembershipState",
+    "MentionKey",
     "MessageLog",
     "MutedError",
     "NotFoundError",
     "NotMemberError",
     "OutcomeUnknownError",
+    "ReportRecord",
     "SessionChange",
     "SphereAudit",
     "SphereAuditEntry",
@@ -101,6 +114,7 @@ __all__ = [
     "StoreError",
     "StoreOverloadedError",
     "TargetGoneError",
+    "ThreadRecord",
     "TokenKind",
     "TokenPage",
     "TokenRecord",

@@ -27,9 +27,11 @@ from protocol import (
 from server import access
 from server.access import Granted
 from server.config import Config
+from server.conversations import ConversationReads, ConversationWrites
 from server.governance.audit import AuditHandlers
 from server.governance.entry import EntryHandlers
 from server.governance.moderation import ModerationHandlers
+from server.governance.reports import ReportHandlers
 from server.hub import Hub
 from server.operations.context import Caller, Deps, Handler, PreparedWrite, WriteHandler
 from server.operations.messages import MessageHandlers
@@ -55,10 +57,18 @@ class Operations:
         messages = MessageHandlers(deps)
         self._handlers: dict[type[Frame], Handler] = {}
         self._writes: dict[type[Frame], WriteHandler] = {}
-        governance = (EntryHandlers(deps, self.spheres), ModerationHandlers(deps))
-        for module in (messages, self.spheres, AuditHandlers(deps), *governance):
+        for module in (
+            messages,
+            self.spheres,
+            AuditHandlers(deps),
+            ConversationReads(deps),
+            ReportHandlers(deps),
+            EntryHandlers(deps, self.spheres),
+            ModerationHandlers(deps),
+        ):
             self._handlers.update(module.handlers())
-        self._writes.update(messages.writes())
+        for writer in (messages, ConversationWrites()):
+            self._writes.update(writer.writes())
 
     def missing(self) -> list[Operation]:
         """Rows of the operation table no capability module handles (a test keeps it empty)."""

@@ -12,6 +12,7 @@ from storage.rows import (
     EVENT_COLUMNS,
     EVENT_WIDTH,
     POST_COLUMNS,
+    POST_WIDTH,
     ROLE_RANK_SQL,
     SPHERE_COLUMNS,
     SPHERE_WIDTH,
@@ -40,7 +41,7 @@ _MEMBERS = f"""
 # Served by events_history, so a page costs O(limit) however many edits lie between posts.
 _POSTS_PAGE = f"""
     SELECT {EVENT_COLUMNS} FROM events {{history_index}}
-    WHERE sphere_id = ? AND kind NOT IN ('edit', 'delete')
+    WHERE sphere_id = ? AND kind NOT IN ('edit', 'delete', 'react', 'unreact', 'pin', 'unpin')
       AND stream_offset > ? AND stream_offset <= ?
     ORDER BY stream_offset {{direction}} LIMIT ?
 """
@@ -125,7 +126,7 @@ _TEMPLATES = {
         RETURNING read_offset
     """,
     # -- group commits (the parts both engines run alike) ----------------------------------
-    "insert_posts": f"INSERT INTO events ({POST_COLUMNS}) VALUES ({', '.join('?' * 10)})",
+    "insert_posts": f"INSERT INTO events ({POST_COLUMNS}) VALUES ({', '.join('?' * POST_WIDTH)})",
 }
 
 
