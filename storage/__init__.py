@@ -71,7 +71,7 @@ from storage.entry import (
     Entry,
     EntryKey,
     MutedError,
-    Standing,
+    SphereStanding,
 )
 
 __all__ = [
@@ -109,7 +109,7 @@ __all__ = [
     "SphereAuditEntry",
     "SphereKey",
     "SphereRecord",
-    "Standing",
+    "SphereStanding",
     "Store",
     "StoreError",
     "StoreOverloadedError",

@@ -53,7 +53,7 @@ class MutedError(CloisonError):
 
 
 @dataclass(frozen=True, slots=True)
-class Standing:
+class SphereStanding:
     """What a user is in a sphere, in one read: the dispatcher's rights check is made on it."""
 
     sphere: SphereRecord | None  # None: no such sphere
@@ -77,7 +77,7 @@ CheckRevoke = Callable[["SphereRecord", Role | None, UserId], None]
 class Entry(Protocol):
     """The store's part of invitations, join requests, bans, mutes, transfers and deletion."""
 
-    async def sphere_standing(self, sphere_id: SphereId, user_id: UserId) -> Standing:
+    async def sphere_standing(self, sphere_id: SphereId, user_id: UserId) -> SphereStanding:
         """The sphere, the user's role, mute and ban in it, in one read."""
         ...
 

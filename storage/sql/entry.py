@@ -37,7 +37,7 @@ from storage.base import (
     NotFoundError,
     SphereRecord,
 )
-from storage.entry import CheckEntry, CheckRevoke, DecideAccept, EntryKey, Standing
+from storage.entry import CheckEntry, CheckRevoke, DecideAccept, EntryKey, SphereStanding
 from storage.rows import SPHERE_COLUMNS, SPHERE_WIDTH, check_limit, server_message_id, to_sphere
 from storage.sql.accounts import SqlRunner
 from storage.sql.audit import audit_queries, insert_sphere_audit
@@ -282,13 +282,13 @@ class SqlEntry(SqlDirectory):
         entry = SphereAuditEntry(sphere_id, now_ms, actor_id, action, target_id, None, detail)
         await insert_sphere_audit(db, self._dialect, entry)
 
-    async def sphere_standing(self, sphere_id: SphereId, user_id: UserId) -> Standing:
+    async def sphere_standing(self, sphere_id: SphereId, user_id: UserId) -> SphereStanding:
         rows = await self._query(self._e.standing, user_id, user_id, sphere_id)
         if not rows:
-            return Standing(None, None)
+            return SphereStanding(None, None)
         row = tuple(rows[0])
         role, muted_until_ms, banned = row[SPHERE_WIDTH:]
-        return Standing(
+        return SphereStanding(
             to_sphere(row[:SPHERE_WIDTH]),
             Role(role) if role is not None else None,
             muted_until_ms,
