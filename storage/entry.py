@@ -112,8 +112,9 @@ class Entry(Protocol):
         """Revoke a pending invitation if ``check`` allows it. Audited ``invitation_revoked``.
 
         Raises:
-            NotFoundError: no such invitation, or ``check`` refused (a foreign id is unknown).
-            CloisonError: ``conflict`` when it is no longer pending or has expired.
+            NotFoundError: no such invitation.
+            CloisonError: whatever ``check`` raised; ``conflict`` when it is no longer pending
+                or has expired.
         """
         ...
 

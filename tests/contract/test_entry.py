@@ -228,13 +228,20 @@ async def test_revoking_an_invitation(store: Store) -> None:
     guest = await user(store, "guest")
     invitation_id = await invite(store, sphere, member, guest, Role.VISITOR)
     stranger = await user(store, "stranger")
-    with pytest.raises(NotFoundError):  # neither its inviter nor an administrator
+    with pytest.raises(CloisonError) as refused:  # neither its inviter nor an administrator
         await store.revoke_invitation(
             invitation_id,
             stranger.user_id,
             decisions.checking_revoke(stranger.user_id),
             now_ms=NOW_MS,
         )
+    assert refused.value.code is ErrorCode.NOT_FOUND  # the private sphere is hidden from them
+    peer = await add(store, sphere, owner, Role.PUBLISHER)
+    with pytest.raises(CloisonError) as forbidden:  # a member who is not its inviter
+        await store.revoke_invitation(
+            invitation_id, peer.user_id, decisions.checking_revoke(peer.user_id), now_ms=NOW_MS
+        )
+    assert forbidden.value.code is ErrorCode.FORBIDDEN
     with pytest.raises(NotFoundError):
         await store.revoke_invitation(
             "unknown", owner.user_id, decisions.checking_revoke(owner.user_id), now_ms=NOW_MS

@@ -156,12 +156,17 @@ async def test_revoked_and_declined(server: ServerProcess) -> None:
     made = await m.request(Invite(sphere_id=sphere_id, user_id=guest.user_id, ref="i"))
     assert isinstance(made, InvitationInfo)
     invitation_id = made.invitation.invitation_id
-    # Neither the invitee nor a stranger revokes it (not found); its inviter does.
+    # Only its inviter, or an administrator, revokes it.
     stranger = await server.new_user("stranger")
     s = await stranger.connect()
-    for client in (g, s):
+    for client in (g, s):  # they do not see the private sphere
         reply = await client.request(RevokeInvitation(invitation_id=invitation_id, ref="r"))
         assert code(reply) == "not_found"
+    peer = await server.new_user("peer")  # a member, but neither its inviter nor an admin
+    await owner.add(sphere_id, peer)
+    p = await peer.connect()
+    refused = await p.request(RevokeInvitation(invitation_id=invitation_id, ref="r"))
+    assert code(refused) == "forbidden"
     assert isinstance(await m.request(RevokeInvitation(invitation_id=invitation_id, ref="r")), Ok)
     revoked = await g.request(AcceptInvitation(invitation_id=invitation_id, ref="a"))
     assert code(revoked) == "conflict"
