@@ -28,6 +28,7 @@ from protocol import (
     EventKind,
     MemberAction,
     Message,
+    MessageId,
     Privacy,
     Role,
     SphereId,
@@ -120,6 +121,20 @@ class SphereChannel:
             else:
                 still.append((offset, future))
         self.waiters = still
+
+    def gone(self) -> Message:
+        """The last event of a sphere the store no longer holds, when the broker lost the real
+        one: applied, never sent (subscribers are told by their ``unsubscribed``)."""
+        return Message(
+            sphere_id=self.sphere_id,
+            offset=self.delivered + 1,
+            kind=EventKind.SPHERE,
+            message_id=MessageId("~deleted"),
+            author_id=UserId(""),
+            ts_ms=time.time_ns() // 1_000_000,
+            deleted=True,
+            privacy=self.privacy,
+        )
 
     def unmuted(self, user_id: UserId) -> bool:
         """No mute of ``user_id`` known here is running."""

@@ -251,7 +251,6 @@ class Hub:
 
     def _arrive(self, channel: SphereChannel, event: Message, envelope: bytes | None) -> None:
         offset = event.offset
-        # A deleted sphere's last event comes at once: the store has nothing to fill gaps with.
         if (channel.delivered < 0 or offset > channel.delivered + 1) and not closes_sphere(event):
             if offset > channel.delivered and len(channel.pending) < MAX_PENDING:
                 channel.pending[offset] = event
@@ -400,9 +399,11 @@ class Hub:
                 continue
             for channel in channels:
                 head = heads.get(channel.sphere_id)
-                if head is None or self._channels.get(channel.sphere_id) is not channel:
+                if self._channels.get(channel.sphere_id) is not channel:
                     continue
-                if head.offset > channel.delivered:
+                if head is None:  # deleted, its last event lost: end its subscriptions anyway
+                    self._apply(channel, channel.gone())
+                elif head.offset > channel.delivered:
                     self._schedule_repair(channel, catch_up=True)
                 elif healthy and resets == self._resets and not channel.pending:
                     channel.stale = False

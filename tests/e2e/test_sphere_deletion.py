@@ -104,6 +104,8 @@ async def no_row_left(store: Rows, sphere_id: str, before: dict[str, int]) -> No
     assert [table for table, count in after.items() if count] == []
 
 
+# The default reconciliation interval (2 s), and the store reads it takes, on a busy machine.
+RECONCILE_BOUND_S = 5.0
 # The tables populate() leaves rows in (every table with a sphere_id is checked).
 ROW_TABLES = (
     "spheres",
@@ -236,3 +238,19 @@ async def test_deleted_on_postgres_through_two_gateways(tmp_path: Path) -> None:
         assert code(again) == "not_found"
         await no_row_left(store, sphere_id, before)
         await sphere_deleted_in_server_log(nodes[0], sphere_id, owner)
+
+
+async def test_subscribers_are_told_when_the_last_event_is_lost(server: ServerProcess) -> None:
+    """A sphere gone from the store without its last event reaching this node (a broker that
+    lost it: here, rows deleted behind the server's back) still ends its subscriptions, at the
+    next reconciliation of the node's channels with the store."""
+    owner = await server.new_user("owner")
+    sphere_id = await owner.create_sphere("doomed")
+    o = await connect(owner, server)
+    await follow(o, sphere_id)
+    async with aiosqlite.connect(server.data_dir / "cloison.sqlite3") as db:
+        await db.execute("PRAGMA foreign_keys = ON")
+        await db.execute("DELETE FROM spheres WHERE sphere_id = ?", (sphere_id,))
+        await db.commit()
+    ended = await o.expect(Unsubscribed, sphere_id=sphere_id, timeout_s=RECONCILE_BOUND_S)
+    assert ended.reason == "deleted"
