@@ -1,9 +1,10 @@
-"""Invitations, join requests, bans, mutes, transfers and deletion in shared SQL.
+"""Invitations and join requests in shared SQL (bans, mutes, transfers and deletion:
+``storage.sql.moderation``).
 
-``SqlEntry`` implements ``storage.entry.Entry`` over the engine's hooks. Every change is one
-transaction that first reads the sphere under ``lock_sphere`` (through the directory's
-member-change path when it changes a membership), so invitations, requests and bans of a
-sphere change one after another, and each decision is made on the rows it changes.
+``SqlEntry`` implements that part of ``storage.entry.Entry`` over the engine's hooks. Every
+change is one transaction that first reads the sphere under ``lock_sphere`` (through the
+directory's member-change path when it changes a membership), so the invitations, requests and
+bans of a sphere change one after another, and each decision is made on the rows it changes.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from protocol import (
-    BanInfo,
     CloisonError,
     ErrorCode,
-    EventKind,
     Invitation,
     InvitationState,
     JoinRequestInfo,
@@ -30,7 +29,6 @@ from protocol import (
 )
 from storage.audit import AuditAction, SphereAuditEntry
 from storage.base import (
-    CheckUpdate,
     DecideMember,
     MemberChange,
     MembershipState,
@@ -38,16 +36,14 @@ from storage.base import (
     SphereRecord,
 )
 from storage.entry import CheckEntry, CheckRevoke, DecideAccept, EntryKey, SphereStanding
-from storage.rows import SPHERE_COLUMNS, SPHERE_WIDTH, check_limit, server_message_id, to_sphere
+from storage.rows import SPHERE_COLUMNS, SPHERE_WIDTH, check_limit, to_sphere
 from storage.sql.accounts import SqlRunner
-from storage.sql.audit import audit_queries, insert_sphere_audit
+from storage.sql.audit import insert_sphere_audit
 from storage.sql.dialect import Dialect
 from storage.sql.directory import SqlDirectory
 
 # Why 24 bytes (32 characters): an invitation id is the secret its invitee accepts with.
 INVITATION_ID_BYTES = 24
-# The server audit log's action for a deleted sphere (its own log goes with it).
-SPHERE_DELETED = "sphere_deleted"
 
 _S_COLUMNS = ", ".join("s." + c for c in SPHERE_COLUMNS.split(", "))
 _INVITATION = """
@@ -74,15 +70,9 @@ _REQUESTS = """
     WHERE r.sphere_id = ? AND r.state = 'pending' {after}
     ORDER BY r.created_ms, r.user_id{collate} LIMIT ?
 """
-_BANS = """
-    SELECT b.user_id, u.name, b.banned_by, b.ts_ms, b.reason
-    FROM bans AS b JOIN users AS u ON u.user_id = b.user_id
-    WHERE b.sphere_id = ? {after}
-    ORDER BY b.ts_ms, b.user_id{collate} LIMIT ?
-"""
 
 
-def _after(alias: str, time_column: str, id_column: str) -> str:
+def keyset_after(alias: str, time_column: str, id_column: str) -> str:
     """The keyset condition of a page after (time, id)."""
     return (
         f"AND ({alias}.{time_column} > ? OR ({alias}.{time_column} = ? "
@@ -90,7 +80,7 @@ def _after(alias: str, time_column: str, id_column: str) -> str:
     )
 
 
-_INVITATION_AFTER = _after("i", "created_ms", "invitation_id")
+_INVITATION_AFTER = keyset_after("i", "created_ms", "invitation_id")
 
 
 _TEMPLATES = {
@@ -99,10 +89,6 @@ _TEMPLATES = {
                EXISTS (SELECT 1 FROM bans AS b WHERE b.sphere_id = s.sphere_id AND b.user_id = ?)
         FROM spheres AS s LEFT JOIN members AS m ON m.sphere_id = s.sphere_id AND m.user_id = ?
         WHERE s.sphere_id = ?
-    """,
-    "mutes": """
-        SELECT user_id, muted_until_ms FROM members
-        WHERE sphere_id = ? AND muted_until_ms IS NOT NULL
     """,
     # -- invitations -----------------------------------------------------------------------
     "insert_invitation": """
@@ -144,33 +130,13 @@ _TEMPLATES = {
         RETURNING user_id
     """,
     "requests": _REQUESTS.replace("{after}", ""),
-    "requests_after": _REQUESTS.replace("{after}", _after("r", "created_ms", "user_id")),
-    # -- bans and mutes --------------------------------------------------------------------
-    "insert_ban": """
-        INSERT INTO bans (sphere_id, user_id, banned_by, ts_ms, reason) VALUES (?, ?, ?, ?, ?)
-    """,
-    "delete_ban": "DELETE FROM bans WHERE sphere_id = ? AND user_id = ?",
-    "bans": _BANS.replace("{after}", ""),
-    "bans_after": _BANS.replace("{after}", _after("b", "ts_ms", "user_id")),
-    "set_muted": "UPDATE members SET muted_until_ms = ? WHERE sphere_id = ? AND user_id = ?",
-    # -- deletion: every row of the sphere, its own row last but the audit entries ---------
-    "delete_events": "DELETE FROM events WHERE sphere_id = ?",
-    "delete_members": "DELETE FROM members WHERE sphere_id = ?",
-    "delete_invitations": "DELETE FROM invitations WHERE sphere_id = ?",
-    "delete_requests": "DELETE FROM join_requests WHERE sphere_id = ?",
-    "delete_bans": "DELETE FROM bans WHERE sphere_id = ?",
-    "delete_sphere": "DELETE FROM spheres WHERE sphere_id = ?",
-    "server_audit": """
-        INSERT INTO audit_log (actor, action, user_id, ts_ms, token_id, detail)
-        VALUES (?, ?, NULL, ?, NULL, ?)
-    """,
+    "requests_after": _REQUESTS.replace("{after}", keyset_after("r", "created_ms", "user_id")),
 }
 
 
 @dataclass(frozen=True, slots=True)
 class EntryQueries:
     standing: str
-    mutes: str
     insert_invitation: str
     get_invitation: str
     invitation_state: str
@@ -185,30 +151,6 @@ class EntryQueries:
     end_request: str
     requests: str
     requests_after: str
-    insert_ban: str
-    delete_ban: str
-    bans: str
-    bans_after: str
-    set_muted: str
-    delete_events: str
-    delete_members: str
-    delete_invitations: str
-    delete_requests: str
-    delete_bans: str
-    delete_sphere: str
-    server_audit: str
-
-    @property
-    def sphere_rows(self) -> tuple[str, ...]:
-        """What ``delete_sphere`` runs, in order (the sphere's audit entries follow)."""
-        return (
-            self.delete_events,
-            self.delete_members,
-            self.delete_invitations,
-            self.delete_requests,
-            self.delete_bans,
-            self.delete_sphere,
-        )
 
 
 @functools.cache
@@ -263,7 +205,7 @@ def _ended(state: str, expires_ms: int, now_ms: int) -> CloisonError | None:
 
 
 class SqlEntry(SqlDirectory):
-    """``storage.entry.Entry`` in shared SQL."""
+    """Invitations, join requests and the standing of a user: ``storage.entry.Entry`` in part."""
 
     @property
     def _e(self) -> EntryQueries:
@@ -294,10 +236,6 @@ class SqlEntry(SqlDirectory):
             muted_until_ms,
             bool(banned),
         )
-
-    async def sphere_mutes(self, sphere_id: SphereId) -> dict[UserId, int]:
-        rows = await self._query(self._e.mutes, sphere_id)
-        return {UserId(row[0]): row[1] for row in rows}
 
     # -- invitations ---------------------------------------------------------------------------
 
@@ -503,109 +441,3 @@ class SqlEntry(SqlDirectory):
                     db, sphere_id, actor_id, AuditAction.REQUEST_REFUSED, user_id, now_ms
                 )
         return event
-
-    # -- bans and mutes ------------------------------------------------------------------------
-
-    async def ban(
-        self,
-        sphere_id: SphereId,
-        actor_id: UserId,
-        target_id: UserId,
-        reason: str | None,
-        decide: DecideMember,
-        *,
-        now_ms: int,
-    ) -> Message | None:
-        e = self._e
-        async with self._writing() as db:
-            event = await self._change_member_in(db, sphere_id, actor_id, target_id, decide, now_ms)
-            if event is None:
-                return None
-            await db.fetch(e.insert_ban, sphere_id, target_id, actor_id, now_ms, reason)
-            await db.fetch(e.end_request, RequestState.REFUSED.value, sphere_id, target_id)
-        return event
-
-    async def unban(
-        self,
-        sphere_id: SphereId,
-        actor_id: UserId,
-        target_id: UserId,
-        decide: DecideMember,
-        *,
-        now_ms: int,
-    ) -> Message | None:
-        async with self._writing() as db:
-            event = await self._change_member_in(db, sphere_id, actor_id, target_id, decide, now_ms)
-            if event is not None:
-                await db.fetch(self._e.delete_ban, sphere_id, target_id)
-        return event
-
-    async def list_bans(
-        self, sphere_id: SphereId, *, limit: int, after: EntryKey | None = None
-    ) -> list[BanInfo]:
-        check_limit(limit)
-        if after is None:
-            rows = await self._query(self._e.bans, sphere_id, limit)
-        else:
-            ts_ms, user_id = after
-            rows = await self._query(self._e.bans_after, sphere_id, ts_ms, ts_ms, user_id, limit)
-        return [BanInfo(UserId(r[0]), r[1], UserId(r[2]), r[3], r[4]) for r in rows]
-
-    async def set_muted(
-        self,
-        sphere_id: SphereId,
-        actor_id: UserId,
-        target_id: UserId,
-        decide: DecideMember,
-        *,
-        now_ms: int,
-    ) -> Message | None:
-        async with self._writing() as db:
-            event = await self._change_member_in(db, sphere_id, actor_id, target_id, decide, now_ms)
-            if event is not None:
-                await db.fetch(self._e.set_muted, event.until_ms, sphere_id, target_id)
-        return event
-
-    # -- ownership and deletion ----------------------------------------------------------------
-
-    async def change_members(
-        self,
-        sphere_id: SphereId,
-        actor_id: UserId,
-        changes: Sequence[tuple[UserId, DecideMember]],
-        *,
-        now_ms: int,
-    ) -> list[Message]:
-        events = []
-        async with self._writing() as db:
-            for target_id, decide in changes:
-                event = await self._change_member_in(
-                    db, sphere_id, actor_id, target_id, decide, now_ms
-                )
-                if event is not None:
-                    events.append(event)
-        return events
-
-    async def delete_sphere(
-        self, sphere_id: SphereId, actor_id: UserId, check: CheckUpdate, *, now_ms: int
-    ) -> Message:
-        e = self._e
-        async with self._writing() as db:
-            sphere = await self._lock_sphere(db, sphere_id)
-            roles = await db.fetch(self._q.get_role, sphere_id, actor_id)
-            check(sphere, Role(roles[0][0]) if roles else None)
-            for sql in e.sphere_rows:
-                await db.fetch(sql, sphere_id)
-            await db.fetch(audit_queries(self._dialect).delete_sphere, sphere_id)
-            await db.fetch(e.server_audit, actor_id, SPHERE_DELETED, now_ms, sphere_id)
-        return Message(
-            sphere_id=sphere_id,
-            offset=sphere.offset + 1,
-            kind=EventKind.SPHERE,
-            message_id=server_message_id(),
-            author_id=actor_id,
-            ts_ms=now_ms,
-            deleted=True,
-            privacy=sphere.privacy,
-            name=sphere.name,
-        )
