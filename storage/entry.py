@@ -30,10 +30,10 @@ from protocol import (
 
 if TYPE_CHECKING:  # storage.base's Store inherits Entry: its names are only annotations here
     from storage.base import (
-        CheckUpdate,
         DecideMember,
         MemberChange,
         MembershipState,
+        MemberView,
         SphereRecord,
     )
 
@@ -57,12 +57,16 @@ class SphereStanding:
     """What a user is in a sphere, in one read: the dispatcher's rights check is made on it."""
 
     sphere: SphereRecord | None  # None: no such sphere
-    role: Role | None
-    muted_until_ms: int | None = None
+    member: MemberView | None  # None: not a member
     banned: bool = False
 
+    @property
+    def role(self) -> Role | None:
+        return self.member.role if self.member is not None else None
+
     def muted(self, now_ms: int) -> bool:
-        return self.muted_until_ms is not None and self.muted_until_ms > now_ms
+        until_ms = self.member.muted_until_ms if self.member is not None else None
+        return until_ms is not None and until_ms > now_ms
 
 
 # Checks that the state allows an act that changes no membership (invite, request to join);
@@ -70,6 +74,8 @@ class SphereStanding:
 CheckEntry = Callable[["MembershipState"], None]
 # Decides the acceptance of an invitation carrying ``role``: as ``DecideMember``.
 DecideAccept = Callable[["MembershipState", Role], "MemberChange | None"]
+# Checks that ``actor_role`` may delete ``sphere``; raises a CloisonError to refuse.
+CheckDelete = Callable[["SphereRecord", Role | None], None]
 # Checks that ``actor_role`` may revoke an invitation of ``inviter_id`` in ``sphere``.
 CheckRevoke = Callable[["SphereRecord", Role | None, UserId], None]
 
@@ -268,7 +274,7 @@ class Entry(Protocol):
         ...
 
     async def delete_sphere(
-        self, sphere_id: SphereId, actor_id: UserId, check: CheckUpdate, *, now_ms: int
+        self, sphere_id: SphereId, actor_id: UserId, check: CheckDelete, *, now_ms: int
     ) -> Message:
         """Delete the sphere and every row of it, if ``check`` allows it, in one transaction
         that records ``sphere_deleted`` in the server's audit log.

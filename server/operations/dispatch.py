@@ -29,6 +29,7 @@ from server.access import Granted
 from server.config import Config
 from server.conversations import ConversationReads, ConversationWrites
 from server.governance.audit import AuditHandlers
+from server.governance.charter import CharterHandlers
 from server.governance.entry import EntryHandlers
 from server.governance.moderation import ModerationHandlers
 from server.governance.reports import ReportHandlers
@@ -63,6 +64,7 @@ class Operations:
             AuditHandlers(deps),
             ConversationReads(deps),
             ReportHandlers(deps),
+            CharterHandlers(deps),
             EntryHandlers(deps, self.spheres),
             ModerationHandlers(deps),
         ):

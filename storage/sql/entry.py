@@ -32,6 +32,7 @@ from storage.base import (
     DecideMember,
     MemberChange,
     MembershipState,
+    MemberView,
     NotFoundError,
     SphereRecord,
 )
@@ -85,7 +86,7 @@ _INVITATION_AFTER = keyset_after("i", "created_ms", "invitation_id")
 
 _TEMPLATES = {
     "standing": f"""
-        SELECT {_S_COLUMNS}, m.role, m.muted_until_ms,
+        SELECT {_S_COLUMNS}, m.role, m.history_from, m.charter_accepted, m.muted_until_ms,
                EXISTS (SELECT 1 FROM bans AS b WHERE b.sphere_id = s.sphere_id AND b.user_id = ?)
         FROM spheres AS s LEFT JOIN members AS m ON m.sphere_id = s.sphere_id AND m.user_id = ?
         WHERE s.sphere_id = ?
@@ -229,13 +230,13 @@ class SqlEntry(SqlDirectory):
         if not rows:
             return SphereStanding(None, None)
         row = tuple(rows[0])
-        role, muted_until_ms, banned = row[SPHERE_WIDTH:]
-        return SphereStanding(
-            to_sphere(row[:SPHERE_WIDTH]),
-            Role(role) if role is not None else None,
-            muted_until_ms,
-            bool(banned),
+        role, history_from, accepted, muted_until_ms, banned = row[SPHERE_WIDTH:]
+        member = (
+            MemberView(Role(role), history_from, accepted, muted_until_ms)
+            if role is not None
+            else None
         )
+        return SphereStanding(to_sphere(row[:SPHERE_WIDTH]), member, bool(banned))
 
     # -- invitations ---------------------------------------------------------------------------
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from protocol import BanInfo, EventKind, Message, RequestState, Role, SphereId, UserId
-from storage.base import CheckUpdate, DecideMember
-from storage.entry import EntryKey
+from storage.base import DecideMember
+from storage.entry import CheckDelete, EntryKey
 from storage.rows import check_limit, server_message_id
 from storage.sql.audit import audit_queries
 from storage.sql.dialect import Dialect
@@ -186,7 +186,7 @@ class SqlModeration(SqlEntry):
         return events
 
     async def delete_sphere(
-        self, sphere_id: SphereId, actor_id: UserId, check: CheckUpdate, *, now_ms: int
+        self, sphere_id: SphereId, actor_id: UserId, check: CheckDelete, *, now_ms: int
     ) -> Message:
         e = self._m
         async with self._writing() as db:

@@ -68,8 +68,9 @@ def post(author: UserId, message_id: str, ts_ms: int = NOW_MS) -> Draft:
 
 
 async def actions(store: Store, sphere_id: SphereId) -> list[AuditAction]:
+    """The sphere's audit actions, oldest first, after its creation."""
     entries = await store.list_sphere_audit(sphere_id, before=None, limit=100)
-    return [entry.action for entry in reversed(entries)]
+    return [e.action for e in reversed(entries) if e.action is not AuditAction.SPHERE_CREATED]
 
 
 async def invite(
@@ -452,7 +453,8 @@ async def test_a_muted_author_is_refused_where_appends_commit(store: Store) -> N
         now_ms=NOW_MS + 3,
     )
     assert unmuted is not None and unmuted.action is MemberAction.UNMUTED
-    assert (await store.sphere_standing(sphere.sphere_id, member.user_id)).muted_until_ms is None
+    lifted = (await store.sphere_standing(sphere.sphere_id, member.user_id)).member
+    assert lifted is not None and lifted.muted_until_ms is None
     await store.append(sphere.sphere_id, post(member.user_id, "free", NOW_MS + 4))
     assert (await actions(store, sphere.sphere_id))[-2:] == [
         AuditAction.MUTED,
