@@ -16,6 +16,11 @@ of the members who have not accepted it (all but its setter), after its ``sphere
 ``withheld`` is that per-recipient test; only member events and events with a ``target``
 need it, so every other event goes to every subscription.
 
+Mutes are kept beside the map (``muted``: read with it, then changed by the ``muted`` and
+``unmuted`` events delivered): a muted member's requests are checked on the store's rows. A
+``sphere`` event with ``deleted`` true is the sphere's last: it ends every subscription
+(``closes_sphere``), with the reason ``deleted``.
+
 ``StoreSupplied`` remembers which offsets the store had to supply (gap repair, catch-up): when
 the live copy of one of them arrives afterwards, the repair was not needed (a reorder across
 nodes, not a loss). It keeps runs of consecutive offsets, a bounded number, so each check is
@@ -25,6 +30,7 @@ O(1).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -32,7 +38,9 @@ from protocol import (
     ConnId,
     EventKind,
     HistoryMode,
+    MemberAction,
     Message,
+    MessageId,
     Privacy,
     Role,
     SphereId,
@@ -44,6 +52,7 @@ from storage import joined_from, public_from_after, read_floor
 
 REVOKED = "access_revoked"
 CHARTER = "charter"  # a new charter the member has not accepted
+DELETED = "deleted"  # the sphere was deleted
 
 # Why: the live copy of a repaired event arrives within moments; older runs are not waited for.
 STORE_SUPPLIED_RUNS_MAX = 64
@@ -111,6 +120,7 @@ class SphereChannel:
     delivered: int = -1  # last offset delivered to live subscriptions; -1 while starting
     members: dict[UserId, Role] = field(default_factory=dict)  # as of ``delivered``
     floors: dict[UserId, int] = field(default_factory=dict)  # each member's history_from
+    muted: dict[UserId, int] = field(default_factory=dict)  # members' mutes: until when (ms)
     subs: dict[ConnId, Subscription] = field(default_factory=dict)
     pending: dict[int, Message] = field(default_factory=dict)
     online: Counter[UserId] = field(default_factory=Counter)
@@ -135,10 +145,33 @@ class SphereChannel:
                 still.append((offset, future))
         self.waiters = still
 
+    def gone(self) -> Message:
+        """The last event of a sphere the store no longer holds, when the broker lost the real
+        one: applied, never sent (subscribers are told by their ``unsubscribed``)."""
+        return Message(
+            sphere_id=self.sphere_id,
+            offset=self.delivered + 1,
+            kind=EventKind.SPHERE,
+            message_id=MessageId("~deleted"),
+            author_id=UserId(""),
+            ts_ms=time.time_ns() // 1_000_000,
+            deleted=True,
+            privacy=self.privacy,
+        )
+
+    def unmuted(self, user_id: UserId) -> bool:
+        """No mute of ``user_id`` known here is running."""
+        return self.muted.get(user_id, 0) <= time.time_ns() // 1_000_000
+
     def floor_of(self, user_id: UserId, role: Role | None) -> int:
         """The first offset ``user_id`` (a member when ``role`` is set) may read."""
         member_from = self.floors.get(user_id, 0) if role is not None else None
         return read_floor(self.privacy, self.public_from, member_from)
+
+
+def closes_sphere(event: Message) -> bool:
+    """Is ``event`` the last of a deleted sphere?"""
+    return event.kind is EventKind.SPHERE and event.deleted
 
 
 def apply(channel: SphereChannel, event: Message) -> list[tuple[Subscription, str]]:
@@ -149,8 +182,15 @@ def apply(channel: SphereChannel, event: Message) -> list[tuple[Subscription, st
         after the event itself was delivered to them). Role changes and floors update the
         subscriptions in place.
     """
+    if closes_sphere(event):
+        channel.members.clear()
+        return [(sub, DELETED) for sub in channel.subs.values()]
     if event.kind is EventKind.MEMBER and event.member_id is not None:
         user_id = event.member_id
+        if event.action is MemberAction.MUTED and event.until_ms is not None:
+            channel.muted[user_id] = event.until_ms
+        elif event.action is MemberAction.UNMUTED or event.role is None:
+            channel.muted.pop(user_id, None)
         if event.role is None:
             channel.members.pop(user_id, None)
             channel.floors.pop(user_id, None)
@@ -198,6 +238,8 @@ def ends(sub: Subscription, event: Message) -> str | None:
     outside readers; a new charter, those of the members who have not accepted it.
     """
     user_id = sub.conn.user_id
+    if closes_sphere(event):
+        return DELETED
     if event.kind is EventKind.MEMBER:
         return REVOKED if event.member_id == user_id and event.role is None else None
     if event.kind is not EventKind.SPHERE:

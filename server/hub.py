@@ -73,7 +73,7 @@ from protocol import (
 from server import access
 from server.access import MapAccess
 from server.broker import Broker
-from server.channel import SphereChannel, Subscription, apply, ends, withheld
+from server.channel import SphereChannel, Subscription, apply, closes_sphere, ends, withheld
 from server.connection import Connection
 from server.gap_hold import GapHold
 from server.metrics import Metrics
@@ -230,7 +230,7 @@ class Hub:
         if channel is None or not self._current(channel):
             return None
         role = channel.members.get(user_id)
-        if role is None:
+        if role is None or not channel.unmuted(user_id):
             return None
         floor = channel.floor_of(user_id, role)
         return MapAccess(channel.privacy, role, floor, charter=channel.charter_version > 0)
@@ -260,7 +260,7 @@ class Hub:
 
     def _arrive(self, channel: SphereChannel, event: Message, envelope: bytes | None) -> None:
         offset = event.offset
-        if channel.delivered < 0 or offset > channel.delivered + 1:
+        if (channel.delivered < 0 or offset > channel.delivered + 1) and not closes_sphere(event):
             if offset > channel.delivered and len(channel.pending) < MAX_PENDING:
                 channel.pending[offset] = event
             if channel.delivered >= 0:
@@ -415,9 +415,11 @@ class Hub:
                 continue
             for channel in channels:
                 head = heads.get(channel.sphere_id)
-                if head is None or self._channels.get(channel.sphere_id) is not channel:
+                if self._channels.get(channel.sphere_id) is not channel:
                     continue
-                if head.offset > channel.delivered:
+                if head is None:  # deleted, its last event lost: end its subscriptions anyway
+                    self._apply(channel, channel.gone())
+                elif head.offset > channel.delivered:
                     self._schedule_repair(channel, catch_up=True)
                 elif healthy and resets == self._resets and not channel.pending:
                     channel.stale = False
@@ -578,6 +580,7 @@ class Hub:
             current = await self._store.sphere_members(sphere.sphere_id)
             if current is None:
                 raise CloisonError(access.SPHERE_NOT_FOUND, code=ErrorCode.NOT_FOUND)
+            channel.muted = await self._store.sphere_mutes(sphere.sphere_id)
         except BaseException:
             del self._channels[sphere.sphere_id]
             channel.ready.set()

@@ -70,6 +70,16 @@ from storage.conversations import (
     ReportRecord,
     ThreadRecord,
 )
+from storage.entry import (
+    CheckDelete,
+    CheckEntry,
+    CheckRevoke,
+    DecideAccept,
+    Entry,
+    EntryKey,
+    MutedError,
+    SphereStanding,
+)
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 
 __all__ = [
@@ -85,11 +95,18 @@ __all__ = [
     "CharterNotCurrentError",
     "Charters",
     "CheckCharter",
+    "CheckDelete",
+    "CheckEntry",
+    "CheckRevoke",
+    "CheckUpdate",
     "Conversations",
+    "DecideAccept",
     "DecideMember",
     "DecideSettings",
     "Directory",
     "Draft",
+    "Entry",
+    "EntryKey",
     "HasSpheresError",
     "MemberChange",
     "MemberKey",
@@ -97,6 +114,7 @@ __all__ = [
     "MembershipState",
     "MentionKey",
     "MessageLog",
+    "MutedError",
     "NotFoundError",
     "NotMemberError",
     "OutcomeUnknownError",
@@ -109,6 +127,7 @@ __all__ = [
     "SphereKey",
     "SphereRecord",
     "SphereSettings",
+    "SphereStanding",
     "Store",
     "StoreError",
     "StoreOverloadedError",

@@ -45,6 +45,7 @@ from protocol import (
 from storage.audit import AuditAction, SphereAudit
 from storage.charter import Charters
 from storage.conversations import Conversations
+from storage.entry import Entry
 
 # What a client is told when a write's outcome is unknown (protocol code ``unknown``).
 OUTCOME_UNKNOWN_MESSAGE = (
@@ -198,6 +199,7 @@ class MembershipState:
     target_role: Role | None  # the role of whom it changes (the actor for join and leave)
     owners: int  # members with the owner role
     target_banned: bool = False  # the target is banned from the sphere
+    target_muted_until_ms: int | None = None  # the target's mute, if any (it may be over)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +211,7 @@ class MemberChange:
     action: MemberAction
     audit: AuditAction | None = None
     detail: str | None = None
+    until_ms: int | None = None  # a mute's end, carried by its ``member`` event
 
 
 # Decides a change from the state read in its transaction: the change to make, None for
@@ -603,7 +606,7 @@ class Directory(Protocol):
         ...
 
 
-class Store(MessageLog, Directory, SphereAudit, Conversations, Charters, Protocol):
+class Store(MessageLog, Directory, SphereAudit, Conversations, Charters, Entry, Protocol):
     async def check_writable(self) -> None:
         """Prove that a write could commit now (readiness), without writing anything.
 

@@ -165,7 +165,7 @@ _SELECT_TARGETS = """
     ) AS e
 """
 _SELECT_MEMBERSHIPS = """
-    SELECT m.sphere_id, m.user_id
+    SELECT m.sphere_id, m.user_id, m.muted_until_ms
     FROM unnest($1::text[], $2::text[]) AS k (sphere_id, user_id)
     JOIN members AS m ON m.sphere_id = k.sphere_id AND m.user_id = k.user_id
 """
@@ -455,9 +455,9 @@ async def _write_batch(db: Any, batch: Sequence[QueuedAppend]) -> list[Outcome]:
         )
     }
     authors = group_authors(drafts)
-    members = {
-        (row[0], row[1]) for row in await db.fetch(_SELECT_MEMBERSHIPS, *_columns(authors, 2))
-    }
+    memberships = await db.fetch(_SELECT_MEMBERSHIPS, *_columns(authors, 2))
+    members = {(row[0], row[1]) for row in memberships}
+    muted = {(row[0], row[1]): row[2] for row in memberships if row[2] is not None}
     wanted = wanted_targets(drafts, counters)
     targets = to_targets(await db.fetch(_SELECT_TARGETS, *_columns(wanted, 2)) if wanted else [])
     pairs = wanted_floors(drafts)
@@ -465,7 +465,7 @@ async def _write_batch(db: Any, batch: Sequence[QueuedAppend]) -> list[Outcome]:
         (row[0], row[1]): row[2]
         for row in (await db.fetch(_SELECT_FLOORS, *_columns(pairs, 2)) if pairs else [])
     }
-    plan = plan_group(drafts, counters, stored, members, targets, floors)
+    plan = plan_group(drafts, counters, stored, members, targets, floors, muted)
     if plan.rows:
         await db.execute(_INSERT_EVENTS, *_columns(plan.rows, len(plan.rows[0])))
     if plan.changed:

@@ -27,7 +27,8 @@ from storage.base import AppendResult, Draft, MemberChange, SphereRecord, Sphere
 EVENT_COLUMNS = (
     "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, "
     "deleted, member_id, member_name, member_role, member_action, privacy, reply_to, emoji, "
-    "mentions, pinned, sphere_name, listed, join_policy, history_mode, charter_version"
+    "mentions, pinned, sphere_name, listed, join_policy, history_mode, charter_version, "
+    "until_ms"
 )
 EVENT_WIDTH = len(EVENT_COLUMNS.split(", "))
 # The columns the group commit sets (posts, edits, deletes, reactions, pins; others stay NULL).
@@ -116,6 +117,7 @@ def member_event(
         member_name=target_name,
         role=change.role,
         action=change.action,
+        until_ms=change.until_ms,
     )
 
 
@@ -200,6 +202,7 @@ def event_row(event: Message) -> tuple[Any, ...]:
         event.join_policy.value if event.join_policy is not None else None,
         event.history.value if event.history is not None else None,
         event.charter_version,
+        event.until_ms,
     )
 
 
@@ -230,6 +233,7 @@ def to_message(row: Any) -> Message:
         join_policy,
         history,
         charter_version,
+        until_ms,
     ) = row
     return Message(
         sphere_id=SphereId(sphere_id),
@@ -256,6 +260,7 @@ def to_message(row: Any) -> Message:
         history=HistoryMode(history) if history is not None else None,
         charter_version=charter_version,
         name=sphere_name,
+        until_ms=until_ms,
     )
 
 

@@ -117,7 +117,7 @@ _SELECT_BY_KEYS = f"""
 """
 # The group's (sphere_id, author_id) pairs that are members: each append's authorisation.
 _SELECT_MEMBERSHIPS = """
-    SELECT m.sphere_id, m.user_id FROM json_each(?) AS k CROSS JOIN members AS m
+    SELECT m.sphere_id, m.user_id, m.muted_until_ms FROM json_each(?) AS k CROSS JOIN members AS m
     WHERE m.sphere_id = json_extract(k.value, '$[0]') AND m.user_id = json_extract(k.value, '$[1]')
 """
 # The floors (first offset each may read) of the group's members that reply, react, pin or
@@ -519,7 +519,9 @@ def _insert_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -
         for event in map(to_message, db.execute(_SELECT_BY_KEYS, (keys,)))
     }
     authors = json.dumps(group_authors(batch))
-    members = {(row[0], row[1]) for row in db.execute(_SELECT_MEMBERSHIPS, (authors,))}
+    memberships = db.execute(_SELECT_MEMBERSHIPS, (authors,)).fetchall()
+    members = {(row[0], row[1]) for row in memberships}
+    muted = {(row[0], row[1]): row[2] for row in memberships if row[2] is not None}
     wanted = wanted_targets(batch, counters)
     targets = to_targets(db.execute(_SELECT_TARGETS, (json.dumps(wanted),)) if wanted else [])
     pairs = wanted_floors(batch)
@@ -527,7 +529,7 @@ def _insert_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -
         (row[0], row[1]): row[2]
         for row in (db.execute(_SELECT_FLOORS, (json.dumps(pairs),)) if pairs else [])
     }
-    plan = plan_group(batch, counters, stored, members, targets, floors)
+    plan = plan_group(batch, counters, stored, members, targets, floors, muted)
     if plan.rows:
         db.executemany(_Q.insert_posts, plan.rows)
     if plan.changed:

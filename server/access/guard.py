@@ -3,6 +3,9 @@
 ``authorise`` answers from this node's member map when the hub can show it is current (the
 hot path: a member posting), and otherwise from the store, which is authoritative; a refusal
 is always decided on the store's rows, so its code and message do not depend on the node.
+The store's read also says whether the caller is banned (an outsider with no right but to see)
+or muted (a member without the rights that speak, until the mute ends); the mute is checked
+again where writes commit, whatever node the mute came through.
 
 Reading is also where the charter and the history promise bind: a member who has not accepted
 the sphere's current charter holds no ``read`` (``charter_required``), and every grant says
@@ -12,13 +15,14 @@ accepted a charter, so a read of a sphere with a charter is decided on the store
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from protocol import CloisonError, ErrorCode, Privacy, Role, SphereId, UserId
 from server.access.rights import Right, allowed
 from server.access.rules import SPHERE_NOT_FOUND, history_floor, require_right
-from storage import SphereRecord, Store
+from storage import MutedError, SphereRecord, Store
 
 CHARTER_REQUIRED = "accept the sphere's charter first (get_charter, then accept_charter)"
 
@@ -61,8 +65,9 @@ async def authorise(
 
     Raises:
         CloisonError: ``not_found`` when the sphere does not exist or is hidden from the caller
-            (the same answer for both), ``forbidden`` when a right is missing,
-            ``charter_required`` for a read by a member who has not accepted the charter.
+            (the same answer for both), ``forbidden`` when a right is missing (``MutedError``
+            when a mute took it, saying until when), ``charter_required`` for a read by a
+            member who has not accepted the charter.
     """
     reads = Right.READ in rights
     fast = current(sphere_id, user_id)
@@ -73,12 +78,19 @@ async def authorise(
     ):
         return Granted(sphere_id, fast.privacy, fast.role, floor=fast.floor)
     # One read whether or not the sphere exists: the same time for both answers.
-    sphere, member = await store.sphere_view(sphere_id, user_id)
+    standing = await store.sphere_standing(sphere_id, user_id)
+    sphere, member = standing.sphere, standing.member
     if sphere is None:
         raise CloisonError(SPHERE_NOT_FOUND, code=ErrorCode.NOT_FOUND)
     role = member.role if member is not None else None
+    muted = standing.muted(time.time_ns() // 1_000_000)
     for right in rights:
-        require_right(right, sphere.privacy, role)
+        if muted and not allowed(right, sphere.privacy, role, muted=True):
+            require_right(right, sphere.privacy, role)  # lacking the right is the answer
+            assert member is not None
+            assert member.muted_until_ms is not None
+            raise MutedError(member.muted_until_ms)
+        require_right(right, sphere.privacy, role, banned=standing.banned)
     accepted = member.charter_accepted if member is not None else 0
     if reads and member is not None and accepted < sphere.charter_version:
         raise CloisonError(CHARTER_REQUIRED, code=ErrorCode.CHARTER_REQUIRED)

@@ -146,7 +146,7 @@ def decide_join(state: MembershipState) -> MemberChange | None:
     nothing. A sphere that admits on request is entered with ``request_join``."""
     if state.actor_role is not None:
         return None
-    require_right(Right.JOIN, state.sphere.privacy, None)
+    require_right(Right.JOIN, state.sphere.privacy, None, banned=state.target_banned)
     if state.sphere.join_policy is JoinPolicy.APPROVAL:
         raise CloisonError(
             "this sphere admits members on request: use request_join", code=ErrorCode.FORBIDDEN
@@ -178,6 +178,7 @@ def deciding_add(role: Role) -> DecideMember:
         )
         assert actor is not None
         require(_may_grant(actor, role), "only owners may grant that role")
+        require(not state.target_banned, "this user is banned from this sphere")
         if state.target_role is not None:
             return None  # already a member: adding is idempotent, and changes no role
         return MemberChange(role, MemberAction.ADDED, AuditAction.MEMBER_ADDED, role.value)

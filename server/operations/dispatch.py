@@ -30,6 +30,8 @@ from server.config import Config
 from server.conversations import ConversationReads, ConversationWrites
 from server.governance.audit import AuditHandlers
 from server.governance.charter import CharterHandlers
+from server.governance.entry import EntryHandlers
+from server.governance.moderation import ModerationHandlers
 from server.governance.reports import ReportHandlers
 from server.hub import Hub
 from server.operations.context import Caller, Deps, Handler, PreparedWrite, WriteHandler
@@ -63,6 +65,8 @@ class Operations:
             ConversationReads(deps),
             ReportHandlers(deps),
             CharterHandlers(deps),
+            EntryHandlers(deps, self.spheres),
+            ModerationHandlers(deps),
         ):
             self._handlers.update(module.handlers())
         for writer in (messages, ConversationWrites()):

@@ -14,6 +14,10 @@ only their dialect: connections, transactions, threads or pool, locks, error tra
   idempotency, membership checks, the posts drafts name, mentions, reactions, pins, threads);
 - ``conversations``: ``SqlConversations``, pins, threads, mentions, reactions and reports, and
   the statements a group commit runs for what its conversation events change;
+- ``entry``: ``SqlEntry``, invitations, join requests and a user's standing in a sphere (role,
+  mute, ban);
+- ``moderation``: ``SqlModeration``, bans, mutes, transfers of ownership and the deletion of a
+  sphere with all its rows;
 - ``queue``: ``AppendQueue``, the bounded queue of appends and the group writer task, with the
   one backpressure rule of both engines.
 """

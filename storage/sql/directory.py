@@ -52,12 +52,18 @@ from storage.rows import (
     summary_of,
     to_sphere,
 )
-from storage.sql.accounts import SqlAccounts
+from storage.sql.accounts import SqlAccounts, SqlRunner
 from storage.sql.audit import insert_sphere_audit
 
 
 def _role(value: str | None) -> Role | None:
     return Role(value) if value is not None else None
+
+
+def _state_args(sphere_id: SphereId, actor_id: UserId, target_id: UserId) -> list[str]:
+    """The parameters of ``membership_state``: (sphere, actor), then (sphere, target) for the
+    target's role, the owner count and name, the ban and the mute."""
+    return [sphere_id, actor_id, *[sphere_id, target_id] * 4]
 
 
 class SqlDirectory(SqlAccounts):
@@ -232,43 +238,70 @@ class SqlDirectory(SqlAccounts):
         the last two owners leaving at once) run one after the other, each deciding on what
         the other wrote, and no group commit of the sphere runs in between.
         """
-        q = self._q
         async with self._writing() as db:
-            rows = await db.fetch(q.lock_sphere, sphere_id)
-            if not rows:
-                raise NotFoundError(f"no sphere {sphere_id}")
-            sphere = to_sphere(rows[0])
-            state = await db.fetch(
-                q.membership_state, sphere_id, actor_id, sphere_id, target_id, sphere_id, target_id
+            return await self._change_member_in(db, sphere_id, actor_id, target_id, decide, now_ms)
+
+    async def _change_member_in(
+        self,
+        db: SqlRunner,
+        sphere_id: SphereId,
+        actor_id: UserId,
+        target_id: UserId,
+        decide: DecideMember,
+        now_ms: int,
+    ) -> Message | None:
+        """``change_member`` inside the caller's transaction ``db`` (which other changes of
+        the same act share: an invitation used, a ban written)."""
+        q = self._q
+        sphere = await self._lock_sphere(db, sphere_id)
+        state, target_name = await self._membership_state(db, sphere, actor_id, target_id)
+        change = decide(state)
+        if change is None:
+            return None
+        if target_name is None:  # after decide: only who may change members learns this
+            raise NotFoundError(f"no user {target_id}")
+        event = member_event(sphere, actor_id, target_id, target_name, change, now_ms)
+        if change.role is None:
+            await db.fetch(q.delete_member, sphere_id, target_id)
+        else:
+            # Kept by a role change; set only when the target becomes a member.
+            history_from = joined_from(sphere.history, event.offset)
+            await db.fetch(
+                q.upsert_member, sphere_id, target_id, change.role.value, now_ms, history_from
             )
-            actor_role, target_role, owners, target_name = state[0]
-            change = decide(MembershipState(sphere, _role(actor_role), _role(target_role), owners))
-            if change is None:
-                return None
-            if target_name is None:  # after decide: only who may change members learns this
-                raise NotFoundError(f"no user {target_id}")
-            event = member_event(sphere, actor_id, target_id, target_name, change, now_ms)
-            if change.role is None:
-                await db.fetch(q.delete_member, sphere_id, target_id)
-            else:
-                # Kept by a role change; set only when the target becomes a member.
-                history_from = joined_from(sphere.history, event.offset)
-                await db.fetch(
-                    q.upsert_member,
-                    sphere_id,
-                    target_id,
-                    change.role.value,
-                    now_ms,
-                    history_from,
-                )
-            await db.fetch(q.insert_event, *event_row(event))
-            await db.fetch(q.update_counter, event.offset, sphere_id)
-            if change.audit is not None:
-                entry = SphereAuditEntry(
-                    sphere_id, now_ms, actor_id, change.audit, target_id, None, change.detail
-                )
-                await insert_sphere_audit(db, self._dialect, entry)
+        await db.fetch(q.insert_event, *event_row(event))
+        await db.fetch(q.update_counter, event.offset, sphere_id)
+        if change.audit is not None:
+            entry = SphereAuditEntry(
+                sphere_id, now_ms, actor_id, change.audit, target_id, None, change.detail
+            )
+            await insert_sphere_audit(db, self._dialect, entry)
         return event
+
+    async def _lock_sphere(self, db: SqlRunner, sphere_id: SphereId) -> SphereRecord:
+        """The sphere's row, read under ``lock_sphere`` (see the module's docstring).
+
+        Raises:
+            NotFoundError: no such sphere.
+        """
+        rows = await db.fetch(self._q.lock_sphere, sphere_id)
+        if not rows:
+            raise NotFoundError(f"no sphere {sphere_id}")
+        return to_sphere(rows[0])
+
+    async def _membership_state(
+        self, db: SqlRunner, sphere: SphereRecord, actor_id: UserId, target_id: UserId
+    ) -> tuple[MembershipState, str | None]:
+        """What a change of ``target_id``'s membership is decided on, and their name (None:
+        no such user)."""
+        rows = await db.fetch(
+            self._q.membership_state, *_state_args(sphere.sphere_id, actor_id, target_id)
+        )
+        actor_role, target_role, owners, target_name, banned, muted_until_ms = rows[0]
+        state = MembershipState(
+            sphere, _role(actor_role), _role(target_role), owners, bool(banned), muted_until_ms
+        )
+        return state, target_name
 
     async def list_members(
         self, sphere_id: SphereId, *, limit: int | None = None, after: MemberKey | None = None

@@ -13,6 +13,7 @@ alone, in draft order, what each draft gets:
 - an unknown sphere: ``NotFoundError``;
 - a key already stored (before this group or earlier in it): the stored event, duplicate;
 - an author who is not a member: ``NotMemberError``;
+- a post, edit or reaction by an author muted past the draft's time: ``MutedError``;
 - a draft whose target (or the post a reply answers) is not a live post (stored, or appended
   earlier in the group), or, for a reply, reaction or pin, lies below its author's floor:
   ``TargetGoneError``;
@@ -27,7 +28,7 @@ whatever the group's size, and commits; the outcomes stand only once the commit 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ from storage.base import (
     TargetGoneError,
 )
 from storage.conversations import mention_candidates
+from storage.entry import MutedError
 from storage.rows import Key, Outcome, draft_key, mentions_column
 
 # Positions in a new events row (``storage.rows.POST_COLUMNS`` order) that later drafts of
@@ -48,6 +50,8 @@ from storage.rows import Key, Outcome, draft_key, mentions_column
 _BODY, _EDITED_MS, _DELETED, _MENTIONS, _PINNED = 6, 8, 9, 13, 14
 # (sphere_id, offset) of an event.
 Position = tuple[str, int]
+# The drafts a mute refuses: those of the rights that speak (``server.access.rights``).
+SPEAKING_KINDS = frozenset({EventKind.POST, EventKind.EDIT, EventKind.REACT, EventKind.UNREACT})
 # (sphere_id, target, emoji, user_id): one user's reaction with one emoji.
 ReactionKey = tuple[str, int, str, str]
 # Drafts that must name a post their author may read (at or above their floor).
@@ -173,6 +177,7 @@ def plan_group(
     members: set[tuple[str, str]],
     targets: dict[Position, Target],
     floors: dict[tuple[str, str], int] | None = None,
+    muted: Mapping[tuple[str, str], int] | None = None,
 ) -> GroupPlan:
     """Decide the group from the rows read in its transaction (see the module's docstring).
 
@@ -183,6 +188,7 @@ def plan_group(
         members: the group's (sphere_id, author_id) pairs that are members.
         targets: the stored events of ``wanted_targets``; updated in place.
         floors: the members among ``wanted_floors``, with the first offset each may read.
+        muted: the end of the mute (ms) of the group's members who have one.
     """
     planner = _Planner(GroupPlan(), targets, floors or {})
     plan = planner.plan
@@ -203,6 +209,10 @@ def plan_group(
             plan.outcomes.append(
                 NotMemberError(f"{draft.author_id} is not a member of {sphere_id}")
             )
+            continue
+        until_ms = muted.get((sphere_id, draft.author_id)) if muted else None
+        if until_ms is not None and until_ms > draft.ts_ms and draft.kind in SPEAKING_KINDS:
+            plan.outcomes.append(MutedError(until_ms))
             continue
         event = planner.draft(sphere_id, draft, last + 1)
         if event is None:

@@ -122,12 +122,14 @@ _TEMPLATES = {
     """,
     "get_role": "SELECT role FROM members WHERE sphere_id = ? AND user_id = ?",
     # Everything a membership change is decided on, in one statement, under the sphere's lock.
-    # Parameters: sphere, actor, sphere, target, sphere, target.
+    # Parameters: sphere, actor, sphere, target, sphere, target, sphere, target, sphere, target.
     "membership_state": """
         SELECT (SELECT role FROM members WHERE sphere_id = ? AND user_id = ?),
                (SELECT role FROM members WHERE sphere_id = ? AND user_id = ?),
                (SELECT count(*) FROM members WHERE sphere_id = ? AND role = 'owner'),
-               (SELECT name FROM users WHERE user_id = ?)
+               (SELECT name FROM users WHERE user_id = ?),
+               EXISTS (SELECT 1 FROM bans WHERE sphere_id = ? AND user_id = ?),
+               (SELECT muted_until_ms FROM members WHERE sphere_id = ? AND user_id = ?)
     """,
     # -- listings and read markers ---------------------------------------------------------
     "user_spheres": _USER_SPHERES.replace("{after}", ""),
