@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from protocol import (
     ConnId,
     EventKind,
+    Frame,
     HistoryMode,
     MemberAction,
     Message,
@@ -45,6 +46,7 @@ from protocol import (
     Role,
     SphereId,
     UserId,
+    Wire,
 )
 from server.access import sees_members
 from server.connection import Connection
@@ -260,3 +262,28 @@ def withheld(sub: Subscription, event: Message, privacy: Privacy) -> bool:
     if event.kind is EventKind.MEMBER:
         return event.member_id != sub.conn.user_id and not sees_members(privacy, sub.role)
     return False
+
+
+def send_hint(
+    channel: SphereChannel,
+    frame: Frame,
+    wires: dict[str, Wire],
+    *,
+    skip_user: UserId | None,
+    skip_conn: ConnId | None,
+) -> None:
+    """Send a presence or typing frame to the live subscriptions that may learn who the
+    members are (and to its subject), encoded once per codec (``wires`` caches them)."""
+    about = getattr(frame, "user_id", None)
+    privacy = channel.privacy
+    for sub in channel.subs.values():
+        user_id = sub.conn.user_id
+        if not sub.live or user_id == skip_user or sub.conn.conn_id == skip_conn:
+            continue
+        if user_id != about and not sees_members(privacy, sub.role):
+            continue
+        codec = sub.conn.codec
+        encoded = wires.get(codec.subprotocol)
+        if encoded is None:
+            encoded = wires[codec.subprotocol] = codec.encode(frame)
+        sub.conn.enqueue(encoded)

@@ -65,7 +65,6 @@ from protocol import (
     SphereId,
     StreamPosition,
     Subscribed,
-    Unsubscribed,
     UserId,
     UserTyping,
     Wire,
@@ -73,12 +72,21 @@ from protocol import (
 from server import access
 from server.access import MapAccess
 from server.broker import Broker
-from server.channel import SphereChannel, Subscription, apply, closes_sphere, ends, withheld
+from server.channel import (
+    SphereChannel,
+    Subscription,
+    apply,
+    closes_sphere,
+    ends,
+    send_hint,
+    withheld,
+)
 from server.connection import Connection
 from server.gap_hold import GapHold
 from server.metrics import Metrics
 from server.online import OnlineCounter
 from server.presence import PresenceDirectory
+from server.subscriptions import Subscriptions
 from server.tasks import TaskSupervisor
 from storage import SphereRecord, Store
 
@@ -124,7 +132,7 @@ class Hub:
         self._channels: dict[SphereId, SphereChannel] = {}
         self._online = OnlineCounter(presence, tasks, self._channels, self._relay)
         self._hold = GapHold()
-        self._by_conn: dict[ConnId, dict[SphereId, Subscription]] = {}
+        self._subs = Subscriptions(self._channels, self._online, tasks, broker)
         self._envelope_codec = MsgpackCodec(max_frame_bytes=1 << 24)
 
     # -- broker side -------------------------------------------------------------------------
@@ -433,30 +441,12 @@ class Hub:
         skip_conn: ConnId | None = None,
         wire: bytes | None = None,
     ) -> None:
-        """Send a presence or typing frame to every live subscription that may learn who the
-        members are (and to its subject), encoded once per codec.
-
-        Only while the channel is current: during a gap or after a broker reset, a removal may
-        not have been applied yet, and typing and presence are hints that can be dropped.
-        """
+        """``send_hint``, only while the channel is current: during a gap or after a broker
+        reset a removal may not have been applied yet, and hints can be dropped."""
         if not self._current(channel):
             return
-        wires: dict[str, Wire] = {}
-        if wire is not None:
-            wires[self._envelope_codec.subprotocol] = wire
-        about = getattr(frame, "user_id", None)
-        privacy = channel.privacy
-        for sub in channel.subs.values():
-            user_id = sub.conn.user_id
-            if not sub.live or user_id == skip_user or sub.conn.conn_id == skip_conn:
-                continue
-            if user_id != about and not access.sees_members(privacy, sub.role):
-                continue
-            codec = sub.conn.codec
-            encoded = wires.get(codec.subprotocol)
-            if encoded is None:
-                encoded = wires[codec.subprotocol] = codec.encode(frame)
-            sub.conn.enqueue(encoded)
+        wires: dict[str, Wire] = {self._envelope_codec.subprotocol: wire} if wire else {}
+        send_hint(channel, frame, wires, skip_user=skip_user, skip_conn=skip_conn)
 
     # -- subscriptions -----------------------------------------------------------------------
 
@@ -498,9 +488,9 @@ class Hub:
         sub.charter_accepted = channel.charter_version if role is not None else 0
         sub.checked = channel.delivered
         previous = self.subscription(conn, sphere.sphere_id)
-        self._add(channel, sub)  # before removing the old one, so the channel never empties
+        self._subs.add(channel, sub)  # before removing the old one: the channel never empties
         if previous is not None:
-            self._remove(channel, previous)
+            self._subs.remove(channel, previous)
         online = await self._online.online(sphere.sphere_id)
         if not sub.active:
             return  # replaced or revoked meanwhile
@@ -584,7 +574,7 @@ class Hub:
         except BaseException:
             del self._channels[sphere.sphere_id]
             channel.ready.set()
-            self._tasks.spawn(self._release(sphere.sphere_id), name="broker unsubscribe")
+            self._subs.release_later(sphere.sphere_id)
             raise
         record, members = current
         channel.members = {user_id: role for user_id, (role, _) in members.items()}
@@ -596,51 +586,12 @@ class Hub:
         channel.ready.set()
         return channel
 
-    def _add(self, channel: SphereChannel, sub: Subscription) -> None:
-        old = channel.subs.get(sub.conn.conn_id)
-        if old is not None:
-            old.active = False  # replaced: its replay, if any, stops
-        channel.subs[sub.conn.conn_id] = sub
-        self._by_conn.setdefault(sub.conn.conn_id, {})[sub.sphere_id] = sub
-        if sub.role is not None:
-            self._online.count_in(channel, sub.conn.user_id)
-
-    def _remove(self, channel: SphereChannel, sub: Subscription) -> None:
-        sub.active = False
-        conn_id = sub.conn.conn_id
-        if channel.subs.get(conn_id) is sub:
-            del channel.subs[conn_id]
-            subs = self._by_conn.get(conn_id)
-            if subs is not None:
-                subs.pop(sub.sphere_id, None)
-                if not subs:
-                    del self._by_conn[conn_id]
-        if sub.role is not None:
-            self._online.count_out(channel, sub.conn.user_id)
-        if not channel.subs:
-            del self._channels[channel.sphere_id]
-            self._tasks.spawn(self._release(channel.sphere_id), name="broker unsubscribe")
-
-    async def _release(self, sphere_id: SphereId) -> None:
-        # A subscriber may have come back since: then the new channel keeps the broker
-        # subscription. Checked when the task runs, right before the broker call is made.
-        if sphere_id not in self._channels:
-            await self._broker.unsubscribe(sphere_id)
-
     def unsubscribe(self, conn: Connection, sphere_id: SphereId, *, reason: str | None) -> bool:
         """End a subscription; with a ``reason``, tell the client. False if there was none."""
-        sub = self._by_conn.get(conn.conn_id, {}).get(sphere_id)
-        channel = self._channels.get(sphere_id)
-        if sub is None or channel is None:
-            return False
-        self._remove(channel, sub)
-        if reason is not None:
-            conn.send(Unsubscribed(sphere_id=sphere_id, reason=reason))
-        return True
+        return self._subs.unsubscribe(conn, sphere_id, reason=reason)
 
     def drop_connection(self, conn: Connection) -> None:
-        for sphere_id in list(self._by_conn.get(conn.conn_id, {})):
-            self.unsubscribe(conn, sphere_id, reason=None)
+        self._subs.drop_connection(conn)
 
     def subscription(self, conn: Connection, sphere_id: SphereId) -> Subscription | None:
-        return self._by_conn.get(conn.conn_id, {}).get(sphere_id)
+        return self._subs.subscription(conn, sphere_id)

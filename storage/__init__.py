@@ -39,7 +39,6 @@ from storage.base import (
     MemberChange,
     MemberKey,
     MembershipState,
-    MemberView,
     MessageLog,
     NotFoundError,
     NotMemberError,
@@ -49,7 +48,6 @@ from storage.base import (
     SettingsState,
     SphereKey,
     SphereRecord,
-    SphereSettings,
     Store,
     StoreError,
     StoreOverloadedError,
@@ -58,7 +56,6 @@ from storage.base import (
     TokenPage,
     TokenRecord,
     UserRecord,
-    default_settings,
     member_key,
     sphere_key,
 )
@@ -81,6 +78,7 @@ from storage.entry import (
     SphereStanding,
 )
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
+from storage.settings import MemberView, SphereSettings, default_settings
 
 __all__ = [
     "MAX_MENTIONS",

@@ -46,6 +46,7 @@ from storage.audit import AuditAction, SphereAudit
 from storage.charter import Charters
 from storage.conversations import Conversations
 from storage.entry import Entry
+from storage.settings import MemberView, SphereSettings
 
 # What a client is told when a write's outcome is unknown (protocol code ``unknown``).
 OUTCOME_UNKNOWN_MESSAGE = (
@@ -217,41 +218,6 @@ class MemberChange:
 # Decides a change from the state read in its transaction: the change to make, None for
 # "nothing to do", or raises a CloisonError to refuse (the transaction then writes nothing).
 DecideMember = Callable[[MembershipState], MemberChange | None]
-
-
-@dataclass(frozen=True, slots=True)
-class MemberView:
-    """What a member's view of a sphere depends on, besides their role."""
-
-    role: Role
-    history_from: int  # the first offset they may read (0: the whole history)
-    charter_accepted: int  # the charter version they accepted (0: none)
-    muted_until_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SphereSettings:
-    """Every setting of a sphere but its charter (``create_sphere``, ``update_sphere``)."""
-
-    name: str
-    privacy: Privacy
-    listed: bool
-    join_policy: JoinPolicy
-    history: HistoryMode
-
-
-def default_settings(name: str, privacy: Privacy) -> SphereSettings:
-    """A new sphere's settings by type: private and restricted spheres are sealed (never
-    listed, entered by invitation); open and public ones are listed and free to join. The
-    history shows newcomers only what follows their joining."""
-    visible = privacy in (Privacy.OPEN, Privacy.PUBLIC)
-    return SphereSettings(
-        name=name,
-        privacy=privacy,
-        listed=visible,
-        join_policy=JoinPolicy.FREE if visible else JoinPolicy.INVITATION,
-        history=HistoryMode.SINCE_JOINING,
-    )
 
 
 @dataclass(frozen=True, slots=True)

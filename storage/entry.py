@@ -33,9 +33,9 @@ if TYPE_CHECKING:  # storage.base's Store inherits Entry: its names are only ann
         DecideMember,
         MemberChange,
         MembershipState,
-        MemberView,
         SphereRecord,
     )
+    from storage.settings import MemberView
 
 # Where a page of invitations, requests or bans ends: (created_ms or ts_ms, id).
 EntryKey = tuple[int, str]

@@ -21,7 +21,8 @@ from protocol import (
     SphereSummary,
     UserId,
 )
-from storage.base import AppendResult, Draft, MemberChange, SphereRecord, SphereSettings
+from storage.base import AppendResult, Draft, MemberChange, SphereRecord
+from storage.settings import SphereSettings
 
 # Every column of an events row, in the order ``to_message`` reads them.
 EVENT_COLUMNS = (

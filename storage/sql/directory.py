@@ -32,13 +32,10 @@ from storage.base import (
     MemberChange,
     MemberKey,
     MembershipState,
-    MemberView,
     NotFoundError,
     SettingsState,
     SphereKey,
     SphereRecord,
-    SphereSettings,
-    default_settings,
 )
 from storage.rows import (
     SPHERE_WIDTH,
@@ -52,6 +49,7 @@ from storage.rows import (
     summary_of,
     to_sphere,
 )
+from storage.settings import MemberView, SphereSettings, default_settings
 from storage.sql.accounts import SqlAccounts, SqlRunner
 from storage.sql.audit import insert_sphere_audit
 

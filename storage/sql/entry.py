@@ -32,12 +32,12 @@ from storage.base import (
     DecideMember,
     MemberChange,
     MembershipState,
-    MemberView,
     NotFoundError,
     SphereRecord,
 )
 from storage.entry import CheckEntry, CheckRevoke, DecideAccept, EntryKey, SphereStanding
 from storage.rows import SPHERE_COLUMNS, SPHERE_WIDTH, check_limit, to_sphere
+from storage.settings import MemberView
 from storage.sql.accounts import SqlRunner
 from storage.sql.audit import insert_sphere_audit
 from storage.sql.dialect import Dialect
