@@ -19,6 +19,7 @@ from clients.errors import (
     ConnectionLostError,
     RequestError,
     _ConnectionLost,
+    request_error,
 )
 from clients.events import _Inbox
 from protocol import (
@@ -129,7 +130,7 @@ class RequestLayer:
                 self._raise_if_ended()
                 reply = await self._outboxed(make)
                 if isinstance(reply, ErrorReply):
-                    await self._retry_after(RequestError(reply), attempt)
+                    await self._retry_after(request_error(reply), attempt)
                     attempt += 1
                     continue
                 return _expect(reply, Ack)
@@ -195,7 +196,7 @@ class RequestLayer:
                         ) from None
                     continue
                 if isinstance(reply, ErrorReply):
-                    error = RequestError(reply)
+                    error = request_error(reply)
                     if not retry:
                         raise error
                     await self._retry_after(error, attempt)

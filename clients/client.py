@@ -24,11 +24,13 @@ server cannot tell whether it was stored, ``internal``) is resent the same way, 
 terminal close (4500 and up) stops the task: pending calls and the event iterator raise
 ``ConnectionTerminatedError``.
 
-``Client`` here is the public face; its machinery is a straight line of three layers, one
+``Client`` here is the public face; its machinery is a straight line of four layers, one
 module each: ``_requests.py`` (the state; requests, the write outbox, resends) under
 ``_subscriptions.py`` (cursors on the wire, routing of decoded frames) under
-``_connection.py`` (the connection task). ``errors.py``, ``events.py`` and ``history.py`` hold
-the types it hands out; all are importable from here as before.
+``_connection.py`` (the connection task) under ``_governance.py`` (invitations, moderation,
+charters, the audit log, reports, replies, reactions, pins, threads and mentions).
+``errors.py``, ``events.py`` and ``history.py`` hold the types it hands out; all are
+importable from here as before.
 """
 
 from __future__ import annotations
@@ -38,14 +40,19 @@ import contextlib
 import uuid
 from typing import Self
 
-from clients._connection import ConnectionLayer
+from clients._governance import GovernanceLayer
 from clients._reconnect import Cursor
 from clients._requests import DEFAULT_MAX_EVENTS, Encoding, ws_url
 from clients.errors import (
+    BadRequestError,
+    CharterRequiredError,
     ClientClosedError,
     ClientError,
+    ConflictError,
     ConnectionLostError,
     ConnectionTerminatedError,
+    ForbiddenError,
+    NotFoundError,
     RequestError,
     _ConnectionLost,
 )
@@ -53,7 +60,9 @@ from clients.events import (
     Connected,
     Disconnected,
     Event,
+    EventKind,
     EventStream,
+    MemberAction,
     PositionLost,
     SubscriptionFailed,
 )
@@ -65,8 +74,10 @@ from protocol import (
     Delete,
     Edit,
     History,
+    HistoryMode,
     HistoryPage,
     Join,
+    JoinPolicy,
     Leave,
     Limits,
     ListMembers,
@@ -100,17 +111,24 @@ from protocol import (
 __all__ = [
     "DEFAULT_MAX_EVENTS",
     "DEFAULT_PAGE_SIZE",
+    "BadRequestError",
+    "CharterRequiredError",
     "Client",
     "ClientClosedError",
     "ClientError",
+    "ConflictError",
     "Connected",
     "ConnectionLostError",
     "ConnectionTerminatedError",
     "Disconnected",
     "Encoding",
     "Event",
+    "EventKind",
     "EventStream",
+    "ForbiddenError",
     "HistoryIterator",
+    "MemberAction",
+    "NotFoundError",
     "PositionLost",
     "RequestError",
     "SubscriptionFailed",
@@ -128,7 +146,7 @@ def new_message_id() -> MessageId:
     return MessageId(uuid.uuid4().hex)
 
 
-class Client(ConnectionLayer):
+class Client(GovernanceLayer):
     """One authenticated connection to a Cloison server, reconnecting and resuming by itself.
 
     Use it as an async context manager (or call ``connect()`` then ``aclose()``)::
@@ -419,20 +437,55 @@ class Client(ConnectionLayer):
 
     # -- sphere management ----------------------------------------------------------------
 
-    async def create_sphere(self, name: str, privacy: Privacy = Privacy.PRIVATE) -> SphereSummary:
-        """Create a sphere owned by the user. Not resent after a lost connection (a resend
-        would create a second sphere): raises ``ConnectionLostError`` instead."""
+    async def create_sphere(
+        self,
+        name: str,
+        privacy: Privacy = Privacy.PRIVATE,
+        *,
+        listed: bool | None = None,
+        join_policy: JoinPolicy | None = None,
+        history: HistoryMode | None = None,
+    ) -> SphereSummary:
+        """Create a sphere owned by the user; settings left out take the server's defaults
+        for its type. Not resent after a lost connection (a resend would create a second
+        sphere): raises ``ConnectionLostError`` instead."""
         reply = await self._request(
-            lambda ref: CreateSphere(name=name, privacy=privacy, ref=ref), SphereInfo, retry=False
+            lambda ref: CreateSphere(
+                name=name,
+                privacy=privacy,
+                listed=listed,
+                join_policy=join_policy,
+                history=history,
+                ref=ref,
+            ),
+            SphereInfo,
+            retry=False,
         )
         return reply.sphere
 
     async def update_sphere(
-        self, sphere_id: SphereId | str, *, name: str | None = None, privacy: Privacy | None = None
+        self,
+        sphere_id: SphereId | str,
+        *,
+        name: str | None = None,
+        privacy: Privacy | None = None,
+        listed: bool | None = None,
+        join_policy: JoinPolicy | None = None,
+        history: HistoryMode | None = None,
     ) -> SphereSummary:
+        """Change the settings given (the others stay). The type and history need the owner;
+        the history may only be narrowed once others have joined."""
         sid = SphereId(sphere_id)
         reply = await self._request(
-            lambda ref: UpdateSphere(sphere_id=sid, name=name, privacy=privacy, ref=ref),
+            lambda ref: UpdateSphere(
+                sphere_id=sid,
+                name=name,
+                privacy=privacy,
+                listed=listed,
+                join_policy=join_policy,
+                history=history,
+                ref=ref,
+            ),
             SphereInfo,
         )
         return reply.sphere
