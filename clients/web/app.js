@@ -1,5 +1,7 @@
 /**
  * The Cloison web page: sign-in, sphere list, timeline, composer, typing and presence.
+ * Governance flows (invitations, moderation, settings, charter, audit) live in governance.js,
+ * reactions and replies in conversations.js.
  *
  * All protocol work (reconnect, resume, dedupe, outbox) lives in cloison.js; this file keeps
  * a view model per sphere and renders it. User content is only ever put in the page with
@@ -7,6 +9,9 @@
  */
 
 import { CloisonClient, ConnectionLostError, newMessageId } from "./cloison.js";
+import { applyPin, applyReaction, emojiPicker, reactionBar, replyContext } from "./conversations.js";
+import { actionButton, el } from "./dom.js";
+import { explain, Governance, isPublisher, isStaff } from "./governance.js";
 
 const TOKEN_KEY = "cloison.token";
 // Carries a sign-in error across the reload that resets the page after a refused token.
@@ -65,6 +70,12 @@ const ui = {
   send: $("send"),
   editing: $("editing"),
   cancelEdit: $("cancel-edit"),
+  replying: $("replying"),
+  replyingText: $("replying-text"),
+  cancelReply: $("cancel-reply"),
+  sphereMenu: $("sphere-menu"),
+  charterPrompt: $("charter-prompt"),
+  peopleError: $("people-error"),
   announcer: $("announcer"),
   confirmDelete: $("confirm-delete"),
 };
@@ -156,6 +167,13 @@ function newSphereView(sphereId) {
     serverOffset: 0,
     serverUnread: 0,
     unavailable: "", // why the sphere cannot be shown (not found, no access)
+    listed: false,
+    joinPolicy: "invitation",
+    history: "since_joining",
+    charterVersion: 0,
+    charterAccepted: 0,
+    charterDue: false, // the charter must be accepted before the sphere can be read
+    mutedUntil: null, // ms: the user may not write before then
   };
 }
 
@@ -166,6 +184,8 @@ class Chat {
     this.names = new Map();
     this.activeId = null;
     this.editing = null; // {sphereId, offset} while the composer edits a post
+    this.replying = null; // {sphereId, offset} while the composer answers a post
+    this.governance = new Governance(this);
     this.markReadTimer = null;
     this.refreshTimer = null;
     this.rendered = new Map(); // offset -> <li> of the active sphere
@@ -189,6 +209,7 @@ class Chat {
     c.on("presence", (frame) => this.onPresence(frame));
     c.on("typing", ({ sphereId, userId }) => this.onTyping(sphereId, userId));
     c.on("unsubscribed", ({ sphereId }) => this.onAccessLost(sphereId));
+    c.on("charter_required", ({ sphereId }) => this.onCharterRequired(sphereId));
   }
 
   bindPage() {
@@ -211,6 +232,15 @@ class Chat {
     ui.loadOlder.addEventListener("click", () => this.loadOlder(this.active()));
     bindComposer(this);
     bindDrawers();
+    this.governance.bind();
+    ui.cancelReply.addEventListener("click", () => {
+      this.endReply();
+      ui.composerInput.focus();
+    });
+    ui.charterPrompt.addEventListener("click", () => {
+      const view = this.active();
+      if (view) this.governance.charterRequired(view, { force: true });
+    });
     ui.confirmDelete.addEventListener("close", () => this.onDeleteConfirmed());
   }
 
@@ -277,19 +307,65 @@ class Chat {
         readOffset: info.read_offset ?? 0,
         serverOffset: info.offset,
         serverUnread: info.unread ?? 0,
+        listed: info.listed ?? false,
+        joinPolicy: info.join_policy ?? "invitation",
+        history: info.history ?? "since_joining",
+        charterVersion: info.charter_version ?? 0,
+        charterAccepted: info.charter_accepted ?? 0,
+        mutedUntil: info.muted_until_ms ?? null,
       });
     }
     for (const view of this.views.values()) {
       if (view.role && !listed.has(view.sphereId)) this.onAccessLost(view.sphereId);
     }
     this.renderSphereList();
+    this.governance.refreshInvitations();
     if (!this.activeId) this.openFromHash();
-    else if (this.active()) this.renderHeader(this.active());
+    else if (this.active()) {
+      this.renderHeader(this.active());
+      this.renderComposer(this.active());
+    }
+  }
+
+  /** Open a sphere by its route, as a link would. */
+  navigate(sphereId) {
+    const route = ROUTE_PREFIX + encodeURIComponent(sphereId);
+    if (location.hash === route) this.open(sphereId);
+    else location.hash = route;
+  }
+
+  /** The user left or deleted a sphere: drop it and show the first remaining one. */
+  forget(sphereId) {
+    this.client.unsubscribe(sphereId).catch(() => {});
+    this.views.delete(sphereId);
+    if (this.activeId === sphereId) {
+      this.activeId = null;
+      history.replaceState(null, "", location.pathname + location.search);
+      this.renderActive();
+    }
+    this.renderSphereList();
+    this.openFromHash();
+  }
+
+  onCharterRequired(sphereId) {
+    const view = this.views.get(sphereId);
+    if (!view) return;
+    view.charterDue = true;
+    if (sphereId === this.activeId) this.renderActive();
+    this.governance.charterRequired(view);
+  }
+
+  /** Follow a sphere again once its charter is accepted. */
+  resubscribe(view) {
+    view.charterDue = false;
+    this.subscribe(view);
+    if (view.sphereId === this.activeId) this.renderActive();
   }
 
   subscribe(view) {
     this.client.subscribe(view.sphereId).catch((error) => {
       if (error instanceof ConnectionLostError) return;
+      if (error.code === "charter_required") return; // the "charter_required" event asks
       const reason =
         error.code === "forbidden"
           ? "You are not a member of this sphere."
@@ -329,6 +405,7 @@ class Chat {
       this.subscribe(view);
     }
     this.endEdit();
+    this.endReply();
     if (this.activeId && this.activeId !== sphereId) {
       const left = this.views.get(this.activeId);
       if (left?.unavailable) this.views.delete(left.sphereId);
@@ -416,6 +493,11 @@ class Chat {
       this.applyMembership(view, event);
     } else if (event.kind === "edit" || event.kind === "delete") {
       this.applyChange(view, event);
+    } else if (event.kind === "react" || event.kind === "unreact") {
+      this.applyToPost(view, event, applyReaction);
+    } else if (event.kind === "pin" || event.kind === "unpin") {
+      this.applyToPost(view, event, applyPin);
+      this.addPost(view, event); // "alice pinned a message", in the timeline
     } // a kind from a newer server: it takes its offset and shows nothing
 
     this.renderBadge(view);
@@ -447,22 +529,51 @@ class Chat {
 
   applyMembership(view, event) {
     if (event.kind === "sphere") {
-      view.privacy = event.privacy;
-      this.renderSphereList();
+      this.applySettings(view, event);
       return;
     }
     const userId = event.member_id;
     if (event.member_name) this.names.set(userId, event.member_name);
     const known = view.members.find((m) => m.user_id === userId);
     const others = view.members.filter((m) => m.user_id !== userId);
-    view.members = event.role
-      ? [...others, { ...known, user_id: userId, name: this.displayName(userId), role: event.role }]
-      : others;
+    let mutedUntil = known?.mutedUntil ?? null;
+    if (event.action === "muted") mutedUntil = event.until_ms ?? null;
+    if (event.action === "unmuted") mutedUntil = null;
+    // A ban, a removal or a departure carries no role: the member is gone from the list.
+    const member = { ...known, user_id: userId, name: this.displayName(userId), role: event.role };
+    view.members = event.role ? [...others, { ...member, mutedUntil }] : others;
     if (userId === this.me?.user_id) {
       view.role = event.role ?? null;
+      view.mutedUntil = mutedUntil;
       if (view.sphereId === this.activeId) this.renderComposer(view);
+      if (mutedUntil) setTimeout(() => this.renderComposer(this.active()), mutedUntil - Date.now());
     }
     if (view.sphereId === this.activeId) this.renderPeople(view);
+  }
+
+  applySettings(view, event) {
+    Object.assign(view, {
+      name: event.name ?? view.name,
+      privacy: event.privacy ?? view.privacy,
+      listed: event.listed ?? view.listed,
+      joinPolicy: event.join_policy ?? view.joinPolicy,
+      history: event.history ?? view.history,
+      charterVersion: event.charter_version ?? view.charterVersion,
+    });
+    this.renderSphereList();
+    if (view.sphereId === this.activeId) this.renderHeader(view);
+    const mine = event.author_id === this.me?.user_id;
+    if (view.role && !mine && view.charterVersion > view.charterAccepted) {
+      this.governance.charterRequired(view, { force: true });
+    }
+  }
+
+  /** A reaction or pin changes a post already loaded (history brings the others as they are). */
+  applyToPost(view, event, apply) {
+    const post = view.posts.get(event.target);
+    if (!post || post.kind !== "post") return;
+    if (apply(post, event) === false) return;
+    if (view.sphereId === this.activeId) this.renderPost(view, post);
   }
 
   applyChange(view, change) {
@@ -603,15 +714,18 @@ class Chat {
       return;
     }
     const messageId = newMessageId();
+    const replyTo = this.replying?.sphereId === view.sphereId ? this.replying.offset : null;
+    this.endReply();
     view.pending.set(messageId, { body, error: "" });
     this.renderOutbox(view);
     scrollToBottom();
     try {
-      await this.client.publish(view.sphereId, body, messageId);
+      if (replyTo) await this.client.reply(view.sphereId, replyTo, body, messageId);
+      else await this.client.publish(view.sphereId, body, messageId);
     } catch (error) {
       const pending = view.pending.get(messageId);
       if (!pending) return;
-      pending.error = error.message || String(error);
+      pending.error = explain(error);
       if (view.sphereId === this.activeId) this.renderOutbox(view);
     }
   }
@@ -624,7 +738,26 @@ class Chat {
     }
   }
 
+  startReply(view, post) {
+    this.endEdit();
+    this.replying = { sphereId: view.sphereId, offset: post.offset };
+    const excerpt = post.body ?? "";
+    ui.replyingText.textContent = `Replying to ${this.displayName(post.author_id)}: ${excerpt.slice(0, 60)}`;
+    ui.replying.hidden = false;
+    this.renderComposer(view);
+    ui.composerLabel.textContent = `Reply to ${this.displayName(post.author_id)}`;
+    ui.composerInput.focus();
+  }
+
+  endReply() {
+    if (!this.replying) return;
+    this.replying = null;
+    ui.replying.hidden = true;
+    this.renderComposer(this.active());
+  }
+
   startEdit(view, post) {
+    this.endReply();
     this.editing = { sphereId: view.sphereId, offset: post.offset };
     ui.editing.hidden = false;
     ui.composerLabel.textContent = "Edit message";
@@ -735,26 +868,115 @@ class Chat {
     if (follow) scrollToBottom();
   }
 
-  postItem(view, post) {
+  postItem(view, post, { inPanel = false } = {}) {
     if (post.kind !== "post") return noticeItem(post, this.noticeText(post));
     const mine = post.author_id === this.me?.user_id;
-    const moderator = view.role === "admin" || view.role === "owner";
-    const writable = Boolean(view.role) && !post.deleted;
-    return postItem(post, {
+    const writable = Boolean(view.role) && !post.deleted && !inPanel;
+    const speaks = writable && !this.isMuted(view);
+    const item = postItem(post, {
       authorName: this.displayName(post.author_id),
       mine,
-      canEdit: writable && mine,
-      canDelete: writable && (mine || moderator),
+      canEdit: speaks && mine,
+      canDelete: writable && (mine || isStaff(view.role)),
       onEdit: () => this.startEdit(view, post),
       onDelete: () => this.askDelete(view, post),
     });
+    const about = `message from ${this.displayName(post.author_id)} at ${timeOf(post.ts_ms)}`;
+    if (post.reply_to) {
+      const parent = view.posts.get(post.reply_to);
+      const context = replyContext(parent, {
+        displayName: (id) => this.displayName(id),
+        onOpen: () => this.governance.openThread(view, post.reply_to),
+      });
+      item.prepend(context);
+    }
+    if (post.pinned) item.querySelector(".msg-meta").append(" ", el("span", { className: "msg-pinned" }, "pinned"));
+    if (post.reactions?.length) {
+      item.append(
+        reactionBar(post, {
+          me: this.me?.user_id,
+          displayName: (id) => this.displayName(id),
+          canReact: speaks,
+          onToggle: (emoji, mine) => this.toggleReaction(view, post, emoji, mine),
+        }),
+      );
+    }
+    if (!writable) return item;
+    let actions = item.querySelector(".msg-actions");
+    if (!actions) {
+      actions = el("div", { className: "msg-actions" });
+      item.append(actions);
+    }
+    const extra = [];
+    if (speaks) {
+      extra.push(actionButton("Reply", `Reply to ${about}`, () => this.startReply(view, post)));
+      extra.push(actionButton("React", `React to ${about}`, (e) => this.pickReaction(view, post, e.currentTarget)));
+    }
+    if (isPublisher(view.role)) {
+      const text = post.pinned ? "Unpin" : "Pin";
+      extra.push(actionButton(text, `${text} ${about}`, () => this.report(this.client.pin(view.sphereId, post.offset, !post.pinned))));
+    }
+    if (!mine) extra.push(actionButton("Report", `Report ${about}`, () => this.governance.openReport(view, post)));
+    actions.prepend(...extra);
+    return item;
+  }
+
+  /** A post as a panel (thread, pins) shows it: no actions, reactions as they are. */
+  panelPost(view, post) {
+    return this.postItem(view, post, { inPanel: true });
+  }
+
+  isMuted(view) {
+    return Boolean(view?.mutedUntil && view.mutedUntil > Date.now());
+  }
+
+  pickReaction(view, post, opener) {
+    const item = opener.closest("li");
+    item.querySelector(".emoji-picker")?.remove();
+    const close = () => {
+      picker.remove();
+      opener.focus();
+    };
+    const picker = emojiPicker({
+      onPick: (emoji) => {
+        close();
+        const mine = post.reactions?.find((r) => r.emoji === emoji)?.user_ids.includes(this.me?.user_id);
+        if (!mine) this.report(this.client.react(view.sphereId, post.offset, emoji));
+      },
+      onClose: close,
+    });
+    item.append(picker);
+    picker.querySelector("button").focus();
+  }
+
+  toggleReaction(view, post, emoji, mine) {
+    const call = mine ? this.client.unreact(view.sphereId, post.offset, emoji) : this.client.react(view.sphereId, post.offset, emoji);
+    this.report(call);
+  }
+
+  showPeopleError(text) {
+    ui.peopleError.textContent = text;
   }
 
   noticeText(event) {
     const who = this.displayName(event.author_id);
     if (event.kind === "sphere") return `${who} made this sphere ${event.privacy}`;
+    if (event.kind === "pin") return `${who} pinned a message`;
+    if (event.kind === "unpin") return `${who} unpinned a message`;
     const member = event.member_name ?? this.displayName(event.member_id);
     switch (event.action) {
+      case "accepted":
+        return `${member} accepted an invitation`;
+      case "admitted":
+        return `${who} admitted ${member}`;
+      case "banned":
+        return `${who} banned ${member}`;
+      case "unbanned":
+        return `${who} lifted the ban on ${member}`;
+      case "muted":
+        return `${who} muted ${member}` + (event.until_ms ? ` until ${timeOf(event.until_ms)}` : "");
+      case "unmuted":
+        return `${who} unmuted ${member}`;
       case "joined":
         return event.role === "owner" ? `${member} created this sphere` : `${member} joined`;
       case "left":
@@ -776,6 +998,7 @@ class Chat {
   }
 
   renderTimelineStatus(view) {
+    ui.charterPrompt.hidden = !view?.charterDue;
     ui.loadOlder.hidden = !view || !view.hasOlder || view.unavailable !== "" || !view.loaded;
     ui.timelineStatus.textContent = timelineStatus(view);
   }
@@ -793,21 +1016,34 @@ class Chat {
     const people = [...known].sort(
       ([a, aName], [b, bName]) => online.has(b) - online.has(a) || aName.localeCompare(bName),
     );
+    const members = new Map((view?.members ?? []).map((m) => [m.user_id, m]));
+    ui.peopleError.textContent = "";
     ui.people.replaceChildren(
-      ...people.map(([userId, name]) => personItem(userId, name, online.has(userId))),
+      ...people.map(([userId, name]) => {
+        const member = members.get(userId);
+        const controls = member ? this.governance.memberControls(view, member) : null;
+        return personItem(userId, name, online.has(userId), member, controls);
+      }),
     );
     const count = people.filter(([userId]) => online.has(userId)).length;
     ui.togglePeople.textContent = `People (${count} online)`;
   }
 
   renderComposer(view) {
-    const enabled = Boolean(view?.role) && !view.unavailable;
+    const muted = this.isMuted(view);
+    // In a restricted sphere only staff and publishers post; members still reply.
+    const announces = view?.privacy === "restricted" && !isPublisher(view?.role) && !this.replying;
+    const enabled = Boolean(view?.role) && !view.unavailable && !view.charterDue && !muted && !announces;
     ui.composerInput.disabled = !enabled;
     ui.send.disabled = !enabled;
-    if (this.editing) return;
+    ui.sphereMenu.hidden = !view || Boolean(view.unavailable);
+    if (this.editing || this.replying) return;
     ui.composerLabel.textContent = view ? `Message ${view.name || "this sphere"}` : "Message";
     let placeholder = "";
     if (enabled) placeholder = `Message ${view.name}`;
+    else if (muted) placeholder = `You are muted until ${timeOf(view.mutedUntil)}`;
+    else if (view?.charterDue) placeholder = "Accept the charter to take part";
+    else if (announces && view.role) placeholder = "Only publishers post here; reply to a message instead";
     else if (view && !view.unavailable) placeholder = "Only members can write here";
     ui.composerInput.placeholder = placeholder;
   }
@@ -877,13 +1113,6 @@ function postItem(post, { authorName, mine, canEdit, canDelete, onEdit, onDelete
   return item;
 }
 
-function actionButton(text, label, onClick, extraClass = "") {
-  const button = el("button", { type: "button", className: `link-button ${extraClass}` }, text);
-  button.setAttribute("aria-label", label);
-  button.addEventListener("click", onClick);
-  return button;
-}
-
 function pendingItem(messageId, pending, onDismiss) {
   const item = el("li", { className: "msg mine pending" });
   item.dataset.messageId = messageId;
@@ -904,15 +1133,22 @@ function pendingItem(messageId, pending, onDismiss) {
   return item;
 }
 
-function personItem(userId, name, online) {
+function personItem(userId, name, online, member, controls) {
   const item = el(
     "li",
     { className: online ? "person online" : "person" },
     el("span", { className: "presence-dot", "aria-hidden": "true" }),
-    el("span", {}, name),
+    el("span", { className: "person-name" }, name),
     el("span", { className: "visually-hidden" }, online ? ", online" : ", offline"),
   );
+  if (member?.role && member.role !== "member") {
+    item.append(el("span", { className: "person-role" }, member.role));
+  }
+  if (member?.mutedUntil && member.mutedUntil > Date.now()) {
+    item.append(el("span", { className: "person-role" }, "muted"));
+  }
   item.dataset.userId = userId;
+  if (controls) item.append(controls);
   return item;
 }
 
@@ -961,9 +1197,10 @@ function bindComposer(chat) {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       ui.composer.requestSubmit();
-    } else if (event.key === "Escape" && chat.editing) {
+    } else if (event.key === "Escape" && (chat.editing || chat.replying)) {
       event.preventDefault();
       chat.endEdit();
+      chat.endReply();
     }
   });
   ui.composerInput.addEventListener("input", () => {
@@ -1044,17 +1281,6 @@ function closeDrawers() {
 }
 
 // -- small DOM helpers -----------------------------------------------------------------------
-
-/** A new element with `props` set and `children` (nodes, or strings added as text) appended. */
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key in node && !key.includes("-")) node[key] = value;
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
 
 function lockIcon() {
   const ns = "http://www.w3.org/2000/svg";
