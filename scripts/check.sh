@@ -16,5 +16,8 @@ echo "== ruff check"
 .venv/bin/ruff check .
 echo "== mypy"
 .venv/bin/mypy
+echo "== protocol coverage (its own unit tests, 100% of branches)"
+.venv/bin/python -m coverage run -m pytest tests/unit/protocol -q -p no:cacheprovider
+.venv/bin/python -m coverage report
 echo "== pytest"
 .venv/bin/pytest "$@"

@@ -4,11 +4,13 @@ The routes are the HTTP entries of the operation table (``server.operations.tabl
 builds the same client frame a WebSocket client would send (path, query and JSON body merged
 into one map) and validates it with the protocol's own rules, so both
 transports share every check and every error code. Errors are JSON
-``{"code", "message", "retryable"}`` with an HTTP status derived from the code.
+``{"code", "message", "retryable"}`` with an HTTP status derived from the code. The OpenAPI
+document of every route (``server.openapi``) is served at ``/api/v1/openapi.json``.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +31,7 @@ from protocol import (
 )
 from server.auth import Principal, authenticate
 from server.config import Config
+from server.openapi import DOCUMENT_PATH, openapi_document
 from server.operations import OPERATIONS, Caller, Operations, now_ms
 from server.operations.table import INTEGER_PATH_PARAMS
 from server.sessions.accounts import Accounts
@@ -93,9 +96,14 @@ class HttpApi:
         self._accounts = AccountRoutes(
             accounts, guard=self._guard, read_body=self._body, respond=json_response
         )
+        # The document depends on the code only: built and encoded once.
+        self._openapi = orjson.dumps(
+            openapi_document(STATUS, version=importlib.metadata.version("cloison"))
+        )
 
     def routes(self) -> list[Route]:
-        """One route per HTTP entry of the operation table, then the account routes."""
+        """One route per HTTP entry of the operation table, the account routes, and the
+        OpenAPI document that describes them all (served without authentication)."""
         routes = [
             Route(
                 http.path,
@@ -110,7 +118,11 @@ class HttpApi:
             for op in OPERATIONS
             for http in op.http
         ]
-        return [*routes, *self._accounts.routes()]
+        document = Route(DOCUMENT_PATH, self._openapi_document, methods=["GET"])
+        return [*routes, *self._accounts.routes(), document]
+
+    async def _openapi_document(self, request: Request) -> Response:
+        return Response(self._openapi, 200, API_HEADERS, media_type="application/json")
 
     # -- plumbing ----------------------------------------------------------------------------
 

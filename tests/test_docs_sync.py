@@ -24,9 +24,11 @@ from protocol import (
     SessionState,
 )
 from server.config import Config
+from server.docs_tables import GENERATED, Block, between_markers
 from server.http_api import STATUS
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 PROTOCOL = (DOCS / "protocol.md").read_text(encoding="utf-8")
 OPERATIONS = (DOCS / "operations.md").read_text(encoding="utf-8")
 
@@ -108,3 +110,15 @@ def test_every_option_is_in_operations(name: str) -> None:
     flag = "--" + name.replace("_", "-")
     assert re.search(rf"`{re.escape(flag)}`", OPERATIONS), f"{flag} is not in docs/operations.md"
     assert f"CLOISON_{name.upper()}" in OPERATIONS
+
+
+@pytest.mark.parametrize("block", list(GENERATED), ids=lambda b: b.name)
+def test_generated_tables_are_current(block: Block) -> None:
+    """The rights and operation tables in the docs are exactly what the code generates."""
+    text = (ROOT / block.path).read_text(encoding="utf-8")
+    held = between_markers(text, block)
+    assert held is not None, f"{block.path} lost its {block.begin} ... {block.end} markers"
+    assert held == GENERATED[block](), (
+        f"{block.path}: the {block.name} table is stale; regenerate it with "
+        "`python -m server.docs_tables` (from the repository root)"
+    )

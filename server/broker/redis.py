@@ -29,9 +29,9 @@ import time
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.asyncio.retry import Retry
 
 from protocol import SphereId
 from server.broker.base import BrokerHandler

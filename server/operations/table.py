@@ -16,15 +16,19 @@ fields that, when present, need a right of their own instead of ``right``: a rep
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from protocol import (
     AcceptCharter,
     AcceptInvitation,
+    Ack,
     AddMember,
     AnswerRequest,
+    AuditList,
     Auth,
     Ban,
+    BanList,
+    CharterInfo,
     CreateSphere,
     DeclineInvitation,
     Delete,
@@ -34,8 +38,12 @@ from protocol import (
     GetCharter,
     GetThread,
     History,
+    HistoryPage,
+    InvitationInfo,
+    InvitationList,
     Invite,
     Join,
+    JoinRequestList,
     Leave,
     ListAudit,
     ListBans,
@@ -48,18 +56,28 @@ from protocol import (
     ListSpheres,
     ListThreads,
     MarkRead,
+    MemberList,
+    MentionList,
     Mute,
+    Ok,
     Pin,
     Ping,
+    Pong,
     Publish,
     React,
     RemoveMember,
     Report,
+    ReportList,
     RequestJoin,
     RevokeInvitation,
     SetCharter,
     SetRole,
+    SphereInfo,
+    SphereList,
     Subscribe,
+    Subscribed,
+    ThreadList,
+    ThreadPage,
     TransferOwnership,
     Typing,
     Unban,
@@ -67,7 +85,9 @@ from protocol import (
     Unpin,
     Unreact,
     Unsubscribe,
+    Unsubscribed,
     UpdateSphere,
+    Welcome,
     WithdrawRequest,
 )
 from server.access.rights import Right
@@ -100,6 +120,8 @@ class Operation:
     # Appends to the sphere's stream: acknowledged with ``ack``, idempotent on ``message_id``,
     # and sequenced in the order each connection sent them.
     writes: bool = False
+    # The frame a success is answered with (over HTTP: the JSON body).
+    reply: type[Frame] = field(kw_only=True)
 
     def rights_for(self, frame: Frame) -> tuple[Right, ...]:
         """The rights ``frame`` needs in its sphere."""
@@ -119,11 +141,13 @@ _M = Right  # rows stay on one line each
 
 OPERATIONS: tuple[Operation, ...] = (
     # -- connection (WebSocket only) -----------------------------------------------------------
-    Operation(Auth, RateClass.FREE, "Authenticate the connection (first frame)."),
-    Operation(Ping, RateClass.FREE, "Keep the connection alive; answered with pong."),
-    Operation(Subscribe, RateClass.QUERY, "Receive a sphere's events live.", _M.READ),
-    Operation(Unsubscribe, RateClass.FREE, "Stop receiving a sphere's events."),
-    Operation(Typing, RateClass.TYPING, "Tell the sphere you are typing.", _M.TYPE),
+    Operation(Auth, RateClass.FREE, "Authenticate the connection (first frame).", reply=Welcome),
+    Operation(Ping, RateClass.FREE, "Keep the connection alive; answered with pong.", reply=Pong),
+    Operation(
+        Subscribe, RateClass.QUERY, "Receive a sphere's events live.", _M.READ, reply=Subscribed
+    ),
+    Operation(Unsubscribe, RateClass.FREE, "Stop receiving a sphere's events.", reply=Unsubscribed),
+    Operation(Typing, RateClass.TYPING, "Tell the sphere you are typing.", _M.TYPE, reply=Ok),
     # -- messages --------------------------------------------------------------------------------
     Operation(
         Publish,
@@ -133,6 +157,7 @@ OPERATIONS: tuple[Operation, ...] = (
         when=(("reply_to", _M.REPLY),),
         http=(Http("POST", _s("/messages"), status=201),),
         writes=True,
+        reply=Ack,
     ),
     Operation(
         Edit,
@@ -141,6 +166,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _M.EDIT_OWN,
         http=(Http("PUT", _s("/messages/{target}")),),
         writes=True,
+        reply=Ack,
     ),
     Operation(
         Delete,
@@ -149,6 +175,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _M.DELETE_OWN,
         http=(Http("DELETE", _s("/messages/{target}")),),
         writes=True,
+        reply=Ack,
     ),
     Operation(
         History,
@@ -156,6 +183,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Read a page of the sphere's history.",
         _M.READ,
         http=(Http("GET", _s("/messages"), query=("before", "after", "limit")),),
+        reply=HistoryPage,
     ),
     Operation(
         MarkRead,
@@ -163,6 +191,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Move your read marker forward.",
         _M.MARK_READ,
         http=(Http("POST", _s("/read")),),
+        reply=Ok,
     ),
     # -- conversations ---------------------------------------------------------------------------
     Operation(
@@ -172,6 +201,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _M.REACT,
         http=(Http("POST", _s("/messages/{target}/reactions"), status=201),),
         writes=True,
+        reply=Ack,
     ),
     Operation(
         Unreact,
@@ -180,6 +210,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _M.REACT,
         http=(Http("POST", _s("/messages/{target}/reactions/remove")),),
         writes=True,
+        reply=Ack,
     ),
     Operation(
         Pin,
@@ -188,6 +219,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _M.PIN,
         http=(Http("POST", _s("/messages/{target}/pin")),),
         writes=True,
+        reply=Ack,
     ),
     Operation(
         Unpin,
@@ -196,9 +228,15 @@ OPERATIONS: tuple[Operation, ...] = (
         _M.PIN,
         http=(Http("POST", _s("/messages/{target}/unpin")),),
         writes=True,
+        reply=Ack,
     ),
     Operation(
-        ListPins, RateClass.QUERY, "The pinned posts.", _M.READ, http=(Http("GET", _s("/pins")),)
+        ListPins,
+        RateClass.QUERY,
+        "The pinned posts.",
+        _M.READ,
+        http=(Http("GET", _s("/pins")),),
+        reply=HistoryPage,
     ),
     Operation(
         GetThread,
@@ -206,6 +244,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "A post and its replies.",
         _M.READ,
         http=(Http("GET", _s("/messages/{root}/thread"), query=("after", "limit")),),
+        reply=ThreadPage,
     ),
     Operation(
         ListThreads,
@@ -213,12 +252,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "Posts with replies, most recently answered first.",
         _M.READ,
         http=(Http("GET", _s("/threads"), query=_PAGE, text_query=_CURSOR),),
+        reply=ThreadList,
     ),
     Operation(
         ListMentions,
         RateClass.QUERY,
         "Posts that mention you, across your spheres.",
         http=(Http("GET", "/mentions", query=_PAGE, text_query=_CURSOR),),
+        reply=MentionList,
     ),
     # -- spheres ---------------------------------------------------------------------------------
     Operation(
@@ -226,12 +267,14 @@ OPERATIONS: tuple[Operation, ...] = (
         RateClass.QUERY,
         "Your spheres (or, with discover, the listed ones).",
         http=(Http("GET", "/spheres", query=("discover", "limit"), text_query=_CURSOR),),
+        reply=SphereList,
     ),
     Operation(
         CreateSphere,
         RateClass.SPHERE_ADMIN,
         "Create a sphere; you are its owner.",
         http=(Http("POST", "/spheres", status=201),),
+        reply=SphereInfo,
     ),
     Operation(
         UpdateSphere,
@@ -246,6 +289,7 @@ OPERATIONS: tuple[Operation, ...] = (
             ("history", _M.CHANGE_HISTORY),
         ),
         http=(Http("PATCH", _s()),),
+        reply=SphereInfo,
     ),
     Operation(
         DeleteSphere,
@@ -253,6 +297,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Delete the sphere and all its data.",
         _M.DELETE_SPHERE,
         http=(Http("DELETE", _s()),),
+        reply=Ok,
     ),
     Operation(
         SetCharter,
@@ -260,6 +305,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Set or clear the charter.",
         _M.SET_CHARTER,
         http=(Http("PUT", _s("/charter")),),
+        reply=CharterInfo,
     ),
     Operation(
         GetCharter,
@@ -267,6 +313,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Read the charter.",
         _M.SEE,
         http=(Http("GET", _s("/charter")),),
+        reply=CharterInfo,
     ),
     Operation(
         AcceptCharter,
@@ -274,6 +321,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Accept the charter's current version.",
         _M.ACCEPT_CHARTER,
         http=(Http("POST", _s("/charter/accept")),),
+        reply=Ok,
     ),
     Operation(
         ListAudit,
@@ -281,10 +329,16 @@ OPERATIONS: tuple[Operation, ...] = (
         "The sphere's audit log.",
         _M.READ_AUDIT,
         http=(Http("GET", _s("/audit"), query=("before", "limit")),),
+        reply=AuditList,
     ),
     # -- members ---------------------------------------------------------------------------------
     Operation(
-        Join, RateClass.MEMBERSHIP, "Enter a sphere.", _M.JOIN, http=(Http("POST", _s("/join")),)
+        Join,
+        RateClass.MEMBERSHIP,
+        "Enter a sphere.",
+        _M.JOIN,
+        http=(Http("POST", _s("/join")),),
+        reply=SphereInfo,
     ),
     Operation(
         Leave,
@@ -292,6 +346,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Leave a sphere.",
         _M.LEAVE,
         http=(Http("POST", _s("/leave")),),
+        reply=Ok,
     ),
     Operation(
         ListMembers,
@@ -299,6 +354,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "The sphere's members.",
         _M.LIST_MEMBERS,
         http=(Http("GET", _s("/members"), query=_PAGE, text_query=_CURSOR),),
+        reply=MemberList,
     ),
     Operation(
         AddMember,
@@ -306,6 +362,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Add a user as a member at once.",
         _M.ADD_MEMBER,
         http=(Http("POST", _s("/members")),),
+        reply=Ok,
     ),
     Operation(
         SetRole,
@@ -313,6 +370,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Change a member's role.",
         _M.SET_ROLE,
         http=(Http("PUT", _s("/members/{user_id}")),),
+        reply=Ok,
     ),
     Operation(
         RemoveMember,
@@ -320,6 +378,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Remove a member.",
         _M.REMOVE_MEMBER,
         http=(Http("DELETE", _s("/members/{user_id}")),),
+        reply=Ok,
     ),
     Operation(
         TransferOwnership,
@@ -327,6 +386,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Make a member the owner; you become an administrator.",
         _M.TRANSFER,
         http=(Http("POST", _s("/transfer")),),
+        reply=Ok,
     ),
     Operation(
         Invite,
@@ -334,6 +394,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Invite a user, with a role no higher than yours.",
         _M.INVITE,
         http=(Http("POST", _s("/invitations"), status=201),),
+        reply=InvitationInfo,
     ),
     Operation(
         ListInvitations,
@@ -344,24 +405,28 @@ OPERATIONS: tuple[Operation, ...] = (
             Http("GET", "/invitations", query=_PAGE, text_query=_CURSOR),
             Http("GET", _s("/invitations"), query=_PAGE, text_query=_CURSOR),
         ),
+        reply=InvitationList,
     ),
     Operation(
         RevokeInvitation,
         RateClass.MEMBERSHIP,
         "Revoke an invitation (its inviter or an administrator).",
         http=(Http("DELETE", "/invitations/{invitation_id}"),),
+        reply=Ok,
     ),
     Operation(
         AcceptInvitation,
         RateClass.MEMBERSHIP,
         "Accept an invitation made to you.",
         http=(Http("POST", "/invitations/{invitation_id}/accept"),),
+        reply=SphereInfo,
     ),
     Operation(
         DeclineInvitation,
         RateClass.MEMBERSHIP,
         "Decline an invitation made to you.",
         http=(Http("POST", "/invitations/{invitation_id}/decline"),),
+        reply=Ok,
     ),
     Operation(
         RequestJoin,
@@ -369,6 +434,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Ask to enter a sphere that needs approval.",
         _M.REQUEST_JOIN,
         http=(Http("POST", _s("/requests"), status=201),),
+        reply=Ok,
     ),
     Operation(
         WithdrawRequest,
@@ -376,6 +442,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Withdraw your join request.",
         _M.REQUEST_JOIN,
         http=(Http("POST", _s("/requests/withdraw")),),
+        reply=Ok,
     ),
     Operation(
         ListRequests,
@@ -383,6 +450,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Pending join requests.",
         _M.ANSWER_REQUESTS,
         http=(Http("GET", _s("/requests"), query=_PAGE, text_query=_CURSOR),),
+        reply=JoinRequestList,
     ),
     Operation(
         AnswerRequest,
@@ -390,6 +458,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Accept or refuse a join request.",
         _M.ANSWER_REQUESTS,
         http=(Http("POST", _s("/requests/{user_id}")),),
+        reply=Ok,
     ),
     # -- moderation ------------------------------------------------------------------------------
     Operation(
@@ -398,6 +467,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Ban a user: removed, and kept out.",
         _M.BAN,
         http=(Http("PUT", _s("/bans/{user_id}")),),
+        reply=Ok,
     ),
     Operation(
         Unban,
@@ -405,6 +475,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Lift a ban.",
         _M.BAN,
         http=(Http("DELETE", _s("/bans/{user_id}")),),
+        reply=Ok,
     ),
     Operation(
         ListBans,
@@ -412,6 +483,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Banned users.",
         _M.BAN,
         http=(Http("GET", _s("/bans"), query=_PAGE, text_query=_CURSOR),),
+        reply=BanList,
     ),
     Operation(
         Mute,
@@ -419,6 +491,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Mute a member for a period.",
         _M.MUTE,
         http=(Http("PUT", _s("/mutes/{user_id}")),),
+        reply=Ok,
     ),
     Operation(
         Unmute,
@@ -426,6 +499,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Lift a mute.",
         _M.MUTE,
         http=(Http("DELETE", _s("/mutes/{user_id}")),),
+        reply=Ok,
     ),
     Operation(
         Report,
@@ -433,6 +507,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Report a post to the sphere's administrators.",
         _M.REPORT,
         http=(Http("POST", _s("/messages/{target}/reports"), status=201),),
+        reply=Ok,
     ),
     Operation(
         ListReports,
@@ -440,6 +515,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Reports made in the sphere.",
         _M.READ_REPORTS,
         http=(Http("GET", _s("/reports"), query=("before", "limit")),),
+        reply=ReportList,
     ),
 )
 

@@ -2,11 +2,14 @@
 
 Every route is a thin shell over ``Accounts``: it parses the body and query, calls it, and
 answers JSON. Authentication and the mapping of errors to statuses are ``HttpApi``'s.
+``ACCOUNT_ROUTES`` lists them once, with what the OpenAPI document says of each (these routes
+are not operations of the operation table, so their JSON Schemas are written here by hand).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -19,6 +22,8 @@ from server.operations import now_ms
 from server.sessions.accounts import (
     DEFAULT_PAGE,
     MAX_LABEL_CHARS,
+    MAX_PAGE,
+    MAX_TTL_DAYS,
     Accounts,
     Actor,
     token_json,
@@ -30,6 +35,7 @@ from storage import AuditEntry, TokenKind, TokenPage
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 Respond = Callable[[Any, int], Response]
+Schema = dict[str, Any]
 
 
 class AccountRoutes:
@@ -47,33 +53,20 @@ class AccountRoutes:
         self._respond = respond
 
     def routes(self) -> list[Route]:
-        g = self._guard
-
-        def a(handler: Handler) -> Endpoint:  # administrators only, checked before the body
-            async def admin_only(request: Request, principal: Principal) -> Response:
-                if not principal.user.is_admin:
-                    raise CloisonError("server administrators only", code=ErrorCode.FORBIDDEN)
-                return await handler(request, principal)
-
-            return g(admin_only)
-
+        """One route per row of ``ACCOUNT_ROUTES``."""
         return [
-            Route("/me", g(self._me), methods=["GET"]),
-            Route("/me", g(self._rename), methods=["PATCH"]),
-            Route("/me/tokens", g(self._my_tokens), methods=["GET"]),
-            Route("/me/tokens", g(self._new_own_token), methods=["POST"]),
-            Route("/me/tokens", g(self._close_my_sessions), methods=["DELETE"]),
-            Route("/me/tokens/{token_id}", g(self._revoke_own), methods=["DELETE"]),
-            Route("/admin/users", a(self._users), methods=["GET"]),
-            Route("/admin/users", a(self._enrol), methods=["POST"]),
-            Route("/admin/users/{user_id}/tokens", a(self._user_tokens), methods=["GET"]),
-            Route("/admin/users/{user_id}/tokens", a(self._close_sessions), methods=["DELETE"]),
-            Route("/admin/users/{user_id}/disable", a(self._disable), methods=["POST"]),
-            Route("/admin/users/{user_id}/enable", a(self._enable), methods=["POST"]),
-            Route("/admin/tokens", a(self._issue_for), methods=["POST"]),
-            Route("/admin/tokens/{token_id}", a(self._revoke_any), methods=["DELETE"]),
-            Route("/admin/audit", a(self._audit), methods=["GET"]),
+            Route(route.path, self._endpoint(route), methods=[route.method])
+            for route in ACCOUNT_ROUTES
         ]
+
+    def _endpoint(self, route: AccountRoute) -> Endpoint:
+        async def run(request: Request, principal: Principal) -> Response:
+            # Administrators only, checked before the body is read.
+            if route.admin and not principal.user.is_admin:
+                raise CloisonError("server administrators only", code=ErrorCode.FORBIDDEN)
+            return await route.handler(self, request, principal)
+
+        return self._guard(run)
 
     # -- the caller's own account ------------------------------------------------------------
 
@@ -303,3 +296,276 @@ def _audit_json(entry: AuditEntry) -> dict[str, Any]:
         "token_id": entry.token_id,
         "detail": entry.detail,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# The table of routes, and what the OpenAPI document says of them
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRoute:
+    """One account or administration route under ``/api/v1``."""
+
+    method: str
+    path: str
+    handler: Callable[[AccountRoutes, Request, Principal], Awaitable[Response]]
+    summary: str
+    reply: Schema  # JSON Schema of the success body
+    status: int = 200
+    admin: bool = False  # server administrators only (403 ``forbidden`` for anyone else)
+    query: tuple[tuple[str, Schema], ...] = ()
+    body: Schema | None = None  # JSON Schema of the request body, when the route takes one
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(required: tuple[str, ...], properties: Schema, *, closed: bool = False) -> Schema:
+    schema: Schema = {"type": "object", "required": list(required), "properties": properties}
+    if closed:  # a request body: other keys are 400 ``bad_frame``
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+_TEXT = {"type": "string"}
+_MS = {"type": "integer", "minimum": 0}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 100}
+_LABEL = {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_CHARS}
+_TTL = {"type": "integer", "minimum": 0, "maximum": MAX_TTL_DAYS}  # 0: no expiry
+_TOKEN_KIND = {"type": "string", "enum": [k.value for k in TokenKind]}
+_USER_KIND = {"type": "string", "enum": [k.value for k in UserKind]}
+_LIMIT = ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE})
+_CURSOR = ("cursor", _TEXT)
+
+ACCOUNT_SCHEMAS: Mapping[str, Schema] = {
+    "User": _object(
+        ("user_id", "name", "kind", "is_admin", "disabled"),
+        {
+            "user_id": _TEXT,
+            "name": _TEXT,
+            "kind": _USER_KIND,
+            "is_admin": {"type": "boolean"},
+            "disabled": {"type": "boolean"},
+        },
+    ),
+    "IssuedToken": _object(
+        ("user_id", "token", "token_id", "token_kind", "expires_ms"),
+        {
+            "user_id": _TEXT,
+            "token": {"type": "string", "description": "shown only in this reply"},
+            "token_id": _TEXT,
+            "token_kind": _TOKEN_KIND,
+            "expires_ms": _nullable(_MS),
+        },
+    ),
+    "EnrolledUser": {"allOf": [_ref("User"), _ref("IssuedToken")]},
+    "Token": _object(
+        (
+            "token_id",
+            "kind",
+            "label",
+            "created_ms",
+            "expires_ms",
+            "last_used_ms",
+            "issued_by",
+            "issued_by_name",
+            "current",
+        ),
+        {
+            "token_id": _TEXT,
+            "kind": _TOKEN_KIND,
+            "label": _nullable(_TEXT),
+            "created_ms": _MS,
+            "expires_ms": _nullable(_MS),
+            "last_used_ms": _nullable(_MS),
+            "issued_by": _nullable(_TEXT),
+            "issued_by_name": _nullable(_TEXT),
+            "current": {"type": "boolean"},
+        },
+    ),
+    "TokenPage": _object(
+        ("tokens", "next_cursor"),
+        {"tokens": {"type": "array", "items": _ref("Token")}, "next_cursor": _nullable(_TEXT)},
+    ),
+    "UserPage": _object(
+        ("users", "next_after"),
+        {"users": {"type": "array", "items": _ref("User")}, "next_after": _nullable(_TEXT)},
+    ),
+    "RevokedOne": _object(("revoked",), {"revoked": {"const": True}}),
+    "RevokedAll": _object(("revoked",), {"revoked": {"type": "array", "items": _TEXT}}),
+    "ServerAuditEntry": _object(
+        ("seq", "ts_ms", "actor", "action", "user_id", "token_id", "detail"),
+        {
+            "seq": {"type": "integer"},
+            "ts_ms": _MS,
+            "actor": _TEXT,
+            "action": _TEXT,
+            "user_id": _nullable(_TEXT),
+            "token_id": _nullable(_TEXT),
+            "detail": _nullable(_TEXT),
+        },
+    ),
+    "ServerAuditPage": _object(
+        ("entries", "next_before"),
+        {
+            "entries": {"type": "array", "items": _ref("ServerAuditEntry")},
+            "next_before": _nullable({"type": "integer"}),
+        },
+    ),
+}
+
+_R = AccountRoutes
+ACCOUNT_ROUTES: tuple[AccountRoute, ...] = (
+    AccountRoute("GET", "/me", _R._me, "Your account.", _ref("User")),
+    AccountRoute(
+        "PATCH",
+        "/me",
+        _R._rename,
+        "Set your display name.",
+        _ref("User"),
+        body=_object(("name",), {"name": _NAME}, closed=True),
+    ),
+    AccountRoute(
+        "GET",
+        "/me/tokens",
+        _R._my_tokens,
+        "Your live tokens, newest first.",
+        _ref("TokenPage"),
+        query=(_LIMIT, _CURSOR),
+    ),
+    AccountRoute(
+        "POST",
+        "/me/tokens",
+        _R._new_own_token,
+        "Issue a token of your own (revoke_current: rotate the token of the request).",
+        _ref("IssuedToken"),
+        status=201,
+        body=_object(
+            (),
+            {
+                "kind": {**_TOKEN_KIND, "default": TokenKind.SESSION.value},
+                "ttl_days": _TTL,
+                "label": _LABEL,
+                "revoke_current": {"type": "boolean", "default": False},
+            },
+            closed=True,
+        ),
+    ),
+    AccountRoute(
+        "DELETE",
+        "/me/tokens",
+        _R._close_my_sessions,
+        "Close all your sessions (keep_current: all but the token of the request).",
+        _ref("RevokedAll"),
+        query=(("keep_current", {"type": "boolean", "default": False}),),
+    ),
+    AccountRoute(
+        "DELETE",
+        "/me/tokens/{token_id}",
+        _R._revoke_own,
+        "Revoke one of your tokens.",
+        _ref("RevokedOne"),
+    ),
+    AccountRoute(
+        "GET",
+        "/admin/users",
+        _R._users,
+        "Users by id.",
+        _ref("UserPage"),
+        admin=True,
+        query=(_LIMIT, ("after", _TEXT)),
+    ),
+    AccountRoute(
+        "POST",
+        "/admin/users",
+        _R._enrol,
+        "Create a user and its first token.",
+        _ref("EnrolledUser"),
+        status=201,
+        admin=True,
+        body=_object(
+            ("name",),
+            {
+                "name": _NAME,
+                "kind": {**_USER_KIND, "default": UserKind.HUMAN.value},
+                "is_admin": {"type": "boolean", "default": False},
+                "ttl_days": _TTL,
+            },
+            closed=True,
+        ),
+    ),
+    AccountRoute(
+        "GET",
+        "/admin/users/{user_id}/tokens",
+        _R._user_tokens,
+        "A user's live tokens.",
+        _ref("TokenPage"),
+        admin=True,
+        query=(_LIMIT, _CURSOR),
+    ),
+    AccountRoute(
+        "DELETE",
+        "/admin/users/{user_id}/tokens",
+        _R._close_sessions,
+        "Revoke all of a user's tokens.",
+        _ref("RevokedAll"),
+        admin=True,
+    ),
+    AccountRoute(
+        "POST",
+        "/admin/users/{user_id}/disable",
+        _R._disable,
+        "Disable a user: their tokens stop working, their connections close.",
+        _ref("User"),
+        admin=True,
+    ),
+    AccountRoute(
+        "POST",
+        "/admin/users/{user_id}/enable",
+        _R._enable,
+        "Enable a disabled user.",
+        _ref("User"),
+        admin=True,
+    ),
+    AccountRoute(
+        "POST",
+        "/admin/tokens",
+        _R._issue_for,
+        "Issue a token for a bot, or for a human who belongs to no sphere yet.",
+        _ref("IssuedToken"),
+        status=201,
+        admin=True,
+        body=_object(
+            ("user_id",),
+            {
+                "user_id": {"type": "string", "minLength": 1},
+                "kind": _TOKEN_KIND,
+                "ttl_days": _TTL,
+                "label": _LABEL,
+            },
+            closed=True,
+        ),
+    ),
+    AccountRoute(
+        "DELETE",
+        "/admin/tokens/{token_id}",
+        _R._revoke_any,
+        "Revoke any token.",
+        _ref("RevokedOne"),
+        admin=True,
+    ),
+    AccountRoute(
+        "GET",
+        "/admin/audit",
+        _R._audit,
+        "The server's audit log, newest first.",
+        _ref("ServerAuditPage"),
+        admin=True,
+        query=(_LIMIT, ("before", {"type": "integer", "minimum": 0})),
+    ),
+)

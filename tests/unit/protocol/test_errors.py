@@ -21,6 +21,7 @@ RETRYABLE = {
     ErrorCode.UNAUTHORIZED: False,
     ErrorCode.NOT_FOUND: False,
     ErrorCode.FORBIDDEN: False,
+    ErrorCode.CHARTER_REQUIRED: False,
     ErrorCode.CONFLICT: False,
     ErrorCode.TOO_LARGE: False,
     ErrorCode.RATE_LIMITED: True,

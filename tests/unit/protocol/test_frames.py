@@ -17,8 +17,13 @@ from protocol import (
     ErrorReply,
     EventKind,
     Frame,
+    HistoryMode,
+    InvitationState,
+    JoinPolicy,
     MemberAction,
     Privacy,
+    ReportReason,
+    RequestState,
     Role,
     ServerFrame,
     StreamPosition,
@@ -147,23 +152,54 @@ def test_public_names() -> None:
 
 
 def test_enum_wire_values() -> None:
-    assert [p.value for p in Privacy] == ["private", "open", "public"]
-    assert [r.value for r in Role] == ["owner", "admin", "member"]
+    assert [p.value for p in Privacy] == ["private", "open", "public", "restricted"]
+    assert [r.value for r in Role] == ["owner", "admin", "publisher", "member", "visitor"]
     assert [k.value for k in UserKind] == ["human", "bot"]
-    assert [k.value for k in EventKind] == ["post", "edit", "delete", "member", "sphere"]
+    assert [h.value for h in HistoryMode] == ["since_joining", "full"]
+    assert [j.value for j in JoinPolicy] == ["free", "approval", "invitation"]
+    assert [k.value for k in EventKind] == [
+        "post",
+        "edit",
+        "delete",
+        "member",
+        "sphere",
+        "react",
+        "unreact",
+        "pin",
+        "unpin",
+    ]
     assert [a.value for a in MemberAction] == [
         "joined",
         "left",
         "added",
         "removed",
         "role_changed",
+        "accepted",
+        "admitted",
+        "banned",
+        "unbanned",
+        "muted",
+        "unmuted",
     ]
     assert [a for a in MemberAction if a.ends_membership] == [
         MemberAction.LEFT,
         MemberAction.REMOVED,
+        MemberAction.BANNED,
     ]
+    assert [r.value for r in ReportReason] == ["spam", "abusive", "other"]
+    assert [s.value for s in InvitationState] == [
+        "pending",
+        "accepted",
+        "declined",
+        "revoked",
+        "expired",
+    ]
+    assert [s.value for s in RequestState] == ["pending", "accepted", "refused", "withdrawn"]
 
 
 def test_role_rank_orders_roles_by_power() -> None:
-    assert Role.OWNER.rank > Role.ADMIN.rank > Role.MEMBER.rank > 0
+    ranks = [role.rank for role in Role]
+    assert ranks == sorted(ranks, reverse=True)
+    assert len(set(ranks)) == len(ranks)
+    assert Role.VISITOR.rank > 0
     assert sorted(Role, key=lambda r: r.rank, reverse=True) == list(Role)
