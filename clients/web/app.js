@@ -9,7 +9,13 @@
  */
 
 import { CloisonClient, ConnectionLostError, newMessageId } from "./cloison.js";
-import { applyPin, applyReaction, emojiPicker, reactionBar, replyContext } from "./conversations.js";
+import {
+  applyPin,
+  applyReaction,
+  emojiPicker,
+  reactionBar,
+  replyContext,
+} from "./conversations.js";
 import { actionButton, el } from "./dom.js";
 import { explain, Governance, isPublisher, isStaff } from "./governance.js";
 
@@ -742,7 +748,8 @@ class Chat {
     this.endEdit();
     this.replying = { sphereId: view.sphereId, offset: post.offset };
     const excerpt = post.body ?? "";
-    ui.replyingText.textContent = `Replying to ${this.displayName(post.author_id)}: ${excerpt.slice(0, 60)}`;
+    const author = this.displayName(post.author_id);
+    ui.replyingText.textContent = `Replying to ${author}: ${excerpt.slice(0, 60)}`;
     ui.replying.hidden = false;
     this.renderComposer(view);
     ui.composerLabel.textContent = `Reply to ${this.displayName(post.author_id)}`;
@@ -890,7 +897,10 @@ class Chat {
       });
       item.prepend(context);
     }
-    if (post.pinned) item.querySelector(".msg-meta").append(" ", el("span", { className: "msg-pinned" }, "pinned"));
+    if (post.pinned) {
+      const pinnedMark = el("span", { className: "msg-pinned" }, "pinned");
+      item.querySelector(".msg-meta").append(" ", pinnedMark);
+    }
     if (post.reactions?.length) {
       item.append(
         reactionBar(post, {
@@ -910,13 +920,18 @@ class Chat {
     const extra = [];
     if (speaks) {
       extra.push(actionButton("Reply", `Reply to ${about}`, () => this.startReply(view, post)));
-      extra.push(actionButton("React", `React to ${about}`, (e) => this.pickReaction(view, post, e.currentTarget)));
+      const pick = (event) => this.pickReaction(view, post, event.currentTarget);
+      extra.push(actionButton("React", `React to ${about}`, pick));
     }
     if (isPublisher(view.role)) {
       const text = post.pinned ? "Unpin" : "Pin";
-      extra.push(actionButton(text, `${text} ${about}`, () => this.report(this.client.pin(view.sphereId, post.offset, !post.pinned))));
+      const pin = () => this.report(this.client.pin(view.sphereId, post.offset, !post.pinned));
+      extra.push(actionButton(text, `${text} ${about}`, pin));
     }
-    if (!mine) extra.push(actionButton("Report", `Report ${about}`, () => this.governance.openReport(view, post)));
+    if (!mine) {
+      const report = () => this.governance.openReport(view, post);
+      extra.push(actionButton("Report", `Report ${about}`, report));
+    }
     actions.prepend(...extra);
     return item;
   }
@@ -940,7 +955,8 @@ class Chat {
     const picker = emojiPicker({
       onPick: (emoji) => {
         close();
-        const mine = post.reactions?.find((r) => r.emoji === emoji)?.user_ids.includes(this.me?.user_id);
+        const same = post.reactions?.find((r) => r.emoji === emoji);
+        const mine = same?.user_ids.includes(this.me?.user_id);
         if (!mine) this.report(this.client.react(view.sphereId, post.offset, emoji));
       },
       onClose: close,
@@ -950,8 +966,12 @@ class Chat {
   }
 
   toggleReaction(view, post, emoji, mine) {
-    const call = mine ? this.client.unreact(view.sphereId, post.offset, emoji) : this.client.react(view.sphereId, post.offset, emoji);
-    this.report(call);
+    const { sphereId } = view;
+    this.report(
+      mine
+        ? this.client.unreact(sphereId, post.offset, emoji)
+        : this.client.react(sphereId, post.offset, emoji),
+    );
   }
 
   showPeopleError(text) {
@@ -974,7 +994,7 @@ class Chat {
       case "unbanned":
         return `${who} lifted the ban on ${member}`;
       case "muted":
-        return `${who} muted ${member}` + (event.until_ms ? ` until ${timeOf(event.until_ms)}` : "");
+        return `${who} muted ${member}${event.until_ms ? ` until ${timeOf(event.until_ms)}` : ""}`;
       case "unmuted":
         return `${who} unmuted ${member}`;
       case "joined":
@@ -1033,7 +1053,8 @@ class Chat {
     const muted = this.isMuted(view);
     // In a restricted sphere only staff and publishers post; members still reply.
     const announces = view?.privacy === "restricted" && !isPublisher(view?.role) && !this.replying;
-    const enabled = Boolean(view?.role) && !view.unavailable && !view.charterDue && !muted && !announces;
+    const blocked = muted || announces || Boolean(view?.charterDue);
+    const enabled = Boolean(view?.role) && !view.unavailable && !blocked;
     ui.composerInput.disabled = !enabled;
     ui.send.disabled = !enabled;
     ui.sphereMenu.hidden = !view || Boolean(view.unavailable);
@@ -1043,7 +1064,7 @@ class Chat {
     if (enabled) placeholder = `Message ${view.name}`;
     else if (muted) placeholder = `You are muted until ${timeOf(view.mutedUntil)}`;
     else if (view?.charterDue) placeholder = "Accept the charter to take part";
-    else if (announces && view.role) placeholder = "Only publishers post here; reply to a message instead";
+    else if (announces && view.role) placeholder = "Only publishers post here; reply instead";
     else if (view && !view.unavailable) placeholder = "Only members can write here";
     ui.composerInput.placeholder = placeholder;
   }

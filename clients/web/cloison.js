@@ -231,7 +231,7 @@ export class CloisonClient {
     return entry.promise;
   }
 
-  /** `sphere_list` of the caller's spheres, with unread counts (or `discover: true`), every page. */
+  /** `sphere_list` of the caller's spheres with unread counts (or `discover: true`), all pages. */
   listSpheres({ discover = false } = {}) {
     return this.#allPages({ type: "list_spheres", discover }, "spheres");
   }
@@ -345,7 +345,8 @@ export class CloisonClient {
 
   /** React to the post at `target` with `emoji` (`unreact` withdraws it). */
   react(sphereId, target, emoji, messageId = newMessageId()) {
-    return this.request({ type: "react", sphere_id: sphereId, message_id: messageId, target, emoji });
+    const frame = { type: "react", sphere_id: sphereId, message_id: messageId, target, emoji };
+    return this.request(frame);
   }
 
   unreact(sphereId, target, emoji, messageId = newMessageId()) {
@@ -822,7 +823,7 @@ function toError(frame) {
 /** `frame` without its null, undefined and empty-string fields (optional on the wire). */
 function compact(frame) {
   return Object.fromEntries(
-    Object.entries(frame).filter(([, value]) => value !== undefined && value !== null && value !== ""),
+    Object.entries(frame).filter(([, v]) => v !== undefined && v !== null && v !== ""),
   );
 }
 

@@ -104,9 +104,8 @@ export function emojiPicker({ onPick, onClose }) {
 
 /** The line above a reply: "In reply to NAME: beginning of the post", a button to the thread. */
 export function replyContext(parent, { displayName, onOpen }) {
-  const excerpt = parent
-    ? `${displayName(parent.author_id)}: ${parent.deleted ? "message deleted" : (parent.body ?? "")}`
-    : "an earlier message";
+  const body = parent?.deleted ? "message deleted" : (parent?.body ?? "");
+  const excerpt = parent ? `${displayName(parent.author_id)}: ${body}` : "an earlier message";
   const text = excerpt.length > 80 ? `${excerpt.slice(0, 79)}…` : excerpt;
   const button = el("button", { type: "button", className: "link-button reply-context" });
   button.append(el("span", { "aria-hidden": "true" }, "↪ "), `In reply to ${text}`);

@@ -113,14 +113,18 @@ export class Governance {
     const policy = select("new-sphere-policy", POLICIES, "invitation");
     const history = select("new-sphere-history", HISTORY, "since_joining");
     const status = alertLine();
+    // A private sphere is sealed: never listed, entered by invitation. The other types start
+    // listed and free to enter, the usual wish when choosing them.
+    let wasSealed = true;
     const sync = () => {
       const sealed = type.value === "private";
       policy.disabled = sealed;
       listed.disabled = sealed;
-      if (sealed) {
-        policy.value = "invitation";
-        listed.checked = false;
+      if (sealed !== wasSealed) {
+        policy.value = sealed ? "invitation" : "free";
+        listed.checked = !sealed;
       }
+      wasSealed = sealed;
     };
     type.addEventListener("change", sync);
     sync();
@@ -232,7 +236,8 @@ export class Governance {
       ),
     );
     item.dataset.invitationId = inv.invitation_id;
-    const accept = actionButton("Accept", `Accept the invitation to ${inv.sphere_name}`, async () => {
+    const label = `the invitation to ${inv.sphere_name}`;
+    const accept = actionButton("Accept", `Accept ${label}`, async () => {
       const reply = await this.attempt(
         () => this.client.acceptInvitation(inv.invitation_id),
         status,
@@ -245,7 +250,7 @@ export class Governance {
     });
     const decline = actionButton(
       "Decline",
-      `Decline the invitation to ${inv.sphere_name}`,
+      `Decline ${label}`,
       async () => {
         if (await this.attempt(() => this.client.declineInvitation(inv.invitation_id), status)) {
           item.remove();
@@ -264,7 +269,8 @@ export class Governance {
     if (!view || view.unavailable) return;
     const role = view.role;
     const tools = [];
-    const add = (text, action) => tools.push(el("li", {}, actionButton(text, "", action)));
+    const add = (text, action, style = "") =>
+      tools.push(el("li", {}, actionButton(text, "", action, style)));
     add("Pinned messages", () => this.openPins(view));
     add("Threads", () => this.openThreads(view));
     if (role) add("Charter", () => this.openCharter(view));
@@ -277,8 +283,11 @@ export class Governance {
       add("Settings", () => this.openSettings(view));
     }
     if (role) add("Leave this sphere", () => this.confirm(view, "leave"));
-    if (role === "owner") add("Delete this sphere", () => this.confirm(view, "delete"));
-    this.show(`${view.name || "Sphere"}: tools`, el("ul", { className: "panel-list tools" }, ...tools));
+    if (role === "owner") {
+      add("Delete this sphere", () => this.confirm(view, "delete"), "danger-text");
+    }
+    const list = el("ul", { className: "panel-list tools" }, ...tools);
+    this.show(`${view.name || "Sphere"}: tools`, list);
   }
 
   openInvite(view) {
@@ -295,7 +304,8 @@ export class Governance {
       if (!reply) return;
       const inv = reply.invitation;
       user.value = "";
-      status.textContent = `Invited ${inv.invitee_name} as ${inv.role}, until ${stamp(inv.expires_ms)}.`;
+      const until = stamp(inv.expires_ms);
+      status.textContent = `Invited ${inv.invitee_name} as ${inv.role}, until ${until}.`;
     });
     form.prepend(field("User id", user), field("Role", role));
     this.show(`Invite to ${view.name}`, form);
@@ -342,7 +352,8 @@ export class Governance {
         "li",
         {},
         el("span", { className: "panel-item-name" }, ban.name),
-        el("span", { className: "hint" }, ` ${stamp(ban.ts_ms)}${ban.reason ? `: ${ban.reason}` : ""}`),
+        el("span", { className: "hint" }, ` ${stamp(ban.ts_ms)}`),
+        el("span", { className: "hint" }, ban.reason ? `: ${ban.reason}` : ""),
       );
       item.append(
         actionButton("Lift the ban", `Lift the ban on ${ban.name}`, async () => {
@@ -370,7 +381,8 @@ export class Governance {
     this.show("Audit log", status, table, more);
     let before;
     const load = async () => {
-      const page = await this.attempt(() => this.client.listAudit(view.sphereId, { before }), status);
+      const read = () => this.client.listAudit(view.sphereId, { before });
+      const page = await this.attempt(read, status);
       if (!page) return;
       for (const e of page.entries) {
         const target = e.target_id ? this.chat.displayName(e.target_id) : "";
@@ -394,8 +406,9 @@ export class Governance {
     if (!page) return;
     if (!page.reports.length) status.textContent = "No report.";
     for (const r of page.reports) {
-      const text = `#${r.target} ${r.reason} by ${this.chat.displayName(r.reporter_id)}, ${stamp(r.ts_ms)}`;
-      list.append(el("li", {}, text, r.comment ? el("span", { className: "hint" }, `: ${r.comment}`) : ""));
+      const by = this.chat.displayName(r.reporter_id);
+      const comment = el("span", { className: "hint" }, r.comment ? `: ${r.comment}` : "");
+      list.append(el("li", {}, `#${r.target} ${r.reason} by ${by}, ${stamp(r.ts_ms)}`, comment));
     }
   }
 
@@ -437,7 +450,8 @@ export class Governance {
     const status = alertLine();
     const text = leaving
       ? "You stop receiving its messages; to come back you may need a new invitation."
-      : "Every message, member and setting of this sphere is erased for everyone. This cannot be undone.";
+      : "Every message, member and setting of this sphere is erased for everyone. " +
+        "This cannot be undone.";
     const form = formOf(leaving ? "Leave" : "Delete the sphere", status, async () => {
       const work = leaving
         ? () => this.client.leave(view.sphereId)
@@ -466,7 +480,9 @@ export class Governance {
       const saved = alertLine();
       const form = formOf("Save the charter", saved, async () => {
         if (await this.attempt(() => this.client.setCharter(view.sphereId, text.value), saved)) {
-          saved.textContent = text.value ? "Charter saved; members accept it before reading on." : "Charter removed.";
+          saved.textContent = text.value
+            ? "Charter saved; members accept it before reading on."
+            : "Charter removed.";
         }
       });
       form.prepend(field("Text (empty removes it)", text));
@@ -495,7 +511,7 @@ export class Governance {
     const later = actionButton("Not now", "", () => this.close());
     form.querySelector(".dialog-actions").prepend(later);
     form.prepend(
-      el("p", {}, `${view.name || "This sphere"} asks its members to accept its charter before reading.`),
+      el("p", {}, `${view.name || "This sphere"} asks its members to accept its charter first.`),
       charterText(charter),
     );
     this.show(`Charter of ${view.name || "this sphere"}`, form);
@@ -513,7 +529,8 @@ export class Governance {
         status,
       );
       if (done) {
-        form.replaceChildren(el("p", { role: "status" }, "Reported to the sphere's administrators."));
+        const done = el("p", { role: "status" }, "Reported to the sphere's administrators.");
+        form.replaceChildren(done);
       }
     });
     form.prepend(field("Reason", reason), field("Comment (optional)", comment));
@@ -536,12 +553,14 @@ export class Governance {
     this.show("Threads", status, list);
     const page = await this.attempt(() => this.client.listThreads(view.sphereId), status);
     if (!page) return;
-    if (!page.threads.length) status.textContent = "No thread yet: reply to a message to start one.";
+    if (!page.threads.length) status.textContent = "No thread yet: reply to a message.";
     for (const t of page.threads) {
       const root = t.root;
-      const label = `${this.chat.displayName(root.author_id)}: ${root.deleted ? "message deleted" : (root.body ?? "")}`;
+      const body = root.deleted ? "message deleted" : (root.body ?? "");
+      const label = `${this.chat.displayName(root.author_id)}: ${body}`;
       const open = actionButton(label.slice(0, 80), "", () => this.openThread(view, root.offset));
-      list.append(el("li", {}, open, el("span", { className: "hint" }, ` ${t.replies} replies, last ${stamp(t.last_ts_ms)}`)));
+      const when = ` ${t.replies} replies, last ${stamp(t.last_ts_ms)}`;
+      list.append(el("li", {}, open, el("span", { className: "hint" }, when)));
     }
   }
 
@@ -593,7 +612,9 @@ export class Governance {
     if ((RANK[member.role] ?? 0) >= mine) return null;
     const name = member.name;
     const controls = el("div", { className: "member-actions" });
-    const role = select(`role-${member.user_id}`, ROLES.filter((r) => RANK[r] < mine).map((r) => [r, r]), member.role);
+    const muted = Boolean(member.mutedUntil && member.mutedUntil > Date.now());
+    const lower = ROLES.filter((r) => RANK[r] < mine).map((r) => [r, r]);
+    const role = select(`role-${member.user_id}`, lower, member.role);
     role.setAttribute("aria-label", `Role of ${name}`);
     role.addEventListener("change", () =>
       this.memberAct(view, () => this.client.setRole(view.sphereId, member.user_id, role.value)),
@@ -603,11 +624,11 @@ export class Governance {
       actionButton("Remove", `Remove ${name}`, () =>
         this.memberAct(view, () => this.client.removeMember(view.sphereId, member.user_id)),
       ),
-      actionButton(member.mutedUntil ? "Unmute" : "Mute", `${member.mutedUntil ? "Unmute" : "Mute"} ${name}`, () =>
-        member.mutedUntil
-          ? this.memberAct(view, () => this.client.unmute(view.sphereId, member.user_id))
-          : this.openMute(view, member),
-      ),
+      muted
+        ? actionButton("Unmute", `Unmute ${name}`, () =>
+            this.memberAct(view, () => this.client.unmute(view.sphereId, member.user_id)),
+          )
+        : actionButton("Mute", `Mute ${name}`, () => this.openMute(view, member)),
       actionButton("Ban", `Ban ${name}`, () => this.openBan(view, member), "danger-text"),
     );
     return controls;
@@ -626,10 +647,14 @@ export class Governance {
     const status = alertLine();
     const form = formOf("Mute", status, async () => {
       const seconds = Number(length.value) * 60;
-      const done = await this.attempt(() => this.client.mute(view.sphereId, member.user_id, seconds), status);
+      const mute = () => this.client.mute(view.sphereId, member.user_id, seconds);
+      const done = await this.attempt(mute, status);
       if (done) this.close();
     });
-    form.prepend(el("p", {}, `${member.name} can read but not write while muted.`), field("For", length));
+    form.prepend(
+      el("p", {}, `${member.name} can read but not write while muted.`),
+      field("For", length),
+    );
     this.show(`Mute ${member.name}`, form);
   }
 
@@ -645,7 +670,12 @@ export class Governance {
     });
     form.querySelector("button[type=submit]").className = "danger";
     form.prepend(
-      el("p", {}, `${member.name} is removed and cannot come back, be invited or ask to join until the ban is lifted.`),
+      el(
+        "p",
+        {},
+        `${member.name} is removed and cannot come back, be invited or ask to join ` +
+          "until the ban is lifted.",
+      ),
       field("Reason (optional, for the audit log)", reason),
     );
     this.show(`Ban ${member.name}?`, form);
