@@ -249,7 +249,9 @@ class GovernanceCommands:
         await self._client.unmute(self._open_id(), self._user(arg))
 
     async def _cmd_transfer(self, arg: str) -> None:
-        await self._client.transfer_ownership(self._open_id(), self._user(arg))
+        user_id = self._user(arg)
+        await self._client.transfer_ownership(self._open_id(), user_id)
+        self._term.show(f"* {self._name(user_id)} is now the owner; you are an administrator")
 
     async def _cmd_delete_sphere(self, arg: str) -> None:
         sphere_id = self._open_id()

@@ -1,0 +1,108 @@
+"""``cloison chat`` governance and conversation commands on pipes, against a real server:
+an invitation accepted, a reply, a reaction, a pin, a mute and a ban, as the terminal shows
+them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clients import Client
+from protocol import EventKind, Message, SphereId
+from tests.clients import TIMEOUT_S, next_event, read_until, serving
+from tests.clients.test_chat import chat, type_line
+from tests.support import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    with serving(tmp_path) as proc:
+        yield proc
+
+
+async def test_invitation_reply_reaction_pin_mute_and_ban(server: ServerProcess) -> None:
+    alice, bob = await server.new_user("alice"), await server.new_user("bob")
+    sphere_id = SphereId(await alice.create_sphere("team"))
+    async with Client(server.ws_url, alice.token) as a, chat(server, bob) as proc:
+        out = proc.stdout
+        assert out is not None
+        await read_until(out, r"You are in no sphere yet")
+        await a.subscribe(sphere_id)
+        await a.invite(sphere_id, bob.user_id)
+
+        await type_line(proc, "/invites")
+        await read_until(out, r"1\. team as member, from alice")
+        await type_line(proc, "/accept 1")
+        await read_until(out, r"you entered team as member")
+        await read_until(out, r"-- team --")
+
+        root = await a.publish(sphere_id, "who is in?")
+        await read_until(out, rf"#{root.offset} .*alice: who is in\?")
+        await type_line(proc, f"/reply {root.offset} me")
+        answer = await next_event(a, Message, author_id=bob.user_id, kind=EventKind.POST)
+        assert (answer.reply_to, answer.body) == (root.offset, "me")
+        await read_until(out, rf"bob \(re #{root.offset}\): me")
+
+        await type_line(proc, f"/react {root.offset} 👍")
+        reaction = await next_event(a, Message, kind=EventKind.REACT)
+        assert (reaction.target, reaction.emoji) == (root.offset, "👍")
+        await read_until(out, rf"\* bob reacted 👍 to #{root.offset}")
+
+        await a.pin(sphere_id, root.offset)
+        await read_until(out, rf"\* alice pinned #{root.offset}")
+        await type_line(proc, "/pins")
+        await read_until(out, r"-- 1 pinned --")
+        await read_until(out, r"who is in\? \(pinned\) \[👍 1\]")
+
+        await type_line(proc, "/thread " + str(root.offset))
+        await read_until(out, r"-- thread of #\d+: 1 replies --")
+
+        await a.mute(sphere_id, bob.user_id, 600)
+        await read_until(out, r"\* alice muted bob until ")
+        await type_line(proc, "let me talk")
+        await read_until(out, r"^! forbidden")
+        await a.unmute(sphere_id, bob.user_id)
+        await read_until(out, r"\* alice unmuted bob")
+
+        await type_line(proc, "/audit")
+        await read_until(out, r"You are not allowed|forbidden")
+
+        await a.ban(sphere_id, bob.user_id, "enough")
+        await read_until(out, r"you no longer have access")
+        await type_line(proc, "/quit")
+        async with asyncio.timeout(TIMEOUT_S):
+            assert await proc.wait() == 0
+
+
+async def test_owner_commands(server: ServerProcess) -> None:
+    alice, bob = await server.new_user("alice"), await server.new_user("bob")
+    sphere_id = SphereId(await alice.create_sphere("team"))
+    await alice.add(sphere_id, bob)
+    async with chat(server, alice) as proc:
+        out = proc.stdout
+        assert out is not None
+        await read_until(out, r"1\. team")
+        await type_line(proc, "/join 1")
+        await read_until(out, r"-- team --")
+        await type_line(proc, "/settings type open listed yes join approval")
+        await read_until(out, r"settings: open, listed, join: approval")
+        await type_line(proc, "/charter Be kind.")
+        await read_until(out, r"charter set")
+        await type_line(proc, "/charter")
+        await read_until(out, r"^  Be kind\.")
+        await type_line(proc, "/audit")
+        await read_until(out, r"-- audit log, newest first --")
+        await type_line(proc, "/mute bob ten")
+        await read_until(out, r"! /mute USER MINUTES")
+        await type_line(proc, "/transfer bob")
+        await read_until(out, r"bob is now the owner")
+        await type_line(proc, "/delete-sphere")
+        await read_until(out, r"type /delete-sphere yes")
+        await type_line(proc, "/quit")
+        async with asyncio.timeout(TIMEOUT_S):
+            assert await proc.wait() == 0
