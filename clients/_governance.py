@@ -5,9 +5,11 @@ Every method sends one frame of ``protocol.governance`` or ``protocol.conversati
 raises ``RequestError`` (the subclass for its code: ``NotFoundError``, ``ForbiddenError``,
 ``ConflictError``, ``CharterRequiredError``...) when the server refuses. Reactions, pins and
 replies are stream writes: they go through the same outbox as ``publish``, resent with the
-same ``message_id`` until acknowledged. Acts that are not idempotent on the server (ban, mute,
-answering a request, transfer, deletion, reports) are sent once: a lost connection raises
-``ConnectionLostError``, as for ``leave``.
+same ``message_id`` until acknowledged. Acts that a resend could repeat or turn into a
+refusal (invitations and their answers, join requests, bans, mutes, transfer, deletion, the
+charter's text, reports) are sent once: a lost connection raises ``ConnectionLostError`` (it
+may or may not have taken effect), as for ``leave``. Reads, ``accept_charter`` and settings
+are resent after a lost connection.
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ class GovernanceLayer(ConnectionLayer):
                 sphere_id=sid, user_id=uid, role=role, expires_in_s=expires_in_s, ref=ref
             ),
             InvitationInfo,
+            retry=False,
         )
         return reply.invitation
 
@@ -144,27 +147,35 @@ class GovernanceLayer(ConnectionLayer):
     async def accept_invitation(self, invitation_id: str) -> SphereSummary:
         """Enter the invitation's sphere with its role (``subscribe`` to follow it)."""
         reply = await self._request(
-            lambda ref: AcceptInvitation(invitation_id=invitation_id, ref=ref), SphereInfo
+            lambda ref: AcceptInvitation(invitation_id=invitation_id, ref=ref),
+            SphereInfo,
+            retry=False,
         )
         return reply.sphere
 
     async def decline_invitation(self, invitation_id: str) -> None:
-        await self._act(lambda ref: DeclineInvitation(invitation_id=invitation_id, ref=ref))
+        await self._act(
+            lambda ref: DeclineInvitation(invitation_id=invitation_id, ref=ref), retry=False
+        )
 
     async def revoke_invitation(self, invitation_id: str) -> None:
         """Revoke an invitation you made (or any of a sphere you administer)."""
-        await self._act(lambda ref: RevokeInvitation(invitation_id=invitation_id, ref=ref))
+        await self._act(
+            lambda ref: RevokeInvitation(invitation_id=invitation_id, ref=ref), retry=False
+        )
 
     # -- join requests --------------------------------------------------------------------
 
     async def request_join(self, sphere_id: SphereId | str, comment: str | None = None) -> None:
         """Ask to enter a sphere whose join policy is ``approval``."""
         sid = SphereId(sphere_id)
-        await self._act(lambda ref: RequestJoin(sphere_id=sid, comment=comment, ref=ref))
+        await self._act(
+            lambda ref: RequestJoin(sphere_id=sid, comment=comment, ref=ref), retry=False
+        )
 
     async def withdraw_request(self, sphere_id: SphereId | str) -> None:
         sid = SphereId(sphere_id)
-        await self._act(lambda ref: WithdrawRequest(sphere_id=sid, ref=ref))
+        await self._act(lambda ref: WithdrawRequest(sphere_id=sid, ref=ref), retry=False)
 
     async def join_requests(self, sphere_id: SphereId | str) -> list[JoinRequestInfo]:
         """The sphere's pending join requests (administrators)."""
@@ -230,8 +241,8 @@ class GovernanceLayer(ConnectionLayer):
     async def delete_sphere(self, sphere_id: SphereId | str) -> None:
         """Delete the sphere and all its data (the owner only). Sent once."""
         sid = SphereId(sphere_id)
-        self._cursors.pop(sid, None)
         await self._act(lambda ref: DeleteSphere(sphere_id=sid, ref=ref), retry=False)
+        self._cursors.pop(sid, None)
 
     async def report(
         self,
@@ -273,7 +284,7 @@ class GovernanceLayer(ConnectionLayer):
     async def set_charter(self, sphere_id: SphereId | str, text: str) -> None:
         """Set the charter members must accept before reading; empty ``text`` removes it."""
         sid = SphereId(sphere_id)
-        await self._act(lambda ref: SetCharter(sphere_id=sid, text=text, ref=ref))
+        await self._act(lambda ref: SetCharter(sphere_id=sid, text=text, ref=ref), retry=False)
 
     async def charter(self, sphere_id: SphereId | str) -> CharterInfo:
         """The charter's text and version (0: none) and the version you accepted."""
