@@ -78,7 +78,7 @@ class GovernanceCommands:
     async def _open_sphere(self, sphere_id: SphereId) -> None:
         raise NotImplementedError
 
-    async def _follow(self, sphere_id: SphereId) -> None:
+    async def _follow(self, sphere_id: SphereId) -> bool:
         raise NotImplementedError
 
     def _governance_commands(self) -> dict[str, Callable[[str], Awaitable[None]]]:
@@ -170,8 +170,7 @@ class GovernanceCommands:
         sphere = await self._client.accept_invitation(self._invitation_id(arg))
         self._spheres[sphere.sphere_id] = sphere
         self._term.show(f"* you entered {clean(sphere.name)} as {sphere.role}")
-        await self._follow(sphere.sphere_id)
-        if sphere.sphere_id in self._spheres:
+        if await self._follow(sphere.sphere_id):
             await self._open_sphere(sphere.sphere_id)
 
     async def _cmd_decline(self, arg: str) -> None:
@@ -332,8 +331,7 @@ class GovernanceCommands:
         await self._client.accept_charter(sphere_id, charter.version)
         self._charter_due = None
         self._term.show(f"* you accepted version {charter.version} of the charter")
-        await self._follow(sphere_id)
-        if sphere_id in self._spheres:
+        if sphere_id in self._client.subscriptions or await self._follow(sphere_id):
             await self._open_sphere(sphere_id)
 
     def charter_prompt(self, sphere_id: SphereId) -> None:

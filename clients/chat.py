@@ -187,8 +187,8 @@ class Chat(GovernanceCommands):
             elif command == "/create" and arg:
                 sphere = await self._client.create_sphere(arg)
                 self._spheres[sphere.sphere_id] = sphere
-                await self._follow(sphere.sphere_id)
-                await self._open_sphere(sphere.sphere_id)
+                if await self._follow(sphere.sphere_id):
+                    await self._open_sphere(sphere.sphere_id)
             elif command in self._commands:
                 await self._commands[command](arg)
             else:
@@ -236,8 +236,7 @@ class Chat(GovernanceCommands):
                 self._term.show("! this sphere admits on approval: /request [NOTE] to ask")
                 return
             self._spheres[sphere_id] = sphere
-            await self._follow(sphere_id)
-        if sphere_id in self._spheres:
+        if sphere_id in self._client.subscriptions or await self._follow(sphere_id):
             await self._open_sphere(sphere_id)
 
     async def _open_sphere(self, sphere_id: SphereId) -> None:
@@ -245,8 +244,7 @@ class Chat(GovernanceCommands):
         self._current = sphere_id
         name = clean(self._spheres[sphere_id].name)
         self._term.prompt = f"[{name}] "
-        for member in await self._client.list_members(sphere_id):
-            self._names[member.user_id] = member.name
+        await self._learn_names(sphere_id)
         page = await self._client.history_page(sphere_id, limit=self._history_lines)
         self._term.show(f"-- {name} --" + ("" if page.messages else " (no messages yet)"))
         for message in page.messages:
@@ -302,16 +300,22 @@ class Chat(GovernanceCommands):
 
     # -- events ---------------------------------------------------------------------------
 
-    async def _follow(self, sphere_id: SphereId) -> None:
+    async def _follow(self, sphere_id: SphereId) -> bool:
+        """Subscribe to the sphere; False when its charter must be accepted first."""
         try:
             subscribed = await self._client.subscribe(sphere_id)
         except CharterRequiredError:
             self.charter_prompt(sphere_id)
-            self._spheres.pop(sphere_id, None)
-            return
+            return False
         self._online[sphere_id] = set(subscribed.online)
-        for member in await self._client.list_members(sphere_id):
-            self._names[member.user_id] = member.name
+        await self._learn_names(sphere_id)
+        return True
+
+    async def _learn_names(self, sphere_id: SphereId) -> None:
+        # Visitors, and members of a restricted sphere, do not see the member list.
+        with contextlib.suppress(ForbiddenError):
+            for member in await self._client.list_members(sphere_id):
+                self._names[member.user_id] = member.name
 
     async def _follow_events(self) -> None:
         async for event in self._client.events():

@@ -552,7 +552,9 @@ class Chat {
       view.role = event.role ?? null;
       view.mutedUntil = mutedUntil;
       if (view.sphereId === this.activeId) this.renderComposer(view);
-      if (mutedUntil) setTimeout(() => this.renderComposer(this.active()), mutedUntil - Date.now());
+      // setTimeout takes at most 2^31 - 1 ms (24.8 days); a longer mute needs no timer today.
+      const wait = mutedUntil ? mutedUntil - Date.now() : 0;
+      if (wait > 0 && wait < 2 ** 31) setTimeout(() => this.renderComposer(this.active()), wait);
     }
     if (view.sphereId === this.activeId) this.renderPeople(view);
   }
