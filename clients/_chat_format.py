@@ -6,8 +6,9 @@ already passed through ``clean``.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from clients._terminal import clean
 from protocol import (
@@ -22,6 +23,26 @@ from protocol import (
 )
 
 Namer = Callable[[UserId], str]
+
+# A body names a member as ``<@user_id>``; people type ``@name``.
+_MENTION = re.compile(r"<@([A-Za-z0-9_-]{1,64})>")
+_TYPED_MENTION = re.compile(r"(?<!\S)@([^\s@<>]{1,100})")
+
+
+def shown(body: str, name: Namer) -> str:
+    """``body`` for the screen: each ``<@user_id>`` as ``@name``, control characters gone."""
+    return clean(_MENTION.sub(lambda m: f"@{name(UserId(m.group(1)))}", body))
+
+
+def with_mentions(text: str, names: Mapping[UserId, str]) -> str:
+    """What the user typed, with ``@name`` of a known user written as ``<@user_id>``."""
+    by_name = {n.casefold(): user_id for user_id, n in names.items()}
+
+    def mention(found: re.Match[str]) -> str:
+        user_id = by_name.get(found.group(1).casefold())
+        return f"<@{user_id}>" if user_id else found.group(0)
+
+    return _TYPED_MENTION.sub(mention, text)
 
 
 def clock(ts_ms: int) -> str:
@@ -89,7 +110,7 @@ def event(message: Message, name: Namer) -> str:
     notice = f"#{message.offset} {when} *"
     kind = message.kind
     if kind is EventKind.EDIT:
-        return f"{head} edited #{message.target}: {clean(message.body or '')}"
+        return f"{head} edited #{message.target}: {shown(message.body or '', name)}"
     if kind is EventKind.DELETE:
         return f"{head} deleted #{message.target}"
     if kind is EventKind.MEMBER:
@@ -111,7 +132,7 @@ def event(message: Message, name: Namer) -> str:
         return f"{head}{answer}: (deleted)"
     edited = " (edited)" if message.edited_ms else ""
     pinned = " (pinned)" if message.pinned else ""
-    body = clean(message.body or "").replace("\n", "\n    ")
+    body = shown(message.body or "", name).replace("\n", "\n    ")
     return f"{head}{answer}: {body}{edited}{pinned}{reactions(message.reactions)}"
 
 

@@ -349,7 +349,7 @@ class GovernanceCommands:
         target, text = self._offset(arg, "/reply OFFSET TEXT")
         if not text:
             raise UsageError("/reply OFFSET TEXT")
-        await self._client.reply(self._open_id(), target, text)
+        await self._client.reply(self._open_id(), target, fmt.with_mentions(text, self._names))
 
     async def _cmd_thread(self, arg: str) -> None:
         root, _ = self._offset(arg, "/thread OFFSET")
@@ -365,7 +365,7 @@ class GovernanceCommands:
             self._term.show("No threads yet: /reply OFFSET TEXT starts one.")
         for thread in page.threads:
             root = thread.root
-            text = clean(root.body or "(deleted)").replace("\n", " ")[:60]
+            text = fmt.shown(root.body or "(deleted)", self._name).replace("\n", " ")[:60]
             self._term.show(
                 f"  #{root.offset} {self._name(root.author_id)}: {text}"
                 f"  ({thread.replies} replies, last {fmt.clock(thread.last_ts_ms)})"

@@ -218,7 +218,7 @@ class Chat(GovernanceCommands):
             self._term.show("! no sphere is open: /spheres, then /join N")
             return
         self._typing_sent_s = 0.0
-        await self._client.publish(self._current, text)
+        await self._client.publish(self._current, fmt.with_mentions(text, self._names))
 
     async def _open(self, arg: str) -> None:
         if arg.isdecimal() and 1 <= int(arg) <= len(self._listed):

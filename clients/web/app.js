@@ -12,9 +12,12 @@ import { CloisonClient, ConnectionLostError, newMessageId } from "./cloison.js";
 import {
   applyPin,
   applyReaction,
+  bodyNodes,
   emojiPicker,
+  plainBody,
   reactionBar,
   replyContext,
+  withMentions,
 } from "./conversations.js";
 import { actionButton, el } from "./dom.js";
 import { explain, Governance, isPublisher, isStaff } from "./governance.js";
@@ -528,7 +531,8 @@ class Chat {
     }
     this.clearTyping(view, post.author_id);
     if (!mine && view.sphereId === this.activeId) {
-      announce(`${this.displayName(post.author_id)}: ${post.body ?? "message deleted"}`);
+      const text = post.body ? plainBody(post.body, (id) => this.displayName(id)) : "";
+      announce(`${this.displayName(post.author_id)}: ${text || "message deleted"}`);
     }
     if (!this.names.has(post.author_id)) this.loadMembers(view);
   }
@@ -707,9 +711,10 @@ class Chat {
 
   // -- writing --
 
-  async send(body) {
+  async send(typed) {
     const view = this.active();
-    if (!view?.role || !body.trim()) return;
+    if (!view?.role || !typed.trim()) return;
+    const body = withMentions(typed, view.members);
     if (new TextEncoder().encode(body).length > this.maxMessageBytes) {
       showComposerError(`Too long: at most ${this.maxMessageBytes} bytes.`);
       return;
@@ -724,7 +729,7 @@ class Chat {
     const messageId = newMessageId();
     const replyTo = this.replying?.sphereId === view.sphereId ? this.replying.offset : null;
     this.endReply();
-    view.pending.set(messageId, { body, error: "" });
+    view.pending.set(messageId, { body: typed, error: "" });
     this.renderOutbox(view);
     scrollToBottom();
     try {
@@ -749,7 +754,7 @@ class Chat {
   startReply(view, post) {
     this.endEdit();
     this.replying = { sphereId: view.sphereId, offset: post.offset };
-    const excerpt = post.body ?? "";
+    const excerpt = plainBody(post.body ?? "", (id) => this.displayName(id));
     const author = this.displayName(post.author_id);
     ui.replyingText.textContent = `Replying to ${author}: ${excerpt.slice(0, 60)}`;
     ui.replying.hidden = false;
@@ -770,7 +775,7 @@ class Chat {
     this.editing = { sphereId: view.sphereId, offset: post.offset };
     ui.editing.hidden = false;
     ui.composerLabel.textContent = "Edit message";
-    ui.composerInput.value = post.body ?? "";
+    ui.composerInput.value = plainBody(post.body ?? "", (id) => this.displayName(id));
     autoGrow();
     ui.composerInput.focus();
   }
@@ -889,6 +894,7 @@ class Chat {
       canDelete: writable && (mine || isStaff(view.role)),
       onEdit: () => this.startEdit(view, post),
       onDelete: () => this.askDelete(view, post),
+      mentions: [(id) => this.displayName(id), this.me?.user_id],
     });
     const about = `message from ${this.displayName(post.author_id)} at ${timeOf(post.ts_ms)}`;
     if (post.reply_to) {
@@ -1106,7 +1112,7 @@ function noticeItem(event, text) {
   return item;
 }
 
-function postItem(post, { authorName, mine, canEdit, canDelete, onEdit, onDelete }) {
+function postItem(post, { authorName, mine, canEdit, canDelete, onEdit, onDelete, mentions }) {
   const item = el("li", { className: "msg" });
   item.dataset.offset = String(post.offset);
   item.dataset.messageId = post.message_id;
@@ -1121,11 +1127,8 @@ function postItem(post, { authorName, mine, canEdit, canDelete, onEdit, onDelete
     edited.title = `Edited ${fullFormat.format(new Date(post.edited_ms))}`;
     meta.append(" ", edited);
   }
-  const body = el(
-    "p",
-    { className: "msg-body" },
-    post.deleted ? "message deleted" : (post.body ?? ""),
-  );
+  const text = post.deleted ? ["message deleted"] : bodyNodes(post.body ?? "", ...mentions);
+  const body = el("p", { className: "msg-body" }, ...text);
   item.append(meta, body);
 
   const about = `message from ${authorName} at ${timeOf(post.ts_ms)}`;

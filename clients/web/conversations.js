@@ -1,6 +1,8 @@
 /**
- * Conversations on the page: reactions and pins applied to the posts a sphere holds, and the
- * small views they need (the reaction chips, the emoji picker, the "in reply to" line).
+ * Conversations on the page: reactions and pins applied to the posts a sphere holds, the
+ * small views they need (the reaction chips, the emoji picker, the "in reply to" line), and
+ * mentions: a body names a member as `<@user_id>`, shown as "@name"; the composer turns an
+ * "@name" of a known member into that form.
  *
  * A post from history already carries its reactions and pin state; the live `react`,
  * `unreact`, `pin` and `unpin` events that follow change the post they name. Reactions are
@@ -102,9 +104,41 @@ export function emojiPicker({ onPick, onClose }) {
   return picker;
 }
 
+const MENTION = /<@([A-Za-z0-9_-]{1,64})>/g;
+const TYPED_MENTION = /(^|\s)@([^\s@<>]{1,100})/g;
+
+/** A body's nodes: text, with each `<@user_id>` as a highlighted "@name" (text only). */
+export function bodyNodes(body, displayName, me) {
+  const nodes = [];
+  let last = 0;
+  for (const match of body.matchAll(MENTION)) {
+    nodes.push(body.slice(last, match.index));
+    const mention = el("span", { className: "mention" }, `@${displayName(match[1])}`);
+    if (match[1] === me) mention.classList.add("mention-me");
+    nodes.push(mention);
+    last = match.index + match[0].length;
+  }
+  nodes.push(body.slice(last));
+  return nodes;
+}
+
+/** A body as plain text, mentions as "@name" (announcements, excerpts). */
+export function plainBody(body, displayName) {
+  return body.replace(MENTION, (_, userId) => `@${displayName(userId)}`);
+}
+
+/** What the user typed, with "@name" of a member in `members` written as `<@user_id>`. */
+export function withMentions(text, members) {
+  const byName = new Map(members.map((m) => [m.name.toLowerCase(), m.user_id]));
+  return text.replace(TYPED_MENTION, (whole, space, name) => {
+    const userId = byName.get(name.toLowerCase());
+    return userId ? `${space}<@${userId}>` : whole;
+  });
+}
+
 /** The line above a reply: "In reply to NAME: beginning of the post", a button to the thread. */
 export function replyContext(parent, { displayName, onOpen }) {
-  const body = parent?.deleted ? "message deleted" : (parent?.body ?? "");
+  const body = parent?.deleted ? "message deleted" : plainBody(parent?.body ?? "", displayName);
   const excerpt = parent ? `${displayName(parent.author_id)}: ${body}` : "an earlier message";
   const text = excerpt.length > 80 ? `${excerpt.slice(0, 79)}…` : excerpt;
   const button = el("button", { type: "button", className: "link-button reply-context" });

@@ -83,10 +83,12 @@ async def test_invite_accept_post_reply_react_remove(
     await expect(a.locator("#replying")).to_contain_text("Replying to bob: Hello everyone")
     reply_box = a.get_by_label("Reply to bob")
     await expect(reply_box).to_be_focused()
-    await reply_box.fill("Welcome, Bob")
+    await reply_box.fill("Welcome, @bob")
     await reply_box.press("Enter")
     await expect(a.locator("#replying")).to_be_hidden()
-    answer = post_with(b, "Welcome, Bob")
+    answer = post_with(b, "Welcome, @bob")
+    # "@bob" was sent as a mention of bob's user id, and shows as his name, highlighted for him.
+    await expect(answer.locator(".mention.mention-me")).to_have_text("@bob")
     await expect(answer.locator(".reply-context")).to_have_text(
         re.compile("In reply to bob: Hello everyone")
     )
@@ -94,7 +96,7 @@ async def test_invite_accept_post_reply_react_remove(
     # The thread panel lists the post and its reply in order.
     await answer.locator(".reply-context").click()
     thread = b.get_by_role("dialog", name="Thread")
-    await expect(thread.locator("li .msg-body")).to_have_text(["Hello everyone", "Welcome, Bob"])
+    await expect(thread.locator("li .msg-body")).to_have_text(["Hello everyone", "Welcome, @bob"])
     await b.keyboard.press("Escape")
     await expect(thread).to_be_hidden()
 
@@ -104,14 +106,14 @@ async def test_invite_accept_post_reply_react_remove(
     picker = answer.get_by_role("group", name="Pick a reaction")
     await expect(picker.get_by_role("button", name="React with 👍")).to_be_focused()
     await b.keyboard.press("Enter")
-    chip = post_with(a, "Welcome, Bob").locator(".reaction")
+    chip = post_with(a, "Welcome, @bob").locator(".reaction")
     await expect(chip).to_have_text("👍1")
     await expect(chip).to_have_attribute("title", "bob")
-    await expect(post_with(b, "Welcome, Bob").locator(".reaction")).to_have_attribute(
+    await expect(post_with(b, "Welcome, @bob").locator(".reaction")).to_have_attribute(
         "aria-pressed", "true"
     )
     # Pressing one's own chip withdraws the reaction.
-    await post_with(b, "Welcome, Bob").locator(".reaction").click()
+    await post_with(b, "Welcome, @bob").locator(".reaction").click()
     await expect(chip).to_have_count(0)
 
     # Alice removes bob from the people list; bob loses the sphere.

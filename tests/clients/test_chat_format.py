@@ -122,3 +122,10 @@ def test_settings_words() -> None:
     assert change == _Settings(Privacy.OPEN, True, JoinPolicy.FREE, HistoryMode.FULL)
     with pytest.raises(UsageError):
         change.set("colour", "blue")
+
+
+def test_mentions_show_as_names_and_are_typed_as_names() -> None:
+    post = event(EventKind.POST, body="thanks <@u_b>, and <@u_zz>")
+    assert fmt.event(post, name).endswith("alice: thanks @bob, and @u_zz")
+    typed = fmt.with_mentions("@Bob look, mail@host and @nobody", NAMES)
+    assert typed == "<@u_b> look, mail@host and @nobody"

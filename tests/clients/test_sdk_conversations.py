@@ -92,7 +92,7 @@ async def test_pins_need_a_publisher(server: ServerProcess) -> None:
 async def test_mentions_list_posts_naming_the_user(server: ServerProcess) -> None:
     (alice, bob), sphere_id = await owned(server, "alice", "bob")
     async with sdk(server, alice) as a, sdk(server, bob) as b:
-        ack = await a.publish(sphere_id, "@bob can you look?")
+        ack = await a.publish(sphere_id, f"<@{bob.user_id}> can you look?")
         page = await b.mentions()
         assert [(m.sphere_id, m.offset) for m in page.messages] == [(sphere_id, ack.offset)]
         assert bob.user_id in (page.messages[0].mentions or [])
