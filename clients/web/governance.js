@@ -9,6 +9,7 @@
  */
 
 import { ConnectionLostError } from "./cloison.js";
+import { plainBody } from "./conversations.js";
 import { actionButton, el, stamp } from "./dom.js";
 
 const ROLES = ["owner", "admin", "publisher", "member", "visitor"];
@@ -556,7 +557,7 @@ export class Governance {
     if (!page.threads.length) status.textContent = "No thread yet: reply to a message.";
     for (const t of page.threads) {
       const root = t.root;
-      const body = root.deleted ? "message deleted" : (root.body ?? "");
+      const body = root.deleted ? "message deleted" : this.plain(root.body);
       const label = `${this.chat.displayName(root.author_id)}: ${body}`;
       const open = actionButton(label.slice(0, 80), "", () => this.openThread(view, root.offset));
       const when = ` ${t.replies} replies, last ${stamp(t.last_ts_ms)}`;
@@ -595,12 +596,16 @@ export class Governance {
     if (!page.messages.length) status.textContent = "Nobody mentioned you yet.";
     for (const m of page.messages) {
       const where = this.chat.views.get(m.sphere_id)?.name || "a sphere";
-      const text = `${where}: ${this.chat.displayName(m.author_id)}: ${m.body ?? ""}`;
+      const text = `${where}: ${this.chat.displayName(m.author_id)}: ${this.plain(m.body)}`;
       list.append(el("li", {}, actionButton(text.slice(0, 100), "", () => {
         this.close();
         this.chat.navigate(m.sphere_id);
       })));
     }
+  }
+
+  plain(body) {
+    return plainBody(body ?? "", (id) => this.chat.displayName(id));
   }
 
   // -- members ---------------------------------------------------------------------------------
