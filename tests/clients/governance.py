@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from clients import Client
 from clients._reconnect import Backoff
-from protocol import Privacy, SphereId
+from protocol import Message, Privacy, SphereId
+from tests.clients import TIMEOUT_S
 from tests.support import ServerProcess, User
 
 # Reconnect quickly in tests; the defaults are for real networks.
@@ -24,3 +28,13 @@ async def owned(
     for user in users[1:]:
         await users[0].add(sphere_id, user)
     return users, sphere_id
+
+
+async def next_message(client: Client, **match: Any) -> Message:
+    """The next ``Message`` whose fields equal ``match`` (``kind`` included); earlier events
+    are dropped."""
+    async with asyncio.timeout(TIMEOUT_S):
+        async for event in client.events():
+            if isinstance(event, Message) and all(getattr(event, k) == v for k, v in match.items()):
+                return event
+    raise AssertionError("the event stream ended before the message")

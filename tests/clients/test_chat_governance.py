@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from clients import Client
-from protocol import EventKind, Message, SphereId
-from tests.clients import TIMEOUT_S, next_event, read_until, serving
+from protocol import EventKind, SphereId
+from tests.clients import TIMEOUT_S, read_until, serving
+from tests.clients.governance import next_message
 from tests.clients.test_chat import chat, type_line
 from tests.support import ServerProcess
 
@@ -73,12 +74,12 @@ async def test_reply_reaction_pin_thread_mention_and_report(server: ServerProces
         root = await a.publish(sphere_id, f"who is in, <@{bob.user_id}>?")
         await read_until(out, rf"#{root.offset} .*alice: who is in, @bob\?")
         await type_line(proc, f"/reply {root.offset} me, @alice")
-        answer = await next_event(a, Message, author_id=bob.user_id, kind=EventKind.POST)
+        answer = await next_message(a, author_id=bob.user_id, kind=EventKind.POST)
         assert (answer.reply_to, answer.body) == (root.offset, f"me, <@{alice.user_id}>")
         await read_until(out, rf"bob \(re #{root.offset}\): me, @alice")
 
         await type_line(proc, f"/react {root.offset} 👍")
-        reaction = await next_event(a, Message, kind=EventKind.REACT)
+        reaction = await next_message(a, kind=EventKind.REACT)
         assert (reaction.target, reaction.emoji) == (root.offset, "👍")
         await read_until(out, rf"\* bob reacted 👍 to #{root.offset}")
         await type_line(proc, f"/pin {root.offset}")

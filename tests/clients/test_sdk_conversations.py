@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from clients import ForbiddenError
-from protocol import EventKind, Message, ReportReason, Role
-from tests.clients import next_event, serving
-from tests.clients.governance import owned, sdk
+from protocol import EventKind, ReportReason, Role
+from tests.clients import serving
+from tests.clients.governance import next_message, owned, sdk
 from tests.support import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +31,7 @@ async def test_reply_is_idempotent_and_makes_a_thread(server: ServerProcess) -> 
         first = await b.reply(sphere_id, root.offset, "yes", message_id="r1")
         again = await b.reply(sphere_id, root.offset, "yes", message_id="r1")
         assert (again.offset, again.duplicate) == (first.offset, True)
-        event = await next_event(a, Message, offset=first.offset)
+        event = await next_message(a, offset=first.offset)
         assert (event.kind, event.reply_to, event.body) == (EventKind.POST, root.offset, "yes")
         page = await a.thread(sphere_id, root.offset)
         assert page.root.offset == root.offset
@@ -52,7 +52,7 @@ async def test_reactions_aggregate_with_who_reacted(server: ServerProcess) -> No
         post = await a.publish(sphere_id, "ship it")
         ack = await b.react(sphere_id, post.offset, "👍", message_id="k1")
         assert (await b.react(sphere_id, post.offset, "👍", message_id="k1")).duplicate
-        event = await next_event(a, Message, offset=ack.offset)
+        event = await next_message(a, offset=ack.offset)
         assert (event.kind, event.target, event.emoji, event.author_id) == (
             EventKind.REACT,
             post.offset,
@@ -69,7 +69,7 @@ async def test_reactions_aggregate_with_who_reacted(server: ServerProcess) -> No
             {alice.user_id, bob.user_id},
         )
         withdrawn = await b.unreact(sphere_id, post.offset, "👍")
-        assert (await next_event(a, Message, offset=withdrawn.offset)).kind is EventKind.UNREACT
+        assert (await next_message(a, offset=withdrawn.offset)).kind is EventKind.UNREACT
 
 
 async def test_pins_need_a_publisher(server: ServerProcess) -> None:
@@ -80,7 +80,7 @@ async def test_pins_need_a_publisher(server: ServerProcess) -> None:
         with pytest.raises(ForbiddenError):
             await b.pin(sphere_id, post.offset)
         pinned = await a.pin(sphere_id, post.offset)
-        assert (await next_event(a, Message, offset=pinned.offset)).kind is EventKind.PIN
+        assert (await next_message(a, offset=pinned.offset)).kind is EventKind.PIN
         (shown,) = await b.pins(sphere_id)
         assert (shown.offset, shown.pinned) == (post.offset, True)
         await a.unpin(sphere_id, post.offset)

@@ -14,13 +14,12 @@ from protocol import (
     InvitationState,
     JoinPolicy,
     MemberAction,
-    Message,
     Privacy,
     Role,
     SphereId,
 )
-from tests.clients import next_event, serving
-from tests.clients.governance import owned, sdk
+from tests.clients import serving
+from tests.clients.governance import next_message, owned, sdk
 from tests.support import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +46,7 @@ async def test_invite_accept_and_the_accepted_event(server: ServerProcess) -> No
         assert (mine.sphere_id, mine.inviter_id) == (sphere_id, alice.user_id)
         sphere = await b.accept_invitation(mine.invitation_id)
         assert (sphere.sphere_id, sphere.role) == (sphere_id, Role.PUBLISHER)
-        event = await next_event(a, Message, kind=EventKind.MEMBER, member_id=bob.user_id)
+        event = await next_message(a, kind=EventKind.MEMBER, member_id=bob.user_id)
         assert (event.action, event.role) == (MemberAction.ACCEPTED, Role.PUBLISHER)
         with pytest.raises(RequestError):  # single use
             await b.accept_invitation(mine.invitation_id)
@@ -86,7 +85,7 @@ async def test_join_request_admitted_then_refused(server: ServerProcess) -> None
             carol.user_id: None,
         }
         await a.answer_request(sphere_id, bob.user_id, accept=True)
-        event = await next_event(a, Message, kind=EventKind.MEMBER, member_id=bob.user_id)
+        event = await next_message(a, kind=EventKind.MEMBER, member_id=bob.user_id)
         assert (event.action, event.role) == (MemberAction.ADMITTED, Role.MEMBER)
         await a.answer_request(sphere_id, carol.user_id, accept=False)
         assert await a.join_requests(sphere_id) == []
@@ -109,7 +108,7 @@ async def test_ban_keeps_out_until_unbanned(server: ServerProcess) -> None:
     async with sdk(server, alice) as a, sdk(server, bob) as b:
         await a.subscribe(sphere_id)
         await a.ban(sphere_id, bob.user_id, "spam")
-        event = await next_event(a, Message, kind=EventKind.MEMBER, member_id=bob.user_id)
+        event = await next_message(a, kind=EventKind.MEMBER, member_id=bob.user_id)
         assert (event.action, event.role) == (MemberAction.BANNED, None)
         assert event.action.ends_membership
         assert bob.user_id not in {m.user_id for m in await a.list_members(sphere_id)}
@@ -129,7 +128,7 @@ async def test_mute_stops_writing_until_unmuted(server: ServerProcess) -> None:
     async with sdk(server, alice) as a, sdk(server, bob) as b:
         await a.subscribe(sphere_id)
         await a.mute(sphere_id, bob.user_id, 600)
-        event = await next_event(a, Message, kind=EventKind.MEMBER, member_id=bob.user_id)
+        event = await next_message(a, kind=EventKind.MEMBER, member_id=bob.user_id)
         assert event.action is MemberAction.MUTED
         assert event.until_ms is not None and event.until_ms > event.ts_ms
         with pytest.raises(ForbiddenError):

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from clients import CharterRequiredError, ForbiddenError, NotFoundError, RequestError
-from protocol import ErrorCode, EventKind, HistoryMode, JoinPolicy, Message, Privacy, SphereId
-from tests.clients import next_event, serving
-from tests.clients.governance import owned, sdk
+from protocol import ErrorCode, EventKind, HistoryMode, JoinPolicy, Privacy, SphereId
+from tests.clients import serving
+from tests.clients.governance import next_message, owned, sdk
 from tests.support import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +46,7 @@ async def test_update_sphere_settings_reach_members_as_a_sphere_event(
         await b.subscribe(sphere_id)
         sphere = await a.update_sphere(sphere_id, listed=True, join_policy=JoinPolicy.APPROVAL)
         assert (sphere.listed, sphere.join_policy) == (True, JoinPolicy.APPROVAL)
-        event = await next_event(b, Message, kind=EventKind.SPHERE)
+        event = await next_message(b, kind=EventKind.SPHERE)
         assert (event.listed, event.join_policy) == (True, JoinPolicy.APPROVAL)
         with pytest.raises(ForbiddenError):
             await b.update_sphere(sphere_id, listed=False)
