@@ -190,7 +190,7 @@ export class Governance {
         );
         if (sent) status.textContent = `Request sent to the administrators of ${sphere.name}.`;
       });
-      item.append(field("Note (optional)", note), ask);
+      item.append(field(`Note to ${sphere.name} (optional)`, note), ask);
     } else if (sphere.join_policy === "free") {
       item.append(actionButton("Join", `Join ${sphere.name}`, enter));
     }
@@ -277,6 +277,7 @@ export class Governance {
     if (role) add("Charter", () => this.openCharter(view));
     if (role && role !== "visitor") add("Invite someone", () => this.openInvite(view));
     if (isStaff(role)) {
+      add("Pending invitations", () => this.openSphereInvitations(view));
       add("Join requests", () => this.openRequests(view));
       add("Banned users", () => this.openBans(view));
       add("Reports", () => this.openReports(view));
@@ -310,6 +311,35 @@ export class Governance {
     });
     form.prepend(field("User id", user), field("Role", role));
     this.show(`Invite to ${view.name}`, form);
+  }
+
+  async openSphereInvitations(view) {
+    const status = alertLine();
+    const list = el("ul", { className: "panel-list" });
+    this.show("Pending invitations", status, list);
+    const reply = await this.attempt(() => this.client.listInvitations(view.sphereId), status);
+    if (!reply) return;
+    const pending = reply.invitations.filter((i) => i.state === "pending");
+    if (!pending.length) status.textContent = "No pending invitation.";
+    for (const inv of pending) {
+      const item = el(
+        "li",
+        {},
+        el("span", { className: "panel-item-name" }, inv.invitee_name),
+        el("span", { className: "hint" }, ` as ${inv.role}, by ${inv.inviter_name}`),
+        el("span", { className: "hint" }, `; until ${stamp(inv.expires_ms)}`),
+      );
+      const revoke = async () => {
+        const done = await this.attempt(
+          () => this.client.revokeInvitation(inv.invitation_id),
+          status,
+        );
+        if (done) item.remove();
+      };
+      const label = `Revoke the invitation of ${inv.invitee_name}`;
+      item.append(actionButton("Revoke", label, revoke, "danger-text"));
+      list.append(item);
+    }
   }
 
   async openRequests(view) {
