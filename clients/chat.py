@@ -92,7 +92,7 @@ HELP = (
 """
     + GOVERNANCE_HELP
     + """
-Anything else is sent to the open sphere."""
+Anything else is sent to the open sphere; @name mentions a member."""
 )
 
 
