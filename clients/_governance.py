@@ -281,10 +281,14 @@ class GovernanceLayer(ConnectionLayer):
 
     # -- charter --------------------------------------------------------------------------
 
-    async def set_charter(self, sphere_id: SphereId | str, text: str) -> None:
-        """Set the charter members must accept before reading; empty ``text`` removes it."""
+    async def set_charter(self, sphere_id: SphereId | str, text: str) -> CharterInfo:
+        """Set the charter members must accept before reading (its new version, accepted by
+        you); empty ``text`` removes it. Members who have not accepted the new version stop
+        receiving the sphere (``Unsubscribed`` with reason ``charter``) until they do."""
         sid = SphereId(sphere_id)
-        await self._act(lambda ref: SetCharter(sphere_id=sid, text=text, ref=ref), retry=False)
+        return await self._request(
+            lambda ref: SetCharter(sphere_id=sid, text=text, ref=ref), CharterInfo, retry=False
+        )
 
     async def charter(self, sphere_id: SphereId | str) -> CharterInfo:
         """The charter's text and version (0: none) and the version you accepted."""

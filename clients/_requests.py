@@ -103,6 +103,8 @@ class RequestLayer:
         self._write_timeout_s = write_timeout_s
         self._inbox = _Inbox(max_events)
         self._cursors: dict[SphereId, Cursor] = {}
+        # Spheres whose charter must be accepted first: kept to resume from once it is.
+        self._set_aside: dict[SphereId, Cursor] = {}
         self._pending: dict[str, asyncio.Future[Frame]] = {}  # by ref, for requests
         self._write_replies: dict[str, asyncio.Future[Frame]] = {}  # by ref, for writes
         self._outbox: dict[int, _Write] = {}  # unanswered writes, in first-sent order

@@ -73,6 +73,7 @@ from protocol import (
     CreateSphere,
     Delete,
     Edit,
+    ErrorCode,
     History,
     HistoryMode,
     HistoryPage,
@@ -276,29 +277,35 @@ class Client(GovernanceLayer):
             sphere_id: The sphere.
             since: Replay what came after this position first (for example one saved from
                 ``position()``). Default: the client's own cursor if it follows the sphere
-                already, else start from now (use ``history`` for earlier messages).
+                already (or followed it until a new charter had to be accepted), else start
+                from now (use ``history`` for earlier messages).
 
         Returns:
             The ``subscribed`` reply (with who is online).
 
         Raises:
-            RequestError: ``not_found``, ``forbidden`` or ``unrecoverable_position``.
+            RequestError: ``not_found``, ``forbidden``, ``unrecoverable_position``, or
+                ``charter_required`` (``CharterRequiredError``: ``accept_charter`` first).
         """
         sid = SphereId(sphere_id)
         known = sid in self._cursors
-        cursor = self._cursors.setdefault(sid, Cursor(sid))
+        cursor = self._cursors.get(sid) or self._set_aside.pop(sid, None) or Cursor(sid)
+        self._cursors[sid] = cursor
         start = since if since is not None else cursor.position
         try:
             return await self._subscribe(cursor, start)
-        except RequestError:
+        except RequestError as exc:
             if not known:
                 self._cursors.pop(sid, None)
+                if exc.code is ErrorCode.CHARTER_REQUIRED:
+                    self._set_aside[sid] = cursor
             raise
 
     async def unsubscribe(self, sphere_id: SphereId | str) -> None:
         """Stop following a sphere (the cursor is forgotten)."""
         sid = SphereId(sphere_id)
         self._cursors.pop(sid, None)
+        self._set_aside.pop(sid, None)
         await self._request(lambda ref: Unsubscribe(sphere_id=sid, ref=ref), Unsubscribed)
 
     # -- writes ---------------------------------------------------------------------------
@@ -500,6 +507,7 @@ class Client(GovernanceLayer):
         """Leave a sphere and stop following it. Not resent after a lost connection."""
         sid = SphereId(sphere_id)
         self._cursors.pop(sid, None)
+        self._set_aside.pop(sid, None)
         await self._request(lambda ref: Leave(sphere_id=sid, ref=ref), Ok, retry=False)
 
     async def add_member(

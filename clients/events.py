@@ -13,7 +13,11 @@ Everything that happens in a sphere arrives as a ``Message`` in the sphere's ord
   take the member out (keep a member list current with it);
 - ``sphere``: the settings after a change (type, listing, join policy, history, charter
   version: a higher ``charter_version`` than the one accepted means the new charter must be
-  accepted before reading on).
+  accepted before reading on: the sphere's subscription then ends with ``Unsubscribed``,
+  reason ``charter``, and ``subscribe`` after ``accept_charter`` resumes where it stopped).
+
+``Unsubscribed`` says why a subscription ended: ``access_revoked`` (removed, banned, type
+changed), ``deleted`` (the sphere is gone) or ``charter``.
 
 ``EventKind`` and ``MemberAction`` are importable from here (and from ``clients``).
 """

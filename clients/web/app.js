@@ -217,7 +217,7 @@ class Chat {
     c.on("message", (frame) => this.onEvent(frame));
     c.on("presence", (frame) => this.onPresence(frame));
     c.on("typing", ({ sphereId, userId }) => this.onTyping(sphereId, userId));
-    c.on("unsubscribed", ({ sphereId }) => this.onAccessLost(sphereId));
+    c.on("unsubscribed", ({ sphereId, reason }) => this.onAccessLost(sphereId, reason));
     c.on("charter_required", ({ sphereId }) => this.onCharterRequired(sphereId));
   }
 
@@ -427,11 +427,15 @@ class Chat {
     this.loadMembers(view);
   }
 
-  onAccessLost(sphereId) {
+  onAccessLost(sphereId, reason = "access_revoked") {
     const view = this.views.get(sphereId);
     if (!view) return;
     this.client.unsubscribe(sphereId).catch(() => {});
-    this.makeUnavailable(view, "You no longer have access to this sphere.");
+    const why =
+      reason === "deleted"
+        ? "This sphere was deleted."
+        : "You no longer have access to this sphere.";
+    this.makeUnavailable(view, why);
   }
 
   sortedViews() {

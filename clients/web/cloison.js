@@ -126,9 +126,11 @@ export function newMessageId() {
  * - `presence`    a `presence` frame; `typing` `{sphereId, userId}`.
  * - `unsubscribed` `{sphereId, reason: "access_revoked"}` when the user lost access, live or
  *                 found on a resume; the sphere is forgotten and not resumed again.
+ * - `unsubscribed` also ends a sphere that was deleted (`reason: "deleted"`).
  * - `charter_required` `{sphereId}`: the sphere has a charter the user must accept before
- *                 reading (on a subscribe or a resume); the sphere is forgotten: call
- *                 `acceptCharter` then `subscribe` again.
+ *                 reading (on a subscribe, a resume, or a new version set while subscribed).
+ *                 The sphere is paused, its position kept: call `acceptCharter`, then
+ *                 `subscribe` again to resume from where it stopped.
  */
 export class CloisonClient {
   #url;
@@ -262,8 +264,11 @@ export class CloisonClient {
   subscribe(sphereId) {
     let stream = this.#streams.get(sphereId);
     if (!stream) {
-      stream = { sphereId, position: null, resyncing: false, waiters: [] };
+      stream = { sphereId, position: null, resyncing: false, paused: false, waiters: [] };
       this.#streams.set(sphereId, stream);
+      if (this.#state === "online") this.#sendSubscribe(stream);
+    } else if (stream.paused) {
+      stream.paused = false; // the charter was accepted: resume from the position
       if (this.#state === "online") this.#sendSubscribe(stream);
     }
     const waiter = deferred();
@@ -557,7 +562,7 @@ export class CloisonClient {
     // Resume before resending writes, so the replay precedes our own new events.
     for (const stream of this.#streams.values()) {
       stream.resyncing = false;
-      this.#sendSubscribe(stream);
+      if (!stream.paused) this.#sendSubscribe(stream);
     }
     outbox.forEach((entry) => this.#sendRequest(entry));
   }
@@ -707,9 +712,20 @@ export class CloisonClient {
   }
 
   #onUnsubscribed(frame) {
-    if (frame.reason !== "access_revoked") return;
+    const stream = this.#streams.get(frame.sphere_id);
+    if (!stream || frame.reason === "requested") return;
+    if (frame.reason === "charter") {
+      this.#pause(stream);
+      return;
+    }
     this.#streams.delete(frame.sphere_id);
     this.#emit("unsubscribed", { sphereId: frame.sphere_id, reason: frame.reason });
+  }
+
+  /** A new charter to accept: stop, keep the position, and say so. */
+  #pause(stream) {
+    stream.paused = true;
+    this.#emit("charter_required", { sphereId: stream.sphereId });
   }
 
   #onMessage(frame) {
@@ -747,12 +763,12 @@ export class CloisonClient {
       this.#sendSubscribe(stream);
       return;
     }
-    this.#streams.delete(stream.sphereId);
     stream.waiters.splice(0).forEach((w) => w.reject(error));
     if (error.code === "charter_required") {
-      this.#emit("charter_required", { sphereId: stream.sphereId });
+      this.#pause(stream);
       return;
     }
+    this.#streams.delete(stream.sphereId);
     // Refused on a resume (`not_found`, `forbidden`): access was lost while we were away.
     if (stream.position) {
       this.#emit("unsubscribed", { sphereId: stream.sphereId, reason: "access_revoked" });
