@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 
 from clients import CharterRequiredError, ForbiddenError, NotFoundError, RequestError
-from protocol import ErrorCode, EventKind, HistoryMode, JoinPolicy, Privacy, SphereId
-from tests.clients import serving
+from protocol import (
+    ErrorCode,
+    EventKind,
+    HistoryMode,
+    JoinPolicy,
+    Privacy,
+    SphereId,
+    Unsubscribed,
+)
+from tests.clients import next_event, serving
 from tests.clients.governance import next_message, owned, sdk
 from tests.support import ServerProcess
 
@@ -89,3 +97,20 @@ async def test_charter_must_be_accepted_before_reading(server: ServerProcess) ->
         assert (await b.charter(sphere_id)).accepted == 1
         await a.set_charter(sphere_id, "")
         assert (await a.charter(sphere_id)).text == ""
+
+
+async def test_a_new_charter_pauses_the_subscription_until_accepted(
+    server: ServerProcess,
+) -> None:
+    (alice, bob), sphere_id = await owned(server, "alice", "bob")
+    async with sdk(server, alice) as a, sdk(server, bob) as b:
+        await b.subscribe(sphere_id)
+        charter = await a.set_charter(sphere_id, "Be kind.")
+        assert (charter.version, charter.accepted) == (1, 1)  # its author accepted it
+        ended = await next_event(b, Unsubscribed, sphere_id=sphere_id)
+        assert ended.reason == "charter"
+        missed = await a.publish(sphere_id, "while you were reading the charter")
+        await b.accept_charter(sphere_id, 1)
+        await b.subscribe(sphere_id)  # resumes from where it stopped: nothing is lost
+        replayed = await next_message(b, offset=missed.offset)
+        assert replayed.body == "while you were reading the charter"
