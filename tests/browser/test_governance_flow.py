@@ -145,3 +145,16 @@ async def test_charter_is_accepted_before_reading(server: ServerProcess, sign_in
     await expect(post_with(c, "I agree")).to_have_count(1)
     charter = await carol.api("GET", f"/spheres/{sphere_id}/charter")
     assert charter.json()["accepted"] == 1
+
+    # A new version is shown again; what is posted meanwhile arrives once it is accepted.
+    reply = await alice.api("PUT", f"/spheres/{sphere_id}/charter", json={"text": "Be kinder."})
+    assert reply.status_code == 200, reply.text
+    await expect(dialog.get_by_label("Charter, version 2")).to_have_text("Be kinder.")
+    await expect(composer).to_be_disabled()
+    reply = await alice.api(
+        "POST", f"/spheres/{sphere_id}/messages", json={"message_id": "m2", "body": "meanwhile"}
+    )
+    assert reply.status_code == 201, reply.text
+    await dialog.get_by_role("button", name="Accept the charter").click()
+    await expect(post_with(c, "meanwhile")).to_have_count(1)
+    await expect(composer).to_be_enabled()
