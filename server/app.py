@@ -36,6 +36,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import Operations
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
+from server.public_page import PublicPages
 from server.ratelimit import (
     LocalWriteLimiter,
     RateClass,
@@ -194,6 +195,15 @@ def _redis_gauges(metrics: Metrics, guard: RedisGuard) -> None:
         "Redis calls answered locally at once while Redis was away",
         lambda: guard.skipped,
     )
+
+
+def _public_pages(config: Config, built: Callable[[], Runtime]) -> list[Route]:
+    """The read-only pages of public spheres, when the operator enables them."""
+    if not config.public_pages:
+        return []
+
+    pages = PublicPages(lambda: built().store)
+    return [Route("/public/{sphere_id}", pages.page, methods=["GET"])]
 
 
 def _web_client() -> list[Mount]:
@@ -361,6 +371,7 @@ def create_app(config: Config) -> CloisonApp:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Mount("/api/v1", app=_Deferred(lambda: built().api)),
+            *_public_pages(config, built),
             *_web_client(),
         ],
         lifespan=lifespan,

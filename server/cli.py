@@ -49,11 +49,14 @@ def _config_parser(prog: str, description: str) -> argparse.ArgumentParser:
         env = f"CLOISON_{f.name.upper()}"
         default = f.default
         shown = ",".join(default) if isinstance(default, tuple) else default
+        # A switch may stand alone (``--public-pages``) or take a value (``--public-pages no``).
+        switch = {"nargs": "?", "const": "true"} if f.type == "bool" else {}
         parser.add_argument(
             flag,
             dest=f.name,
             default=None,
             help=f"{f.metadata.get('help', '')} [env {env}; default {shown!s}]",
+            **switch,  # type: ignore[arg-type]
         )
     return parser
 

@@ -105,6 +105,13 @@ class Config:
     shutdown_timeout_s: float = field(
         default=10.0, metadata={"help": "time allowed for in-flight work on shutdown"}
     )
+    public_pages: bool = field(
+        default=False,
+        metadata={
+            "help": "serve a read-only page of each public sphere at /public/<sphere_id>, "
+            "to anyone without an account"
+        },
+    )
     token_ttl_days: int = field(
         default=365, metadata={"help": "default lifetime of bot/API tokens, in days (0: none)"}
     )
@@ -351,13 +358,27 @@ def _read_file(cls: type[Config], file: Path) -> dict[str, Any]:
             value = Path(value)
         elif kind.startswith("tuple"):
             value = tuple(value) if isinstance(value, list) else _parse(fields[name], str(value))
-        elif kind == "float" and isinstance(value, int):
+        elif kind == "float" and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        expected = {"int": int, "float": float, "str": str, "Path": Path}.get(kind, tuple)
-        if not isinstance(value, expected) or isinstance(value, bool):
+        expected = {"int": int, "float": float, "str": str, "Path": Path, "bool": bool}
+        if not isinstance(value, expected.get(kind, tuple)) or (
+            isinstance(value, bool) != (kind == "bool")
+        ):
             raise ValueError(f"{file}: {key} must be of type {kind}")
         values[name] = value
     return values
+
+
+# The words a switch accepts in a variable or a flag.
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True}
+_SWITCH.update({"0": False, "false": False, "no": False, "off": False})
+
+
+def _switch(raw: str) -> bool:
+    try:
+        return _SWITCH[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(f"expected true or false, not {raw!r}") from None
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
@@ -369,6 +390,8 @@ def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
             return float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "bool":
+            return _switch(raw)
         if kind.startswith("tuple"):
             return tuple(part.strip() for part in raw.split(",") if part.strip())
     except ValueError:

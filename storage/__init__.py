@@ -9,6 +9,8 @@
   transactions, list parameters and errors;
 - ``postgres``: ``PostgresStore``, a PostgreSQL database on an asyncpg pool, shared by several
   processes: the pool, transactions, locks, array parameters and errors;
+- ``conversations``: the ``Conversations`` protocol (threads, pins, mentions, reports), its
+  records and the mention syntax;
 - ``rows``: rows to records, draft and limit checks, writer counters;
 - ``commit``: what a failed group commit means (rolled back, or outcome unknown);
 - ``migrations``: numbered SQL files per engine and the ``schema_version`` bookkeeping;
@@ -55,8 +57,16 @@ from storage.base import (
     member_key,
     sphere_key,
 )
+from storage.conversations import (
+    MAX_MENTIONS,
+    Conversations,
+    MentionKey,
+    ReportRecord,
+    ThreadRecord,
+)
 
 __all__ = [
+    "MAX_MENTIONS",
     "MAX_QUEUED_APPENDS",
     "OPERATOR",
     "TOUCH_INTERVAL_MS",
@@ -65,6 +75,7 @@ __all__ = [
     "AuditEntry",
     "ChangeKind",
     "CheckUpdate",
+    "Conversations",
     "DecideMember",
     "Directory",
     "Draft",
@@ -72,10 +83,12 @@ __all__ = [
     "MemberChange",
     "MemberKey",
     "MembershipState",
+    "MentionKey",
     "MessageLog",
     "NotFoundError",
     "NotMemberError",
     "OutcomeUnknownError",
+    "ReportRecord",
     "SessionChange",
     "SphereAudit",
     "SphereAuditEntry",
@@ -85,6 +98,7 @@ __all__ = [
     "StoreError",
     "StoreOverloadedError",
     "TargetGoneError",
+    "ThreadRecord",
     "TokenKind",
     "TokenPage",
     "TokenRecord",

@@ -43,6 +43,7 @@ from protocol import (
     UserKind,
 )
 from storage.audit import AuditAction, SphereAudit
+from storage.conversations import Conversations
 
 # What a client is told when a write's outcome is unknown (protocol code ``unknown``).
 OUTCOME_UNKNOWN_MESSAGE = (
@@ -176,7 +177,9 @@ class Draft:
     author_id: UserId
     ts_ms: int
     body: str | None = None
-    target: int | None = None  # offset of the post an edit or delete changes
+    target: int | None = None  # offset of the post an edit, delete, reaction or pin names
+    reply_to: int | None = None  # a reply: the offset of the post it answers
+    emoji: str | None = None  # a reaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +284,9 @@ class MessageLog(Protocol):
             NotFoundError: no such sphere.
             NotMemberError: the author is not a member of the sphere at commit time (a
                 duplicate of a stored draft is returned nonetheless).
-            TargetGoneError: an edit/delete whose target is not a live post.
+            TargetGoneError: an edit, delete, reaction or pin whose target (a reply: the post
+                it answers) is not a live post, or, for replies, reactions and pins, lies below
+                the author's floor (the first offset they may read).
             OutcomeUnknownError: the commit's result is unknown (the draft may be stored).
             StoreOverloadedError: ``MAX_QUEUED_APPENDS`` appends already wait for their
                 commit (backpressure: the append fails at once rather than wait or queue
@@ -297,8 +302,9 @@ class MessageLog(Protocol):
     async def history(
         self, sphere_id: SphereId, *, before: int | None, after: int | None, limit: int
     ) -> tuple[list[Message], bool]:
-        """Posts (current state, tombstones included) and member and sphere events, ascending
-        by offset; edits and deletes show only in the state of their post.
+        """Posts (current state, tombstones included, with their reactions) and member and
+        sphere events, ascending by offset; edits, deletes, reactions and pins show only in the
+        state of their post.
 
         With ``after``: the oldest ``limit`` events above it. Otherwise the newest ``limit``
         events below ``before`` (or the newest of all). Returns (events, has_more), where
@@ -518,7 +524,7 @@ class Directory(Protocol):
         ...
 
 
-class Store(MessageLog, Directory, SphereAudit, Protocol):
+class Store(MessageLog, Directory, SphereAudit, Conversations, Protocol):
     async def check_writable(self) -> None:
         """Prove that a write could commit now (readiness), without writing anything.
 

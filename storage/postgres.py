@@ -15,10 +15,12 @@ parameters, error translation.
 Appends are committed in groups (``storage.sql.queue``): one writer task per store takes
 everything queued and writes it in one transaction on one connection. The round trips of a
 group do not grow with its size: BEGIN; lock the counter rows of the spheres involved; read the
-idempotency keys already stored, the memberships and the posts that edits and deletes target,
-one statement each with array parameters; plan offsets, edits and deletes in Python
-(``storage.sql.plan``); one ``INSERT ... SELECT FROM unnest(...)`` of the new rows; one UPDATE
-each of changed posts, erased edit bodies and counters; COMMIT.
+idempotency keys already stored, the memberships, the posts the drafts name and the floors of
+the members that reply, react, pin or are mentioned, one statement each with array parameters;
+plan offsets, edits, deletes and conversation state in Python (``storage.sql.plan``); one
+``INSERT ... SELECT FROM unnest(...)`` of the new rows; one UPDATE each of changed posts,
+erased edit bodies and counters; one pipelined ``executemany`` each of the reactions, pins,
+mentions, thread summaries and audit entries the group changes; COMMIT.
 
 Why offsets stay gapless and unique across processes: an append to a sphere holds the sphere's
 counter row lock (``FOR NO KEY UPDATE``, taken in sphere_id order so that two groups cannot
@@ -80,9 +82,17 @@ from storage.rows import (
     to_message,
 )
 from storage.sql.accounts import SqlRunner
+from storage.sql.conversations import conversation_writes
 from storage.sql.dialect import POSTGRES
 from storage.sql.log import SqlStore
-from storage.sql.plan import group_authors, group_keys, plan_group, to_targets, wanted_targets
+from storage.sql.plan import (
+    group_authors,
+    group_keys,
+    plan_group,
+    to_targets,
+    wanted_floors,
+    wanted_targets,
+)
 from storage.sql.queries import queries
 from storage.sql.queue import AppendQueue, QueuedAppend
 
@@ -148,7 +158,8 @@ _SELECT_TARGETS = """
     SELECT e.*
     FROM unnest($1::text[], $2::bigint[]) AS t (sphere_id, stream_offset)
     CROSS JOIN LATERAL (
-        SELECT sphere_id, stream_offset, kind, deleted FROM events
+        SELECT sphere_id, stream_offset, kind, deleted, author_id, ts_ms, thread_root, pinned
+        FROM events
         WHERE sphere_id = t.sphere_id AND stream_offset = t.stream_offset
         LIMIT 1
     ) AS e
@@ -158,22 +169,31 @@ _SELECT_MEMBERSHIPS = """
     FROM unnest($1::text[], $2::text[]) AS k (sphere_id, user_id)
     JOIN members AS m ON m.sphere_id = k.sphere_id AND m.user_id = k.user_id
 """
+# The floors (first offset each may read) of the group's members that reply, react, pin or
+# are mentioned.
+_SELECT_FLOORS = """
+    SELECT m.sphere_id, m.user_id, m.history_from
+    FROM unnest($1::text[], $2::text[]) AS k (sphere_id, user_id)
+    JOIN members AS m ON m.sphere_id = k.sphere_id AND m.user_id = k.user_id
+"""
 _INSERT_EVENTS = f"""
     INSERT INTO events ({POST_COLUMNS})
     SELECT * FROM unnest(
         $1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-        $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::boolean[]
+        $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::boolean[],
+        $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::boolean[]
     )
 """
 _UPDATE_POSTS = """
     UPDATE events AS e
-    SET body = u.body, edited_ms = coalesce(u.edited_ms, e.edited_ms), deleted = u.deleted
-    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::boolean[])
-        AS u (sphere_id, stream_offset, body, edited_ms, deleted)
+    SET body = u.body, edited_ms = coalesce(u.edited_ms, e.edited_ms), deleted = u.deleted,
+        mentions = u.mentions
+    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::boolean[], $6::text[])
+        AS u (sphere_id, stream_offset, body, edited_ms, deleted, mentions)
     WHERE e.sphere_id = u.sphere_id AND e.stream_offset = u.stream_offset
 """
 _ERASE_EDITS = """
-    UPDATE events AS e SET body = NULL
+    UPDATE events AS e SET body = NULL, mentions = NULL
     FROM unnest($1::text[], $2::bigint[]) AS d (sphere_id, target)
     WHERE e.sphere_id = d.sphere_id AND e.target = d.target AND e.kind = 'edit'
 """
@@ -440,15 +460,22 @@ async def _write_batch(db: Any, batch: Sequence[QueuedAppend]) -> list[Outcome]:
     }
     wanted = wanted_targets(drafts, counters)
     targets = to_targets(await db.fetch(_SELECT_TARGETS, *_columns(wanted, 2)) if wanted else [])
-    plan = plan_group(drafts, counters, stored, members, targets)
+    pairs = wanted_floors(drafts)
+    floors = {
+        (row[0], row[1]): row[2]
+        for row in (await db.fetch(_SELECT_FLOORS, *_columns(pairs, 2)) if pairs else [])
+    }
+    plan = plan_group(drafts, counters, stored, members, targets, floors)
     if plan.rows:
         await db.execute(_INSERT_EVENTS, *_columns(plan.rows, len(plan.rows[0])))
     if plan.changed:
-        await db.execute(_UPDATE_POSTS, *_columns(plan.changed, 5))
+        await db.execute(_UPDATE_POSTS, *_columns(plan.changed, 6))
     if plan.erased:
         await db.execute(_ERASE_EDITS, *_columns(plan.erased, 2))
     if plan.moved:
         await db.execute(_UPDATE_COUNTERS, *_columns(plan.moved, 2))
+    for sql, rows in conversation_writes(plan, POSTGRES):
+        await db.executemany(sql, rows)
     return plan.outcomes
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -24,12 +25,16 @@ from storage.base import AppendResult, Draft, MemberChange, SphereRecord
 # Every column of an events row, in the order ``to_message`` reads them.
 EVENT_COLUMNS = (
     "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, "
-    "deleted, member_id, member_name, member_role, member_action, privacy"
+    "deleted, member_id, member_name, member_role, member_action, privacy, reply_to, emoji, "
+    "mentions, pinned"
 )
-# The columns a post, edit or delete sets (the others stay NULL).
+EVENT_WIDTH = len(EVENT_COLUMNS.split(", "))
+# The columns the group commit sets (posts, edits, deletes, reactions, pins; others stay NULL).
 POST_COLUMNS = (
-    "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, deleted"
+    "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, "
+    "deleted, reply_to, thread_root, emoji, mentions, pinned"
 )
+POST_WIDTH = len(POST_COLUMNS.split(", "))
 # Why 65: a client's message_id has at most 64 characters, so a server-made key never takes
 # the idempotency key of a client's write.
 _SERVER_KEY_HEX_CHARS = 64
@@ -55,12 +60,24 @@ class WriterStats:
     unknown_groups: int = 0  # of those, groups whose commit may or may not have landed
 
 
+# What each kind of draft carries: (body, target, emoji); reply_to only a post may carry.
+_DRAFT_SHAPES = {
+    EventKind.POST: (True, False, False),
+    EventKind.EDIT: (True, True, False),
+    EventKind.DELETE: (False, True, False),
+    EventKind.REACT: (False, True, True),
+    EventKind.UNREACT: (False, True, True),
+    EventKind.PIN: (False, True, False),
+    EventKind.UNPIN: (False, True, False),
+}
+
+
 def check_draft(draft: Draft) -> None:
     """Reject a draft no client frame can produce: a caller's bug, not a peer's."""
-    needs_body = draft.kind is not EventKind.DELETE
-    needs_target = draft.kind is not EventKind.POST
-    if (draft.body is not None) != needs_body or (draft.target is not None) != needs_target:
-        raise ValueError(f"a {draft.kind} draft with the wrong body or target")
+    shape = _DRAFT_SHAPES.get(draft.kind)
+    given = (draft.body is not None, draft.target is not None, draft.emoji is not None)
+    if shape != given or (draft.reply_to is not None and draft.kind is not EventKind.POST):
+        raise ValueError(f"a {draft.kind} draft with the wrong body, target or emoji")
 
 
 def check_limit(limit: int) -> None:
@@ -132,6 +149,10 @@ def event_row(event: Message) -> tuple[Any, ...]:
         event.role.value if event.role is not None else None,
         event.action.value if event.action is not None else None,
         event.privacy.value if event.privacy is not None else None,
+        None,
+        None,
+        None,
+        False,
     )
 
 
@@ -153,6 +174,10 @@ def to_message(row: Any) -> Message:
         role,
         action,
         privacy,
+        reply_to,
+        emoji,
+        mentions,
+        pinned,
     ) = row
     return Message(
         sphere_id=SphereId(sphere_id),
@@ -170,7 +195,20 @@ def to_message(row: Any) -> Message:
         role=Role(role) if role is not None else None,
         action=MemberAction(action) if action is not None else None,
         privacy=Privacy(privacy) if privacy is not None else None,
+        reply_to=reply_to,
+        emoji=emoji,
+        mentions=read_mentions(mentions),
+        pinned=bool(pinned),
     )
+
+
+def mentions_column(mentions: list[UserId] | None) -> str | None:
+    """The ``mentions`` column of a list of user ids (NULL: nobody)."""
+    return json.dumps(mentions) if mentions else None
+
+
+def read_mentions(column: str | None) -> list[UserId] | None:
+    return [UserId(user_id) for user_id in json.loads(column)] if column else None
 
 
 # The columns of a sphere row, in the order ``to_sphere`` reads them.

@@ -15,9 +15,11 @@ thread of their own. The writer task hands the whole group to that thread, which
 one ``BEGIN IMMEDIATE ... COMMIT``: one fsync and one thread hop make the whole group durable,
 whatever its size. (A hop per statement would cost, under load, a wait for the interpreter
 lock each.) Inside, one SELECT each reads the counters of the spheres involved, the
-idempotency keys already stored, the memberships and the posts that edits and deletes target;
-``storage.sql.plan`` decides offsets, edits and deletes; one ``executemany`` each inserts the
-new rows, changes posts, erases edit bodies and moves the counters. Offsets are assigned here,
+idempotency keys already stored, the memberships, the posts that the group's drafts name and
+the floors of the members that reply, react, pin or are mentioned; ``storage.sql.plan``
+decides offsets, edits, deletes and what conversation events change; one ``executemany`` each
+inserts the new rows, changes posts, erases edit bodies, moves the counters and writes
+reactions, pins, mentions, thread summaries and audit entries. Offsets are assigned here,
 from the counters read inside the transaction, so another process writing the same file (the
 admin CLI) cannot make them collide.
 
@@ -66,9 +68,17 @@ from storage.commit import CommitInDoubtError, in_doubt, rolled_back
 from storage.migrations import load_migrations, pending_migrations
 from storage.rows import EVENT_COLUMNS, Key, Outcome, check_draft, to_message
 from storage.sql.accounts import SqlRunner
+from storage.sql.conversations import conversation_writes
 from storage.sql.dialect import SQLITE
 from storage.sql.log import SqlStore
-from storage.sql.plan import group_authors, group_keys, plan_group, to_targets, wanted_targets
+from storage.sql.plan import (
+    group_authors,
+    group_keys,
+    plan_group,
+    to_targets,
+    wanted_floors,
+    wanted_targets,
+)
 from storage.sql.queries import queries
 from storage.sql.queue import AppendQueue, QueuedAppend
 
@@ -110,20 +120,27 @@ _SELECT_MEMBERSHIPS = """
     SELECT m.sphere_id, m.user_id FROM json_each(?) AS k CROSS JOIN members AS m
     WHERE m.sphere_id = json_extract(k.value, '$[0]') AND m.user_id = json_extract(k.value, '$[1]')
 """
+# The floors (first offset each may read) of the group's members that reply, react, pin or
+# are mentioned.
+_SELECT_FLOORS = """
+    SELECT m.sphere_id, m.user_id, m.history_from FROM json_each(?) AS k CROSS JOIN members AS m
+    WHERE m.sphere_id = json_extract(k.value, '$[0]') AND m.user_id = json_extract(k.value, '$[1]')
+"""
 _SELECT_TARGETS = """
-    SELECT e.sphere_id, e.stream_offset, e.kind, e.deleted
+    SELECT e.sphere_id, e.stream_offset, e.kind, e.deleted, e.author_id, e.ts_ms, e.thread_root,
+           e.pinned
     FROM json_each(?) AS t CROSS JOIN events AS e
     WHERE e.sphere_id = json_extract(t.value, '$[0]')
       AND e.stream_offset = json_extract(t.value, '$[1]')
 """
 _UPDATE_POST = """
-    UPDATE events SET body = ?, edited_ms = coalesce(?, edited_ms), deleted = ?
+    UPDATE events SET body = ?, edited_ms = coalesce(?, edited_ms), deleted = ?, mentions = ?
     WHERE sphere_id = ? AND stream_offset = ?
 """
 # INDEXED BY: without statistics the planner prefers the primary key, which would scan the
 # whole sphere; this statement must stay O(result) however the data grows.
 _ERASE_EDITS = """
-    UPDATE events INDEXED BY events_edits SET body = NULL
+    UPDATE events INDEXED BY events_edits SET body = NULL, mentions = NULL
     WHERE sphere_id = ? AND target = ? AND kind = 'edit'
 """
 
@@ -505,21 +522,28 @@ def _insert_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -
     members = {(row[0], row[1]) for row in db.execute(_SELECT_MEMBERSHIPS, (authors,))}
     wanted = wanted_targets(batch, counters)
     targets = to_targets(db.execute(_SELECT_TARGETS, (json.dumps(wanted),)) if wanted else [])
-    plan = plan_group(batch, counters, stored, members, targets)
+    pairs = wanted_floors(batch)
+    floors = {
+        (row[0], row[1]): row[2]
+        for row in (db.execute(_SELECT_FLOORS, (json.dumps(pairs),)) if pairs else [])
+    }
+    plan = plan_group(batch, counters, stored, members, targets, floors)
     if plan.rows:
         db.executemany(_Q.insert_posts, plan.rows)
     if plan.changed:
         db.executemany(
             _UPDATE_POST,
             [
-                (body, edited, deleted, sphere, offset)
-                for sphere, offset, body, edited, deleted in plan.changed
+                (body, edited, deleted, mentions, sphere, offset)
+                for sphere, offset, body, edited, deleted, mentions in plan.changed
             ],
         )
     if plan.erased:
         db.executemany(_ERASE_EDITS, plan.erased)
     if plan.moved:
         db.executemany(_Q.update_counter, [(last, sphere_id) for sphere_id, last in plan.moved])
+    for sql, rows in conversation_writes(plan, SQLITE):
+        db.executemany(sql, rows)
     return plan.outcomes
 
 

@@ -4,7 +4,8 @@
 - ``dispatch``: ``Operations``, the one path from a frame through the rights check to its
   handler;
 - ``context``: what handlers receive (``Caller``, ``Deps``) and the write hand-off;
-- ``messages``, ``spheres``: the handlers, one module per capability.
+- ``messages``, ``spheres``: the handlers, one module per capability (conversations and
+  governance have packages of their own: ``server.conversations``, ``server.governance``).
 """
 
 from server.operations.context import Caller, PreparedWrite, now_ms

@@ -27,7 +27,9 @@ from protocol import (
 from server import access
 from server.access import Granted
 from server.config import Config
+from server.conversations import ConversationReads, ConversationWrites
 from server.governance.audit import AuditHandlers
+from server.governance.reports import ReportHandlers
 from server.hub import Hub
 from server.operations.context import Caller, Deps, Handler, PreparedWrite, WriteHandler
 from server.operations.messages import MessageHandlers
@@ -53,9 +55,16 @@ class Operations:
         messages = MessageHandlers(deps)
         self._handlers: dict[type[Frame], Handler] = {}
         self._writes: dict[type[Frame], WriteHandler] = {}
-        for module in (messages, self.spheres, AuditHandlers(deps)):
+        for module in (
+            messages,
+            self.spheres,
+            AuditHandlers(deps),
+            ConversationReads(deps),
+            ReportHandlers(deps),
+        ):
             self._handlers.update(module.handlers())
-        self._writes.update(messages.writes())
+        for writer in (messages, ConversationWrites()):
+            self._writes.update(writer.writes())
 
     def missing(self) -> list[Operation]:
         """Rows of the operation table no capability module handles (a test keeps it empty)."""

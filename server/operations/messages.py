@@ -55,8 +55,11 @@ def draft_of(
     *,
     body: str | None = None,
     target: int | None = None,
+    reply_to: int | None = None,
+    emoji: str | None = None,
 ) -> PreparedWrite:
-    """The draft of a checked write: the server sets its author and time, never the client."""
+    """The draft of a checked write: the server sets its author and time, never the client
+    (nor a post's mentions, which the store resolves from its body)."""
     draft = Draft(
         kind=kind,
         message_id=frame.message_id,
@@ -64,6 +67,8 @@ def draft_of(
         ts_ms=now_ms(),
         body=body,
         target=target,
+        reply_to=reply_to,
+        emoji=emoji,
     )
     return PreparedWrite(frame.sphere_id, draft, frame.ref)
 
@@ -156,7 +161,9 @@ class MessageHandlers:
     # -- writes ------------------------------------------------------------------------------
 
     async def _publish(self, caller: Caller, frame: Publish, grant: Granted) -> PreparedWrite:
-        return draft_of(caller, frame, EventKind.POST, body=frame.body)
+        # A reply's post must be live and readable by its author: the store checks it when
+        # the reply is sequenced (``not_found`` otherwise).
+        return draft_of(caller, frame, EventKind.POST, body=frame.body, reply_to=frame.reply_to)
 
     async def target_post(
         self, caller: Caller, sphere_id: SphereId, target: int, grant: Granted, *, moderate: bool

@@ -11,7 +11,9 @@ only their dialect: connections, transactions, threads or pool, locks, error tra
 - ``log``: ``SqlStore``, the message log's reads (events after an offset, history pages, one
   event, heads) on top of the directory: the base class of both engines;
 - ``plan``: group-commit planning, pure Python over the rows a group reads (offsets,
-  idempotency, membership checks, edit and delete targets);
+  idempotency, membership checks, the posts drafts name, mentions, reactions, pins, threads);
+- ``conversations``: ``SqlConversations``, pins, threads, mentions, reactions and reports, and
+  the statements a group commit runs for what its conversation events change;
 - ``queue``: ``AppendQueue``, the bounded queue of appends and the group writer task, with the
   one backpressure rule of both engines.
 """

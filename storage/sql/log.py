@@ -11,6 +11,7 @@ from typing import Self
 from protocol import Message, SphereId, StreamPosition
 from storage.rows import WriterStats, check_limit, to_message
 from storage.sql.audit import SqlSphereAudit
+from storage.sql.conversations import SqlConversations
 from storage.sql.directory import SqlDirectory
 from storage.sql.queue import AppendQueue
 
@@ -18,7 +19,7 @@ from storage.sql.queue import AppendQueue
 MAX_OFFSET = 2**63 - 1
 
 
-class SqlStore(SqlDirectory, SqlSphereAudit):
+class SqlStore(SqlDirectory, SqlSphereAudit, SqlConversations):
     """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
     the lifecycle both engines share (``async with``; ``aclose`` is the engine's)."""
 
@@ -65,7 +66,7 @@ class SqlStore(SqlDirectory, SqlSphereAudit):
         posts = [to_message(row) for row in rows[:limit]]
         if after is None:
             posts.reverse()
-        return posts, has_more
+        return await self.with_reactions(posts), has_more
 
     async def get_event(self, sphere_id: SphereId, offset: int) -> Message | None:
         rows = await self._query(self._q.get_event, sphere_id, offset)

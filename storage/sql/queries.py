@@ -8,7 +8,15 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, fields
 
-from storage.rows import EVENT_COLUMNS, POST_COLUMNS, ROLE_RANK_SQL, SPHERE_COLUMNS, SPHERE_WIDTH
+from storage.rows import (
+    EVENT_COLUMNS,
+    EVENT_WIDTH,
+    POST_COLUMNS,
+    POST_WIDTH,
+    ROLE_RANK_SQL,
+    SPHERE_COLUMNS,
+    SPHERE_WIDTH,
+)
 from storage.sql.dialect import Dialect
 
 _S_SPHERE_COLUMNS = ", ".join("s." + c for c in SPHERE_COLUMNS.split(", "))
@@ -33,7 +41,7 @@ _MEMBERS = f"""
 # Served by events_history, so a page costs O(limit) however many edits lie between posts.
 _POSTS_PAGE = f"""
     SELECT {EVENT_COLUMNS} FROM events {{history_index}}
-    WHERE sphere_id = ? AND kind NOT IN ('edit', 'delete')
+    WHERE sphere_id = ? AND kind NOT IN ('edit', 'delete', 'react', 'unreact', 'pin', 'unpin')
       AND stream_offset > ? AND stream_offset <= ?
     ORDER BY stream_offset {{direction}} LIMIT ?
 """
@@ -65,7 +73,7 @@ _TEMPLATES = {
         ON CONFLICT (sphere_id, user_id) DO UPDATE SET role = excluded.role
     """,
     "delete_member": "DELETE FROM members WHERE sphere_id = ? AND user_id = ?",
-    "insert_event": f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+    "insert_event": f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * EVENT_WIDTH)})",
     "update_sphere": (
         "UPDATE spheres SET name = ?, privacy = ?, last_offset = ? WHERE sphere_id = ?"
     ),
@@ -116,7 +124,7 @@ _TEMPLATES = {
         RETURNING read_offset
     """,
     # -- group commits (the parts both engines run alike) ----------------------------------
-    "insert_posts": f"INSERT INTO events ({POST_COLUMNS}) VALUES ({', '.join('?' * 10)})",
+    "insert_posts": f"INSERT INTO events ({POST_COLUMNS}) VALUES ({', '.join('?' * POST_WIDTH)})",
 }
 
 

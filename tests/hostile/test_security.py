@@ -37,6 +37,11 @@ FILL: dict[str, object] = {  # a valid value for each required field, by name
     "target": 1,
     "offset": 0,
     "name": "renamed",
+    "duration_s": 3600,
+    "emoji": "+1",
+    "text": "be kind",
+    "version": 1,
+    "root": 1,
 }
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from protocol import CloisonError, ErrorCode, MemberAction, Privacy, Role, SphereId
 from server import access
-from storage import MemberChange, MembershipState, SphereRecord
+from storage import AuditAction, MemberChange, MembershipState, SphereRecord
 
 
 def state(
@@ -46,8 +46,13 @@ def test_leave_keeps_an_owner() -> None:
 
 def test_add() -> None:
     add_member, add_admin = access.deciding_add(Role.MEMBER), access.deciding_add(Role.ADMIN)
-    assert add_member(state(Role.ADMIN, None)) == MemberChange(Role.MEMBER, MemberAction.ADDED)
-    assert add_admin(state(Role.OWNER, None)) == MemberChange(Role.ADMIN, MemberAction.ADDED)
+    added = AuditAction.MEMBER_ADDED
+    assert add_member(state(Role.ADMIN, None)) == MemberChange(
+        Role.MEMBER, MemberAction.ADDED, added, "member"
+    )
+    assert add_admin(state(Role.OWNER, None)) == MemberChange(
+        Role.ADMIN, MemberAction.ADDED, added, "admin"
+    )
     assert add_member(state(Role.OWNER, Role.ADMIN)) is None  # a member already: no change
     assert code_of(add_admin, state(Role.ADMIN, None)) is ErrorCode.FORBIDDEN
     assert code_of(add_member, state(Role.MEMBER, None)) is ErrorCode.FORBIDDEN
@@ -55,7 +60,7 @@ def test_add() -> None:
 
 
 def test_remove() -> None:
-    removed = MemberChange(None, MemberAction.REMOVED)
+    removed = MemberChange(None, MemberAction.REMOVED, AuditAction.MEMBER_REMOVED)
     assert access.decide_remove(state(Role.ADMIN, Role.MEMBER)) == removed
     assert access.decide_remove(state(Role.OWNER, Role.OWNER, owners=2)) == removed
     assert code_of(access.decide_remove, state(Role.ADMIN, Role.ADMIN)) is ErrorCode.FORBIDDEN
@@ -66,7 +71,7 @@ def test_remove() -> None:
 
 def test_role_changes_keep_an_owner() -> None:
     demote, promote = access.deciding_role(Role.MEMBER), access.deciding_role(Role.ADMIN)
-    changed = MemberChange(Role.ADMIN, MemberAction.ROLE_CHANGED)
+    changed = MemberChange(Role.ADMIN, MemberAction.ROLE_CHANGED, AuditAction.ROLE_CHANGED, "admin")
     assert promote(state(Role.OWNER, Role.MEMBER)) == changed
     assert promote(state(Role.OWNER, Role.ADMIN)) is None  # the same role: no event
     assert code_of(demote, state(Role.OWNER, Role.OWNER)) is ErrorCode.CONFLICT

@@ -32,6 +32,7 @@ DEFAULTS = {
     "send_timeout_s": 8.0,
     "tcp_user_timeout_s": 30.0,
     "shutdown_timeout_s": 10.0,
+    "public_pages": False,
     "token_ttl_days": 365,
     "log_level": "info",
     "log_format": "text",
@@ -149,6 +150,7 @@ def test_every_field_has_a_variable(name: str) -> None:
         "reconcile_interval_s": "0.5",
         "public_url": "https://chat.example",
         "queue_max_bytes": "262144",
+        "public_pages": "yes",
     }.get(name, "7")
     # TLS options only go together.
     pair = {"tls_cert": "tls_key", "tls_key": "tls_cert"}.get(name)
@@ -156,6 +158,23 @@ def test_every_field_has_a_variable(name: str) -> None:
     config = Config.load(env=env)
     assert getattr(config, name) != DEFAULTS[name]
     assert type(getattr(config, name)) is type(DEFAULTS[name])
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", True), ("true", True), ("Yes", True), ("on", True), ("0", False), ("off", False)],
+)
+def test_switches_read_the_usual_words(raw: str, expected: bool) -> None:
+    assert Config.load(env={"CLOISON_PUBLIC_PAGES": raw}).public_pages is expected
+
+
+def test_a_switch_in_a_file_is_a_boolean(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text("public_pages = true\n")
+    bad.write_text('public_pages = "yes"\n')
+    assert Config.load(env={}, file=good).public_pages is True
+    with pytest.raises(ValueError, match="public_pages must be of type bool"):
+        Config.load(env={}, file=bad)
 
 
 def test_unrelated_variables_are_ignored() -> None:
@@ -192,6 +211,8 @@ def test_load_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> No
         ("publish_rate_per_s", "fast"),
         ("publish_burst", "1.5"),
         ("idle_timeout_s", "90s"),
+        ("public_pages", "maybe"),
+        ("public_pages", ""),
     ],
 )
 def test_unparsable_values(name: str, raw: str) -> None:

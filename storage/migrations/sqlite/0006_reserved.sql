@@ -1,0 +1,2 @@
+-- Reserved for the migration of invitations, join requests and bans.
+SELECT 1;
