@@ -1,6 +1,7 @@
 """Sphere governance in the web client, in headless Chromium against a real server process:
-create → invite → accept → post → reply → react → remove, and a charter accepted before
-reading. Every step is done through the page, as a person would, with the keyboard or mouse.
+create → invite → accept → post → reply → react → remove; a charter accepted before reading
+(and again when it changes); pins, mentions, reports and threads. Every step is done through
+the page, as a person would, with the keyboard or mouse.
 """
 
 from __future__ import annotations
@@ -158,3 +159,68 @@ async def test_charter_is_accepted_before_reading(server: ServerProcess, sign_in
     await dialog.get_by_role("button", name="Accept the charter").click()
     await expect(post_with(c, "meanwhile")).to_have_count(1)
     await expect(composer).to_be_enabled()
+
+
+async def test_pins_reports_mentions_and_threads(server: ServerProcess, sign_in: SignIn) -> None:
+    alice, bob = await server.new_user("alice"), await server.new_user("bob")
+    sphere_id = await alice.create_sphere("general")
+    await alice.add(sphere_id, bob)
+    a = await sign_in(alice, sphere_id)
+    b = await sign_in(bob, sphere_id)
+    composer = a.get_by_label("Message general")
+    await composer.fill("Read this, @bob")
+    await composer.press("Enter")
+    await expect(post_with(b, "Read this, @bob")).to_have_count(1)
+    await b.get_by_label("Message general").fill("Done")
+    await b.get_by_label("Message general").press("Enter")
+
+    # Alice (the owner) pins her post; bob sees it marked and listed.
+    mine = post_with(a, "Read this, @bob")
+    await mine.hover()
+    await mine.get_by_role("button", name=re.compile("^Pin message from alice")).click()
+    await expect(post_with(b, "Read this, @bob").locator(".msg-pinned")).to_have_text("pinned")
+    await expect(b.locator(NOTICES).last).to_have_text("alice pinned a message")
+    theirs = post_with(b, "Read this, @bob")
+    await theirs.hover()
+    await expect(theirs.get_by_role("button", name=re.compile("^Pin"))).to_have_count(0)
+    await b.get_by_role("button", name="Tools").click()
+    await b.get_by_role("button", name="Pinned messages").click()
+    pins = b.get_by_role("dialog", name="Pinned messages")
+    await expect(pins.locator("li .msg-body")).to_have_text(["Read this, @bob"])
+    await b.keyboard.press("Escape")
+
+    # Bob finds the mention, and reports the post; alice reads the report.
+    await b.get_by_role("button", name="Mentions").click()
+    mentions = b.get_by_role("dialog", name="Mentions")
+    await expect(mentions).to_contain_text("general: alice: Read this, @bob")
+    await b.keyboard.press("Escape")
+    await theirs.hover()
+    await theirs.get_by_role("button", name=re.compile("^Report message from alice")).click()
+    report = b.get_by_role("dialog", name="Report this message")
+    await report.get_by_label("Reason").select_option("abusive")
+    await report.get_by_label("Comment (optional)").fill("not nice")
+    await report.get_by_role("button", name="Report").click()
+    await expect(report.get_by_role("status")).to_have_text(
+        "Reported to the sphere's administrators."
+    )
+    await b.keyboard.press("Escape")
+    await a.get_by_role("button", name="Tools").click()
+    await a.get_by_role("button", name="Reports").click()
+    await expect(a.get_by_role("dialog", name="Reports")).to_contain_text("abusive by bob")
+    await a.keyboard.press("Escape")
+
+    # A reply from the thread panel; the sphere's threads list it.
+    done = post_with(a, "Done")
+    await done.hover()
+    await done.get_by_role("button", name=re.compile("^Reply to message from bob")).click()
+    await a.get_by_label("Reply to bob").fill("Thanks")
+    await a.get_by_label("Reply to bob").press("Enter")
+    await post_with(b, "Thanks").locator(".reply-context").click()
+    thread = b.get_by_role("dialog", name="Thread")
+    await thread.get_by_label("Reply in this thread").fill("You are welcome")
+    await thread.get_by_role("button", name="Reply", exact=True).click()
+    await expect(thread.locator("li .msg-body")).to_have_text(["Done", "Thanks", "You are welcome"])
+    await b.keyboard.press("Escape")
+    await a.get_by_role("button", name="Tools").click()
+    await a.get_by_role("button", name="Threads").click()
+    await expect(a.get_by_role("dialog", name="Threads")).to_contain_text("bob: Done 2 replies")
