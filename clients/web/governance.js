@@ -272,6 +272,7 @@ export class Governance {
     const tools = [];
     const add = (text, action, style = "") =>
       tools.push(el("li", {}, actionButton(text, "", action, style)));
+    if (!role) add("Join this sphere", () => this.openJoin(view));
     add("Pinned messages", () => this.openPins(view));
     add("Threads", () => this.openThreads(view));
     if (role) add("Charter", () => this.openCharter(view));
@@ -290,6 +291,36 @@ export class Governance {
     }
     const list = el("ul", { className: "panel-list tools" }, ...tools);
     this.show(`${view.name || "Sphere"}: tools`, list);
+  }
+
+  /** Join a sphere read from outside (public), or ask to when it admits on approval. */
+  async openJoin(view) {
+    const status = alertLine();
+    this.show(`Join ${view.name || "this sphere"}`, status);
+    try {
+      await this.client.join(view.sphereId);
+    } catch (error) {
+      if (error.code !== "forbidden") {
+        status.textContent = explain(error);
+        return;
+      }
+      const note = el("input", { id: "join-note", maxLength: 500 });
+      const form = formOf("Ask to join", status, async () => {
+        const sent = await this.attempt(
+          () => this.client.requestJoin(view.sphereId, note.value.trim()),
+          status,
+        );
+        if (sent) form.replaceChildren(el("p", { role: "status" }, "Request sent."));
+      });
+      form.prepend(
+        el("p", {}, `${error.message}. You may ask its administrators to let you in.`),
+        field("Note (optional)", note),
+      );
+      this.panelBody.append(form);
+      return;
+    }
+    this.close();
+    await this.chat.refreshSpheres();
   }
 
   openInvite(view) {

@@ -224,3 +224,18 @@ async def test_pins_reports_mentions_and_threads(server: ServerProcess, sign_in:
     await a.get_by_role("button", name="Tools").click()
     await a.get_by_role("button", name="Threads").click()
     await expect(a.get_by_role("dialog", name="Threads")).to_contain_text("bob: Done 2 replies")
+
+
+async def test_a_reader_joins_a_public_sphere_from_its_page(
+    server: ServerProcess, sign_in: SignIn
+) -> None:
+    alice, bob = await server.new_user("alice"), await server.new_user("bob")
+    sphere_id = await alice.create_sphere("town", "public")
+    b = await sign_in(bob, sphere_id)
+    await expect(b.locator("#composer-input")).to_be_disabled()
+    await b.get_by_role("button", name="Tools").click()
+    await b.get_by_role("button", name="Join this sphere").click()
+    await expect(b.get_by_label("Message town")).to_be_enabled()
+    await expect(
+        b.locator(f'#sphere-list a[data-sphere-id="{sphere_id}"] .sphere-name')
+    ).to_have_text("town")
