@@ -34,6 +34,7 @@ GOVERNANCE_HELP = """Entering and leaving:
   /invite USER [ROLE]  invite a user (by name or id) to the open sphere
   /requests         pending join requests; /approve USER, /refuse USER
   /leave            leave the open sphere
+  /members          the open sphere's members and roles (when you may see them)
 Moderation (administrators):
   /ban USER [REASON], /unban USER, /bans
   /mute USER MINUTES, /unmute USER
@@ -92,6 +93,7 @@ class GovernanceCommands:
             "/approve": lambda arg: self._answer(arg, accept=True),
             "/refuse": lambda arg: self._answer(arg, accept=False),
             "/leave": self._cmd_leave,
+            "/members": self._cmd_members,
             "/ban": self._cmd_ban,
             "/unban": self._cmd_unban,
             "/bans": self._cmd_bans,
@@ -217,6 +219,12 @@ class GovernanceCommands:
         self._current = None
         self._term.prompt = "> "
         self._term.show("* you left the sphere")
+
+    async def _cmd_members(self, _: str) -> None:
+        members = await self._client.list_members(self._open_id())
+        for member in members:
+            self._names[member.user_id] = member.name
+            self._term.show(f"  {clean(member.name)} [{member.user_id}] {member.role}")
 
     # -- moderation -----------------------------------------------------------------------
 

@@ -128,6 +128,8 @@ async def test_owner_commands(server: ServerProcess) -> None:
         await read_until(out, r"^  Be kind\.")
         await type_line(proc, "/audit")
         await read_until(out, r"-- audit log, newest first --")
+        await type_line(proc, "/members")
+        await read_until(out, rf"bob \[{bob.user_id}\] member")
         await type_line(proc, "/mute bob ten")
         await read_until(out, r"! /mute USER MINUTES")
         await type_line(proc, "/transfer bob")
