@@ -45,6 +45,7 @@ STATUS = {
     ErrorCode.UNSUPPORTED_VERSION: 400,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,
+    ErrorCode.CHARTER_REQUIRED: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.CONFLICT: 409,
     ErrorCode.UNRECOVERABLE_POSITION: 409,

@@ -86,6 +86,9 @@ REPAIR_RETRY_MIN_S = 0.1
 REPAIR_RETRY_MAX_S = 2.0
 # Why: a subscriber waits this long at most for the channel to reach the store's position.
 REACH_TIMEOUT_S = 5.0
+# Why: a channel released while a subscriber waited for it is opened again; one that keeps
+# failing to open is a store or broker failure, answered ``unavailable``.
+CHANNEL_LOOKS = 3
 # Why: the default staleness bound of a node whose broker fails silently (docs/operations.md).
 DEFAULT_RECONCILE_INTERVAL_S = 2.0
 REVOKED = "access_revoked"
@@ -518,14 +521,17 @@ class Hub:
                 return
 
     async def _channel(self, sphere: SphereRecord) -> SphereChannel:
-        channel = self._channels.get(sphere.sphere_id)
-        if channel is not None:
+        for _ in range(CHANNEL_LOOKS):
+            channel = self._channels.get(sphere.sphere_id)
+            if channel is None:
+                return await self._open_channel(sphere)
             await channel.ready.wait()
-            if self._channels.get(sphere.sphere_id) is not channel:
-                raise CloisonError(
-                    "the sphere could not be followed; retry", code=ErrorCode.UNAVAILABLE
-                )
-            return channel
+            if self._channels.get(sphere.sphere_id) is channel:
+                return channel
+            # Set up and released (or failed) while we waited: look again.
+        raise CloisonError("the sphere could not be followed; retry", code=ErrorCode.UNAVAILABLE)
+
+    async def _open_channel(self, sphere: SphereRecord) -> SphereChannel:
         channel = SphereChannel(sphere.sphere_id, sphere.epoch, sphere.privacy)
         self._channels[sphere.sphere_id] = channel
         try:

@@ -109,12 +109,15 @@ class Operations:
         same order, so the store sequences each sender's writes in the order they were sent.
         """
         op = BY_FRAME[type(frame)]
+        handler = self._writes.get(type(frame))
+        if handler is None:
+            raise CloisonError(f"{frame.TYPE} is not a request", code=ErrorCode.BAD_FRAME)
         body = getattr(frame, "body", None)
         if body is not None:
             self._deps.check_body(body)  # the documented precedence: size before access
         grant = await self._authorise(caller, frame, op)
         assert grant is not None, f"{frame.TYPE} names no sphere"
-        prepared = await self._writes[type(frame)](caller, frame, grant)
+        prepared = await handler(caller, frame, grant)
         await self._spend(caller, op.rate)
         return prepared
 
