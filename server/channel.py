@@ -7,6 +7,15 @@ this node has delivered, on every node, whatever reached it live, by gap repair 
 ``apply`` is that step, pure: it says which subscriptions a delivered event ends, the hub ends
 them.
 
+The channel also holds what each reader may be sent. The history promise gives each
+subscription a floor (``storage.rows.read_floor``): an event that changes a post below it (an
+edit, a delete, a reaction, a pin) is not theirs to see, nor is the post. A reader who may not
+list the members (a visitor; an ordinary member of a restricted sphere; an outsider reading a
+public sphere) is not sent the member events of others. A new charter ends the subscriptions
+of the members who have not accepted it (all but its setter), after its ``sphere`` event.
+``withheld`` is that per-recipient test; only member events and events with a ``target``
+need it, so every other event goes to every subscription.
+
 ``StoreSupplied`` remembers which offsets the store had to supply (gap repair, catch-up): when
 the live copy of one of them arrives afterwards, the repair was not needed (a reorder across
 nodes, not a loss). It keeps runs of consecutive offsets, a bounded number, so each check is
@@ -22,13 +31,19 @@ from dataclasses import dataclass, field
 from protocol import (
     ConnId,
     EventKind,
+    HistoryMode,
     Message,
     Privacy,
     Role,
     SphereId,
     UserId,
 )
+from server.access import sees_members
 from server.connection import Connection
+from storage import joined_from, public_from_after, read_floor
+
+REVOKED = "access_revoked"
+CHARTER = "charter"  # a new charter the member has not accepted
 
 # Why: the live copy of a repaired event arrives within moments; older runs are not waited for.
 STORE_SUPPLIED_RUNS_MAX = 64
@@ -80,6 +95,9 @@ class Subscription:
     last_offset: int = 0  # the last offset sent to this subscription
     live: bool = False
     active: bool = True
+    floor: int = 0  # the first offset its reader may read (the history promise)
+    charter_accepted: int = 0  # the charter version its reader had accepted (members)
+    checked: int = 0  # the offset its access was checked at; a replay up to it ends nothing
 
 
 @dataclass(slots=True, eq=False)
@@ -87,8 +105,12 @@ class SphereChannel:
     sphere_id: SphereId
     epoch: str
     privacy: Privacy = Privacy.PRIVATE
+    history: HistoryMode = HistoryMode.SINCE_JOINING
+    public_from: int = 0
+    charter_version: int = 0
     delivered: int = -1  # last offset delivered to live subscriptions; -1 while starting
     members: dict[UserId, Role] = field(default_factory=dict)  # as of ``delivered``
+    floors: dict[UserId, int] = field(default_factory=dict)  # each member's history_from
     subs: dict[ConnId, Subscription] = field(default_factory=dict)
     pending: dict[int, Message] = field(default_factory=dict)
     online: Counter[UserId] = field(default_factory=Counter)
@@ -113,32 +135,86 @@ class SphereChannel:
                 still.append((offset, future))
         self.waiters = still
 
+    def floor_of(self, user_id: UserId, role: Role | None) -> int:
+        """The first offset ``user_id`` (a member when ``role`` is set) may read."""
+        member_from = self.floors.get(user_id, 0) if role is not None else None
+        return read_floor(self.privacy, self.public_from, member_from)
 
-def apply(channel: SphereChannel, event: Message) -> list[Subscription]:
+
+def apply(channel: SphereChannel, event: Message) -> list[tuple[Subscription, str]]:
     """Apply a delivered ``member`` or ``sphere`` event to the channel's state.
 
     Returns:
-        The subscriptions that lost access with it (the hub ends them, after the event itself
-        was delivered to them). Role changes update the subscriptions in place.
+        The subscriptions that lost access with it, each with the reason (the hub ends them,
+        after the event itself was delivered to them). Role changes and floors update the
+        subscriptions in place.
     """
     if event.kind is EventKind.MEMBER and event.member_id is not None:
         user_id = event.member_id
         if event.role is None:
             channel.members.pop(user_id, None)
-            return [sub for sub in channel.subs.values() if sub.conn.user_id == user_id]
+            channel.floors.pop(user_id, None)
+            return [(sub, REVOKED) for sub in channel.subs.values() if sub.conn.user_id == user_id]
+        if user_id not in channel.members:
+            channel.floors[user_id] = joined_from(channel.history, event.offset)
         channel.members[user_id] = event.role
+        ended = []
+        for sub in channel.subs.values():
+            if sub.conn.user_id != user_id:
+                continue
+            if sub.role is None and channel.charter_version > sub.charter_accepted:
+                ended.append((sub, CHARTER))  # an outside reader who joined accepts it first
+            sub.role = event.role
+            sub.floor = channel.floor_of(user_id, event.role)
+        return ended
+    if event.kind is not EventKind.SPHERE or event.privacy is None:
         return []
-    if event.kind is EventKind.SPHERE and event.privacy is not None:
-        channel.privacy = event.privacy
-        if event.privacy is not Privacy.PUBLIC:
-            return [sub for sub in channel.subs.values() if sub.role is None]
-    return []
+    history = event.history or channel.history
+    channel.public_from = public_from_after(
+        (channel.privacy, channel.history, channel.public_from),
+        event.privacy,
+        history,
+        event.offset,
+    )
+    channel.privacy, channel.history = event.privacy, history
+    if event.charter_version is not None:
+        channel.charter_version = event.charter_version
+    ended = []
+    for sub in channel.subs.values():
+        reason = ends(sub, event)
+        if reason is not None:
+            ended.append((sub, reason))
+            continue
+        sub.floor = channel.floor_of(sub.conn.user_id, sub.role)
+        if sub.role is not None and event.author_id == sub.conn.user_id:
+            sub.charter_accepted = channel.charter_version  # its setter accepted it
+    return ended
 
 
-def ends(sub: Subscription, event: Message) -> bool:
-    """Does ``event``, replayed to ``sub``, end its access (sent first, then the end)?"""
+def ends(sub: Subscription, event: Message) -> str | None:
+    """Does ``event``, sent to ``sub``, end its access (sent first, then the end)? The reason.
+
+    A removal ends its member's subscriptions; a sphere that stops being public, those of its
+    outside readers; a new charter, those of the members who have not accepted it.
+    """
+    user_id = sub.conn.user_id
     if event.kind is EventKind.MEMBER:
-        return event.member_id == sub.conn.user_id and event.role is None
-    if event.kind is EventKind.SPHERE:
-        return sub.role is None and event.privacy is not Privacy.PUBLIC
+        return REVOKED if event.member_id == user_id and event.role is None else None
+    if event.kind is not EventKind.SPHERE:
+        return None
+    if sub.role is None:
+        return REVOKED if event.privacy is not Privacy.PUBLIC else None
+    version = event.charter_version or 0
+    if version > sub.charter_accepted and event.author_id != user_id:
+        return CHARTER
+    return None
+
+
+def withheld(sub: Subscription, event: Message, privacy: Privacy) -> bool:
+    """Is ``event`` kept from ``sub``: it changes a post older than the reader's floor, or it
+    is another member's change and the reader may not learn who the members are?"""
+    if event.target is not None:
+        return event.target < sub.floor
+    if event.kind is EventKind.MEMBER:
+        return event.member_id != sub.conn.user_id and not sees_members(privacy, sub.role)
     return False

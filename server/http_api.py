@@ -48,6 +48,7 @@ STATUS = {
     ErrorCode.CHARTER_REQUIRED: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.CONFLICT: 409,
+    ErrorCode.CHARTER_REQUIRED: 403,
     ErrorCode.UNRECOVERABLE_POSITION: 409,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.RATE_LIMITED: 429,

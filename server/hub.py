@@ -36,6 +36,12 @@ gap and no duplicate (each subscription also remembers the last offset it was se
 gets ``replayed``. Typing and presence frames go to live subscriptions of current channels
 only: they are hints, and a channel with a gap may not have applied a removal yet. Presence
 counting lives in ``server.online``.
+
+Not every subscriber is sent every event (``server.channel.withheld``): the history promise
+keeps from a reader the changes of posts older than their floor, and a reader who may not list
+the members is sent neither other members' events nor their presence and typing. Live
+delivery, gap repair, catch-up and replay all pass through the same test; frames are still
+encoded once per codec, only the recipients differ.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from protocol import (
     CloisonError,
     ConnId,
     ErrorCode,
+    EventKind,
     Frame,
     Message,
     MsgpackCodec,
@@ -55,7 +62,6 @@ from protocol import (
     Privacy,
     ProtocolViolation,
     Replayed,
-    Role,
     SphereId,
     StreamPosition,
     Subscribed,
@@ -65,8 +71,9 @@ from protocol import (
     Wire,
 )
 from server import access
+from server.access import MapAccess
 from server.broker import Broker
-from server.channel import SphereChannel, Subscription, apply, ends
+from server.channel import SphereChannel, Subscription, apply, ends, withheld
 from server.connection import Connection
 from server.gap_hold import GapHold
 from server.metrics import Metrics
@@ -91,7 +98,6 @@ REACH_TIMEOUT_S = 5.0
 CHANNEL_LOOKS = 3
 # Why: the default staleness bound of a node whose broker fails silently (docs/operations.md).
 DEFAULT_RECONCILE_INTERVAL_S = 2.0
-REVOKED = "access_revoked"
 
 
 class Hub:
@@ -213,9 +219,9 @@ class Hub:
             and not channel.repairing
         )
 
-    def current_access(self, sphere_id: SphereId, user_id: UserId) -> tuple[Privacy, Role] | None:
-        """The sphere's type and the user's role from the member map, when the node can show
-        the map is current (``server.access.CurrentAccess``).
+    def current_access(self, sphere_id: SphereId, user_id: UserId) -> MapAccess | None:
+        """The sphere's type, the user's role and floor from the member map, when the node can
+        show the map is current (``server.access.CurrentAccess``).
 
         None means "ask the store": the user is not a member as far as this node knows, or
         there is no local channel, or it may be behind.
@@ -224,7 +230,10 @@ class Hub:
         if channel is None or not self._current(channel):
             return None
         role = channel.members.get(user_id)
-        return (channel.privacy, role) if role is not None else None
+        if role is None:
+            return None
+        floor = channel.floor_of(user_id, role)
+        return MapAccess(channel.privacy, role, floor, charter=channel.charter_version > 0)
 
     async def reach(self, channel: SphereChannel, offset: int) -> None:
         """Wait until the channel has delivered ``offset`` (catching up from the store).
@@ -282,9 +291,14 @@ class Hub:
         if envelope is not None:
             wires[self._envelope_codec.subprotocol] = envelope
         offset = event.offset
+        # Only member events and changes of a post are for some readers and not others.
+        selective = event.target is not None or event.kind is EventKind.MEMBER
+        privacy = channel.privacy
         sent = 0
         for sub in channel.subs.values():
             if not sub.live or offset <= sub.last_offset:
+                continue
+            if selective and withheld(sub, event, privacy):
                 continue
             codec = sub.conn.codec
             wire = wires.get(codec.subprotocol)
@@ -302,14 +316,16 @@ class Hub:
 
     def _apply(self, channel: SphereChannel, event: Message) -> None:
         """A member or sphere event was delivered: change the map, end lost subscriptions."""
-        for sub in apply(channel, event):
-            self.unsubscribe(sub.conn, channel.sphere_id, reason=REVOKED)
-        if event.member_id is not None and event.role is not None:
-            for sub in channel.subs.values():
-                if sub.conn.user_id == event.member_id:
-                    if sub.role is None:
-                        self._online.count_in(channel, event.member_id)
-                    sub.role = event.role
+        joining = [
+            sub
+            for sub in channel.subs.values()
+            if event.role is not None and sub.role is None and sub.conn.user_id == event.member_id
+        ]
+        ended = apply(channel, event)
+        for sub in joining:  # a reader of a public sphere who joined counts as online now
+            self._online.count_in(channel, sub.conn.user_id)
+        for sub, reason in ended:  # counted out again, if their role made them count in
+            self.unsubscribe(sub.conn, channel.sphere_id, reason=reason)
 
     def _schedule_repair(self, channel: SphereChannel, *, catch_up: bool = False) -> None:
         if catch_up:
@@ -415,7 +431,8 @@ class Hub:
         skip_conn: ConnId | None = None,
         wire: bytes | None = None,
     ) -> None:
-        """Send an ephemeral frame to every live subscription, encoded once per codec.
+        """Send a presence or typing frame to every live subscription that may learn who the
+        members are (and to its subject), encoded once per codec.
 
         Only while the channel is current: during a gap or after a broker reset, a removal may
         not have been applied yet, and typing and presence are hints that can be dropped.
@@ -425,8 +442,13 @@ class Hub:
         wires: dict[str, Wire] = {}
         if wire is not None:
             wires[self._envelope_codec.subprotocol] = wire
+        about = getattr(frame, "user_id", None)
+        privacy = channel.privacy
         for sub in channel.subs.values():
-            if not sub.live or sub.conn.user_id == skip_user or sub.conn.conn_id == skip_conn:
+            user_id = sub.conn.user_id
+            if not sub.live or user_id == skip_user or sub.conn.conn_id == skip_conn:
+                continue
+            if user_id != about and not access.sees_members(privacy, sub.role):
                 continue
             codec = sub.conn.codec
             encoded = wires.get(codec.subprotocol)
@@ -443,6 +465,7 @@ class Hub:
         *,
         since: int | None,
         ref: str | None,
+        charter_accepted: int = 0,
     ) -> None:
         """Subscribe ``conn`` and send ``subscribed``, then (with ``since``) the replay and
         ``replayed``.
@@ -450,13 +473,15 @@ class Hub:
         The caller has read ``sphere`` (with its position) and checked in the store that the
         user may read it, and that ``since`` belongs to the sphere's current epoch and is not
         past its end. Here the channel first reaches that position, then its member map
-        decides (again) and gives the subscription its role: any change after that point
-        reaches the subscription in stream order.
+        decides (again) and gives the subscription its role and floor: any change after that
+        point reaches the subscription in stream order. ``charter_accepted`` is the charter
+        version the caller's check found them to have accepted.
 
         Raises:
             CloisonError: ``not_found``/``forbidden`` if the map says the user may not read
-                (access changed since the caller's check), ``unavailable`` if the channel
-                cannot reach the store's position in time.
+                (access changed since the caller's check), ``charter_required`` if a charter
+                was set since, ``unavailable`` if the channel cannot reach the store's
+                position in time.
         """
         channel = await self._channel(sphere)
         await self.reach(channel, sphere.offset)
@@ -464,7 +489,12 @@ class Hub:
         role = channel.members.get(user_id)
         access.require_visible_privacy(channel.privacy, role)
         access.require(role is not None or channel.privacy is Privacy.PUBLIC, access.JOIN_TO_READ)
+        if role is not None and channel.charter_version > charter_accepted:
+            raise CloisonError(access.CHARTER_REQUIRED, code=ErrorCode.CHARTER_REQUIRED)
         sub = Subscription(conn, sphere.sphere_id, role)
+        sub.floor = channel.floor_of(user_id, role)
+        sub.charter_accepted = channel.charter_version if role is not None else 0
+        sub.checked = channel.delivered
         previous = self.subscription(conn, sphere.sphere_id)
         self._add(channel, sub)  # before removing the old one, so the channel never empties
         if previous is not None:
@@ -485,6 +515,8 @@ class Hub:
     def _subscribed(
         self, channel: SphereChannel, sub: Subscription, online: set[UserId], ref: str | None
     ) -> Frame:
+        if not access.sees_members(channel.privacy, sub.role):
+            online &= {sub.conn.user_id}  # who else is here is the member list again
         return Subscribed(
             sphere_id=channel.sphere_id,
             position=StreamPosition(max(channel.delivered, sub.last_offset), channel.epoch),
@@ -496,7 +528,9 @@ class Hub:
         """Send the store's events after ``sub.last_offset``, then switch ``sub`` to live.
 
         An event that ends the subscriber's access (their removal) is the last one sent:
-        the subscription ends right after it, though the store may hold more.
+        the subscription ends right after it, though the store may hold more. Events below
+        the reader's floor, and those ``withheld`` from them, are skipped; what was sequenced
+        before the access check was passed ends nothing.
         """
         conn = sub.conn
         # Replay fills at most half the queue, leaving room for replies and presence.
@@ -510,9 +544,12 @@ class Hub:
                     return
                 if event.offset > sub.last_offset:
                     sub.last_offset = event.offset
+                    if event.offset < sub.floor or withheld(sub, event, channel.privacy):
+                        continue
                     conn.send(event)
-                    if ends(sub, event):
-                        self.unsubscribe(conn, sub.sphere_id, reason=REVOKED)
+                    reason = ends(sub, event) if event.offset > sub.checked else None
+                    if reason is not None:
+                        self.unsubscribe(conn, sub.sphere_id, reason=reason)
                         return
             if len(events) < REPLAY_PAGE and sub.last_offset >= channel.delivered:
                 sub.live = True  # no await since the check: nothing delivered can be missed
@@ -546,8 +583,11 @@ class Hub:
             channel.ready.set()
             self._tasks.spawn(self._release(sphere.sphere_id), name="broker unsubscribe")
             raise
-        record, channel.members = current
-        channel.privacy = record.privacy
+        record, members = current
+        channel.members = {user_id: role for user_id, (role, _) in members.items()}
+        channel.floors = {user_id: floor for user_id, (_, floor) in members.items()}
+        channel.privacy, channel.history = record.privacy, record.history
+        channel.public_from, channel.charter_version = record.public_from, record.charter_version
         channel.delivered = record.offset
         self._drain_pending(channel)
         channel.ready.set()

@@ -56,9 +56,9 @@ class PublicPages:
         if sphere is None or sphere.privacy is not Privacy.PUBLIC:
             return HTMLResponse(NOT_FOUND_PAGE, 404, PAGE_HEADERS)
         events, _ = await self._store().history(
-            sphere.sphere_id, before=None, after=None, limit=PAGE_POSTS
+            sphere.sphere_id, before=None, after=None, limit=PAGE_POSTS, floor=sphere.public_from
         )
-        posts = [e for e in events if e.kind is EventKind.POST and e.offset >= sphere.public_from]
+        posts = [e for e in events if e.kind is EventKind.POST]
         names = await self._names({post.author_id for post in posts})
         return HTMLResponse(render(sphere.name, posts, names), 200, PAGE_HEADERS)
 

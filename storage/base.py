@@ -9,12 +9,12 @@ transaction that stores the event, from a per-sphere counter, so offsets are gap
 a transaction rolls back, and returns only once the event is durable.
 
 Membership is part of the stream. Every change of a sphere's members (``create_sphere``,
-``change_member``) or of its privacy (``update_sphere``) writes a ``member`` or ``sphere``
-event with the sphere's next offset in the transaction that changes the rows, and decides on
-rows read inside that transaction, under the lock that orders the sphere's appends. And an
-append is authorised when its group commits: an author who is not a member of the sphere at
-that moment fails with ``NotMemberError``. So no post is ever sequenced after its author's
-removal, whatever a gateway believed when it accepted the write.
+``change_member``) or of its settings (``update_sphere``, ``set_charter``) writes a ``member``
+or ``sphere`` event with the sphere's next offset in the transaction that changes the rows,
+and decides on rows read inside that transaction, under the lock that orders the sphere's
+appends. And an append is authorised when its group commits: an author who is not a member of
+the sphere at that moment fails with ``NotMemberError``. So no post is ever sequenced after
+its author's removal, whatever a gateway believed when it accepted the write.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from protocol import (
     UserKind,
 )
 from storage.audit import AuditAction, SphereAudit
+from storage.charter import Charters
 from storage.conversations import Conversations
 
 # What a client is told when a write's outcome is unknown (protocol code ``unknown``).
@@ -213,8 +214,63 @@ class MemberChange:
 # Decides a change from the state read in its transaction: the change to make, None for
 # "nothing to do", or raises a CloisonError to refuse (the transaction then writes nothing).
 DecideMember = Callable[[MembershipState], MemberChange | None]
-# Checks a sphere update against the sphere and the actor's role; raises to refuse.
-CheckUpdate = Callable[[SphereRecord, Role | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    """What a member's view of a sphere depends on, besides their role."""
+
+    role: Role
+    history_from: int  # the first offset they may read (0: the whole history)
+    charter_accepted: int  # the charter version they accepted (0: none)
+    muted_until_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SphereSettings:
+    """Every setting of a sphere but its charter (``create_sphere``, ``update_sphere``)."""
+
+    name: str
+    privacy: Privacy
+    listed: bool
+    join_policy: JoinPolicy
+    history: HistoryMode
+
+
+def default_settings(name: str, privacy: Privacy) -> SphereSettings:
+    """A new sphere's settings by type: private and restricted spheres are sealed (never
+    listed, entered by invitation); open and public ones are listed and free to join. The
+    history shows newcomers only what follows their joining."""
+    visible = privacy in (Privacy.OPEN, Privacy.PUBLIC)
+    return SphereSettings(
+        name=name,
+        privacy=privacy,
+        listed=visible,
+        join_policy=JoinPolicy.FREE if visible else JoinPolicy.INVITATION,
+        history=HistoryMode.SINCE_JOINING,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsState:
+    """What a settings change is decided on, read inside the transaction that makes it."""
+
+    sphere: SphereRecord
+    actor_role: Role | None
+    members: int  # how many members the sphere has
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsChange:
+    """A decided change: the settings afterwards, and the audit entries (action, detail) to
+    write with it."""
+
+    settings: SphereSettings
+    audits: tuple[tuple[AuditAction, str], ...]
+
+
+# Decides a settings change: the change, None for "nothing changes", or raises to refuse.
+DecideSettings = Callable[[SettingsState], SettingsChange | None]
 
 
 class StoreError(CloisonError):
@@ -300,11 +356,20 @@ class MessageLog(Protocol):
         ...
 
     async def history(
-        self, sphere_id: SphereId, *, before: int | None, after: int | None, limit: int
+        self,
+        sphere_id: SphereId,
+        *,
+        before: int | None,
+        after: int | None,
+        limit: int,
+        floor: int = 0,
+        own_member_events: UserId | None = None,
     ) -> tuple[list[Message], bool]:
         """Posts (current state, tombstones included, with their reactions) and member and
         sphere events, ascending by offset; edits, deletes, reactions and pins show only in the
-        state of their post.
+        state of their post. Only events at or above ``floor`` (the reader's history promise);
+        with ``own_member_events``, the only member events are those about that user (a reader
+        who may not list the members).
 
         With ``after``: the oldest ``limit`` events above it. Otherwise the newest ``limit``
         events below ``before`` (or the newest of all). Returns (events, has_more), where
@@ -429,10 +494,18 @@ class Directory(Protocol):
         ...
 
     async def create_sphere(
-        self, name: str, privacy: Privacy, owner_id: UserId, *, now_ms: int
+        self,
+        name: str,
+        privacy: Privacy,
+        owner_id: UserId,
+        *,
+        now_ms: int,
+        settings: SphereSettings | None = None,
     ) -> SphereRecord:
         """Create a sphere with a fresh epoch owned by ``owner_id``, in one transaction that
-        also writes the owner's ``member`` event (``joined``, offset 1).
+        also writes the owner's ``member`` event (``joined``, offset 1) and the
+        ``sphere_created`` audit entry. ``settings`` (None: ``name`` and ``privacy`` with the
+        type's defaults, ``storage.rows.default_settings``) must suit the type.
 
         Raises:
             NotFoundError: no such user.
@@ -442,25 +515,27 @@ class Directory(Protocol):
     async def get_sphere(self, sphere_id: SphereId) -> SphereRecord | None: ...
 
     async def update_sphere(
-        self,
-        sphere_id: SphereId,
-        actor_id: UserId,
-        check: CheckUpdate,
-        *,
-        name: str | None,
-        privacy: Privacy | None,
-        now_ms: int,
+        self, sphere_id: SphereId, actor_id: UserId, decide: DecideSettings, *, now_ms: int
     ) -> tuple[SphereRecord, Message | None]:
-        """Change a sphere's name and/or privacy, if ``check`` (called in the transaction with
-        the sphere and the actor's role) allows it.
+        """Change a sphere's settings as ``decide`` rules on the state read in the transaction.
+
+        The settings, the ``sphere`` event carrying all of them (the sphere's next offset) and
+        the audit entries are written in one transaction; ``public_from`` follows
+        ``storage.rows.public_from_after``.
 
         Returns:
-            The sphere as updated, and the ``sphere`` event written when its privacy changed.
+            The sphere as updated, and its ``sphere`` event (None when nothing changed).
 
         Raises:
             NotFoundError: no such sphere.
-            CloisonError: whatever ``check`` raised; nothing was written.
+            CloisonError: whatever ``decide`` raised; nothing was written.
         """
+        ...
+
+    async def sphere_view(
+        self, sphere_id: SphereId, user_id: UserId
+    ) -> tuple[SphereRecord | None, MemberView | None]:
+        """The sphere and the user's membership in it, in one read (either may be None)."""
         ...
 
     async def sphere_access(
@@ -471,8 +546,9 @@ class Directory(Protocol):
 
     async def sphere_members(
         self, sphere_id: SphereId
-    ) -> tuple[SphereRecord, dict[UserId, Role]] | None:
-        """The sphere (with its position) and every member's role, in one consistent read."""
+    ) -> tuple[SphereRecord, dict[UserId, tuple[Role, int]]] | None:
+        """The sphere (with its position) and every member's role and ``history_from``, in one
+        consistent read."""
         ...
 
     async def change_member(
@@ -488,7 +564,9 @@ class Directory(Protocol):
         read inside the transaction (so no rule is checked on stale rows).
 
         The member row and the ``member`` event (the sphere's next offset, authored by
-        ``actor_id``, with the target's name at this time) are written in one transaction.
+        ``actor_id``, with the target's name at this time) are written in one transaction. A
+        user who becomes a member (from not being one) reads from ``storage.rows.joined_from``:
+        their ``member`` event under ``since_joining``, the whole history under ``full``.
 
         Returns:
             The event, or None when ``decide`` found nothing to do.
@@ -511,12 +589,13 @@ class Directory(Protocol):
     async def user_spheres(
         self, user_id: UserId, *, limit: int | None = None, after: SphereKey | None = None
     ) -> list[SphereSummary]:
-        """The user's spheres with role, read marker and unread post count, by name and id: at
-        most ``limit`` (None: all) of those after ``after`` (a ``sphere_key``)."""
+        """The user's spheres with their settings, role, read marker, unread post count (from
+        their floor on), floor, accepted charter and mute, by name and id: at most ``limit``
+        (None: all) of those after ``after`` (a ``sphere_key``)."""
         ...
 
     async def discoverable_spheres(self, limit: int) -> list[SphereSummary]:
-        """Open and public spheres, newest first (role and unread left empty)."""
+        """Listed open and public spheres, newest first (role and unread left empty)."""
         ...
 
     async def set_read_marker(self, sphere_id: SphereId, user_id: UserId, offset: int) -> int:
@@ -524,7 +603,7 @@ class Directory(Protocol):
         ...
 
 
-class Store(MessageLog, Directory, SphereAudit, Conversations, Protocol):
+class Store(MessageLog, Directory, SphereAudit, Conversations, Charters, Protocol):
     async def check_writable(self) -> None:
         """Prove that a write could commit now (readiness), without writing anything.
 

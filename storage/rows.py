@@ -18,15 +18,16 @@ from protocol import (
     Privacy,
     Role,
     SphereId,
+    SphereSummary,
     UserId,
 )
-from storage.base import AppendResult, Draft, MemberChange, SphereRecord
+from storage.base import AppendResult, Draft, MemberChange, SphereRecord, SphereSettings
 
 # Every column of an events row, in the order ``to_message`` reads them.
 EVENT_COLUMNS = (
     "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, "
     "deleted, member_id, member_name, member_role, member_action, privacy, reply_to, emoji, "
-    "mentions, pinned"
+    "mentions, pinned, sphere_name, listed, join_policy, history_mode, charter_version"
 )
 EVENT_WIDTH = len(EVENT_COLUMNS.split(", "))
 # The columns the group commit sets (posts, edits, deletes, reactions, pins; others stay NULL).
@@ -118,17 +119,58 @@ def member_event(
     )
 
 
-def sphere_event(sphere: SphereRecord, actor_id: UserId, privacy: Privacy, now_ms: int) -> Message:
-    """The ``sphere`` event of a privacy change, at the offset after the sphere's current one."""
+def sphere_event(after: SphereRecord, actor_id: UserId, now_ms: int) -> Message:
+    """The ``sphere`` event carrying every setting of ``after``, at ``after.offset``."""
     return Message(
-        sphere_id=sphere.sphere_id,
-        offset=sphere.offset + 1,
+        sphere_id=after.sphere_id,
+        offset=after.offset,
         kind=EventKind.SPHERE,
         message_id=server_message_id(),
         author_id=actor_id,
         ts_ms=now_ms,
-        privacy=privacy,
+        privacy=after.privacy,
+        listed=after.listed,
+        join_policy=after.join_policy,
+        history=after.history,
+        charter_version=after.charter_version,
+        name=after.name,
     )
+
+
+def joined_from(history: HistoryMode, offset: int) -> int:
+    """The first offset a newcomer whose ``member`` event is at ``offset`` may read."""
+    return offset if history is HistoryMode.SINCE_JOINING else 0
+
+
+def public_from_after(
+    before: tuple[Privacy, HistoryMode, int], privacy: Privacy, history: HistoryMode, offset: int
+) -> int:
+    """The first offset an outsider may read after a change of type or history at ``offset``;
+    ``before`` is the sphere's (privacy, history, public_from) until then.
+
+    A sphere that becomes public, or a public sphere whose history is narrowed, shows outsiders
+    only what follows the change; a sphere whose history is whole hides nothing from them.
+    """
+    was_privacy, was_history, was_public_from = before
+    if history is HistoryMode.FULL:
+        return 0
+    was_open_to_outsiders = (
+        was_privacy is Privacy.PUBLIC and was_history is HistoryMode.SINCE_JOINING
+    )
+    if privacy is Privacy.PUBLIC and not was_open_to_outsiders:
+        return offset
+    return was_public_from
+
+
+def read_floor(privacy: Privacy, public_from: int, history_from: int | None) -> int:
+    """The first offset a reader may read: a member from their ``history_from``, an outsider
+    of a public sphere from ``public_from`` (a member of a public sphere reads what an outsider
+    reads, too)."""
+    if history_from is None:
+        return public_from
+    if privacy is Privacy.PUBLIC:
+        return min(history_from, public_from)
+    return history_from
 
 
 def event_row(event: Message) -> tuple[Any, ...]:
@@ -153,6 +195,11 @@ def event_row(event: Message) -> tuple[Any, ...]:
         None,
         None,
         False,
+        event.name,
+        None if event.listed is None else int(event.listed),
+        event.join_policy.value if event.join_policy is not None else None,
+        event.history.value if event.history is not None else None,
+        event.charter_version,
     )
 
 
@@ -178,6 +225,11 @@ def to_message(row: Any) -> Message:
         emoji,
         mentions,
         pinned,
+        sphere_name,
+        listed,
+        join_policy,
+        history,
+        charter_version,
     ) = row
     return Message(
         sphere_id=SphereId(sphere_id),
@@ -199,6 +251,11 @@ def to_message(row: Any) -> Message:
         emoji=emoji,
         mentions=read_mentions(mentions),
         pinned=bool(pinned),
+        listed=bool(listed) if listed is not None else None,
+        join_policy=JoinPolicy(join_policy) if join_policy is not None else None,
+        history=HistoryMode(history) if history is not None else None,
+        charter_version=charter_version,
+        name=sphere_name,
     )
 
 
@@ -217,6 +274,18 @@ SPHERE_COLUMNS = (
     "history_mode, charter_version, public_from"
 )
 SPHERE_WIDTH = len(SPHERE_COLUMNS.split(", "))
+
+
+def sphere_select(alias: str = "") -> str:
+    """``SPHERE_COLUMNS`` to read (columns prefixed by ``alias``): a charter whose text was
+    cleared reads as version 0, none; the stored version keeps counting."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(
+        f"CASE WHEN {prefix}charter_text IS NULL THEN 0 ELSE {prefix}charter_version END"
+        if column == "charter_version"
+        else prefix + column
+        for column in SPHERE_COLUMNS.split(", ")
+    )
 
 
 def to_sphere(row: Any) -> SphereRecord:
@@ -246,4 +315,27 @@ def to_sphere(row: Any) -> SphereRecord:
         history=HistoryMode(history),
         charter_version=charter_version,
         public_from=public_from,
+    )
+
+
+def summary_of(sphere: SphereRecord) -> SphereSummary:
+    """The sphere as anyone who sees it sees it (no role, marker nor floor)."""
+    return SphereSummary(
+        sphere_id=sphere.sphere_id,
+        name=sphere.name,
+        privacy=sphere.privacy,
+        epoch=sphere.epoch,
+        offset=sphere.offset,
+        listed=sphere.listed,
+        join_policy=sphere.join_policy,
+        history=sphere.history,
+        charter_version=sphere.charter_version,
+    )
+
+
+def settings_detail(settings: SphereSettings) -> str:
+    """An audit detail naming the settings (never the name: only that there is one)."""
+    return (
+        f"privacy={settings.privacy.value},listed={str(settings.listed).lower()},"
+        f"join_policy={settings.join_policy.value},history={settings.history.value}"
     )

@@ -7,7 +7,7 @@
 - ``guard``: ``authorise``, the check the dispatcher runs before every sphere request.
 """
 
-from server.access.guard import CurrentAccess, Granted, authorise
+from server.access.guard import CHARTER_REQUIRED, CurrentAccess, Granted, MapAccess, authorise
 from server.access.rights import RIGHTS, Grant, Right, Standing, allowed, standing_allows
 from server.access.rules import (
     JOIN_TO_READ,
@@ -15,12 +15,15 @@ from server.access.rules import (
     SPHERE_NOT_FOUND,
     can_manage,
     can_read,
-    check_update,
+    check_charter,
+    create_settings,
     decide_join,
     decide_leave,
     decide_remove,
     deciding_add,
     deciding_role,
+    deciding_settings,
+    history_floor,
     refused_write,
     require,
     require_member,
@@ -28,10 +31,13 @@ from server.access.rules import (
     require_visible,
     require_visible_privacy,
     resolve,
+    sees_members,
+    unfit_setting,
     visible,
 )
 
 __all__ = [
+    "CHARTER_REQUIRED",
     "JOIN_TO_READ",
     "MEMBERS_ONLY",
     "RIGHTS",
@@ -39,18 +45,22 @@ __all__ = [
     "CurrentAccess",
     "Grant",
     "Granted",
+    "MapAccess",
     "Right",
     "Standing",
     "allowed",
     "authorise",
     "can_manage",
     "can_read",
-    "check_update",
+    "check_charter",
+    "create_settings",
     "decide_join",
     "decide_leave",
     "decide_remove",
     "deciding_add",
     "deciding_role",
+    "deciding_settings",
+    "history_floor",
     "refused_write",
     "require",
     "require_member",
@@ -58,6 +68,8 @@ __all__ = [
     "require_visible",
     "require_visible_privacy",
     "resolve",
+    "sees_members",
     "standing_allows",
+    "unfit_setting",
     "visible",
 ]

@@ -14,16 +14,32 @@ module would have answered.
 
 from __future__ import annotations
 
-from protocol import CloisonError, ErrorCode, MemberAction, Privacy, Role, SphereId, UserId
-from server.access.rights import STAFF, Right, allowed
+from protocol import (
+    CloisonError,
+    ErrorCode,
+    HistoryMode,
+    JoinPolicy,
+    MemberAction,
+    Privacy,
+    Role,
+    SphereId,
+    UserId,
+)
+from server.access.rights import STAFF, VISIBLE_TYPES, Right, allowed
 from storage import (
     AuditAction,
-    CheckUpdate,
     DecideMember,
+    DecideSettings,
     MemberChange,
     MembershipState,
+    MemberView,
+    SettingsChange,
+    SettingsState,
     SphereRecord,
+    SphereSettings,
     Store,
+    default_settings,
+    read_floor,
 )
 
 SPHERE_NOT_FOUND = "sphere not found"
@@ -126,10 +142,16 @@ def _last_owner(state: MembershipState, role_after: Role | None) -> bool:
 
 
 def decide_join(state: MembershipState) -> MemberChange | None:
-    """Joining an open or public sphere; a member who joins again changes nothing."""
+    """Joining an open or public sphere free to join; a member who joins again changes
+    nothing. A sphere that admits on request is entered with ``request_join``."""
     if state.actor_role is not None:
         return None
     require_right(Right.JOIN, state.sphere.privacy, None)
+    if state.sphere.join_policy is JoinPolicy.APPROVAL:
+        raise CloisonError(
+            "this sphere admits members on request: use request_join", code=ErrorCode.FORBIDDEN
+        )
+    require(state.sphere.join_policy is JoinPolicy.FREE, "this sphere is entered by invitation")
     return MemberChange(Role.MEMBER, MemberAction.JOINED)
 
 
@@ -223,19 +245,145 @@ def deciding_role(role: Role) -> DecideMember:
     return decide
 
 
-def check_update(privacy: Privacy | None) -> CheckUpdate:
-    """Renaming takes an admin; changing who can see the sphere takes an owner."""
+# The join policies each type allows: sealed types are entered by invitation only.
+JOIN_POLICIES = {
+    Privacy.PRIVATE: frozenset({JoinPolicy.INVITATION}),
+    Privacy.RESTRICTED: frozenset({JoinPolicy.INVITATION}),
+    Privacy.OPEN: frozenset({JoinPolicy.FREE, JoinPolicy.APPROVAL}),
+    Privacy.PUBLIC: frozenset({JoinPolicy.FREE, JoinPolicy.APPROVAL}),
+}
 
-    def check(sphere: SphereRecord, role: Role | None) -> None:
-        require_right(
-            Right.EDIT_SETTINGS, sphere.privacy, role, message="only sphere admins may change it"
+
+def unfit_setting(privacy: Privacy, listed: bool, join_policy: JoinPolicy) -> str | None:
+    """Why ``listed`` and ``join_policy`` do not suit a sphere of ``privacy`` (None: they do)."""
+    if listed and privacy not in VISIBLE_TYPES:
+        return f"a {privacy.value} sphere is never listed"
+    if join_policy not in JOIN_POLICIES[privacy]:
+        allowed_policies = " or ".join(sorted(p.value for p in JOIN_POLICIES[privacy]))
+        return f"a {privacy.value} sphere's join policy is {allowed_policies}"
+    return None
+
+
+def create_settings(
+    name: str,
+    privacy: Privacy,
+    listed: bool | None,
+    join_policy: JoinPolicy | None,
+    history: HistoryMode | None,
+) -> SphereSettings:
+    """A new sphere's settings: the type's defaults for what the request leaves out.
+
+    Raises:
+        CloisonError: ``bad_frame`` when the request asks for a setting its type does not allow.
+    """
+    default = default_settings(name, privacy)
+    settings = SphereSettings(
+        name=name,
+        privacy=privacy,
+        listed=default.listed if listed is None else listed,
+        join_policy=join_policy or default.join_policy,
+        history=history or default.history,
+    )
+    unfit = unfit_setting(privacy, settings.listed, settings.join_policy)
+    if unfit is not None:
+        raise CloisonError(unfit, code=ErrorCode.BAD_FRAME)
+    return settings
+
+
+def _check_history(state: SettingsState, history: HistoryMode) -> None:
+    """The history promise: any change while the actor is alone in the sphere; afterwards
+    only narrowing (to ``since_joining``), never widening."""
+    if history is state.sphere.history or history is HistoryMode.SINCE_JOINING:
+        return
+    if state.members > 1:
+        raise CloisonError(
+            "the history promise is kept once the sphere has other members: "
+            "it can be narrowed, never widened",
+            code=ErrorCode.CONFLICT,
         )
-        if privacy is not None:
-            require_right(
-                Right.CHANGE_TYPE,
-                sphere.privacy,
-                role,
-                message="only owners may change who can see a sphere",
-            )
 
-    return check
+
+def deciding_settings(
+    *,
+    name: str | None,
+    privacy: Privacy | None,
+    listed: bool | None,
+    join_policy: JoinPolicy | None,
+    history: HistoryMode | None,
+) -> DecideSettings:
+    """Changing a sphere's settings; fields left None are kept.
+
+    A change between a sealed type (private, restricted) and a visible one (open, public)
+    takes the new type's listing and join policy unless the request names them. Each right
+    is checked on the rows of the transaction: settings by administrators, the type and the
+    history by the owner.
+    """
+
+    def decide(state: SettingsState) -> SettingsChange | None:
+        sphere, role = state.sphere, state.actor_role
+        wanted = {
+            Right.EDIT_SETTINGS: name is not None or listed is not None or join_policy is not None,
+            Right.CHANGE_TYPE: privacy is not None,
+            Right.CHANGE_HISTORY: history is not None,
+        }
+        for right in [r for r, asked in wanted.items() if asked] or [Right.EDIT_SETTINGS]:
+            require_right(right, sphere.privacy, role)
+        kind = privacy or sphere.privacy
+        if (kind in VISIBLE_TYPES) != (sphere.privacy in VISIBLE_TYPES):
+            base = default_settings(sphere.name, kind)
+        else:
+            base = SphereSettings(
+                sphere.name, kind, sphere.listed, sphere.join_policy, sphere.history
+            )
+        after = SphereSettings(
+            name=name if name is not None else sphere.name,
+            privacy=kind,
+            listed=base.listed if listed is None else listed,
+            join_policy=join_policy or base.join_policy,
+            history=history or sphere.history,
+        )
+        unfit = unfit_setting(after.privacy, after.listed, after.join_policy)
+        if unfit is not None:
+            raise CloisonError(unfit, code=ErrorCode.CONFLICT)
+        _check_history(state, after.history)
+        audits = _audits(sphere, after)
+        return SettingsChange(after, audits) if audits else None
+
+    return decide
+
+
+def _audits(sphere: SphereRecord, after: SphereSettings) -> tuple[tuple[AuditAction, str], ...]:
+    """The audit entries of a settings change: what changed (never the name itself)."""
+    changed = []
+    if after.name != sphere.name:
+        changed.append("name")
+    if after.listed != sphere.listed:
+        changed.append(f"listed={str(after.listed).lower()}")
+    if after.join_policy is not sphere.join_policy:
+        changed.append(f"join_policy={after.join_policy.value}")
+    audits = []
+    if changed:
+        audits.append((AuditAction.SETTINGS_CHANGED, ",".join(changed)))
+    if after.privacy is not sphere.privacy:
+        audits.append((AuditAction.TYPE_CHANGED, after.privacy.value))
+    if after.history is not sphere.history:
+        audits.append((AuditAction.HISTORY_CHANGED, after.history.value))
+    return tuple(audits)
+
+
+def check_charter(privacy: Privacy, role: Role | None) -> None:
+    """Setting the charter, checked on the rows of its transaction."""
+    require_right(Right.SET_CHARTER, privacy, role)
+
+
+def history_floor(sphere: SphereRecord, member: MemberView | None) -> int:
+    """The first offset the reader may read of ``sphere`` (the history promise)."""
+    return read_floor(
+        sphere.privacy, sphere.public_from, member.history_from if member is not None else None
+    )
+
+
+def sees_members(privacy: Privacy, role: Role | None) -> bool:
+    """Does the reader learn who the other members are (their member events, presence,
+    typing)? Those who may not list the members may not learn them any other way."""
+    return allowed(Right.LIST_MEMBERS, privacy, role)

@@ -29,6 +29,7 @@ from server.access import Granted
 from server.config import Config
 from server.conversations import ConversationReads, ConversationWrites
 from server.governance.audit import AuditHandlers
+from server.governance.charter import CharterHandlers
 from server.governance.reports import ReportHandlers
 from server.hub import Hub
 from server.operations.context import Caller, Deps, Handler, PreparedWrite, WriteHandler
@@ -61,6 +62,7 @@ class Operations:
             AuditHandlers(deps),
             ConversationReads(deps),
             ReportHandlers(deps),
+            CharterHandlers(deps),
         ):
             self._handlers.update(module.handlers())
         for writer in (messages, ConversationWrites()):

@@ -28,7 +28,7 @@ from protocol import (
     Unsubscribed,
 )
 from server import paging
-from server.access import Granted, Right, require_right
+from server.access import Granted, Right, require_right, sees_members
 from server.operations.context import (
     Caller,
     Deps,
@@ -113,7 +113,11 @@ class MessageHandlers:
                 code=ErrorCode.UNRECOVERABLE_POSITION,
             )
         await self._hub.subscribe(
-            conn, sphere, since=since.offset if since is not None else None, ref=frame.ref
+            conn,
+            sphere,
+            since=since.offset if since is not None else None,
+            ref=frame.ref,
+            charter_accepted=granted(grant).charter_accepted,
         )
         return None
 
@@ -137,11 +141,16 @@ class MessageHandlers:
     async def _history(self, caller: Caller, frame: History, grant: Granted | None) -> Frame:
         if frame.before is not None and frame.after is not None:
             raise CloisonError("give before or after, not both", code=ErrorCode.BAD_FRAME)
+        grant = granted(grant)
         messages, has_more = await self._store.history(
             frame.sphere_id,
             before=frame.before,
             after=frame.after,
             limit=frame.limit or DEFAULT_HISTORY_LIMIT,
+            floor=grant.floor,
+            own_member_events=(
+                None if sees_members(grant.privacy, grant.role) else caller.user.user_id
+            ),
         )
         messages, trimmed = paging.fit_page(
             messages,
@@ -172,9 +181,10 @@ class MessageHandlers:
 
         Only its author may edit a post; its author or a holder of ``delete_any`` may delete
         it. A post already deleted passes here: the store answers a retried delete with its
-        original ack and anything else with ``not_found``.
+        original ack and anything else with ``not_found``. A post older than the caller's
+        floor is, for them, not there.
         """
-        event = await self._store.get_event(sphere_id, target)
+        event = await self._store.get_event(sphere_id, target) if target >= grant.floor else None
         if event is None or event.kind is not EventKind.POST:
             raise CloisonError("no such message", code=ErrorCode.NOT_FOUND)
         if event.author_id != caller.user.user_id:

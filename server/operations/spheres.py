@@ -29,7 +29,15 @@ from protocol import (
 from server import access, paging
 from server.access import Granted
 from server.operations.context import Caller, Deps, Handler, now_ms
-from storage import DecideMember, MemberKey, SphereKey, SphereRecord, member_key, sphere_key
+from storage import (
+    DecideMember,
+    MemberKey,
+    SphereKey,
+    SphereRecord,
+    member_key,
+    sphere_key,
+    summary_of,
+)
 
 DISCOVER_LIMIT = MAX_LIST_LIMIT
 # Why: a member or sphere list shows this many at once; more is a page away.
@@ -60,13 +68,7 @@ class SphereHandlers:
         for summary in await self._store.user_spheres(caller.user.user_id):
             if summary.sphere_id == sphere.sphere_id:
                 return summary
-        return SphereSummary(
-            sphere_id=sphere.sphere_id,
-            name=sphere.name,
-            privacy=sphere.privacy,
-            epoch=sphere.epoch,
-            offset=sphere.offset,
-        )
+        return summary_of(sphere)
 
     async def _list_spheres(
         self, caller: Caller, frame: ListSpheres, grant: Granted | None
@@ -102,21 +104,26 @@ class SphereHandlers:
     async def _create_sphere(
         self, caller: Caller, frame: CreateSphere, grant: Granted | None
     ) -> Frame:
+        settings = access.create_settings(
+            frame.name, frame.privacy, frame.listed, frame.join_policy, frame.history
+        )
         sphere = await self._store.create_sphere(
-            frame.name, frame.privacy, caller.user.user_id, now_ms=now_ms()
+            frame.name, frame.privacy, caller.user.user_id, now_ms=now_ms(), settings=settings
         )
         return SphereInfo(sphere=await self.summary(sphere, caller), ref=frame.ref)
 
     async def _update_sphere(
         self, caller: Caller, frame: UpdateSphere, grant: Granted | None
     ) -> Frame:
-        updated, event = await self._store.update_sphere(
-            frame.sphere_id,
-            caller.user.user_id,
-            access.check_update(frame.privacy),
+        decide = access.deciding_settings(
             name=frame.name,
             privacy=frame.privacy,
-            now_ms=now_ms(),
+            listed=frame.listed,
+            join_policy=frame.join_policy,
+            history=frame.history,
+        )
+        updated, event = await self._store.update_sphere(
+            frame.sphere_id, caller.user.user_id, decide, now_ms=now_ms()
         )
         if event is not None:
             await self._hub.publish(event)  # non-member readers lose access in stream order

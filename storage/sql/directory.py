@@ -3,7 +3,7 @@
 ``SqlDirectory`` implements these methods once over the engine's hooks (see
 ``storage.sql.accounts.SqlAccounts``, which it extends with the users and tokens): each change
 is one transaction of ``_writing()``, each read one ``_query``. A change of a sphere's members
-or privacy first reads the sphere's row with the dialect's ``lock_sphere``: on PostgreSQL the
+or settings first reads the sphere's row with the dialect's ``lock_sphere``: on PostgreSQL the
 counter row lock that appends take too, on SQLite nothing more than the write lock its
 transaction holds from its first statement. Either way the rows a change decides on are the
 rows it changes, and no group commit of the sphere runs in between.
@@ -25,23 +25,31 @@ from protocol import (
     UserId,
     UserKind,
 )
-from storage.audit import SphereAuditEntry
+from storage.audit import AuditAction, SphereAuditEntry
 from storage.base import (
-    CheckUpdate,
     DecideMember,
+    DecideSettings,
     MemberChange,
     MemberKey,
     MembershipState,
+    MemberView,
     NotFoundError,
+    SettingsState,
     SphereKey,
     SphereRecord,
+    SphereSettings,
+    default_settings,
 )
 from storage.rows import (
     SPHERE_WIDTH,
     check_limit,
     event_row,
+    joined_from,
     member_event,
+    public_from_after,
+    settings_detail,
     sphere_event,
+    summary_of,
     to_sphere,
 )
 from storage.sql.accounts import SqlAccounts
@@ -56,20 +64,31 @@ class SqlDirectory(SqlAccounts):
     """``storage.base.Directory`` in shared SQL: an engine supplies the hooks and ``_q``."""
 
     async def create_sphere(
-        self, name: str, privacy: Privacy, owner_id: UserId, *, now_ms: int
+        self,
+        name: str,
+        privacy: Privacy,
+        owner_id: UserId,
+        *,
+        now_ms: int,
+        settings: SphereSettings | None = None,
     ) -> SphereRecord:
-        """Create a sphere owned by ``owner_id``, with the owner's ``member`` event at offset 1.
+        """Create a sphere owned by ``owner_id``, with the owner's ``member`` event at offset 1
+        and its ``sphere_created`` audit entry.
 
         Raises:
             NotFoundError: no such user.
         """
+        chosen = settings or default_settings(name, privacy)
         sphere = SphereRecord(
             sphere_id=SphereId("s_" + secrets.token_urlsafe(12)),
-            name=name,
-            privacy=privacy,
+            name=chosen.name,
+            privacy=chosen.privacy,
             epoch=secrets.token_hex(4),
             offset=0,
             created_ms=now_ms,
+            listed=chosen.listed,
+            join_policy=chosen.join_policy,
+            history=chosen.history,
         )
         q = self._q
         async with self._writing() as db:
@@ -81,8 +100,8 @@ class SqlDirectory(SqlAccounts):
             await db.fetch(
                 q.insert_sphere,
                 sphere.sphere_id,
-                name,
-                privacy.value,
+                sphere.name,
+                sphere.privacy.value,
                 sphere.epoch,
                 event.offset,
                 now_ms,
@@ -94,6 +113,14 @@ class SqlDirectory(SqlAccounts):
             )
             await db.fetch(q.insert_member, sphere.sphere_id, owner_id, Role.OWNER.value, now_ms)
             await db.fetch(q.insert_event, *event_row(event))
+            created = SphereAuditEntry(
+                sphere.sphere_id,
+                now_ms,
+                owner_id,
+                AuditAction.SPHERE_CREATED,
+                detail=settings_detail(chosen),
+            )
+            await insert_sphere_audit(db, self._dialect, created)
         return dataclasses.replace(sphere, offset=event.offset)
 
     async def get_sphere(self, sphere_id: SphereId) -> SphereRecord | None:
@@ -101,16 +128,9 @@ class SqlDirectory(SqlAccounts):
         return to_sphere(rows[0]) if rows else None
 
     async def update_sphere(
-        self,
-        sphere_id: SphereId,
-        actor_id: UserId,
-        check: CheckUpdate,
-        *,
-        name: str | None,
-        privacy: Privacy | None,
-        now_ms: int,
+        self, sphere_id: SphereId, actor_id: UserId, decide: DecideSettings, *, now_ms: int
     ) -> tuple[SphereRecord, Message | None]:
-        """Rename a sphere or change its privacy (see ``storage.base.Directory``)."""
+        """Change a sphere's settings (see ``storage.base.Directory``)."""
         q = self._q
         async with self._writing() as db:
             rows = await db.fetch(q.lock_sphere, sphere_id)
@@ -118,21 +138,58 @@ class SqlDirectory(SqlAccounts):
                 raise NotFoundError(f"no sphere {sphere_id}")
             sphere = to_sphere(rows[0])
             roles = await db.fetch(q.get_role, sphere_id, actor_id)
-            check(sphere, Role(roles[0][0]) if roles else None)
-            event = None
-            if privacy is not None and privacy is not sphere.privacy:
-                event = sphere_event(sphere, actor_id, privacy, now_ms)
-                await db.fetch(q.insert_event, *event_row(event))
+            members = await db.fetch(q.count_members, sphere_id)
+            state = SettingsState(sphere, Role(roles[0][0]) if roles else None, members[0][0])
+            change = decide(state)
+            if change is None:
+                return sphere, None
+            after = change.settings
+            offset = sphere.offset + 1
             updated = dataclasses.replace(
                 sphere,
-                name=name if name is not None else sphere.name,
-                privacy=privacy if privacy is not None else sphere.privacy,
-                offset=event.offset if event is not None else sphere.offset,
+                name=after.name,
+                privacy=after.privacy,
+                listed=after.listed,
+                join_policy=after.join_policy,
+                history=after.history,
+                public_from=public_from_after(
+                    (sphere.privacy, sphere.history, sphere.public_from),
+                    after.privacy,
+                    after.history,
+                    offset,
+                ),
+                offset=offset,
             )
+            event = sphere_event(updated, actor_id, now_ms)
+            await db.fetch(q.insert_event, *event_row(event))
             await db.fetch(
-                q.update_sphere, updated.name, updated.privacy.value, updated.offset, sphere_id
+                q.update_sphere,
+                updated.name,
+                updated.privacy.value,
+                int(updated.listed),
+                updated.join_policy.value,
+                updated.history.value,
+                updated.public_from,
+                updated.offset,
+                sphere_id,
             )
+            for action, detail in change.audits:
+                entry = SphereAuditEntry(sphere_id, now_ms, actor_id, action, None, offset, detail)
+                await insert_sphere_audit(db, self._dialect, entry)
         return updated, event
+
+    async def sphere_view(
+        self, sphere_id: SphereId, user_id: UserId
+    ) -> tuple[SphereRecord | None, MemberView | None]:
+        rows = await self._query(self._q.sphere_view, user_id, sphere_id)
+        if not rows:
+            return None, None
+        row = tuple(rows[0])
+        sphere = to_sphere(row[:SPHERE_WIDTH])
+        role, history_from, accepted, muted_until_ms = row[SPHERE_WIDTH:]
+        if role is None:
+            return sphere, None
+        return sphere, MemberView(Role(role), history_from, accepted, muted_until_ms)
 
     async def sphere_access(
         self, sphere_id: SphereId, user_id: UserId
@@ -145,13 +202,13 @@ class SqlDirectory(SqlAccounts):
 
     async def sphere_members(
         self, sphere_id: SphereId
-    ) -> tuple[SphereRecord, dict[UserId, Role]] | None:
+    ) -> tuple[SphereRecord, dict[UserId, tuple[Role, int]]] | None:
         rows = await self._query(self._q.sphere_members, sphere_id)
         if not rows:
             return None
         sphere = to_sphere(tuple(rows[0])[:SPHERE_WIDTH])
         return sphere, {
-            UserId(row[SPHERE_WIDTH]): Role(row[SPHERE_WIDTH + 1])
+            UserId(row[SPHERE_WIDTH]): (Role(row[SPHERE_WIDTH + 1]), row[SPHERE_WIDTH + 2])
             for row in rows
             if row[SPHERE_WIDTH] is not None
         }
@@ -190,11 +247,20 @@ class SqlDirectory(SqlAccounts):
                 return None
             if target_name is None:  # after decide: only who may change members learns this
                 raise NotFoundError(f"no user {target_id}")
+            event = member_event(sphere, actor_id, target_id, target_name, change, now_ms)
             if change.role is None:
                 await db.fetch(q.delete_member, sphere_id, target_id)
             else:
-                await db.fetch(q.upsert_member, sphere_id, target_id, change.role.value, now_ms)
-            event = member_event(sphere, actor_id, target_id, target_name, change, now_ms)
+                # Kept by a role change; set only when the target becomes a member.
+                history_from = joined_from(sphere.history, event.offset)
+                await db.fetch(
+                    q.upsert_member,
+                    sphere_id,
+                    target_id,
+                    change.role.value,
+                    now_ms,
+                    history_from,
+                )
             await db.fetch(q.insert_event, *event_row(event))
             await db.fetch(q.update_counter, event.offset, sphere_id)
             if change.audit is not None:
@@ -223,7 +289,8 @@ class SqlDirectory(SqlAccounts):
     ) -> list[SphereSummary]:
         """The user's spheres by name and id, with role, read marker and unread post count.
 
-        Unread posts are those after the read marker, not deleted, by someone else.
+        Unread posts are those after the read marker and from the member's floor on, not
+        deleted, by someone else.
         """
         page = self._dialect.no_limit if limit is None else limit
         if after is None:
@@ -233,27 +300,26 @@ class SqlDirectory(SqlAccounts):
             rows = await self._query(
                 self._q.user_spheres_after, user_id, name, name, sphere_id, page
             )
-        return [
-            SphereSummary(
-                sphere_id=row[0],
-                name=row[1],
-                privacy=Privacy(row[2]),
-                epoch=row[3],
-                offset=row[4],
-                role=Role(row[SPHERE_WIDTH]),
-                read_offset=row[SPHERE_WIDTH + 1],
-                unread=row[SPHERE_WIDTH + 2],
+        summaries = []
+        for row in rows:
+            role, read_offset, unread, floor, accepted, muted_until_ms = row[SPHERE_WIDTH:]
+            summaries.append(
+                dataclasses.replace(
+                    summary_of(to_sphere(row[:SPHERE_WIDTH])),
+                    role=Role(role),
+                    read_offset=read_offset,
+                    unread=unread,
+                    history_from=floor,
+                    charter_accepted=accepted,
+                    muted_until_ms=muted_until_ms,
+                )
             )
-            for row in rows
-        ]
+        return summaries
 
     async def discoverable_spheres(self, limit: int) -> list[SphereSummary]:
         check_limit(limit)
         rows = await self._query(self._q.discoverable, limit)
-        return [
-            SphereSummary(row[0], row[1], Privacy(row[2]), epoch=row[3], offset=row[4])
-            for row in rows
-        ]
+        return [summary_of(to_sphere(row)) for row in rows]
 
     async def set_read_marker(self, sphere_id: SphereId, user_id: UserId, offset: int) -> int:
         """Move the member's read marker to ``offset``, never back nor past the latest event.

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
-from protocol import Message, SphereId, StreamPosition
+from protocol import Message, SphereId, StreamPosition, UserId
 from storage.rows import WriterStats, check_limit, to_message
 from storage.sql.audit import SqlSphereAudit
+from storage.sql.charter import SqlCharters
 from storage.sql.conversations import SqlConversations
 from storage.sql.directory import SqlDirectory
 from storage.sql.queue import AppendQueue
@@ -19,7 +20,7 @@ from storage.sql.queue import AppendQueue
 MAX_OFFSET = 2**63 - 1
 
 
-class SqlStore(SqlDirectory, SqlSphereAudit, SqlConversations):
+class SqlStore(SqlDirectory, SqlSphereAudit, SqlConversations, SqlCharters):
     """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
     the lifecycle both engines share (``async with``; ``aclose`` is the engine's)."""
 
@@ -49,19 +50,30 @@ class SqlStore(SqlDirectory, SqlSphereAudit, SqlConversations):
         return [to_message(row) for row in rows]
 
     async def history(
-        self, sphere_id: SphereId, *, before: int | None, after: int | None, limit: int
+        self,
+        sphere_id: SphereId,
+        *,
+        before: int | None,
+        after: int | None,
+        limit: int,
+        floor: int = 0,
+        own_member_events: UserId | None = None,
     ) -> tuple[list[Message], bool]:
         """Posts only, ascending; see ``storage.base.MessageLog.history``.
 
         When both bounds are given, the page is the oldest posts strictly between them.
         """
         check_limit(limit)
+        q = self._q
         upper = MAX_OFFSET if before is None else before - 1
-        if after is not None:
-            sql, lower = self._q.posts_oldest_first, after
+        # Offsets below the reader's floor are not there for them: the page starts at it.
+        lower = max(after or 0, floor - 1)
+        if own_member_events is None:
+            sql = q.posts_oldest_first if after is not None else q.posts_newest_first
+            rows = await self._query(sql, sphere_id, lower, upper, limit + 1)
         else:
-            sql, lower = self._q.posts_newest_first, 0
-        rows = await self._query(sql, sphere_id, lower, upper, limit + 1)
+            sql = q.own_posts_oldest_first if after is not None else q.own_posts_newest_first
+            rows = await self._query(sql, sphere_id, lower, upper, own_member_events, limit + 1)
         has_more = len(rows) > limit
         posts = [to_message(row) for row in rows[:limit]]
         if after is None:

@@ -16,18 +16,26 @@ from storage.rows import (
     ROLE_RANK_SQL,
     SPHERE_COLUMNS,
     SPHERE_WIDTH,
+    sphere_select,
 )
 from storage.sql.dialect import Dialect
 
-_S_SPHERE_COLUMNS = ", ".join("s." + c for c in SPHERE_COLUMNS.split(", "))
+_S_SPHERE_COLUMNS = sphere_select("s")
+# The first offset a member may read (``storage.rows.read_floor``), in SQL.
+_MEMBER_FLOOR = (
+    "CASE WHEN s.privacy = 'public' AND s.public_from < m.history_from "
+    "THEN s.public_from ELSE m.history_from END"
+)
 
-_SPHERE = f"SELECT {SPHERE_COLUMNS} FROM spheres WHERE sphere_id = ?"
+_SPHERE = f"SELECT {sphere_select()} FROM spheres WHERE sphere_id = ?"
+# Unread: posts after the read marker and from the member's floor on, not deleted, by others.
 _USER_SPHERES = f"""
     SELECT {_S_SPHERE_COLUMNS}, m.role, m.read_offset, (
         SELECT count(*) FROM events AS e
         WHERE e.sphere_id = m.sphere_id AND e.kind = 'post' AND e.stream_offset > m.read_offset
+          AND e.stream_offset >= {_MEMBER_FLOOR}
           AND e.deleted = {{false}} AND e.author_id <> m.user_id
-    )
+    ), {_MEMBER_FLOOR}, m.charter_accepted, m.muted_until_ms
     FROM members AS m JOIN spheres AS s ON s.sphere_id = m.sphere_id
     WHERE m.user_id = ? {{after}}
     ORDER BY s.name{{collate}}, s.sphere_id{{collate}} LIMIT ?
@@ -43,8 +51,16 @@ _POSTS_PAGE = f"""
     SELECT {EVENT_COLUMNS} FROM events {{history_index}}
     WHERE sphere_id = ? AND kind NOT IN ('edit', 'delete', 'react', 'unreact', 'pin', 'unpin')
       AND stream_offset > ? AND stream_offset <= ?
+      {{members}}
     ORDER BY stream_offset {{direction}} LIMIT ?
 """
+# A reader who may not list the members sees only the member events about themselves.
+_OWN_MEMBER_EVENTS = "AND (kind <> 'member' OR member_id = ?)"
+
+
+def _page(direction: str, members: str) -> str:
+    return _POSTS_PAGE.replace("{direction}", direction).replace("{members}", members)
+
 
 _TEMPLATES = {
     # -- the message log -------------------------------------------------------------------
@@ -52,8 +68,11 @@ _TEMPLATES = {
         SELECT {EVENT_COLUMNS} FROM events
         WHERE sphere_id = ? AND stream_offset > ? ORDER BY stream_offset LIMIT ?
     """,
-    "posts_oldest_first": _POSTS_PAGE.replace("{direction}", "ASC"),
-    "posts_newest_first": _POSTS_PAGE.replace("{direction}", "DESC"),
+    "posts_oldest_first": _page("ASC", ""),
+    "posts_newest_first": _page("DESC", ""),
+    # Parameters: sphere, lower, upper, the reader, limit.
+    "own_posts_oldest_first": _page("ASC", _OWN_MEMBER_EVENTS),
+    "own_posts_newest_first": _page("DESC", _OWN_MEMBER_EVENTS),
     "get_event": f"SELECT {EVENT_COLUMNS} FROM events WHERE sphere_id = ? AND stream_offset = ?",
     "heads": "SELECT sphere_id, last_offset, epoch FROM spheres WHERE sphere_id {in_list}",
     # -- spheres and members ---------------------------------------------------------------
@@ -68,23 +87,36 @@ _TEMPLATES = {
     "insert_member": (
         "INSERT INTO members (sphere_id, user_id, role, joined_ms) VALUES (?, ?, ?, ?)"
     ),
+    # history_from is set when the user becomes a member, and kept by later role changes.
     "upsert_member": """
-        INSERT INTO members (sphere_id, user_id, role, joined_ms) VALUES (?, ?, ?, ?)
+        INSERT INTO members (sphere_id, user_id, role, joined_ms, history_from)
+        VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (sphere_id, user_id) DO UPDATE SET role = excluded.role
     """,
+    "count_members": "SELECT count(*) FROM members WHERE sphere_id = ?",
     "delete_member": "DELETE FROM members WHERE sphere_id = ? AND user_id = ?",
-    "insert_event": f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * EVENT_WIDTH)})",
-    "update_sphere": (
-        "UPDATE spheres SET name = ?, privacy = ?, last_offset = ? WHERE sphere_id = ?"
+    "insert_event": (
+        f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * EVENT_WIDTH)})"
     ),
+    "update_sphere": """
+        UPDATE spheres SET name = ?, privacy = ?, listed = ?, join_policy = ?, history_mode = ?,
+            public_from = ?, last_offset = ?
+        WHERE sphere_id = ?
+    """,
     "update_counter": "UPDATE spheres SET last_offset = ? WHERE sphere_id = ?",
     "sphere_access": f"""
         SELECT {_S_SPHERE_COLUMNS}, m.role
         FROM spheres s LEFT JOIN members m ON m.sphere_id = s.sphere_id AND m.user_id = ?
         WHERE s.sphere_id = ?
     """,
+    # What a reader's view depends on: their role, floor, accepted charter and mute.
+    "sphere_view": f"""
+        SELECT {_S_SPHERE_COLUMNS}, m.role, m.history_from, m.charter_accepted, m.muted_until_ms
+        FROM spheres s LEFT JOIN members m ON m.sphere_id = s.sphere_id AND m.user_id = ?
+        WHERE s.sphere_id = ?
+    """,
     "sphere_members": f"""
-        SELECT {_S_SPHERE_COLUMNS}, m.user_id, m.role
+        SELECT {_S_SPHERE_COLUMNS}, m.user_id, m.role, m.history_from
         FROM spheres AS s LEFT JOIN members AS m ON m.sphere_id = s.sphere_id
         WHERE s.sphere_id = ?
     """,
@@ -113,7 +145,8 @@ _TEMPLATES = {
     ),
     # Must repeat the WHERE of the partial index spheres_discoverable for the planner to use it.
     "discoverable": f"""
-        SELECT {SPHERE_COLUMNS} FROM spheres WHERE privacy IN ('open', 'public')
+        SELECT {sphere_select()} FROM spheres WHERE privacy IN ('open', 'public')
+          AND listed <> 0
         ORDER BY created_ms DESC, {{creation_order}} DESC LIMIT ?
     """,
     "set_read_marker": """
@@ -135,6 +168,8 @@ class Queries:
     events_after: str
     posts_oldest_first: str
     posts_newest_first: str
+    own_posts_oldest_first: str
+    own_posts_newest_first: str
     get_event: str
     heads: str
     get_sphere: str
@@ -143,11 +178,13 @@ class Queries:
     insert_sphere: str
     insert_member: str
     upsert_member: str
+    count_members: str
     delete_member: str
     insert_event: str
     update_sphere: str
     update_counter: str
     sphere_access: str
+    sphere_view: str
     sphere_members: str
     get_role: str
     membership_state: str

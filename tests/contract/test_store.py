@@ -39,13 +39,17 @@ from storage import (
     AppendResult,
     AuditEntry,
     ChangeKind,
+    DecideSettings,
     Draft,
     HasSpheresError,
     MemberChange,
     MembershipState,
     NotFoundError,
     NotMemberError,
+    SettingsChange,
+    SettingsState,
     SphereRecord,
+    SphereSettings,
     Store,
     StoreError,
     StoreOverloadedError,
@@ -775,63 +779,72 @@ async def test_create_sphere_makes_the_owner(store: Store, alice: UserRecord) ->
         assert [s.sphere_id for s in await store.discoverable_spheres(10)] == [sphere.sphere_id]
 
 
-def allow(sphere: SphereRecord, role: Role | None) -> None:
-    """An update check that allows everything."""
+def settings(name: str | None = None, privacy: Privacy | None = None) -> DecideSettings:
+    """A settings decision that allows everything: ``name`` and ``privacy`` as given."""
+
+    def decide(state: SettingsState) -> SettingsChange | None:
+        sphere = state.sphere
+        after = SphereSettings(
+            name or sphere.name,
+            privacy or sphere.privacy,
+            False,
+            sphere.join_policy,
+            sphere.history,
+        )
+        if (after.name, after.privacy) == (sphere.name, sphere.privacy):
+            return None
+        return SettingsChange(after, ())
+
+    return decide
 
 
 async def test_update_sphere(store: Store, alice: UserRecord, lobby: SphereRecord) -> None:
     async with asyncio.timeout(TIMEOUT_S):
-        renamed, none = await store.update_sphere(
-            lobby.sphere_id, alice.user_id, allow, name="Hall", privacy=None, now_ms=NOW_MS
+        renamed, rename = await store.update_sphere(
+            lobby.sphere_id, alice.user_id, settings(name="Hall"), now_ms=NOW_MS
         )
         opened, event = await store.update_sphere(
-            lobby.sphere_id,
-            alice.user_id,
-            allow,
-            name=None,
-            privacy=Privacy.PUBLIC,
-            now_ms=NOW_MS + 1,
+            lobby.sphere_id, alice.user_id, settings(privacy=Privacy.PUBLIC), now_ms=NOW_MS + 1
         )
-        unchanged, also_none = await store.update_sphere(
-            lobby.sphere_id, alice.user_id, allow, name=None, privacy=Privacy.PUBLIC, now_ms=NOW_MS
+        unchanged, none = await store.update_sphere(
+            lobby.sphere_id, alice.user_id, settings(privacy=Privacy.PUBLIC), now_ms=NOW_MS
         )
 
-        assert none is None and also_none is None  # a rename is no event
-        assert (renamed.name, renamed.privacy, renamed.offset) == ("Hall", Privacy.PRIVATE, 1)
+        assert none is None  # nothing changed: no event
+        assert rename is not None and rename.name == "Hall"  # a rename is an event too
+        assert (renamed.name, renamed.privacy, renamed.offset) == ("Hall", Privacy.PRIVATE, 2)
         assert (opened.name, opened.privacy, opened.epoch) == ("Hall", Privacy.PUBLIC, lobby.epoch)
         assert event is not None
         assert (event.offset, event.kind, event.privacy, event.author_id, event.ts_ms) == (
-            2,
+            3,
             EventKind.SPHERE,
             Privacy.PUBLIC,
             alice.user_id,
             NOW_MS + 1,
         )
-        assert opened.offset == 2 and unchanged == opened
+        assert opened.offset == 3 and unchanged == opened
         assert await store.get_sphere(lobby.sphere_id) == opened
-        assert await store.events_after(lobby.sphere_id, 1, 10) == [event]
+        assert await store.events_after(lobby.sphere_id, 1, 10) == [rename, event]
         with pytest.raises(NotFoundError):
             await store.update_sphere(
-                SphereId("s_nope"), alice.user_id, allow, name="x", privacy=None, now_ms=NOW_MS
+                SphereId("s_nope"), alice.user_id, settings(name="x"), now_ms=NOW_MS
             )
 
 
 async def test_update_sphere_is_checked_in_its_transaction(
     store: Store, alice: UserRecord, lobby: SphereRecord
 ) -> None:
-    seen: list[tuple[SphereRecord, Role | None]] = []
+    seen: list[SettingsState] = []
 
-    def refuse(sphere: SphereRecord, role: Role | None) -> None:
-        seen.append((sphere, role))
+    def refuse(state: SettingsState) -> SettingsChange | None:
+        seen.append(state)
         raise CloisonError("no", code=ErrorCode.FORBIDDEN)
 
     async with asyncio.timeout(TIMEOUT_S):
         bob = await new_user(store, "bob")
         with pytest.raises(CloisonError, match="no"):
-            await store.update_sphere(
-                lobby.sphere_id, bob.user_id, refuse, name="x", privacy=Privacy.OPEN, now_ms=1
-            )
-        assert seen == [(lobby, None)]
+            await store.update_sphere(lobby.sphere_id, bob.user_id, refuse, now_ms=1)
+        assert seen == [SettingsState(lobby, None, 1)]
         assert await store.get_sphere(lobby.sphere_id) == lobby
         assert await offsets(store, lobby) == [1]
 
@@ -996,13 +1009,17 @@ async def test_sphere_members_and_position_in_one_read(
 ) -> None:
     async with asyncio.timeout(TIMEOUT_S):
         bob = await new_user(store, "bob")
-        assert await store.sphere_members(lobby.sphere_id) == (lobby, {alice.user_id: Role.OWNER})
+        assert await store.sphere_members(lobby.sphere_id) == (
+            lobby,
+            {alice.user_id: (Role.OWNER, 0)},
+        )
         await add_member(store, lobby, bob, Role.ADMIN)
         found = await store.sphere_members(lobby.sphere_id)
         assert found is not None
         sphere, members = found
         assert sphere.offset == 2
-        assert members == {alice.user_id: Role.OWNER, bob.user_id: Role.ADMIN}
+        # Bob reads from his member event on (history since joining).
+        assert members == {alice.user_id: (Role.OWNER, 0), bob.user_id: (Role.ADMIN, 2)}
         assert await store.sphere_members(SphereId("s_nope")) is None
 
 

@@ -23,3 +23,10 @@ UPDATE spheres SET listed = 1, join_policy = 'free' WHERE privacy IN ('open', 'p
 ALTER TABLE members ADD COLUMN history_from BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE members ADD COLUMN charter_accepted INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE members ADD COLUMN muted_until_ms BIGINT;
+
+-- A sphere event carries every setting as it is afterwards (privacy has its column since 0002).
+ALTER TABLE events ADD COLUMN sphere_name TEXT;
+ALTER TABLE events ADD COLUMN listed INTEGER;
+ALTER TABLE events ADD COLUMN join_policy TEXT;
+ALTER TABLE events ADD COLUMN history_mode TEXT;
+ALTER TABLE events ADD COLUMN charter_version INTEGER;

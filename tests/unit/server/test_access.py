@@ -6,7 +6,14 @@ import pytest
 
 from protocol import CloisonError, ErrorCode, MemberAction, Privacy, Role, SphereId
 from server import access
-from storage import AuditAction, MemberChange, MembershipState, SphereRecord
+from storage import (
+    AuditAction,
+    MemberChange,
+    MembershipState,
+    SettingsState,
+    SphereRecord,
+    default_settings,
+)
 
 
 def state(
@@ -16,7 +23,17 @@ def state(
     owners: int = 1,
     privacy: Privacy = Privacy.PRIVATE,
 ) -> MembershipState:
-    sphere = SphereRecord(SphereId("s_1"), "lobby", privacy, "e1", 1, 0)
+    defaults = default_settings("lobby", privacy)
+    sphere = SphereRecord(
+        SphereId("s_1"),
+        "lobby",
+        privacy,
+        "e1",
+        1,
+        0,
+        listed=defaults.listed,
+        join_policy=defaults.join_policy,
+    )
     return MembershipState(sphere, actor, target, owners)
 
 
@@ -82,13 +99,21 @@ def test_role_changes_keep_an_owner() -> None:
 
 def test_update_checks() -> None:
     sphere = state(None, None).sphere
-    access.check_update(None)(sphere, Role.ADMIN)
-    access.check_update(Privacy.OPEN)(sphere, Role.OWNER)
+
+    def decide(role: Role | None, **fields: object) -> object:
+        asked = {"name": None, "privacy": None, "listed": None, "join_policy": None}
+        asked.update(fields)
+        return access.deciding_settings(history=None, **asked)(  # type: ignore[arg-type]
+            SettingsState(sphere, role, 1)
+        )
+
+    assert decide(Role.ADMIN, name="Hall") is not None
+    assert decide(Role.OWNER, privacy=Privacy.OPEN) is not None
     for role, privacy, code in (
         (Role.ADMIN, Privacy.OPEN, ErrorCode.FORBIDDEN),
         (Role.MEMBER, None, ErrorCode.FORBIDDEN),
         (None, None, ErrorCode.NOT_FOUND),
     ):
         with pytest.raises(CloisonError) as refused:
-            access.check_update(privacy)(sphere, role)
+            decide(role, name="x", privacy=privacy)
         assert refused.value.code is code
