@@ -5,6 +5,8 @@
   ``_requests`` (its state; requests, the write outbox, safe resends), ``_subscriptions``
   (subscribe and resume by cursor, routing of decoded frames), ``_connection`` (the task that
   connects, authenticates, reads, keeps alive and reconnects);
+- ``_governance``: the layer above them: invitations, moderation, charters, audit, reports,
+  replies, reactions, pins, threads, mentions;
 - ``errors``: the errors the SDK raises; ``events``: what ``events()`` yields and the bounded
   inbox; ``history``: ``HistoryIterator``;
 - ``_reconnect``: the I/O-free part of reconnecting: close-code policy, backoff, cursors;
@@ -17,14 +19,21 @@ A bot reads ``from clients import Bot``; an application ``from clients import Cl
 
 from clients.bot import Bot
 from clients.client import (
+    BadRequestError,
+    CharterRequiredError,
     Client,
     ClientClosedError,
     ClientError,
+    ConflictError,
     Connected,
     ConnectionLostError,
     ConnectionTerminatedError,
     Disconnected,
     Event,
+    EventKind,
+    ForbiddenError,
+    MemberAction,
+    NotFoundError,
     PositionLost,
     RequestError,
     SubscriptionFailed,
@@ -32,15 +41,22 @@ from clients.client import (
 )
 
 __all__ = [
+    "BadRequestError",
     "Bot",
+    "CharterRequiredError",
     "Client",
     "ClientClosedError",
     "ClientError",
+    "ConflictError",
     "Connected",
     "ConnectionLostError",
     "ConnectionTerminatedError",
     "Disconnected",
     "Event",
+    "EventKind",
+    "ForbiddenError",
+    "MemberAction",
+    "NotFoundError",
     "PositionLost",
     "RequestError",
     "SubscriptionFailed",

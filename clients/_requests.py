@@ -19,6 +19,7 @@ from clients.errors import (
     ConnectionLostError,
     RequestError,
     _ConnectionLost,
+    request_error,
 )
 from clients.events import _Inbox
 from protocol import (
@@ -102,6 +103,8 @@ class RequestLayer:
         self._write_timeout_s = write_timeout_s
         self._inbox = _Inbox(max_events)
         self._cursors: dict[SphereId, Cursor] = {}
+        # Spheres whose charter must be accepted first: kept to resume from once it is.
+        self._set_aside: dict[SphereId, Cursor] = {}
         self._pending: dict[str, asyncio.Future[Frame]] = {}  # by ref, for requests
         self._write_replies: dict[str, asyncio.Future[Frame]] = {}  # by ref, for writes
         self._outbox: dict[int, _Write] = {}  # unanswered writes, in first-sent order
@@ -129,7 +132,7 @@ class RequestLayer:
                 self._raise_if_ended()
                 reply = await self._outboxed(make)
                 if isinstance(reply, ErrorReply):
-                    await self._retry_after(RequestError(reply), attempt)
+                    await self._retry_after(request_error(reply), attempt)
                     attempt += 1
                     continue
                 return _expect(reply, Ack)
@@ -195,7 +198,7 @@ class RequestLayer:
                         ) from None
                     continue
                 if isinstance(reply, ErrorReply):
-                    error = RequestError(reply)
+                    error = request_error(reply)
                     if not retry:
                         raise error
                     await self._retry_after(error, attempt)

@@ -25,6 +25,9 @@ from protocol import (
 
 logger = logging.getLogger("clients.client")  # one logger name for the SDK client
 
+# The ``unsubscribed`` reason for a member who must accept a new charter version.
+CHARTER_REASON = "charter"
+
 
 class SubscriptionLayer(RequestLayer):
     """Subscriptions on the wire, and the dispatch of what the reader decodes."""
@@ -61,6 +64,8 @@ class SubscriptionLayer(RequestLayer):
             logger.warning("cannot resubscribe to %s: %s", cursor.sphere_id, exc)
             if self._cursors.get(cursor.sphere_id) is cursor:
                 del self._cursors[cursor.sphere_id]
+                if exc.code is ErrorCode.CHARTER_REQUIRED:
+                    self._set_aside[cursor.sphere_id] = cursor
                 self._inbox.force(SubscriptionFailed(cursor.sphere_id, exc))
         except (ClientError, TimeoutError):
             pass  # the connection went (the next one resumes it again) or the client ended
@@ -94,12 +99,8 @@ class SubscriptionLayer(RequestLayer):
             return
         if isinstance(frame, Subscribed):
             self._on_subscribed(frame)
-        elif (
-            isinstance(frame, Unsubscribed)
-            and frame.reason != "requested"
-            and self._cursors.pop(frame.sphere_id, None) is not None
-        ):
-            self._inbox.force(frame)  # access revoked: the sphere is no longer followed
+        elif isinstance(frame, Unsubscribed) and frame.reason != "requested":
+            self._on_unsubscribed(frame)
         ref = getattr(frame, "ref", None)
         reply = None
         if ref is not None:
@@ -108,6 +109,16 @@ class SubscriptionLayer(RequestLayer):
             reply.set_result(frame)
         elif isinstance(frame, ErrorReply):  # to a frame sent without ref, such as typing
             logger.debug("unmatched error from the server: %s %s", frame.code, frame.message)
+
+    def _on_unsubscribed(self, frame: Unsubscribed) -> None:
+        """The server ended a subscription: access revoked, sphere deleted, or a new charter
+        to accept (then the cursor is kept, so ``subscribe`` resumes where it stopped)."""
+        cursor = self._cursors.pop(frame.sphere_id, None)
+        if cursor is None:
+            return
+        if frame.reason == CHARTER_REASON:
+            self._set_aside[frame.sphere_id] = cursor
+        self._inbox.force(frame)
 
     def _on_message(self, message: Message) -> None:
         cursor = self._cursors.get(message.sphere_id)

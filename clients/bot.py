@@ -22,7 +22,10 @@ else goes to the first of these that matches:
    in the body;
 3. anything else: the ``on_message`` handlers.
 
-The bot never handles its own posts, nor edits and deletes. Handlers run as tasks, at most
+Other events (reactions, pins, membership changes such as bans and mutes) go to the
+``on_event(kind)`` and ``on_member(action)`` handlers registered for them, the bot's own
+included (a bot that pins posts may want to see its pins). The bot never routes its own posts,
+nor edits and deletes, to command, mention or message handlers. Handlers run as tasks, at most
 ``max_concurrent_handlers`` at once (the next event waits for a free slot); an exception in a
 handler is logged and the bot carries on. Membership events reach only the spheres a bot
 follows, so a bot that someone adds to a private sphere finds it by listing its spheres again
@@ -50,7 +53,16 @@ from clients.client import (
     RequestError,
     SubscriptionFailed,
 )
-from protocol import Ack, ErrorCode, EventKind, Message, SphereId, Unsubscribed, UserId
+from protocol import (
+    Ack,
+    ErrorCode,
+    EventKind,
+    MemberAction,
+    Message,
+    SphereId,
+    Unsubscribed,
+    UserId,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +142,8 @@ class Bot:
         self._commands: dict[str, Command] = {}
         self._on_message: list[MessageHandler] = []
         self._on_mention: list[MessageHandler] = []
+        self._on_kind: dict[EventKind, list[MessageHandler]] = {}
+        self._on_action: dict[MemberAction, list[MessageHandler]] = {}
         self._client: Client | None = None
         self._mention: re.Pattern[str] | None = None
         self._ready = asyncio.Event()
@@ -167,6 +181,31 @@ class Bot:
         """Register ``handler(message)`` for posts that mention the bot (and are no command)."""
         self._on_mention.append(handler)
         return handler
+
+    def on_event(self, *kinds: EventKind) -> Callable[[MessageHandler], MessageHandler]:
+        """Register ``handler(message)`` for events of ``kinds`` (``EventKind.REACT``,
+        ``EventKind.PIN``...). Posts go to the handlers above, not here."""
+        if not kinds or EventKind.POST in kinds:
+            raise ValueError("name the event kinds; posts have their own handlers")
+
+        def register(handler: MessageHandler) -> MessageHandler:
+            for kind in kinds:
+                self._on_kind.setdefault(kind, []).append(handler)
+            return handler
+
+        return register
+
+    def on_member(self, *actions: MemberAction) -> Callable[[MessageHandler], MessageHandler]:
+        """Register ``handler(message)`` for membership events with ``actions``
+        (``MemberAction.BANNED``, ``MemberAction.MUTED``...); all of them when none is named."""
+        chosen = actions or tuple(MemberAction)
+
+        def register(handler: MessageHandler) -> MessageHandler:
+            for action in chosen:
+                self._on_action.setdefault(action, []).append(handler)
+            return handler
+
+        return register
 
     # -- acting ---------------------------------------------------------------------------
 
@@ -324,7 +363,19 @@ class Bot:
             return self._fan_out, (self._on_mention, message)
         return self._fan_out, (self._on_message, message)
 
+    def _event_handlers(self, message: Message) -> list[MessageHandler]:
+        if message.kind is EventKind.MEMBER and message.action is not None:
+            return self._on_action.get(message.action, [])
+        return self._on_kind.get(message.kind, [])
+
     async def _dispatch(self, message: Message) -> None:
+        handlers = self._event_handlers(message)
+        if handlers:
+            await self._slots.acquire()
+            self._tasks.spawn(
+                self._handle(self._fan_out, (handlers, message)), f"{message.kind} handler"
+            )
+            return
         if (
             message.kind is not EventKind.POST
             or message.deleted

@@ -10,8 +10,16 @@ Commands::
     /create NAME      create a private sphere
     /help, /quit
 
+plus the governance and conversation commands of ``clients._chat_governance`` (invitations,
+join requests, moderation, charter, audit, settings, replies, reactions, pins, threads,
+mentions, reports); ``/help`` lists them all.
+
 Anything else is posted to the open sphere. Messages print as ``#OFFSET HH:MM name: text``,
 prefixed with ``[sphere]`` when they belong to another sphere than the open one.
+
+Replies show ``(re #OFFSET)``, reactions and pins on a post its counts and ``(pinned)``;
+reactions, pins, bans, mutes and settings changes print as ``* ...`` notices. A sphere with a
+charter the user has not accepted says so, and ``/accept-charter`` opens it.
 
 Theory of operation: on a terminal, stdin goes into cbreak mode and this module edits the
 input line itself, so it can redraw the line under incoming messages and send typing notices
@@ -24,36 +32,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import codecs
 import contextlib
 import os
-import stat
 import sys
 import termios
 import time
 import tty
-import unicodedata
 from collections.abc import Sequence
-from enum import Enum
-from typing import TextIO
+from dataclasses import replace
 
+from clients import _chat_format as fmt
+from clients._chat_governance import GOVERNANCE_HELP, GovernanceCommands, UsageError
+from clients._terminal import Key, Stdin, Terminal, clean
 from clients.client import (
+    CharterRequiredError,
     Client,
+    ConflictError,
     Connected,
     ConnectionLostError,
     ConnectionTerminatedError,
     Disconnected,
     Event,
+    ForbiddenError,
     PositionLost,
     RequestError,
     SubscriptionFailed,
 )
 from protocol import (
+    ErrorCode,
     EventKind,
+    Invitation,
     MemberAction,
     Message,
     Presence,
-    Role,
     SphereId,
     SphereSummary,
     Subscribed,
@@ -68,144 +79,24 @@ DEFAULT_HISTORY_LINES = 20
 TYPING_EVERY_S = 3.0
 # Why: one "is typing" line per burst of notices, not one every 2 s while someone types.
 TYPING_SHOWN_EVERY_S = 10.0
-READ_CHUNK_BYTES = 4096
 
-HELP = """Commands:
+HELP = (
+    """Commands:
   /spheres          your spheres with unread counts
   /join N|ID        open sphere N of the list (or by id; joins open and public spheres)
   /history [N]      show N earlier messages of the open sphere
   /who              who is online in the open sphere
   /discover         open and public spheres you may join
   /create NAME      create a private sphere
-  /quit             leave
-Anything else is sent to the open sphere."""
+  /quit             quit the chat
+"""
+    + GOVERNANCE_HELP
+    + """
+Anything else is sent to the open sphere; @name mentions a member."""
+)
 
 
-class Key(Enum):
-    EDITED = "edited"  # the input line changed (the user is typing)
-    END = "end"  # Ctrl-D on an empty line, or the end of input
-
-
-def clean(text: str) -> str:
-    """``text`` without control characters (escape sequences included), tabs as spaces."""
-    return "".join(
-        " " if ch == "\t" else ch
-        for ch in text
-        if ch in "\t\n" or unicodedata.category(ch) not in ("Cc", "Cf")
-    )
-
-
-class Terminal:
-    """Writes lines, and turns input bytes into submitted lines and keys.
-
-    Interactive (a terminal in cbreak mode): keeps the line being typed, echoes it, and
-    redraws it after each line printed above it. Otherwise: splits input at newlines.
-    """
-
-    def __init__(self, out: TextIO, *, interactive: bool) -> None:
-        self._out = out
-        self._interactive = interactive
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._typed = ""  # the line being typed (interactive) or a partial line (pipe)
-        self._escape = ""  # the start of an escape sequence (arrow keys...), to be skipped
-        self.prompt = "> "
-
-    def show(self, line: str) -> None:
-        """Print ``line`` above the input line."""
-        if self._interactive:
-            self._out.write(f"\r\x1b[K{line}\n{self.prompt}{self._typed}")
-        else:
-            self._out.write(line + "\n")
-        self._out.flush()
-
-    def redraw(self) -> None:
-        if self._interactive:
-            self._out.write(f"\r\x1b[K{self.prompt}{self._typed}")
-            self._out.flush()
-
-    def feed(self, data: bytes) -> list[str | Key]:
-        """What ``data`` (bytes read from stdin; empty at the end) amounts to."""
-        text = self._decoder.decode(data, final=not data)
-        if not self._interactive:
-            return self._feed_lines(text, end=not data)
-        items: list[str | Key] = []
-        for ch in text:
-            if self._escape or ch == "\x1b":
-                self._skip_escape(ch)
-            elif ch in "\r\n":
-                items.append(self._typed)
-                self._typed = ""
-                self.redraw()
-            elif ch in "\x7f\x08":
-                self._typed = self._typed[:-1]
-                self.redraw()
-            elif ch == "\x15":  # Ctrl-U
-                self._typed = ""
-                self.redraw()
-            elif ch == "\x04":  # Ctrl-D
-                if not self._typed:
-                    items.append(Key.END)
-            elif ch.isprintable():
-                self._typed += ch
-                self._out.write(ch)
-                self._out.flush()
-                items.append(Key.EDITED)
-        if not data:
-            items.append(Key.END)
-        return items
-
-    def _feed_lines(self, text: str, *, end: bool) -> list[str | Key]:
-        *lines, self._typed = (self._typed + text).split("\n")
-        items: list[str | Key] = [line.rstrip("\r") for line in lines]
-        if end:
-            if self._typed:
-                items.append(self._typed)
-            items.append(Key.END)
-        return items
-
-    def _skip_escape(self, ch: str) -> None:
-        """Swallow ``ESC [ ... final`` and ``ESC O x`` sequences (cursor keys and the like)."""
-        self._escape += ch
-        seq = self._escape
-        if len(seq) == 1:
-            return
-        if seq[1] == "[":
-            if len(seq) > 2 and "\x40" <= ch <= "\x7e":
-                self._escape = ""
-        elif seq[1] != "O" or len(seq) == 3:
-            self._escape = ""
-
-
-class Stdin:
-    """Reads stdin without blocking the event loop: readiness callbacks on terminals and
-    pipes, a worker thread for regular files (which cannot be polled but never block)."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._pollable = not stat.S_ISREG(os.fstat(fd).st_mode)
-
-    async def read(self) -> bytes:
-        if not self._pollable:
-            return await asyncio.to_thread(os.read, self._fd, READ_CHUNK_BYTES)
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        loop.add_reader(self._fd, wake)
-        try:
-            await ready
-        finally:
-            loop.remove_reader(self._fd)
-        try:
-            return os.read(self._fd, READ_CHUNK_BYTES)
-        except OSError:  # a terminal that went away (EIO) ends the input like EOF
-            return b""
-
-
-class Chat:
+class Chat(GovernanceCommands):
     """The chat session: what is shown, which sphere is open, and the commands."""
 
     def __init__(self, client: Client, terminal: Terminal, history_lines: int) -> None:
@@ -222,6 +113,11 @@ class Chat:
         self._typing_sent_s = 0.0
         self._typing_shown_s: dict[UserId, float] = {}
         self._read_due = asyncio.Event()
+        self._asking: SphereId | None = None
+        self._charter_due: SphereId | None = None
+        self._invitations: list[Invitation] = []
+        self._deleting: SphereId | None = None
+        self._commands = self._governance_commands()
 
     async def run(self, stdin: Stdin) -> None:
         """Show the spheres, then follow events and commands until /quit or end of input.
@@ -291,10 +187,16 @@ class Chat:
             elif command == "/create" and arg:
                 sphere = await self._client.create_sphere(arg)
                 self._spheres[sphere.sphere_id] = sphere
-                await self._follow(sphere.sphere_id)
-                await self._open_sphere(sphere.sphere_id)
+                if await self._follow(sphere.sphere_id):
+                    await self._open_sphere(sphere.sphere_id)
+            elif command in self._commands:
+                await self._commands[command](arg)
             else:
                 self._term.show(f"! unknown command {command}; /help lists them")
+        except UsageError as exc:
+            self._term.show(f"! {exc}")
+        except CharterRequiredError:
+            self.charter_prompt(self._charter_due or self._current or SphereId(arg))
         except RequestError as exc:
             self._term.show(f"! {exc}")
         except ConnectionLostError:
@@ -316,7 +218,7 @@ class Chat:
             self._term.show("! no sphere is open: /spheres, then /join N")
             return
         self._typing_sent_s = 0.0
-        await self._client.publish(self._current, text)
+        await self._client.publish(self._current, fmt.with_mentions(text, self._names))
 
     async def _open(self, arg: str) -> None:
         if arg.isdecimal() and 1 <= int(arg) <= len(self._listed):
@@ -327,18 +229,22 @@ class Chat:
             self._term.show("! /join N (a number from /spheres) or /join SPHERE_ID")
             return
         if sphere_id not in self._spheres:
-            sphere = await self._client.join(sphere_id)
+            try:
+                sphere = await self._client.join(sphere_id)
+            except (ForbiddenError, ConflictError):
+                self._asking = sphere_id
+                self._term.show("! this sphere admits on approval: /request [NOTE] to ask")
+                return
             self._spheres[sphere_id] = sphere
-            await self._follow(sphere_id)
-        await self._open_sphere(sphere_id)
+        if sphere_id in self._client.subscriptions or await self._follow(sphere_id):
+            await self._open_sphere(sphere_id)
 
     async def _open_sphere(self, sphere_id: SphereId) -> None:
         await self._flush_read_marker()
         self._current = sphere_id
         name = clean(self._spheres[sphere_id].name)
         self._term.prompt = f"[{name}] "
-        for member in await self._client.list_members(sphere_id):
-            self._names[member.user_id] = member.name
+        await self._learn_names(sphere_id)
         page = await self._client.history_page(sphere_id, limit=self._history_lines)
         self._term.show(f"-- {name} --" + ("" if page.messages else " (no messages yet)"))
         for message in page.messages:
@@ -394,11 +300,22 @@ class Chat:
 
     # -- events ---------------------------------------------------------------------------
 
-    async def _follow(self, sphere_id: SphereId) -> None:
-        subscribed = await self._client.subscribe(sphere_id)
+    async def _follow(self, sphere_id: SphereId) -> bool:
+        """Subscribe to the sphere; False when its charter must be accepted first."""
+        try:
+            subscribed = await self._client.subscribe(sphere_id)
+        except CharterRequiredError:
+            self.charter_prompt(sphere_id)
+            return False
         self._online[sphere_id] = set(subscribed.online)
-        for member in await self._client.list_members(sphere_id):
-            self._names[member.user_id] = member.name
+        await self._learn_names(sphere_id)
+        return True
+
+    async def _learn_names(self, sphere_id: SphereId) -> None:
+        # Visitors, and members of a restricted sphere, do not see the member list.
+        with contextlib.suppress(ForbiddenError):
+            for member in await self._client.list_members(sphere_id):
+                self._names[member.user_id] = member.name
 
     async def _follow_events(self) -> None:
         async for event in self._client.events():
@@ -427,6 +344,10 @@ class Chat:
             ):
                 self._typing_shown_s[event.user_id] = now
                 self._term.show(f"* {self._name(event.user_id)} is typing...")
+        elif (
+            isinstance(event, SubscriptionFailed) and event.error.code is ErrorCode.CHARTER_REQUIRED
+        ):
+            self.charter_prompt(event.sphere_id)
         elif isinstance(event, Unsubscribed | SubscriptionFailed):
             self._spheres.pop(event.sphere_id, None)
             if current == event.sphere_id:
@@ -444,6 +365,7 @@ class Chat:
         self._typing_shown_s.pop(message.author_id, None)
         if message.member_id is not None and message.member_name is not None:
             self._names[message.member_id] = message.member_name
+        self._apply(message)
         if message.sphere_id == self._current:
             self._term.show(self._format(message))
             self._saw(message.sphere_id, message.offset)
@@ -470,49 +392,34 @@ class Chat:
             with contextlib.suppress(RequestError, TimeoutError):
                 await self._client.mark_read(sphere_id, self._latest[sphere_id])
 
-    # -- formatting -----------------------------------------------------------------------
+    def _apply(self, message: Message) -> None:
+        """Keep what the chat knows of a sphere current with its events."""
+        sphere = self._spheres.get(message.sphere_id)
+        if sphere is None:
+            return
+        if message.kind is EventKind.SPHERE and message.privacy is not None:
+            self._spheres[message.sphere_id] = replace(
+                sphere,
+                privacy=message.privacy,
+                name=message.name or sphere.name,
+                listed=bool(message.listed),
+                join_policy=message.join_policy or sphere.join_policy,
+                history=message.history or sphere.history,
+                charter_version=message.charter_version or 0,
+            )
+        elif message.member_id == self._client.user_id and message.action is MemberAction.MUTED:
+            self._spheres[message.sphere_id] = replace(sphere, muted_until_ms=message.until_ms)
+        elif message.member_id == self._client.user_id and message.action is MemberAction.UNMUTED:
+            self._spheres[message.sphere_id] = replace(sphere, muted_until_ms=None)
 
-    def _name(self, user_id: UserId) -> str:
-        return clean(self._names.get(user_id, user_id))
+    # -- formatting -----------------------------------------------------------------------
 
     def _sphere_name(self, sphere_id: SphereId) -> str:
         sphere = self._spheres.get(sphere_id)
         return clean(sphere.name) if sphere else sphere_id
 
-    def _membership(self, message: Message) -> str:
-        """A member event in words: who did what to whom."""
-        who = self._name(message.author_id)
-        member = clean(message.member_name or message.member_id or "someone")
-        role = message.role
-        if message.action is MemberAction.JOINED:
-            return f"{member} joined" + (" as owner" if role is Role.OWNER else "")
-        if message.action is MemberAction.LEFT:
-            return f"{member} left"
-        if message.action is MemberAction.ADDED:
-            return f"{who} added {member}" + (f" as {role}" if role is not Role.MEMBER else "")
-        if message.action is MemberAction.REMOVED:
-            return f"{who} removed {member}"
-        return f"{who} made {member} {role}"
-
     def _format(self, message: Message) -> str:
-        when = time.strftime("%H:%M", time.localtime(message.ts_ms / 1000))
-        who = self._name(message.author_id)
-        head = f"#{message.offset} {when} {who}"
-        if message.kind is EventKind.EDIT:
-            return f"{head} edited #{message.target}: {clean(message.body or '')}"
-        if message.kind is EventKind.DELETE:
-            return f"{head} deleted #{message.target}"
-        if message.kind is EventKind.MEMBER:
-            return f"#{message.offset} {when} * {self._membership(message)}"
-        if message.kind is EventKind.SPHERE:
-            return f"#{message.offset} {when} * {who} made the sphere {message.privacy}"
-        if message.kind is not EventKind.POST:
-            return f"#{message.offset} {when} * ({message.kind})"  # a kind from a newer server
-        if message.deleted:
-            return f"{head}: (deleted)"
-        edited = " (edited)" if message.edited_ms else ""
-        body = clean(message.body or "").replace("\n", "\n    ")
-        return f"{head}: {body}{edited}"
+        return fmt.event(message, self._name)
 
 
 async def run_chat(

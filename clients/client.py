@@ -24,11 +24,13 @@ server cannot tell whether it was stored, ``internal``) is resent the same way, 
 terminal close (4500 and up) stops the task: pending calls and the event iterator raise
 ``ConnectionTerminatedError``.
 
-``Client`` here is the public face; its machinery is a straight line of three layers, one
+``Client`` here is the public face; its machinery is a straight line of four layers, one
 module each: ``_requests.py`` (the state; requests, the write outbox, resends) under
 ``_subscriptions.py`` (cursors on the wire, routing of decoded frames) under
-``_connection.py`` (the connection task). ``errors.py``, ``events.py`` and ``history.py`` hold
-the types it hands out; all are importable from here as before.
+``_connection.py`` (the connection task) under ``_governance.py`` (invitations, moderation,
+charters, the audit log, reports, replies, reactions, pins, threads and mentions).
+``errors.py``, ``events.py`` and ``history.py`` hold the types it hands out; all are
+importable from here as before.
 """
 
 from __future__ import annotations
@@ -38,14 +40,19 @@ import contextlib
 import uuid
 from typing import Self
 
-from clients._connection import ConnectionLayer
+from clients._governance import GovernanceLayer
 from clients._reconnect import Cursor
 from clients._requests import DEFAULT_MAX_EVENTS, Encoding, ws_url
 from clients.errors import (
+    BadRequestError,
+    CharterRequiredError,
     ClientClosedError,
     ClientError,
+    ConflictError,
     ConnectionLostError,
     ConnectionTerminatedError,
+    ForbiddenError,
+    NotFoundError,
     RequestError,
     _ConnectionLost,
 )
@@ -53,7 +60,9 @@ from clients.events import (
     Connected,
     Disconnected,
     Event,
+    EventKind,
     EventStream,
+    MemberAction,
     PositionLost,
     SubscriptionFailed,
 )
@@ -64,9 +73,12 @@ from protocol import (
     CreateSphere,
     Delete,
     Edit,
+    ErrorCode,
     History,
+    HistoryMode,
     HistoryPage,
     Join,
+    JoinPolicy,
     Leave,
     Limits,
     ListMembers,
@@ -100,17 +112,24 @@ from protocol import (
 __all__ = [
     "DEFAULT_MAX_EVENTS",
     "DEFAULT_PAGE_SIZE",
+    "BadRequestError",
+    "CharterRequiredError",
     "Client",
     "ClientClosedError",
     "ClientError",
+    "ConflictError",
     "Connected",
     "ConnectionLostError",
     "ConnectionTerminatedError",
     "Disconnected",
     "Encoding",
     "Event",
+    "EventKind",
     "EventStream",
+    "ForbiddenError",
     "HistoryIterator",
+    "MemberAction",
+    "NotFoundError",
     "PositionLost",
     "RequestError",
     "SubscriptionFailed",
@@ -128,7 +147,7 @@ def new_message_id() -> MessageId:
     return MessageId(uuid.uuid4().hex)
 
 
-class Client(ConnectionLayer):
+class Client(GovernanceLayer):
     """One authenticated connection to a Cloison server, reconnecting and resuming by itself.
 
     Use it as an async context manager (or call ``connect()`` then ``aclose()``)::
@@ -258,29 +277,35 @@ class Client(ConnectionLayer):
             sphere_id: The sphere.
             since: Replay what came after this position first (for example one saved from
                 ``position()``). Default: the client's own cursor if it follows the sphere
-                already, else start from now (use ``history`` for earlier messages).
+                already (or followed it until a new charter had to be accepted), else start
+                from now (use ``history`` for earlier messages).
 
         Returns:
             The ``subscribed`` reply (with who is online).
 
         Raises:
-            RequestError: ``not_found``, ``forbidden`` or ``unrecoverable_position``.
+            RequestError: ``not_found``, ``forbidden``, ``unrecoverable_position``, or
+                ``charter_required`` (``CharterRequiredError``: ``accept_charter`` first).
         """
         sid = SphereId(sphere_id)
         known = sid in self._cursors
-        cursor = self._cursors.setdefault(sid, Cursor(sid))
+        cursor = self._cursors.get(sid) or self._set_aside.pop(sid, None) or Cursor(sid)
+        self._cursors[sid] = cursor
         start = since if since is not None else cursor.position
         try:
             return await self._subscribe(cursor, start)
-        except RequestError:
+        except RequestError as exc:
             if not known:
                 self._cursors.pop(sid, None)
+                if exc.code is ErrorCode.CHARTER_REQUIRED:
+                    self._set_aside[sid] = cursor
             raise
 
     async def unsubscribe(self, sphere_id: SphereId | str) -> None:
         """Stop following a sphere (the cursor is forgotten)."""
         sid = SphereId(sphere_id)
         self._cursors.pop(sid, None)
+        self._set_aside.pop(sid, None)
         await self._request(lambda ref: Unsubscribe(sphere_id=sid, ref=ref), Unsubscribed)
 
     # -- writes ---------------------------------------------------------------------------
@@ -419,20 +444,55 @@ class Client(ConnectionLayer):
 
     # -- sphere management ----------------------------------------------------------------
 
-    async def create_sphere(self, name: str, privacy: Privacy = Privacy.PRIVATE) -> SphereSummary:
-        """Create a sphere owned by the user. Not resent after a lost connection (a resend
-        would create a second sphere): raises ``ConnectionLostError`` instead."""
+    async def create_sphere(
+        self,
+        name: str,
+        privacy: Privacy = Privacy.PRIVATE,
+        *,
+        listed: bool | None = None,
+        join_policy: JoinPolicy | None = None,
+        history: HistoryMode | None = None,
+    ) -> SphereSummary:
+        """Create a sphere owned by the user; settings left out take the server's defaults
+        for its type. Not resent after a lost connection (a resend would create a second
+        sphere): raises ``ConnectionLostError`` instead."""
         reply = await self._request(
-            lambda ref: CreateSphere(name=name, privacy=privacy, ref=ref), SphereInfo, retry=False
+            lambda ref: CreateSphere(
+                name=name,
+                privacy=privacy,
+                listed=listed,
+                join_policy=join_policy,
+                history=history,
+                ref=ref,
+            ),
+            SphereInfo,
+            retry=False,
         )
         return reply.sphere
 
     async def update_sphere(
-        self, sphere_id: SphereId | str, *, name: str | None = None, privacy: Privacy | None = None
+        self,
+        sphere_id: SphereId | str,
+        *,
+        name: str | None = None,
+        privacy: Privacy | None = None,
+        listed: bool | None = None,
+        join_policy: JoinPolicy | None = None,
+        history: HistoryMode | None = None,
     ) -> SphereSummary:
+        """Change the settings given (the others stay). The type and history need the owner;
+        the history may only be narrowed once others have joined."""
         sid = SphereId(sphere_id)
         reply = await self._request(
-            lambda ref: UpdateSphere(sphere_id=sid, name=name, privacy=privacy, ref=ref),
+            lambda ref: UpdateSphere(
+                sphere_id=sid,
+                name=name,
+                privacy=privacy,
+                listed=listed,
+                join_policy=join_policy,
+                history=history,
+                ref=ref,
+            ),
             SphereInfo,
         )
         return reply.sphere
@@ -447,6 +507,7 @@ class Client(ConnectionLayer):
         """Leave a sphere and stop following it. Not resent after a lost connection."""
         sid = SphereId(sphere_id)
         self._cursors.pop(sid, None)
+        self._set_aside.pop(sid, None)
         await self._request(lambda ref: Leave(sphere_id=sid, ref=ref), Ok, retry=False)
 
     async def add_member(

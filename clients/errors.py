@@ -1,4 +1,9 @@
-"""The errors the SDK raises: server refusals, terminal closes, lost or closed connections."""
+"""The errors the SDK raises: server refusals, terminal closes, lost or closed connections.
+
+Every refusal is a ``RequestError`` with its ``code``; the common codes also have their own
+subclass (``NotFoundError``, ``ForbiddenError``, ``ConflictError``, ``CharterRequiredError``,
+``BadRequestError``) so an application can catch just the one it handles.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,46 @@ class RequestError(ClientError, CloisonError):
 
     def __str__(self) -> str:
         return f"{self.wire_code}: {self.message}"
+
+
+class BadRequestError(RequestError):
+    """``bad_frame``, ``too_large``: the request itself is wrong; fix it before resending."""
+
+
+class NotFoundError(RequestError):
+    """``not_found``: it does not exist, or it is hidden from you (the server says the same)."""
+
+
+class ForbiddenError(RequestError):
+    """``forbidden``: your role in the sphere (or a ban or mute) does not allow it."""
+
+
+class ConflictError(RequestError):
+    """``conflict``: the state forbids it now (already a member, invitation used or expired)."""
+
+
+class CharterRequiredError(RequestError):
+    """``charter_required``: accept the sphere's current charter first (``charter`` then
+    ``accept_charter``)."""
+
+
+_BY_CODE: dict[ErrorCode, type[RequestError]] = {
+    ErrorCode.BAD_FRAME: BadRequestError,
+    ErrorCode.TOO_LARGE: BadRequestError,
+    ErrorCode.NOT_FOUND: NotFoundError,
+    ErrorCode.FORBIDDEN: ForbiddenError,
+    ErrorCode.CONFLICT: ConflictError,
+    ErrorCode.CHARTER_REQUIRED: CharterRequiredError,
+}
+
+
+def request_error(reply: ErrorReply) -> RequestError:
+    """The ``RequestError`` for an ``error`` frame: the subclass its code names, if any."""
+    try:
+        kind = _BY_CODE.get(ErrorCode(reply.code), RequestError)
+    except ValueError:
+        kind = RequestError
+    return kind(reply)
 
 
 class ConnectionTerminatedError(ClientError):

@@ -1,4 +1,26 @@
-"""What ``Client.events()`` yields, the client's own notices, and the bounded inbox."""
+"""What ``Client.events()`` yields, the client's own notices, and the bounded inbox.
+
+Everything that happens in a sphere arrives as a ``Message`` in the sphere's order; its
+``kind`` (``EventKind``) says what it is:
+
+- ``post`` (a reply has ``reply_to``), ``edit``, ``delete``;
+- ``react``/``unreact``: ``author_id`` added or withdrew ``emoji`` on the post at ``target``;
+- ``pin``/``unpin``: the post at ``target`` was pinned or unpinned;
+- ``member``: ``member_id`` now has ``role`` (None: no longer a member) because of ``action``
+  (``MemberAction``): ``joined``, ``left``, ``added``, ``removed``, ``role_changed``,
+  ``accepted`` (an invitation), ``admitted`` (a join request), ``banned``, ``unbanned``,
+  ``muted`` (until ``until_ms``), ``unmuted``; ``MemberAction.ends_membership`` tells which
+  take the member out (keep a member list current with it);
+- ``sphere``: the settings after a change (type, listing, join policy, history, charter
+  version: a higher ``charter_version`` than the one accepted means the new charter must be
+  accepted before reading on: the sphere's subscription then ends with ``Unsubscribed``,
+  reason ``charter``, and ``subscribe`` after ``accept_charter`` resumes where it stopped).
+
+``Unsubscribed`` says why a subscription ended: ``access_revoked`` (removed, banned, type
+changed), ``deleted`` (the sphere is gone) or ``charter``.
+
+``EventKind`` and ``MemberAction`` are importable from here (and from ``clients``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +31,8 @@ from typing import Self
 
 from clients.errors import RequestError
 from protocol import (
+    EventKind,
+    MemberAction,
     Message,
     Presence,
     Replayed,
@@ -19,6 +43,17 @@ from protocol import (
     UserTyping,
     Welcome,
 )
+
+__all__ = [
+    "Connected",
+    "Disconnected",
+    "Event",
+    "EventKind",
+    "EventStream",
+    "MemberAction",
+    "PositionLost",
+    "SubscriptionFailed",
+]
 
 
 @dataclass(frozen=True, slots=True)

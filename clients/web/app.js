@@ -1,5 +1,7 @@
 /**
  * The Cloison web page: sign-in, sphere list, timeline, composer, typing and presence.
+ * Governance flows (invitations, moderation, settings, charter, audit) live in governance.js,
+ * reactions, replies and mentions in conversations.js, the DOM builders in views.js.
  *
  * All protocol work (reconnect, resume, dedupe, outbox) lives in cloison.js; this file keeps
  * a view model per sphere and renders it. User content is only ever put in the page with
@@ -7,6 +9,30 @@
  */
 
 import { CloisonClient, ConnectionLostError, newMessageId } from "./cloison.js";
+import {
+  applyPin,
+  applyReaction,
+  emojiPicker,
+  plainBody,
+  reactionBar,
+  replyContext,
+  withMentions,
+} from "./conversations.js";
+import { actionButton, el } from "./dom.js";
+import { explain, Governance, isPublisher, isStaff } from "./governance.js";
+import {
+  applyChangeTo,
+  badge,
+  noticeItem,
+  pendingItem,
+  personItem,
+  postItem,
+  ROUTE_PREFIX,
+  sphereItem,
+  timelineStatus,
+  timeOf,
+  typingText,
+} from "./views.js";
 
 const TOKEN_KEY = "cloison.token";
 // Carries a sign-in error across the reload that resets the page after a refused token.
@@ -27,8 +53,6 @@ const LOAD_OLDER_PX = 200;
 // Screen readers get the last few announcements; older ones are pruned.
 const ANNOUNCEMENTS_KEPT = 5;
 
-// Address of an open sphere in the page's fragment: "#/s_Xw2b7KpL9mQz4rTe".
-const ROUTE_PREFIX = "#/";
 
 const $ = (id) => document.getElementById(id);
 
@@ -65,18 +89,16 @@ const ui = {
   send: $("send"),
   editing: $("editing"),
   cancelEdit: $("cancel-edit"),
+  replying: $("replying"),
+  replyingText: $("replying-text"),
+  cancelReply: $("cancel-reply"),
+  sphereMenu: $("sphere-menu"),
+  charterPrompt: $("charter-prompt"),
+  peopleError: $("people-error"),
   announcer: $("announcer"),
   confirmDelete: $("confirm-delete"),
 };
 
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
-  month: "short",
-  day: "numeric",
-  hour: "2-digit",
-  minute: "2-digit",
-});
-const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "medium" });
 
 // -- sign-in -------------------------------------------------------------------------------
 
@@ -156,6 +178,13 @@ function newSphereView(sphereId) {
     serverOffset: 0,
     serverUnread: 0,
     unavailable: "", // why the sphere cannot be shown (not found, no access)
+    listed: false,
+    joinPolicy: "invitation",
+    history: "since_joining",
+    charterVersion: 0,
+    charterAccepted: 0,
+    charterDue: false, // the charter must be accepted before the sphere can be read
+    mutedUntil: null, // ms: the user may not write before then
   };
 }
 
@@ -166,6 +195,8 @@ class Chat {
     this.names = new Map();
     this.activeId = null;
     this.editing = null; // {sphereId, offset} while the composer edits a post
+    this.replying = null; // {sphereId, offset} while the composer answers a post
+    this.governance = new Governance(this);
     this.markReadTimer = null;
     this.refreshTimer = null;
     this.rendered = new Map(); // offset -> <li> of the active sphere
@@ -188,7 +219,8 @@ class Chat {
     c.on("message", (frame) => this.onEvent(frame));
     c.on("presence", (frame) => this.onPresence(frame));
     c.on("typing", ({ sphereId, userId }) => this.onTyping(sphereId, userId));
-    c.on("unsubscribed", ({ sphereId }) => this.onAccessLost(sphereId));
+    c.on("unsubscribed", ({ sphereId, reason }) => this.onAccessLost(sphereId, reason));
+    c.on("charter_required", ({ sphereId }) => this.onCharterRequired(sphereId));
   }
 
   bindPage() {
@@ -211,6 +243,15 @@ class Chat {
     ui.loadOlder.addEventListener("click", () => this.loadOlder(this.active()));
     bindComposer(this);
     bindDrawers();
+    this.governance.bind();
+    ui.cancelReply.addEventListener("click", () => {
+      this.endReply();
+      ui.composerInput.focus();
+    });
+    ui.charterPrompt.addEventListener("click", () => {
+      const view = this.active();
+      if (view) this.governance.charterRequired(view, { force: true });
+    });
     ui.confirmDelete.addEventListener("close", () => this.onDeleteConfirmed());
   }
 
@@ -277,19 +318,65 @@ class Chat {
         readOffset: info.read_offset ?? 0,
         serverOffset: info.offset,
         serverUnread: info.unread ?? 0,
+        listed: info.listed ?? false,
+        joinPolicy: info.join_policy ?? "invitation",
+        history: info.history ?? "since_joining",
+        charterVersion: info.charter_version ?? 0,
+        charterAccepted: info.charter_accepted ?? 0,
+        mutedUntil: info.muted_until_ms ?? null,
       });
     }
     for (const view of this.views.values()) {
       if (view.role && !listed.has(view.sphereId)) this.onAccessLost(view.sphereId);
     }
     this.renderSphereList();
+    this.governance.refreshInvitations();
     if (!this.activeId) this.openFromHash();
-    else if (this.active()) this.renderHeader(this.active());
+    else if (this.active()) {
+      this.renderHeader(this.active());
+      this.renderComposer(this.active());
+    }
+  }
+
+  /** Open a sphere by its route, as a link would. */
+  navigate(sphereId) {
+    const route = ROUTE_PREFIX + encodeURIComponent(sphereId);
+    if (location.hash === route) this.open(sphereId);
+    else location.hash = route;
+  }
+
+  /** The user left or deleted a sphere: drop it and show the first remaining one. */
+  forget(sphereId) {
+    this.client.unsubscribe(sphereId).catch(() => {});
+    this.views.delete(sphereId);
+    if (this.activeId === sphereId) {
+      this.activeId = null;
+      history.replaceState(null, "", location.pathname + location.search);
+      this.renderActive();
+    }
+    this.renderSphereList();
+    this.openFromHash();
+  }
+
+  onCharterRequired(sphereId) {
+    const view = this.views.get(sphereId);
+    if (!view) return;
+    view.charterDue = true;
+    if (sphereId === this.activeId) this.renderActive();
+    this.governance.charterRequired(view);
+  }
+
+  /** Follow a sphere again once its charter is accepted. */
+  resubscribe(view) {
+    view.charterDue = false;
+    this.subscribe(view);
+    if (view.sphereId === this.activeId) this.renderActive();
   }
 
   subscribe(view) {
     this.client.subscribe(view.sphereId).catch((error) => {
       if (error instanceof ConnectionLostError) return;
+      if (error.code === "charter_required") return; // the "charter_required" event asks
       const reason =
         error.code === "forbidden"
           ? "You are not a member of this sphere."
@@ -329,6 +416,7 @@ class Chat {
       this.subscribe(view);
     }
     this.endEdit();
+    this.endReply();
     if (this.activeId && this.activeId !== sphereId) {
       const left = this.views.get(this.activeId);
       if (left?.unavailable) this.views.delete(left.sphereId);
@@ -341,11 +429,15 @@ class Chat {
     this.loadMembers(view);
   }
 
-  onAccessLost(sphereId) {
+  onAccessLost(sphereId, reason = "access_revoked") {
     const view = this.views.get(sphereId);
     if (!view) return;
     this.client.unsubscribe(sphereId).catch(() => {});
-    this.makeUnavailable(view, "You no longer have access to this sphere.");
+    const why =
+      reason === "deleted"
+        ? "This sphere was deleted."
+        : "You no longer have access to this sphere.";
+    this.makeUnavailable(view, why);
   }
 
   sortedViews() {
@@ -416,6 +508,11 @@ class Chat {
       this.applyMembership(view, event);
     } else if (event.kind === "edit" || event.kind === "delete") {
       this.applyChange(view, event);
+    } else if (event.kind === "react" || event.kind === "unreact") {
+      this.applyToPost(view, event, applyReaction);
+    } else if (event.kind === "pin" || event.kind === "unpin") {
+      this.applyToPost(view, event, applyPin);
+      this.addPost(view, event); // "alice pinned a message", in the timeline
     } // a kind from a newer server: it takes its offset and shows nothing
 
     this.renderBadge(view);
@@ -440,29 +537,61 @@ class Chat {
     }
     this.clearTyping(view, post.author_id);
     if (!mine && view.sphereId === this.activeId) {
-      announce(`${this.displayName(post.author_id)}: ${post.body ?? "message deleted"}`);
+      const text = post.body ? plainBody(post.body, (id) => this.displayName(id)) : "";
+      announce(`${this.displayName(post.author_id)}: ${text || "message deleted"}`);
     }
     if (!this.names.has(post.author_id)) this.loadMembers(view);
   }
 
   applyMembership(view, event) {
     if (event.kind === "sphere") {
-      view.privacy = event.privacy;
-      this.renderSphereList();
+      this.applySettings(view, event);
       return;
     }
     const userId = event.member_id;
     if (event.member_name) this.names.set(userId, event.member_name);
     const known = view.members.find((m) => m.user_id === userId);
     const others = view.members.filter((m) => m.user_id !== userId);
-    view.members = event.role
-      ? [...others, { ...known, user_id: userId, name: this.displayName(userId), role: event.role }]
-      : others;
+    let mutedUntil = known?.mutedUntil ?? null;
+    if (event.action === "muted") mutedUntil = event.until_ms ?? null;
+    if (event.action === "unmuted") mutedUntil = null;
+    // A ban, a removal or a departure carries no role: the member is gone from the list.
+    const member = { ...known, user_id: userId, name: this.displayName(userId), role: event.role };
+    view.members = event.role ? [...others, { ...member, mutedUntil }] : others;
     if (userId === this.me?.user_id) {
       view.role = event.role ?? null;
+      view.mutedUntil = mutedUntil;
       if (view.sphereId === this.activeId) this.renderComposer(view);
+      // setTimeout takes at most 2^31 - 1 ms (24.8 days); a longer mute needs no timer today.
+      const wait = mutedUntil ? mutedUntil - Date.now() : 0;
+      if (wait > 0 && wait < 2 ** 31) setTimeout(() => this.renderComposer(this.active()), wait);
     }
     if (view.sphereId === this.activeId) this.renderPeople(view);
+  }
+
+  applySettings(view, event) {
+    Object.assign(view, {
+      name: event.name ?? view.name,
+      privacy: event.privacy ?? view.privacy,
+      listed: event.listed ?? view.listed,
+      joinPolicy: event.join_policy ?? view.joinPolicy,
+      history: event.history ?? view.history,
+      charterVersion: event.charter_version ?? view.charterVersion,
+    });
+    this.renderSphereList();
+    if (view.sphereId === this.activeId) this.renderHeader(view);
+    const mine = event.author_id === this.me?.user_id;
+    if (view.role && !mine && view.charterVersion > view.charterAccepted) {
+      this.governance.charterRequired(view, { force: true });
+    }
+  }
+
+  /** A reaction or pin changes a post already loaded (history brings the others as they are). */
+  applyToPost(view, event, apply) {
+    const post = view.posts.get(event.target);
+    if (!post || post.kind !== "post") return;
+    if (apply(post, event) === false) return;
+    if (view.sphereId === this.activeId) this.renderPost(view, post);
   }
 
   applyChange(view, change) {
@@ -588,9 +717,10 @@ class Chat {
 
   // -- writing --
 
-  async send(body) {
+  async send(typed) {
     const view = this.active();
-    if (!view?.role || !body.trim()) return;
+    if (!view?.role || !typed.trim()) return;
+    const body = withMentions(typed, view.members);
     if (new TextEncoder().encode(body).length > this.maxMessageBytes) {
       showComposerError(`Too long: at most ${this.maxMessageBytes} bytes.`);
       return;
@@ -603,15 +733,18 @@ class Chat {
       return;
     }
     const messageId = newMessageId();
-    view.pending.set(messageId, { body, error: "" });
+    const replyTo = this.replying?.sphereId === view.sphereId ? this.replying.offset : null;
+    this.endReply();
+    view.pending.set(messageId, { body: typed, error: "" });
     this.renderOutbox(view);
     scrollToBottom();
     try {
-      await this.client.publish(view.sphereId, body, messageId);
+      if (replyTo) await this.client.reply(view.sphereId, replyTo, body, messageId);
+      else await this.client.publish(view.sphereId, body, messageId);
     } catch (error) {
       const pending = view.pending.get(messageId);
       if (!pending) return;
-      pending.error = error.message || String(error);
+      pending.error = explain(error);
       if (view.sphereId === this.activeId) this.renderOutbox(view);
     }
   }
@@ -624,11 +757,31 @@ class Chat {
     }
   }
 
+  startReply(view, post) {
+    this.endEdit();
+    this.replying = { sphereId: view.sphereId, offset: post.offset };
+    const excerpt = plainBody(post.body ?? "", (id) => this.displayName(id));
+    const author = this.displayName(post.author_id);
+    ui.replyingText.textContent = `Replying to ${author}: ${excerpt.slice(0, 60)}`;
+    ui.replying.hidden = false;
+    this.renderComposer(view);
+    ui.composerLabel.textContent = `Reply to ${this.displayName(post.author_id)}`;
+    ui.composerInput.focus();
+  }
+
+  endReply() {
+    if (!this.replying) return;
+    this.replying = null;
+    ui.replying.hidden = true;
+    this.renderComposer(this.active());
+  }
+
   startEdit(view, post) {
+    this.endReply();
     this.editing = { sphereId: view.sphereId, offset: post.offset };
     ui.editing.hidden = false;
     ui.composerLabel.textContent = "Edit message";
-    ui.composerInput.value = post.body ?? "";
+    ui.composerInput.value = plainBody(post.body ?? "", (id) => this.displayName(id));
     autoGrow();
     ui.composerInput.focus();
   }
@@ -735,26 +888,129 @@ class Chat {
     if (follow) scrollToBottom();
   }
 
-  postItem(view, post) {
+  postItem(view, post, { inPanel = false } = {}) {
     if (post.kind !== "post") return noticeItem(post, this.noticeText(post));
     const mine = post.author_id === this.me?.user_id;
-    const moderator = view.role === "admin" || view.role === "owner";
-    const writable = Boolean(view.role) && !post.deleted;
-    return postItem(post, {
+    const writable = Boolean(view.role) && !post.deleted && !inPanel;
+    const speaks = writable && !this.isMuted(view);
+    const item = postItem(post, {
       authorName: this.displayName(post.author_id),
       mine,
-      canEdit: writable && mine,
-      canDelete: writable && (mine || moderator),
+      canEdit: speaks && mine,
+      canDelete: writable && (mine || isStaff(view.role)),
       onEdit: () => this.startEdit(view, post),
       onDelete: () => this.askDelete(view, post),
+      mentions: [(id) => this.displayName(id), this.me?.user_id],
     });
+    const about = `message from ${this.displayName(post.author_id)} at ${timeOf(post.ts_ms)}`;
+    if (post.reply_to) {
+      const parent = view.posts.get(post.reply_to);
+      const context = replyContext(parent, {
+        displayName: (id) => this.displayName(id),
+        onOpen: () => this.governance.openThread(view, post.reply_to),
+      });
+      item.prepend(context);
+    }
+    if (post.pinned) {
+      const pinnedMark = el("span", { className: "msg-pinned" }, "pinned");
+      item.querySelector(".msg-meta").append(" ", pinnedMark);
+    }
+    if (post.reactions?.length) {
+      item.append(
+        reactionBar(post, {
+          me: this.me?.user_id,
+          displayName: (id) => this.displayName(id),
+          canReact: speaks,
+          onToggle: (emoji, mine) => this.toggleReaction(view, post, emoji, mine),
+        }),
+      );
+    }
+    if (!writable) return item;
+    let actions = item.querySelector(".msg-actions");
+    if (!actions) {
+      actions = el("div", { className: "msg-actions" });
+      item.append(actions);
+    }
+    const extra = [];
+    if (speaks) {
+      extra.push(actionButton("Reply", `Reply to ${about}`, () => this.startReply(view, post)));
+      const pick = (event) => this.pickReaction(view, post, event.currentTarget);
+      extra.push(actionButton("React", `React to ${about}`, pick));
+    }
+    if (isPublisher(view.role)) {
+      const text = post.pinned ? "Unpin" : "Pin";
+      const pin = () => this.report(this.client.pin(view.sphereId, post.offset, !post.pinned));
+      extra.push(actionButton(text, `${text} ${about}`, pin));
+    }
+    if (!mine) {
+      const report = () => this.governance.openReport(view, post);
+      extra.push(actionButton("Report", `Report ${about}`, report));
+    }
+    actions.prepend(...extra);
+    return item;
+  }
+
+  /** A post as a panel (thread, pins) shows it: no actions, reactions as they are. */
+  panelPost(view, post) {
+    return this.postItem(view, post, { inPanel: true });
+  }
+
+  isMuted(view) {
+    return Boolean(view?.mutedUntil && view.mutedUntil > Date.now());
+  }
+
+  pickReaction(view, post, opener) {
+    const item = opener.closest("li");
+    item.querySelector(".emoji-picker")?.remove();
+    const close = () => {
+      picker.remove();
+      opener.focus();
+    };
+    const picker = emojiPicker({
+      onPick: (emoji) => {
+        close();
+        const same = post.reactions?.find((r) => r.emoji === emoji);
+        const mine = same?.user_ids.includes(this.me?.user_id);
+        if (!mine) this.report(this.client.react(view.sphereId, post.offset, emoji));
+      },
+      onClose: close,
+    });
+    item.append(picker);
+    picker.querySelector("button").focus();
+  }
+
+  toggleReaction(view, post, emoji, mine) {
+    const { sphereId } = view;
+    this.report(
+      mine
+        ? this.client.unreact(sphereId, post.offset, emoji)
+        : this.client.react(sphereId, post.offset, emoji),
+    );
+  }
+
+  showPeopleError(text) {
+    ui.peopleError.textContent = text;
   }
 
   noticeText(event) {
     const who = this.displayName(event.author_id);
     if (event.kind === "sphere") return `${who} made this sphere ${event.privacy}`;
+    if (event.kind === "pin") return `${who} pinned a message`;
+    if (event.kind === "unpin") return `${who} unpinned a message`;
     const member = event.member_name ?? this.displayName(event.member_id);
     switch (event.action) {
+      case "accepted":
+        return `${member} accepted an invitation`;
+      case "admitted":
+        return `${who} admitted ${member}`;
+      case "banned":
+        return `${who} banned ${member}`;
+      case "unbanned":
+        return `${who} lifted the ban on ${member}`;
+      case "muted":
+        return `${who} muted ${member}${event.until_ms ? ` until ${timeOf(event.until_ms)}` : ""}`;
+      case "unmuted":
+        return `${who} unmuted ${member}`;
       case "joined":
         return event.role === "owner" ? `${member} created this sphere` : `${member} joined`;
       case "left":
@@ -776,6 +1032,7 @@ class Chat {
   }
 
   renderTimelineStatus(view) {
+    ui.charterPrompt.hidden = !view?.charterDue;
     ui.loadOlder.hidden = !view || !view.hasOlder || view.unavailable !== "" || !view.loaded;
     ui.timelineStatus.textContent = timelineStatus(view);
   }
@@ -793,153 +1050,37 @@ class Chat {
     const people = [...known].sort(
       ([a, aName], [b, bName]) => online.has(b) - online.has(a) || aName.localeCompare(bName),
     );
+    const members = new Map((view?.members ?? []).map((m) => [m.user_id, m]));
+    ui.peopleError.textContent = "";
     ui.people.replaceChildren(
-      ...people.map(([userId, name]) => personItem(userId, name, online.has(userId))),
+      ...people.map(([userId, name]) => {
+        const member = members.get(userId);
+        const controls = member ? this.governance.memberControls(view, member) : null;
+        return personItem(userId, name, online.has(userId), member, controls);
+      }),
     );
     const count = people.filter(([userId]) => online.has(userId)).length;
     ui.togglePeople.textContent = `People (${count} online)`;
   }
 
   renderComposer(view) {
-    const enabled = Boolean(view?.role) && !view.unavailable;
+    const muted = this.isMuted(view);
+    // In a restricted sphere only staff and publishers post; members still reply.
+    const announces = view?.privacy === "restricted" && !isPublisher(view?.role) && !this.replying;
+    const blocked = muted || announces || Boolean(view?.charterDue);
+    const enabled = Boolean(view?.role) && !view.unavailable && !blocked;
     ui.composerInput.disabled = !enabled;
     ui.send.disabled = !enabled;
-    if (this.editing) return;
+    ui.sphereMenu.hidden = !view || Boolean(view.unavailable);
+    if (this.editing || this.replying) return;
     ui.composerLabel.textContent = view ? `Message ${view.name || "this sphere"}` : "Message";
     let placeholder = "";
     if (enabled) placeholder = `Message ${view.name}`;
+    else if (muted) placeholder = `You are muted until ${timeOf(view.mutedUntil)}`;
+    else if (view?.charterDue) placeholder = "Accept the charter to take part";
+    else if (announces && view.role) placeholder = "Only publishers post here; reply instead";
     else if (view && !view.unavailable) placeholder = "Only members can write here";
     ui.composerInput.placeholder = placeholder;
-  }
-}
-
-// -- view builders: plain data in, DOM out; user content only through textContent --------
-
-function sphereItem(view, { current, unread }) {
-  const link = el("a", { href: ROUTE_PREFIX + encodeURIComponent(view.sphereId) });
-  link.dataset.sphereId = view.sphereId;
-  if (current) link.setAttribute("aria-current", "page");
-  const isPrivate = view.privacy === "private";
-  const mark = isPrivate ? lockIcon() : el("span", { className: "sphere-mark" }, "#");
-  mark.setAttribute("aria-hidden", "true");
-  const name = el("span", { className: "sphere-name" }, view.name);
-  const privacy = el("span", { className: "visually-hidden" }, `, ${view.privacy}`);
-  link.append(mark, name, privacy, badge(unread));
-  return el("li", {}, link);
-}
-
-function badge(count) {
-  const item = el(
-    "span",
-    { className: "badge" },
-    el("span", {}, count > 99 ? "99+" : String(count)),
-    el("span", { className: "visually-hidden" }, " unread"),
-  );
-  item.dataset.unread = String(count);
-  item.hidden = count === 0;
-  return item;
-}
-
-function noticeItem(event, text) {
-  const item = el("li", { className: "msg notice" }, el("p", { className: "msg-body" }, text));
-  item.dataset.offset = String(event.offset);
-  item.append(el("p", { className: "msg-meta" }, timeElement(event.ts_ms)));
-  return item;
-}
-
-function postItem(post, { authorName, mine, canEdit, canDelete, onEdit, onDelete }) {
-  const item = el("li", { className: "msg" });
-  item.dataset.offset = String(post.offset);
-  item.dataset.messageId = post.message_id;
-  item.classList.toggle("mine", mine);
-  item.classList.toggle("deleted", Boolean(post.deleted));
-
-  const author = el("span", { className: "msg-author" }, authorName);
-  author.dataset.authorId = post.author_id;
-  const meta = el("p", { className: "msg-meta" }, author, " ", timeElement(post.ts_ms));
-  if (post.edited_ms && !post.deleted) {
-    const edited = el("span", { className: "msg-edited" }, "(edited)");
-    edited.title = `Edited ${fullFormat.format(new Date(post.edited_ms))}`;
-    meta.append(" ", edited);
-  }
-  const body = el(
-    "p",
-    { className: "msg-body" },
-    post.deleted ? "message deleted" : (post.body ?? ""),
-  );
-  item.append(meta, body);
-
-  const about = `message from ${authorName} at ${timeOf(post.ts_ms)}`;
-  const actions = el("div", { className: "msg-actions" });
-  if (canEdit) actions.append(actionButton("Edit", `Edit ${about}`, onEdit));
-  if (canDelete) actions.append(actionButton("Delete", `Delete ${about}`, onDelete, "danger-text"));
-  if (actions.childElementCount) item.append(actions);
-  return item;
-}
-
-function actionButton(text, label, onClick, extraClass = "") {
-  const button = el("button", { type: "button", className: `link-button ${extraClass}` }, text);
-  button.setAttribute("aria-label", label);
-  button.addEventListener("click", onClick);
-  return button;
-}
-
-function pendingItem(messageId, pending, onDismiss) {
-  const item = el("li", { className: "msg mine pending" });
-  item.dataset.messageId = messageId;
-  const status = pending.error
-    ? el("span", { className: "msg-failed" }, `Not sent: ${pending.error}`)
-    : el("span", { className: "msg-sending" }, "Sending…");
-  item.append(
-    el("p", { className: "msg-meta" }, status),
-    el("p", { className: "msg-body" }, pending.body),
-  );
-  if (pending.error) {
-    const dismiss = actionButton("Dismiss", "Dismiss the unsent message", () => {
-      onDismiss();
-      item.remove();
-    });
-    item.append(el("div", { className: "msg-actions" }, dismiss));
-  }
-  return item;
-}
-
-function personItem(userId, name, online) {
-  const item = el(
-    "li",
-    { className: online ? "person online" : "person" },
-    el("span", { className: "presence-dot", "aria-hidden": "true" }),
-    el("span", {}, name),
-    el("span", { className: "visually-hidden" }, online ? ", online" : ", offline"),
-  );
-  item.dataset.userId = userId;
-  return item;
-}
-
-function typingText(names) {
-  if (names.length === 1) return `${names[0]} is typing…`;
-  if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
-  return names.length > 2 ? "Several people are typing…" : "";
-}
-
-function timelineStatus(view) {
-  if (!view) return "";
-  if (view.unavailable) return view.unavailable;
-  if (view.loadingOlder) return "Loading messages…";
-  if (!view.loaded || view.hasOlder) return "";
-  return view.posts.size ? "This is the beginning of the sphere." : "No messages yet. Say hello!";
-}
-
-function applyChangeTo(post, change) {
-  if (change.kind === "delete") {
-    post.deleted = true;
-    delete post.body;
-  } else if (change.kind === "edit" && !post.deleted && change.body !== undefined) {
-    // A replayed or history post may already carry this edit: only a later one applies.
-    if ((post.edited_ms ?? 0) <= change.ts_ms) {
-      post.body = change.body;
-      post.edited_ms = change.ts_ms;
-    }
   }
 }
 
@@ -961,9 +1102,10 @@ function bindComposer(chat) {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       ui.composer.requestSubmit();
-    } else if (event.key === "Escape" && chat.editing) {
+    } else if (event.key === "Escape" && (chat.editing || chat.replying)) {
       event.preventDefault();
       chat.endEdit();
+      chat.endReply();
     }
   });
   ui.composerInput.addEventListener("input", () => {
@@ -1044,43 +1186,6 @@ function closeDrawers() {
 }
 
 // -- small DOM helpers -----------------------------------------------------------------------
-
-/** A new element with `props` set and `children` (nodes, or strings added as text) appended. */
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key in node && !key.includes("-")) node[key] = value;
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
-
-function lockIcon() {
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", "0 0 16 16");
-  svg.setAttribute("class", "sphere-mark");
-  const path = document.createElementNS(ns, "path");
-  path.setAttribute("d", "M4 7V5a4 4 0 0 1 8 0v2h1v8H3V7zm2 0h4V5a2 2 0 0 0-4 0z");
-  svg.append(path);
-  return svg;
-}
-
-function timeElement(tsMs) {
-  const date = new Date(tsMs);
-  const time = el("time", { className: "msg-time" });
-  time.dateTime = date.toISOString();
-  time.title = fullFormat.format(date);
-  time.textContent = timeOf(tsMs);
-  return time;
-}
-
-function timeOf(tsMs) {
-  const date = new Date(tsMs);
-  const sameDay = date.toDateString() === new Date().toDateString();
-  return (sameDay ? timeFormat : dateTimeFormat).format(date);
-}
 
 /** Insert `item` among `list`'s children ordered by their `data-offset`. */
 function insertInOrder(list, item, offset) {

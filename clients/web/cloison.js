@@ -11,7 +11,8 @@
  * dropped, so the application sees each event of a sphere exactly once and in offset order,
  * across any number of reconnects.
  *
- * Writes (`publish`, `edit`, `delete`) stay in an outbox until acknowledged and are resent
+ * Writes (`publish` and replies, `edit`, `delete`, `react`, `unreact`, `pin`, `unpin`) stay
+ * in an outbox until acknowledged and are resent
  * with the same `message_id` after a reconnect: the server stores a key at most once, so a
  * resend can never duplicate a message.
  *
@@ -55,7 +56,8 @@ const MAX_UNLISTED_CLOSE_RETRIES = 5;
 // with the same message_id, this often before the write is reported as failed.
 const MAX_WRITE_ATTEMPTS = 5;
 
-const WRITE_TYPES = new Set(["publish", "edit", "delete"]);
+// Appends to a sphere's stream: acknowledged with `ack`, idempotent on `message_id`.
+const WRITE_TYPES = new Set(["publish", "edit", "delete", "react", "unreact", "pin", "unpin"]);
 const RECONNECT_CLOSE_CODES = new Set([1001, 1006, 1011, 1012, 1013]);
 const TERMINAL_CLOSE_CODES = new Set([1000, 1002, 1009]);
 
@@ -124,6 +126,11 @@ export function newMessageId() {
  * - `presence`    a `presence` frame; `typing` `{sphereId, userId}`.
  * - `unsubscribed` `{sphereId, reason: "access_revoked"}` when the user lost access, live or
  *                 found on a resume; the sphere is forgotten and not resumed again.
+ * - `unsubscribed` also ends a sphere that was deleted (`reason: "deleted"`).
+ * - `charter_required` `{sphereId}`: the sphere has a charter the user must accept before
+ *                 reading (on a subscribe, a resume, or a new version set while subscribed).
+ *                 The sphere is paused, its position kept: call `acceptCharter`, then
+ *                 `subscribe` again to resume from where it stopped.
  */
 export class CloisonClient {
   #url;
@@ -226,7 +233,7 @@ export class CloisonClient {
     return entry.promise;
   }
 
-  /** `sphere_list` of the caller's spheres, with unread counts (or `discover: true`), every page. */
+  /** `sphere_list` of the caller's spheres with unread counts (or `discover: true`), all pages. */
   listSpheres({ discover = false } = {}) {
     return this.#allPages({ type: "list_spheres", discover }, "spheres");
   }
@@ -257,8 +264,11 @@ export class CloisonClient {
   subscribe(sphereId) {
     let stream = this.#streams.get(sphereId);
     if (!stream) {
-      stream = { sphereId, position: null, resyncing: false, waiters: [] };
+      stream = { sphereId, position: null, resyncing: false, paused: false, waiters: [] };
       this.#streams.set(sphereId, stream);
+      if (this.#state === "online") this.#sendSubscribe(stream);
+    } else if (stream.paused) {
+      stream.paused = false; // the charter was accepted: resume from the position
       if (this.#state === "online") this.#sendSubscribe(stream);
     }
     const waiter = deferred();
@@ -330,6 +340,180 @@ export class CloisonClient {
     return this.request({ type: "delete", sphere_id: sphereId, message_id: messageId, target });
   }
 
+  // -- conversations (protocol.md section 22): stream writes, resent like `publish` --------
+
+  /** Post `body` as a reply to the post at offset `replyTo`. Resolves with the `ack`. */
+  reply(sphereId, replyTo, body, messageId = newMessageId()) {
+    const frame = { type: "publish", sphere_id: sphereId, message_id: messageId, body };
+    return this.request({ ...frame, reply_to: replyTo });
+  }
+
+  /** React to the post at `target` with `emoji` (`unreact` withdraws it). */
+  react(sphereId, target, emoji, messageId = newMessageId()) {
+    const frame = { type: "react", sphere_id: sphereId, message_id: messageId, target, emoji };
+    return this.request(frame);
+  }
+
+  unreact(sphereId, target, emoji, messageId = newMessageId()) {
+    const frame = { type: "unreact", sphere_id: sphereId, message_id: messageId, target, emoji };
+    return this.request(frame);
+  }
+
+  /** Pin (or, with `pinned` false, unpin) the post at `target`. */
+  pin(sphereId, target, pinned = true, messageId = newMessageId()) {
+    const type = pinned ? "pin" : "unpin";
+    return this.request({ type, sphere_id: sphereId, message_id: messageId, target });
+  }
+
+  /** The pinned posts, ascending: `{messages}`. */
+  listPins(sphereId) {
+    return this.request({ type: "list_pins", sphere_id: sphereId });
+  }
+
+  /** `thread_page`: the post at `root` and its replies in stream order. */
+  thread(sphereId, root, { after, limit } = {}) {
+    return this.request(compact({ type: "get_thread", sphere_id: sphereId, root, after, limit }));
+  }
+
+  /** `thread_list`: posts with replies, most recently answered first (one page). */
+  listThreads(sphereId, { after, limit } = {}) {
+    return this.request(compact({ type: "list_threads", sphere_id: sphereId, after, limit }));
+  }
+
+  /** `mention_list`: posts that mention the user across their spheres, newest first. */
+  listMentions({ after, limit } = {}) {
+    return this.request(compact({ type: "list_mentions", after, limit }));
+  }
+
+  /** Report the post at `target`: `reason` is `spam`, `abusive` or `other`. */
+  report(sphereId, target, reason, comment = "") {
+    const frame = { type: "report", sphere_id: sphereId, target, reason, comment: comment || null };
+    return this.request(compact(frame));
+  }
+
+  // -- spheres and membership (protocol.md sections 20, 21) -----------------------------
+
+  /** `sphere_info` of a new sphere: `settings` are `{privacy, listed, join_policy, history}`. */
+  createSphere(name, settings = {}) {
+    return this.request(compact({ type: "create_sphere", name, ...settings }));
+  }
+
+  /** Change some settings: `{name, privacy, listed, join_policy, history}`. */
+  updateSphere(sphereId, settings) {
+    return this.request(compact({ type: "update_sphere", sphere_id: sphereId, ...settings }));
+  }
+
+  deleteSphere(sphereId) {
+    return this.request({ type: "delete_sphere", sphere_id: sphereId });
+  }
+
+  join(sphereId) {
+    return this.request({ type: "join", sphere_id: sphereId });
+  }
+
+  leave(sphereId) {
+    return this.request({ type: "leave", sphere_id: sphereId });
+  }
+
+  requestJoin(sphereId, comment = "") {
+    return this.request(compact({ type: "request_join", sphere_id: sphereId, comment }));
+  }
+
+  withdrawRequest(sphereId) {
+    return this.request({ type: "withdraw_request", sphere_id: sphereId });
+  }
+
+  /** Pending invitations, every page: the user's own, or (with `sphereId`) a sphere's. */
+  listInvitations(sphereId = null) {
+    const frame = compact({ type: "list_invitations", sphere_id: sphereId });
+    return this.#allPages(frame, "invitations");
+  }
+
+  /** `invitation_info` of an invitation of `userId` with `role`. */
+  invite(sphereId, userId, role = "member") {
+    return this.request({ type: "invite", sphere_id: sphereId, user_id: userId, role });
+  }
+
+  /** `sphere_info` of the sphere entered. */
+  acceptInvitation(invitationId) {
+    return this.request({ type: "accept_invitation", invitation_id: invitationId });
+  }
+
+  declineInvitation(invitationId) {
+    return this.request({ type: "decline_invitation", invitation_id: invitationId });
+  }
+
+  revokeInvitation(invitationId) {
+    return this.request({ type: "revoke_invitation", invitation_id: invitationId });
+  }
+
+  /** Pending join requests, every page: `{requests: [{user_id, name, comment, ...}]}`. */
+  listRequests(sphereId) {
+    return this.#allPages({ type: "list_requests", sphere_id: sphereId }, "requests");
+  }
+
+  answerRequest(sphereId, userId, accept) {
+    const frame = { type: "answer_request", sphere_id: sphereId, user_id: userId, accept };
+    return this.request(frame);
+  }
+
+  removeMember(sphereId, userId) {
+    return this.request({ type: "remove_member", sphere_id: sphereId, user_id: userId });
+  }
+
+  setRole(sphereId, userId, role) {
+    return this.request({ type: "set_role", sphere_id: sphereId, user_id: userId, role });
+  }
+
+  ban(sphereId, userId, reason = "") {
+    return this.request(compact({ type: "ban", sphere_id: sphereId, user_id: userId, reason }));
+  }
+
+  unban(sphereId, userId) {
+    return this.request({ type: "unban", sphere_id: sphereId, user_id: userId });
+  }
+
+  listBans(sphereId) {
+    return this.#allPages({ type: "list_bans", sphere_id: sphereId }, "bans");
+  }
+
+  /** Mute a member for `durationS` seconds (60 s to a year). */
+  mute(sphereId, userId, durationS) {
+    const frame = { type: "mute", sphere_id: sphereId, user_id: userId, duration_s: durationS };
+    return this.request(frame);
+  }
+
+  unmute(sphereId, userId) {
+    return this.request({ type: "unmute", sphere_id: sphereId, user_id: userId });
+  }
+
+  transferOwnership(sphereId, userId) {
+    return this.request({ type: "transfer_ownership", sphere_id: sphereId, user_id: userId });
+  }
+
+  /** `charter_info`: `{version, text, accepted}` (version 0: no charter). */
+  getCharter(sphereId) {
+    return this.request({ type: "get_charter", sphere_id: sphereId });
+  }
+
+  setCharter(sphereId, text) {
+    return this.request({ type: "set_charter", sphere_id: sphereId, text });
+  }
+
+  acceptCharter(sphereId, version) {
+    return this.request({ type: "accept_charter", sphere_id: sphereId, version });
+  }
+
+  /** `audit_list`: one page of the audit log, newest first (`before`: an entry's `seq`). */
+  listAudit(sphereId, { before, limit } = {}) {
+    return this.request(compact({ type: "list_audit", sphere_id: sphereId, before, limit }));
+  }
+
+  /** `report_list`: one page of the sphere's reports, newest first. */
+  listReports(sphereId, { before, limit } = {}) {
+    return this.request(compact({ type: "list_reports", sphere_id: sphereId, before, limit }));
+  }
+
   /** Tell the sphere the user is typing; call on every keystroke, it throttles itself. */
   typing(sphereId) {
     const now = Date.now();
@@ -378,7 +562,7 @@ export class CloisonClient {
     // Resume before resending writes, so the replay precedes our own new events.
     for (const stream of this.#streams.values()) {
       stream.resyncing = false;
-      this.#sendSubscribe(stream);
+      if (!stream.paused) this.#sendSubscribe(stream);
     }
     outbox.forEach((entry) => this.#sendRequest(entry));
   }
@@ -528,9 +712,20 @@ export class CloisonClient {
   }
 
   #onUnsubscribed(frame) {
-    if (frame.reason !== "access_revoked") return;
+    const stream = this.#streams.get(frame.sphere_id);
+    if (!stream || frame.reason === "requested") return;
+    if (frame.reason === "charter") {
+      this.#pause(stream);
+      return;
+    }
     this.#streams.delete(frame.sphere_id);
     this.#emit("unsubscribed", { sphereId: frame.sphere_id, reason: frame.reason });
+  }
+
+  /** A new charter to accept: stop, keep the position, and say so. */
+  #pause(stream) {
+    stream.paused = true;
+    this.#emit("charter_required", { sphereId: stream.sphereId });
   }
 
   #onMessage(frame) {
@@ -568,8 +763,12 @@ export class CloisonClient {
       this.#sendSubscribe(stream);
       return;
     }
-    this.#streams.delete(stream.sphereId);
     stream.waiters.splice(0).forEach((w) => w.reject(error));
+    if (error.code === "charter_required") {
+      this.#pause(stream);
+      return;
+    }
+    this.#streams.delete(stream.sphereId);
     // Refused on a resume (`not_found`, `forbidden`): access was lost while we were away.
     if (stream.position) {
       this.#emit("unsubscribed", { sphereId: stream.sphereId, reason: "access_revoked" });
@@ -635,6 +834,13 @@ function toError(frame) {
     retryable: frame.retryable,
     retryAfterMs: frame.retry_after_ms ?? null,
   });
+}
+
+/** `frame` without its null, undefined and empty-string fields (optional on the wire). */
+function compact(frame) {
+  return Object.fromEntries(
+    Object.entries(frame).filter(([, v]) => v !== undefined && v !== null && v !== ""),
+  );
 }
 
 function deferred() {
