@@ -6,7 +6,7 @@
 
 import { emojiPicker, reactionBar, replyContext } from "./conversations.js";
 import { actionButton, el } from "./dom.js";
-import { isPublisher, isStaff } from "./governance.js";
+import { isPublisher, isStaff } from "./roles.js";
 import {
   badge,
   noticeItem,

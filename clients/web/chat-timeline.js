@@ -6,7 +6,7 @@
 
 import { newMessageId } from "./cloison.js";
 import { applyPin, applyReaction, plainBody, withMentions } from "./conversations.js";
-import { explain } from "./governance.js";
+import { explain } from "./panel.js";
 import { applyChangeTo } from "./views.js";
 import { announce, isNearBottom, keepScrollFromBottom, scrollToBottom, ui } from "./page.js";
 import { autoGrow, showComposerError } from "./composer.js";
