@@ -358,7 +358,4 @@ export class ChatTimeline extends ChatRendering {
     if (!target || ui.confirmDelete.returnValue !== "delete") return;
     this.report(this.client.delete(target.sphereId, target.offset));
   }
-
-  // -- rendering --
-
 }

@@ -334,7 +334,4 @@ export class Chat extends ChatTimeline {
   displayName(userId) {
     return this.names.get(userId) ?? `user ${userId.slice(-6)}`;
   }
-
-  // -- stream events --
-
 }
