@@ -66,12 +66,21 @@ async def superuser(pg: PostgresCluster) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def hang_commits(db: asyncpg.Connection, hang: bool) -> None:
-    """Make every COMMIT wait for a standby that does not exist, or stop doing so."""
+    """Make every COMMIT wait for a standby that does not exist, or stop doing so.
+
+    ``pg_reload_conf`` only signals the postmaster, which then signals every backend: once this
+    connection's own backend shows the new setting, the gateway's backends have been signalled
+    too, and each reloads before its next command.
+    """
     if hang:
         await db.execute("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
     else:
         await db.execute("ALTER SYSTEM RESET synchronous_standby_names")
     await db.execute("SELECT pg_reload_conf()")
+    wanted = "nobody" if hang else ""
+    async with asyncio.timeout(TIMEOUT_S):
+        while await db.fetchval("SHOW synchronous_standby_names") != wanted:
+            await asyncio.sleep(0.01)  # another process's signal: nothing to await
 
 
 async def committing_backend(db: asyncpg.Connection) -> int:
