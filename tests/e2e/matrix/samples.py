@@ -221,9 +221,11 @@ SAMPLES: Mapping[type[Frame], tuple[Sample, ...]] = {
         Sample("settings", lambda c: UpdateSphere(sphere_id=c.sphere_id, name="renamed")),
         # The same type again: the right is checked, nothing changes.
         Sample("type", lambda c: UpdateSphere(sphere_id=c.sphere_id, privacy=c.privacy)),
+        # Narrowing hides the older posts from outsiders of a public sphere: a sphere of its own.
         Sample(
             "history",
             lambda c: UpdateSphere(sphere_id=c.sphere_id, history=HistoryMode.SINCE_JOINING),
+            fresh=True,
         ),
     ),
     DeleteSphere: _one("delete", lambda c: DeleteSphere(sphere_id=c.sphere_id), fresh=True),
