@@ -79,8 +79,10 @@ async def hang_commits(db: asyncpg.Connection, hang: bool) -> None:
     await db.execute("SELECT pg_reload_conf()")
     wanted = "nobody" if hang else ""
     async with asyncio.timeout(TIMEOUT_S):
-        while await db.fetchval("SHOW synchronous_standby_names") != wanted:
-            await asyncio.sleep(0.01)  # another process's signal: nothing to await
+        while True:  # another process's signal: nothing to await but the next look
+            if await db.fetchval("SHOW synchronous_standby_names") == wanted:
+                return
+            await asyncio.sleep(0.01)
 
 
 async def committing_backend(db: asyncpg.Connection) -> int:
