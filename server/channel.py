@@ -189,7 +189,7 @@ def apply(channel: SphereChannel, event: Message) -> list[tuple[Subscription, st
         return [(sub, DELETED) for sub in channel.subs.values()]
     if event.kind is EventKind.MEMBER and event.member_id is not None:
         user_id = event.member_id
-        if event.action is MemberAction.MUTED and event.until_ms is not None:
+        if event.until_ms is not None and event.role is not None:  # muted, or back muted
             channel.muted[user_id] = event.until_ms
         elif event.action is MemberAction.UNMUTED or event.role is None:
             channel.muted.pop(user_id, None)

@@ -258,8 +258,18 @@ class SqlDirectory(SqlAccounts):
             return None
         if target_name is None:  # after decide: only who may change members learns this
             raise NotFoundError(f"no user {target_id}")
+        entering = change.role is not None and state.target_role is None
+        if entering:
+            # Back before a mute made in an earlier membership ran out: muted again (the event
+            # says until when, so every node's map knows).
+            rows = await db.fetch(q.take_departed_mute, sphere_id, target_id)
+            if rows and rows[0][0] > now_ms:
+                change = dataclasses.replace(change, until_ms=rows[0][0])
         event = member_event(sphere, actor_id, target_id, target_name, change, now_ms)
         if change.role is None:
+            muted_until = state.target_muted_until_ms
+            if muted_until is not None and muted_until > now_ms:
+                await db.fetch(q.keep_departed_mute, sphere_id, target_id, muted_until)
             await db.fetch(q.delete_member, sphere_id, target_id)
         else:
             # Kept by a role change; set only when the target becomes a member.
@@ -267,6 +277,8 @@ class SqlDirectory(SqlAccounts):
             await db.fetch(
                 q.upsert_member, sphere_id, target_id, change.role.value, now_ms, history_from
             )
+            if entering and change.until_ms is not None:
+                await db.fetch(q.set_muted, change.until_ms, sphere_id, target_id)
         await db.fetch(q.insert_event, *event_row(event))
         await db.fetch(q.update_counter, event.offset, sphere_id)
         if change.audit is not None:

@@ -42,7 +42,6 @@ _TEMPLATES = {
     "delete_ban": "DELETE FROM bans WHERE sphere_id = ? AND user_id = ?",
     "bans": _BANS.replace("{after}", ""),
     "bans_after": _BANS.replace("{after}", keyset_after("b", "ts_ms", "user_id")),
-    "set_muted": "UPDATE members SET muted_until_ms = ? WHERE sphere_id = ? AND user_id = ?",
     # -- deletion: every row of the sphere, its own row last but the audit entries ---------
     "delete_events": "DELETE FROM events WHERE sphere_id = ?",
     "delete_members": "DELETE FROM members WHERE sphere_id = ?",
@@ -64,7 +63,6 @@ class ModerationQueries:
     delete_ban: str
     bans: str
     bans_after: str
-    set_muted: str
     delete_events: str
     delete_members: str
     delete_invitations: str
@@ -162,7 +160,7 @@ class SqlModeration(SqlEntry):
         async with self._writing() as db:
             event = await self._change_member_in(db, sphere_id, actor_id, target_id, decide, now_ms)
             if event is not None:
-                await db.fetch(self._m.set_muted, event.until_ms, sphere_id, target_id)
+                await db.fetch(self._q.set_muted, event.until_ms, sphere_id, target_id)
         return event
 
     # -- ownership and deletion ----------------------------------------------------------------

@@ -93,6 +93,15 @@ _TEMPLATES = {
         VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (sphere_id, user_id) DO UPDATE SET role = excluded.role
     """,
+    "set_muted": "UPDATE members SET muted_until_ms = ? WHERE sphere_id = ? AND user_id = ?",
+    # A member who leaves while muted keeps the rest of the mute for when they come back.
+    "keep_departed_mute": """
+        INSERT INTO departed_mutes (sphere_id, user_id, until_ms) VALUES (?, ?, ?)
+        ON CONFLICT (sphere_id, user_id) DO UPDATE SET until_ms = excluded.until_ms
+    """,
+    "take_departed_mute": """
+        DELETE FROM departed_mutes WHERE sphere_id = ? AND user_id = ? RETURNING until_ms
+    """,
     "count_members": "SELECT count(*) FROM members WHERE sphere_id = ?",
     "delete_member": "DELETE FROM members WHERE sphere_id = ? AND user_id = ?",
     "insert_event": (
@@ -180,6 +189,9 @@ class Queries:
     insert_sphere: str
     insert_member: str
     upsert_member: str
+    set_muted: str
+    keep_departed_mute: str
+    take_departed_mute: str
     count_members: str
     delete_member: str
     insert_event: str

@@ -31,6 +31,7 @@ from protocol import (
     Ok,
     Publish,
     RequestJoin,
+    SphereInfo,
     Subscribe,
     Subscribed,
     Typing,
@@ -210,6 +211,38 @@ async def test_a_muted_member_reads_but_does_not_speak(server: ServerProcess) ->
     assert (await m.expect(Message, action="unmuted")).member_id == member.user_id
     free = await m.request(Publish(sphere_id=sphere_id, message_id="m4", body="back", ref="p4"))
     assert isinstance(free, Ack)
+
+
+async def test_leaving_and_joining_again_does_not_shed_a_mute(server: ServerProcess) -> None:
+    owner = await server.new_user("owner")
+    member = await server.new_user("member")
+    sphere_id = await owner.create_sphere("lobby", privacy="open")
+    o, m = await owner.connect(), await member.connect()
+    assert isinstance(await m.request(Join(sphere_id=sphere_id, ref="j1")), SphereInfo)
+    done = await o.request(
+        Mute(sphere_id=sphere_id, user_id=member.user_id, duration_s=600, ref="mu")
+    )
+    assert isinstance(done, Ok), done
+    left = await member.api("POST", f"/spheres/{sphere_id}/leave")
+    assert left.status_code == 200, left.text
+    await o.request(Subscribe(sphere_id=sphere_id, ref="s"))
+    assert isinstance(await m.request(Join(sphere_id=sphere_id, ref="j2")), SphereInfo)
+    back = await o.expect(Message, action="joined", member_id=member.user_id)
+    assert back.until_ms is not None and back.until_ms > int(time.time() * 1000)
+    # Refused up front (the member map follows the joining event) and over HTTP alike.
+    assert muted(await m.request(Typing(sphere_id=sphere_id, ref="t")))
+    assert muted(await m.request(Publish(sphere_id=sphere_id, message_id="m1", body="x", ref="p")))
+    over_http = await member.api(
+        "POST", f"/spheres/{sphere_id}/messages", json={"message_id": "m2", "body": "y"}
+    )
+    assert over_http.status_code == 403 and "muted" in over_http.json()["message"]
+    # Once lifted, the mute is gone for good: leaving and coming back starts unmuted.
+    lifted = await owner.api("DELETE", f"/spheres/{sphere_id}/mutes/{member.user_id}")
+    assert lifted.status_code == 200, lifted.text
+    await member.api("POST", f"/spheres/{sphere_id}/leave")
+    assert isinstance(await m.request(Join(sphere_id=sphere_id, ref="j3")), SphereInfo)
+    free = await m.request(Publish(sphere_id=sphere_id, message_id="m3", body="z", ref="p3"))
+    assert isinstance(free, Ack), free
 
 
 async def test_who_may_mute_whom(server: ServerProcess) -> None:

@@ -119,6 +119,7 @@ ROW_TABLES = (
     "mentions",
     "thread_summaries",
     "reports",
+    "departed_mutes",
 )
 
 
@@ -163,6 +164,14 @@ async def populate(node: ServerProcess, store: Rows) -> tuple[User, User, str]:
         Mute(sphere_id=sphere_id, user_id=member.user_id, duration_s=600, ref="m")
     )
     assert isinstance(muted, Ok)
+    leaver = await node.new_user("leaver")  # leaves while muted: the mute waits for them
+    await owner.add(sphere_id, leaver)
+    muted = await o.request(
+        Mute(sphere_id=sphere_id, user_id=leaver.user_id, duration_s=600, ref="m2")
+    )
+    assert isinstance(muted, Ok)
+    left = await leaver.api("POST", f"/spheres/{sphere_id}/leave")
+    assert left.status_code == 200, left.text
     return owner, member, sphere_id
 
 
