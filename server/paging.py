@@ -10,7 +10,7 @@ which the client passes back as ``after``.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import orjson
@@ -38,6 +38,21 @@ def fit(items: list[T], *, budget: int, size: Callable[[T], int]) -> tuple[list[
             break
         kept.append(item)
     return kept, len(kept) < len(items)
+
+
+def fit_listing(
+    page: Sequence[T],
+    limit: int,
+    *,
+    budget: int,
+    size: Callable[[T], int],
+    key: Callable[[T], tuple[object, ...]],
+) -> tuple[list[T], str | None]:
+    """A listing's reply: the items of ``page`` (read with ``limit + 1``) that fit ``budget``,
+    and the cursor of the next page (None on the last one)."""
+    items, trimmed = fit(list(page[:limit]), budget=budget, size=size)
+    more = trimmed or len(page) > limit
+    return items, cursor(key(items[-1])) if more and items else None
 
 
 # The shapes of the two paging cursors: (role rank, name, user_id) and (name, sphere_id).

@@ -107,17 +107,17 @@ class ConversationReads:
             ThreadSummary(
                 root=t.root, replies=t.replies, last_offset=t.last_offset, last_ts_ms=t.last_ts_ms
             )
-            for t in found[:limit]
+            for t in found
         ]
-        threads, trimmed = paging.fit(
+        threads, cursor = paging.fit_listing(
             summaries,
+            limit,
             budget=self._deps.page_bytes,
             size=lambda t: paging.encoded_size(
                 codec, ThreadList(sphere_id=frame.sphere_id, threads=[t])
             ),
+            key=lambda t: (t.last_offset,),
         )
-        more = trimmed or len(found) > limit
-        cursor = paging.cursor((threads[-1].last_offset,)) if more and threads else None
         return ThreadList(sphere_id=frame.sphere_id, threads=threads, next=cursor, ref=frame.ref)
 
     async def _list_mentions(
@@ -128,11 +128,12 @@ class ConversationReads:
         found = await self._store.list_mentions(
             caller.user.user_id, after=cast("MentionKey | None", after), limit=limit + 1
         )
-        messages, trimmed = paging.fit(
-            found[:limit],
+        codec = self._deps.codec(caller)
+        messages, cursor = paging.fit_listing(
+            found,
+            limit,
             budget=self._deps.page_bytes,
-            size=lambda m: paging.encoded_size(self._deps.codec(caller), m),
+            size=lambda m: paging.encoded_size(codec, m),
+            key=mention_key,
         )
-        more = trimmed or len(found) > limit
-        cursor = paging.cursor(mention_key(messages[-1])) if more and messages else None
         return MentionList(messages=messages, next=cursor, ref=frame.ref)

@@ -66,13 +66,13 @@ def fit_page(
 ) -> tuple[list[T], str | None]:
     """The items of ``page`` (read with ``limit + 1``) that fit a reply, and its ``next``."""
     codec = deps.codec(caller)
-    items, trimmed = paging.fit(
-        list(page[:limit]),
+    return paging.fit_listing(
+        page,
+        limit,
         budget=deps.page_bytes,
         size=lambda item: paging.encoded_size(codec, frame([item])),
+        key=key,
     )
-    more = trimmed or len(page) > limit
-    return items, paging.cursor(key(items[-1])) if more and items else None
 
 
 def _invitation_key(invitation: Invitation) -> EntryKey:

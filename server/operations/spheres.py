@@ -92,13 +92,13 @@ class SphereHandlers:
         page = await self._store.user_spheres(
             caller.user.user_id, limit=limit + 1, after=cast("SphereKey | None", after)
         )
-        spheres, trimmed = paging.fit(
-            page[:limit],
+        spheres, cursor = paging.fit_listing(
+            page,
+            limit,
             budget=budget,
             size=lambda s: paging.encoded_size(codec, SphereList(spheres=[s])),
+            key=sphere_key,
         )
-        more = trimmed or len(page) > limit
-        cursor = paging.cursor(sphere_key(spheres[-1])) if more else None
         return SphereList(spheres=spheres, next=cursor, ref=frame.ref)
 
     async def _create_sphere(
@@ -179,13 +179,13 @@ class SphereHandlers:
         page = await self._store.list_members(
             frame.sphere_id, limit=limit + 1, after=cast("MemberKey | None", after)
         )
-        members, trimmed = paging.fit(
-            page[:limit],
+        members, cursor = paging.fit_listing(
+            page,
+            limit,
             budget=self._deps.page_bytes,
             size=lambda m: paging.encoded_size(
                 codec, MemberList(sphere_id=frame.sphere_id, members=[m])
             ),
+            key=member_key,
         )
-        more = trimmed or len(page) > limit
-        cursor = paging.cursor(member_key(members[-1])) if more else None
         return MemberList(sphere_id=frame.sphere_id, members=members, next=cursor, ref=frame.ref)
