@@ -36,6 +36,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import Operations
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
+from server.privacy.export import Exports
 from server.public_page import PublicPages
 from server.ratelimit import (
     LocalWriteLimiter,
@@ -162,7 +163,8 @@ async def _build(config: Config) -> Runtime:
     metrics.gauge(
         "cloison_sessions_ended", "Sessions those changes ended on this node", lambda: watcher.ended
     )
-    api = HttpApi(config, store, operations, Accounts(store, config, registry))
+    exports = Exports(store, member_exports=config.member_exports)
+    api = HttpApi(config, store, operations, Accounts(store, config, registry), exports)
     return Runtime(
         store=store,
         broker=broker,

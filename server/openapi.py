@@ -218,7 +218,15 @@ def _account_operation(route: AccountRoute, errors: Schema) -> Schema:
             "required": bool(route.body.get("required")),
             "content": {"application/json": {"schema": route.body}},
         }
-    success = {"description": "success", "content": {"application/json": {"schema": route.reply}}}
+    success: Schema = {
+        "description": "success",
+        "content": {route.media_type: {"schema": route.reply}},
+    }
+    if route.headers:
+        success["headers"] = {
+            name: {"description": what, "schema": {"type": "string"}}
+            for name, what in route.headers
+        }
     operation["responses"] = {str(route.status): success, **errors}
     return operation
 

@@ -14,6 +14,7 @@ from storage.sql.audit import SqlSphereAudit
 from storage.sql.charter import SqlCharters
 from storage.sql.conversations import SqlConversations
 from storage.sql.directory import SqlDirectory
+from storage.sql.export import SqlExport
 from storage.sql.moderation import SqlModeration
 from storage.sql.queue import AppendQueue
 
@@ -21,7 +22,9 @@ from storage.sql.queue import AppendQueue
 MAX_OFFSET = 2**63 - 1
 
 
-class SqlStore(SqlModeration, SqlDirectory, SqlSphereAudit, SqlConversations, SqlCharters):
+class SqlStore(
+    SqlModeration, SqlDirectory, SqlSphereAudit, SqlConversations, SqlCharters, SqlExport
+):
     """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
     the lifecycle both engines share (``async with``; ``aclose`` is the engine's)."""
 

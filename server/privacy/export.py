@@ -1,0 +1,435 @@
+"""Exports: a user's data, or a sphere's history, as one zip archive streamed over HTTP.
+
+Theory of operation. An export is planned, then streamed. The plan counts, with short reads,
+what each member of the archive will hold (the counts travel in the response's headers, so a
+client shows progress against a known total) and fixes where it ends: a user's events up to
+the last offset each sphere had then, a sphere's history up to its head then. The export is
+audited when planned, with its counts and never its content (the server's audit log for a
+user's export, the sphere's for a sphere's). Streaming then reads the store page by page
+(``storage.export``; never the whole set), writes each page into the archive in a worker
+thread and hands the compressed bytes to the response, whose sending waits for the client: a
+slow reader slows the reads, and memory holds about one page whatever the archive's size.
+The manifest, written last, counts the lines actually written.
+
+Limits: ``MAX_RUNNING_EXPORTS`` archives stream at once on a node; one more is refused with
+``unavailable`` (retryable). ``--member-exports off`` refuses users their own export
+(``forbidden``, ``MEMBER_EXPORTS_OFF``); a server administrator's export of a user and a
+sphere administrator's export of their sphere stay available.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from protocol import CloisonError, ErrorCode, Message, SphereId, UserId, to_wire
+from server.privacy.archive import MEDIA_TYPE, Row, ZipStream
+from storage import AuditEntry, AuthoredSpan, Store, UserRecord, sphere_key
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+FORMAT = "cloison-export"
+EXPORT_ACTION = "data_exported"  # the server audit log's action for a user's export
+ITEMS_HEADER = "X-Cloison-Export-Items"  # lines the archive will hold, all members together
+COUNTS_HEADER = "X-Cloison-Export-Counts"  # the same per member, as a JSON object
+MEMBER_EXPORTS_OFF = "member exports are disabled on this server; ask an administrator"
+BUSY = "too many exports are running on this server; retry later"
+# Why 500: a page of the largest bodies (16 KiB) stays under 8 MiB, and a page is one short
+# read; the per-page overhead (a read, a thread hop) is then a few percent of the work.
+PAGE_ROWS = 500
+# Why 4096: the offsets one read of a user's events covers; it bounds the read's work in a
+# sphere where others wrote most events, and is large enough that a sphere of mostly theirs
+# still fills pages of PAGE_ROWS.
+WINDOW_OFFSETS = 4096
+# Why 4: each running export holds a page or two and keeps a store reader busy in bursts; a
+# few at once cannot crowd out the requests of everyone else.
+MAX_RUNNING_EXPORTS = 4
+
+Pages = AsyncIterator[Sequence[Row]]
+
+
+class ExportSlots:
+    """How many exports stream on this node, with the bound ``MAX_RUNNING_EXPORTS``."""
+
+    def __init__(self, limit: int = MAX_RUNNING_EXPORTS) -> None:
+        self._limit = limit
+        self.running = 0
+
+    def take(self) -> None:
+        if self.running >= self._limit:
+            raise CloisonError(BUSY, code=ErrorCode.UNAVAILABLE)
+        self.running += 1
+
+    def give(self) -> None:
+        self.running -= 1
+
+
+class ArchiveResponse(StreamingResponse):
+    """A streamed archive that gives its export slot back however the response ends (sent,
+    failed, or never started because the client went away)."""
+
+    def __init__(
+        self, chunks: AsyncIterator[bytes], headers: dict[str, str], release: Callable[[], None]
+    ) -> None:
+        super().__init__(chunks, 200, headers, media_type=MEDIA_TYPE)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+def archive_headers(filename: str, counts: dict[str, int]) -> dict[str, str]:
+    return {
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        ITEMS_HEADER: str(sum(counts.values())),
+        COUNTS_HEADER: orjson.dumps(counts).decode(),
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+def stamp(now_ms: int) -> str:
+    """``now_ms`` as a file name's UTC time: 20261207T231500Z."""
+    return datetime.datetime.fromtimestamp(now_ms / 1000, datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def audit_detail(counts: dict[str, int]) -> str:
+    """The counts as an audit entry's detail: ``messages=12,reactions=3`` (no content)."""
+    return ",".join(f"{name.split('.')[0]}={n}" for name, n in counts.items())
+
+
+def message_line(message: Message) -> Row:
+    """An event as the HTTP API shows it, without the frame's ``type``."""
+    row: dict[str, Any] = to_wire(message)
+    row.pop("type", None)
+    return row
+
+
+async def stream_archive(
+    members: list[tuple[str, Callable[[], Pages]]],
+    manifest: Callable[[dict[str, int]], Row],
+    what: str,
+) -> AsyncIterator[bytes]:
+    """The bytes of an archive of ``members`` (JSON lines, each read page by page) and a
+    ``manifest.json`` built from the lines written. A failure ends the stream unfinished:
+    the client sees a broken transfer, never a short archive that looks whole."""
+    archive = ZipStream()
+    try:
+        for name, pages in members:
+            async for chunk in archive.member(name, pages()):
+                yield chunk
+        yield await archive.document("manifest.json", manifest(dict(archive.lines)))
+        yield await archive.finish()
+    except Exception:
+        logger.exception("the export of %s failed after %d bytes", what, archive.bytes_out)
+        raise
+
+
+class UserExport:
+    """Everything of one user: planned by ``plan``, streamed by ``chunks``."""
+
+    def __init__(self, store: Store, user: UserRecord, *, actor: str, now_ms: int) -> None:
+        self._store = store
+        self._user = user
+        self._actor = actor
+        self._now_ms = now_ms
+        self._spans: list[AuthoredSpan] = []
+        self.counts: dict[str, int] = {}
+
+    @property
+    def filename(self) -> str:
+        return f"cloison-export-{self._user.user_id}-{stamp(self._now_ms)}.zip"
+
+    async def plan(self) -> dict[str, int]:
+        """Count what the archive will hold, fix where it ends, and audit the export."""
+        store, user_id = self._store, self._user.user_id
+        after: SphereId | None = None
+        while page := await store.authored_spheres(user_id, after=after, limit=PAGE_ROWS):
+            for sphere_id in page:
+                span = await store.authored_span(sphere_id, user_id)
+                if span is not None:
+                    self._spans.append(span)
+            after = page[-1]
+        memberships = await _count(self._memberships())
+        rows = await store.count_user_rows(user_id)
+        self.counts = {
+            "profile.json": 1,
+            "tokens.jsonl": await _count(self._tokens()),
+            "memberships.jsonl": memberships,
+            "read_markers.jsonl": memberships,
+            "messages.jsonl": sum(span.writings for span in self._spans),
+            "reactions.jsonl": sum(span.reactions for span in self._spans),
+            "invitations.jsonl": rows["invitations"],
+            "join_requests.jsonl": rows["join_requests"],
+            # With the entry of this export, written below.
+            "audit.jsonl": rows["server_audit"] + 1 + rows["sphere_audit"],
+        }
+        entry = AuditEntry(
+            self._actor, EXPORT_ACTION, user_id, self._now_ms, detail=audit_detail(self.counts)
+        )
+        await store.record_audit(entry)
+        return self.counts
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        members: list[tuple[str, Callable[[], Pages]]] = [
+            ("profile.json", self._profile),
+            ("tokens.jsonl", self._tokens),
+            ("memberships.jsonl", self._memberships),
+            ("read_markers.jsonl", self._read_markers),
+            ("messages.jsonl", self._messages),
+            ("reactions.jsonl", self._reactions),
+            ("invitations.jsonl", self._invitations),
+            ("join_requests.jsonl", self._join_requests),
+            ("audit.jsonl", self._audit),
+        ]
+        return stream_archive(members, self._manifest, f"user {self._user.user_id}")
+
+    def _manifest(self, written: dict[str, int]) -> Row:
+        return {
+            "format": FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "kind": "user",
+            "user_id": self._user.user_id,
+            "requested_by": self._actor,
+            "generated_ms": self._now_ms,
+            "server_version": importlib.metadata.version("cloison"),
+            "announced": self.counts,
+            "counts": written,
+        }
+
+    # -- the members, page by page ---------------------------------------------------------
+
+    async def _profile(self) -> Pages:
+        user = self._user
+        yield [
+            {
+                "user_id": user.user_id,
+                "name": user.name,
+                "kind": user.kind.value,
+                "is_admin": user.is_admin,
+                "created_ms": user.created_ms,
+                "disabled_ms": user.disabled_ms,
+            }
+        ]
+
+    async def _tokens(self) -> Pages:
+        cursor: tuple[int, str] | None = None
+        while True:
+            page = await self._store.list_tokens(
+                self._user.user_id, now_ms=self._now_ms, before=cursor, limit=PAGE_ROWS
+            )
+            yield [
+                {
+                    "token_id": t.token_id,
+                    "kind": t.kind.value,
+                    "label": t.label,
+                    "created_ms": t.created_ms,
+                    "expires_ms": t.expires_ms,
+                    "last_used_ms": t.last_used_ms,
+                    "issued_by": t.issued_by,
+                }
+                for t in page.tokens
+            ]
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def _spheres(self) -> AsyncIterator[list[Any]]:
+        after = None
+        while page := await self._store.user_spheres(
+            self._user.user_id, limit=PAGE_ROWS, after=after
+        ):
+            yield page
+            if len(page) < PAGE_ROWS:
+                return
+            after = sphere_key(page[-1])
+
+    async def _memberships(self) -> Pages:
+        async for page in self._spheres():
+            yield [
+                {
+                    "sphere_id": s.sphere_id,
+                    "sphere_name": s.name,
+                    "privacy": s.privacy.value,
+                    "role": s.role.value if s.role is not None else None,
+                    "history_from": s.history_from,
+                    "charter_accepted": s.charter_accepted,
+                    "muted_until_ms": s.muted_until_ms,
+                }
+                for s in page
+            ]
+
+    async def _read_markers(self) -> Pages:
+        async for page in self._spheres():
+            yield [{"sphere_id": s.sphere_id, "read_offset": s.read_offset} for s in page]
+
+    async def _messages(self) -> Pages:
+        for span in self._spans:
+            after = span.first - 1
+            while after < span.last:
+                until = min(after + WINDOW_OFFSETS, span.last)
+                events = await self._store.authored_events(
+                    span.sphere_id, self._user.user_id, after=after, until=until, limit=PAGE_ROWS
+                )
+                lines = []
+                for event in events:
+                    line = dict(message_line(event))
+                    line.pop("author_id", None)  # always the user
+                    lines.append(line)
+                yield lines
+                after = events[-1].offset if len(events) == PAGE_ROWS else until
+
+    async def _reactions(self) -> Pages:
+        for span in self._spans:
+            key = None
+            while page := await self._store.user_reactions(
+                span.sphere_id, self._user.user_id, after=key, limit=PAGE_ROWS
+            ):
+                yield [
+                    {
+                        "sphere_id": r.sphere_id,
+                        "target": r.target,
+                        "emoji": r.emoji,
+                        "offset": r.offset,
+                    }
+                    for r in page
+                ]
+                key = (page[-1].target, page[-1].emoji)
+
+    async def _invitations(self) -> Pages:
+        after = None
+        user_id = self._user.user_id
+        while page := await self._store.user_invitations(user_id, after=after, limit=PAGE_ROWS):
+            yield [
+                {
+                    "invitation_id": i.invitation_id,
+                    "direction": "received" if i.invitee_id == user_id else "sent",
+                    "sphere_id": i.sphere_id,
+                    "inviter_id": i.inviter_id,
+                    "invitee_id": i.invitee_id,
+                    "role": i.role,
+                    "created_ms": i.created_ms,
+                    "expires_ms": i.expires_ms,
+                    "state": i.state,
+                }
+                for i in page
+            ]
+            after = page[-1].invitation_id
+
+    async def _join_requests(self) -> Pages:
+        after = None
+        user_id = self._user.user_id
+        while page := await self._store.user_join_requests(user_id, after=after, limit=PAGE_ROWS):
+            yield [
+                {
+                    "sphere_id": r.sphere_id,
+                    "comment": r.comment,
+                    "created_ms": r.created_ms,
+                    "state": r.state,
+                }
+                for r in page
+            ]
+            after = page[-1].sphere_id
+
+    async def _audit(self) -> Pages:
+        user_id = self._user.user_id
+        seq = 0
+        while server := await self._store.user_audit(user_id, after=seq, limit=PAGE_ROWS):
+            yield [
+                {
+                    "log": "server",
+                    "seq": e.seq,
+                    "ts_ms": e.ts_ms,
+                    "actor": e.actor,
+                    "action": e.action,
+                    "user_id": e.user_id,
+                    "token_id": e.token_id,
+                    "detail": e.detail,
+                }
+                for e in server
+            ]
+            seq = server[-1].seq
+        seq = 0
+        while spheres := await self._store.user_sphere_audit(user_id, after=seq, limit=PAGE_ROWS):
+            yield [{"log": "sphere", **sphere_audit_line(e)} for e in spheres]
+            seq = spheres[-1].seq
+
+
+def sphere_audit_line(entry: Any) -> Row:
+    return {
+        "sphere_id": entry.sphere_id,
+        "seq": entry.seq,
+        "ts_ms": entry.ts_ms,
+        "actor_id": entry.actor_id,
+        "action": entry.action.value,
+        "target_id": entry.target_id,
+        "offset": entry.offset,
+        "detail": entry.detail,
+    }
+
+
+async def _count(pages: Pages) -> int:
+    return sum([len(page) async for page in pages])
+
+
+async def start(
+    slots: ExportSlots, plan: Callable[[], Awaitable[dict[str, int]]]
+) -> Callable[[], None]:
+    """Take an export slot and run ``plan``; returns what gives the slot back (the plan's
+    failure gives it back at once)."""
+    slots.take()
+    try:
+        await plan()
+    except BaseException:
+        slots.give()
+        raise
+    return slots.give
+
+
+class Exports:
+    """The exports of one node: the policy, and the slots they stream in."""
+
+    def __init__(self, store: Store, *, member_exports: bool) -> None:
+        self._store = store
+        self._member_exports = member_exports
+        self.slots = ExportSlots()
+
+    async def own(self, user: UserRecord, *, now_ms: int) -> ArchiveResponse:
+        """A user's export of their own data.
+
+        Raises:
+            CloisonError: ``forbidden`` when member exports are off; ``unavailable`` when
+                ``MAX_RUNNING_EXPORTS`` exports are running.
+        """
+        if not self._member_exports:
+            raise CloisonError(MEMBER_EXPORTS_OFF, code=ErrorCode.FORBIDDEN)
+        return await self._user(user, actor=user.user_id, now_ms=now_ms)
+
+    async def of_user(self, actor: str, user_id: UserId, *, now_ms: int) -> ArchiveResponse:
+        """A server administrator's export of a user's data (an access request), whatever
+        the policy of member exports.
+
+        Raises:
+            CloisonError: ``not_found`` for an unknown user; ``unavailable`` as ``own``.
+        """
+        user = await self._store.get_user(user_id)
+        if user is None:
+            raise CloisonError("no such user", code=ErrorCode.NOT_FOUND)
+        return await self._user(user, actor=actor, now_ms=now_ms)
+
+    async def _user(self, user: UserRecord, *, actor: str, now_ms: int) -> ArchiveResponse:
+        export = UserExport(self._store, user, actor=actor, now_ms=now_ms)
+        release = await start(self.slots, export.plan)
+        headers = archive_headers(export.filename, export.counts)
+        return ArchiveResponse(export.chunks(), headers, release)
