@@ -23,6 +23,7 @@ from starlette.routing import Route
 from protocol import (
     CloisonError,
     ErrorCode,
+    ExportInfo,
     Frame,
     ProtocolViolation,
     RateLimitedError,
@@ -97,6 +98,7 @@ class HttpApi:
         self._config = config
         self._store = store
         self._ops = operations
+        self._exports = exports
         self._accounts = AccountRoutes(
             accounts, exports, guard=self._guard, read_body=self._body, respond=json_response
         )
@@ -116,6 +118,7 @@ class HttpApi:
                     status=http.status,
                     query=http.query,
                     text_query=http.text_query,
+                    stream=http.stream,
                 ),
                 methods=[http.method],
             )
@@ -190,6 +193,7 @@ class HttpApi:
         status: int = 200,
         query: tuple[str, ...] = (),
         text_query: tuple[str, ...] = (),
+        stream: bool = False,
     ) -> Endpoint:
         async def handler(request: Request, principal: Principal) -> Response:
             data = await self._body(request)
@@ -206,9 +210,16 @@ class HttpApi:
             data["type"] = frame_type
             frame = decode_client_map(data)
             reply = await self._ops.handle(Caller(principal.user), frame)
+            if stream:
+                return await self._stream(principal, reply)
             return _reply(reply, status)
 
         return self._guard(handler)
+
+    async def _stream(self, principal: Principal, reply: Frame | None) -> Response:
+        """The archive a streaming row's reply plans (``Http.stream``)."""
+        assert isinstance(reply, ExportInfo), f"no archive for {reply!r}"
+        return await self._exports.sphere(principal.user.user_id, reply, now_ms=now_ms())
 
 
 def _query_value(raw: str, key: str) -> Any:

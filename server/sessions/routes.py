@@ -19,7 +19,8 @@ from starlette.routing import Route
 from protocol import CloisonError, ErrorCode, ProtocolViolation, UserId, UserKind
 from server.auth import IssuedToken, Principal
 from server.operations import now_ms
-from server.privacy.export import COUNTS_HEADER, ITEMS_HEADER, Exports
+from server.privacy.export import Exports
+from server.privacy.streaming import COUNTS_HEADER, ITEMS_HEADER
 from server.sessions.accounts import (
     DEFAULT_PAGE,
     MAX_LABEL_CHARS,

@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from server.privacy.export import COUNTS_HEADER, ITEMS_HEADER, MEMBER_EXPORTS_OFF
+from server.privacy.export import MEMBER_EXPORTS_OFF
+from server.privacy.streaming import COUNTS_HEADER, ITEMS_HEADER
 from tests.e2e.conftest import start_server
 from tests.support import ServerProcess, User
 
