@@ -10,6 +10,7 @@ library does the HTTP, so the command needs nothing beyond Python.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
@@ -81,7 +82,13 @@ def export_command(argv: Sequence[str]) -> int:
         try:
             received, elapsed_s = _download(response, partial, quiet=args.quiet)
             manifest = _manifest(partial)
-        except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        except (
+            OSError,
+            http.client.HTTPException,
+            zipfile.BadZipFile,
+            KeyError,
+            ValueError,
+        ) as exc:
             partial.unlink(missing_ok=True)
             _say(f"export failed: the archive is incomplete ({exc}); nothing was kept")
             return 1

@@ -4,9 +4,9 @@ The archive goes to a sink that cannot seek (the HTTP response), so every member
 with a data descriptor (its sizes and CRC follow its data) and the central directory comes
 last; this is what ``zipfile`` does by itself on a sink without ``seek``. Members are written
 one after another, each page of lines at a time; what a page compresses to is taken from the
-sink at once, so the archive never holds more than one page. Encoding and compression run in
-a worker thread (``asyncio.to_thread``): a page of large bodies costs milliseconds of zlib,
-which the event loop does not wait for.
+sink at once, so the archive never holds more than one page. Making the rows, encoding and
+compression run in a worker thread (``asyncio.to_thread``) while the next page is read: a
+page costs milliseconds of Python and zlib, which the event loop does not spend.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 import zipfile
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from typing import IO, Any
 
 import orjson
@@ -62,9 +62,15 @@ class ZipStream:
         self.lines: dict[str, int] = {}
         self.bytes_out = 0
 
-    async def member(self, name: str, pages: AsyncIterable[Sequence[Row]]) -> AsyncIterator[bytes]:
+    async def member(
+        self,
+        name: str,
+        pages: AsyncIterable[Sequence[Any]],
+        line: Callable[[Any], Row] | None = None,
+    ) -> AsyncIterator[bytes]:
         """Write the member ``name`` of JSON lines, page by page; yields the archive's bytes
-        after each page (empty chunks are left out)."""
+        after each page (empty chunks are left out). ``line`` makes each item of a page a
+        row, in the worker thread with the encoding (None: the items are rows)."""
         # Why zip64: a member's size is not known before it is written, and may pass 4 GiB.
         handle = await asyncio.to_thread(self._zip.open, name, "w", force_zip64=True)
         self.lines[name] = 0
@@ -80,7 +86,9 @@ class ZipStream:
                     if chunk:
                         yield chunk
                 self.lines[name] += len(rows)
-                writing = asyncio.ensure_future(asyncio.to_thread(self._write_lines, handle, rows))
+                writing = asyncio.ensure_future(
+                    asyncio.to_thread(self._write_lines, handle, rows, line)
+                )
             if writing is not None:
                 chunk = await writing
                 writing = None
@@ -105,7 +113,10 @@ class ZipStream:
         await asyncio.to_thread(self._zip.close)
         return self._take()
 
-    def _write_lines(self, handle: IO[bytes], rows: Sequence[Row]) -> bytes:
+    def _write_lines(
+        self, handle: IO[bytes], items: Sequence[Any], line: Callable[[Any], Row] | None
+    ) -> bytes:
+        rows = items if line is None else [line(item) for item in items]
         handle.write(b"".join(orjson.dumps(row) + b"\n" for row in rows))
         return self._take()
 

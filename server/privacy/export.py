@@ -20,10 +20,10 @@ sphere administrator's export of their sphere stay available.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from protocol import CloisonError, ErrorCode, ExportInfo, SphereId, UserId
+from protocol import CloisonError, ErrorCode, ExportInfo, Message, SphereId, UserId
 from server.privacy.archive import Row
 from server.privacy.sphere_export import sphere_archive
 from server.privacy.streaming import (
@@ -32,6 +32,7 @@ from server.privacy.streaming import (
     SCHEMA_VERSION,
     ArchiveResponse,
     ExportSlots,
+    Member,
     Pages,
     archive_headers,
     audit_detail,
@@ -98,16 +99,16 @@ class UserExport:
         return self.counts
 
     def chunks(self) -> AsyncIterator[bytes]:
-        members: list[tuple[str, Callable[[], Pages]]] = [
-            ("profile.json", self._profile),
-            ("tokens.jsonl", self._tokens),
-            ("memberships.jsonl", self._memberships),
-            ("read_markers.jsonl", self._read_markers),
-            ("messages.jsonl", self._messages),
-            ("reactions.jsonl", self._reactions),
-            ("invitations.jsonl", self._invitations),
-            ("join_requests.jsonl", self._join_requests),
-            ("audit.jsonl", self._audit),
+        members = [
+            Member("profile.json", self._profile),
+            Member("tokens.jsonl", self._tokens),
+            Member("memberships.jsonl", self._memberships),
+            Member("read_markers.jsonl", self._read_markers),
+            Member("messages.jsonl", self._messages, writing_line),
+            Member("reactions.jsonl", self._reactions),
+            Member("invitations.jsonl", self._invitations),
+            Member("join_requests.jsonl", self._join_requests),
+            Member("audit.jsonl", self._audit),
         ]
         return stream_archive(members, self._manifest, f"user {self._user.user_id}")
 
@@ -198,12 +199,7 @@ class UserExport:
                 events = await self._store.authored_events(
                     span.sphere_id, self._user.user_id, after=after, until=until, limit=PAGE_ROWS
                 )
-                lines = []
-                for event in events:
-                    line = dict(message_line(event))
-                    line.pop("author_id", None)  # always the user
-                    lines.append(line)
-                yield lines
+                yield events
                 after = events[-1].offset if len(events) == PAGE_ROWS else until
 
     async def _reactions(self) -> Pages:
@@ -280,6 +276,13 @@ class UserExport:
         while spheres := await self._store.user_sphere_audit(user_id, after=seq, limit=PAGE_ROWS):
             yield [{"log": "sphere", **sphere_audit_line(e)} for e in spheres]
             seq = spheres[-1].seq
+
+
+def writing_line(event: Message) -> Row:
+    """A line of ``messages.jsonl``: the event without its author (always the user)."""
+    row = dict(message_line(event))
+    del row["author_id"]
+    return row
 
 
 class Exports:

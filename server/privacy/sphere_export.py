@@ -8,7 +8,7 @@ streams ``sphere_archive`` of that answer.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from protocol import (
@@ -27,6 +27,7 @@ from server.privacy.streaming import (
     SCHEMA_VERSION,
     ArchiveResponse,
     ExportSlots,
+    Member,
     Pages,
     archive_headers,
     audit_detail,
@@ -88,7 +89,7 @@ class SpherePlan:
             )
             if not page:
                 return
-            yield [message_line(event) for event in page]
+            yield page
             after = page[-1].offset
 
     async def audit(self) -> Pages:
@@ -134,11 +135,11 @@ async def sphere_archive(
         return counts
 
     release = await start(slots, audit)
-    members: list[tuple[str, Callable[[], Pages]]] = [
-        ("sphere.json", plan.settings),
-        ("members.jsonl", plan.members),
-        ("events.jsonl", plan.events),
-        ("audit.jsonl", plan.audit),
+    members = [
+        Member("sphere.json", plan.settings),
+        Member("members.jsonl", plan.members),
+        Member("events.jsonl", plan.events, message_line),
+        Member("audit.jsonl", plan.audit),
     ]
 
     def manifest(written: dict[str, int]) -> Row:

@@ -8,16 +8,18 @@ and audits); ``stream_archive`` writes the members page by page and the manifest
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from protocol import CloisonError, ErrorCode, Message, to_wire
+from protocol import CloisonError, ErrorCode, Message
 from server.privacy.archive import MEDIA_TYPE, Row, ZipStream
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ PAGE_ROWS = 500
 # few at once cannot crowd out the requests of everyone else.
 MAX_RUNNING_EXPORTS = 4
 
-Pages = AsyncIterator[Sequence[Row]]
+Pages = AsyncIterator[Sequence[Any]]  # rows, or items a member's ``line`` makes rows of
 
 
 class ExportSlots:
@@ -90,15 +92,30 @@ def audit_detail(counts: dict[str, int]) -> str:
     return ",".join(f"{name.split('.')[0]}={n}" for name, n in counts.items())
 
 
+# Why by hand: ``to_wire`` inspects every optional field of every event; this is the same map
+# (fields that are not None; orjson writes the enums and the reactions' dataclass) at a fifth
+# of the cost, which an export of a million events pays a million times.
+_MESSAGE_FIELDS = tuple(f.name for f in dataclasses.fields(Message))
+
+
 def message_line(message: Message) -> Row:
     """An event as the HTTP API shows it, without the frame's ``type``."""
-    row: dict[str, Any] = to_wire(message)
-    row.pop("type", None)
-    return row
+    return {
+        name: value for name in _MESSAGE_FIELDS if (value := getattr(message, name)) is not None
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A member of the archive: its name, its pages, and what makes a row of each item."""
+
+    name: str
+    pages: Callable[[], Pages]
+    line: Callable[[Any], Row] | None = None
 
 
 async def stream_archive(
-    members: list[tuple[str, Callable[[], Pages]]],
+    members: Sequence[Member],
     manifest: Callable[[dict[str, int]], Row],
     what: str,
 ) -> AsyncIterator[bytes]:
@@ -107,8 +124,8 @@ async def stream_archive(
     the client sees a broken transfer, never a short archive that looks whole."""
     archive = ZipStream()
     try:
-        for name, pages in members:
-            async for chunk in archive.member(name, pages()):
+        for member in members:
+            async for chunk in archive.member(member.name, member.pages(), member.line):
                 yield chunk
         yield await archive.document("manifest.json", manifest(dict(archive.lines)))
         yield await archive.finish()

@@ -3,7 +3,16 @@ every backend, through the ``Store`` interface only."""
 
 from __future__ import annotations
 
-from protocol import EventKind, MemberAction, MessageId, Privacy, Role, SphereId, UserId
+from protocol import (
+    EventKind,
+    MemberAction,
+    MessageId,
+    Privacy,
+    ReportReason,
+    Role,
+    SphereId,
+    UserId,
+)
 from server.governance import decisions
 from storage import (
     AuditAction,
@@ -200,3 +209,24 @@ async def test_count_history_counts_what_history_returns(store: Store) -> None:
     assert await store.count_history(team.sphere_id, floor=offsets[2], until=head) == len(page)
     assert await store.count_history(team.sphere_id, floor=0, until=head) == 6  # member + posts
     assert await store.count_history(SphereId("s_nowhere"), floor=0, until=head) == 0
+
+
+async def test_a_report_is_the_reporters_never_the_reported_authors(store: Store) -> None:
+    owner = await user(store, "owner")
+    alice = await user(store, "alice")
+    team = await store.create_sphere("team", Privacy.PRIVATE, owner.user_id, now_ms=NOW_MS)
+    await member_of(store, team, owner, alice)
+    hers = await post(store, team, alice, 1)
+    await store.add_report(
+        team.sphere_id, hers, owner.user_id, ReportReason.SPAM, None, now_ms=NOW_MS
+    )
+    reported = [e for e in await store.sphere_audit_after(team.sphere_id, after=0, limit=50)]
+    assert [
+        (e.actor_id, e.target_id) for e in reported if e.action is AuditAction.POST_REPORTED
+    ] == [(owner.user_id, alice.user_id)]
+    of_alice = await store.user_sphere_audit(alice.user_id, after=0, limit=50)
+    of_owner = await store.user_sphere_audit(owner.user_id, after=0, limit=50)
+    assert AuditAction.POST_REPORTED not in {e.action for e in of_alice}
+    assert AuditAction.POST_REPORTED in {e.action for e in of_owner}
+    counts = await store.count_user_rows(alice.user_id)
+    assert counts["sphere_audit"] == len(of_alice)

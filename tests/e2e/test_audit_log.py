@@ -65,6 +65,8 @@ async def test_every_governance_act_is_in_the_audit_log(server: ServerProcess) -
     await ok(guest, "POST", target + "/reports", {"reason": "abusive", "comment": "rude"})
     await ok(owner, "DELETE", target, {"message_id": "d1"})
     await ok(owner, "POST", sphere + "/transfer", {"user_id": heir.user_id})
+    archive = await heir.api("GET", sphere + "/export")
+    assert archive.status_code == 200 and archive.headers["content-type"] == "application/zip"
 
     entries: list[dict[str, Any]] = []
     before = ""

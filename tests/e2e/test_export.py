@@ -115,6 +115,12 @@ async def test_an_export_holds_what_the_user_reads_over_the_api(server: ServerPr
     den = await bob.create_sphere("den")
     await ok(bob, "POST", f"/spheres/{den}/invitations", 201, json={"user_id": alice.user_id})
 
+    # A sphere she wrote in and left: what she wrote there is hers still.
+    left = await bob.create_sphere("left")
+    await bob.add(left, alice)
+    farewell = await post(alice, left, 9, "goodbye")
+    await ok(alice, "POST", f"/spheres/{left}/leave")
+
     archive, headers = await export_of(alice)
 
     # The manifest counts every line; the headers announced the same before the first byte.
@@ -156,7 +162,7 @@ async def test_an_export_holds_what_the_user_reads_over_the_api(server: ServerPr
     mine = [m for m in await history(alice, team) if m["author_id"] == alice.user_id]
     mine = [m for m in mine if m["kind"] == "post"]
     written = archive["messages.jsonl"]
-    posts = [m for m in written if m["kind"] == "post"]
+    posts = [m for m in written if m["kind"] == "post" and m["sphere_id"] == team]
     shown = ("sphere_id", "offset", "message_id", "ts_ms", "body", "edited_ms", "deleted")
     assert [{k: m.get(k) for k in shown} for m in posts] == [
         {k: m.get(k) for k in shown} for m in mine
@@ -165,6 +171,12 @@ async def test_an_export_holds_what_the_user_reads_over_the_api(server: ServerPr
     assert next(m for m in posts if m["offset"] == reply)["reply_to"] == theirs
     assert next(m for m in posts if m["offset"] == second)["body"] == "no typo"
     assert next(m for m in posts if m["offset"] == third).get("body") is None
+    elsewhere = [m for m in written if m["sphere_id"] == left]
+    theirs_now = [m for m in await history(bob, left) if m["author_id"] == alice.user_id]
+    assert [{k: m.get(k) for k in shown} for m in elsewhere] == [
+        {k: m.get(k) for k in shown} for m in theirs_now if m["kind"] == "post"
+    ]
+    assert [m["offset"] for m in elsewhere] == [farewell]
     changes = [(m["kind"], m["offset"], m["target"]) for m in written if m["kind"] != "post"]
     assert changes == [("edit", edit["offset"], second), ("delete", gone["offset"], third)]
     assert "hi alice" not in orjson.dumps(written).decode()  # bob's words are his
@@ -206,7 +218,7 @@ async def test_an_export_holds_what_the_user_reads_over_the_api(server: ServerPr
     ]
     assert [{k: v for k, v in a.items() if k != "log"} for a in server_lines] == about
     assert about[-1]["action"] == "data_exported"  # this very export, with its counts
-    assert "messages=6" in about[-1]["detail"]
+    assert "messages=7" in about[-1]["detail"]
     sphere_lines = [a for a in archive["audit.jsonl"] if a["log"] == "sphere"]
     for reader, sphere_id in ((alice, team), (bob, club), (bob, den)):
         entries = (await ok(reader, "GET", f"/spheres/{sphere_id}/audit?limit=100"))["entries"]

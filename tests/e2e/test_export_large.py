@@ -13,9 +13,11 @@ rows or the archive would fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -26,18 +28,19 @@ from pathlib import Path
 import pytest
 
 from protocol import EventKind, MessageId, Privacy, UserId
+from server.privacy.streaming import BUSY, MAX_RUNNING_EXPORTS
 from storage import Draft
 from storage.sqlite import SqliteStore
 from tests.e2e.conftest import FAST
-from tests.support import ServerProcess
+from tests.support import ServerProcess, eventually
 
 POSTS = int(os.environ.get("CLOISON_EXPORT_LARGE_POSTS", "100000"))
-# Why 64 MiB: a page of rows and its compressed bytes take a few MiB, while the posts' JSON
-# (asserted below) is larger than the bound, and their rows as objects larger still.
-MAX_GROWTH_BYTES = 64 * 1024 * 1024
-# Why 700 random characters: a long chat message that compresses as little as real text
+# Why 32 MiB: two pages of rows and their compressed bytes take a few MiB, while the posts'
+# JSON (asserted below) is larger than the bound, and their rows as objects larger still.
+MAX_GROWTH_BYTES = 32 * 1024 * 1024
+# Why 400 random characters: a long chat message, that compresses as little as real text
 # would, so the archive is as large as the data.
-BODY_BYTES = 525  # 700 characters once in URL-safe base64
+BODY_BYTES = 300  # 400 characters once in URL-safe base64
 SEED_BATCH = 5000  # below MAX_QUEUED_APPENDS: the group commit takes them without refusing
 SAMPLE_INTERVAL_S = 0.005
 EXPORT = (sys.executable, "-m", "server", "export")
@@ -96,21 +99,56 @@ async def seed(path: Path, owner: UserId, posts: int) -> None:
         await store.aclose()
 
 
-async def read_through(server: ServerProcess, token: str) -> None:
-    """Read the whole history once, as a client would."""
+async def read_through(server: ServerProcess, token: str, posts: int) -> None:
+    """Read the whole history once, as clients would (eight pages at a time)."""
+    limit = asyncio.Semaphore(8)
     async with server.http(token) as http:
         spheres = (await http.get("/api/v1/spheres")).json()["spheres"]
-        sphere_id = spheres[0]["sphere_id"]
-        after = 0
-        while True:
-            page = (
-                await http.get(
-                    f"/api/v1/spheres/{sphere_id}/messages", params={"after": after, "limit": 200}
-                )
-            ).json()
-            if not page["has_more"]:
-                return
-            after = page["messages"][-1]["offset"]
+        path = f"/api/v1/spheres/{spheres[0]['sphere_id']}/messages"
+
+        async def page(after: int) -> None:
+            async with limit:
+                reply = await http.get(path, params={"after": after, "limit": 200})
+            assert reply.status_code == 200
+
+        await asyncio.gather(*(page(after) for after in range(0, posts + 2, 200)))
+
+
+async def slots_are_bounded(server: ServerProcess, token: str) -> None:
+    """Four exports stream at once; a fifth is refused until one ends, however it ends."""
+    async with contextlib.AsyncExitStack() as held, server.http(token) as http:
+        for _ in range(MAX_RUNNING_EXPORTS):  # each stalls once the socket buffers are full
+            reply = await held.enter_async_context(http.stream("GET", "/api/v1/me/export"))
+            assert reply.status_code == 200
+        refused = await http.get("/api/v1/me/export")
+        assert refused.status_code == 503
+        assert refused.json() == {"code": "unavailable", "message": BUSY, "retryable": True}
+    # All four were abandoned half way: their slots came back.
+
+    async def free() -> bool:
+        async with server.http(token) as http, http.stream("GET", "/api/v1/me/export") as reply:
+            return reply.status_code == 200
+
+    await eventually(free)
+
+
+def a_cut_download_keeps_nothing(server: ServerProcess, token: str, tmp_path: Path) -> None:
+    """The server dies half way through: the command fails and leaves no file."""
+    target, partial = tmp_path / "cut.zip", tmp_path / "cut.zip.part"
+    cli = subprocess.Popen(
+        [*EXPORT, "--url", server.http_url, "--token", token, "-o", str(target), "--quiet"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (partial.exists() and partial.stat().st_size > 1_000_000):
+        assert cli.poll() is None and time.monotonic() < deadline, "the download never began"
+        time.sleep(0.01)
+    server.stop(signal.SIGKILL)
+    _, err = cli.communicate(timeout=60)
+    assert cli.returncode == 1, err
+    assert "export failed: the archive is incomplete" in err
+    assert not target.exists() and not partial.exists()
 
 
 def export_large(tmp_path: Path, posts: int) -> None:
@@ -125,7 +163,7 @@ def export_large(tmp_path: Path, posts: int) -> None:
     target = tmp_path / "big.zip"
     try:
         assert server.proc is not None
-        asyncio.run(read_through(server, token))
+        asyncio.run(read_through(server, token, posts))
         before = rss_bytes(server.proc.pid)
         started = time.monotonic()
         with RssSampler(server.proc.pid) as sampler:
@@ -136,6 +174,8 @@ def export_large(tmp_path: Path, posts: int) -> None:
                 timeout=300,
             )
         elapsed_s = time.monotonic() - started
+        asyncio.run(slots_are_bounded(server, token))
+        a_cut_download_keeps_nothing(server, token, tmp_path)
     finally:
         server.stop()
     assert done.returncode == 0, done.stderr
