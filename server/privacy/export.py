@@ -281,7 +281,7 @@ class UserExport:
 def writing_line(event: Message) -> Row:
     """A line of ``messages.jsonl``: the event without its author (always the user)."""
     row = dict(message_line(event))
-    del row["author_id"]
+    row.pop("author_id", None)
     return row
 
 
