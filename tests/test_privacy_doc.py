@@ -143,3 +143,17 @@ def test_read_markers_travel_only_in_the_callers_own_summary() -> None:
     assert markers == {("SphereSummary", "read_offset"), ("SphereSummary", "unread")}
     # The walk does reach nested types: a member entry carries names and roles, no marker.
     assert {("MemberInfo", "name"), ("MemberInfo", "role")} <= fields
+
+
+def test_every_test_the_document_cites_exists() -> None:
+    root = Path(__file__).resolve().parent.parent
+    cited = set(re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?", PRIVACY))
+    assert len(cited) >= 10
+    missing = []
+    for path, name in sorted(cited):
+        source = root / path
+        if not source.exists():
+            missing.append(path)
+        elif name and not re.search(rf"def {name}\b", source.read_text("utf-8")):
+            missing.append(f"{path}::{name}")
+    assert missing == []

@@ -78,6 +78,7 @@ class Scan:
         self.families: set[str] = set()
         self.strangers: set[str] = set()  # keys in no known family
         self.unbounded: set[str] = set()  # keys without an expiry
+        self.longest_ms: dict[str, int] = {}  # the longest time to live seen, per family
         self.leaks: set[str] = set()  # "<key>: <canary names>"
         self.rounds = 0
 
@@ -93,8 +94,11 @@ class Scan:
                 self.strangers.add(name)
             else:
                 self.families.add(family)
-            if await self.client.pttl(key) == -1:
+            ttl_ms = await self.client.pttl(key)
+            if ttl_ms == -1:
                 self.unbounded.add(name)
+            elif family is not None:
+                self.longest_ms[family] = max(self.longest_ms.get(family, 0), ttl_ms)
         self.rounds += 1
 
     async def until(self, done: asyncio.Event) -> None:
@@ -179,6 +183,9 @@ async def test_redis_holds_no_body_beyond_pub_sub(
     assert scan.strangers == set()
     assert scan.unbounded == set()
     assert scan.families >= {"rate", "presence", "presence_nodes"}, scan.families
+    # Buckets live burst / rate + 1 s (2 s with the test's limits), presence 60 s.
+    assert scan.longest_ms["rate"] <= 2_000
+    assert max(scan.longest_ms["presence"], scan.longest_ms["presence_nodes"]) <= 60_000
     carrying = [line for line in commands if canaries.found_in(line)]
     assert carrying, "no canary was seen in flight: MONITOR saw nothing of the day"
     channel = re.compile(rf"^PUBLISH {re.escape(prefix)}sphere:s_[\w-]+ ")
