@@ -10,6 +10,10 @@ working day with canaries in every text (``privacy_scenario.workday``). Meanwhil
   ``PUBLISH`` to a sphere channel, which Redis hands to the subscribers present and keeps
   nowhere.
 
+With a replica, Redis also keeps what it propagates: a third test shows a body in the
+primary's replication backlog (read by resuming from its oldest byte, as a replica would) until
+later traffic overwrites it, and in no append-only file.
+
 Positive controls: the canaries are seen in flight (so ``MONITOR`` is read and the canaries
 travel), the scanner finds a canary planted in a key under the prefix of each type the server
 uses, and it meets both families of keys the server keeps (rate-limit buckets, presence).
@@ -20,24 +24,29 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import shutil
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
+from tests.conftest import skip_or_fail
 from tests.e2e.conftest import FAST
 from tests.e2e.privacy_scenario import Canaries, workday
 from tests.services import (
     POSTGRES_URL,
     REDIS_URL,
     TIMEOUT_S,
+    RedisServer,
+    free_port,
     postgres_schema,
     require_shared_redis,
 )
-from tests.support import ServerProcess, started
+from tests.support import ServerProcess, eventually, started
 
-pytestmark = [pytest.mark.redis, pytest.mark.postgres]
+pytestmark = [pytest.mark.redis]
 
 # The keys the server keeps, after its prefix (server/ratelimit.py, server/presence.py).
 FAMILIES = {
@@ -144,6 +153,7 @@ async def test_the_scanner_finds_a_canary_in_every_kind_of_key(
     assert scan.unbounded == {"rate:post:u_x", "presence:{s_x}", value}
 
 
+@pytest.mark.postgres
 async def test_redis_holds_no_body_beyond_pub_sub(
     tmp_path: Path, redis_client: aioredis.Redis
 ) -> None:
@@ -193,3 +203,92 @@ async def test_redis_holds_no_body_beyond_pub_sub(
     in_flight = {name for line in carrying for name in canaries.found_in(line)}
     bodies = {name for name in canaries.planted if name.startswith(("body", "edit"))}
     assert bodies <= in_flight, bodies - in_flight
+
+
+# What Redis itself keeps of a PUBLISH when it has a replica, and when it writes an
+# append-only file: the residue an operator of Redis must know about.
+
+
+@dataclass(eq=False)
+class Primary(RedisServer):
+    """A Redis with an append-only file (fsynced at every write) and a small backlog."""
+
+    def options(self) -> list[str]:
+        # The smallest backlog Redis allows, so that a little traffic overwrites it.
+        return ["--appendonly", "yes", "--appendfsync", "always", "--repl-backlog-size", "16kb"]
+
+
+@dataclass(eq=False)
+class Replica(RedisServer):
+    primary_port: int = 0
+
+    def options(self) -> list[str]:
+        return ["--replicaof", "127.0.0.1", str(self.primary_port)]
+
+
+async def backlog(port: int) -> bytes:
+    """The primary's replication backlog, read as a replica resuming from its oldest byte."""
+    async with aioredis.Redis(port=port, socket_timeout=TIMEOUT_S) as client:
+        info = await client.info("replication")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        first = info["repl_backlog_first_byte_offset"]
+        writer.write(f"PSYNC {info['master_replid']} {first}\r\n".encode())
+        async with asyncio.timeout(TIMEOUT_S):
+            answer = await reader.readline()
+            assert answer.startswith(b"+CONTINUE"), answer
+            return await reader.readexactly(info["repl_backlog_histlen"])
+    finally:
+        writer.close()
+
+
+async def test_with_a_replica_bodies_pass_through_the_backlog_and_no_file(
+    tmp_path: Path,
+) -> None:
+    if shutil.which("redis-server") is None:
+        skip_or_fail("redis-server not found")
+    (tmp_path / "primary").mkdir()
+    (tmp_path / "replica").mkdir()
+    primary = Primary(free_port(), tmp_path / "primary")
+    replica = Replica(free_port(), tmp_path / "replica", primary_port=primary.port)
+    await primary.start()
+    try:
+        await replica.start()
+        async with aioredis.Redis(port=replica.port, socket_timeout=TIMEOUT_S) as client:
+
+            async def linked() -> bool:
+                return (await client.info("replication"))["master_link_status"] == "up"
+
+            await eventually(linked)
+        prefix = f"cloison-backlog-{secrets.token_hex(4)}:"
+        server = ServerProcess(
+            tmp_path / "node", [*FAST, "--redis-url", primary.url, "--redis-prefix", prefix]
+        )
+        server.data_dir.mkdir()
+        server.create_admin()
+        server.start()
+        canaries = Canaries()
+        try:
+            owner = await server.new_user("owner")
+            sphere_id = await owner.create_sphere()
+            body = canaries.new("body")
+            reply = await owner.api(
+                "POST", f"/spheres/{sphere_id}/messages", json={"message_id": "m", "body": body}
+            )
+            assert reply.status_code == 201, reply.text
+            async with aioredis.Redis(port=primary.port, socket_timeout=TIMEOUT_S) as client:
+
+                async def published() -> bool:
+                    return body.encode() in await backlog(primary.port)
+
+                await eventually(published)  # the body waits in the primary's backlog
+                await client.publish("filler", b"x" * 64 * 1024)  # four times the backlog
+                assert body.encode() not in await backlog(primary.port)
+        finally:
+            server.stop()
+        files = b"".join(p.read_bytes() for p in tmp_path.joinpath("primary").rglob("*.aof"))
+        assert prefix.encode() in files  # the rate and presence keys are in the file
+        assert canaries.found_in(files) == []
+    finally:
+        await replica.kill()
+        await primary.kill()
