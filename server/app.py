@@ -36,6 +36,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import Operations
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
+from server.privacy.account_deletion import AccountDeletion, DeletionRunner
 from server.privacy.export import Exports
 from server.public_page import PublicPages
 from server.ratelimit import (
@@ -75,6 +76,7 @@ class Runtime:
     api: Router
     metrics: Metrics
     sessions: SessionWatcher
+    deletions: DeletionRunner
 
 
 async def _build(config: Config) -> Runtime:
@@ -163,8 +165,11 @@ async def _build(config: Config) -> Runtime:
     metrics.gauge(
         "cloison_sessions_ended", "Sessions those changes ended on this node", lambda: watcher.ended
     )
+    deletions = DeletionRunner(store, config, owner=node, publish=hub.publish)
+    await deletions.start()  # resumes every unfinished job
+    deletion = AccountDeletion(store, config, registry, wake=deletions.wake)
     exports = Exports(store, member_exports=config.member_exports)
-    api = HttpApi(config, store, operations, Accounts(store, config, registry), exports)
+    api = HttpApi(config, store, operations, Accounts(store, config, registry), deletion, exports)
     return Runtime(
         store=store,
         broker=broker,
@@ -178,6 +183,7 @@ async def _build(config: Config) -> Runtime:
         api=Router(routes=api.routes()),
         metrics=metrics,
         sessions=watcher,
+        deletions=deletions,
     )
 
 
@@ -351,6 +357,7 @@ def create_app(config: Config) -> CloisonApp:
             await runtime.gateway.aclose()
             await runtime.hub.aclose()
             await runtime.sessions.aclose()
+            await runtime.deletions.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()
             for limiter in runtime.limits.values():

@@ -35,6 +35,7 @@ from server.config import Config
 from server.openapi import DOCUMENT_PATH, openapi_document
 from server.operations import OPERATIONS, Caller, Operations, now_ms
 from server.operations.table import INTEGER_PATH_PARAMS
+from server.privacy.account_deletion import AccountDeletion
 from server.privacy.export import Exports
 from server.sessions.accounts import Accounts
 from server.sessions.routes import AccountRoutes
@@ -93,6 +94,7 @@ class HttpApi:
         store: Store,
         operations: Operations,
         accounts: Accounts,
+        deletion: AccountDeletion,
         exports: Exports,
     ) -> None:
         self._config = config
@@ -100,7 +102,12 @@ class HttpApi:
         self._ops = operations
         self._exports = exports
         self._accounts = AccountRoutes(
-            accounts, exports, guard=self._guard, read_body=self._body, respond=json_response
+            accounts,
+            deletion,
+            exports,
+            guard=self._guard,
+            read_body=self._body,
+            respond=json_response,
         )
         # The document depends on the code only: built and encoded once.
         self._openapi = orjson.dumps(

@@ -25,6 +25,7 @@ from server.metrics import Metrics
 from server.openapi import DOCUMENT_PATH, openapi_document
 from server.operations import OPERATIONS, Operation, Operations
 from server.presence import MemoryPresence
+from server.privacy.account_deletion import AccountDeletion
 from server.privacy.export import Exports
 from server.sessions.accounts import Accounts
 from server.sessions.routes import ACCOUNT_ROUTES
@@ -47,11 +48,14 @@ async def _mounted(data_dir: Path) -> set[tuple[str, str]]:
     tasks = TaskSupervisor()
     hub = Hub(store, MemoryBroker(), MemoryPresence(), tasks, Metrics(), node="openapi")
     try:
+        ops = Operations(store, hub, {}, config)
+        deletion = AccountDeletion(store, config)
         api = HttpApi(
             config,
             store,
-            Operations(store, hub, {}, config),
+            ops,
             Accounts(store, config),
+            deletion,
             Exports(store, member_exports=True),
         )
         return {
