@@ -20,7 +20,7 @@ from protocol import CloisonError, ErrorCode, ProtocolViolation, UserId, UserKin
 from server.auth import IssuedToken, Principal
 from server.operations import now_ms
 from server.privacy.account_deletion import DELETION_JOB_SCHEMA, AccountDeletion, job_json
-from server.privacy.export import Exports
+from server.privacy.export import Exports, not_head
 from server.privacy.streaming import COUNTS_HEADER, ITEMS_HEADER
 from server.sessions.accounts import (
     DEFAULT_PAGE,
@@ -129,11 +129,13 @@ class AccountRoutes:
         return self._respond({"revoked": True}, 200)
 
     async def _export_own(self, request: Request, principal: Principal) -> Response:
+        not_head(request)
         return await self._exports.own(principal.user, now_ms=now_ms())
 
     # -- administration ----------------------------------------------------------------------
 
     async def _export_user(self, request: Request, principal: Principal) -> Response:
+        not_head(request)
         user_id = UserId(request.path_params["user_id"])
         return await self._exports.of_user(principal.user.user_id, user_id, now_ms=now_ms())
 
