@@ -57,6 +57,7 @@ from protocol.frames import (
     MAX_LIST_LIMIT,
     MAX_NAME_CHARS,
     MAX_OFFSET,
+    MAX_RETENTION_DAYS,
     PROTOCOL_VERSION,
     Ack,
     AddMember,
@@ -141,6 +142,7 @@ from protocol.governance import (
 )
 from protocol.message import (
     MAX_REACTION_USERS,
+    LegalHold,
     Message,
     ReactionCount,
 )
@@ -183,6 +185,7 @@ __all__ = [
     "MAX_NAME_CHARS",
     "MAX_OFFSET",
     "MAX_REACTION_USERS",
+    "MAX_RETENTION_DAYS",
     "MAX_SERVER_FRAME_BYTES",
     "MIN_INVITATION_S",
     "MIN_MUTE_S",
@@ -233,6 +236,7 @@ __all__ = [
     "JoinRequestList",
     "JsonCodec",
     "Leave",
+    "LegalHold",
     "Limits",
     "ListAudit",
     "ListBans",

@@ -34,8 +34,9 @@ from server.gateway import Gateway
 from server.http_api import API_HEADERS, HttpApi, json_response
 from server.hub import Hub
 from server.metrics import Metrics
-from server.operations import Operations
+from server.operations import Operations, now_ms
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
+from server.privacy.retention import RetentionJob
 from server.public_page import PublicPages
 from server.ratelimit import (
     LocalWriteLimiter,
@@ -74,6 +75,7 @@ class Runtime:
     api: Router
     metrics: Metrics
     sessions: SessionWatcher
+    retention: RetentionJob
 
 
 async def _build(config: Config) -> Runtime:
@@ -124,6 +126,17 @@ async def _build(config: Config) -> Runtime:
     registry = SessionRegistry(max_per_user=config.max_connections_per_user)
     watcher = SessionWatcher(store, registry, poll_interval_s=config.session_poll_interval_s)
     await watcher.start()
+    retention = RetentionJob(
+        store,
+        server_days=config.retention_days,
+        node=node,
+        clock=now_ms,
+        batch=config.retention_batch,
+        interval_s=config.retention_interval_s,
+        scrub=getattr(store, "scrub", None),  # the store's erasure of freed bytes, if any
+        metrics=metrics,
+    )
+    await retention.start()
     gateway = Gateway(config, store, hub, operations, metrics, registry)
     metrics.gauge("cloison_connections", "Open WebSocket connections", lambda: gateway.connections)
     metrics.gauge(
@@ -176,6 +189,7 @@ async def _build(config: Config) -> Runtime:
         api=Router(routes=api.routes()),
         metrics=metrics,
         sessions=watcher,
+        retention=retention,
     )
 
 
@@ -349,6 +363,7 @@ def create_app(config: Config) -> CloisonApp:
             await runtime.gateway.aclose()
             await runtime.hub.aclose()
             await runtime.sessions.aclose()
+            await runtime.retention.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()
             for limiter in runtime.limits.values():

@@ -36,6 +36,7 @@ from storage.base import (
     Directory,
     Draft,
     HasSpheresError,
+    LegalHoldRecord,
     MemberChange,
     MemberKey,
     MembershipState,
@@ -77,6 +78,7 @@ from storage.entry import (
     MutedError,
     SphereStanding,
 )
+from storage.retention import ExpiryBatch, Retention, RetentionRun, RetentionStatus
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
 
@@ -105,7 +107,9 @@ __all__ = [
     "Draft",
     "Entry",
     "EntryKey",
+    "ExpiryBatch",
     "HasSpheresError",
+    "LegalHoldRecord",
     "MemberChange",
     "MemberKey",
     "MemberView",
@@ -117,6 +121,9 @@ __all__ = [
     "NotMemberError",
     "OutcomeUnknownError",
     "ReportRecord",
+    "Retention",
+    "RetentionRun",
+    "RetentionStatus",
     "SessionChange",
     "SettingsChange",
     "SettingsState",

@@ -40,6 +40,10 @@ class AuditAction(StrEnum):
     MESSAGE_PINNED = "message_pinned"
     MESSAGE_UNPINNED = "message_unpinned"
     POST_REPORTED = "post_reported"  # detail: the reason
+    RETENTION_CHANGED = "retention_changed"  # detail: the new period in days, or "default"
+    RETENTION_APPLIED = "retention_applied"  # detail: events removed, the new horizon
+    LEGAL_HOLD_SET = "legal_hold_set"  # by a server administrator; detail: until when (ms)
+    LEGAL_HOLD_RELEASED = "legal_hold_released"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,15 @@ from storage.sql.conversations import SqlConversations
 from storage.sql.directory import SqlDirectory
 from storage.sql.moderation import SqlModeration
 from storage.sql.queue import AppendQueue
+from storage.sql.retention import SqlRetention
 
 # The highest offset any store can hold (a signed 64-bit column).
 MAX_OFFSET = 2**63 - 1
 
 
-class SqlStore(SqlModeration, SqlDirectory, SqlSphereAudit, SqlConversations, SqlCharters):
+class SqlStore(
+    SqlModeration, SqlDirectory, SqlSphereAudit, SqlConversations, SqlCharters, SqlRetention
+):
     """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
     the lifecycle both engines share (``async with``; ``aclose`` is the engine's)."""
 

@@ -41,6 +41,9 @@ DEFAULTS = {
     "drain_batch": 500,
     "drain_interval_s": 0.2,
     "reconcile_interval_s": 2.0,
+    "retention_days": 0,
+    "retention_interval_s": 3600.0,
+    "retention_batch": 500,
     "membership_rate_per_s": 5.0,
     "membership_burst": 50,
     "sphere_admin_rate_per_s": 1.0,
@@ -381,3 +384,19 @@ def test_every_storable_message_fits_a_reply_in_json() -> None:
         )
     with pytest.raises(ValueError, match="max_message_bytes"):
         Config.load(env={"CLOISON_QUEUE_MAX_BYTES": str(128 * 1024)})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RETENTION_DAYS", "-1"),
+        ("RETENTION_DAYS", "36501"),
+        ("RETENTION_INTERVAL_S", "0"),
+        ("RETENTION_BATCH", "0"),
+        ("RETENTION_BATCH", "10001"),
+    ],
+)
+def test_retention_options_are_bounded(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match="retention_"):
+        Config.load(env={f"CLOISON_{name}": value})
+    assert Config.load(env={"CLOISON_RETENTION_DAYS": "36500"}).retention_days == 36500

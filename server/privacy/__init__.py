@@ -1,0 +1,1 @@
+"""Privacy: retention, export and erasure jobs (resumable, batched, supervised)."""
