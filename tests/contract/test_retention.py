@@ -86,6 +86,8 @@ async def test_expiry_removes_the_old_prefix_and_what_its_posts_left(store: Stor
     assert (await store.list_pins(sphere.sphere_id, owner.user_id, limit=10))[0] == []
     assert await store.list_mentions(other.user_id, after=None, limit=10) == []
     assert await store.list_reports(sphere.sphere_id, before=None, limit=10) == []
+    members = await store.list_members(sphere.sphere_id)
+    assert [m.user_id for m in members] == [owner.user_id]  # members stay; their events go
     # Idempotent: a second pass (another node's) finds nothing to do.
     assert await _expire_all(store, sphere.sphere_id, T0 + 5 * DAY_MS, limit=2) == 0
 
