@@ -36,7 +36,8 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import Operations, now_ms
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
-from server.privacy.retention import RetentionJob
+from server.privacy.account_deletion import AccountDeletion, DeletionRunner
+from server.privacy.retention import RetentionJob, legal_holds
 from server.public_page import PublicPages
 from server.ratelimit import (
     LocalWriteLimiter,
@@ -75,6 +76,7 @@ class Runtime:
     api: Router
     metrics: Metrics
     sessions: SessionWatcher
+    deletions: DeletionRunner
     retention: RetentionJob
 
 
@@ -175,7 +177,12 @@ async def _build(config: Config) -> Runtime:
     metrics.gauge(
         "cloison_sessions_ended", "Sessions those changes ended on this node", lambda: watcher.ended
     )
-    api = HttpApi(config, store, operations, Accounts(store, config, registry))
+    deletions = DeletionRunner(
+        store, config, owner=node, publish=hub.publish, held=legal_holds(store)
+    )
+    await deletions.start()  # resumes every unfinished job
+    deletion = AccountDeletion(store, config, registry, wake=deletions.wake)
+    api = HttpApi(config, store, operations, Accounts(store, config, registry), deletion)
     return Runtime(
         store=store,
         broker=broker,
@@ -189,6 +196,7 @@ async def _build(config: Config) -> Runtime:
         api=Router(routes=api.routes()),
         metrics=metrics,
         sessions=watcher,
+        deletions=deletions,
         retention=retention,
     )
 
@@ -363,6 +371,7 @@ def create_app(config: Config) -> CloisonApp:
             await runtime.gateway.aclose()
             await runtime.hub.aclose()
             await runtime.sessions.aclose()
+            await runtime.deletions.aclose()
             await runtime.retention.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()

@@ -34,6 +34,7 @@ from server.config import Config
 from server.openapi import DOCUMENT_PATH, openapi_document
 from server.operations import OPERATIONS, Caller, Operations, now_ms
 from server.operations.table import INTEGER_PATH_PARAMS
+from server.privacy.account_deletion import AccountDeletion
 from server.privacy.routes import HoldRoutes
 from server.sessions.accounts import Accounts
 from server.sessions.routes import AccountRoutes
@@ -93,12 +94,13 @@ class HttpApi:
         store: Store,
         operations: Operations,
         accounts: Accounts,
+        deletion: AccountDeletion,
     ) -> None:
         self._config = config
         self._store = store
         self._ops = operations
         self._accounts = AccountRoutes(
-            accounts, guard=self._guard, read_body=self._body, respond=json_response
+            accounts, deletion, guard=self._guard, read_body=self._body, respond=json_response
         )
         self._holds = HoldRoutes(
             store,

@@ -40,6 +40,7 @@ class AuditAction(StrEnum):
     MESSAGE_PINNED = "message_pinned"
     MESSAGE_UNPINNED = "message_unpinned"
     POST_REPORTED = "post_reported"  # detail: the reason
+    ACCOUNT_DELETED = "account_deleted"  # the target's account was deleted (their membership ends)
     RETENTION_CHANGED = "retention_changed"  # detail: the new period in days, or "default"
     RETENTION_APPLIED = "retention_applied"  # detail: events removed, the new horizon
     LEGAL_HOLD_SET = "legal_hold_set"  # by a server administrator; detail: until when (ms)

@@ -1,1 +1,1 @@
-"""Privacy: retention, export and erasure jobs (resumable, batched, supervised)."""
+"""Privacy: what the server does with people's data for them (exports, erasure, retention)."""

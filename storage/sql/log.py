@@ -13,8 +13,8 @@ from storage.rows import WriterStats, check_limit, to_message
 from storage.sql.audit import SqlSphereAudit
 from storage.sql.charter import SqlCharters
 from storage.sql.conversations import SqlConversations
+from storage.sql.deletion import SqlAccountDeletions
 from storage.sql.directory import SqlDirectory
-from storage.sql.moderation import SqlModeration
 from storage.sql.queue import AppendQueue
 from storage.sql.retention import SqlRetention
 
@@ -23,7 +23,12 @@ MAX_OFFSET = 2**63 - 1
 
 
 class SqlStore(
-    SqlModeration, SqlDirectory, SqlSphereAudit, SqlConversations, SqlCharters, SqlRetention
+    SqlAccountDeletions,
+    SqlDirectory,
+    SqlSphereAudit,
+    SqlConversations,
+    SqlCharters,
+    SqlRetention,
 ):
     """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
     the lifecycle both engines share (``async with``; ``aclose`` is the engine's)."""

@@ -5,6 +5,7 @@ sphere it keeps the event loop responsive (the lag bound of docs/privacy.md)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -183,6 +184,7 @@ async def test_the_loop_stays_responsive_while_a_large_sphere_is_trimmed(store: 
             await asyncio.sleep(0.010)
             lags.append(loop.time() - start - 0.010)
 
+    gc.collect()  # the setup's garbage is not the job's: its collection would be counted as lag
     prober = asyncio.create_task(probe())
     started = time.perf_counter()
     run = await job.run_once()
@@ -194,7 +196,7 @@ async def test_the_loop_stays_responsive_while_a_large_sphere_is_trimmed(store: 
     print(  # noqa: T201 - the figure docs/privacy.md quotes (run with -s)
         f"\nretention: {run.deleted} events in {elapsed:.2f} s "
         f"({run.deleted / elapsed:,.0f} events/s), batch 500; loop lag max {worst * 1000:.1f} ms, "
-        f"p99 {sorted(lags)[int(len(lags) * 0.99)] * 1000:.1f} ms over {len(lags)} probes"
+        f"median {sorted(lags)[len(lags) // 2] * 1000:.1f} ms over {len(lags)} probes"
     )
     assert len(lags) > 10  # the probe ran throughout
     assert worst < MAX_LAG_S
