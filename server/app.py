@@ -36,6 +36,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import Operations
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
+from server.privacy.compaction import Compactor
 from server.public_page import PublicPages
 from server.ratelimit import (
     LocalWriteLimiter,
@@ -74,6 +75,7 @@ class Runtime:
     api: Router
     metrics: Metrics
     sessions: SessionWatcher
+    compactor: Compactor
 
 
 async def _build(config: Config) -> Runtime:
@@ -156,6 +158,7 @@ async def _build(config: Config) -> Runtime:
             "Group commits whose outcome is unknown (the connection broke during COMMIT)",
             lambda: store.writer_stats.unknown_groups,
         )
+    _erasure_gauges(metrics, store)
     metrics.gauge(
         "cloison_session_changes", "Session changes read from the store", lambda: watcher.applied
     )
@@ -163,6 +166,8 @@ async def _build(config: Config) -> Runtime:
         "cloison_sessions_ended", "Sessions those changes ended on this node", lambda: watcher.ended
     )
     api = HttpApi(config, store, operations, Accounts(store, config, registry))
+    compactor = Compactor(store, config.pg_compact_interval_h * 3600 if _postgres(config) else 0)
+    compactor.start()
     return Runtime(
         store=store,
         broker=broker,
@@ -176,6 +181,37 @@ async def _build(config: Config) -> Runtime:
         api=Router(routes=api.routes()),
         metrics=metrics,
         sessions=watcher,
+        compactor=compactor,
+    )
+
+
+def _postgres(config: Config) -> bool:
+    """Whether the store is PostgreSQL (SQLite scrubs at each erasure, nothing to schedule)."""
+    return config.resolved_store_url.startswith(("postgresql:", "postgres:"))
+
+
+def _erasure_gauges(metrics: Metrics, store: Store) -> None:
+    stats = store.erasure_stats  # one object, updated in place by the store
+    metrics.gauge(
+        "cloison_erasure_scrub_pending",
+        "1 while erased bytes may remain in the SQLite write-ahead log (retried every second)",
+        lambda: stats.scrub_pending,
+    )
+    metrics.gauge("cloison_erasure_scrubs", "Completed scrubs after erasures", lambda: stats.scrubs)
+    metrics.gauge(
+        "cloison_erasure_last_scrub_seconds",
+        "Duration of the last completed scrub",
+        lambda: stats.last_scrub_s,
+    )
+    metrics.gauge(
+        "cloison_erasure_compactions",
+        "Completed compactions (PostgreSQL: rewrites of every table)",
+        lambda: stats.compactions,
+    )
+    metrics.gauge(
+        "cloison_erasure_last_compaction_seconds",
+        "Duration of the last completed compaction",
+        lambda: stats.last_compaction_s,
     )
 
 
@@ -359,6 +395,7 @@ def create_app(config: Config) -> CloisonApp:
                 await runtime.guard.aclose()
             if runtime.redis is not None:
                 await runtime.redis.aclose()
+            await runtime.compactor.aclose()
             await runtime.store.aclose()
             logger.info("stopped")
 

@@ -46,6 +46,7 @@ from storage.audit import AuditAction, SphereAudit
 from storage.charter import Charters
 from storage.conversations import Conversations
 from storage.entry import Entry
+from storage.erasure import Erasure
 from storage.settings import MemberView, SphereSettings
 
 # What a client is told when a write's outcome is unknown (protocol code ``unknown``).
@@ -572,7 +573,7 @@ class Directory(Protocol):
         ...
 
 
-class Store(MessageLog, Directory, SphereAudit, Conversations, Charters, Entry, Protocol):
+class Store(MessageLog, Directory, SphereAudit, Conversations, Charters, Entry, Erasure, Protocol):
     async def check_writable(self) -> None:
         """Prove that a write could commit now (readiness), without writing anything.
 
