@@ -36,6 +36,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import Operations
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
+from server.privacy.account_deletion import AccountDeletion, DeletionRunner
 from server.privacy.compaction import Compactor
 from server.public_page import PublicPages
 from server.ratelimit import (
@@ -75,6 +76,7 @@ class Runtime:
     api: Router
     metrics: Metrics
     sessions: SessionWatcher
+    deletions: DeletionRunner
     compactor: Compactor
 
 
@@ -165,7 +167,10 @@ async def _build(config: Config) -> Runtime:
     metrics.gauge(
         "cloison_sessions_ended", "Sessions those changes ended on this node", lambda: watcher.ended
     )
-    api = HttpApi(config, store, operations, Accounts(store, config, registry))
+    deletions = DeletionRunner(store, config, owner=node, publish=hub.publish, scrub=store.scrub)
+    await deletions.start()  # resumes every unfinished job
+    deletion = AccountDeletion(store, config, registry, wake=deletions.wake)
+    api = HttpApi(config, store, operations, Accounts(store, config, registry), deletion)
     compactor = Compactor(store, config.pg_compact_interval_h * 3600 if _postgres(config) else 0)
     compactor.start()
     return Runtime(
@@ -181,6 +186,7 @@ async def _build(config: Config) -> Runtime:
         api=Router(routes=api.routes()),
         metrics=metrics,
         sessions=watcher,
+        deletions=deletions,
         compactor=compactor,
     )
 
@@ -212,6 +218,11 @@ def _erasure_gauges(metrics: Metrics, store: Store) -> None:
         "cloison_erasure_last_compaction_seconds",
         "Duration of the last completed compaction",
         lambda: stats.last_compaction_s,
+    )
+    metrics.gauge(
+        "cloison_erasure_skipped_tables",
+        "Tables the last compaction left as they were (locked, or too long to rewrite)",
+        lambda: stats.skipped_tables,
     )
 
 
@@ -385,6 +396,7 @@ def create_app(config: Config) -> CloisonApp:
             await runtime.gateway.aclose()
             await runtime.hub.aclose()
             await runtime.sessions.aclose()
+            await runtime.deletions.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()
             for limiter in runtime.limits.values():

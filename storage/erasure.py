@@ -21,6 +21,7 @@ class ErasureStats:
     last_scrub_s: float = 0.0  # how long the last one took
     compactions: int = 0  # compactions that completed (PostgreSQL)
     last_compaction_s: float = 0.0
+    skipped_tables: int = 0  # tables the last compaction left as they were
 
 
 @dataclass(frozen=True, slots=True)

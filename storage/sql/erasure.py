@@ -162,6 +162,7 @@ async def compact_postgres(
         await db.execute("RESET lock_timeout")
         await db.fetchval(f"SELECT pg_advisory_unlock({lock})", _COMPACTION_LOCK)
     report = CompactionReport(tuple(done), time.monotonic() - started)
+    stats.skipped_tables = sum(1 for t in report.tables if t.skipped)
     if report.complete:
         stats.compactions += 1
         stats.last_compaction_s = report.seconds

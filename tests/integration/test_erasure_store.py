@@ -88,6 +88,7 @@ async def test_compaction_rewrites_every_table_within_its_bounds(
     bounded = await store.compact(max_stall_s=0.005)
     assert {t.table: t.skipped for t in bounded.tables}["events"] == "too long"
     assert not bounded.complete and store.erasure_stats.compactions == 1
+    assert store.erasure_stats.skipped_tables >= 1
 
     # A table whose lock another session holds is skipped after the lock timeout (2 s).
     db = await asyncpg.connect(POSTGRES_URL, timeout=TIMEOUT_S)
@@ -97,6 +98,7 @@ async def test_compaction_rewrites_every_table_within_its_bounds(
             locked = await store.compact()
         assert {t.table: t.skipped for t in locked.tables}["reports"] == "locked"
         assert [t.table for t in locked.tables if t.skipped] == ["reports"]
+        assert store.erasure_stats.skipped_tables == 1
 
         # One compaction at a time per store: another process's is refused at once.
         key = f"cloison.compaction.{schema}"
