@@ -251,6 +251,7 @@ def _delete_action(config: Config, ns: argparse.Namespace) -> Action:
             accounts.store,
             config,
             owner="cli-" + os.urandom(6).hex(),
+            scrub=accounts.store.scrub,
             held=legal_holds(accounts.store),
         )
         while (state := await runner.run(job.user_id)) is None:  # a gateway runs it

@@ -270,6 +270,15 @@ class Config:
         default=500,
         metadata={"help": "events one retention transaction removes at most (1-10000)"},
     )
+    # Erasure on PostgreSQL: see docs/privacy.md, "Erasure".
+    pg_compact_interval_h: float = field(
+        default=24.0,
+        metadata={
+            "help": "hours between compactions of a PostgreSQL store (erased content leaves "
+            "its files; each table's rewrite is bounded to 2 s); 0: never, run "
+            "'cloison privacy compact' instead"
+        },
+    )
 
     @property
     def resolved_store_url(self) -> str:
@@ -378,6 +387,8 @@ class Config:
             raise ValueError(
                 "retention_interval_s must be positive and retention_batch between 1 and 10000"
             )
+        if not self.pg_compact_interval_h >= 0:
+            raise ValueError("pg_compact_interval_h must be 0 (never) or more")
         if self.public_url and normalized_origin(self.public_url) is None:
             raise ValueError("public_url must be an http(s) URL without path, as https://host")
         if self.max_message_bytes >= self.max_frame_bytes:

@@ -88,6 +88,7 @@ from storage.entry import (
     MutedError,
     SphereStanding,
 )
+from storage.erasure import CompactedTable, CompactionReport, Erasure, ErasureStats
 from storage.retention import ExpiryBatch, Retention, RetentionRun, RetentionStatus
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
@@ -112,6 +113,8 @@ __all__ = [
     "CheckEntry",
     "CheckRevoke",
     "CheckUpdate",
+    "CompactedTable",
+    "CompactionReport",
     "Conversations",
     "DecideAccept",
     "DecideMember",
@@ -124,6 +127,8 @@ __all__ = [
     "Draft",
     "Entry",
     "EntryKey",
+    "Erasure",
+    "ErasureStats",
     "ExpiryBatch",
     "HasSpheresError",
     "LegalHoldRecord",

@@ -47,6 +47,7 @@ from storage.charter import Charters
 from storage.conversations import Conversations
 from storage.deletion import AccountDeletions
 from storage.entry import Entry
+from storage.erasure import Erasure
 from storage.retention import Retention
 from storage.settings import MemberView, SphereSettings
 
@@ -603,6 +604,7 @@ class Store(
     Entry,
     AccountDeletions,
     Retention,
+    Erasure,
     Protocol,
 ):
     async def check_writable(self) -> None:

@@ -128,7 +128,7 @@ def _action(ns: argparse.Namespace, until_ms: int | None, as_of_ms: int | None) 
                 node=OPERATOR,
                 clock=(lambda: as_of_ms) if as_of_ms is not None else now_ms,
                 batch=config.retention_batch,
-                scrub=getattr(store, "scrub", None),
+                scrub=store.scrub,
             )
             run = await job.run_once()
             print(f"{run.spheres} spheres with a period, {run.deleted} events removed")

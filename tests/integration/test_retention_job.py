@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +21,8 @@ from server.privacy.retention import DAY_MS, RetentionJob, effective_days
 from storage import Draft, SphereRecord, Store, UserRecord
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
-from tests.services import POSTGRES_URL, postgres_schema
+from tests.raw_files import assert_absent_postgres, assert_present_postgres
+from tests.services import POSTGRES_URL, own_postgres, postgres_schema
 
 T0 = 1_700_000_000_000
 # Why: the issue's bound on event-loop lag while the job runs.
@@ -173,7 +175,8 @@ async def test_the_loop_stays_responsive_while_a_large_sphere_is_trimmed(store: 
     LARGE_SPHERE_EVENTS events in batches of 500."""
     owner, sphere = await _setup(store, days=1)
     await _posts(store, sphere, owner, T0, LARGE_SPHERE_EVENTS)
-    job = RetentionJob(store, server_days=0, node="n1", clock=Clock(T0 + 2 * DAY_MS), batch=500)
+    clock = Clock(T0 + 2 * DAY_MS)
+    job = RetentionJob(store, server_days=0, node="n1", clock=clock, batch=500, scrub=store.scrub)
     lags: list[float] = []
     done = asyncio.Event()
 
@@ -200,3 +203,31 @@ async def test_the_loop_stays_responsive_while_a_large_sphere_is_trimmed(store: 
     )
     assert len(lags) > 10  # the probe ran throughout
     assert worst < MAX_LAG_S
+
+
+@pytest.mark.postgres
+async def test_expired_text_leaves_the_postgres_files_at_compaction() -> None:
+    """On a cluster of the test's own, whose relation files it reads: a retention pass, then
+    the store's compaction, leave no byte of an expired post's text (nor of its edit)."""
+    async with own_postgres() as pg:
+        store = await PostgresStore.open(pg.dsn, schema="cloison")
+        try:
+            owner, sphere = await _setup(store, days=1)
+            posted, edited = secrets.token_hex(16), secrets.token_hex(16)
+            post = Draft(EventKind.POST, MessageId("c1"), owner.user_id, T0, body=posted)
+            offset = (await store.append(sphere.sphere_id, post)).event.offset
+            edit = Draft(
+                EventKind.EDIT, MessageId("c2"), owner.user_id, T0, body=edited, target=offset
+            )
+            await store.append(sphere.sphere_id, edit)
+            for canary in (posted, edited):
+                await assert_present_postgres(pg.dsn, "cloison", canary.encode())
+            job = RetentionJob(
+                store, server_days=0, node="n1", clock=Clock(T0 + 2 * DAY_MS), scrub=store.scrub
+            )
+            assert (await job.run_once()).deleted == 4
+            await store.compact()
+            for canary in (posted, edited):
+                await assert_absent_postgres(pg.dsn, "cloison", canary.encode())
+        finally:
+            await store.aclose()
