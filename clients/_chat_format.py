@@ -23,6 +23,8 @@ from protocol import (
 )
 
 Namer = Callable[[UserId], str]
+# Who wrote what a deleted account left (an event without author).
+DELETED_USER = "deleted user"
 
 # A body names a member as ``<@user_id>``; people type ``@name``.
 _MENTION = re.compile(r"<@([A-Za-z0-9_-]{1,64})>")
@@ -60,9 +62,14 @@ def reactions(counts: list[ReactionCount] | None) -> str:
     return " [" + ", ".join(f"{clean(c.emoji)} {c.count}" for c in counts) + "]"
 
 
+def author(message: Message, name: Namer) -> str:
+    """The event's author by name, or ``DELETED_USER`` for an event without one."""
+    return name(message.author_id) if message.author_id is not None else DELETED_USER
+
+
 def membership(message: Message, name: Namer) -> str:
     """A member event in words: who did what to whom."""
-    who = name(message.author_id)
+    who = author(message, name)
     member = clean(message.member_name or message.member_id or "someone")
     role = message.role
     action = message.action
@@ -87,6 +94,8 @@ def membership(message: Message, name: Namer) -> str:
         return f"{who} muted {member}{until}"
     if action is MemberAction.UNMUTED:
         return f"{who} unmuted {member}"
+    if action is MemberAction.DELETED:
+        return f"the account of {member} was deleted"
     return f"{who} made {member} {role}"
 
 
@@ -105,7 +114,7 @@ def settings(sphere: SphereSummary | Message) -> str:
 def event(message: Message, name: Namer) -> str:
     """``#OFFSET HH:MM name: text`` for a post, ``#OFFSET HH:MM * ...`` for the rest."""
     when = clock(message.ts_ms)
-    who = name(message.author_id)
+    who = author(message, name)
     head = f"#{message.offset} {when} {who}"
     notice = f"#{message.offset} {when} *"
     kind = message.kind

@@ -375,7 +375,7 @@ class GovernanceCommands:
             root = thread.root
             text = fmt.shown(root.body or "(deleted)", self._name).replace("\n", " ")[:60]
             self._term.show(
-                f"  #{root.offset} {self._name(root.author_id)}: {text}"
+                f"  #{root.offset} {fmt.author(root, self._name)}: {text}"
                 f"  ({thread.replies} replies, last {fmt.clock(thread.last_ts_ms)})"
             )
 

@@ -362,7 +362,8 @@ class Chat(GovernanceCommands):
             self._term.show("* reconnected")
 
     def _on_message(self, message: Message) -> None:
-        self._typing_shown_s.pop(message.author_id, None)
+        if message.author_id is not None:
+            self._typing_shown_s.pop(message.author_id, None)
         if message.member_id is not None and message.member_name is not None:
             self._names[message.member_id] = message.member_name
         self._apply(message)

@@ -143,8 +143,13 @@ class _Schema:
         self.cls = cls
         hints = typing.get_type_hints(cls)
         self.fields: list[tuple[str, _Check, bool, dict[str, int]]] = []
+        # Fields without a default that may be None (absent on the wire means None).
+        self.nullable: list[str] = []
         for f in dataclasses.fields(cls):
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if required and type(None) in typing.get_args(hints[f.name]):
+                required = False
+                self.nullable.append(f.name)
             check = _compile(hints[f.name], frames_by_type, strict)
             self.fields.append((f.name, check, required, dict(f.metadata)))
         self.names = frozenset(name for name, *_ in self.fields)
@@ -155,7 +160,7 @@ class _Schema:
         return self.build(value, path)
 
     def build(self, data: dict[Any, Any], path: str) -> Any:
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = dict.fromkeys(self.nullable)
         for name, check, required, bounds in self.fields:
             where = f"{path}.{name}" if path else name
             if name not in data or (data[name] is None and not required):

@@ -44,6 +44,10 @@ class Message(Frame):
     event carries the sphere's settings after a change. Neither carries a body. A ``react`` or
     ``unreact`` event names its post in ``target`` and its ``emoji``; ``pin`` and ``unpin`` name
     their post in ``target``.
+
+    ``author_id`` is None (absent on the wire) for an event with no author: one the server
+    wrote itself (a ``deleted`` member event, an owner it appointed), and everything a deleted
+    account wrote once the server anonymised or erased it.
     """
 
     TYPE: ClassVar[str] = "message"
@@ -51,7 +55,7 @@ class Message(Frame):
     offset: int
     kind: EventKind
     message_id: MessageId
-    author_id: UserId
+    author_id: UserId | None
     ts_ms: int
     body: str | None = None
     target: int | None = None

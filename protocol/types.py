@@ -101,10 +101,16 @@ class MemberAction(StrEnum):
     UNBANNED = "unbanned"  # the ban was lifted (they are still not a member)
     MUTED = "muted"  # they read but may not write until ``until_ms``
     UNMUTED = "unmuted"  # the mute was lifted
+    DELETED = "deleted"  # their account was deleted (the event has no author and no name)
 
     @property
     def ends_membership(self) -> bool:
-        return self in (MemberAction.LEFT, MemberAction.REMOVED, MemberAction.BANNED)
+        return self in (
+            MemberAction.LEFT,
+            MemberAction.REMOVED,
+            MemberAction.BANNED,
+            MemberAction.DELETED,
+        )
 
 
 class ReportReason(StrEnum):

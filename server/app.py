@@ -36,6 +36,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import Operations
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
+from server.privacy.account_deletion import AccountDeletion, DeletionRunner
 from server.public_page import PublicPages
 from server.ratelimit import (
     LocalWriteLimiter,
@@ -74,6 +75,7 @@ class Runtime:
     api: Router
     metrics: Metrics
     sessions: SessionWatcher
+    deletions: DeletionRunner
 
 
 async def _build(config: Config) -> Runtime:
@@ -162,7 +164,10 @@ async def _build(config: Config) -> Runtime:
     metrics.gauge(
         "cloison_sessions_ended", "Sessions those changes ended on this node", lambda: watcher.ended
     )
-    api = HttpApi(config, store, operations, Accounts(store, config, registry))
+    deletions = DeletionRunner(store, config, owner=node, publish=hub.publish)
+    await deletions.start()  # resumes every unfinished job
+    deletion = AccountDeletion(store, config, registry, wake=deletions.wake)
+    api = HttpApi(config, store, operations, Accounts(store, config, registry), deletion)
     return Runtime(
         store=store,
         broker=broker,
@@ -176,6 +181,7 @@ async def _build(config: Config) -> Runtime:
         api=Router(routes=api.routes()),
         metrics=metrics,
         sessions=watcher,
+        deletions=deletions,
     )
 
 
@@ -349,6 +355,7 @@ def create_app(config: Config) -> CloisonApp:
             await runtime.gateway.aclose()
             await runtime.hub.aclose()
             await runtime.sessions.aclose()
+            await runtime.deletions.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()
             for limiter in runtime.limits.values():

@@ -128,6 +128,18 @@ def user_command(argv: list[str]) -> int:
         ("enable", "enable a disabled user again"),
     ):
         sub.add_parser(action, parents=[common], help=text).add_argument("user_id")
+    delete = sub.add_parser(
+        "delete",
+        parents=[common],
+        help="delete an account: it is disabled and its sockets close at once; its "
+        "memberships and what it wrote go in the background (docs/privacy.md)",
+    )
+    delete.add_argument("user_id")
+    delete.add_argument(
+        "--wait",
+        action="store_true",
+        help="run the job here (or wait for the gateway running it) until it is done or held",
+    )
     rename = sub.add_parser("rename", parents=[common], help="change a user's display name")
     rename.add_argument("user_id")
     rename.add_argument("name")
@@ -141,6 +153,8 @@ def user_command(argv: list[str]) -> int:
     audit.add_argument("--limit", type=int, default=50, help="at most this many (1-100)")
     namespace = parser.parse_args(argv)
     config = _admin_config(parser, namespace)
+    if namespace.action == "delete":
+        return asyncio.run(_run(config, _delete_action(config, namespace)))
     return asyncio.run(_run(config, _user_action(namespace)))
 
 
@@ -216,6 +230,30 @@ def _user_action(ns: argparse.Namespace) -> Action:
         else:
             user = await accounts.rename(UserId(ns.user_id), ns.name)
             print(f"renamed {user.user_id} to {user.name!r}")
+        return 0
+
+    return act
+
+
+def _delete_action(config: Config, ns: argparse.Namespace) -> Action:
+    async def act(accounts: Accounts) -> int:
+        from server.privacy.account_deletion import AccountDeletion, DeletionRunner, now_ms
+        from storage import DeletionState
+
+        deletion = AccountDeletion(accounts.store, config)
+        job = await deletion.request(OPERATOR_ACTOR, UserId(ns.user_id), at_ms=now_ms())
+        print(f"deletion of {job.user_id}: {job.state.value} ({job.mode.value})")
+        if not ns.wait:
+            return 0
+        runner = DeletionRunner(accounts.store, config, owner="cli-" + os.urandom(6).hex())
+        while (state := await runner.run(job.user_id)) is None:  # a gateway runs it
+            await asyncio.sleep(1.0)
+            current = await deletion.job(OPERATOR_ACTOR, job.user_id)
+            if current.state is not DeletionState.PENDING:
+                state = current.state
+                break
+        job = await deletion.job(OPERATOR_ACTOR, job.user_id)
+        print(f"deletion of {job.user_id}: {state.value}, {job.rewritten} events rewritten")
         return 0
 
     return act

@@ -230,6 +230,29 @@ class Config:
             "up those behind (at most 5 s: it bounds how long a removal can go unnoticed)"
         },
     )
+    # Account deletion (docs/privacy.md, "Account deletion").
+    account_deletion: str = field(
+        default="erase",
+        metadata={
+            "help": "what becomes of what a deleted account wrote: erase (tombstones) or "
+            "anonymise (kept, with no author)"
+        },
+    )
+    account_deletion_batch: int = field(
+        default=200,
+        metadata={"help": "events a deletion job rewrites per transaction"},
+    )
+    account_deletion_lease_s: float = field(
+        default=10.0,
+        metadata={
+            "help": "how long a gateway holds a deletion job without renewing it before "
+            "another gateway may take it over (it renews it at every batch)"
+        },
+    )
+    account_deletion_pause_s: float = field(
+        default=0.01,
+        metadata={"help": "pause between two batches of a deletion job, so writes go first"},
+    )
 
     @property
     def resolved_store_url(self) -> str:
@@ -287,6 +310,8 @@ class Config:
             "shutdown_timeout_s",
             "session_poll_interval_s",
             "max_connections_per_user",
+            "account_deletion_batch",
+            "account_deletion_lease_s",
             "max_header_bytes",
             "max_headers",
             "handshake_timeout_s",
@@ -306,6 +331,7 @@ class Config:
             "max_connections_per_address",
             "max_unauthenticated_per_address",
             "max_unauthenticated",
+            "account_deletion_pause_s",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
@@ -321,6 +347,8 @@ class Config:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
+        if self.account_deletion not in ("erase", "anonymise"):
+            raise ValueError("account_deletion must be erase or anonymise")
         if self.sqlite_synchronous not in ("FULL", "NORMAL"):
             raise ValueError("sqlite_synchronous must be FULL or NORMAL")
         if not 0 < self.reconcile_interval_s <= MAX_RECONCILE_INTERVAL_S:

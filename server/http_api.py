@@ -34,6 +34,7 @@ from server.config import Config
 from server.openapi import DOCUMENT_PATH, openapi_document
 from server.operations import OPERATIONS, Caller, Operations, now_ms
 from server.operations.table import INTEGER_PATH_PARAMS
+from server.privacy.account_deletion import AccountDeletion
 from server.sessions.accounts import Accounts
 from server.sessions.routes import AccountRoutes
 from storage import Store
@@ -91,12 +92,13 @@ class HttpApi:
         store: Store,
         operations: Operations,
         accounts: Accounts,
+        deletion: AccountDeletion,
     ) -> None:
         self._config = config
         self._store = store
         self._ops = operations
         self._accounts = AccountRoutes(
-            accounts, guard=self._guard, read_body=self._body, respond=json_response
+            accounts, deletion, guard=self._guard, read_body=self._body, respond=json_response
         )
         # The document depends on the code only: built and encoded once.
         self._openapi = orjson.dumps(

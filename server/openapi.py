@@ -71,8 +71,8 @@ class Schemas:
         for name in names:
             spec = by_name[name]
             properties[name] = self.field(hints[name], spec)
-            if _required(spec):
-                required.append(name)
+            if _required(spec) and type(None) not in typing.get_args(hints[name]):
+                required.append(name)  # a field that may be None is left out when it is
         schema: Schema = {"type": "object", "properties": properties, "required": required}
         if closed:  # what a client sends: an unknown key is 400 ``bad_frame``
             schema["additionalProperties"] = False

@@ -59,7 +59,7 @@ class PublicPages:
             sphere.sphere_id, before=None, after=None, limit=PAGE_POSTS, floor=sphere.public_from
         )
         posts = [e for e in events if e.kind is EventKind.POST]
-        names = await self._names({post.author_id for post in posts})
+        names = await self._names({p.author_id for p in posts if p.author_id is not None})
         return HTMLResponse(render(sphere.name, posts, names), 200, PAGE_HEADERS)
 
     async def _names(self, user_ids: set[UserId]) -> dict[UserId, str]:
@@ -75,7 +75,9 @@ def render(title: str, posts: Sequence[Message], names: dict[UserId, str]) -> st
     items = []
     for post in posts:
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(post.ts_ms / 1000))
-        author = html.escape(names.get(post.author_id, "someone"))
+        author = html.escape(
+            names.get(post.author_id, "someone") if post.author_id else "deleted user"
+        )
         if post.deleted or post.body is None:
             text = "<em>deleted</em>"
         else:

@@ -67,6 +67,16 @@ from storage.conversations import (
     ReportRecord,
     ThreadRecord,
 )
+from storage.deletion import (
+    ACCOUNT_DELETED,
+    DELETION_REQUESTED,
+    AccountDeletions,
+    DeletionJob,
+    DeletionMode,
+    DeletionRequest,
+    DeletionState,
+    SphereStep,
+)
 from storage.entry import (
     CheckDelete,
     CheckEntry,
@@ -81,10 +91,13 @@ from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
 
 __all__ = [
+    "ACCOUNT_DELETED",
+    "DELETION_REQUESTED",
     "MAX_MENTIONS",
     "MAX_QUEUED_APPENDS",
     "OPERATOR",
     "TOUCH_INTERVAL_MS",
+    "AccountDeletions",
     "AppendResult",
     "AuditAction",
     "AuditEntry",
@@ -101,6 +114,10 @@ __all__ = [
     "DecideAccept",
     "DecideMember",
     "DecideSettings",
+    "DeletionJob",
+    "DeletionMode",
+    "DeletionRequest",
+    "DeletionState",
     "Directory",
     "Draft",
     "Entry",
@@ -126,6 +143,7 @@ __all__ = [
     "SphereRecord",
     "SphereSettings",
     "SphereStanding",
+    "SphereStep",
     "Store",
     "StoreError",
     "StoreOverloadedError",

@@ -40,6 +40,7 @@ class AuditAction(StrEnum):
     MESSAGE_PINNED = "message_pinned"
     MESSAGE_UNPINNED = "message_unpinned"
     POST_REPORTED = "post_reported"  # detail: the reason
+    ACCOUNT_DELETED = "account_deleted"  # the target's account was deleted (their membership ends)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from protocol import (
 from storage.audit import AuditAction, SphereAudit
 from storage.charter import Charters
 from storage.conversations import Conversations
+from storage.deletion import AccountDeletions
 from storage.entry import Entry
 from storage.settings import MemberView, SphereSettings
 
@@ -572,7 +573,16 @@ class Directory(Protocol):
         ...
 
 
-class Store(MessageLog, Directory, SphereAudit, Conversations, Charters, Entry, Protocol):
+class Store(
+    MessageLog,
+    Directory,
+    SphereAudit,
+    Conversations,
+    Charters,
+    Entry,
+    AccountDeletions,
+    Protocol,
+):
     async def check_writable(self) -> None:
         """Prove that a write could commit now (readiness), without writing anything.
 

@@ -75,6 +75,7 @@ from storage.commit import CommitInDoubtError, in_doubt, rolled_back
 from storage.migrations import load_migrations, pending_migrations
 from storage.rows import (
     EVENT_COLUMNS,
+    NO_AUTHOR,
     POST_COLUMNS,
     Key,
     Outcome,
@@ -449,7 +450,7 @@ async def _write_batch(db: Any, batch: Sequence[QueuedAppend]) -> list[Outcome]:
         row[0]: row[1] for row in await db.fetch(_LOCK_COUNTERS, sphere_ids)
     }
     stored: dict[Key, Message] = {
-        (event.sphere_id, event.author_id, event.message_id): event
+        (event.sphere_id, event.author_id or NO_AUTHOR, event.message_id): event
         for event in map(
             to_message, await db.fetch(_SELECT_BY_KEYS, *_columns(group_keys(drafts), 3))
         )

@@ -38,6 +38,9 @@ POST_COLUMNS = (
     "deleted, reply_to, thread_root, emoji, mentions, pinned"
 )
 POST_WIDTH = len(POST_COLUMNS.split(", "))
+# The author column of an event without author (a deleted account's, one the server wrote);
+# None in a ``Message``. No user id is empty, so no user can ever match it.
+NO_AUTHOR = ""
 # Why 65: a client's message_id has at most 64 characters, so a server-made key never takes
 # the idempotency key of a client's write.
 _SERVER_KEY_HEX_CHARS = 64
@@ -183,12 +186,12 @@ def event_row(event: Message) -> tuple[Any, ...]:
         event.offset,
         event.kind.value,
         event.message_id,
-        event.author_id,
+        event.author_id or NO_AUTHOR,
         event.ts_ms,
         None,
         None,
         None,
-        False,
+        event.deleted,  # of a ``deleted`` member event: the account's posts are erased
         event.member_id,
         event.member_name,
         event.role.value if event.role is not None else None,
@@ -241,7 +244,7 @@ def to_message(row: Any) -> Message:
         offset=offset,
         kind=EventKind(kind),
         message_id=MessageId(message_id),
-        author_id=UserId(author_id),
+        author_id=UserId(author_id) if author_id != NO_AUTHOR else None,
         ts_ms=ts_ms,
         body=body,
         target=target,

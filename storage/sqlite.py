@@ -66,7 +66,7 @@ from storage.base import (
 )
 from storage.commit import CommitInDoubtError, in_doubt, rolled_back
 from storage.migrations import load_migrations, pending_migrations
-from storage.rows import EVENT_COLUMNS, Key, Outcome, check_draft, to_message
+from storage.rows import EVENT_COLUMNS, NO_AUTHOR, Key, Outcome, check_draft, to_message
 from storage.sql.accounts import SqlRunner
 from storage.sql.conversations import conversation_writes
 from storage.sql.dialect import SQLITE
@@ -515,7 +515,7 @@ def _insert_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -
     }
     keys = json.dumps(group_keys(batch))
     stored: dict[Key, Message] = {
-        (event.sphere_id, event.author_id, event.message_id): event
+        (event.sphere_id, event.author_id or NO_AUTHOR, event.message_id): event
         for event in map(to_message, db.execute(_SELECT_BY_KEYS, (keys,)))
     }
     authors = json.dumps(group_authors(batch))

@@ -39,7 +39,8 @@ def parse_delay(text: str) -> float | None:
 
 def build(url: str, token: str, *, encoding: Encoding = "json", join: Sequence[str] = ()) -> Bot:
     bot = Bot(url, token, encoding=encoding, join=join)
-    pending: collections.Counter[UserId] = collections.Counter()
+    # Commands come from live posts, which always have an author.
+    pending: collections.Counter[UserId | None] = collections.Counter()
 
     async def fire(message: Message, delay_s: float, text: str) -> None:
         try:

@@ -80,6 +80,10 @@ class Accounts:
         self._config = config
         self._registry = registry
 
+    @property
+    def store(self) -> Store:
+        return self._store
+
     def ttl_ms(self, kind: TokenKind, ttl_days: int | None) -> int | None:
         """The lifetime of a new token: ``ttl_days`` (0: none) or the kind's default."""
         if ttl_days is None:

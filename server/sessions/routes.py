@@ -19,6 +19,7 @@ from starlette.routing import Route
 from protocol import CloisonError, ErrorCode, ProtocolViolation, UserId, UserKind
 from server.auth import IssuedToken, Principal
 from server.operations import now_ms
+from server.privacy.account_deletion import DELETION_JOB_SCHEMA, AccountDeletion, job_json
 from server.sessions.accounts import (
     DEFAULT_PAGE,
     MAX_LABEL_CHARS,
@@ -42,12 +43,14 @@ class AccountRoutes:
     def __init__(
         self,
         accounts: Accounts,
+        deletion: AccountDeletion,
         *,
         guard: Callable[[Handler], Endpoint],
         read_body: Callable[[Request], Awaitable[dict[str, Any]]],
         respond: Respond,
     ) -> None:
         self._accounts = accounts
+        self._deletion = deletion
         self._guard = guard
         self._body = read_body
         self._respond = respond
@@ -77,6 +80,12 @@ class AccountRoutes:
         data = _fields(await self._body(request), required={"name"})
         user = await self._accounts.rename(principal.user.user_id, data["name"])
         return self._respond(user_json(user), 200)
+
+    async def _delete_me(self, request: Request, principal: Principal) -> Response:
+        data = _fields(await self._body(request), required={"confirm"})
+        actor = Actor.of(principal.user)
+        job = await self._deletion.request_own(actor, data["confirm"], at_ms=now_ms())
+        return self._respond(job_json(job), 202)
 
     async def _my_tokens(self, request: Request, principal: Principal) -> Response:
         user_id = principal.user.user_id
@@ -147,6 +156,17 @@ class AccountRoutes:
         )
         body = {**user_json(user), **_issued_json(user.user_id, issued)}
         return self._respond(body, 201)
+
+    async def _delete_user(self, request: Request, principal: Principal) -> Response:
+        user_id = UserId(request.path_params["user_id"])
+        job = await self._deletion.request(Actor.of(principal.user), user_id, at_ms=now_ms())
+        return self._respond(job_json(job), 202)
+
+    async def _deletion_job(self, request: Request, principal: Principal) -> Response:
+        user_id = UserId(request.path_params["user_id"])
+        return self._respond(
+            job_json(await self._deletion.job(Actor.of(principal.user), user_id)), 200
+        )
 
     async def _user_tokens(self, request: Request, principal: Principal) -> Response:
         user_id = UserId(request.path_params["user_id"])
@@ -398,6 +418,7 @@ ACCOUNT_SCHEMAS: Mapping[str, Schema] = {
     ),
     "RevokedOne": _object(("revoked",), {"revoked": {"const": True}}),
     "RevokedAll": _object(("revoked",), {"revoked": {"type": "array", "items": _TEXT}}),
+    "DeletionJob": DELETION_JOB_SCHEMA,
     "ServerAuditEntry": _object(
         ("seq", "ts_ms", "actor", "action", "user_id", "token_id", "detail"),
         {
@@ -429,6 +450,15 @@ ACCOUNT_ROUTES: tuple[AccountRoute, ...] = (
         "Set your display name.",
         _ref("User"),
         body=_object(("name",), {"name": _NAME}, closed=True),
+    ),
+    AccountRoute(
+        "DELETE",
+        "/me",
+        _R._delete_me,
+        "Delete your account (confirm: your user_id); the job runs in the background.",
+        _ref("DeletionJob"),
+        status=202,
+        body=_object(("confirm",), {"confirm": _TEXT}, closed=True),
     ),
     AccountRoute(
         "GET",
@@ -498,6 +528,23 @@ ACCOUNT_ROUTES: tuple[AccountRoute, ...] = (
             },
             closed=True,
         ),
+    ),
+    AccountRoute(
+        "DELETE",
+        "/admin/users/{user_id}",
+        _R._delete_user,
+        "Delete a user's account; the job runs in the background.",
+        _ref("DeletionJob"),
+        status=202,
+        admin=True,
+    ),
+    AccountRoute(
+        "GET",
+        "/admin/users/{user_id}/deletion",
+        _R._deletion_job,
+        "Where the deletion of a user's account stands.",
+        _ref("DeletionJob"),
+        admin=True,
     ),
     AccountRoute(
         "GET",

@@ -13,15 +13,21 @@ from storage.rows import WriterStats, check_limit, to_message
 from storage.sql.audit import SqlSphereAudit
 from storage.sql.charter import SqlCharters
 from storage.sql.conversations import SqlConversations
+from storage.sql.deletion import SqlAccountDeletions
 from storage.sql.directory import SqlDirectory
-from storage.sql.moderation import SqlModeration
 from storage.sql.queue import AppendQueue
 
 # The highest offset any store can hold (a signed 64-bit column).
 MAX_OFFSET = 2**63 - 1
 
 
-class SqlStore(SqlModeration, SqlDirectory, SqlSphereAudit, SqlConversations, SqlCharters):
+class SqlStore(
+    SqlAccountDeletions,
+    SqlDirectory,
+    SqlSphereAudit,
+    SqlConversations,
+    SqlCharters,
+):
     """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
     the lifecycle both engines share (``async with``; ``aclose`` is the engine's)."""
 

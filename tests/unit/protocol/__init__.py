@@ -317,6 +317,26 @@ REACT_EVENT = Message(
     target=4,
     emoji="👍",
 )
+# What a deleted account leaves: an anonymised post and the ``deleted`` member event, no author.
+ANONYMOUS_POST = Message(
+    sphere_id=S,
+    offset=10,
+    kind=EventKind.POST,
+    message_id=MessageId("~d10"),
+    author_id=None,
+    ts_ms=T0 + 6,
+    body="still here",
+)
+DELETED_MEMBER = Message(
+    sphere_id=S,
+    offset=11,
+    kind=EventKind.MEMBER,
+    message_id=MessageId("m:3"),
+    author_id=None,
+    ts_ms=T0 + 7,
+    member_id=U2,
+    action=MemberAction.DELETED,
+)
 MEMBER_SUMMARY = SphereSummary(
     sphere_id=S,
     name="General",
@@ -373,7 +393,16 @@ _SERVER_LEAVES: tuple[ServerFrame, ...] = (
     Unsubscribed(sphere_id=S, reason="removed", ref="r7"),
     HistoryPage(
         sphere_id=S,
-        messages=[POST, TOMBSTONE, EDIT_EVENT, MEMBER_EVENT, SPHERE_EVENT, REACT_EVENT],
+        messages=[
+            POST,
+            TOMBSTONE,
+            EDIT_EVENT,
+            MEMBER_EVENT,
+            SPHERE_EVENT,
+            REACT_EVENT,
+            ANONYMOUS_POST,
+            DELETED_MEMBER,
+        ],
         has_more=True,
         ref="r8",
     ),

@@ -180,11 +180,13 @@ def test_enum_wire_values() -> None:
         "unbanned",
         "muted",
         "unmuted",
+        "deleted",
     ]
     assert [a for a in MemberAction if a.ends_membership] == [
         MemberAction.LEFT,
         MemberAction.REMOVED,
         MemberAction.BANNED,
+        MemberAction.DELETED,
     ]
     assert [r.value for r in ReportReason] == ["spam", "abusive", "other"]
     assert [s.value for s in InvitationState] == [

@@ -41,6 +41,10 @@ DEFAULTS = {
     "drain_batch": 500,
     "drain_interval_s": 0.2,
     "reconcile_interval_s": 2.0,
+    "account_deletion": "erase",
+    "account_deletion_batch": 200,
+    "account_deletion_lease_s": 10.0,
+    "account_deletion_pause_s": 0.01,
     "membership_rate_per_s": 5.0,
     "membership_burst": 50,
     "sphere_admin_rate_per_s": 1.0,
@@ -151,6 +155,7 @@ def test_every_field_has_a_variable(name: str) -> None:
         "public_url": "https://chat.example",
         "queue_max_bytes": "262144",
         "public_pages": "yes",
+        "account_deletion": "anonymise",
     }.get(name, "7")
     # TLS options only go together.
     pair = {"tls_cert": "tls_key", "tls_key": "tls_cert"}.get(name)

@@ -25,6 +25,7 @@ from server.metrics import Metrics
 from server.openapi import DOCUMENT_PATH, openapi_document
 from server.operations import OPERATIONS, Operation, Operations
 from server.presence import MemoryPresence
+from server.privacy.account_deletion import AccountDeletion
 from server.sessions.accounts import Accounts
 from server.sessions.routes import ACCOUNT_ROUTES
 from server.tasks import TaskSupervisor
@@ -46,7 +47,9 @@ async def _mounted(data_dir: Path) -> set[tuple[str, str]]:
     tasks = TaskSupervisor()
     hub = Hub(store, MemoryBroker(), MemoryPresence(), tasks, Metrics(), node="openapi")
     try:
-        api = HttpApi(config, store, Operations(store, hub, {}, config), Accounts(store, config))
+        ops = Operations(store, hub, {}, config)
+        deletion = AccountDeletion(store, config)
+        api = HttpApi(config, store, ops, Accounts(store, config), deletion)
         return {
             (method, route.path)
             for route in api.routes()
