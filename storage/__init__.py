@@ -11,6 +11,7 @@
   processes: the pool, transactions, locks, array parameters and errors;
 - ``conversations``: the ``Conversations`` protocol (threads, pins, mentions, reports), its
   records and the mention syntax;
+- ``export``: the ``Export`` protocol (a user's rows, read in pages) and its records;
 - ``rows``: rows to records, draft and limit checks, writer counters;
 - ``commit``: what a failed group commit means (rolled back, or outcome unknown);
 - ``migrations``: numbered SQL files per engine and the ``schema_version`` bookkeeping;
@@ -89,6 +90,14 @@ from storage.entry import (
     SphereStanding,
 )
 from storage.erasure import CompactedTable, CompactionReport, Erasure, ErasureStats
+from storage.export import (
+    AuthoredSpan,
+    Export,
+    InvitationRecord,
+    JoinRequestRecord,
+    ReactionKey,
+    ReactionRecord,
+)
 from storage.retention import ExpiryBatch, Retention, RetentionRun, RetentionStatus
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
@@ -104,6 +113,7 @@ __all__ = [
     "AppendResult",
     "AuditAction",
     "AuditEntry",
+    "AuthoredSpan",
     "ChangeKind",
     "Charter",
     "CharterNotCurrentError",
@@ -130,7 +140,10 @@ __all__ = [
     "Erasure",
     "ErasureStats",
     "ExpiryBatch",
+    "Export",
     "HasSpheresError",
+    "InvitationRecord",
+    "JoinRequestRecord",
     "LegalHoldRecord",
     "MemberChange",
     "MemberKey",
@@ -142,6 +155,8 @@ __all__ = [
     "NotFoundError",
     "NotMemberError",
     "OutcomeUnknownError",
+    "ReactionKey",
+    "ReactionRecord",
     "ReportRecord",
     "Retention",
     "RetentionRun",

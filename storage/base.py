@@ -48,6 +48,7 @@ from storage.conversations import Conversations
 from storage.deletion import AccountDeletions
 from storage.entry import Entry
 from storage.erasure import Erasure
+from storage.export import Export
 from storage.retention import Retention
 from storage.settings import MemberView, SphereSettings
 
@@ -605,6 +606,7 @@ class Store(
     AccountDeletions,
     Retention,
     Erasure,
+    Export,
     Protocol,
 ):
     async def check_writable(self) -> None:

@@ -15,6 +15,7 @@ from storage.sql.charter import SqlCharters
 from storage.sql.conversations import SqlConversations
 from storage.sql.deletion import SqlAccountDeletions
 from storage.sql.directory import SqlDirectory
+from storage.sql.export import SqlExport
 from storage.sql.queue import AppendQueue
 from storage.sql.retention import SqlRetention
 
@@ -28,6 +29,7 @@ class SqlStore(
     SqlSphereAudit,
     SqlConversations,
     SqlCharters,
+    SqlExport,
     SqlRetention,
 ):
     """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
