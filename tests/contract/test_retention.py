@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import itertools
 
-from protocol import EventKind, MessageId, Privacy, ReportReason, SphereId, UserKind
+from protocol import EventKind, MessageId, Privacy, ReportReason, Role, SphereId, UserKind
+from server import access
 from server.access import deciding_settings
 from storage import (
     OPERATOR,
@@ -58,36 +59,41 @@ async def test_expiry_removes_the_old_prefix_and_what_its_posts_left(store: Stor
     owner = await _user(store, "ann")
     other = await _user(store, "bob")
     sphere = await _sphere(store, owner)
-    old = await _post(store, sphere, owner, T0, body="old @bob")
-    await store.append(
-        sphere.sphere_id,
-        Draft(EventKind.POST, MessageId("x"), owner.user_id, T0, body="reply", reply_to=old),
-    )
+    decide = access.deciding_add(Role.MEMBER)
+    await store.change_member(sphere.sphere_id, owner.user_id, other.user_id, decide, now_ms=T0)
+    old = await _post(store, sphere, owner, T0, body=f"old <@{other.user_id}>")
     await _post(store, sphere, owner, T0 + 1, EventKind.REACT, target=old, emoji="👍")
     await _post(store, sphere, owner, T0 + 2, EventKind.PIN, target=old)
     await store.add_report(sphere.sphere_id, old, owner.user_id, ReportReason.SPAM, None, now_ms=T0)
-    # Ten days later, still above the horizon to come: an edit of the old post, and a new post.
-    edit = await _post(
-        store, sphere, owner, T0 + 10 * DAY_MS, EventKind.EDIT, target=old, body="edited"
-    )
-    young = await _post(store, sphere, owner, T0 + 10 * DAY_MS, body="young")
+    # Ten days later, above the horizon to come: an edit of the old post, a reply, a new post.
+    later = T0 + 10 * DAY_MS
+    mention = f"edited <@{other.user_id}>"
+    edit = await _post(store, sphere, owner, later, EventKind.EDIT, target=old, body=mention)
+    reply = await _post(store, sphere, owner, later, body="reply", reply_to=old)
+    young = await _post(store, sphere, owner, later, body="young")
+    # The positive controls: what the old post left is there before the pass.
+    assert await store.list_mentions(other.user_id, after=None, limit=10) != []
+    assert await store.list_threads(sphere.sphere_id, owner.user_id, before=None, limit=10) != []
+    assert (await store.list_pins(sphere.sphere_id, owner.user_id, limit=10))[0] != []
+    assert await store.list_reports(sphere.sphere_id, before=None, limit=10) != []
     deleted = await _expire_all(store, sphere.sphere_id, T0 + 5 * DAY_MS, limit=2)
-    assert deleted == 5  # member event, old post, its reply, reaction, pin
+    assert deleted == 5  # two member events, the old post, its reaction and pin
     after = await store.get_sphere(sphere.sphere_id)
     assert after is not None and after.retained_from == edit
     assert await store.get_event(sphere.sphere_id, old) is None
     # The stream stays gapless from the horizon on; the edit keeps its place, not its body.
     events = await store.events_after(sphere.sphere_id, 0, 100)
-    assert [e.offset for e in events] == [edit, young]
+    assert [e.offset for e in events] == [edit, reply, young]
     assert events[0].body is None and events[0].kind is EventKind.EDIT
+    assert events[1].reply_to == old  # a reply keeps the offset it answered
     page, more = await store.history(sphere.sphere_id, before=None, after=None, limit=50)
-    assert [m.offset for m in page] == [young] and not more
+    assert [m.offset for m in page] == [reply, young] and not more
     assert await store.list_threads(sphere.sphere_id, owner.user_id, before=None, limit=10) == []
     assert (await store.list_pins(sphere.sphere_id, owner.user_id, limit=10))[0] == []
     assert await store.list_mentions(other.user_id, after=None, limit=10) == []
     assert await store.list_reports(sphere.sphere_id, before=None, limit=10) == []
     members = await store.list_members(sphere.sphere_id)
-    assert [m.user_id for m in members] == [owner.user_id]  # members stay; their events go
+    assert {m.user_id for m in members} == {owner.user_id, other.user_id}  # members stay
     # Idempotent: a second pass (another node's) finds nothing to do.
     assert await _expire_all(store, sphere.sphere_id, T0 + 5 * DAY_MS, limit=2) == 0
 

@@ -175,4 +175,9 @@ async def _legal_hold(server: ServerProcess) -> None:
     until = _as_of(10)[:19]
     out = server.cli("retention", "hold", sphere_id, "--reason", "inquiry", "--until", until)
     assert out.startswith(f"legal hold on {sphere_id} until ")
+    # The command reaches no server: the node delivers its event at its next reconciliation.
+    event = await watcher.expect(Message, privacy=Privacy.PRIVATE)
+    assert event.legal_hold is not None and event.legal_hold.until_ms is not None
     assert server.cli("retention", "release", sphere_id).strip() == f"released {sphere_id}"
+    event = await watcher.expect(Message, privacy=Privacy.PRIVATE)
+    assert event.legal_hold is None
