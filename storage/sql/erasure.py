@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -95,10 +96,11 @@ class Scrubber:
         self._retry: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def scrub(self) -> None:
-        """Checkpoint now (taking the write lock); on failure, retry in the background."""
+    async def scrub(self) -> bool:
+        """Checkpoint now (taking the write lock); on failure, retry in the background.
+        Whether it completed."""
         async with self._lock:
-            await self.scrub_locked()
+            return await self.scrub_locked()
 
     async def scrub_locked(self) -> bool:
         """Checkpoint now; the caller holds the write lock. Whether it completed."""
@@ -123,6 +125,21 @@ class Scrubber:
                 self._retry = asyncio.create_task(self._retrying(), name="sqlite-scrub")
         return done
 
+    async def compact(self, log: str) -> CompactionReport:
+        """A scrub, reported as the rewrite of the write-ahead log at ``log``."""
+        started = time.monotonic()
+        before = await asyncio.to_thread(_size, log)
+        done = await self.scrub()
+        after = await asyncio.to_thread(_size, log)
+        entry = CompactedTable(
+            "write-ahead log",
+            time.monotonic() - started,
+            before,
+            after,
+            skipped="" if done else "readers",
+        )
+        return CompactionReport((entry,), entry.seconds)
+
     async def _retrying(self) -> None:
         try:
             while not self._closed:
@@ -140,6 +157,10 @@ class Scrubber:
             self._retry.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retry
+
+
+def _size(path: str) -> int:
+    return os.path.getsize(path) if os.path.exists(path) else 0
 
 
 async def compact_postgres(
