@@ -15,6 +15,8 @@
 - ``rows``: rows to records, draft and limit checks, writer counters;
 - ``commit``: what a failed group commit means (rolled back, or outcome unknown);
 - ``migrations``: numbered SQL files per engine and the ``schema_version`` bookkeeping;
+- ``erasure``: the ``Erasure`` protocol (``scrub`` after erasing, ``compact``) and its
+  reports; ``erasure_bench``: ``python -m storage.erasure_bench``, what erasure costs;
 - ``bench``: ``python -m storage.bench``, the durable ingest benchmark of either backend.
 
 ``open_store(url)`` picks the backend from a URL. Other packages import from here only.

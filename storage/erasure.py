@@ -55,8 +55,8 @@ class Erasure(Protocol):
 
         SQLite: checkpoints and truncates the write-ahead log (readers that hold it make the
         store retry in the background: ``erasure_stats.scrub_pending``). PostgreSQL: nothing
-        at once; the bytes go at the next ``compact``. A message delete and a sphere deletion
-        scrub by themselves before they are acknowledged.
+        at once; the bytes go at the next ``compact``. A message delete or edit and a sphere
+        deletion scrub by themselves before they are acknowledged.
         """
         ...
 

@@ -39,6 +39,7 @@ from protocol import EventKind
 from storage.base import AppendResult, StoreError
 from storage.erasure import CompactedTable, CompactionReport, ErasureStats
 from storage.rows import Outcome
+from storage.sql.queue import QueuedAppend
 
 # How long an erasing commit waits for readers before the scrub goes to the background: a
 # read statement holds its snapshot for milliseconds.
@@ -58,7 +59,7 @@ _TABLES = """
 
 
 class CompactionRunningError(StoreError):
-    """Another process is compacting the same database."""
+    """Another process is compacting the same store."""
 
 
 # A delete erases a post's text and its edits'; an edit replaces the post's text (its edit
@@ -66,16 +67,13 @@ class CompactionRunningError(StoreError):
 _ERASING_KINDS = frozenset({EventKind.DELETE, EventKind.EDIT})
 
 
-def erases(drafts: Sequence[Any], outcomes: Sequence[Outcome]) -> bool:
-    """Whether a committed group erased content: a delete or an edit among its new events.
-
-    ``drafts`` are the group's queued appends (each with a ``draft``), in outcome order.
-    """
+def erases(batch: Sequence[QueuedAppend], outcomes: Sequence[Outcome]) -> bool:
+    """Whether a committed group erased content: a delete or an edit among its new events."""
     return any(
         queued.draft.kind in _ERASING_KINDS
         and isinstance(outcome, AppendResult)
         and not outcome.duplicate
-        for queued, outcome in zip(drafts, outcomes, strict=True)
+        for queued, outcome in zip(batch, outcomes, strict=True)
     )
 
 
