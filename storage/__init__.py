@@ -101,6 +101,7 @@ from storage.export import (
 )
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
+from storage.sql.erasure import CompactionRunningError
 
 __all__ = [
     "ACCOUNT_DELETED",
@@ -125,6 +126,7 @@ __all__ = [
     "CheckUpdate",
     "CompactedTable",
     "CompactionReport",
+    "CompactionRunningError",
     "Conversations",
     "DecideAccept",
     "DecideMember",
