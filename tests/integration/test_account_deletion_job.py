@@ -1,0 +1,97 @@
+"""The deletion job (``server.privacy.account_deletion.DeletionRunner``) on every backend: a
+legal hold keeps a sphere's content until it is lifted, and two runners on one store (two
+gateways) never do a job's work twice."""
+
+from __future__ import annotations
+
+import asyncio
+
+from protocol import EventKind, MemberAction, Message, MessageId, Privacy, Role, SphereId, UserId
+from server.config import Config
+from server.privacy.account_deletion import DeletionRunner
+from storage import DeletionMode, DeletionState, Draft, MemberChange, Store
+from tests.contract.conftest import backend, store
+from tests.contract.test_entry import NOW_MS, user
+
+__all__ = ["backend", "store"]  # the contract suite's fixtures: one run per engine
+
+CONFIG = Config(account_deletion_batch=3, account_deletion_pause_s=0.0)
+
+
+class Holds:
+    """The spheres under a legal hold, as the runner asks of them."""
+
+    def __init__(self, *held: SphereId) -> None:
+        self.held = set(held)
+
+    async def __call__(self, sphere_id: SphereId, at_ms: int) -> bool:
+        return sphere_id in self.held
+
+
+async def two_spheres(store: Store, posts: int) -> tuple[UserId, list[SphereId]]:
+    owner = await user(store, "owner")
+    alice = await user(store, "alice")
+    spheres = []
+    for name in ("one", "two"):
+        sphere = await store.create_sphere(name, Privacy.PRIVATE, owner.user_id, now_ms=NOW_MS)
+        await store.change_member(
+            sphere.sphere_id,
+            owner.user_id,
+            alice.user_id,
+            lambda _: MemberChange(Role.MEMBER, MemberAction.ADDED),
+            now_ms=NOW_MS,
+        )
+        for n in range(posts):
+            draft = Draft(EventKind.POST, MessageId(f"{name}{n}"), alice.user_id, NOW_MS, body="x")
+            await store.append(sphere.sphere_id, draft)
+        spheres.append(sphere.sphere_id)
+    return alice.user_id, spheres
+
+
+async def authored(store: Store, sphere_id: SphereId, author: UserId) -> int:
+    return sum(e.author_id == author for e in await store.events_after(sphere_id, 0, 1000))
+
+
+async def test_a_legal_hold_keeps_the_content_until_it_is_lifted(store: Store) -> None:
+    alice, (held, free) = await two_spheres(store, 5)
+    holds = Holds(held)
+    events: list[Message] = []
+
+    async def publish(event: Message) -> None:
+        events.append(event)
+
+    runner = DeletionRunner(store, CONFIG, owner="node", publish=publish, held=holds)
+    await store.request_account_deletion(
+        alice, requested_by="cli", mode=DeletionMode.ERASE, now_ms=NOW_MS
+    )
+    assert await runner.run(alice) is DeletionState.HELD
+    # The membership ended in both; only the sphere without a hold lost the content.
+    assert sorted(e.sphere_id for e in events if e.action is MemberAction.DELETED) == sorted(
+        [held, free]
+    )
+    assert await authored(store, held, alice) == 5 and await authored(store, free, alice) == 0
+    job = await store.get_account_deletion(alice)
+    assert job is not None and job.state is DeletionState.HELD and job.spheres_left == 1
+    assert await store.get_user(alice) is not None  # its row waits with its content
+    assert await runner.run(alice) is DeletionState.HELD  # looked at again: still held
+    holds.held.clear()
+    assert await runner.run(alice) is DeletionState.DONE
+    assert await authored(store, held, alice) == 0 and await store.get_user(alice) is None
+    assert len([e for e in events if e.action is MemberAction.DELETED]) == 2
+
+
+async def test_two_runners_on_one_store_do_the_work_once(store: Store) -> None:
+    alice, spheres = await two_spheres(store, 12)
+    await store.request_account_deletion(
+        alice, requested_by="cli", mode=DeletionMode.ANONYMISE, now_ms=NOW_MS
+    )
+    runners = [DeletionRunner(store, CONFIG, owner=f"node{n}") for n in range(2)]
+    states = await asyncio.gather(*(r.run(alice) for r in runners))
+    # One took the lease; the other found the job taken (None) and left it.
+    assert states.count(DeletionState.DONE) == 1 and states.count(None) == 1
+    job = await store.get_account_deletion(alice)
+    assert job is not None and job.state is DeletionState.DONE and job.rewritten == 24
+    for sphere_id in spheres:
+        stream = await store.events_after(sphere_id, 0, 1000)
+        deleted = [e for e in stream if e.action is MemberAction.DELETED]
+        assert len(deleted) == 1 and all(e.author_id != alice for e in stream)
