@@ -3,10 +3,11 @@
 Theory of operation. Every record, ours and uvicorn's, reaches one handler on the root logger,
 and that handler's filters run in order on each record before it is formatted:
 
-1. ``QuietFrameLogs`` drops the debug lines of the WebSocket protocol library. At debug level
-   websockets logs every frame it reads or writes (``< TEXT '{"type":"auth","token":...'``)
-   and every handshake header, which would put tokens and message bodies into the logs; no
-   pattern could recognise a message body, so those lines are never written, at any level.
+1. ``QuietLibraryLogs`` drops the debug lines of the libraries that log the data they carry.
+   At debug level websockets logs every frame it reads or writes (``< TEXT
+   '{"type":"auth","token":...'``) and every handshake header, and aiosqlite every operation
+   with its SQL parameters (display names, charters, comments, reasons); no pattern could
+   recognise a message body or a name, so those lines are never written, at any level.
 2. ``ScrubSecrets`` renders the message and rewrites what looks like a credential: tokens
    (``clo_<id>_<secret>`` keeps its id, the lookup key, and loses the secret), ``token=``
    query values, query strings of logged WebSocket paths, and ``Authorization`` values. This is
@@ -25,14 +26,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import orjson
 import websockets
 
 # Attributes every LogRecord has; anything else was passed through ``extra=`` and is kept.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
-# Where the WebSocket protocol library lives: its debug records come from files in here.
-_WEBSOCKETS_DIR = str(Path(websockets.__file__).resolve().parent)
+# Libraries whose debug records carry data (frames, SQL parameters): by logger name, and by
+# where their files live, for records logged through another logger.
+_QUIET_LOGGERS = ("websockets", "aiosqlite")
+_QUIET_DIRS = tuple(str(Path(m.__path__[0]).resolve()) for m in (websockets, aiosqlite))
 
 # A token's secret follows its id; keep the id (a lookup key, not a credential).
 _TOKEN = re.compile(r"\b(clo_[0-9A-Za-z]+_)[0-9A-Za-z_\-]+")
@@ -72,14 +76,14 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-class QuietFrameLogs(logging.Filter):
-    """Drop the WebSocket library's debug lines: they carry frames and handshake headers."""
+class QuietLibraryLogs(logging.Filter):
+    """Drop the debug lines of websockets (frames, headers) and aiosqlite (SQL parameters)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno > logging.DEBUG:
             return True
         return not (
-            record.name.startswith("websockets") or record.pathname.startswith(_WEBSOCKETS_DIR)
+            record.name.startswith(_QUIET_LOGGERS) or record.pathname.startswith(_QUIET_DIRS)
         )
 
 
@@ -158,7 +162,7 @@ def configure(level: str, fmt: str) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-    handler.addFilter(QuietFrameLogs())
+    handler.addFilter(QuietLibraryLogs())
     handler.addFilter(RateLimit())
     handler.addFilter(ScrubSecrets())
     root = logging.getLogger()
@@ -167,5 +171,6 @@ def configure(level: str, fmt: str) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    # The library's own loggers (used outside uvicorn) stay above debug, whatever the level.
-    logging.getLogger("websockets").setLevel(max(logging.INFO, root.level))
+    # Those libraries' own loggers stay above debug, whatever the level.
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))

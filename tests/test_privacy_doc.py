@@ -7,14 +7,17 @@ says what it holds; and a line for a column that no longer exists fails too.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sqlite3
+import typing
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from protocol import SERVER_FRAMES
 from storage import open_store
 from tests.services import POSTGRES_URL, TIMEOUT_S, postgres_schema
 
@@ -106,3 +109,51 @@ def test_the_check_sees_a_missing_column() -> None:
         "table secrets is not listed",
         "users.birthday is not listed",
     ]
+
+
+def carried_fields(frames: tuple[type, ...]) -> set[tuple[str, str]]:
+    """(class, field) for every field of every dataclass a server frame can carry."""
+    seen: set[type] = set()
+    found: set[tuple[str, str]] = set()
+    pending = list(frames)
+    while pending:
+        cls = pending.pop()
+        if cls in seen or not dataclasses.is_dataclass(cls):
+            continue
+        seen.add(cls)
+        for name, hint in typing.get_type_hints(cls).items():
+            if name == "TYPE":
+                continue
+            found.add((cls.__name__, name))
+            pending += [t for t in _types_in(hint) if dataclasses.is_dataclass(t)]
+    return found
+
+
+def _types_in(hint: object) -> list[type]:
+    args = typing.get_args(hint)
+    if not args:
+        return [hint] if isinstance(hint, type) else []
+    return [t for arg in args for t in _types_in(arg)]
+
+
+def test_read_markers_travel_only_in_the_callers_own_summary() -> None:
+    fields = carried_fields(SERVER_FRAMES)
+    markers = {(cls, name) for cls, name in fields if re.search(r"(^|_)(un)?read(_|$)", name)}
+    # The caller's read marker, and how many posts follow it.
+    assert markers == {("SphereSummary", "read_offset"), ("SphereSummary", "unread")}
+    # The walk does reach nested types: a member entry carries names and roles, no marker.
+    assert {("MemberInfo", "name"), ("MemberInfo", "role")} <= fields
+
+
+def test_every_test_the_document_cites_exists() -> None:
+    root = Path(__file__).resolve().parent.parent
+    cited = set(re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?", PRIVACY))
+    assert len(cited) >= 10
+    missing = []
+    for path, name in sorted(cited):
+        source = root / path
+        if not source.exists():
+            missing.append(path)
+        elif name and not re.search(rf"def {name}\b", source.read_text("utf-8")):
+            missing.append(f"{path}::{name}")
+    assert missing == []

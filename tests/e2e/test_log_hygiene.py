@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +15,29 @@ from protocol import Ack, Auth, ErrorReply, Ping, Pong, Publish
 from tests.e2e.conftest import start_server
 from tests.support import TIMEOUT_S, Client, ServerProcess
 
+# A handshake deadline short enough for a test to pass it, long enough for every client.
+DEBUG_OPTIONS = ("--log-level", "debug", "--handshake-timeout-s", "1")
+
 
 @pytest.fixture
 def debug_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = start_server(tmp_path, "--log-level", "debug")
+    proc = start_server(tmp_path, *DEBUG_OPTIONS)
     yield proc
     proc.stop()
+
+
+async def unfinished_request(server: ServerProcess) -> None:
+    """Headers that never end: the server resets the socket at its deadline, and says so at
+    DEBUG (with ``DEBUG_OPTIONS``): a line that shows the server logs at debug level."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\n")
+        await writer.drain()
+        async with asyncio.timeout(TIMEOUT_S):
+            with contextlib.suppress(ConnectionError):
+                await reader.read()
+    finally:
+        writer.close()
 
 
 async def lying_request(server: ServerProcess, token: str, declared: int, sent: bytes) -> bytes:
@@ -80,6 +98,7 @@ async def test_debug_logs_hold_no_secret_body_or_traceback(debug_server: ServerP
         assert b"Traceback" not in answer
     async with server.http(user.token) as http:
         assert (await http.get("/healthz")).status_code == 200  # the server is still fine
+    await unfinished_request(server)
 
     await asyncio.sleep(0.5)  # let the log pump catch up with the last lines
     log = "".join(server.log)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 
 import pytest
 
-from server.logs import QuietFrameLogs, RateLimit, ScrubSecrets, scrub
+from server.logs import QuietLibraryLogs, RateLimit, ScrubSecrets, scrub
 
 SECRET = "Zk3v_9-QpLr2mX7tW8yB1nC4dE5fG6hJ0aS"
 TOKEN = f"clo_0123456789abcdef_{SECRET}"
@@ -56,16 +57,50 @@ def test_scrub_filter_covers_args_tracebacks_and_extras() -> None:
     assert SECRET not in str(rec.detail)  # type: ignore[attr-defined]
 
 
-def test_websockets_debug_lines_are_dropped() -> None:
-    quiet = QuietFrameLogs()
-    frame = record("< TEXT %r", "body", name="websockets.server")
+@pytest.mark.parametrize(
+    ("name", "msg"), [("websockets.server", "< TEXT %r"), ("aiosqlite", "executing %s")]
+)
+def test_debug_lines_of_libraries_that_log_data_are_dropped(name: str, msg: str) -> None:
+    quiet = QuietLibraryLogs()
+    frame = record(msg, "body", name=name)
     frame.levelno = logging.DEBUG
     assert not quiet.filter(frame)
     frame.levelno = logging.INFO
     assert quiet.filter(frame)
+
+
+def test_debug_lines_of_ours_pass() -> None:
     ours = record("debug of ours")
     ours.levelno = logging.DEBUG
-    assert quiet.filter(ours)
+    assert QuietLibraryLogs().filter(ours)
+
+
+# A real aiosqlite operation with a parameter, in a process whose logging is set up as
+# ``configure`` does it or as plain ``basicConfig`` (the control: there the parameter shows).
+_SQL_AT_DEBUG = """
+import asyncio, logging, sys
+import aiosqlite
+from server import logs
+if sys.argv[1] == "configured":
+    logs.configure("debug", "text")
+else:
+    logging.basicConfig(level=logging.DEBUG)
+async def main():
+    async with aiosqlite.connect(":memory:") as db:
+        await db.execute_fetchall("SELECT ?", ["canary-display-name"])
+    logging.getLogger("server.test").debug("ours at debug")
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("setup", ["configured", "plain"])
+def test_sql_parameters_never_reach_the_logs(setup: str) -> None:
+    ran = subprocess.run(
+        [sys.executable, "-c", _SQL_AT_DEBUG, setup], capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "ours at debug" in ran.stderr
+    assert ("canary-display-name" in ran.stderr) is (setup == "plain")
 
 
 def test_rate_limit_lets_a_burst_through_then_one_per_interval() -> None:

@@ -1,0 +1,46 @@
+"""What an operator with shell access reads in the data directory: everything but credentials.
+
+After a working day (``privacy_scenario.workday``) the SQLite files are read raw, as anyone
+with the host's files can: the text of a live post and the members' display names are there
+in clear; no token secret is, in any file (the database keeps only their SHA-256 digests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from tests.e2e.conftest import start_server
+from tests.e2e.privacy_scenario import Canaries, workday
+from tests.support import Client
+
+DATABASE_FILES = ("cloison.sqlite3", "cloison.sqlite3-wal", "cloison.sqlite3-shm")
+
+
+def raw(data_dir: Path) -> bytes:
+    return b"".join((data_dir / name).read_bytes() for name in DATABASE_FILES)
+
+
+async def test_the_files_hold_texts_in_clear_and_no_token_secret(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    canaries = Canaries()
+    try:
+        await workday([server], canaries)
+        user = await server.new_user(canaries.new("name"))
+        canaries.secret(user.token)
+        client = await Client.connect(server.ws_url, user.token)  # the token works
+        await client.close()
+        # Read while the server runs: the WAL and shared-memory files exist.
+        files = raw(server.data_dir)
+    finally:
+        server.stop()
+    secrets_ = {name: v for name, v in canaries.planted.items() if name.startswith("secret")}
+    assert len(secrets_) >= 6
+    assert [name for name in canaries.found_in(files) if name in secrets_] == []
+    # The control: what is stored in clear is found by the same search.
+    found = set(canaries.found_in(files))
+    assert {name for name in canaries.planted if name.startswith("name")} <= found
+    last_body = [name for name in canaries.planted if name.startswith("body")][-1]
+    assert last_body in found
+    # What is stored of a token instead: the digest of its secret.
+    assert hashlib.sha256(user.token.split("_", 2)[2].encode()).digest() in files
