@@ -122,10 +122,19 @@ class AccountDeletions(Protocol):
         ...
 
     async def remove_deleted_member(
-        self, user_id: UserId, sphere_id: SphereId, *, actor: str, now_ms: int
+        self,
+        user_id: UserId,
+        sphere_id: SphereId,
+        *,
+        actor: str,
+        now_ms: int,
+        keep_empty: bool = False,
     ) -> list[Message]:
         """End the account's membership of the sphere (see the module's docstring) and move
         the sphere to the content step, in one transaction, under the sphere's lock.
+
+        With ``keep_empty`` (the sphere is under a legal hold) a sphere the account was the
+        last member of is kept, without members; the content step deletes it once it runs.
 
         Returns:
             The events to publish, in order: a ``role_changed`` event for a new owner, then
@@ -135,13 +144,14 @@ class AccountDeletions(Protocol):
         ...
 
     async def erase_deleted_content(
-        self, user_id: UserId, sphere_id: SphereId, mode: DeletionMode, limit: int
+        self, user_id: UserId, sphere_id: SphereId, mode: DeletionMode, limit: int, *, now_ms: int
     ) -> int:
         """Rewrite up to ``limit`` events the account wrote in the sphere, in one transaction.
 
         Returns:
             How many were rewritten; 0 when none was left, in which case the account's other
-            rows of the sphere were removed and the sphere's step is done.
+            rows of the sphere were removed (the whole sphere, if it has no member left) and
+            the sphere's step is done.
         """
         ...
 

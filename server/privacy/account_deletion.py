@@ -276,8 +276,13 @@ class DeletionRunner:
         store, user_id = self._store, job.user_id
         while spheres := await store.deletion_spheres(user_id, SphereStep.MEMBERSHIP, SPHERE_PAGE):
             for sphere_id in spheres:
+                # A held sphere the account was the last member of waits, empty, for its hold.
                 events = await store.remove_deleted_member(
-                    user_id, sphere_id, actor=job.requested_by, now_ms=now_ms()
+                    user_id,
+                    sphere_id,
+                    actor=job.requested_by,
+                    now_ms=now_ms(),
+                    keep_empty=await self._held(sphere_id, now_ms()),
                 )
                 if self._publish is not None:
                     for event in events:
@@ -295,7 +300,9 @@ class DeletionRunner:
                 if await self._held(sphere_id, now_ms()):
                     held = True
                     continue
-                while await store.erase_deleted_content(user_id, sphere_id, job.mode, self._batch):
+                while await store.erase_deleted_content(
+                    user_id, sphere_id, job.mode, self._batch, now_ms=now_ms()
+                ):
                     await self._scrub()  # before the batch counts as done
                     await self._renewed(user_id)
                     await asyncio.sleep(self._pause_s)

@@ -43,7 +43,7 @@ async def run_job(store: Store, user_id: UserId, mode: DeletionMode) -> list[Mes
             user_id, sphere_id, actor=user_id, now_ms=NOW_MS
         )
     for sphere_id in await store.deletion_spheres(user_id, SphereStep.CONTENT, 100):
-        while await store.erase_deleted_content(user_id, sphere_id, mode, BATCH):
+        while await store.erase_deleted_content(user_id, sphere_id, mode, BATCH, now_ms=NOW_MS):
             pass
     audit = AuditEntry(user_id, ACCOUNT_DELETED, user_id, NOW_MS)
     assert await store.finish_account_deletion(user_id, now_ms=NOW_MS, audit=audit)
@@ -155,7 +155,7 @@ async def test_the_job_leaves_nothing_of_the_account(store: Store, mode: Deletio
     assert [e.action for e in await store.list_audit(before=None, limit=1)] == [ACCOUNT_DELETED]
     # Every step again: nothing left to do, nothing changes; the tombstone answers a request.
     assert await store.remove_deleted_member(alice, one, actor=alice, now_ms=NOW_MS) == []
-    assert await store.erase_deleted_content(alice, one, mode, BATCH) == 0
+    assert await store.erase_deleted_content(alice, one, mode, BATCH, now_ms=NOW_MS) == 0
     assert await store.events_after(one, 0, 100) == await store.events_after(one, 0, 100)
     again = await store.request_account_deletion(
         alice, requested_by="cli", mode=mode, now_ms=NOW_MS

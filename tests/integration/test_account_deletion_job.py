@@ -95,3 +95,23 @@ async def test_two_runners_on_one_store_do_the_work_once(store: Store) -> None:
         stream = await store.events_after(sphere_id, 0, 1000)
         deleted = [e for e in stream if e.action is MemberAction.DELETED]
         assert len(deleted) == 1 and all(e.author_id != alice for e in stream)
+
+
+async def test_a_held_sphere_left_empty_waits_for_its_hold_then_goes(store: Store) -> None:
+    alice = await user(store, "alice")
+    sphere = await store.create_sphere("alone", Privacy.PRIVATE, alice.user_id, now_ms=NOW_MS)
+    draft = Draft(EventKind.POST, MessageId("p"), alice.user_id, NOW_MS, body="evidence")
+    await store.append(sphere.sphere_id, draft)
+    holds = Holds(sphere.sphere_id)
+    runner = DeletionRunner(store, CONFIG, owner="node", held=holds)
+    await store.request_account_deletion(
+        alice.user_id, requested_by="cli", mode=DeletionMode.ERASE, now_ms=NOW_MS
+    )
+    assert await runner.run(alice.user_id) is DeletionState.HELD
+    # Under the hold the sphere stays, without members, its content as it was.
+    assert await store.get_sphere(sphere.sphere_id) is not None
+    assert await store.list_members(sphere.sphere_id) == []
+    assert await authored(store, sphere.sphere_id, alice.user_id) == 2  # its creation, its post
+    holds.held.clear()
+    assert await runner.run(alice.user_id) is DeletionState.DONE
+    assert await store.get_sphere(sphere.sphere_id) is None
