@@ -254,6 +254,16 @@ class Config:
         metadata={"help": "pause between two batches of a deletion job, so writes go first"},
     )
 
+    # Erasure on PostgreSQL: see docs/privacy.md, "Erasure".
+    pg_compact_interval_h: float = field(
+        default=24.0,
+        metadata={
+            "help": "hours between compactions of a PostgreSQL store (erased content leaves "
+            "its files; each table's rewrite is bounded to 2 s); 0: never, run "
+            "'cloison privacy compact' instead"
+        },
+    )
+
     @property
     def resolved_store_url(self) -> str:
         if self.store_url:
@@ -355,6 +365,8 @@ class Config:
             raise ValueError(
                 f"reconcile_interval_s must be above 0 and at most {MAX_RECONCILE_INTERVAL_S}"
             )
+        if not self.pg_compact_interval_h >= 0:
+            raise ValueError("pg_compact_interval_h must be 0 (never) or more")
         if self.public_url and normalized_origin(self.public_url) is None:
             raise ValueError("public_url must be an http(s) URL without path, as https://host")
         if self.max_message_bytes >= self.max_frame_bytes:

@@ -87,6 +87,7 @@ from storage.entry import (
     MutedError,
     SphereStanding,
 )
+from storage.erasure import CompactedTable, CompactionReport, Erasure, ErasureStats
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
 
@@ -110,6 +111,8 @@ __all__ = [
     "CheckEntry",
     "CheckRevoke",
     "CheckUpdate",
+    "CompactedTable",
+    "CompactionReport",
     "Conversations",
     "DecideAccept",
     "DecideMember",
@@ -122,6 +125,8 @@ __all__ = [
     "Draft",
     "Entry",
     "EntryKey",
+    "Erasure",
+    "ErasureStats",
     "HasSpheresError",
     "MemberChange",
     "MemberKey",

@@ -47,6 +47,7 @@ from storage.charter import Charters
 from storage.conversations import Conversations
 from storage.deletion import AccountDeletions
 from storage.entry import Entry
+from storage.erasure import Erasure
 from storage.settings import MemberView, SphereSettings
 
 # What a client is told when a write's outcome is unknown (protocol code ``unknown``).
@@ -581,6 +582,7 @@ class Store(
     Charters,
     Entry,
     AccountDeletions,
+    Erasure,
     Protocol,
 ):
     async def check_writable(self) -> None:
