@@ -167,7 +167,7 @@ async def _build(config: Config) -> Runtime:
     metrics.gauge(
         "cloison_sessions_ended", "Sessions those changes ended on this node", lambda: watcher.ended
     )
-    deletions = DeletionRunner(store, config, owner=node, publish=hub.publish, scrub=store.scrub)
+    deletions = DeletionRunner(store, config, owner=node, publish=hub.publish)
     await deletions.start()  # resumes every unfinished job
     deletion = AccountDeletion(store, config, registry, wake=deletions.wake)
     api = HttpApi(config, store, operations, Accounts(store, config, registry), deletion)

@@ -15,9 +15,9 @@ run twice, so a crash halfway loses nothing and repeats nothing:
    them loses its author and its client-chosen ``message_id``. A batch that finds nothing left
    removes the account's other rows of the sphere (reactions, mentions, invitations, join
    requests, bans, reports, a departed mute) and the names in its past member events;
-4. ``finish_account_deletion``: delete the user's row (its name, its tokens) once no sphere is
-   left, and mark the job done. The row of a done job stays: the user id is never reused and a
-   second request answers it.
+4. ``remove_deleted_user``: delete the user's row (its name, its tokens) once no sphere is
+   left; then (the store's files scrubbed) ``finish_account_deletion`` marks the job done. The
+   row of a done job stays: the user id is never reused and a second request answers it.
 
 Each step finds its work in the rows themselves (an event still carrying the author, a member
 row still there), so running one twice finds nothing the second time. ``claim_account_deletion``
@@ -155,11 +155,16 @@ class AccountDeletions(Protocol):
         """
         ...
 
+    async def remove_deleted_user(self, user_id: UserId) -> bool:
+        """Delete the user's row (its name), its tokens and the mentions of it, if no sphere of
+        the job is left (True). A membership made since the scan sends its sphere back to the
+        membership step instead (False)."""
+        ...
+
     async def finish_account_deletion(
         self, user_id: UserId, *, now_ms: int, audit: AuditEntry
-    ) -> bool:
-        """Delete the user's row and mark the job done, with ``audit``, if no sphere of the job
-        is left (True); otherwise change nothing (False)."""
+    ) -> None:
+        """Mark the job done and write ``audit`` (once: a done job stays as it is)."""
         ...
 
     async def set_deletion_state(self, user_id: UserId, state: DeletionState) -> None:

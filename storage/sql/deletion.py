@@ -142,7 +142,7 @@ _TEMPLATES = {
     "done": """
         UPDATE account_deletions
         SET state = 'done', done_ms = ?, lease_owner = NULL, lease_until_ms = NULL
-        WHERE user_id = ?
+        WHERE user_id = ? AND state <> 'done' RETURNING user_id
     """,
     "set_state": "UPDATE account_deletions SET state = ? WHERE user_id = ? AND state <> 'done'",
 }
@@ -450,9 +450,7 @@ class SqlAccountDeletions(SqlModeration):
             await db.fetch(d.count_rewritten, len(rows), user_id)
         return len(rows)
 
-    async def finish_account_deletion(
-        self, user_id: UserId, *, now_ms: int, audit: AuditEntry
-    ) -> bool:
+    async def remove_deleted_user(self, user_id: UserId) -> bool:
         d = self._d
         async with self._writing() as db:
             left = await db.fetch(d.left, user_id)
@@ -465,11 +463,18 @@ class SqlAccountDeletions(SqlModeration):
                 for row in memberships:
                     await db.fetch(d.requeue, user_id, row[0])
                 return False
-            for sql in (d.delete_mentions, d.delete_tokens, d.delete_user, d.delete_progress):
+            for sql in (d.delete_mentions, d.delete_tokens, d.delete_user):
                 await db.fetch(sql, user_id)
-            await db.fetch(d.done, now_ms, user_id)
-            await _audit(db, audit, user_id)
         return True
+
+    async def finish_account_deletion(
+        self, user_id: UserId, *, now_ms: int, audit: AuditEntry
+    ) -> None:
+        d = self._d
+        async with self._writing() as db:
+            if await db.fetch(d.done, now_ms, user_id):
+                await db.fetch(d.delete_progress, user_id)
+                await _audit(db, audit, user_id)
 
     async def set_deletion_state(self, user_id: UserId, state: DeletionState) -> None:
         async with self._writing() as db:

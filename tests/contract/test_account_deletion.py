@@ -45,8 +45,9 @@ async def run_job(store: Store, user_id: UserId, mode: DeletionMode) -> list[Mes
     for sphere_id in await store.deletion_spheres(user_id, SphereStep.CONTENT, 100):
         while await store.erase_deleted_content(user_id, sphere_id, mode, BATCH, now_ms=NOW_MS):
             pass
+    assert await store.remove_deleted_user(user_id)
     audit = AuditEntry(user_id, ACCOUNT_DELETED, user_id, NOW_MS)
-    assert await store.finish_account_deletion(user_id, now_ms=NOW_MS, audit=audit)
+    await store.finish_account_deletion(user_id, now_ms=NOW_MS, audit=audit)
     return events
 
 
@@ -228,8 +229,7 @@ async def test_a_membership_made_after_the_scan_sends_the_job_back(store: Store)
     assert await store.scan_deletion_spheres(alice.user_id, 10)
     assert await store.deletion_spheres(alice.user_id, SphereStep.MEMBERSHIP, 10) == []
     await add_existing(store, sphere.sphere_id, owner.user_id, alice.user_id)
-    audit = AuditEntry("cli", ACCOUNT_DELETED, alice.user_id, NOW_MS)
-    assert not await store.finish_account_deletion(alice.user_id, now_ms=NOW_MS, audit=audit)
+    assert not await store.remove_deleted_user(alice.user_id)
     assert await store.deletion_spheres(alice.user_id, SphereStep.MEMBERSHIP, 10) == [
         sphere.sphere_id
     ]
