@@ -38,6 +38,7 @@ from server.operations import Operations
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
 from server.privacy.account_deletion import AccountDeletion, DeletionRunner
 from server.privacy.compaction import Compactor
+from server.privacy.export import Exports
 from server.public_page import PublicPages
 from server.ratelimit import (
     LocalWriteLimiter,
@@ -170,9 +171,10 @@ async def _build(config: Config) -> Runtime:
     deletions = DeletionRunner(store, config, owner=node, publish=hub.publish)
     await deletions.start()  # resumes every unfinished job
     deletion = AccountDeletion(store, config, registry, wake=deletions.wake)
-    api = HttpApi(config, store, operations, Accounts(store, config, registry), deletion)
     compactor = Compactor(store, config.pg_compact_interval_h * 3600 if _postgres(config) else 0)
     compactor.start()
+    exports = Exports(store, member_exports=config.member_exports)
+    api = HttpApi(config, store, operations, Accounts(store, config, registry), deletion, exports)
     return Runtime(
         store=store,
         broker=broker,

@@ -179,6 +179,15 @@ class Config:
         metadata={"help": "WebSocket connections a user may hold on one node (4003 beyond)"},
     )
 
+    # Privacy: what members may take with them (docs/privacy.md, "Export").
+    member_exports: bool = field(
+        default=True,
+        metadata={
+            "help": "users may download their own data (GET /api/v1/me/export); off: only "
+            "server administrators export a user's data, sphere administrators their sphere"
+        },
+    )
+
     @property
     def page_bytes(self) -> int:
         """The most encoded bytes one reply (a history page, a list) may take."""

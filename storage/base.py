@@ -48,6 +48,7 @@ from storage.conversations import Conversations
 from storage.deletion import AccountDeletions
 from storage.entry import Entry
 from storage.erasure import Erasure
+from storage.export import Export
 from storage.settings import MemberView, SphereSettings
 
 # What a client is told when a write's outcome is unknown (protocol code ``unknown``).
@@ -583,6 +584,7 @@ class Store(
     Entry,
     AccountDeletions,
     Erasure,
+    Export,
     Protocol,
 ):
     async def check_writable(self) -> None:

@@ -37,7 +37,7 @@ Directory writes (users, tokens, spheres, members, read markers) take the writer
 under the same lock as a group, one transaction each, so the two writers never contend.
 
 Erasure (``storage.sql.erasure``): ``secure_delete`` on every connection; a group that deletes
-posts is followed, before it is answered, by a checkpoint that truncates the write-ahead log.
+or edits posts is followed, before it is answered, by a checkpoint that truncates the log.
 
 Needs SQLite 3.35 or later (``RETURNING``).
 """
@@ -316,7 +316,7 @@ class SqliteStore(SqlStore):
             async with self._write_lock:
                 outcomes = await self._groups.write([(q.sphere_id, q.draft) for q in batch])
                 if erases(batch, outcomes):
-                    await self._scrubber.scrub_locked()  # before the deletes are answered
+                    await self._scrubber.scrub_locked()  # before the erasures are answered
         except CommitInDoubtError as doubt:
             failures.failed(len(batch), doubt.cause, unknown=True)
             return in_doubt(doubt.outcomes, doubt.cause)

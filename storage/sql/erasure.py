@@ -1,8 +1,8 @@
 """What each engine does so that erased content leaves its files (``storage.erasure``).
 
-An erasure (a message deleted, with its edits; a sphere deleted; later an account or expired
-messages) is immediate at the SQL level: the rows are updated or deleted in the erasing
-transaction. The bytes are another matter; each engine keeps old versions for a while.
+An erasure (a message deleted, with its edits; the text an edit replaced; a sphere deleted; an
+account or expired messages) is immediate at the SQL level: the rows are updated or deleted in
+the erasing transaction. The bytes are another matter; each engine keeps old versions a while.
 
 SQLite. Every writing connection runs with ``secure_delete = ON``, so a page that SQLite
 rewrites or frees is overwritten with zeros rather than left holding the old cell. The old
@@ -60,13 +60,18 @@ class CompactionRunningError(StoreError):
     """Another process is compacting the same database."""
 
 
+# A delete erases a post's text and its edits'; an edit replaces the post's text (its edit
+# row keeps only the new one), so the text it replaces is erased too.
+_ERASING_KINDS = frozenset({EventKind.DELETE, EventKind.EDIT})
+
+
 def erases(drafts: Sequence[Any], outcomes: Sequence[Outcome]) -> bool:
-    """Whether a committed group erased content: a delete among its new events.
+    """Whether a committed group erased content: a delete or an edit among its new events.
 
     ``drafts`` are the group's queued appends (each with a ``draft``), in outcome order.
     """
     return any(
-        queued.draft.kind is EventKind.DELETE
+        queued.draft.kind in _ERASING_KINDS
         and isinstance(outcome, AppendResult)
         and not outcome.duplicate
         for queued, outcome in zip(drafts, outcomes, strict=True)

@@ -74,9 +74,10 @@ async def test_every_version_of_an_edited_message_goes_with_its_delete(
 ) -> None:
     alice, _, sphere_id = await pair(server)
     a = await alice.connect()
-    versions = [canary(), canary(), canary()]
-    target = await post(a, sphere_id, versions[0])
-    for body in versions[1:]:
+    first, second, third = canary(), canary(), canary()
+    target = await post(a, sphere_id, first)
+    assert_present_sqlite(server.data_dir, first)
+    for body in (second, third):
         reply = await a.request(
             Edit(
                 sphere_id=sphere_id,
@@ -87,11 +88,14 @@ async def test_every_version_of_an_edited_message_goes_with_its_delete(
             )
         )
         assert isinstance(reply, Ack), reply
-    for version in versions:  # the first one too: the log still holds the page it was on
-        assert_present_sqlite(server.data_dir, version)
+    # The post's row holds its current text, each edit's row the text it set: the text the
+    # first edit replaced is nowhere, and left the files with that edit's acknowledgement.
+    assert_absent_sqlite(server.data_dir, first)
+    assert_present_sqlite(server.data_dir, second)
+    assert_present_sqlite(server.data_dir, third)
 
     await delete(a, sphere_id, target)
-    for version in versions:
+    for version in (first, second, third):
         assert_absent_sqlite(server.data_dir, version)
         assert_absent_text(server.log, version)
 

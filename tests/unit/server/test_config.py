@@ -33,6 +33,7 @@ DEFAULTS = {
     "tcp_user_timeout_s": 30.0,
     "shutdown_timeout_s": 10.0,
     "public_pages": False,
+    "member_exports": True,
     "token_ttl_days": 365,
     "log_level": "info",
     "log_format": "text",
@@ -157,6 +158,7 @@ def test_every_field_has_a_variable(name: str) -> None:
         "queue_max_bytes": "262144",
         "public_pages": "yes",
         "account_deletion": "anonymise",
+        "member_exports": "off",
     }.get(name, "7")
     # TLS options only go together.
     pair = {"tls_cert": "tls_key", "tls_key": "tls_cert"}.get(name)
