@@ -255,20 +255,21 @@ async def _rewritten_in_file(server: ServerProcess) -> int:
 
 
 async def write_canaries(server: ServerProcess) -> tuple[User, list[bytes]]:
-    """Alice, named by a canary, posts one and edits it into another in bob's sphere."""
-    name, posted_text, edited = (secrets.token_hex(16).encode() for _ in range(3))
+    """Alice, named by a canary, posts one and another that she edits into a third (the text
+    an edit replaces leaves the files with the edit: docs/privacy.md, "Erasure")."""
+    name, plain, edited = (secrets.token_hex(16).encode() for _ in range(3))
     bob = await server.new_user("bob")
     alice = await server.new_user(name.decode())
     sphere_id = await bob.create_sphere()
     await bob.add(sphere_id, alice)
-    [offset, _] = await posted(await alice.connect(), sphere_id, [f"a {posted_text.decode()}", "b"])
+    [_, offset] = await posted(await alice.connect(), sphere_id, [plain.decode(), "draft"])
     reply = await alice.api(
         "PUT",
         f"/spheres/{sphere_id}/messages/{offset}",
         json={"message_id": "e1", "body": f"now {edited.decode()}"},
     )
     assert reply.status_code == 200, reply.text
-    return alice, [name, posted_text, edited]
+    return alice, [name, plain, edited]
 
 
 async def test_an_erased_account_leaves_no_byte_of_it_in_the_sqlite_files(
