@@ -306,3 +306,33 @@ async def test_an_erased_account_leaves_no_byte_of_it_in_postgres_after_compacti
             for canary in canaries:
                 await assert_absent_postgres(pg.dsn, SCHEMA, canary)
                 assert_absent_text(server.log, canary)
+
+
+async def test_the_command_line_deletes_an_account_and_waits_for_the_end(
+    server: ServerProcess,
+) -> None:
+    bob = await server.new_user("bob")
+    alice = await server.new_user("alice")
+    sphere_id = await bob.create_sphere()
+    await bob.add(sphere_id, alice)
+    await posted(await alice.connect(), sphere_id, ["one", "two"])
+    out = await asyncio.to_thread(server.cli, "user", "delete", alice.user_id, "--wait")
+    assert out.splitlines()[-1] == f"deletion of {alice.user_id}: done, 2 events rewritten"
+    assert (await job(server, alice.user_id))["requested_by"] == "cli"
+    again = await asyncio.to_thread(server.cli, "user", "delete", alice.user_id)
+    assert again.strip() == f"deletion of {alice.user_id}: done (erase)"
+    unknown = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server",
+        "user",
+        "delete",
+        "u_nobody",
+        "--data-dir",
+        str(server.data_dir),
+        stdout=PIPE,
+        stderr=PIPE,
+    )
+    async with asyncio.timeout(CLUSTER_TIMEOUT_S):
+        _, err = await unknown.communicate()
+    assert (unknown.returncode, err.decode().strip()) == (1, "error: user not found")
