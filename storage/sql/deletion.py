@@ -147,14 +147,13 @@ _TEMPLATES = {
     "set_state": "UPDATE account_deletions SET state = ? WHERE user_id = ? AND state <> 'done'",
 }
 # What the account left in a sphere besides its events, removed once those are rewritten;
-# parameters: the sphere, then the user (twice for invitations).
+# parameters: the sphere, then the user.
 _SPHERE_ROWS = {
     "unname": "UPDATE events SET member_name = NULL "
     "WHERE sphere_id = ? AND kind = 'member' AND member_id = ?",
     "reactions": "DELETE FROM reactions WHERE sphere_id = ? AND user_id = ?",
     "mentions": "DELETE FROM mentions WHERE sphere_id = ? AND user_id = ?",
-    "invitations": "DELETE FROM invitations WHERE sphere_id = ? AND (invitee_id = ? "
-    "OR inviter_id = ?)",
+    "invitations": "DELETE FROM invitations WHERE sphere_id = ? AND ? IN (invitee_id, inviter_id)",
     "requests": "DELETE FROM join_requests WHERE sphere_id = ? AND user_id = ?",
     "bans": "DELETE FROM bans WHERE sphere_id = ? AND user_id = ?",
     "reports": "DELETE FROM reports WHERE sphere_id = ? AND reporter_id = ?",
@@ -435,8 +434,7 @@ class SqlAccountDeletions(SqlModeration):
                 return 0
             if not rows:
                 for sql in d.sphere_rows:
-                    extra = [user_id] if "inviter_id" in sql else []
-                    await db.fetch(sql, sphere_id, user_id, *extra)
+                    await db.fetch(sql, sphere_id, user_id)
                 await db.fetch(d.set_step, SphereStep.DONE.value, user_id, sphere_id)
                 return 0
             offsets = self._dialect.list_arg([int(row[0]) for row in rows])

@@ -142,6 +142,9 @@ async def test_an_administrator_deletes_an_account_and_the_posts_lose_their_auth
             reply = await http.delete(f"/api/v1/admin/users/{alice.user_id}")
             assert reply.status_code == 202 and reply.json()["mode"] == "anonymise"
         assert (await closed_within(alice_ws, CLOSE_BOUND_S))[0] == 4500
+        async with server.http(server.admin_token) as http:  # no way back
+            enabled = await http.post(f"/api/v1/admin/users/{alice.user_id}/enable")
+            assert (enabled.status_code, enabled.json()["code"]) == (409, "conflict")
         promoted = await bob_ws.expect(Message, action=MemberAction.ROLE_CHANGED)
         assert (promoted.member_id, promoted.role, promoted.author_id) == (
             bob.user_id,
