@@ -51,6 +51,7 @@ from protocol.errors import (
     ProtocolViolation,
     RateLimitedError,
 )
+from protocol.export import ExportInfo, ExportSphere
 from protocol.frames import (
     MAX_HISTORY_LIMIT,
     MAX_ID_CHARS,
@@ -215,6 +216,8 @@ __all__ = [
     "ErrorCode",
     "ErrorReply",
     "EventKind",
+    "ExportInfo",
+    "ExportSphere",
     "Frame",
     "FrameTooLarge",
     "GetCharter",

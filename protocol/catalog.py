@@ -22,6 +22,7 @@ from protocol.conversations import (
     Unpin,
     Unreact,
 )
+from protocol.export import ExportInfo, ExportSphere
 from protocol.fields import Frame
 from protocol.frames import (
     Ack,
@@ -141,6 +142,7 @@ ClientFrame = (
     | GetThread
     | ListThreads
     | ListMentions
+    | ExportSphere
 )
 
 
@@ -178,6 +180,7 @@ ServerFrame = (
     | ThreadPage
     | ThreadList
     | MentionList
+    | ExportInfo
     | Batch
 )
 
@@ -231,6 +234,7 @@ CLIENT_FRAMES: tuple[type[Frame], ...] = (
     GetThread,
     ListThreads,
     ListMentions,
+    ExportSphere,
 )
 SERVER_FRAMES: tuple[type[Frame], ...] = (
     Welcome,
@@ -258,5 +262,6 @@ SERVER_FRAMES: tuple[type[Frame], ...] = (
     ThreadPage,
     ThreadList,
     MentionList,
+    ExportInfo,
     Batch,
 )

@@ -37,6 +37,8 @@ from server.metrics import Metrics
 from server.operations import Operations
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
 from server.privacy.account_deletion import AccountDeletion, DeletionRunner
+from server.privacy.compaction import Compactor
+from server.privacy.export import Exports
 from server.public_page import PublicPages
 from server.ratelimit import (
     LocalWriteLimiter,
@@ -76,6 +78,7 @@ class Runtime:
     metrics: Metrics
     sessions: SessionWatcher
     deletions: DeletionRunner
+    compactor: Compactor
 
 
 async def _build(config: Config) -> Runtime:
@@ -158,16 +161,20 @@ async def _build(config: Config) -> Runtime:
             "Group commits whose outcome is unknown (the connection broke during COMMIT)",
             lambda: store.writer_stats.unknown_groups,
         )
+    _erasure_gauges(metrics, store)
     metrics.gauge(
         "cloison_session_changes", "Session changes read from the store", lambda: watcher.applied
     )
     metrics.gauge(
         "cloison_sessions_ended", "Sessions those changes ended on this node", lambda: watcher.ended
     )
-    deletions = DeletionRunner(store, config, owner=node, publish=hub.publish)
+    deletions = DeletionRunner(store, config, owner=node, publish=hub.publish, scrub=store.scrub)
     await deletions.start()  # resumes every unfinished job
     deletion = AccountDeletion(store, config, registry, wake=deletions.wake)
-    api = HttpApi(config, store, operations, Accounts(store, config, registry), deletion)
+    compactor = Compactor(store, config.pg_compact_interval_h * 3600 if _postgres(config) else 0)
+    compactor.start()
+    exports = Exports(store, member_exports=config.member_exports)
+    api = HttpApi(config, store, operations, Accounts(store, config, registry), deletion, exports)
     return Runtime(
         store=store,
         broker=broker,
@@ -182,6 +189,42 @@ async def _build(config: Config) -> Runtime:
         metrics=metrics,
         sessions=watcher,
         deletions=deletions,
+        compactor=compactor,
+    )
+
+
+def _postgres(config: Config) -> bool:
+    """Whether the store is PostgreSQL (SQLite scrubs at each erasure, nothing to schedule)."""
+    return config.resolved_store_url.startswith(("postgresql:", "postgres:"))
+
+
+def _erasure_gauges(metrics: Metrics, store: Store) -> None:
+    stats = store.erasure_stats  # one object, updated in place by the store
+    metrics.gauge(
+        "cloison_erasure_scrub_pending",
+        "1 while erased bytes may remain in the SQLite write-ahead log (retried every second)",
+        lambda: stats.scrub_pending,
+    )
+    metrics.gauge("cloison_erasure_scrubs", "Completed scrubs after erasures", lambda: stats.scrubs)
+    metrics.gauge(
+        "cloison_erasure_last_scrub_seconds",
+        "Duration of the last completed scrub",
+        lambda: stats.last_scrub_s,
+    )
+    metrics.gauge(
+        "cloison_erasure_compactions",
+        "Completed compactions (PostgreSQL: rewrites of every table)",
+        lambda: stats.compactions,
+    )
+    metrics.gauge(
+        "cloison_erasure_last_compaction_seconds",
+        "Duration of the last completed compaction",
+        lambda: stats.last_compaction_s,
+    )
+    metrics.gauge(
+        "cloison_erasure_skipped_tables",
+        "Tables the last compaction left as they were (locked, or too long to rewrite)",
+        lambda: stats.skipped_tables,
     )
 
 
@@ -366,6 +409,7 @@ def create_app(config: Config) -> CloisonApp:
                 await runtime.guard.aclose()
             if runtime.redis is not None:
                 await runtime.redis.aclose()
+            await runtime.compactor.aclose()
             await runtime.store.aclose()
             logger.info("stopped")
 

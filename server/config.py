@@ -179,6 +179,15 @@ class Config:
         metadata={"help": "WebSocket connections a user may hold on one node (4003 beyond)"},
     )
 
+    # Privacy: what members may take with them (docs/privacy.md, "Export").
+    member_exports: bool = field(
+        default=True,
+        metadata={
+            "help": "users may download their own data (GET /api/v1/me/export); off: only "
+            "server administrators export a user's data, sphere administrators their sphere"
+        },
+    )
+
     @property
     def page_bytes(self) -> int:
         """The most encoded bytes one reply (a history page, a list) may take."""
@@ -252,6 +261,16 @@ class Config:
     account_deletion_pause_s: float = field(
         default=0.01,
         metadata={"help": "pause between two batches of a deletion job, so writes go first"},
+    )
+
+    # Erasure on PostgreSQL: see docs/privacy.md, "Erasure".
+    pg_compact_interval_h: float = field(
+        default=24.0,
+        metadata={
+            "help": "hours between compactions of a PostgreSQL store (erased content leaves "
+            "its files; each table's rewrite is bounded to 2 s); 0: never, run "
+            "'cloison privacy compact' instead"
+        },
     )
 
     @property
@@ -355,6 +374,8 @@ class Config:
             raise ValueError(
                 f"reconcile_interval_s must be above 0 and at most {MAX_RECONCILE_INTERVAL_S}"
             )
+        if not self.pg_compact_interval_h >= 0:
+            raise ValueError("pg_compact_interval_h must be 0 (never) or more")
         if self.public_url and normalized_origin(self.public_url) is None:
             raise ValueError("public_url must be an http(s) URL without path, as https://host")
         if self.max_message_bytes >= self.max_frame_bytes:

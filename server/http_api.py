@@ -23,6 +23,7 @@ from starlette.routing import Route
 from protocol import (
     CloisonError,
     ErrorCode,
+    ExportInfo,
     Frame,
     ProtocolViolation,
     RateLimitedError,
@@ -35,6 +36,7 @@ from server.openapi import DOCUMENT_PATH, openapi_document
 from server.operations import OPERATIONS, Caller, Operations, now_ms
 from server.operations.table import INTEGER_PATH_PARAMS
 from server.privacy.account_deletion import AccountDeletion
+from server.privacy.export import Exports
 from server.sessions.accounts import Accounts
 from server.sessions.routes import AccountRoutes
 from storage import Store
@@ -93,12 +95,19 @@ class HttpApi:
         operations: Operations,
         accounts: Accounts,
         deletion: AccountDeletion,
+        exports: Exports,
     ) -> None:
         self._config = config
         self._store = store
         self._ops = operations
+        self._exports = exports
         self._accounts = AccountRoutes(
-            accounts, deletion, guard=self._guard, read_body=self._body, respond=json_response
+            accounts,
+            deletion,
+            exports,
+            guard=self._guard,
+            read_body=self._body,
+            respond=json_response,
         )
         # The document depends on the code only: built and encoded once.
         self._openapi = orjson.dumps(
@@ -116,6 +125,7 @@ class HttpApi:
                     status=http.status,
                     query=http.query,
                     text_query=http.text_query,
+                    stream=http.stream,
                 ),
                 methods=[http.method],
             )
@@ -190,6 +200,7 @@ class HttpApi:
         status: int = 200,
         query: tuple[str, ...] = (),
         text_query: tuple[str, ...] = (),
+        stream: bool = False,
     ) -> Endpoint:
         async def handler(request: Request, principal: Principal) -> Response:
             data = await self._body(request)
@@ -206,9 +217,16 @@ class HttpApi:
             data["type"] = frame_type
             frame = decode_client_map(data)
             reply = await self._ops.handle(Caller(principal.user), frame)
+            if stream:
+                return await self._stream(principal, reply)
             return _reply(reply, status)
 
         return self._guard(handler)
+
+    async def _stream(self, principal: Principal, reply: Frame | None) -> Response:
+        """The archive a streaming row's reply plans (``Http.stream``)."""
+        assert isinstance(reply, ExportInfo), f"no archive for {reply!r}"
+        return await self._exports.sphere(principal.user.user_id, reply, now_ms=now_ms())
 
 
 def _query_value(raw: str, key: str) -> Any:

@@ -135,12 +135,33 @@ def _operation_id(op: Operation, http: Http) -> str:
     return "_".join([op.frame.TYPE, "by", *_PARAM.findall(http.path)])
 
 
+# A streamed archive (``Http.stream``): what the row's reply describes, as a zip.
+_ARCHIVE_RESPONSE: Schema = {
+    "description": "the archive (docs/privacy.md, Export), streamed",
+    "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+    "headers": {
+        "X-Cloison-Export-Items": {
+            "description": "lines the archive holds, all members together",
+            "schema": {"type": "string"},
+        },
+        "X-Cloison-Export-Counts": {
+            "description": "lines per member of the archive, as a JSON object",
+            "schema": {"type": "string"},
+        },
+    },
+}
+
+
 def _description(op: Operation) -> str:
     lines = [f"The `{op.frame.TYPE}` request, answered with `{op.reply.TYPE}`."]
     if op.right is not None:
         lines.append(f"Needs the `{op.right}` right in the sphere.")
     for name, right in op.when:
         lines.append(f"With `{name}`: needs the `{right}` right.")
+    if any(http.stream for http in op.http):
+        lines.append(
+            f"Over HTTP, the answer is the archive that `{op.reply.TYPE}` describes, streamed."
+        )
     if op.writes:
         lines.append(
             "Appends to the sphere's stream; idempotent on `message_id` (a retry is answered "
@@ -185,6 +206,8 @@ def _frame_operation(schemas: Schemas, op: Operation, http: Http, errors: Schema
         }
     reply = {"content": {"application/json": {"schema": schemas.ref(op.reply)}}}
     responses: Schema = {str(http.status): {"description": f"`{op.reply.TYPE}`", **reply}}
+    if http.stream:
+        responses = {str(http.status): _ARCHIVE_RESPONSE}
     if op.writes and http.status == 201:
         responses["200"] = {"description": f"`{op.reply.TYPE}` of a retried write", **reply}
     operation["responses"] = {**responses, **errors}
@@ -218,7 +241,15 @@ def _account_operation(route: AccountRoute, errors: Schema) -> Schema:
             "required": bool(route.body.get("required")),
             "content": {"application/json": {"schema": route.body}},
         }
-    success = {"description": "success", "content": {"application/json": {"schema": route.reply}}}
+    success: Schema = {
+        "description": "success",
+        "content": {route.media_type: {"schema": route.reply}},
+    }
+    if route.headers:
+        success["headers"] = {
+            name: {"description": what, "schema": {"type": "string"}}
+            for name, what in route.headers
+        }
     operation["responses"] = {str(route.status): success, **errors}
     return operation
 

@@ -11,6 +11,7 @@
   processes: the pool, transactions, locks, array parameters and errors;
 - ``conversations``: the ``Conversations`` protocol (threads, pins, mentions, reports), its
   records and the mention syntax;
+- ``export``: the ``Export`` protocol (a user's rows, read in pages) and its records;
 - ``rows``: rows to records, draft and limit checks, writer counters;
 - ``commit``: what a failed group commit means (rolled back, or outcome unknown);
 - ``migrations``: numbered SQL files per engine and the ``schema_version`` bookkeeping;
@@ -87,6 +88,15 @@ from storage.entry import (
     MutedError,
     SphereStanding,
 )
+from storage.erasure import CompactedTable, CompactionReport, Erasure, ErasureStats
+from storage.export import (
+    AuthoredSpan,
+    Export,
+    InvitationRecord,
+    JoinRequestRecord,
+    ReactionKey,
+    ReactionRecord,
+)
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
 
@@ -101,6 +111,7 @@ __all__ = [
     "AppendResult",
     "AuditAction",
     "AuditEntry",
+    "AuthoredSpan",
     "ChangeKind",
     "Charter",
     "CharterNotCurrentError",
@@ -110,6 +121,8 @@ __all__ = [
     "CheckEntry",
     "CheckRevoke",
     "CheckUpdate",
+    "CompactedTable",
+    "CompactionReport",
     "Conversations",
     "DecideAccept",
     "DecideMember",
@@ -122,7 +135,12 @@ __all__ = [
     "Draft",
     "Entry",
     "EntryKey",
+    "Erasure",
+    "ErasureStats",
+    "Export",
     "HasSpheresError",
+    "InvitationRecord",
+    "JoinRequestRecord",
     "MemberChange",
     "MemberKey",
     "MemberView",
@@ -133,6 +151,8 @@ __all__ = [
     "NotFoundError",
     "NotMemberError",
     "OutcomeUnknownError",
+    "ReactionKey",
+    "ReactionRecord",
     "ReportRecord",
     "SessionChange",
     "SettingsChange",

@@ -41,6 +41,7 @@ class AuditAction(StrEnum):
     MESSAGE_UNPINNED = "message_unpinned"
     POST_REPORTED = "post_reported"  # detail: the reason
     ACCOUNT_DELETED = "account_deleted"  # the target's account was deleted (their membership ends)
+    SPHERE_EXPORTED = "sphere_exported"  # detail: the archive's counts, never its content
 
 
 @dataclass(frozen=True, slots=True)

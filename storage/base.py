@@ -47,6 +47,8 @@ from storage.charter import Charters
 from storage.conversations import Conversations
 from storage.deletion import AccountDeletions
 from storage.entry import Entry
+from storage.erasure import Erasure
+from storage.export import Export
 from storage.settings import MemberView, SphereSettings
 
 # What a client is told when a write's outcome is unknown (protocol code ``unknown``).
@@ -581,6 +583,8 @@ class Store(
     Charters,
     Entry,
     AccountDeletions,
+    Erasure,
+    Export,
     Protocol,
 ):
     async def check_writable(self) -> None:

@@ -58,6 +58,7 @@ class Right(StrEnum):
     READ_REPORTS = "read_reports"
     TRANSFER = "transfer"  # hand ownership to another member
     DELETE_SPHERE = "delete_sphere"
+    EXPORT = "export"  # the sphere's history, within one's own floor, as an archive
 
 
 class Standing(StrEnum):
@@ -132,6 +133,7 @@ RIGHTS: Mapping[Right, Grant] = {
     Right.READ_REPORTS: Grant(STAFF),
     Right.TRANSFER: Grant(OWNER),
     Right.DELETE_SPHERE: Grant(OWNER),
+    Right.EXPORT: Grant(STAFF),
 }
 
 

@@ -38,6 +38,7 @@ from server.operations.context import Caller, Deps, Handler, PreparedWrite, Writ
 from server.operations.messages import MessageHandlers
 from server.operations.spheres import SphereHandlers
 from server.operations.table import BY_FRAME, OPERATIONS, Operation
+from server.privacy.handlers import SphereExportHandlers
 from server.ratelimit import RateClass, WriteLimiter
 from storage import NotMemberError, OutcomeUnknownError, Store
 
@@ -67,6 +68,7 @@ class Operations:
             CharterHandlers(deps),
             EntryHandlers(deps, self.spheres),
             ModerationHandlers(deps),
+            SphereExportHandlers(deps),
         ):
             self._handlers.update(module.handlers())
         for writer in (messages, ConversationWrites()):

@@ -34,6 +34,8 @@ from protocol import (
     Delete,
     DeleteSphere,
     Edit,
+    ExportInfo,
+    ExportSphere,
     Frame,
     GetCharter,
     GetThread,
@@ -107,6 +109,9 @@ class Http:
     query: tuple[str, ...] = ()
     text_query: tuple[str, ...] = ()
     status: int = 200  # on success; 201 for a created resource
+    # The success body is an archive streamed as it is read (application/zip), planned from
+    # the reply the row's handler gives; the reply itself travels over WebSocket only.
+    stream: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +327,14 @@ OPERATIONS: tuple[Operation, ...] = (
         _M.ACCEPT_CHARTER,
         http=(Http("POST", _s("/charter/accept")),),
         reply=Ok,
+    ),
+    Operation(
+        ExportSphere,
+        RateClass.QUERY,
+        "Export the sphere's history within your floor, its members and audit log.",
+        _M.EXPORT,
+        http=(Http("GET", _s("/export"), stream=True),),
+        reply=ExportInfo,
     ),
     Operation(
         ListAudit,

@@ -20,6 +20,8 @@ from protocol import CloisonError, ErrorCode, ProtocolViolation, UserId, UserKin
 from server.auth import IssuedToken, Principal
 from server.operations import now_ms
 from server.privacy.account_deletion import DELETION_JOB_SCHEMA, AccountDeletion, job_json
+from server.privacy.export import Exports
+from server.privacy.streaming import COUNTS_HEADER, ITEMS_HEADER
 from server.sessions.accounts import (
     DEFAULT_PAGE,
     MAX_LABEL_CHARS,
@@ -44,6 +46,7 @@ class AccountRoutes:
         self,
         accounts: Accounts,
         deletion: AccountDeletion,
+        exports: Exports,
         *,
         guard: Callable[[Handler], Endpoint],
         read_body: Callable[[Request], Awaitable[dict[str, Any]]],
@@ -51,6 +54,7 @@ class AccountRoutes:
     ) -> None:
         self._accounts = accounts
         self._deletion = deletion
+        self._exports = exports
         self._guard = guard
         self._body = read_body
         self._respond = respond
@@ -124,7 +128,14 @@ class AccountRoutes:
         )
         return self._respond({"revoked": True}, 200)
 
+    async def _export_own(self, request: Request, principal: Principal) -> Response:
+        return await self._exports.own(principal.user, now_ms=now_ms())
+
     # -- administration ----------------------------------------------------------------------
+
+    async def _export_user(self, request: Request, principal: Principal) -> Response:
+        user_id = UserId(request.path_params["user_id"])
+        return await self._exports.of_user(principal.user.user_id, user_id, now_ms=now_ms())
 
     async def _users(self, request: Request, principal: Principal) -> Response:
         limit = _int_query(request, "limit", DEFAULT_PAGE)
@@ -335,6 +346,8 @@ class AccountRoute:
     admin: bool = False  # server administrators only (403 ``forbidden`` for anyone else)
     query: tuple[tuple[str, Schema], ...] = ()
     body: Schema | None = None  # JSON Schema of the request body, when the route takes one
+    media_type: str = "application/json"  # of the success body
+    headers: tuple[tuple[str, str], ...] = ()  # response headers of a success: (name, what)
 
 
 def _ref(name: str) -> Schema:
@@ -361,6 +374,11 @@ _TOKEN_KIND = {"type": "string", "enum": [k.value for k in TokenKind]}
 _USER_KIND = {"type": "string", "enum": [k.value for k in UserKind]}
 _LIMIT = ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE})
 _CURSOR = ("cursor", _TEXT)
+_ARCHIVE = {"type": "string", "format": "binary", "description": "docs/privacy.md, Export"}
+_ARCHIVE_HEADERS = (
+    (ITEMS_HEADER, "lines the archive holds, all members together (counted when it starts)"),
+    (COUNTS_HEADER, "the same per member of the archive, as a JSON object"),
+)
 
 ACCOUNT_SCHEMAS: Mapping[str, Schema] = {
     "User": _object(
@@ -503,6 +521,15 @@ ACCOUNT_ROUTES: tuple[AccountRoute, ...] = (
     ),
     AccountRoute(
         "GET",
+        "/me/export",
+        _R._export_own,
+        "Download all your data as one zip archive of JSON lines, streamed.",
+        _ARCHIVE,
+        media_type="application/zip",
+        headers=_ARCHIVE_HEADERS,
+    ),
+    AccountRoute(
+        "GET",
         "/admin/users",
         _R._users,
         "Users by id.",
@@ -578,6 +605,16 @@ ACCOUNT_ROUTES: tuple[AccountRoute, ...] = (
         "Enable a disabled user.",
         _ref("User"),
         admin=True,
+    ),
+    AccountRoute(
+        "GET",
+        "/admin/users/{user_id}/export",
+        _R._export_user,
+        "Download a user's data as one zip archive (an access request), whatever the policy.",
+        _ARCHIVE,
+        admin=True,
+        media_type="application/zip",
+        headers=_ARCHIVE_HEADERS,
     ),
     AccountRoute(
         "POST",

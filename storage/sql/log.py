@@ -15,6 +15,7 @@ from storage.sql.charter import SqlCharters
 from storage.sql.conversations import SqlConversations
 from storage.sql.deletion import SqlAccountDeletions
 from storage.sql.directory import SqlDirectory
+from storage.sql.export import SqlExport
 from storage.sql.queue import AppendQueue
 
 # The highest offset any store can hold (a signed 64-bit column).
@@ -27,6 +28,7 @@ class SqlStore(
     SqlSphereAudit,
     SqlConversations,
     SqlCharters,
+    SqlExport,
 ):
     """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
     the lifecycle both engines share (``async with``; ``aclose`` is the engine's)."""

@@ -73,6 +73,8 @@ async def test_every_governance_act_is_in_the_audit_log(server: ServerProcess) -
             return bool(reply.json()["state"] == "done")
 
         await eventually(deleted)
+    archive = await heir.api("GET", sphere + "/export")
+    assert archive.status_code == 200 and archive.headers["content-type"] == "application/zip"
 
     entries: list[dict[str, Any]] = []
     before = ""

@@ -28,6 +28,7 @@ from protocol import (
     DeleteSphere,
     Edit,
     ErrorCode,
+    ExportSphere,
     Frame,
     GetCharter,
     GetThread,
@@ -215,6 +216,7 @@ SAMPLES: Mapping[type[Frame], tuple[Sample, ...]] = {
     GetThread: _one("thread", lambda c: GetThread(sphere_id=c.sphere_id, root=c.post)),
     ListThreads: _one("threads", lambda c: ListThreads(sphere_id=c.sphere_id, limit=5)),
     ListMentions: _one("mentions", lambda c: ListMentions(limit=5)),
+    ExportSphere: _one("archive", lambda c: ExportSphere(sphere_id=c.sphere_id)),
     ListSpheres: _one("discover", lambda c: ListSpheres(discover=True, limit=5)),
     CreateSphere: _one("create", lambda c: CreateSphere(name="made", privacy=c.privacy)),
     UpdateSphere: (

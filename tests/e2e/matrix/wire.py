@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import itertools
+import json
 import re
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,6 +181,8 @@ async def over_http(client: httpx.AsyncClient, frame: Frame, http: Http) -> Answ
         return Answer("timeout")
     if reply.status_code == 204:
         return Answer("none")
+    if http.stream and reply.is_success:
+        return archive_answer(frame, reply)
     try:
         data = reply.json()
     except ValueError:
@@ -189,3 +194,18 @@ async def over_http(client: httpx.AsyncClient, frame: Frame, http: Http) -> Answ
         # The status must be the code's documented one (docs/protocol.md, section 15).
         return Answer("error", f"{code} with HTTP {reply.status_code}", data.get("message"))
     return Answer("error", code, data.get("message"))
+
+
+def archive_answer(frame: Frame, reply: httpx.Response) -> Answer:
+    """A streamed archive stands for the row's reply when it is a whole zip whose manifest
+    names the sphere the request named."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(reply.content)) as archive:
+            manifest = json.loads(archive.read("manifest.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError):
+        return Answer("error", f"http {reply.status_code}", "not a whole archive")
+    if reply.headers.get("content-type") != "application/zip":
+        return Answer("error", "content-type", reply.headers.get("content-type"))
+    if manifest.get("sphere_id") != getattr(frame, "sphere_id", None):
+        return Answer("error", "manifest", str(manifest.get("sphere_id")))
+    return Answer(BY_FRAME[type(frame)].reply.TYPE)

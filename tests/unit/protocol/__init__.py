@@ -29,6 +29,8 @@ from protocol import (
     Edit,
     ErrorReply,
     EventKind,
+    ExportInfo,
+    ExportSphere,
     Frame,
     GetCharter,
     GetThread,
@@ -182,6 +184,7 @@ CLIENT_SAMPLES: tuple[Frame, ...] = (
     GetThread(sphere_id=S, root=4, after=5, limit=50, ref="r47"),
     ListThreads(sphere_id=S, limit=10, after="c6", ref="r48"),
     ListMentions(limit=10, after="c7", ref="r49"),
+    ExportSphere(sphere_id=S, ref="r50"),
 )
 
 CLIENT_MINIMAL: tuple[Frame, ...] = (
@@ -234,6 +237,7 @@ CLIENT_MINIMAL: tuple[Frame, ...] = (
     GetThread(sphere_id=S, root=1),
     ListThreads(sphere_id=S),
     ListMentions(),
+    ExportSphere(sphere_id=S),
 )
 
 LIMITS = Limits(
@@ -477,6 +481,7 @@ _SERVER_LEAVES: tuple[ServerFrame, ...] = (
         ref="r20",
     ),
     MentionList(messages=[POST], next="c7", ref="r21"),
+    ExportInfo(sphere_id=S, floor=3, until=40, events=30, members=4, audit_entries=9, ref="r22"),
 )
 
 SERVER_SAMPLES: tuple[Frame, ...] = (
@@ -512,5 +517,6 @@ SERVER_MINIMAL: tuple[Frame, ...] = (
     ThreadPage(sphere_id=S, root=TOMBSTONE, replies=[], has_more=False),
     ThreadList(sphere_id=S, threads=[]),
     MentionList(messages=[]),
+    ExportInfo(sphere_id=S, floor=0, until=0, events=0, members=0, audit_entries=0),
     Batch(frames=[]),
 )

@@ -33,6 +33,7 @@ DEFAULTS = {
     "tcp_user_timeout_s": 30.0,
     "shutdown_timeout_s": 10.0,
     "public_pages": False,
+    "member_exports": True,
     "token_ttl_days": 365,
     "log_level": "info",
     "log_format": "text",
@@ -45,6 +46,7 @@ DEFAULTS = {
     "account_deletion_batch": 200,
     "account_deletion_lease_s": 10.0,
     "account_deletion_pause_s": 0.01,
+    "pg_compact_interval_h": 24.0,
     "membership_rate_per_s": 5.0,
     "membership_burst": 50,
     "sphere_admin_rate_per_s": 1.0,
@@ -156,6 +158,7 @@ def test_every_field_has_a_variable(name: str) -> None:
         "queue_max_bytes": "262144",
         "public_pages": "yes",
         "account_deletion": "anonymise",
+        "member_exports": "off",
     }.get(name, "7")
     # TLS options only go together.
     pair = {"tls_cert": "tls_key", "tls_key": "tls_cert"}.get(name)
@@ -367,6 +370,12 @@ def test_reconcile_interval_is_bounded(interval: str) -> None:
     with pytest.raises(ValueError, match="reconcile_interval_s"):
         Config.load(env={"CLOISON_RECONCILE_INTERVAL_S": interval})
     assert Config.load(env={"CLOISON_RECONCILE_INTERVAL_S": "5"}).reconcile_interval_s == 5.0
+
+
+def test_compaction_interval_is_never_negative() -> None:
+    with pytest.raises(ValueError, match="pg_compact_interval_h"):
+        Config.load(env={"CLOISON_PG_COMPACT_INTERVAL_H": "-1"})
+    assert Config.load(env={"CLOISON_PG_COMPACT_INTERVAL_H": "0"}).pg_compact_interval_h == 0.0
 
 
 @pytest.mark.parametrize("url", ["chat.example", "ftp://chat.example", "https://chat.example/app"])

@@ -26,6 +26,7 @@ from server.openapi import DOCUMENT_PATH, openapi_document
 from server.operations import OPERATIONS, Operation, Operations
 from server.presence import MemoryPresence
 from server.privacy.account_deletion import AccountDeletion
+from server.privacy.export import Exports
 from server.sessions.accounts import Accounts
 from server.sessions.routes import ACCOUNT_ROUTES
 from server.tasks import TaskSupervisor
@@ -49,7 +50,14 @@ async def _mounted(data_dir: Path) -> set[tuple[str, str]]:
     try:
         ops = Operations(store, hub, {}, config)
         deletion = AccountDeletion(store, config)
-        api = HttpApi(config, store, ops, Accounts(store, config), deletion)
+        api = HttpApi(
+            config,
+            store,
+            ops,
+            Accounts(store, config),
+            deletion,
+            Exports(store, member_exports=True),
+        )
         return {
             (method, route.path)
             for route in api.routes()
@@ -94,8 +102,12 @@ def test_each_route_of_the_table_is_described(op: Operation, http: Any) -> None:
         *http.text_query,
     }
     success = described["responses"][str(http.status)]
-    schema = success["content"]["application/json"]["schema"]
-    assert schema == {"$ref": f"#/components/schemas/{op.reply.__name__}"}
+    if http.stream:  # the archive the reply describes
+        assert success["content"]["application/zip"]["schema"]["format"] == "binary"
+        assert {"X-Cloison-Export-Items", "X-Cloison-Export-Counts"} <= set(success["headers"])
+    else:
+        schema = success["content"]["application/json"]["schema"]
+        assert schema == {"$ref": f"#/components/schemas/{op.reply.__name__}"}
     for status in set(STATUS.values()):
         assert str(status) in described["responses"], status
     if op.right is not None:
