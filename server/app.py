@@ -34,10 +34,12 @@ from server.gateway import Gateway
 from server.http_api import API_HEADERS, HttpApi, json_response
 from server.hub import Hub
 from server.metrics import Metrics
-from server.operations import Operations
+from server.operations import Operations, now_ms
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
 from server.privacy.account_deletion import AccountDeletion, DeletionRunner
+from server.privacy.compaction import Compactor
 from server.privacy.export import Exports
+from server.privacy.retention import RetentionJob
 from server.public_page import PublicPages
 from server.ratelimit import (
     LocalWriteLimiter,
@@ -77,6 +79,8 @@ class Runtime:
     metrics: Metrics
     sessions: SessionWatcher
     deletions: DeletionRunner
+    retention: RetentionJob
+    compactor: Compactor
 
 
 async def _build(config: Config) -> Runtime:
@@ -127,6 +131,17 @@ async def _build(config: Config) -> Runtime:
     registry = SessionRegistry(max_per_user=config.max_connections_per_user)
     watcher = SessionWatcher(store, registry, poll_interval_s=config.session_poll_interval_s)
     await watcher.start()
+    retention = RetentionJob(
+        store,
+        server_days=config.retention_days,
+        node=node,
+        clock=now_ms,
+        batch=config.retention_batch,
+        interval_s=config.retention_interval_s,
+        scrub=store.scrub,
+        metrics=metrics,
+    )
+    await retention.start()
     gateway = Gateway(config, store, hub, operations, metrics, registry)
     metrics.gauge("cloison_connections", "Open WebSocket connections", lambda: gateway.connections)
     metrics.gauge(
@@ -159,6 +174,7 @@ async def _build(config: Config) -> Runtime:
             "Group commits whose outcome is unknown (the connection broke during COMMIT)",
             lambda: store.writer_stats.unknown_groups,
         )
+    _erasure_gauges(metrics, store)
     metrics.gauge(
         "cloison_session_changes", "Session changes read from the store", lambda: watcher.applied
     )
@@ -168,6 +184,8 @@ async def _build(config: Config) -> Runtime:
     deletions = DeletionRunner(store, config, owner=node, publish=hub.publish)
     await deletions.start()  # resumes every unfinished job
     deletion = AccountDeletion(store, config, registry, wake=deletions.wake)
+    compactor = Compactor(store, config.pg_compact_interval_h * 3600 if _postgres(config) else 0)
+    compactor.start()
     exports = Exports(store, member_exports=config.member_exports)
     api = HttpApi(config, store, operations, Accounts(store, config, registry), deletion, exports)
     return Runtime(
@@ -184,6 +202,43 @@ async def _build(config: Config) -> Runtime:
         metrics=metrics,
         sessions=watcher,
         deletions=deletions,
+        retention=retention,
+        compactor=compactor,
+    )
+
+
+def _postgres(config: Config) -> bool:
+    """Whether the store is PostgreSQL (SQLite scrubs at each erasure, nothing to schedule)."""
+    return config.resolved_store_url.startswith(("postgresql:", "postgres:"))
+
+
+def _erasure_gauges(metrics: Metrics, store: Store) -> None:
+    stats = store.erasure_stats  # one object, updated in place by the store
+    metrics.gauge(
+        "cloison_erasure_scrub_pending",
+        "1 while erased bytes may remain in the SQLite write-ahead log (retried every second)",
+        lambda: stats.scrub_pending,
+    )
+    metrics.gauge("cloison_erasure_scrubs", "Completed scrubs after erasures", lambda: stats.scrubs)
+    metrics.gauge(
+        "cloison_erasure_last_scrub_seconds",
+        "Duration of the last completed scrub",
+        lambda: stats.last_scrub_s,
+    )
+    metrics.gauge(
+        "cloison_erasure_compactions",
+        "Completed compactions (PostgreSQL: rewrites of every table)",
+        lambda: stats.compactions,
+    )
+    metrics.gauge(
+        "cloison_erasure_last_compaction_seconds",
+        "Duration of the last completed compaction",
+        lambda: stats.last_compaction_s,
+    )
+    metrics.gauge(
+        "cloison_erasure_skipped_tables",
+        "Tables the last compaction left as they were (locked, or too long to rewrite)",
+        lambda: stats.skipped_tables,
     )
 
 
@@ -358,6 +413,7 @@ def create_app(config: Config) -> CloisonApp:
             await runtime.hub.aclose()
             await runtime.sessions.aclose()
             await runtime.deletions.aclose()
+            await runtime.retention.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()
             for limiter in runtime.limits.values():
@@ -368,6 +424,7 @@ def create_app(config: Config) -> CloisonApp:
                 await runtime.guard.aclose()
             if runtime.redis is not None:
                 await runtime.redis.aclose()
+            await runtime.compactor.aclose()
             await runtime.store.aclose()
             logger.info("stopped")
 

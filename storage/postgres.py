@@ -45,6 +45,9 @@ per group.
 
 Directory writes and reads borrow a pool connection each and run beside the writer.
 
+Erased rows leave dead tuples in the relation files; ``compact`` rewrites the tables
+(``storage.sql.erasure``), and ``scrub`` has nothing to do at once.
+
 Needs PostgreSQL 12 or later (``plan_cache_mode``).
 """
 
@@ -72,6 +75,7 @@ from storage.base import (
     StoreError,
 )
 from storage.commit import CommitInDoubtError, in_doubt, rolled_back
+from storage.erasure import CompactionReport, ErasureStats
 from storage.migrations import load_migrations, pending_migrations
 from storage.rows import (
     EVENT_COLUMNS,
@@ -85,6 +89,7 @@ from storage.rows import (
 from storage.sql.accounts import SqlRunner
 from storage.sql.conversations import conversation_writes
 from storage.sql.dialect import POSTGRES
+from storage.sql.erasure import compact_postgres
 from storage.sql.log import SqlStore
 from storage.sql.plan import (
     group_authors,
@@ -227,6 +232,7 @@ class PostgresStore(SqlStore):
         self._pool = pool
         self._closed = False  # no more reads or writes
         self._appends = AppendQueue(self._commit_batch, logger, name="postgres-writer")
+        self._erasure = ErasureStats()
 
     @classmethod
     async def open(
@@ -317,6 +323,20 @@ class PostgresStore(SqlStore):
             raise StoreError("the database is in recovery (a standby): it takes no writes")
         if read_only:
             raise StoreError("the database's transactions are read-only")
+
+    # -----------------------------------------------------------------------------------------
+    # Erasure (storage.erasure)
+
+    async def scrub(self) -> None:
+        """Nothing at once: dead tuples keep the bytes until ``compact`` rewrites the table."""
+
+    async def compact(self, *, max_stall_s: float | None = None) -> CompactionReport:
+        async with self._connection("a compaction") as db:
+            return await compact_postgres(db, self._erasure, max_stall_s)
+
+    @property
+    def erasure_stats(self) -> ErasureStats:
+        return self._erasure
 
     # -----------------------------------------------------------------------------------------
     # The hooks of storage.sql (the Directory is all there)

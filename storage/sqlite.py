@@ -36,6 +36,9 @@ so the group's new drafts fail with ``OutcomeUnknownError`` instead (see ``stora
 Directory writes (users, tokens, spheres, members, read markers) take the writer connection
 under the same lock as a group, one transaction each, so the two writers never contend.
 
+Erasure (``storage.sql.erasure``): ``secure_delete`` on every connection; a group that deletes
+or edits posts is followed, before it is answered, by a checkpoint that truncates the log.
+
 Needs SQLite 3.35 or later (``RETURNING``).
 """
 
@@ -65,11 +68,13 @@ from storage.base import (
     StoreError,
 )
 from storage.commit import CommitInDoubtError, in_doubt, rolled_back
+from storage.erasure import CompactionReport, ErasureStats
 from storage.migrations import load_migrations, pending_migrations
 from storage.rows import EVENT_COLUMNS, NO_AUTHOR, Key, Outcome, check_draft, to_message
 from storage.sql.accounts import SqlRunner
 from storage.sql.conversations import conversation_writes
 from storage.sql.dialect import SQLITE
+from storage.sql.erasure import SCRUB_BUSY_MS, Scrubber, erases
 from storage.sql.log import SqlStore
 from storage.sql.plan import (
     group_authors,
@@ -172,6 +177,7 @@ class SqliteStore(SqlStore):
         self._write_lock = asyncio.Lock()
         self._closed = False  # no more reads or writes
         self._appends = AppendQueue(self._commit_batch, logger, name="sqlite-writer")
+        self._scrubber = Scrubber(groups.checkpoint, self._write_lock, logger)
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, synchronous: str = "FULL") -> Self:
@@ -226,6 +232,7 @@ class SqliteStore(SqlStore):
         try:
             await self._appends.aclose()
         finally:
+            await self._scrubber.aclose()
             async with self._write_lock:
                 self._closed = True
                 await self._groups.aclose()
@@ -269,6 +276,20 @@ class SqliteStore(SqlStore):
             raise StoreError(f"{unwritable} is not writable")
 
     # -----------------------------------------------------------------------------------------
+    # Erasure (storage.erasure)
+
+    async def scrub(self) -> None:
+        await self._scrubber.scrub()
+
+    async def compact(self, *, max_stall_s: float | None = None) -> CompactionReport:
+        """A scrub: freed pages are zeroed already, the log is what keeps old bytes."""
+        return await self._scrubber.compact(f"{self._path}-wal")
+
+    @property
+    def erasure_stats(self) -> ErasureStats:
+        return self._scrubber.stats
+
+    # -----------------------------------------------------------------------------------------
     # The hooks of storage.sql (the Directory is all there)
 
     @asynccontextmanager
@@ -292,6 +313,8 @@ class SqliteStore(SqlStore):
         try:
             async with self._write_lock:
                 outcomes = await self._groups.write([(q.sphere_id, q.draft) for q in batch])
+                if erases(batch, outcomes):
+                    await self._scrubber.scrub_locked()  # before the erasures are answered
         except CommitInDoubtError as doubt:
             failures.failed(len(batch), doubt.cause, unknown=True)
             return in_doubt(doubt.outcomes, doubt.cause)
@@ -375,6 +398,7 @@ async def _connect(
     await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     await connection.execute(f"PRAGMA cache_size = -{CACHE_SIZE_KIB}")
     await connection.execute("PRAGMA foreign_keys = ON")
+    await connection.execute("PRAGMA secure_delete = ON")  # erased content is zeroed
     return connection
 
 
@@ -449,6 +473,7 @@ class _GroupWriter:
                 f"busy_timeout = {BUSY_TIMEOUT_MS}",
                 f"cache_size = -{CACHE_SIZE_KIB}",
                 "foreign_keys = ON",
+                "secure_delete = ON",  # erased content is zeroed, not left in free space
                 f"synchronous = {mode}",  # per connection: this one makes appends durable
             ):
                 connection.execute(f"PRAGMA {pragma}")
@@ -469,6 +494,11 @@ class _GroupWriter:
         """
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, _write_group, self._connection, batch)
+
+    async def checkpoint(self) -> bool:
+        """Checkpoint and truncate the write-ahead log; whether it completed."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, _checkpoint, self._connection)
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
@@ -500,6 +530,18 @@ def _write_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) ->
             raise CommitInDoubtError(outcomes, exc) from exc
         raise
     return outcomes
+
+
+def _checkpoint(db: sqlite3.Connection) -> bool:
+    """``wal_checkpoint(TRUNCATE)``, waiting at most ``SCRUB_BUSY_MS`` for readers."""
+    db.execute(f"PRAGMA busy_timeout = {SCRUB_BUSY_MS}")
+    try:
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.OperationalError:  # another process holds the write lock
+        return False
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return bool(busy == 0)
 
 
 def _commit_in_doubt(exc: sqlite3.Error) -> bool:

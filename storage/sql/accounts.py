@@ -88,6 +88,10 @@ class SqlAccounts:
         """The rows of one read, ``sql`` rendered for the engine already."""
         raise NotImplementedError
 
+    async def scrub(self) -> None:
+        """After a transaction that erased content (``storage.erasure.Erasure.scrub``)."""
+        raise NotImplementedError
+
     # -- users -------------------------------------------------------------------------------
 
     async def create_user(

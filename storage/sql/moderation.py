@@ -195,6 +195,7 @@ class SqlModeration(SqlEntry):
                 await db.fetch(sql, sphere_id)
             await db.fetch(audit_queries(self._dialect).delete_sphere, sphere_id)
             await db.fetch(e.server_audit, actor_id, SPHERE_DELETED, now_ms, sphere_id)
+        await self.scrub()  # the sphere's content leaves the files before the answer
         return Message(
             sphere_id=sphere_id,
             offset=sphere.offset + 1,

@@ -16,7 +16,7 @@ from tests.e2e.conftest import start_server
 from tests.support import TIMEOUT_S, Client, ServerProcess
 
 # A handshake deadline short enough for a test to pass it, long enough for every client.
-DEBUG_OPTIONS = ("--log-level", "debug", "--handshake-timeout-s", "1")
+DEBUG_OPTIONS = ("--log-level", "debug", "--handshake-timeout-s", "2")
 
 
 @pytest.fixture
