@@ -152,6 +152,7 @@ async def test_an_export_holds_what_the_user_reads_over_the_api(server: ServerPr
     assert {k: profile[k] for k in ("user_id", "name", "kind", "is_admin")} == {
         k: me[k] for k in ("user_id", "name", "kind", "is_admin")
     }
+    assert alice.token.rsplit("_", 1)[-1] not in str(archive)  # never a token's secret
     tokens = (await ok(alice, "GET", "/me/tokens"))["tokens"]
     keys = ("token_id", "kind", "label", "created_ms", "expires_ms", "issued_by")
     assert [{k: t[k] for k in keys} for t in archive["tokens.jsonl"]] == [

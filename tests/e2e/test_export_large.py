@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from clients.export import PROGRESS_INTERVAL_S
 from protocol import EventKind, MessageId, Ping, Pong, Privacy, UserId
 from server.privacy.streaming import BUSY, MAX_RUNNING_EXPORTS
 from storage import Draft
@@ -237,6 +238,8 @@ def export_large(tmp_path: Path, posts: int) -> None:
         info = archive.getinfo("messages.jsonl")
     assert info.file_size > MAX_GROWTH_BYTES, "the posts must not fit in the bound"
     assert f"({posts} messages)" in err
+    if download_s > 2 * PROGRESS_INTERVAL_S:  # a line per second while it downloads
+        assert "MB received" in err, err
 
 
 def test_a_large_export_streams_in_bounded_memory(tmp_path: Path) -> None:
