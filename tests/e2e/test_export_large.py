@@ -45,11 +45,13 @@ BODY_BYTES = 300  # 400 characters once in URL-safe base64
 SEED_BATCH = 5000  # below MAX_QUEUED_APPENDS: the group commit takes them without refusing
 SAMPLE_INTERVAL_S = 0.005
 PING_INTERVAL_S = 0.01
-# Why 250 ms: the loop does a few milliseconds of work per page (it reads rows; a worker thread
-# makes, encodes and compresses the lines, though it shares the interpreter's lock), and a
-# busy test machine adds tens; a loop that made a member of the archive at once would stall
-# for seconds.
-MAX_PING_S = 0.25
+# Why 1 s and 20 ms: the loop does a few milliseconds of work per page (it reads rows; a worker
+# thread makes, encodes and compresses the lines), so pings answer in about a millisecond; a
+# loop that made a member of the archive at once would stall for seconds, one that encoded
+# pages itself would slow most pings. On a busy two-CPU machine the scheduler alone delays
+# the odd ping by a few hundred milliseconds, hence the slack of the first bound.
+MAX_PING_S = 1.0
+MAX_MEDIAN_PING_S = 0.02
 EXPORT = (sys.executable, "-m", "server", "export")
 _TOKEN = re.compile(r"token:\s+(\S+)")
 _USER = re.compile(r"user_id:\s+(\S+)")
@@ -232,6 +234,7 @@ def export_large(tmp_path: Path, posts: int) -> None:
     sys.stderr.write(f"\nexport figures: {figures}\n")
     assert growth < MAX_GROWTH_BYTES, figures
     assert slowest_s < MAX_PING_S, figures
+    assert sorted(pings)[len(pings) // 2] < MAX_MEDIAN_PING_S, figures
     with zipfile.ZipFile(target) as archive:
         with archive.open("messages.jsonl") as lines:
             assert sum(1 for _ in lines) == posts
