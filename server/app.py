@@ -39,7 +39,7 @@ from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
 from server.privacy.account_deletion import AccountDeletion, DeletionRunner
 from server.privacy.compaction import Compactor
 from server.privacy.export import Exports
-from server.privacy.retention import RetentionJob, legal_holds
+from server.privacy.retention import RetentionJob
 from server.public_page import PublicPages
 from server.ratelimit import (
     LocalWriteLimiter,
@@ -181,9 +181,7 @@ async def _build(config: Config) -> Runtime:
     metrics.gauge(
         "cloison_sessions_ended", "Sessions those changes ended on this node", lambda: watcher.ended
     )
-    deletions = DeletionRunner(
-        store, config, owner=node, publish=hub.publish, held=legal_holds(store)
-    )
+    deletions = DeletionRunner(store, config, owner=node, publish=hub.publish)
     await deletions.start()  # resumes every unfinished job
     deletion = AccountDeletion(store, config, registry, wake=deletions.wake)
     compactor = Compactor(store, config.pg_compact_interval_h * 3600 if _postgres(config) else 0)

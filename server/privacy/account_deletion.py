@@ -38,6 +38,7 @@ from protocol import (
     UserId,
 )
 from server.config import Config
+from server.privacy.retention import legal_holds
 from server.sessions.accounts import Actor
 from server.sessions.registry import DISABLED, SessionRegistry
 from storage import (
@@ -62,17 +63,10 @@ SPHERE_PAGE = 100
 JOBS_PER_LOOK = 100
 
 Publish = Callable[[Message], Awaitable[None]]
-# Is the sphere under a legal hold at this time (ms)? Its content then waits.
-LegalHold = Callable[[SphereId, int], Awaitable[bool]]
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-async def no_hold(sphere_id: SphereId, at_ms: int) -> bool:
-    """The legal hold seam until holds exist: no sphere is ever held."""
-    return False
 
 
 _MS = {"type": "integer", "minimum": 0}
@@ -187,15 +181,14 @@ class DeletionRunner:
         *,
         owner: str,
         publish: Publish | None = None,
-        held: LegalHold = no_hold,
     ) -> None:
         """``owner`` names this process in leases; ``publish`` hands the member events to
         the live path (None: the nodes catch up on their own, within their reconcile
-        interval); ``held`` tells the spheres under a legal hold."""
+        interval)."""
         self._store = store
         self._owner = owner
         self._publish = publish
-        self._held = held
+        self._held = legal_holds(store)
         self._batch = config.account_deletion_batch
         self._pause_s = config.account_deletion_pause_s
         self._lease_ms = int(config.account_deletion_lease_s * 1000)
@@ -302,18 +295,24 @@ class DeletionRunner:
             user_id, SphereStep.CONTENT, SPHERE_PAGE, after=after
         ):
             for sphere_id in spheres:
-                if await self._held(sphere_id, now_ms()):
-                    held = True
-                    continue
-                while await store.erase_deleted_content(
-                    user_id, sphere_id, job.mode, self._batch, now_ms=now_ms()
-                ):
-                    await store.scrub()  # the erased bytes leave the files first
-                    await self._renewed(user_id)
-                    await asyncio.sleep(self._pause_s)
-                await store.scrub()
+                held = not await self._rewrite_sphere(job, sphere_id) or held
             after = spheres[-1]
         return held
+
+    async def _rewrite_sphere(self, job: DeletionJob, sphere_id: SphereId) -> bool:
+        """Rewrite the account's events in one sphere, batch by batch, until none is left
+        (True) or a legal hold stops it (False; a hold set meanwhile stops it at a batch)."""
+        store, user_id = self._store, job.user_id
+        while not await self._held(sphere_id, now_ms()):
+            rewritten = await store.erase_deleted_content(
+                user_id, sphere_id, job.mode, self._batch, now_ms=now_ms()
+            )
+            await store.scrub()  # the erased bytes leave the files before the next batch
+            if not rewritten:
+                return True
+            await self._renewed(user_id)
+            await asyncio.sleep(self._pause_s)
+        return False
 
 
 class _LeaseLostError(StoreError):

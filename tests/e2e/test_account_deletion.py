@@ -339,3 +339,35 @@ async def test_the_command_line_deletes_an_account_and_waits_for_the_end(
     async with asyncio.timeout(CLUSTER_TIMEOUT_S):
         _, err = await unknown.communicate()
     assert (unknown.returncode, err.decode().strip()) == (1, "error: user not found")
+
+
+async def test_a_legal_hold_keeps_the_account_s_posts_until_it_is_lifted(tmp_path: Path) -> None:
+    server = start_server(tmp_path, "--account-deletion-lease-s", "1")
+    try:
+        bob = await server.new_user("bob")
+        alice = await server.new_user("alice")
+        sphere_id = await bob.create_sphere()
+        await bob.add(sphere_id, alice)
+        mine = await posted(await alice.connect(), sphere_id, ["evidence"])
+        async with server.http(server.admin_token) as http:
+            path = f"/api/v1/admin/spheres/{sphere_id}/legal-hold"
+            assert (await http.put(path, json={"reason": "case 42"})).status_code == 200
+            assert (await http.delete(f"/api/v1/admin/users/{alice.user_id}")).status_code == 202
+
+            async def held() -> bool:
+                return (await job(server, alice.user_id))["state"] == "held"
+
+            await eventually(held, DONE_WITHIN_S)
+            # The membership ended; the post is kept as it was, author included.
+            members = await bob.api("GET", f"/spheres/{sphere_id}/members")
+            assert [m["user_id"] for m in members.json()["members"]] == [bob.user_id]
+            shown = {m["offset"]: m for m in await history(bob, sphere_id)}
+            assert shown[mine[0]]["body"] == "evidence"
+            assert shown[mine[0]]["author_id"] == alice.user_id
+            assert (await http.delete(path)).status_code == 200
+        finished = await done(server, alice.user_id)
+        assert finished["rewritten"] == 1
+        shown = {m["offset"]: m for m in await history(bob, sphere_id)}
+        assert shown[mine[0]]["deleted"] and "body" not in shown[mine[0]]
+    finally:
+        server.stop()
