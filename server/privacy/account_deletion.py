@@ -69,49 +69,6 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-_MS = {"type": "integer", "minimum": 0}
-# The JSON Schema of ``job_json`` (the OpenAPI document's ``DeletionJob``).
-DELETION_JOB_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": [
-        "user_id",
-        "state",
-        "mode",
-        "requested_ms",
-        "requested_by",
-        "done_ms",
-        "scanned",
-        "spheres_left",
-        "rewritten",
-    ],
-    "properties": {
-        "user_id": {"type": "string"},
-        "state": {"type": "string", "enum": [s.value for s in DeletionState]},
-        "mode": {"type": "string", "enum": [m.value for m in DeletionMode]},
-        "requested_ms": _MS,
-        "requested_by": {"type": "string", "description": "a user id, or cli"},
-        "done_ms": {"anyOf": [_MS, {"type": "null"}]},
-        "scanned": {"type": "boolean", "description": "every sphere was looked at"},
-        "spheres_left": {"type": "integer", "minimum": 0},
-        "rewritten": {"type": "integer", "minimum": 0, "description": "events rewritten"},
-    },
-}
-
-
-def job_json(job: DeletionJob) -> dict[str, Any]:
-    return {
-        "user_id": job.user_id,
-        "state": job.state.value,
-        "mode": job.mode.value,
-        "requested_ms": job.requested_ms,
-        "requested_by": job.requested_by,
-        "done_ms": job.done_ms,
-        "scanned": job.scanned,
-        "spheres_left": job.spheres_left,
-        "rewritten": job.rewritten,
-    }
-
-
 class AccountDeletion:
     """The one code path of a deletion request, for HTTP and the command line alike."""
 

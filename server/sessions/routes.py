@@ -19,7 +19,6 @@ from starlette.routing import Route
 from protocol import CloisonError, ErrorCode, ProtocolViolation, UserId, UserKind
 from server.auth import IssuedToken, Principal
 from server.operations import now_ms
-from server.privacy.account_deletion import DELETION_JOB_SCHEMA, AccountDeletion, job_json
 from server.privacy.export import Exports
 from server.privacy.streaming import COUNTS_HEADER, ITEMS_HEADER
 from server.sessions.accounts import (
@@ -45,7 +44,6 @@ class AccountRoutes:
     def __init__(
         self,
         accounts: Accounts,
-        deletion: AccountDeletion,
         exports: Exports,
         *,
         guard: Callable[[Handler], Endpoint],
@@ -53,7 +51,6 @@ class AccountRoutes:
         respond: Respond,
     ) -> None:
         self._accounts = accounts
-        self._deletion = deletion
         self._exports = exports
         self._guard = guard
         self._body = read_body
@@ -84,12 +81,6 @@ class AccountRoutes:
         data = _fields(await self._body(request), required={"name"})
         user = await self._accounts.rename(principal.user.user_id, data["name"])
         return self._respond(user_json(user), 200)
-
-    async def _delete_me(self, request: Request, principal: Principal) -> Response:
-        data = _fields(await self._body(request), required={"confirm"})
-        actor = Actor.of(principal.user)
-        job = await self._deletion.request_own(actor, data["confirm"], at_ms=now_ms())
-        return self._respond(job_json(job), 202)
 
     async def _my_tokens(self, request: Request, principal: Principal) -> Response:
         user_id = principal.user.user_id
@@ -167,17 +158,6 @@ class AccountRoutes:
         )
         body = {**user_json(user), **_issued_json(user.user_id, issued)}
         return self._respond(body, 201)
-
-    async def _delete_user(self, request: Request, principal: Principal) -> Response:
-        user_id = UserId(request.path_params["user_id"])
-        job = await self._deletion.request(Actor.of(principal.user), user_id, at_ms=now_ms())
-        return self._respond(job_json(job), 202)
-
-    async def _deletion_job(self, request: Request, principal: Principal) -> Response:
-        user_id = UserId(request.path_params["user_id"])
-        return self._respond(
-            job_json(await self._deletion.job(Actor.of(principal.user), user_id)), 200
-        )
 
     async def _user_tokens(self, request: Request, principal: Principal) -> Response:
         user_id = UserId(request.path_params["user_id"])
@@ -437,7 +417,6 @@ ACCOUNT_SCHEMAS: Mapping[str, Schema] = {
     ),
     "RevokedOne": _object(("revoked",), {"revoked": {"const": True}}),
     "RevokedAll": _object(("revoked",), {"revoked": {"type": "array", "items": _TEXT}}),
-    "DeletionJob": DELETION_JOB_SCHEMA,
     "ServerAuditEntry": _object(
         ("seq", "ts_ms", "actor", "action", "user_id", "token_id", "detail"),
         {
@@ -469,15 +448,6 @@ ACCOUNT_ROUTES: tuple[AccountRoute, ...] = (
         "Set your display name.",
         _ref("User"),
         body=_object(("name",), {"name": _NAME}, closed=True),
-    ),
-    AccountRoute(
-        "DELETE",
-        "/me",
-        _R._delete_me,
-        "Delete your account (confirm: your user_id); the job runs in the background.",
-        _ref("DeletionJob"),
-        status=202,
-        body=_object(("confirm",), {"confirm": _TEXT}, closed=True),
     ),
     AccountRoute(
         "GET",
@@ -556,23 +526,6 @@ ACCOUNT_ROUTES: tuple[AccountRoute, ...] = (
             },
             closed=True,
         ),
-    ),
-    AccountRoute(
-        "DELETE",
-        "/admin/users/{user_id}",
-        _R._delete_user,
-        "Delete a user's account; the job runs in the background.",
-        _ref("DeletionJob"),
-        status=202,
-        admin=True,
-    ),
-    AccountRoute(
-        "GET",
-        "/admin/users/{user_id}/deletion",
-        _R._deletion_job,
-        "Where the deletion of a user's account stands.",
-        _ref("DeletionJob"),
-        admin=True,
     ),
     AccountRoute(
         "GET",
