@@ -215,19 +215,3 @@ async def set_hold(
     return await store.set_legal_hold(
         sphere_id, actor_id, until_ms=until_ms, reason=reason, now_ms=now_ms
     )
-
-
-def hold_view(sphere: SphereRecord) -> dict[str, object]:
-    """A sphere's hold as the admin API answers it (with its reason and who set it)."""
-    hold = sphere.hold
-    return {
-        "sphere_id": sphere.sphere_id,
-        "legal_hold": None
-        if hold is None
-        else {
-            "since_ms": hold.since_ms,
-            "until_ms": hold.until_ms,
-            "reason": hold.reason,
-            "set_by": hold.set_by,
-        },
-    }

@@ -18,9 +18,9 @@ from protocol import CloisonError, ErrorCode, Message, ProtocolViolation, Sphere
 from server.auth import Principal
 from server.hub import Hub
 from server.operations import now_ms
-from server.privacy.retention import MAX_HOLD_REASON_CHARS, effective_days, hold_view, set_hold
+from server.privacy.retention import MAX_HOLD_REASON_CHARS, effective_days, set_hold
 from server.sessions.routes import AccountRoute, Endpoint, Handler, Respond, Schema
-from storage import RetentionStatus, Store
+from storage import LegalHoldRecord, RetentionStatus, SphereRecord, Store
 
 _MS = {"type": "integer", "minimum": 0}
 _NULL_MS = {"type": ["integer", "null"], "minimum": 0}
@@ -99,7 +99,6 @@ class HoldRoutes:
 
 
 def status_json(status: RetentionStatus, server_days: int) -> dict[str, Any]:
-    hold = status.hold
     return {
         "sphere_id": status.sphere_id,
         "retention_days": status.retention_days,
@@ -108,14 +107,23 @@ def status_json(status: RetentionStatus, server_days: int) -> dict[str, Any]:
         "offset": status.offset,
         "oldest_ms": status.oldest_ms,
         "run_ms": status.run_ms,
-        "legal_hold": None
-        if hold is None
-        else {
-            "since_ms": hold.since_ms,
-            "until_ms": hold.until_ms,
-            "reason": hold.reason,
-            "set_by": hold.set_by,
-        },
+        "legal_hold": hold_json(status.hold),
+    }
+
+
+def hold_view(sphere: SphereRecord) -> dict[str, Any]:
+    return {"sphere_id": sphere.sphere_id, "legal_hold": hold_json(sphere.hold)}
+
+
+def hold_json(hold: LegalHoldRecord | None) -> dict[str, Any] | None:
+    """A hold as administrators see it: with its reason and who set it."""
+    if hold is None:
+        return None
+    return {
+        "since_ms": hold.since_ms,
+        "until_ms": hold.until_ms,
+        "reason": hold.reason,
+        "set_by": hold.set_by,
     }
 
 
