@@ -1,7 +1,8 @@
 """The account deletion routes of the HTTP API (docs/protocol.md, sections 19 and 24).
 
-``DELETION_ROUTES`` lists them in the shape of ``server.sessions.routes.ACCOUNT_ROUTES``, so
-the OpenAPI document describes them alike; each is a thin shell over ``AccountDeletion``.
+``DELETION_ROUTES`` lists them in the shape of the account routes
+(``server.sessions.route_table.AccountRoute``), so the OpenAPI document describes them alike;
+each is a thin shell over ``AccountDeletion``.
 """
 
 from __future__ import annotations
@@ -11,18 +12,24 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from protocol import CloisonError, ErrorCode, ProtocolViolation, UserId
+from protocol import ProtocolViolation, UserId
 from server.auth import Principal
 from server.operations import now_ms
 from server.privacy.account_deletion import AccountDeletion
 from server.sessions.accounts import Actor
-from server.sessions.routes import AccountRoute, Endpoint, Handler, Respond, Schema
+from server.sessions.route_table import (
+    AccountRoute,
+    Endpoint,
+    Handler,
+    Respond,
+    RouteShell,
+    Schema,
+)
 from storage import DeletionJob, DeletionMode, DeletionState
 
 
-class DeletionRoutes:
+class DeletionRoutes(RouteShell):
     def __init__(
         self,
         deletion: AccountDeletion,
@@ -31,25 +38,8 @@ class DeletionRoutes:
         read_body: Callable[[Request], Awaitable[dict[str, Any]]],
         respond: Respond,
     ) -> None:
+        super().__init__(DELETION_ROUTES, guard=guard, read_body=read_body, respond=respond)
         self._deletion = deletion
-        self._guard = guard
-        self._body = read_body
-        self._respond = respond
-
-    def routes(self) -> list[Route]:
-        return [
-            Route(route.path, self._endpoint(route), methods=[route.method])
-            for route in DELETION_ROUTES
-        ]
-
-    def _endpoint(self, route: AccountRoute) -> Endpoint:
-        async def run(request: Request, principal: Principal) -> Response:
-            # Administrators only, checked before the body is read.
-            if route.admin and not principal.user.is_admin:
-                raise CloisonError("server administrators only", code=ErrorCode.FORBIDDEN)
-            return await route.handler(self, request, principal)
-
-        return self._guard(run)
 
     async def _delete_me(self, request: Request, principal: Principal) -> Response:
         data = await self._body(request)

@@ -9,14 +9,12 @@ are not operations of the operation table, so their JSON Schemas are written her
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from protocol import CloisonError, ErrorCode, ProtocolViolation, UserId, UserKind
+from protocol import ProtocolViolation, UserId, UserKind
 from server.auth import IssuedToken, Principal
 from server.operations import now_ms
 from server.privacy.export import Exports
@@ -32,15 +30,29 @@ from server.sessions.accounts import (
     user_json,
     valid_name,
 )
+from server.sessions.route_table import (
+    AccountRoute,
+    Endpoint,
+    Handler,
+    Respond,
+    RouteShell,
+    Schema,
+)
 from storage import AuditEntry, TokenKind, TokenPage
 
-Handler = Callable[[Request, Principal], Awaitable[Response]]
-Endpoint = Callable[[Request], Awaitable[Response]]
-Respond = Callable[[Any, int], Response]
-Schema = dict[str, Any]
+# Re-exported: the other tables of account-style routes are written in the same shape.
+__all__ = [
+    "AccountRoute",
+    "AccountRoutes",
+    "Endpoint",
+    "Handler",
+    "Respond",
+    "RouteShell",
+    "Schema",
+]
 
 
-class AccountRoutes:
+class AccountRoutes(RouteShell):
     def __init__(
         self,
         accounts: Accounts,
@@ -50,27 +62,9 @@ class AccountRoutes:
         read_body: Callable[[Request], Awaitable[dict[str, Any]]],
         respond: Respond,
     ) -> None:
+        super().__init__(ACCOUNT_ROUTES, guard=guard, read_body=read_body, respond=respond)
         self._accounts = accounts
         self._exports = exports
-        self._guard = guard
-        self._body = read_body
-        self._respond = respond
-
-    def routes(self) -> list[Route]:
-        """One route per row of ``ACCOUNT_ROUTES``."""
-        return [
-            Route(route.path, self._endpoint(route), methods=[route.method])
-            for route in ACCOUNT_ROUTES
-        ]
-
-    def _endpoint(self, route: AccountRoute) -> Endpoint:
-        async def run(request: Request, principal: Principal) -> Response:
-            # Administrators only, checked before the body is read.
-            if route.admin and not principal.user.is_admin:
-                raise CloisonError("server administrators only", code=ErrorCode.FORBIDDEN)
-            return await route.handler(self, request, principal)
-
-        return self._guard(run)
 
     # -- the caller's own account ------------------------------------------------------------
 
@@ -311,24 +305,6 @@ def _audit_json(entry: AuditEntry) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------
 # The table of routes, and what the OpenAPI document says of them
-
-
-@dataclass(frozen=True, slots=True)
-class AccountRoute:
-    """One account or administration route under ``/api/v1``."""
-
-    method: str
-    path: str
-    # A method of the routes class that serves the table (AccountRoutes, or another's).
-    handler: Callable[[Any, Request, Principal], Awaitable[Response]]
-    summary: str
-    reply: Schema  # JSON Schema of the success body
-    status: int = 200
-    admin: bool = False  # server administrators only (403 ``forbidden`` for anyone else)
-    query: tuple[tuple[str, Schema], ...] = ()
-    body: Schema | None = None  # JSON Schema of the request body, when the route takes one
-    media_type: str = "application/json"  # of the success body
-    headers: tuple[tuple[str, str], ...] = ()  # response headers of a success: (name, what)
 
 
 def _ref(name: str) -> Schema:
