@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from protocol import EventKind, MemberAction, Message, MessageId, Privacy, Role, SphereId, UserId
+from protocol import EventKind, MemberAction, Message, MessageId, Privacy, SphereId, UserId
 from server.config import Config
 from server.privacy.account_deletion import DeletionRunner, now_ms
-from storage import OPERATOR, DeletionMode, DeletionState, Draft, MemberChange, Store
+from storage import OPERATOR, DeletionMode, DeletionState, Draft, Store
 from storage.sqlite import SqliteStore
 from tests.contract.conftest import backend, store
+from tests.contract.test_account_deletion import add_existing
 from tests.contract.test_entry import NOW_MS, user
 
 __all__ = ["backend", "store"]  # the contract suite's fixtures: one run per engine
@@ -40,13 +41,7 @@ async def two_spheres(store: Store, posts: int) -> tuple[UserId, list[SphereId]]
     spheres = []
     for name in ("one", "two"):
         sphere = await store.create_sphere(name, Privacy.PRIVATE, owner.user_id, now_ms=NOW_MS)
-        await store.change_member(
-            sphere.sphere_id,
-            owner.user_id,
-            alice.user_id,
-            lambda _: MemberChange(Role.MEMBER, MemberAction.ADDED),
-            now_ms=NOW_MS,
-        )
+        await add_existing(store, sphere.sphere_id, owner.user_id, alice.user_id)
         for n in range(posts):
             draft = Draft(EventKind.POST, MessageId(f"{name}{n}"), alice.user_id, NOW_MS, body="x")
             await store.append(sphere.sphere_id, draft)
@@ -135,13 +130,7 @@ async def test_a_large_job_keeps_the_event_loop_responsive(tmp_path: Path) -> No
         owner = await user(store, "owner")
         alice = await user(store, "alice")
         sphere = await store.create_sphere("big", Privacy.PRIVATE, owner.user_id, now_ms=NOW_MS)
-        await store.change_member(
-            sphere.sphere_id,
-            owner.user_id,
-            alice.user_id,
-            lambda _: MemberChange(Role.MEMBER, MemberAction.ADDED),
-            now_ms=NOW_MS,
-        )
+        await add_existing(store, sphere.sphere_id, owner.user_id, alice.user_id)
         body = "x" * 200
         for start in range(0, LARGE_POSTS, 5_000):  # within the append queue's bound
             await asyncio.gather(
