@@ -174,17 +174,6 @@ class RetentionJob:
         return deleted
 
 
-def legal_holds(store: Store) -> Callable[[SphereId, int], Awaitable[bool]]:
-    """ "Is this sphere under a legal hold at this time (ms)?", read from the store, for the
-    jobs that must leave a held sphere's content as it is (account deletion)."""
-
-    async def held(sphere_id: SphereId, at_ms: int) -> bool:
-        sphere = await store.get_sphere(sphere_id)
-        return sphere is not None and sphere.held(at_ms)
-
-    return held
-
-
 # Why: a reason names a proceeding or a ticket, not a brief.
 MAX_HOLD_REASON_CHARS = 500
 
