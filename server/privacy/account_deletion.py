@@ -38,7 +38,6 @@ from protocol import (
     UserId,
 )
 from server.config import Config
-from server.privacy.retention import legal_holds
 from server.sessions.accounts import Actor
 from server.sessions.registry import DISABLED, SessionRegistry
 from storage import (
@@ -145,7 +144,6 @@ class DeletionRunner:
         self._store = store
         self._owner = owner
         self._publish = publish
-        self._held = legal_holds(store)
         self._batch = config.account_deletion_batch
         self._pause_s = config.account_deletion_pause_s
         self._lease_ms = int(config.account_deletion_lease_s * 1000)
@@ -235,7 +233,7 @@ class DeletionRunner:
                     sphere_id,
                     actor=job.requested_by,
                     now_ms=now_ms(),
-                    keep_empty=await self._held(sphere_id, now_ms()),
+                    keep_empty=await self._held(sphere_id),
                 )
                 if any(e.kind is EventKind.SPHERE for e in events):
                     await store.scrub()  # a sphere left empty went, with all its text
@@ -256,11 +254,16 @@ class DeletionRunner:
             after = spheres[-1]
         return held
 
+    async def _held(self, sphere_id: SphereId) -> bool:
+        """Is the sphere under a legal hold now (its content then waits)?"""
+        sphere = await self._store.get_sphere(sphere_id)
+        return sphere is not None and sphere.held(now_ms())
+
     async def _rewrite_sphere(self, job: DeletionJob, sphere_id: SphereId) -> bool:
         """Rewrite the account's events in one sphere, batch by batch, until none is left
         (True) or a legal hold stops it (False; a hold set meanwhile stops it at a batch)."""
         store, user_id = self._store, job.user_id
-        while not await self._held(sphere_id, now_ms()):
+        while not await self._held(sphere_id):
             rewritten = await store.erase_deleted_content(
                 user_id, sphere_id, job.mode, self._batch, now_ms=now_ms()
             )
