@@ -39,6 +39,7 @@ from storage.base import (
     Directory,
     Draft,
     HasSpheresError,
+    LegalHoldRecord,
     MemberChange,
     MemberKey,
     MembershipState,
@@ -99,6 +100,7 @@ from storage.export import (
     ReactionKey,
     ReactionRecord,
 )
+from storage.retention import ExpiryBatch, Retention, RetentionRun, RetentionStatus
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
 from storage.sql.erasure import CompactionRunningError
@@ -141,10 +143,12 @@ __all__ = [
     "EntryKey",
     "Erasure",
     "ErasureStats",
+    "ExpiryBatch",
     "Export",
     "HasSpheresError",
     "InvitationRecord",
     "JoinRequestRecord",
+    "LegalHoldRecord",
     "MemberChange",
     "MemberKey",
     "MemberView",
@@ -158,6 +162,9 @@ __all__ = [
     "ReactionKey",
     "ReactionRecord",
     "ReportRecord",
+    "Retention",
+    "RetentionRun",
+    "RetentionStatus",
     "SessionChange",
     "SettingsChange",
     "SettingsState",

@@ -3,8 +3,8 @@
 ``workday`` drives one or two gateways the way people do: enrolment, sign-in over WebSocket
 and HTTP, spheres of every type, posts, replies, edits, reactions, pins, deletes, history and
 threads, read markers and typing, invitations, join requests, charters, reports, bans, mutes,
-roles, token rotation, a rename, administrators' acts, audit logs, a sphere deletion and an
-account deletion. Every
+roles, token rotation, a rename, administrators' acts, audit logs, exports, a sphere deletion
+and an account deletion. Every
 free text (bodies, edits, names, comments, reasons, charters, labels) carries a canary, and
 every token secret is one, so a test can look for all of them wherever data could leak: logs,
 Redis, network captures.
@@ -213,6 +213,15 @@ async def workday(nodes: Sequence[ServerProcess], canaries: Canaries) -> None:
         ):
             answer_ = await admin.request(method, path)
             assert answer_.status_code == 200, (path, answer_.text)
+    # Archives: bob's own, the team's by its owner, carol's by an administrator.
+    for user, path in ((bob, "/me/export"), (alice, f"/spheres/{team}/export")):
+        archive = await user.api("GET", path)
+        assert archive.status_code == 200, (path, archive.text)
+        assert archive.content.startswith(b"PK")  # a zip
+    async with first.http(first.admin_token) as admin:
+        archive = await admin.get(f"/api/v1/admin/users/{carol.user_id}/export")
+        assert archive.status_code == 200, archive.text
+
     # Dave posts, then deletes his account; the job erases what he wrote.
     dave = await first.new_user(canaries.new("name"))
     canaries.secret(dave.token)
