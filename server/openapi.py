@@ -21,6 +21,7 @@ from typing import Any
 
 from protocol import ErrorCode, Frame, RateLimitedError
 from server.operations.table import OPERATIONS, Http, Operation
+from server.privacy.deletion_routes import DELETION_ROUTES, DELETION_SCHEMAS
 from server.privacy.routes import HOLD_ROUTES, HOLD_SCHEMAS
 from server.privacy.streaming import ARCHIVE_HEADERS, ARCHIVE_SCHEMA
 from server.sessions.routes import ACCOUNT_ROUTES, ACCOUNT_SCHEMAS, AccountRoute
@@ -316,7 +317,7 @@ def openapi_document(statuses: Mapping[ErrorCode, int], *, version: str) -> Sche
         for http in op.http:
             item = paths.setdefault(http.path, {})
             item[http.method.lower()] = _frame_operation(schemas, op, http, errors)
-    for route in (*ACCOUNT_ROUTES, *HOLD_ROUTES):
+    for route in (*ACCOUNT_ROUTES, *DELETION_ROUTES, *HOLD_ROUTES):
         item = paths.setdefault(route.path, {})
         item[route.method.lower()] = _account_operation(route, errors)
     paths[DOCUMENT_PATH] = {
@@ -347,6 +348,7 @@ def openapi_document(statuses: Mapping[ErrorCode, int], *, version: str) -> Sche
                 "Error": _error_schema(statuses),
                 **dict(sorted(schemas.components.items())),
                 **ACCOUNT_SCHEMAS,
+                **DELETION_SCHEMAS,
                 **HOLD_SCHEMAS,
             },
             "responses": error_responses,
