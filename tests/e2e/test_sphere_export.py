@@ -1,6 +1,7 @@
 """A sphere's export by its administrators, on a real server: the archive holds what the
 exporting administrator reads over the API, never an event below their own floor of the
-history promise; it is audited in the sphere's log; ``--member-exports off`` leaves it be."""
+history promise; it is audited in the sphere's log; ``--member-exports off`` leaves it be; it
+says where retention cut the history. Both exports also run once on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from protocol import ExportInfo, ExportSphere
-from tests.e2e.conftest import start_server
+from tests.e2e.conftest import FAST, start_server
 from tests.e2e.test_export import export_of, history, ok, post
-from tests.support import User
+from tests.services import POSTGRES_URL, postgres_schema
+from tests.support import ServerProcess, User
 
 
 def untyped(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -170,3 +174,36 @@ async def test_a_sphere_export_says_where_retention_cut_the_history(tmp_path: Pa
         assert "old" not in str(archive["events.jsonl"])
     finally:
         server.stop()
+
+
+@pytest.mark.postgres
+async def test_both_exports_on_postgresql(tmp_path: Path) -> None:
+    async with postgres_schema() as schema:
+        server = ServerProcess(
+            tmp_path / "data", extra_args=list(FAST), store_url=f"{POSTGRES_URL}?schema={schema}"
+        )
+        server.data_dir.mkdir()
+        server.create_admin()
+        server.start()
+        try:
+            owner, admin = await server.new_user("owner"), await server.new_user("admin")
+            sphere = await owner.create_sphere("team")
+            await post(owner, sphere, 1, "before the admin")
+            await owner.add(sphere, admin, "admin")
+            mine = [await post(admin, sphere, n, f"mine {n}") for n in range(3)]
+            await ok(
+                admin,
+                "POST",
+                f"/spheres/{sphere}/messages/{mine[0]}/reactions",
+                201,
+                json={"message_id": "r", "emoji": "+1"},
+            )
+            archive, _ = await export_of(admin)
+            assert [m["offset"] for m in archive["messages.jsonl"]] == mine
+            assert [r["target"] for r in archive["reactions.jsonl"]] == [mine[0]]
+            assert archive["manifest.json"]["counts"] == archive["manifest.json"]["announced"]
+            whole, _ = await export_of(admin, f"/spheres/{sphere}/export")
+            assert whole["events.jsonl"] == untyped(await history(admin, sphere))
+            assert "before the admin" not in str(whole)
+        finally:
+            server.stop()
