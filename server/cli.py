@@ -237,7 +237,8 @@ def _user_action(ns: argparse.Namespace) -> Action:
 
 def _delete_action(config: Config, ns: argparse.Namespace) -> Action:
     async def act(accounts: Accounts) -> int:
-        from server.privacy.account_deletion import AccountDeletion, DeletionRunner, now_ms
+        from server.operations import now_ms
+        from server.privacy.account_deletion import AccountDeletion, DeletionRunner
         from storage import DeletionState
 
         deletion = AccountDeletion(accounts.store, config)
