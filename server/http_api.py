@@ -37,7 +37,7 @@ from server.operations import OPERATIONS, Caller, Operations, now_ms
 from server.operations.table import INTEGER_PATH_PARAMS
 from server.privacy.account_deletion import AccountDeletion
 from server.privacy.deletion_routes import DeletionRoutes
-from server.privacy.export import Exports
+from server.privacy.export import Exports, not_head
 from server.privacy.routes import HoldRoutes
 from server.sessions.accounts import Accounts
 from server.sessions.routes import AccountRoutes
@@ -217,6 +217,8 @@ class HttpApi:
         stream: bool = False,
     ) -> Endpoint:
         async def handler(request: Request, principal: Principal) -> Response:
+            if stream:
+                not_head(request)
             data = await self._body(request)
             for key in ("type", "ref", *request.path_params):
                 if key in data:

@@ -23,6 +23,7 @@ from protocol import ErrorCode, Frame, RateLimitedError
 from server.operations.table import OPERATIONS, Http, Operation
 from server.privacy.deletion_routes import DELETION_ROUTES, DELETION_SCHEMAS
 from server.privacy.routes import HOLD_ROUTES, HOLD_SCHEMAS
+from server.privacy.streaming import ARCHIVE_HEADERS, ARCHIVE_SCHEMA
 from server.sessions.routes import ACCOUNT_ROUTES, ACCOUNT_SCHEMAS, AccountRoute
 
 Schema = dict[str, Any]
@@ -139,17 +140,10 @@ def _operation_id(op: Operation, http: Http) -> str:
 
 # A streamed archive (``Http.stream``): what the row's reply describes, as a zip.
 _ARCHIVE_RESPONSE: Schema = {
-    "description": "the archive (docs/privacy.md, Export), streamed",
-    "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+    "description": "the archive, streamed",
+    "content": {"application/zip": {"schema": ARCHIVE_SCHEMA}},
     "headers": {
-        "X-Cloison-Export-Items": {
-            "description": "lines the archive holds, all members together",
-            "schema": {"type": "string"},
-        },
-        "X-Cloison-Export-Counts": {
-            "description": "lines per member of the archive, as a JSON object",
-            "schema": {"type": "string"},
-        },
+        name: {"description": what, "schema": {"type": "string"}} for name, what in ARCHIVE_HEADERS
     },
 }
 

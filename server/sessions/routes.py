@@ -17,8 +17,8 @@ from starlette.responses import Response
 from protocol import ProtocolViolation, UserId, UserKind
 from server.auth import IssuedToken, Principal
 from server.operations import now_ms
-from server.privacy.export import Exports
-from server.privacy.streaming import COUNTS_HEADER, ITEMS_HEADER
+from server.privacy.export import Exports, not_head
+from server.privacy.streaming import ARCHIVE_HEADERS, ARCHIVE_SCHEMA
 from server.sessions.accounts import (
     DEFAULT_PAGE,
     MAX_LABEL_CHARS,
@@ -114,11 +114,13 @@ class AccountRoutes(RouteShell):
         return self._respond({"revoked": True}, 200)
 
     async def _export_own(self, request: Request, principal: Principal) -> Response:
+        not_head(request)
         return await self._exports.own(principal.user, now_ms=now_ms())
 
     # -- administration ----------------------------------------------------------------------
 
     async def _export_user(self, request: Request, principal: Principal) -> Response:
+        not_head(request)
         user_id = UserId(request.path_params["user_id"])
         return await self._exports.of_user(principal.user.user_id, user_id, now_ms=now_ms())
 
@@ -331,11 +333,6 @@ _TOKEN_KIND = {"type": "string", "enum": [k.value for k in TokenKind]}
 _USER_KIND = {"type": "string", "enum": [k.value for k in UserKind]}
 _LIMIT = ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE})
 _CURSOR = ("cursor", _TEXT)
-_ARCHIVE = {"type": "string", "format": "binary", "description": "docs/privacy.md, Export"}
-_ARCHIVE_HEADERS = (
-    (ITEMS_HEADER, "lines the archive holds, all members together (counted when it starts)"),
-    (COUNTS_HEADER, "the same per member of the archive, as a JSON object"),
-)
 
 ACCOUNT_SCHEMAS: Mapping[str, Schema] = {
     "User": _object(
@@ -471,9 +468,9 @@ ACCOUNT_ROUTES: tuple[AccountRoute, ...] = (
         "/me/export",
         _R._export_own,
         "Download all your data as one zip archive of JSON lines, streamed.",
-        _ARCHIVE,
+        ARCHIVE_SCHEMA,
         media_type="application/zip",
-        headers=_ARCHIVE_HEADERS,
+        headers=ARCHIVE_HEADERS,
     ),
     AccountRoute(
         "GET",
@@ -541,10 +538,10 @@ ACCOUNT_ROUTES: tuple[AccountRoute, ...] = (
         "/admin/users/{user_id}/export",
         _R._export_user,
         "Download a user's data as one zip archive (an access request), whatever the policy.",
-        _ARCHIVE,
+        ARCHIVE_SCHEMA,
         admin=True,
         media_type="application/zip",
-        headers=_ARCHIVE_HEADERS,
+        headers=ARCHIVE_HEADERS,
     ),
     AccountRoute(
         "POST",
