@@ -237,10 +237,12 @@ def _user_action(ns: argparse.Namespace) -> Action:
 
 
 def _delete_action(config: Config, ns: argparse.Namespace) -> Action:
-    async def act(accounts: Accounts) -> int:
-        from server.privacy.account_deletion import AccountDeletion, DeletionRunner, now_ms
-        from storage import DeletionState
+    # Imported here, before the loop runs: importing the server's modules takes a while.
+    from server.operations import now_ms
+    from server.privacy.account_deletion import AccountDeletion, DeletionRunner
+    from storage import DeletionState
 
+    async def act(accounts: Accounts) -> int:
         deletion = AccountDeletion(accounts.store, config)
         job = await deletion.request(OPERATOR_ACTOR, UserId(ns.user_id), at_ms=now_ms())
         print(f"deletion of {job.user_id}: {job.state.value} ({job.mode.value})")
