@@ -52,6 +52,7 @@ from clients.errors import (
     ConnectionLostError,
     ConnectionTerminatedError,
     ForbiddenError,
+    LegalHoldError,
     NotFoundError,
     RequestError,
     _ConnectionLost,
@@ -128,6 +129,7 @@ __all__ = [
     "EventStream",
     "ForbiddenError",
     "HistoryIterator",
+    "LegalHoldError",
     "MemberAction",
     "NotFoundError",
     "PositionLost",
@@ -479,9 +481,11 @@ class Client(GovernanceLayer):
         listed: bool | None = None,
         join_policy: JoinPolicy | None = None,
         history: HistoryMode | None = None,
+        retention_days: int | None = None,
     ) -> SphereSummary:
         """Change the settings given (the others stay). The type and history need the owner;
-        the history may only be narrowed once others have joined."""
+        the history may only be narrowed once others have joined. ``retention_days``: how
+        long messages are kept (at most the server's period; 0: the server's default)."""
         sid = SphereId(sphere_id)
         reply = await self._request(
             lambda ref: UpdateSphere(
@@ -491,6 +495,7 @@ class Client(GovernanceLayer):
                 listed=listed,
                 join_policy=join_policy,
                 history=history,
+                retention_days=retention_days,
                 ref=ref,
             ),
             SphereInfo,

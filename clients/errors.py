@@ -2,7 +2,7 @@
 
 Every refusal is a ``RequestError`` with its ``code``; the common codes also have their own
 subclass (``NotFoundError``, ``ForbiddenError``, ``ConflictError``, ``CharterRequiredError``,
-``BadRequestError``) so an application can catch just the one it handles.
+``LegalHoldError``, ``BadRequestError``) so an application can catch just the one it handles.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ class CharterRequiredError(RequestError):
     ``accept_charter``)."""
 
 
+class LegalHoldError(RequestError):
+    """``legal_hold``: the sphere is under a legal hold; nothing of it may be deleted until an
+    administrator releases the hold (or it ends)."""
+
+
 _BY_CODE: dict[ErrorCode, type[RequestError]] = {
     ErrorCode.BAD_FRAME: BadRequestError,
     ErrorCode.TOO_LARGE: BadRequestError,
@@ -64,6 +69,7 @@ _BY_CODE: dict[ErrorCode, type[RequestError]] = {
     ErrorCode.FORBIDDEN: ForbiddenError,
     ErrorCode.CONFLICT: ConflictError,
     ErrorCode.CHARTER_REQUIRED: CharterRequiredError,
+    ErrorCode.LEGAL_HOLD: LegalHoldError,
 }
 
 

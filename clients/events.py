@@ -9,8 +9,11 @@ Everything that happens in a sphere arrives as a ``Message`` in the sphere's ord
 - ``member``: ``member_id`` now has ``role`` (None: no longer a member) because of ``action``
   (``MemberAction``): ``joined``, ``left``, ``added``, ``removed``, ``role_changed``,
   ``accepted`` (an invitation), ``admitted`` (a join request), ``banned``, ``unbanned``,
-  ``muted`` (until ``until_ms``), ``unmuted``; ``MemberAction.ends_membership`` tells which
-  take the member out (keep a member list current with it);
+  ``muted`` (until ``until_ms``), ``unmuted``, ``deleted`` (the member's account was deleted:
+  the posts it wrote lose their ``author_id``, None from then on, and with the event's
+  ``deleted`` true they are erased too; forget the author of the posts you hold, drop their
+  bodies if erased); ``MemberAction.ends_membership`` tells which take the member out (keep a
+  member list current with it);
 - ``sphere``: the settings after a change (type, listing, join policy, history, charter
   version: a higher ``charter_version`` than the one accepted means the new charter must be
   accepted before reading on: the sphere's subscription then ends with ``Unsubscribed``,

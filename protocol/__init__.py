@@ -58,6 +58,7 @@ from protocol.frames import (
     MAX_LIST_LIMIT,
     MAX_NAME_CHARS,
     MAX_OFFSET,
+    MAX_RETENTION_DAYS,
     PROTOCOL_VERSION,
     Ack,
     AddMember,
@@ -142,6 +143,7 @@ from protocol.governance import (
 )
 from protocol.message import (
     MAX_REACTION_USERS,
+    LegalHold,
     Message,
     ReactionCount,
 )
@@ -184,6 +186,7 @@ __all__ = [
     "MAX_NAME_CHARS",
     "MAX_OFFSET",
     "MAX_REACTION_USERS",
+    "MAX_RETENTION_DAYS",
     "MAX_SERVER_FRAME_BYTES",
     "MIN_INVITATION_S",
     "MIN_MUTE_S",
@@ -236,6 +239,7 @@ __all__ = [
     "JoinRequestList",
     "JsonCodec",
     "Leave",
+    "LegalHold",
     "Limits",
     "ListAudit",
     "ListBans",

@@ -18,6 +18,8 @@ MAX_TOKEN_CHARS = 256
 MAX_NAME_CHARS = 100
 MAX_OFFSET = 2**63 - 1  # fits a signed 64-bit column in every store
 MAX_HISTORY_LIMIT = 200
+# Why: a century is longer than any legal retention duty; past it, "keep forever" is meant.
+MAX_RETENTION_DAYS = 36_500
 # Why: a list reply of this many members or spheres stays far below one frame.
 MAX_LIST_LIMIT = 200
 # Why: a paging cursor is the server's own short token; anything longer is not one.

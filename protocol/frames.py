@@ -23,6 +23,7 @@ from protocol.fields import (
     MAX_NAME_CHARS,
     MAX_OFFSET,
     MAX_REF_CHARS,
+    MAX_RETENTION_DAYS,
     MAX_TOKEN_CHARS,
     PROTOCOL_VERSION,
     Frame,
@@ -33,7 +34,7 @@ from protocol.fields import (
     _ref,
     _text,
 )
-from protocol.message import Message, ReactionCount
+from protocol.message import LegalHold, Message, ReactionCount
 from protocol.types import (
     ConnId,
     HistoryMode,
@@ -55,9 +56,11 @@ __all__ = [
     "MAX_NAME_CHARS",
     "MAX_OFFSET",
     "MAX_REF_CHARS",
+    "MAX_RETENTION_DAYS",
     "MAX_TOKEN_CHARS",
     "PROTOCOL_VERSION",
     "Frame",
+    "LegalHold",
     "Message",
     "ReactionCount",
 ]
@@ -191,6 +194,9 @@ class UpdateSphere(Frame):
     listed: bool | None = None
     join_policy: JoinPolicy | None = None
     history: HistoryMode | None = None  # free while the creator is alone; then only narrowed
+    # Days a message is kept (at most the server's own period, if it sets one); 0: back to the
+    # server's default.
+    retention_days: int | None = _opt_int(0, MAX_RETENTION_DAYS)
     ref: str | None = _ref()
 
 
@@ -280,6 +286,12 @@ class SphereSummary:
     history_from: int | None = None
     charter_accepted: int | None = None
     muted_until_ms: int | None = None
+    # Retention: the sphere's own period in days (None: the server's default applies), the
+    # horizon (the first offset the stream still holds; 0: nothing was removed), and the legal
+    # hold that suspends retention and deletion, if one is set.
+    retention_days: int | None = None
+    retained_from: int = 0
+    legal_hold: LegalHold | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +362,9 @@ class Subscribed(Frame):
     sphere_id: SphereId
     position: StreamPosition
     online: list[UserId]
+    # Set when ``since`` lay below the sphere's retention horizon: the events before this
+    # offset are gone for good, and the replay starts at it.
+    truncated_before: int | None = None
     ref: str | None = None
 
 
@@ -382,6 +397,9 @@ class HistoryPage(Frame):
     sphere_id: SphereId
     messages: list[Message]  # ascending by offset
     has_more: bool
+    # Set when the page reaches below the sphere's retention horizon: the events before this
+    # offset, which the reader could have read, were removed by retention.
+    truncated_before: int | None = None
     ref: str | None = None
 
 

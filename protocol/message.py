@@ -32,6 +32,18 @@ class ReactionCount:
 
 
 @dataclass(frozen=True, slots=True)
+class LegalHold:
+    """A legal hold on a sphere, set by a server administrator: while it lasts, retention
+    removes nothing and no message may be deleted. Its reason is shown to administrators only."""
+
+    since_ms: int
+    until_ms: int | None = None  # None: until an administrator releases it
+
+    def live(self, now_ms: int) -> bool:
+        return self.until_ms is None or self.until_ms > now_ms
+
+
+@dataclass(frozen=True, slots=True)
 class Message(Frame):
     """One event of a sphere's stream, live or replayed.
 
@@ -41,9 +53,9 @@ class Message(Frame):
 
     A ``member`` event says that ``member_id`` (``member_name`` at that time) now has ``role``
     (None: no longer a member) because of ``action``; ``author_id`` is who did it. A ``sphere``
-    event carries the sphere's settings after a change. Neither carries a body. A ``react`` or
-    ``unreact`` event names its post in ``target`` and its ``emoji``; ``pin`` and ``unpin`` name
-    their post in ``target``.
+    event carries the sphere's settings after a change, its retention period and legal hold
+    too. Neither carries a body. A ``react`` or ``unreact`` event names its post in ``target``
+    and its ``emoji``; ``pin`` and ``unpin`` name their post in ``target``.
 
     ``author_id`` is None (absent on the wire) for an event with no author: one the server
     wrote itself (a ``deleted`` member event, an owner it appointed), and everything a deleted
@@ -79,3 +91,5 @@ class Message(Frame):
     history: HistoryMode | None = None
     charter_version: int | None = None
     name: str | None = None
+    retention_days: int | None = None  # None: the server's default applies
+    legal_hold: LegalHold | None = None

@@ -34,11 +34,12 @@ from server.gateway import Gateway
 from server.http_api import API_HEADERS, HttpApi, json_response
 from server.hub import Hub
 from server.metrics import Metrics
-from server.operations import Operations
+from server.operations import Operations, now_ms
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
 from server.privacy.account_deletion import AccountDeletion, DeletionRunner
 from server.privacy.compaction import Compactor
 from server.privacy.export import Exports
+from server.privacy.retention import RetentionJob
 from server.public_page import PublicPages
 from server.ratelimit import (
     LocalWriteLimiter,
@@ -78,6 +79,7 @@ class Runtime:
     metrics: Metrics
     sessions: SessionWatcher
     deletions: DeletionRunner
+    retention: RetentionJob
     compactor: Compactor
 
 
@@ -129,6 +131,17 @@ async def _build(config: Config) -> Runtime:
     registry = SessionRegistry(max_per_user=config.max_connections_per_user)
     watcher = SessionWatcher(store, registry, poll_interval_s=config.session_poll_interval_s)
     await watcher.start()
+    retention = RetentionJob(
+        store,
+        server_days=config.retention_days,
+        node=node,
+        clock=now_ms,
+        batch=config.retention_batch,
+        interval_s=config.retention_interval_s,
+        scrub=store.scrub,
+        metrics=metrics,
+    )
+    await retention.start()
     gateway = Gateway(config, store, hub, operations, metrics, registry)
     metrics.gauge("cloison_connections", "Open WebSocket connections", lambda: gateway.connections)
     metrics.gauge(
@@ -168,7 +181,7 @@ async def _build(config: Config) -> Runtime:
     metrics.gauge(
         "cloison_sessions_ended", "Sessions those changes ended on this node", lambda: watcher.ended
     )
-    deletions = DeletionRunner(store, config, owner=node, publish=hub.publish, scrub=store.scrub)
+    deletions = DeletionRunner(store, config, owner=node, publish=hub.publish)
     await deletions.start()  # resumes every unfinished job
     deletion = AccountDeletion(store, config, registry, wake=deletions.wake)
     compactor = Compactor(store, config.pg_compact_interval_h * 3600 if _postgres(config) else 0)
@@ -189,6 +202,7 @@ async def _build(config: Config) -> Runtime:
         metrics=metrics,
         sessions=watcher,
         deletions=deletions,
+        retention=retention,
         compactor=compactor,
     )
 
@@ -399,6 +413,7 @@ def create_app(config: Config) -> CloisonApp:
             await runtime.hub.aclose()
             await runtime.sessions.aclose()
             await runtime.deletions.aclose()
+            await runtime.retention.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()
             for limiter in runtime.limits.values():

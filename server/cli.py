@@ -245,9 +245,7 @@ def _delete_action(config: Config, ns: argparse.Namespace) -> Action:
         print(f"deletion of {job.user_id}: {job.state.value} ({job.mode.value})")
         if not ns.wait:
             return 0
-        runner = DeletionRunner(
-            accounts.store, config, owner="cli-" + os.urandom(6).hex(), scrub=accounts.store.scrub
-        )
+        runner = DeletionRunner(accounts.store, config, owner="cli-" + os.urandom(6).hex())
         while (state := await runner.run(job.user_id)) is None:  # a gateway runs it
             await asyncio.sleep(1.0)
             current = await deletion.job(OPERATOR_ACTOR, job.user_id)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from protocol import MAX_RETENTION_DAYS
 from server.origins import normalize as normalized_origin
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -263,6 +264,21 @@ class Config:
         metadata={"help": "pause between two batches of a deletion job, so writes go first"},
     )
 
+    # Retention (docs/privacy.md, "Retention and legal hold").
+    retention_days: int = field(
+        default=0,
+        metadata={
+            "help": "days a message is kept before the retention job removes it; a sphere may "
+            "choose fewer (0: keep forever, and spheres choose freely)"
+        },
+    )
+    retention_interval_s: float = field(
+        default=3600.0, metadata={"help": "how often the retention job passes over the spheres"}
+    )
+    retention_batch: int = field(
+        default=500,
+        metadata={"help": "events one retention transaction removes at most (1-10000)"},
+    )
     # Erasure on PostgreSQL: see docs/privacy.md, "Erasure".
     pg_compact_interval_h: float = field(
         default=24.0,
@@ -373,6 +389,12 @@ class Config:
         if not 0 < self.reconcile_interval_s <= MAX_RECONCILE_INTERVAL_S:
             raise ValueError(
                 f"reconcile_interval_s must be above 0 and at most {MAX_RECONCILE_INTERVAL_S}"
+            )
+        if not 0 <= self.retention_days <= MAX_RETENTION_DAYS:
+            raise ValueError(f"retention_days must be between 0 and {MAX_RETENTION_DAYS}")
+        if self.retention_interval_s <= 0 or not 1 <= self.retention_batch <= 10_000:
+            raise ValueError(
+                "retention_interval_s must be positive and retention_batch between 1 and 10000"
             )
         if not self.pg_compact_interval_h >= 0:
             raise ValueError("pg_compact_interval_h must be 0 (never) or more")

@@ -37,6 +37,7 @@ from server.operations import OPERATIONS, Caller, Operations, now_ms
 from server.operations.table import INTEGER_PATH_PARAMS
 from server.privacy.account_deletion import AccountDeletion
 from server.privacy.export import Exports
+from server.privacy.routes import HoldRoutes
 from server.sessions.accounts import Accounts
 from server.sessions.routes import AccountRoutes
 from storage import Store
@@ -51,6 +52,7 @@ STATUS = {
     ErrorCode.CHARTER_REQUIRED: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.CONFLICT: 409,
+    ErrorCode.LEGAL_HOLD: 409,
     ErrorCode.CHARTER_REQUIRED: 403,
     ErrorCode.UNRECOVERABLE_POSITION: 409,
     ErrorCode.TOO_LARGE: 413,
@@ -109,6 +111,14 @@ class HttpApi:
             read_body=self._body,
             respond=json_response,
         )
+        self._holds = HoldRoutes(
+            store,
+            operations.hub,
+            server_days=config.retention_days,
+            guard=self._guard,
+            read_body=self._body,
+            respond=json_response,
+        )
         # The document depends on the code only: built and encoded once.
         self._openapi = orjson.dumps(
             openapi_document(STATUS, version=importlib.metadata.version("cloison"))
@@ -133,7 +143,7 @@ class HttpApi:
             for http in op.http
         ]
         document = Route(DOCUMENT_PATH, self._openapi_document, methods=["GET"])
-        return [*routes, *self._accounts.routes(), document]
+        return [*routes, *self._accounts.routes(), *self._holds.routes(), document]
 
     async def _openapi_document(self, request: Request) -> Response:
         return Response(self._openapi, 200, API_HEADERS, media_type="application/json")

@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 
 from protocol import (
     CloisonError,
@@ -501,12 +502,14 @@ class Hub:
             conn.send(self._subscribed(channel, sub, online, ref))
             return
         sub.last_offset = since
-        conn.send(self._subscribed(channel, sub, online, ref))
+        horizon = sphere.retained_from  # retention removed what lies below it: say so
+        cut = horizon if since + 1 < horizon and sub.floor < horizon else None
+        conn.send(replace(self._subscribed(channel, sub, online, ref), truncated_before=cut))
         await self._replay(channel, sub)
 
     def _subscribed(
         self, channel: SphereChannel, sub: Subscription, online: set[UserId], ref: str | None
-    ) -> Frame:
+    ) -> Subscribed:
         if not access.sees_members(channel.privacy, sub.role):
             online &= {sub.conn.user_id}  # who else is here is the member list again
         return Subscribed(

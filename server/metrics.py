@@ -47,6 +47,11 @@ class Metrics:
             "Repaired events whose live copy arrived afterwards (late, not lost)",
             registry=r,
         )
+        self.retention_deleted = Counter(
+            "cloison_retention_deleted",
+            "Events the retention job removed on this node",
+            registry=r,
+        )
         self.store_errors = Counter(
             "cloison_store_errors", "Requests that failed because the store failed", registry=r
         )

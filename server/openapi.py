@@ -21,6 +21,7 @@ from typing import Any
 
 from protocol import ErrorCode, Frame, RateLimitedError
 from server.operations.table import OPERATIONS, Http, Operation
+from server.privacy.routes import HOLD_ROUTES, HOLD_SCHEMAS
 from server.sessions.routes import ACCOUNT_ROUTES, ACCOUNT_SCHEMAS, AccountRoute
 
 Schema = dict[str, Any]
@@ -321,7 +322,7 @@ def openapi_document(statuses: Mapping[ErrorCode, int], *, version: str) -> Sche
         for http in op.http:
             item = paths.setdefault(http.path, {})
             item[http.method.lower()] = _frame_operation(schemas, op, http, errors)
-    for route in ACCOUNT_ROUTES:
+    for route in (*ACCOUNT_ROUTES, *HOLD_ROUTES):
         item = paths.setdefault(route.path, {})
         item[route.method.lower()] = _account_operation(route, errors)
     paths[DOCUMENT_PATH] = {
@@ -352,6 +353,7 @@ def openapi_document(statuses: Mapping[ErrorCode, int], *, version: str) -> Sche
                 "Error": _error_schema(statuses),
                 **dict(sorted(schemas.components.items())),
                 **ACCOUNT_SCHEMAS,
+                **HOLD_SCHEMAS,
             },
             "responses": error_responses,
         },

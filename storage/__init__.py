@@ -15,6 +15,8 @@
 - ``rows``: rows to records, draft and limit checks, writer counters;
 - ``commit``: what a failed group commit means (rolled back, or outcome unknown);
 - ``migrations``: numbered SQL files per engine and the ``schema_version`` bookkeeping;
+- ``erasure``: the ``Erasure`` protocol (``scrub`` after erasing, ``compact``) and its
+  reports; ``erasure_bench``: ``python -m storage.erasure_bench``, what erasure costs;
 - ``bench``: ``python -m storage.bench``, the durable ingest benchmark of either backend.
 
 ``open_store(url)`` picks the backend from a URL. Other packages import from here only.
@@ -37,6 +39,7 @@ from storage.base import (
     Directory,
     Draft,
     HasSpheresError,
+    LegalHoldRecord,
     MemberChange,
     MemberKey,
     MembershipState,
@@ -97,8 +100,10 @@ from storage.export import (
     ReactionKey,
     ReactionRecord,
 )
+from storage.retention import ExpiryBatch, Retention, RetentionRun, RetentionStatus
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
+from storage.sql.erasure import CompactionRunningError
 
 __all__ = [
     "ACCOUNT_DELETED",
@@ -123,6 +128,7 @@ __all__ = [
     "CheckUpdate",
     "CompactedTable",
     "CompactionReport",
+    "CompactionRunningError",
     "Conversations",
     "DecideAccept",
     "DecideMember",
@@ -137,10 +143,12 @@ __all__ = [
     "EntryKey",
     "Erasure",
     "ErasureStats",
+    "ExpiryBatch",
     "Export",
     "HasSpheresError",
     "InvitationRecord",
     "JoinRequestRecord",
+    "LegalHoldRecord",
     "MemberChange",
     "MemberKey",
     "MemberView",
@@ -154,6 +162,9 @@ __all__ = [
     "ReactionKey",
     "ReactionRecord",
     "ReportRecord",
+    "Retention",
+    "RetentionRun",
+    "RetentionStatus",
     "SessionChange",
     "SettingsChange",
     "SettingsState",

@@ -42,6 +42,10 @@ class AuditAction(StrEnum):
     POST_REPORTED = "post_reported"  # detail: the reason
     ACCOUNT_DELETED = "account_deleted"  # the target's account was deleted (their membership ends)
     SPHERE_EXPORTED = "sphere_exported"  # detail: the archive's counts, never its content
+    RETENTION_CHANGED = "retention_changed"  # detail: the new period in days, or "default"
+    RETENTION_APPLIED = "retention_applied"  # detail: events removed, the new horizon
+    LEGAL_HOLD_SET = "legal_hold_set"  # by a server administrator; detail: until when (ms)
+    LEGAL_HOLD_RELEASED = "legal_hold_released"
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ from storage.deletion import AccountDeletions
 from storage.entry import Entry
 from storage.erasure import Erasure
 from storage.export import Export
+from storage.retention import Retention
 from storage.settings import MemberView, SphereSettings
 
 # What a client is told when a write's outcome is unknown (protocol code ``unknown``).
@@ -164,10 +165,30 @@ class SphereRecord:
     history: HistoryMode = HistoryMode.SINCE_JOINING
     charter_version: int = 0  # 0: no charter
     public_from: int = 0  # the first offset an outsider may read (public spheres)
+    retention_days: int | None = None  # the sphere's own period; None: the server's default
+    retained_from: int = 0  # the retention horizon: the first offset still held (0: all)
+    hold: LegalHoldRecord | None = None
 
     @property
     def position(self) -> StreamPosition:
         return StreamPosition(self.offset, self.epoch)
+
+    def held(self, now_ms: int) -> bool:
+        """Is the sphere under a legal hold at ``now_ms`` (no deletion, no retention)?"""
+        return self.hold is not None and self.hold.live(now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class LegalHoldRecord:
+    """A sphere's legal hold as stored: who set it, why, and until when."""
+
+    since_ms: int
+    until_ms: int | None  # None: until an administrator releases it
+    reason: str
+    set_by: str  # the administrator's user id, or OPERATOR
+
+    def live(self, now_ms: int) -> bool:
+        return self.until_ms is None or self.until_ms > now_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -583,6 +604,7 @@ class Store(
     Charters,
     Entry,
     AccountDeletions,
+    Retention,
     Erasure,
     Export,
     Protocol,

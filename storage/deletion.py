@@ -15,9 +15,9 @@ run twice, so a crash halfway loses nothing and repeats nothing:
    them loses its author and its client-chosen ``message_id``. A batch that finds nothing left
    removes the account's other rows of the sphere (reactions, mentions, invitations, join
    requests, bans, reports, a departed mute) and the names in its past member events;
-4. ``finish_account_deletion``: delete the user's row (its name, its tokens) once no sphere is
-   left, and mark the job done. The row of a done job stays: the user id is never reused and a
-   second request answers it.
+4. ``remove_deleted_user``: delete the user's row (its name, its tokens) once no sphere is
+   left; then (the store's files scrubbed) ``finish_account_deletion`` marks the job done. The
+   row of a done job stays: the user id is never reused and a second request answers it.
 
 Each step finds its work in the rows themselves (an event still carrying the author, a member
 row still there), so running one twice finds nothing the second time. ``claim_account_deletion``
@@ -122,10 +122,19 @@ class AccountDeletions(Protocol):
         ...
 
     async def remove_deleted_member(
-        self, user_id: UserId, sphere_id: SphereId, *, actor: str, now_ms: int
+        self,
+        user_id: UserId,
+        sphere_id: SphereId,
+        *,
+        actor: str,
+        now_ms: int,
+        keep_empty: bool = False,
     ) -> list[Message]:
         """End the account's membership of the sphere (see the module's docstring) and move
         the sphere to the content step, in one transaction, under the sphere's lock.
+
+        With ``keep_empty`` (the sphere is under a legal hold) a sphere the account was the
+        last member of is kept, without members; the content step deletes it once it runs.
 
         Returns:
             The events to publish, in order: a ``role_changed`` event for a new owner, then
@@ -135,21 +144,27 @@ class AccountDeletions(Protocol):
         ...
 
     async def erase_deleted_content(
-        self, user_id: UserId, sphere_id: SphereId, mode: DeletionMode, limit: int
+        self, user_id: UserId, sphere_id: SphereId, mode: DeletionMode, limit: int, *, now_ms: int
     ) -> int:
         """Rewrite up to ``limit`` events the account wrote in the sphere, in one transaction.
 
         Returns:
             How many were rewritten; 0 when none was left, in which case the account's other
-            rows of the sphere were removed and the sphere's step is done.
+            rows of the sphere were removed (the whole sphere, if it has no member left) and
+            the sphere's step is done.
         """
+        ...
+
+    async def remove_deleted_user(self, user_id: UserId) -> bool:
+        """Delete the user's row (its name), its tokens and the mentions of it, if no sphere of
+        the job is left (True). A membership made since the scan sends its sphere back to the
+        membership step instead (False)."""
         ...
 
     async def finish_account_deletion(
         self, user_id: UserId, *, now_ms: int, audit: AuditEntry
-    ) -> bool:
-        """Delete the user's row and mark the job done, with ``audit``, if no sphere of the job
-        is left (True); otherwise change nothing (False)."""
+    ) -> None:
+        """Mark the job done and write ``audit`` (once: a done job stays as it is)."""
         ...
 
     async def set_deletion_state(self, user_id: UserId, state: DeletionState) -> None:

@@ -31,7 +31,8 @@ class CompactedTable:
     bytes_before: int
     bytes_after: int
     # Why nothing was rewritten: "locked" (its lock was held too long), "too long" (the
-    # rewrite would have held appends up past the bound, and was cancelled); "" if rewritten.
+    # rewrite would have held appends up past the bound, and was cancelled), "readers"
+    # (SQLite: readers held the write-ahead log); "" if rewritten.
     skipped: str = ""
 
 
@@ -54,18 +55,20 @@ class Erasure(Protocol):
 
         SQLite: checkpoints and truncates the write-ahead log (readers that hold it make the
         store retry in the background: ``erasure_stats.scrub_pending``). PostgreSQL: nothing
-        at once; the bytes go at the next ``compact``. A message delete and a sphere deletion
-        scrub by themselves before they are acknowledged.
+        at once; the bytes go at the next ``compact``. A message delete or edit and a sphere
+        deletion scrub by themselves before they are acknowledged.
         """
         ...
 
     async def compact(self, *, max_stall_s: float | None = None) -> CompactionReport:
         """Rewrite the storage so that no erased byte is left in its files.
 
-        SQLite: a scrub (pages are zeroed as they are freed). PostgreSQL: ``VACUUM (FULL)``
-        of every table of the store's schema, one at a time; each is locked while it is
-        rewritten. With ``max_stall_s``, a table whose rewrite takes longer is left as it was
-        (the rewrite is cancelled, so writes wait at most that long): see the report.
+        SQLite: a scrub (pages are zeroed as they are freed), reported as one entry, the
+        write-ahead log, skipped (``"readers"``) if readers kept it from completing.
+        PostgreSQL: ``VACUUM (FULL)`` of every table of the store's schema, one at a time;
+        each is locked while it is rewritten. With ``max_stall_s``, a table whose rewrite
+        takes longer is left as it was (the rewrite is cancelled, so writes wait at most that
+        long): see the report.
 
         Raises:
             StoreError: the database failed, or another process is compacting it.

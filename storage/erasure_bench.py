@@ -10,7 +10,8 @@ Fills a store with N posts (random 80-character bodies), then:
   the compaction held appends up).
 - SQLite (no ``--url``; a temporary file): deletes D posts one at a time, each with posts
   between, and prints the latency of a delete's acknowledgement (its checkpoint included)
-  beside that of a post.
+  beside that of a post; then runs 20 appenders and 4 history readers for 5 s, without and
+  with a delete every 50 ms, and prints the throughput and latency of the posts.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import secrets
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -34,6 +36,11 @@ from storage.sqlite import SqliteStore
 FILL_WRITERS = 100
 # Time allowed for the whole run; a stalled database fails the benchmark rather than hang it.
 RUN_TIMEOUT_S = 900.0
+# The SQLite load phase: appenders and history readers for LOAD_S, with and without deletes.
+LOAD_WRITERS = 20
+LOAD_READERS = 4
+LOAD_S = 5.0
+DELETE_EVERY_S = 0.05
 
 
 async def _fill(store: Store, events: int) -> tuple[UserId, SphereId, list[int]]:
@@ -110,7 +117,7 @@ async def _postgres(url: str, args: argparse.Namespace) -> str:
         lines.append(
             f"  {table.table:<18} {table.seconds * 1e3:8.1f} ms"
             f"  {table.bytes_before / 2**20:7.1f} MiB -> {table.bytes_after / 2**20:7.1f} MiB"
-            + ("  SKIPPED (lock)" if table.skipped else "")
+            + (f"  skipped ({table.skipped})" if table.skipped else "")
         )
     lines.append(
         f"  appends meanwhile {len(waits)} ({failed} failed), longest"
@@ -126,9 +133,8 @@ async def _sqlite(path: Path, args: argparse.Namespace) -> str:
         author, sphere_id, offsets = await _fill(store, args.events)
         posts: list[float] = []
         deletes: list[float] = []
-        for n, target in enumerate(
-            offsets[:: max(1, len(offsets) // args.deletes)][: args.deletes]
-        ):
+        chosen = offsets[:: max(1, len(offsets) // args.deletes)][: args.deletes]
+        for n, target in enumerate(chosen):
             for m in range(10):  # posts between deletes: frames for the checkpoint to copy
                 started = time.perf_counter()
                 await store.append(sphere_id, _post(author, f"x{n}-{m}"))
@@ -137,15 +143,62 @@ async def _sqlite(path: Path, args: argparse.Namespace) -> str:
             await store.append(sphere_id, _delete(author, target))
             deletes.append(time.perf_counter() - started)
         stats = store.erasure_stats
-    finally:
-        await store.aclose()
-    return "\n".join(
-        [
+        lines = [
             f"sqlite scrub: {args.events} posts, {len(deletes)} deletes one at a time",
             f"  post ack    p50 {_ms(posts, 50)}, p99 {_ms(posts, 99)}",
             f"  delete ack  p50 {_ms(deletes, 50)}, p99 {_ms(deletes, 99)} (checkpoint included)",
             f"  scrubs      {stats.scrubs} completed, pending at the end: {stats.scrub_pending}",
         ]
+        deleted = set(chosen)
+        rest = (offset for offset in offsets if offset not in deleted)
+        for deleting in (False, True):
+            lines.append(await _under_load(store, author, sphere_id, rest if deleting else None))
+    finally:
+        await store.aclose()
+    return "\n".join(lines)
+
+
+async def _under_load(
+    store: Store, author: UserId, sphere_id: SphereId, targets: Iterator[int] | None
+) -> str:
+    """LOAD_WRITERS appenders and LOAD_READERS history readers for LOAD_S; with ``targets``,
+    a delete of the next one every DELETE_EVERY_S (each followed by its checkpoint)."""
+    stop = time.monotonic() + LOAD_S
+    latencies: list[float] = []
+    scrubs = store.erasure_stats.scrubs
+    tag = secrets.token_hex(4)
+
+    async def writer(w: int) -> None:
+        n = 0
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            await store.append(sphere_id, _post(author, f"{tag}-{w}-{n}"))
+            latencies.append(time.perf_counter() - started)
+            n += 1
+
+    async def reader() -> None:
+        while time.monotonic() < stop:
+            await store.history(sphere_id, before=None, after=None, limit=100)
+
+    async def deleter() -> None:
+        for target in targets or ():
+            if time.monotonic() >= stop:
+                return
+            await store.append(sphere_id, _delete(author, target))
+            await asyncio.sleep(DELETE_EVERY_S)
+
+    async with asyncio.TaskGroup() as group:
+        for w in range(LOAD_WRITERS):
+            group.create_task(writer(w))
+        for _ in range(LOAD_READERS):
+            group.create_task(reader())
+        group.create_task(deleter())
+    what = f"a delete every {DELETE_EVERY_S * 1e3:.0f} ms" if targets else "no delete"
+    return (
+        f"  under load, {what}: {len(latencies) / LOAD_S:,.0f} posts/s ({LOAD_WRITERS} writers,"
+        f" {LOAD_READERS} history readers), ack p50 {_ms(latencies, 50)},"
+        f" p99 {_ms(latencies, 99)}; scrubs {store.erasure_stats.scrubs - scrubs},"
+        f" pending {store.erasure_stats.scrub_pending}"
     )
 
 

@@ -12,6 +12,7 @@ from protocol import (
     EventKind,
     HistoryMode,
     JoinPolicy,
+    LegalHold,
     MemberAction,
     Message,
     MessageId,
@@ -21,7 +22,7 @@ from protocol import (
     SphereSummary,
     UserId,
 )
-from storage.base import AppendResult, Draft, MemberChange, SphereRecord
+from storage.base import AppendResult, Draft, LegalHoldRecord, MemberChange, SphereRecord
 from storage.settings import SphereSettings
 
 # Every column of an events row, in the order ``to_message`` reads them.
@@ -29,7 +30,7 @@ EVENT_COLUMNS = (
     "sphere_id, stream_offset, kind, message_id, author_id, ts_ms, body, target, edited_ms, "
     "deleted, member_id, member_name, member_role, member_action, privacy, reply_to, emoji, "
     "mentions, pinned, sphere_name, listed, join_policy, history_mode, charter_version, "
-    "until_ms"
+    "until_ms, retention_days, hold_since_ms, hold_until_ms"
 )
 EVENT_WIDTH = len(EVENT_COLUMNS.split(", "))
 # The columns the group commit sets (posts, edits, deletes, reactions, pins; others stay NULL).
@@ -140,7 +141,14 @@ def sphere_event(after: SphereRecord, actor_id: UserId, now_ms: int) -> Message:
         history=after.history,
         charter_version=after.charter_version,
         name=after.name,
+        retention_days=after.retention_days,
+        legal_hold=public_hold(after.hold),
     )
+
+
+def public_hold(hold: LegalHoldRecord | None) -> LegalHold | None:
+    """A legal hold as members see it: when it began and ends, not why."""
+    return None if hold is None else LegalHold(hold.since_ms, hold.until_ms)
 
 
 def joined_from(history: HistoryMode, offset: int) -> int:
@@ -207,6 +215,9 @@ def event_row(event: Message) -> tuple[Any, ...]:
         event.history.value if event.history is not None else None,
         event.charter_version,
         event.until_ms,
+        event.retention_days,
+        None if event.legal_hold is None else event.legal_hold.since_ms,
+        None if event.legal_hold is None else event.legal_hold.until_ms,
     )
 
 
@@ -238,6 +249,9 @@ def to_message(row: Any) -> Message:
         history,
         charter_version,
         until_ms,
+        retention_days,
+        hold_since_ms,
+        hold_until_ms,
     ) = row
     return Message(
         sphere_id=SphereId(sphere_id),
@@ -265,6 +279,8 @@ def to_message(row: Any) -> Message:
         charter_version=charter_version,
         name=sphere_name,
         until_ms=until_ms,
+        retention_days=retention_days,
+        legal_hold=None if hold_since_ms is None else LegalHold(hold_since_ms, hold_until_ms),
     )
 
 
@@ -280,7 +296,8 @@ def read_mentions(column: str | None) -> list[UserId] | None:
 # The columns of a sphere row, in the order ``to_sphere`` reads them.
 SPHERE_COLUMNS = (
     "sphere_id, name, privacy, epoch, last_offset, created_ms, listed, join_policy, "
-    "history_mode, charter_version, public_from"
+    "history_mode, charter_version, public_from, retention_days, retained_from, hold_since_ms, "
+    "hold_until_ms, hold_reason, hold_by"
 )
 SPHERE_WIDTH = len(SPHERE_COLUMNS.split(", "))
 
@@ -311,7 +328,18 @@ def to_sphere(row: Any) -> SphereRecord:
         history,
         charter_version,
         public_from,
+        retention_days,
+        retained_from,
+        hold_since_ms,
+        hold_until_ms,
+        hold_reason,
+        hold_by,
     ) = row
+    hold = (
+        None
+        if hold_since_ms is None
+        else LegalHoldRecord(hold_since_ms, hold_until_ms, hold_reason or "", hold_by or "")
+    )
     return SphereRecord(
         sphere_id,
         name,
@@ -324,6 +352,9 @@ def to_sphere(row: Any) -> SphereRecord:
         history=HistoryMode(history),
         charter_version=charter_version,
         public_from=public_from,
+        retention_days=retention_days,
+        retained_from=retained_from,
+        hold=hold,
     )
 
 
@@ -339,6 +370,9 @@ def summary_of(sphere: SphereRecord) -> SphereSummary:
         join_policy=sphere.join_policy,
         history=sphere.history,
         charter_version=sphere.charter_version,
+        retention_days=sphere.retention_days,
+        retained_from=sphere.retained_from,
+        legal_hold=public_hold(sphere.hold),
     )
 
 

@@ -27,6 +27,7 @@ class SphereSettings:
     listed: bool
     join_policy: JoinPolicy
     history: HistoryMode
+    retention_days: int | None = None  # None: the server's default period applies
 
 
 def default_settings(name: str, privacy: Privacy) -> SphereSettings:

@@ -231,6 +231,8 @@ export class ChatRendering {
         return `${who} added ${member}`;
       case "removed":
         return `${who} removed ${member}`;
+      case "deleted":
+        return `the account of ${member} was deleted`;
       default:
         return `${who} made ${member} ${event.role}`;
     }

@@ -101,6 +101,7 @@ export class ChatTimeline extends ChatRendering {
     }
     const userId = event.member_id;
     if (event.member_name) this.names.set(userId, event.member_name);
+    if (event.action === "deleted") this.forgetAuthor(view, userId, event.deleted);
     const known = view.members.find((m) => m.user_id === userId);
     const others = view.members.filter((m) => m.user_id !== userId);
     let mutedUntil = known?.mutedUntil ?? null;
@@ -118,6 +119,22 @@ export class ChatTimeline extends ChatRendering {
       if (wait > 0 && wait < 2 ** 31) setTimeout(() => this.renderComposer(this.active()), wait);
     }
     if (view.sphereId === this.activeId) this.renderPeople(view);
+  }
+
+  /**
+   * A deleted account (docs/protocol.md, section 24): its events here lose their author, and
+   * its posts their text when the server erases them (the event's ``deleted``).
+   */
+  forgetAuthor(view, userId, erased) {
+    for (const post of view.posts.values()) {
+      if (post.author_id !== userId) continue;
+      delete post.author_id;
+      if (erased && post.kind === "post") {
+        post.deleted = true;
+        delete post.body;
+      }
+    }
+    if (view.sphereId === this.activeId) this.renderActive();
   }
 
   applySettings(view, event) {

@@ -332,6 +332,7 @@ export class Chat extends ChatTimeline {
   }
 
   displayName(userId) {
+    if (!userId) return "deleted user"; // an event without author: what a deleted account left
     return this.names.get(userId) ?? `user ${userId.slice(-6)}`;
   }
 }

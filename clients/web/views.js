@@ -59,7 +59,7 @@ export function postItem(post, options) {
   item.classList.toggle("deleted", Boolean(post.deleted));
 
   const author = el("span", { className: "msg-author" }, authorName);
-  author.dataset.authorId = post.author_id;
+  if (post.author_id) author.dataset.authorId = post.author_id;
   const meta = el("p", { className: "msg-meta" }, author, " ", timeElement(post.ts_ms));
   if (post.edited_ms && !post.deleted) {
     const edited = el("span", { className: "msg-edited" }, "(edited)");

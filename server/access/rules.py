@@ -311,8 +311,13 @@ def deciding_settings(
     listed: bool | None,
     join_policy: JoinPolicy | None,
     history: HistoryMode | None,
+    retention_days: int | None = None,
+    retention_ceiling_days: int = 0,
 ) -> DecideSettings:
     """Changing a sphere's settings; fields left None are kept.
+
+    ``retention_days`` 0 returns the sphere to the server's default period; a period longer
+    than ``retention_ceiling_days`` (the server's ``--retention-days``, 0: none) is refused.
 
     A change between a sealed type (private, restricted) and a visible one (open, public)
     takes the new type's listing and join policy unless the request names them. Each right
@@ -323,7 +328,10 @@ def deciding_settings(
     def decide(state: SettingsState) -> SettingsChange | None:
         sphere, role = state.sphere, state.actor_role
         wanted = {
-            Right.EDIT_SETTINGS: name is not None or listed is not None or join_policy is not None,
+            Right.EDIT_SETTINGS: name is not None
+            or listed is not None
+            or join_policy is not None
+            or retention_days is not None,
             Right.CHANGE_TYPE: privacy is not None,
             Right.CHANGE_HISTORY: history is not None,
         }
@@ -342,6 +350,9 @@ def deciding_settings(
             listed=base.listed if listed is None else listed,
             join_policy=join_policy or base.join_policy,
             history=history or sphere.history,
+            retention_days=sphere.retention_days
+            if retention_days is None
+            else check_retention(retention_days, retention_ceiling_days),
         )
         unfit = unfit_setting(after.privacy, after.listed, after.join_policy)
         if unfit is not None:
@@ -369,7 +380,39 @@ def _audits(sphere: SphereRecord, after: SphereSettings) -> tuple[tuple[AuditAct
         audits.append((AuditAction.TYPE_CHANGED, after.privacy.value))
     if after.history is not sphere.history:
         audits.append((AuditAction.HISTORY_CHANGED, after.history.value))
+    if after.retention_days != sphere.retention_days:
+        audits.append((AuditAction.RETENTION_CHANGED, str(after.retention_days or "default")))
     return tuple(audits)
+
+
+LEGAL_HOLD = "this sphere is under a legal hold: nothing of it may be deleted until it ends"
+
+
+def require_no_hold(sphere: SphereRecord, now_ms: int) -> None:
+    """Deleting messages or the sphere: refused, for authors and moderators alike, while a
+    server administrator's legal hold lasts.
+
+    Raises:
+        CloisonError: ``legal_hold``.
+    """
+    if sphere.held(now_ms):
+        raise CloisonError(LEGAL_HOLD, code=ErrorCode.LEGAL_HOLD)
+
+
+def check_retention(days: int, ceiling_days: int) -> int | None:
+    """A sphere's retention period as asked (0: the server's default, stored as None).
+
+    Raises:
+        CloisonError: ``conflict`` for a period longer than the server's ceiling.
+    """
+    if days == 0:
+        return None
+    if ceiling_days and days > ceiling_days:
+        raise CloisonError(
+            f"this server keeps messages at most {ceiling_days} days; choose that or fewer",
+            code=ErrorCode.CONFLICT,
+        )
+    return days
 
 
 def check_charter(privacy: Privacy, role: Role | None) -> None:

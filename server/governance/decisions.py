@@ -14,8 +14,10 @@ store read under the sphere's lock (see ``server.access.rules``): the actor's ri
 
 from __future__ import annotations
 
+import time
+
 from protocol import CloisonError, ErrorCode, JoinPolicy, MemberAction, Role, UserId
-from server.access import Right, require, require_right
+from server.access import Right, require, require_no_hold, require_right
 from server.access.rights import STAFF
 from storage import (
     AuditAction,
@@ -183,3 +185,4 @@ def check_delete(sphere: SphereRecord, role: Role | None) -> None:
     require_right(
         Right.DELETE_SPHERE, sphere.privacy, role, message="only owners may delete a sphere"
     )
+    require_no_hold(sphere, time.time_ns() // 1_000_000)

@@ -52,7 +52,7 @@ class Operations:
         config: Config,
     ) -> None:
         self._store = store
-        self._hub = hub
+        self._hub = self.hub = hub
         self._limits = limits
         self._deps = deps = Deps(store, hub, config)
         self.spheres = SphereHandlers(deps)

@@ -28,7 +28,7 @@ from protocol import (
     Unsubscribed,
 )
 from server import paging
-from server.access import Granted, Right, require_right, sees_members
+from server.access import Granted, Right, require_no_hold, require_right, sees_members
 from server.operations.context import (
     Caller,
     Deps,
@@ -40,7 +40,7 @@ from server.operations.context import (
     now_ms,
 )
 from server.ratelimit import RateLimiter
-from storage import Draft
+from storage import Draft, Store
 
 # Why: one page is what a chat client shows at once; the protocol caps it at 200.
 DEFAULT_HISTORY_LIMIT = 50
@@ -159,8 +159,20 @@ class MessageHandlers:
             codec=self._deps.codec(caller),
         )
         has_more = has_more or trimmed
+        truncated = None
+        # Only a page that reaches the oldest end of what the reader may read can meet the
+        # retention horizon: then it says so, rather than look like the beginning.
+        if frame.after is not None or not has_more:
+            sphere = grant.sphere or await self._store.get_sphere(frame.sphere_id)
+            start = frame.after + 1 if frame.after is not None else 0
+            if sphere is not None and sphere.retained_from > max(grant.floor, start, 1):
+                truncated = sphere.retained_from
         return HistoryPage(
-            sphere_id=frame.sphere_id, messages=messages, has_more=has_more, ref=frame.ref
+            sphere_id=frame.sphere_id,
+            messages=messages,
+            has_more=has_more,
+            truncated_before=truncated,
+            ref=frame.ref,
         )
 
     async def _mark_read(self, caller: Caller, frame: MarkRead, grant: Granted | None) -> Frame:
@@ -206,4 +218,13 @@ class MessageHandlers:
 
     async def _delete(self, caller: Caller, frame: Delete, grant: Granted) -> PreparedWrite:
         await self.target_post(caller, frame.sphere_id, frame.target, grant, moderate=True)
+        await refuse_under_hold(self._store, frame.sphere_id)
         return draft_of(caller, frame, EventKind.DELETE, target=frame.target)
+
+
+async def refuse_under_hold(store: Store, sphere_id: SphereId) -> None:
+    """Refuse a deletion in a sphere under a live legal hold (``legal_hold``), read from the
+    store: a hold is set outside the sphere's channel and holds from its commit on."""
+    sphere = await store.get_sphere(sphere_id)
+    if sphere is not None:
+        require_no_hold(sphere, now_ms())

@@ -121,6 +121,8 @@ class SphereHandlers:
             listed=frame.listed,
             join_policy=frame.join_policy,
             history=frame.history,
+            retention_days=frame.retention_days,
+            retention_ceiling_days=self._deps.config.retention_days,
         )
         updated, event = await self._store.update_sphere(
             frame.sphere_id, caller.user.user_id, decide, now_ms=now_ms()

@@ -284,7 +284,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         UpdateSphere,
         RateClass.SPHERE_ADMIN,
-        "Change a sphere's name, listing, join policy, type or history.",
+        "Change a sphere's name, listing, join policy, retention period, type or history.",
         _M.EDIT_SETTINGS,
         when=(
             ("name", _M.EDIT_SETTINGS),

@@ -28,7 +28,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from protocol import CloisonError, ErrorCode, Message, ProtocolViolation, SphereId, UserId
+from protocol import (
+    CloisonError,
+    ErrorCode,
+    EventKind,
+    Message,
+    ProtocolViolation,
+    SphereId,
+    UserId,
+)
 from server.config import Config
 from server.sessions.accounts import Actor
 from server.sessions.registry import DISABLED, SessionRegistry
@@ -54,7 +62,6 @@ SPHERE_PAGE = 100
 JOBS_PER_LOOK = 100
 
 Publish = Callable[[Message], Awaitable[None]]
-Scrub = Callable[[], Awaitable[None]]
 # Is the sphere under a legal hold at this time (ms)? Its content then waits.
 LegalHold = Callable[[SphereId, int], Awaitable[bool]]
 
@@ -66,10 +73,6 @@ def now_ms() -> int:
 async def no_hold(sphere_id: SphereId, at_ms: int) -> bool:
     """The legal hold seam until holds exist: no sphere is ever held."""
     return False
-
-
-async def no_scrub() -> None:
-    """The erasure seam until the store scrubs its files: nothing more to do."""
 
 
 _MS = {"type": "integer", "minimum": 0}
@@ -184,16 +187,14 @@ class DeletionRunner:
         *,
         owner: str,
         publish: Publish | None = None,
-        scrub: Scrub = no_scrub,
         held: LegalHold = no_hold,
     ) -> None:
         """``owner`` names this process in leases; ``publish`` hands the member events to
         the live path (None: the nodes catch up on their own, within their reconcile
-        interval); ``scrub`` runs after every batch that erased content."""
+        interval); ``held`` tells the spheres under a legal hold."""
         self._store = store
         self._owner = owner
         self._publish = publish
-        self._scrub = scrub
         self._held = held
         self._batch = config.account_deletion_batch
         self._pause_s = config.account_deletion_pause_s
@@ -255,8 +256,10 @@ class DeletionRunner:
         audit = AuditEntry(
             job.requested_by, ACCOUNT_DELETED, user_id, now_ms(), detail=job.mode.value
         )
-        if not await self._store.finish_account_deletion(user_id, now_ms=now_ms(), audit=audit):
+        if not await self._store.remove_deleted_user(user_id):
             return await self._run_job(user_id)  # a membership made meanwhile: once more
+        await self._store.scrub()  # the name leaves the files before the job is done
+        await self._store.finish_account_deletion(user_id, now_ms=now_ms(), audit=audit)
         logger.info("account deleted", extra={"user_id": user_id})
         return DeletionState.DONE
 
@@ -276,9 +279,16 @@ class DeletionRunner:
         store, user_id = self._store, job.user_id
         while spheres := await store.deletion_spheres(user_id, SphereStep.MEMBERSHIP, SPHERE_PAGE):
             for sphere_id in spheres:
+                # A held sphere the account was the last member of waits, empty, for its hold.
                 events = await store.remove_deleted_member(
-                    user_id, sphere_id, actor=job.requested_by, now_ms=now_ms()
+                    user_id,
+                    sphere_id,
+                    actor=job.requested_by,
+                    now_ms=now_ms(),
+                    keep_empty=await self._held(sphere_id, now_ms()),
                 )
+                if any(e.kind is EventKind.SPHERE for e in events):
+                    await store.scrub()  # a sphere left empty went, with all its text
                 if self._publish is not None:
                     for event in events:
                         await self._publish(event)
@@ -295,11 +305,13 @@ class DeletionRunner:
                 if await self._held(sphere_id, now_ms()):
                     held = True
                     continue
-                while await store.erase_deleted_content(user_id, sphere_id, job.mode, self._batch):
-                    await self._scrub()  # before the batch counts as done
+                while await store.erase_deleted_content(
+                    user_id, sphere_id, job.mode, self._batch, now_ms=now_ms()
+                ):
+                    await store.scrub()  # the erased bytes leave the files first
                     await self._renewed(user_id)
                     await asyncio.sleep(self._pause_s)
-                await self._scrub()
+                await store.scrub()
             after = spheres[-1]
         return held
 

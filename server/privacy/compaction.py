@@ -15,7 +15,7 @@ import contextlib
 import logging
 
 from protocol import CloisonError
-from storage import CompactionReport, Store
+from storage import CompactionReport, CompactionRunningError, Store
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ async def compact_once(store: Store, *, max_stall_s: float | None) -> Compaction
     """One compaction, logged; None if it failed."""
     try:
         report = await store.compact(max_stall_s=max_stall_s)
+    except CompactionRunningError:  # another node's turn: the schedule's normal case
+        logger.info("compaction skipped: another process is compacting the store")
+        return None
     except CloisonError as exc:
         logger.warning("compaction not done: %s", exc.message)
         return None

@@ -267,6 +267,8 @@ class Accounts:
         _require_admin(actor)
         if disabled and user_id == actor.actor_id:
             raise CloisonError("you cannot disable yourself", code=ErrorCode.CONFLICT)
+        if not disabled and await self._store.get_account_deletion(user_id) is not None:
+            raise CloisonError("this account is deleted, or being deleted", code=ErrorCode.CONFLICT)
         action = "user_disabled" if disabled else "user_enabled"
         user = await self._store.set_user_disabled(
             user_id, disabled, now_ms=now_ms, audit=AuditEntry(actor.actor_id, action, None, now_ms)

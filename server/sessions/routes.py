@@ -339,7 +339,8 @@ class AccountRoute:
 
     method: str
     path: str
-    handler: Callable[[AccountRoutes, Request, Principal], Awaitable[Response]]
+    # A method of the routes class that serves the table (AccountRoutes, or another's).
+    handler: Callable[[Any, Request, Principal], Awaitable[Response]]
     summary: str
     reply: Schema  # JSON Schema of the success body
     status: int = 200

@@ -19,5 +19,8 @@ only their dialect: connections, transactions, threads or pool, locks, error tra
 - ``moderation``: ``SqlModeration``, bans, mutes, transfers of ownership and the deletion of a
   sphere with all its rows;
 - ``queue``: ``AppendQueue``, the bounded queue of appends and the group writer task, with the
-  one backpressure rule of both engines.
+  one backpressure rule of both engines;
+- ``erasure``: what each engine does so that erased text leaves its files: SQLite's scrub
+  (``Scrubber``: checkpoints after erasures, retried while readers hold the log), PostgreSQL's
+  compaction (``compact_postgres``).
 """

@@ -17,7 +17,7 @@ from typing import Any
 
 from protocol import EventKind, MemberAction, Message, Role, SphereId, UserId
 from storage.audit import AuditAction, SphereAuditEntry
-from storage.base import AuditEntry, ChangeKind, SphereRecord
+from storage.base import OPERATOR, AuditEntry, ChangeKind, SphereRecord
 from storage.deletion import (
     DELETION_REQUESTED,
     DeletionJob,
@@ -95,7 +95,7 @@ _TEMPLATES = {
           AND (lease_owner IS NULL OR lease_owner = ? OR lease_until_ms <= ?)
         RETURNING user_id
     """,
-    "cursor": "SELECT sphere_cursor, mode FROM account_deletions WHERE user_id = ?",
+    "cursor": "SELECT sphere_cursor, mode, requested_by FROM account_deletions WHERE user_id = ?",
     "sphere_page": "SELECT sphere_id FROM spheres WHERE sphere_id > ? ORDER BY sphere_id LIMIT ?",
     "record_spheres": f"""
         INSERT INTO account_deletion_spheres (user_id, sphere_id, step)
@@ -142,19 +142,18 @@ _TEMPLATES = {
     "done": """
         UPDATE account_deletions
         SET state = 'done', done_ms = ?, lease_owner = NULL, lease_until_ms = NULL
-        WHERE user_id = ?
+        WHERE user_id = ? AND state <> 'done' RETURNING user_id
     """,
     "set_state": "UPDATE account_deletions SET state = ? WHERE user_id = ? AND state <> 'done'",
 }
 # What the account left in a sphere besides its events, removed once those are rewritten;
-# parameters: the sphere, then the user (twice for invitations).
+# parameters: the sphere, then the user.
 _SPHERE_ROWS = {
     "unname": "UPDATE events SET member_name = NULL "
     "WHERE sphere_id = ? AND kind = 'member' AND member_id = ?",
     "reactions": "DELETE FROM reactions WHERE sphere_id = ? AND user_id = ?",
     "mentions": "DELETE FROM mentions WHERE sphere_id = ? AND user_id = ?",
-    "invitations": "DELETE FROM invitations WHERE sphere_id = ? AND (invitee_id = ? "
-    "OR inviter_id = ?)",
+    "invitations": "DELETE FROM invitations WHERE sphere_id = ? AND ? IN (invitee_id, inviter_id)",
     "requests": "DELETE FROM join_requests WHERE sphere_id = ? AND user_id = ?",
     "bans": "DELETE FROM bans WHERE sphere_id = ? AND user_id = ?",
     "reports": "DELETE FROM reports WHERE sphere_id = ? AND reporter_id = ?",
@@ -307,7 +306,13 @@ class SqlAccountDeletions(SqlModeration):
         return [SphereId(row[0]) for row in rows]
 
     async def remove_deleted_member(
-        self, user_id: UserId, sphere_id: SphereId, *, actor: str, now_ms: int
+        self,
+        user_id: UserId,
+        sphere_id: SphereId,
+        *,
+        actor: str,
+        now_ms: int,
+        keep_empty: bool = False,
     ) -> list[Message]:
         d, q = self._d, self._q
         async with self._writing() as db:
@@ -325,10 +330,12 @@ class SqlAccountDeletions(SqlModeration):
                     owners = await db.fetch(d.owners, sphere_id)
                     if owners[0][0] == 1:
                         successor = await db.fetch(d.successor, sphere_id, user_id)
-                        if not successor:
+                        if not successor and not keep_empty:
                             return [await self._delete_emptied(db, sphere, user_id, actor, now_ms)]
-                        events.append(await self._promote(db, sphere, successor[0], actor, now_ms))
-                        sphere = dataclasses.replace(sphere, offset=sphere.offset + 1)
+                        if successor:
+                            promoted = await self._promote(db, sphere, successor[0], actor, now_ms)
+                            events.append(promoted)
+                            sphere = dataclasses.replace(sphere, offset=promoted.offset)
                 events.append(await self._remove(db, sphere, user_id, erase, actor, now_ms))
             await db.fetch(d.set_step, SphereStep.CONTENT.value, user_id, sphere_id)
         return events
@@ -408,19 +415,26 @@ class SqlAccountDeletions(SqlModeration):
         )
 
     async def erase_deleted_content(
-        self, user_id: UserId, sphere_id: SphereId, mode: DeletionMode, limit: int
+        self, user_id: UserId, sphere_id: SphereId, mode: DeletionMode, limit: int, *, now_ms: int
     ) -> int:
         check_limit(limit)
-        d = self._d
+        d, q = self._d, self._q
         async with self._writing() as db:
-            if not await db.fetch(self._q.lock_sphere, sphere_id):
+            locked = await db.fetch(q.lock_sphere, sphere_id)
+            if not locked:
                 await db.fetch(d.set_step, SphereStep.DONE.value, user_id, sphere_id)
                 return 0
             rows = await db.fetch(d.authored, sphere_id, user_id, limit)
+            if not rows and not (await db.fetch(q.count_members, sphere_id))[0][0]:
+                # Kept empty while a legal hold held it: it goes now, as it would have then
+                # (outside readers still subscribed are closed when their node finds it gone).
+                jobs = await db.fetch(d.cursor, user_id)
+                actor = jobs[0][2] if jobs else OPERATOR
+                await self._delete_emptied(db, to_sphere(locked[0]), user_id, actor, now_ms)
+                return 0
             if not rows:
                 for sql in d.sphere_rows:
-                    extra = [user_id] if "inviter_id" in sql else []
-                    await db.fetch(sql, sphere_id, user_id, *extra)
+                    await db.fetch(sql, sphere_id, user_id)
                 await db.fetch(d.set_step, SphereStep.DONE.value, user_id, sphere_id)
                 return 0
             offsets = self._dialect.list_arg([int(row[0]) for row in rows])
@@ -434,9 +448,7 @@ class SqlAccountDeletions(SqlModeration):
             await db.fetch(d.count_rewritten, len(rows), user_id)
         return len(rows)
 
-    async def finish_account_deletion(
-        self, user_id: UserId, *, now_ms: int, audit: AuditEntry
-    ) -> bool:
+    async def remove_deleted_user(self, user_id: UserId) -> bool:
         d = self._d
         async with self._writing() as db:
             left = await db.fetch(d.left, user_id)
@@ -449,11 +461,18 @@ class SqlAccountDeletions(SqlModeration):
                 for row in memberships:
                     await db.fetch(d.requeue, user_id, row[0])
                 return False
-            for sql in (d.delete_mentions, d.delete_tokens, d.delete_user, d.delete_progress):
+            for sql in (d.delete_mentions, d.delete_tokens, d.delete_user):
                 await db.fetch(sql, user_id)
-            await db.fetch(d.done, now_ms, user_id)
-            await _audit(db, audit, user_id)
         return True
+
+    async def finish_account_deletion(
+        self, user_id: UserId, *, now_ms: int, audit: AuditEntry
+    ) -> None:
+        d = self._d
+        async with self._writing() as db:
+            if await db.fetch(d.done, now_ms, user_id):
+                await db.fetch(d.delete_progress, user_id)
+                await _audit(db, audit, user_id)
 
     async def set_deletion_state(self, user_id: UserId, state: DeletionState) -> None:
         async with self._writing() as db:

@@ -93,6 +93,7 @@ class SqlDirectory(SqlAccounts):
             listed=chosen.listed,
             join_policy=chosen.join_policy,
             history=chosen.history,
+            retention_days=chosen.retention_days,
         )
         q = self._q
         async with self._writing() as db:
@@ -114,6 +115,12 @@ class SqlDirectory(SqlAccounts):
                 sphere.history.value,
                 sphere.charter_version,
                 sphere.public_from,
+                sphere.retention_days,
+                sphere.retained_from,
+                None,  # no legal hold: hold_since_ms, hold_until_ms, hold_reason, hold_by
+                None,
+                None,
+                None,
             )
             await db.fetch(q.insert_member, sphere.sphere_id, owner_id, Role.OWNER.value, now_ms)
             await db.fetch(q.insert_event, *event_row(event))
@@ -156,6 +163,7 @@ class SqlDirectory(SqlAccounts):
                 listed=after.listed,
                 join_policy=after.join_policy,
                 history=after.history,
+                retention_days=after.retention_days,
                 public_from=public_from_after(
                     (sphere.privacy, sphere.history, sphere.public_from),
                     after.privacy,
@@ -175,6 +183,7 @@ class SqlDirectory(SqlAccounts):
                 updated.history.value,
                 updated.public_from,
                 updated.offset,
+                updated.retention_days,
                 sphere_id,
             )
             for action, detail in change.audits:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -38,6 +39,7 @@ from protocol import EventKind
 from storage.base import AppendResult, StoreError
 from storage.erasure import CompactedTable, CompactionReport, ErasureStats
 from storage.rows import Outcome
+from storage.sql.queue import QueuedAppend
 
 # How long an erasing commit waits for readers before the scrub goes to the background: a
 # read statement holds its snapshot for milliseconds.
@@ -57,7 +59,7 @@ _TABLES = """
 
 
 class CompactionRunningError(StoreError):
-    """Another process is compacting the same database."""
+    """Another process is compacting the same store."""
 
 
 # A delete erases a post's text and its edits'; an edit replaces the post's text (its edit
@@ -65,16 +67,13 @@ class CompactionRunningError(StoreError):
 _ERASING_KINDS = frozenset({EventKind.DELETE, EventKind.EDIT})
 
 
-def erases(drafts: Sequence[Any], outcomes: Sequence[Outcome]) -> bool:
-    """Whether a committed group erased content: a delete or an edit among its new events.
-
-    ``drafts`` are the group's queued appends (each with a ``draft``), in outcome order.
-    """
+def erases(batch: Sequence[QueuedAppend], outcomes: Sequence[Outcome]) -> bool:
+    """Whether a committed group erased content: a delete or an edit among its new events."""
     return any(
         queued.draft.kind in _ERASING_KINDS
         and isinstance(outcome, AppendResult)
         and not outcome.duplicate
-        for queued, outcome in zip(drafts, outcomes, strict=True)
+        for queued, outcome in zip(batch, outcomes, strict=True)
     )
 
 
@@ -95,10 +94,11 @@ class Scrubber:
         self._retry: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def scrub(self) -> None:
-        """Checkpoint now (taking the write lock); on failure, retry in the background."""
+    async def scrub(self) -> bool:
+        """Checkpoint now (taking the write lock); on failure, retry in the background.
+        Whether it completed."""
         async with self._lock:
-            await self.scrub_locked()
+            return await self.scrub_locked()
 
     async def scrub_locked(self) -> bool:
         """Checkpoint now; the caller holds the write lock. Whether it completed."""
@@ -123,6 +123,21 @@ class Scrubber:
                 self._retry = asyncio.create_task(self._retrying(), name="sqlite-scrub")
         return done
 
+    async def compact(self, log: str) -> CompactionReport:
+        """A scrub, reported as the rewrite of the write-ahead log at ``log``."""
+        started = time.monotonic()
+        before = await asyncio.to_thread(_size, log)
+        done = await self.scrub()
+        after = await asyncio.to_thread(_size, log)
+        entry = CompactedTable(
+            "write-ahead log",
+            time.monotonic() - started,
+            before,
+            after,
+            skipped="" if done else "readers",
+        )
+        return CompactionReport((entry,), entry.seconds)
+
     async def _retrying(self) -> None:
         try:
             while not self._closed:
@@ -140,6 +155,10 @@ class Scrubber:
             self._retry.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retry
+
+
+def _size(path: str) -> int:
+    return os.path.getsize(path) if os.path.exists(path) else 0
 
 
 async def compact_postgres(

@@ -17,6 +17,7 @@ from storage.sql.deletion import SqlAccountDeletions
 from storage.sql.directory import SqlDirectory
 from storage.sql.export import SqlExport
 from storage.sql.queue import AppendQueue
+from storage.sql.retention import SqlRetention
 
 # The highest offset any store can hold (a signed 64-bit column).
 MAX_OFFSET = 2**63 - 1
@@ -29,6 +30,7 @@ class SqlStore(
     SqlConversations,
     SqlCharters,
     SqlExport,
+    SqlRetention,
 ):
     """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
     the lifecycle both engines share (``async with``; ``aclose`` is the engine's)."""

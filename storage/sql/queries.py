@@ -109,7 +109,7 @@ _TEMPLATES = {
     ),
     "update_sphere": """
         UPDATE spheres SET name = ?, privacy = ?, listed = ?, join_policy = ?, history_mode = ?,
-            public_from = ?, last_offset = ?
+            public_from = ?, last_offset = ?, retention_days = ?
         WHERE sphere_id = ?
     """,
     "update_counter": "UPDATE spheres SET last_offset = ? WHERE sphere_id = ?",

@@ -43,10 +43,11 @@ async def run_job(store: Store, user_id: UserId, mode: DeletionMode) -> list[Mes
             user_id, sphere_id, actor=user_id, now_ms=NOW_MS
         )
     for sphere_id in await store.deletion_spheres(user_id, SphereStep.CONTENT, 100):
-        while await store.erase_deleted_content(user_id, sphere_id, mode, BATCH):
+        while await store.erase_deleted_content(user_id, sphere_id, mode, BATCH, now_ms=NOW_MS):
             pass
+    assert await store.remove_deleted_user(user_id)
     audit = AuditEntry(user_id, ACCOUNT_DELETED, user_id, NOW_MS)
-    assert await store.finish_account_deletion(user_id, now_ms=NOW_MS, audit=audit)
+    await store.finish_account_deletion(user_id, now_ms=NOW_MS, audit=audit)
     return events
 
 
@@ -155,7 +156,7 @@ async def test_the_job_leaves_nothing_of_the_account(store: Store, mode: Deletio
     assert [e.action for e in await store.list_audit(before=None, limit=1)] == [ACCOUNT_DELETED]
     # Every step again: nothing left to do, nothing changes; the tombstone answers a request.
     assert await store.remove_deleted_member(alice, one, actor=alice, now_ms=NOW_MS) == []
-    assert await store.erase_deleted_content(alice, one, mode, BATCH) == 0
+    assert await store.erase_deleted_content(alice, one, mode, BATCH, now_ms=NOW_MS) == 0
     assert await store.events_after(one, 0, 100) == await store.events_after(one, 0, 100)
     again = await store.request_account_deletion(
         alice, requested_by="cli", mode=mode, now_ms=NOW_MS
@@ -228,8 +229,7 @@ async def test_a_membership_made_after_the_scan_sends_the_job_back(store: Store)
     assert await store.scan_deletion_spheres(alice.user_id, 10)
     assert await store.deletion_spheres(alice.user_id, SphereStep.MEMBERSHIP, 10) == []
     await add_existing(store, sphere.sphere_id, owner.user_id, alice.user_id)
-    audit = AuditEntry("cli", ACCOUNT_DELETED, alice.user_id, NOW_MS)
-    assert not await store.finish_account_deletion(alice.user_id, now_ms=NOW_MS, audit=audit)
+    assert not await store.remove_deleted_user(alice.user_id)
     assert await store.deletion_spheres(alice.user_id, SphereStep.MEMBERSHIP, 10) == [
         sphere.sphere_id
     ]

@@ -4,6 +4,8 @@ its actor and time, and no message body anywhere."""
 
 from __future__ import annotations
 
+import datetime
+import time
 from typing import Any
 
 from storage import AuditAction
@@ -75,6 +77,14 @@ async def test_every_governance_act_is_in_the_audit_log(server: ServerProcess) -
         await eventually(deleted)
     archive = await heir.api("GET", sphere + "/export")
     assert archive.status_code == 200 and archive.headers["content-type"] == "application/zip"
+
+    await ok(heir, "PATCH", sphere, {"retention_days": 1})
+    async with server.http(server.admin_token) as admin:
+        hold = f"/api/v1/admin{sphere}/legal-hold"
+        assert (await admin.put(hold, json={"reason": "inquiry"})).status_code == 200
+        assert (await admin.delete(hold)).status_code == 200
+    in_two_days = datetime.datetime.fromtimestamp(time.time() + 2 * 86_400, datetime.UTC)
+    server.cli("retention", "run", "--as-of", in_two_days.isoformat())  # retention_applied
 
     entries: list[dict[str, Any]] = []
     before = ""

@@ -7,6 +7,7 @@ afterwards means the bytes went, not that they were never there.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import sqlite3
@@ -67,6 +68,9 @@ async def test_a_deleted_message_is_gone_from_every_file_when_acknowledged(
     assert await metric(server, "cloison_erasure_scrub_pending") == 0
     assert await metric(server, "cloison_erasure_scrubs") >= 1
     assert_absent_text(server.log, secret)
+    # The operator's command, beside the running server: the log is empty already.
+    out = await asyncio.to_thread(server.cli, "privacy", "compact")
+    assert re.search(r"^write-ahead log +0 -> +0 bytes", out, re.MULTILINE), out
 
 
 async def test_every_version_of_an_edited_message_goes_with_its_delete(

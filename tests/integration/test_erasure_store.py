@@ -44,8 +44,26 @@ async def test_scrub_takes_an_erasing_batch_out_of_the_sqlite_files(tmp_path: Pa
         await store.scrub()
         assert_absent_sqlite(tmp_path, canary.encode())
         assert store.erasure_stats.scrubs == scrubs + 1
+        await store.append(
+            sphere.sphere_id, Draft(EventKind.POST, MessageId("n"), user.user_id, NOW_MS, "x")
+        )
         report = await store.compact()  # SQLite: a scrub, no table to rewrite
-        assert report.tables == () and report.complete
+        [log] = report.tables
+        assert (log.table, log.skipped, log.bytes_after) == ("write-ahead log", "", 0)
+        assert log.bytes_before > 0 and report.complete
+
+        # Readers that pin the log: the compaction says so (the command exits 1).
+        reader = sqlite3.connect(tmp_path / "cloison.sqlite3", isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM events").fetchone()
+            await store.append(
+                sphere.sphere_id, Draft(EventKind.POST, MessageId("o"), user.user_id, NOW_MS, "y")
+            )
+            pinned = await store.compact()
+            assert [t.skipped for t in pinned.tables] == ["readers"] and not pinned.complete
+        finally:
+            reader.close()
     finally:
         await store.aclose()
 

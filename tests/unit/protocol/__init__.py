@@ -47,6 +47,7 @@ from protocol import (
     JoinRequestInfo,
     JoinRequestList,
     Leave,
+    LegalHold,
     Limits,
     ListAudit,
     ListBans,
@@ -146,6 +147,7 @@ CLIENT_SAMPLES: tuple[Frame, ...] = (
         listed=False,
         join_policy=JoinPolicy.FREE,
         history=HistoryMode.SINCE_JOINING,
+        retention_days=30,
         ref="r13",
     ),
     Join(sphere_id=S, ref="r14"),
@@ -310,6 +312,8 @@ SPHERE_EVENT = Message(
     history=HistoryMode.FULL,
     charter_version=2,
     name="Announcements",
+    retention_days=90,
+    legal_hold=LegalHold(since_ms=T0, until_ms=T0 + 86_400_000),
 )
 REACT_EVENT = Message(
     sphere_id=S,
@@ -357,6 +361,9 @@ MEMBER_SUMMARY = SphereSummary(
     history_from=3,
     charter_accepted=2,
     muted_until_ms=T0 + 600_000,
+    retention_days=30,
+    retained_from=5,
+    legal_hold=LegalHold(since_ms=T0),
 )
 OUTSIDER_SUMMARY = SphereSummary(
     sphere_id=SphereId("sph_2"), name="Lobby", privacy=Privacy.PUBLIC, epoch="e2", offset=0
@@ -392,7 +399,13 @@ _SERVER_LEAVES: tuple[ServerFrame, ...] = (
     ),
     POST,
     Ack(sphere_id=S, message_id=M, offset=4, ts_ms=T0, duplicate=True, ref="r5"),
-    Subscribed(sphere_id=S, position=StreamPosition(offset=6, epoch="e1"), online=[U], ref="r6"),
+    Subscribed(
+        sphere_id=S,
+        position=StreamPosition(offset=6, epoch="e1"),
+        online=[U],
+        truncated_before=3,
+        ref="r6",
+    ),
     Replayed(sphere_id=S, position=StreamPosition(offset=8, epoch="e1"), ref="r6b"),
     Unsubscribed(sphere_id=S, reason="removed", ref="r7"),
     HistoryPage(
@@ -408,6 +421,7 @@ _SERVER_LEAVES: tuple[ServerFrame, ...] = (
             DELETED_MEMBER,
         ],
         has_more=True,
+        truncated_before=2,
         ref="r8",
     ),
     Presence(sphere_id=S, user_id=U, online=True),

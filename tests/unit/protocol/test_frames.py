@@ -20,6 +20,7 @@ from protocol import (
     HistoryMode,
     InvitationState,
     JoinPolicy,
+    LegalHold,
     MemberAction,
     Privacy,
     ReportReason,
@@ -84,6 +85,12 @@ def test_value_objects_are_frozen() -> None:
     assert position == StreamPosition(1, "e")
     assert position != StreamPosition(1, "f")
     assert hash(position) == hash(StreamPosition(1, "e"))
+
+
+def test_a_legal_hold_lives_until_its_end() -> None:
+    assert LegalHold(since_ms=10).live(10**15)
+    bounded = LegalHold(since_ms=10, until_ms=20)
+    assert bounded.live(19) and not bounded.live(20)
 
 
 @pytest.mark.parametrize("cls", CLIENT_FRAMES, ids=lambda c: c.__name__)

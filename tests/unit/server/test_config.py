@@ -46,6 +46,9 @@ DEFAULTS = {
     "account_deletion_batch": 200,
     "account_deletion_lease_s": 10.0,
     "account_deletion_pause_s": 0.01,
+    "retention_days": 0,
+    "retention_interval_s": 3600.0,
+    "retention_batch": 500,
     "pg_compact_interval_h": 24.0,
     "membership_rate_per_s": 5.0,
     "membership_burst": 50,
@@ -395,3 +398,19 @@ def test_every_storable_message_fits_a_reply_in_json() -> None:
         )
     with pytest.raises(ValueError, match="max_message_bytes"):
         Config.load(env={"CLOISON_QUEUE_MAX_BYTES": str(128 * 1024)})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RETENTION_DAYS", "-1"),
+        ("RETENTION_DAYS", "36501"),
+        ("RETENTION_INTERVAL_S", "0"),
+        ("RETENTION_BATCH", "0"),
+        ("RETENTION_BATCH", "10001"),
+    ],
+)
+def test_retention_options_are_bounded(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match="retention_"):
+        Config.load(env={f"CLOISON_{name}": value})
+    assert Config.load(env={"CLOISON_RETENTION_DAYS": "36500"}).retention_days == 36500

@@ -27,6 +27,7 @@ from server.operations import OPERATIONS, Operation, Operations
 from server.presence import MemoryPresence
 from server.privacy.account_deletion import AccountDeletion
 from server.privacy.export import Exports
+from server.privacy.routes import HOLD_ROUTES
 from server.sessions.accounts import Accounts
 from server.sessions.routes import ACCOUNT_ROUTES
 from server.tasks import TaskSupervisor
@@ -203,7 +204,9 @@ def test_request_schemas_accept_real_requests(frame: Frame, http: Any) -> None:
     assert not validator.is_valid({**wire, "unknown_field": 1})
 
 
-@pytest.mark.parametrize("route", ACCOUNT_ROUTES, ids=lambda r: f"{r.method} {r.path}")
+@pytest.mark.parametrize(
+    "route", [*ACCOUNT_ROUTES, *HOLD_ROUTES], ids=lambda r: f"{r.method} {r.path}"
+)
 def test_account_routes_are_described(route: Any) -> None:
     described = operation_of(route.method, route.path)
     assert described["summary"] == route.summary
