@@ -33,7 +33,9 @@ class ExportSphere(Frame):
 @dataclass(frozen=True, slots=True)
 class ExportInfo(Frame):
     """What the sphere's archive holds: its events from offset ``floor`` (the caller's floor of
-    the history promise) to ``until`` (the head when asked), its members and audit entries."""
+    the history promise) to ``until`` (the head when asked), its members and audit entries.
+    ``truncated_before``: retention removed what lay below this offset and above the floor,
+    as a history page says it (absent: nothing was cut)."""
 
     TYPE: ClassVar[str] = "export_info"
     sphere_id: SphereId
@@ -42,4 +44,5 @@ class ExportInfo(Frame):
     events: int
     members: int
     audit_entries: int
+    truncated_before: int | None = None
     ref: str | None = None

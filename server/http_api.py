@@ -36,7 +36,8 @@ from server.openapi import DOCUMENT_PATH, openapi_document
 from server.operations import OPERATIONS, Caller, Operations, now_ms
 from server.operations.table import INTEGER_PATH_PARAMS
 from server.privacy.account_deletion import AccountDeletion
-from server.privacy.export import Exports
+from server.privacy.deletion_routes import DeletionRoutes
+from server.privacy.export import Exports, not_head
 from server.privacy.routes import HoldRoutes
 from server.sessions.accounts import Accounts
 from server.sessions.routes import AccountRoutes
@@ -105,11 +106,13 @@ class HttpApi:
         self._exports = exports
         self._accounts = AccountRoutes(
             accounts,
-            deletion,
             exports,
             guard=self._guard,
             read_body=self._body,
             respond=json_response,
+        )
+        self._deletions = DeletionRoutes(
+            deletion, guard=self._guard, read_body=self._body, respond=json_response
         )
         self._holds = HoldRoutes(
             store,
@@ -143,7 +146,8 @@ class HttpApi:
             for http in op.http
         ]
         document = Route(DOCUMENT_PATH, self._openapi_document, methods=["GET"])
-        return [*routes, *self._accounts.routes(), *self._holds.routes(), document]
+        accounts = [*self._accounts.routes(), *self._deletions.routes(), *self._holds.routes()]
+        return [*routes, *accounts, document]
 
     async def _openapi_document(self, request: Request) -> Response:
         return Response(self._openapi, 200, API_HEADERS, media_type="application/json")
@@ -213,6 +217,8 @@ class HttpApi:
         stream: bool = False,
     ) -> Endpoint:
         async def handler(request: Request, principal: Principal) -> Response:
+            if stream:
+                not_head(request)
             data = await self._body(request)
             for key in ("type", "ref", *request.path_params):
                 if key in data:

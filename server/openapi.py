@@ -21,7 +21,9 @@ from typing import Any
 
 from protocol import ErrorCode, Frame, RateLimitedError
 from server.operations.table import OPERATIONS, Http, Operation
+from server.privacy.deletion_routes import DELETION_ROUTES, DELETION_SCHEMAS
 from server.privacy.routes import HOLD_ROUTES, HOLD_SCHEMAS
+from server.privacy.streaming import ARCHIVE_HEADERS, ARCHIVE_SCHEMA
 from server.sessions.routes import ACCOUNT_ROUTES, ACCOUNT_SCHEMAS, AccountRoute
 
 Schema = dict[str, Any]
@@ -138,17 +140,10 @@ def _operation_id(op: Operation, http: Http) -> str:
 
 # A streamed archive (``Http.stream``): what the row's reply describes, as a zip.
 _ARCHIVE_RESPONSE: Schema = {
-    "description": "the archive (docs/privacy.md, Export), streamed",
-    "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+    "description": "the archive, streamed",
+    "content": {"application/zip": {"schema": ARCHIVE_SCHEMA}},
     "headers": {
-        "X-Cloison-Export-Items": {
-            "description": "lines the archive holds, all members together",
-            "schema": {"type": "string"},
-        },
-        "X-Cloison-Export-Counts": {
-            "description": "lines per member of the archive, as a JSON object",
-            "schema": {"type": "string"},
-        },
+        name: {"description": what, "schema": {"type": "string"}} for name, what in ARCHIVE_HEADERS
     },
 }
 
@@ -322,7 +317,7 @@ def openapi_document(statuses: Mapping[ErrorCode, int], *, version: str) -> Sche
         for http in op.http:
             item = paths.setdefault(http.path, {})
             item[http.method.lower()] = _frame_operation(schemas, op, http, errors)
-    for route in (*ACCOUNT_ROUTES, *HOLD_ROUTES):
+    for route in (*ACCOUNT_ROUTES, *DELETION_ROUTES, *HOLD_ROUTES):
         item = paths.setdefault(route.path, {})
         item[route.method.lower()] = _account_operation(route, errors)
     paths[DOCUMENT_PATH] = {
@@ -353,6 +348,7 @@ def openapi_document(statuses: Mapping[ErrorCode, int], *, version: str) -> Sche
                 "Error": _error_schema(statuses),
                 **dict(sorted(schemas.components.items())),
                 **ACCOUNT_SCHEMAS,
+                **DELETION_SCHEMAS,
                 **HOLD_SCHEMAS,
             },
             "responses": error_responses,

@@ -6,7 +6,9 @@ interleave with. There is no index by author (an events table indexed by author 
 every append a write), so a user's events are found sphere by sphere: ``authored_spheres``
 names the spheres in which the user wrote anything (one index probe per sphere),
 ``authored_span`` the offsets their events lie between, and ``authored_events`` reads a
-window of offsets of one sphere, at most ``limit`` rows of it.
+window of offsets of one sphere, at most ``limit`` rows of it. The audit logs, invitations and
+join requests have no index by user either: their reads and counts scan those tables, which
+hold a row per act, not per message.
 """
 
 from __future__ import annotations

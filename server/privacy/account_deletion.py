@@ -62,60 +62,10 @@ SPHERE_PAGE = 100
 JOBS_PER_LOOK = 100
 
 Publish = Callable[[Message], Awaitable[None]]
-# Is the sphere under a legal hold at this time (ms)? Its content then waits.
-LegalHold = Callable[[SphereId, int], Awaitable[bool]]
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-async def no_hold(sphere_id: SphereId, at_ms: int) -> bool:
-    """The legal hold seam until holds exist: no sphere is ever held."""
-    return False
-
-
-_MS = {"type": "integer", "minimum": 0}
-# The JSON Schema of ``job_json`` (the OpenAPI document's ``DeletionJob``).
-DELETION_JOB_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": [
-        "user_id",
-        "state",
-        "mode",
-        "requested_ms",
-        "requested_by",
-        "done_ms",
-        "scanned",
-        "spheres_left",
-        "rewritten",
-    ],
-    "properties": {
-        "user_id": {"type": "string"},
-        "state": {"type": "string", "enum": [s.value for s in DeletionState]},
-        "mode": {"type": "string", "enum": [m.value for m in DeletionMode]},
-        "requested_ms": _MS,
-        "requested_by": {"type": "string", "description": "a user id, or cli"},
-        "done_ms": {"anyOf": [_MS, {"type": "null"}]},
-        "scanned": {"type": "boolean", "description": "every sphere was looked at"},
-        "spheres_left": {"type": "integer", "minimum": 0},
-        "rewritten": {"type": "integer", "minimum": 0, "description": "events rewritten"},
-    },
-}
-
-
-def job_json(job: DeletionJob) -> dict[str, Any]:
-    return {
-        "user_id": job.user_id,
-        "state": job.state.value,
-        "mode": job.mode.value,
-        "requested_ms": job.requested_ms,
-        "requested_by": job.requested_by,
-        "done_ms": job.done_ms,
-        "scanned": job.scanned,
-        "spheres_left": job.spheres_left,
-        "rewritten": job.rewritten,
-    }
 
 
 class AccountDeletion:
@@ -187,15 +137,13 @@ class DeletionRunner:
         *,
         owner: str,
         publish: Publish | None = None,
-        held: LegalHold = no_hold,
     ) -> None:
         """``owner`` names this process in leases; ``publish`` hands the member events to
         the live path (None: the nodes catch up on their own, within their reconcile
-        interval); ``held`` tells the spheres under a legal hold."""
+        interval)."""
         self._store = store
         self._owner = owner
         self._publish = publish
-        self._held = held
         self._batch = config.account_deletion_batch
         self._pause_s = config.account_deletion_pause_s
         self._lease_ms = int(config.account_deletion_lease_s * 1000)
@@ -285,7 +233,7 @@ class DeletionRunner:
                     sphere_id,
                     actor=job.requested_by,
                     now_ms=now_ms(),
-                    keep_empty=await self._held(sphere_id, now_ms()),
+                    keep_empty=await self._held(sphere_id),
                 )
                 if any(e.kind is EventKind.SPHERE for e in events):
                     await store.scrub()  # a sphere left empty went, with all its text
@@ -302,18 +250,29 @@ class DeletionRunner:
             user_id, SphereStep.CONTENT, SPHERE_PAGE, after=after
         ):
             for sphere_id in spheres:
-                if await self._held(sphere_id, now_ms()):
-                    held = True
-                    continue
-                while await store.erase_deleted_content(
-                    user_id, sphere_id, job.mode, self._batch, now_ms=now_ms()
-                ):
-                    await store.scrub()  # the erased bytes leave the files first
-                    await self._renewed(user_id)
-                    await asyncio.sleep(self._pause_s)
-                await store.scrub()
+                held = not await self._rewrite_sphere(job, sphere_id) or held
             after = spheres[-1]
         return held
+
+    async def _held(self, sphere_id: SphereId) -> bool:
+        """Is the sphere under a legal hold now (its content then waits)?"""
+        sphere = await self._store.get_sphere(sphere_id)
+        return sphere is not None and sphere.held(now_ms())
+
+    async def _rewrite_sphere(self, job: DeletionJob, sphere_id: SphereId) -> bool:
+        """Rewrite the account's events in one sphere, batch by batch, until none is left
+        (True) or a legal hold stops it (False; a hold set meanwhile stops it at a batch)."""
+        store, user_id = self._store, job.user_id
+        while not await self._held(sphere_id):
+            rewritten = await store.erase_deleted_content(
+                user_id, sphere_id, job.mode, self._batch, now_ms=now_ms()
+            )
+            await store.scrub()  # the erased bytes leave the files before the next batch
+            if not rewritten:
+                return True
+            await self._renewed(user_id)
+            await asyncio.sleep(self._pause_s)
+        return False
 
 
 class _LeaseLostError(StoreError):

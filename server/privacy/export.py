@@ -23,7 +23,17 @@ import importlib.metadata
 from collections.abc import AsyncIterator
 from typing import Any
 
-from protocol import CloisonError, ErrorCode, ExportInfo, Message, SphereId, UserId
+from starlette.requests import Request
+
+from protocol import (
+    CloisonError,
+    ErrorCode,
+    ExportInfo,
+    Message,
+    ProtocolViolation,
+    SphereId,
+    UserId,
+)
 from server.privacy.archive import Row
 from server.privacy.sphere_export import sphere_archive
 from server.privacy.streaming import (
@@ -276,6 +286,13 @@ class UserExport:
         while spheres := await self._store.user_sphere_audit(user_id, after=seq, limit=PAGE_ROWS):
             yield [{"log": "sphere", **sphere_audit_line(e)} for e in spheres]
             seq = spheres[-1].seq
+
+
+def not_head(request: Request) -> None:
+    """Refuse a HEAD of an export route (the framework answers HEAD with GET's handler): it
+    would make, audit and discard a whole archive."""
+    if request.method == "HEAD":
+        raise ProtocolViolation("an export is downloaded with GET; HEAD would make one")
 
 
 def writing_line(event: Message) -> Row:

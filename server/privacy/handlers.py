@@ -40,5 +40,9 @@ class SphereExportHandlers:
             events=await self._store.count_history(sphere_id, floor=floor, until=sphere.offset),
             members=await count_lines(plan.members()),
             audit_entries=await count_lines(plan.audit()),
+            # As a history page from the floor says it: explicit, never a silent start.
+            truncated_before=(
+                sphere.retained_from if sphere.retained_from > max(floor, 1) else None
+            ),
             ref=frame.ref,
         )

@@ -12,13 +12,13 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from protocol import CloisonError, ErrorCode, Message, ProtocolViolation, SphereId
 from server.auth import Principal
 from server.hub import Hub
 from server.operations import now_ms
 from server.privacy.retention import MAX_HOLD_REASON_CHARS, effective_days, set_hold
+from server.sessions.route_table import RouteShell
 from server.sessions.routes import AccountRoute, Endpoint, Handler, Respond, Schema
 from storage import LegalHoldRecord, RetentionStatus, SphereRecord, Store
 
@@ -26,7 +26,7 @@ _MS = {"type": "integer", "minimum": 0}
 _NULL_MS = {"type": ["integer", "null"], "minimum": 0}
 
 
-class HoldRoutes:
+class HoldRoutes(RouteShell):
     def __init__(
         self,
         store: Store,
@@ -37,26 +37,10 @@ class HoldRoutes:
         read_body: Callable[[Request], Awaitable[dict[str, Any]]],
         respond: Respond,
     ) -> None:
+        super().__init__(HOLD_ROUTES, guard=guard, read_body=read_body, respond=respond)
         self._store = store
         self._hub = hub
         self._server_days = server_days
-        self._guard = guard
-        self._body = read_body
-        self._respond = respond
-
-    def routes(self) -> list[Route]:
-        return [
-            Route(route.path, self._endpoint(route), methods=[route.method])
-            for route in HOLD_ROUTES
-        ]
-
-    def _endpoint(self, route: AccountRoute) -> Endpoint:
-        async def run(request: Request, principal: Principal) -> Response:
-            if not principal.user.is_admin:
-                raise CloisonError("server administrators only", code=ErrorCode.FORBIDDEN)
-            return await route.handler(self, request, principal)
-
-        return self._guard(run)
 
     async def _status(self, request: Request, principal: Principal) -> Response:
         sphere_id = SphereId(request.path_params["sphere_id"])

@@ -151,6 +151,7 @@ async def sphere_archive(
             "requested_by": actor_id,
             "floor": info.floor,
             "until": info.until,
+            "truncated_before": info.truncated_before,
             "generated_ms": now_ms,
             "server_version": importlib.metadata.version("cloison"),
             "announced": counts,

@@ -28,6 +28,12 @@ SCHEMA_VERSION = 1
 FORMAT = "cloison-export"
 ITEMS_HEADER = "X-Cloison-Export-Items"  # lines the archive will hold, all members together
 COUNTS_HEADER = "X-Cloison-Export-Counts"  # the same per member, as a JSON object
+# What the OpenAPI document says of an archive's body and headers.
+ARCHIVE_SCHEMA = {"type": "string", "format": "binary", "description": "docs/privacy.md, Export"}
+ARCHIVE_HEADERS = (
+    (ITEMS_HEADER, "lines the archive holds, all members together (counted when it starts)"),
+    (COUNTS_HEADER, "the same per member of the archive, as a JSON object"),
+)
 BUSY = "too many exports are running on this server; retry later"
 # Why 500: a page of the largest bodies (16 KiB) stays under 8 MiB, and a page is one short
 # read; the per-page overhead (a read, a thread hop) is then a few percent of the work.

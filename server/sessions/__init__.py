@@ -8,5 +8,7 @@
 - ``accounts``: ``Accounts``, the one code path for issuing, listing and revoking tokens,
   disabling users and renaming them, with the rules on who may issue what and the audit log;
   the HTTP API and the ``cloison`` command both call it;
-- ``routes``: the account and administration HTTP routes over ``Accounts``.
+- ``routes``: the account and administration HTTP routes over ``Accounts``;
+- ``route_table``: ``AccountRoute``, the shape of those routes' table (and of the other
+  account-style tables: deletion, holds), and ``RouteShell``, which serves one.
 """

@@ -9,19 +9,16 @@ are not operations of the operation table, so their JSON Schemas are written her
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from protocol import CloisonError, ErrorCode, ProtocolViolation, UserId, UserKind
+from protocol import ProtocolViolation, UserId, UserKind
 from server.auth import IssuedToken, Principal
 from server.operations import now_ms
-from server.privacy.account_deletion import DELETION_JOB_SCHEMA, AccountDeletion, job_json
-from server.privacy.export import Exports
-from server.privacy.streaming import COUNTS_HEADER, ITEMS_HEADER
+from server.privacy.export import Exports, not_head
+from server.privacy.streaming import ARCHIVE_HEADERS, ARCHIVE_SCHEMA
 from server.sessions.accounts import (
     DEFAULT_PAGE,
     MAX_LABEL_CHARS,
@@ -33,47 +30,41 @@ from server.sessions.accounts import (
     user_json,
     valid_name,
 )
+from server.sessions.route_table import (
+    AccountRoute,
+    Endpoint,
+    Handler,
+    Respond,
+    RouteShell,
+    Schema,
+)
 from storage import AuditEntry, TokenKind, TokenPage
 
-Handler = Callable[[Request, Principal], Awaitable[Response]]
-Endpoint = Callable[[Request], Awaitable[Response]]
-Respond = Callable[[Any, int], Response]
-Schema = dict[str, Any]
+# Re-exported: the other tables of account-style routes are written in the same shape.
+__all__ = [
+    "AccountRoute",
+    "AccountRoutes",
+    "Endpoint",
+    "Handler",
+    "Respond",
+    "RouteShell",
+    "Schema",
+]
 
 
-class AccountRoutes:
+class AccountRoutes(RouteShell):
     def __init__(
         self,
         accounts: Accounts,
-        deletion: AccountDeletion,
         exports: Exports,
         *,
         guard: Callable[[Handler], Endpoint],
         read_body: Callable[[Request], Awaitable[dict[str, Any]]],
         respond: Respond,
     ) -> None:
+        super().__init__(ACCOUNT_ROUTES, guard=guard, read_body=read_body, respond=respond)
         self._accounts = accounts
-        self._deletion = deletion
         self._exports = exports
-        self._guard = guard
-        self._body = read_body
-        self._respond = respond
-
-    def routes(self) -> list[Route]:
-        """One route per row of ``ACCOUNT_ROUTES``."""
-        return [
-            Route(route.path, self._endpoint(route), methods=[route.method])
-            for route in ACCOUNT_ROUTES
-        ]
-
-    def _endpoint(self, route: AccountRoute) -> Endpoint:
-        async def run(request: Request, principal: Principal) -> Response:
-            # Administrators only, checked before the body is read.
-            if route.admin and not principal.user.is_admin:
-                raise CloisonError("server administrators only", code=ErrorCode.FORBIDDEN)
-            return await route.handler(self, request, principal)
-
-        return self._guard(run)
 
     # -- the caller's own account ------------------------------------------------------------
 
@@ -84,12 +75,6 @@ class AccountRoutes:
         data = _fields(await self._body(request), required={"name"})
         user = await self._accounts.rename(principal.user.user_id, data["name"])
         return self._respond(user_json(user), 200)
-
-    async def _delete_me(self, request: Request, principal: Principal) -> Response:
-        data = _fields(await self._body(request), required={"confirm"})
-        actor = Actor.of(principal.user)
-        job = await self._deletion.request_own(actor, data["confirm"], at_ms=now_ms())
-        return self._respond(job_json(job), 202)
 
     async def _my_tokens(self, request: Request, principal: Principal) -> Response:
         user_id = principal.user.user_id
@@ -129,11 +114,13 @@ class AccountRoutes:
         return self._respond({"revoked": True}, 200)
 
     async def _export_own(self, request: Request, principal: Principal) -> Response:
+        not_head(request)
         return await self._exports.own(principal.user, now_ms=now_ms())
 
     # -- administration ----------------------------------------------------------------------
 
     async def _export_user(self, request: Request, principal: Principal) -> Response:
+        not_head(request)
         user_id = UserId(request.path_params["user_id"])
         return await self._exports.of_user(principal.user.user_id, user_id, now_ms=now_ms())
 
@@ -167,17 +154,6 @@ class AccountRoutes:
         )
         body = {**user_json(user), **_issued_json(user.user_id, issued)}
         return self._respond(body, 201)
-
-    async def _delete_user(self, request: Request, principal: Principal) -> Response:
-        user_id = UserId(request.path_params["user_id"])
-        job = await self._deletion.request(Actor.of(principal.user), user_id, at_ms=now_ms())
-        return self._respond(job_json(job), 202)
-
-    async def _deletion_job(self, request: Request, principal: Principal) -> Response:
-        user_id = UserId(request.path_params["user_id"])
-        return self._respond(
-            job_json(await self._deletion.job(Actor.of(principal.user), user_id)), 200
-        )
 
     async def _user_tokens(self, request: Request, principal: Principal) -> Response:
         user_id = UserId(request.path_params["user_id"])
@@ -333,24 +309,6 @@ def _audit_json(entry: AuditEntry) -> dict[str, Any]:
 # The table of routes, and what the OpenAPI document says of them
 
 
-@dataclass(frozen=True, slots=True)
-class AccountRoute:
-    """One account or administration route under ``/api/v1``."""
-
-    method: str
-    path: str
-    # A method of the routes class that serves the table (AccountRoutes, or another's).
-    handler: Callable[[Any, Request, Principal], Awaitable[Response]]
-    summary: str
-    reply: Schema  # JSON Schema of the success body
-    status: int = 200
-    admin: bool = False  # server administrators only (403 ``forbidden`` for anyone else)
-    query: tuple[tuple[str, Schema], ...] = ()
-    body: Schema | None = None  # JSON Schema of the request body, when the route takes one
-    media_type: str = "application/json"  # of the success body
-    headers: tuple[tuple[str, str], ...] = ()  # response headers of a success: (name, what)
-
-
 def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -375,11 +333,6 @@ _TOKEN_KIND = {"type": "string", "enum": [k.value for k in TokenKind]}
 _USER_KIND = {"type": "string", "enum": [k.value for k in UserKind]}
 _LIMIT = ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE})
 _CURSOR = ("cursor", _TEXT)
-_ARCHIVE = {"type": "string", "format": "binary", "description": "docs/privacy.md, Export"}
-_ARCHIVE_HEADERS = (
-    (ITEMS_HEADER, "lines the archive holds, all members together (counted when it starts)"),
-    (COUNTS_HEADER, "the same per member of the archive, as a JSON object"),
-)
 
 ACCOUNT_SCHEMAS: Mapping[str, Schema] = {
     "User": _object(
@@ -437,7 +390,6 @@ ACCOUNT_SCHEMAS: Mapping[str, Schema] = {
     ),
     "RevokedOne": _object(("revoked",), {"revoked": {"const": True}}),
     "RevokedAll": _object(("revoked",), {"revoked": {"type": "array", "items": _TEXT}}),
-    "DeletionJob": DELETION_JOB_SCHEMA,
     "ServerAuditEntry": _object(
         ("seq", "ts_ms", "actor", "action", "user_id", "token_id", "detail"),
         {
@@ -469,15 +421,6 @@ ACCOUNT_ROUTES: tuple[AccountRoute, ...] = (
         "Set your display name.",
         _ref("User"),
         body=_object(("name",), {"name": _NAME}, closed=True),
-    ),
-    AccountRoute(
-        "DELETE",
-        "/me",
-        _R._delete_me,
-        "Delete your account (confirm: your user_id); the job runs in the background.",
-        _ref("DeletionJob"),
-        status=202,
-        body=_object(("confirm",), {"confirm": _TEXT}, closed=True),
     ),
     AccountRoute(
         "GET",
@@ -525,9 +468,9 @@ ACCOUNT_ROUTES: tuple[AccountRoute, ...] = (
         "/me/export",
         _R._export_own,
         "Download all your data as one zip archive of JSON lines, streamed.",
-        _ARCHIVE,
+        ARCHIVE_SCHEMA,
         media_type="application/zip",
-        headers=_ARCHIVE_HEADERS,
+        headers=ARCHIVE_HEADERS,
     ),
     AccountRoute(
         "GET",
@@ -556,23 +499,6 @@ ACCOUNT_ROUTES: tuple[AccountRoute, ...] = (
             },
             closed=True,
         ),
-    ),
-    AccountRoute(
-        "DELETE",
-        "/admin/users/{user_id}",
-        _R._delete_user,
-        "Delete a user's account; the job runs in the background.",
-        _ref("DeletionJob"),
-        status=202,
-        admin=True,
-    ),
-    AccountRoute(
-        "GET",
-        "/admin/users/{user_id}/deletion",
-        _R._deletion_job,
-        "Where the deletion of a user's account stands.",
-        _ref("DeletionJob"),
-        admin=True,
     ),
     AccountRoute(
         "GET",
@@ -612,10 +538,10 @@ ACCOUNT_ROUTES: tuple[AccountRoute, ...] = (
         "/admin/users/{user_id}/export",
         _R._export_user,
         "Download a user's data as one zip archive (an access request), whatever the policy.",
-        _ARCHIVE,
+        ARCHIVE_SCHEMA,
         admin=True,
         media_type="application/zip",
-        headers=_ARCHIVE_HEADERS,
+        headers=ARCHIVE_HEADERS,
     ),
     AccountRoute(
         "POST",

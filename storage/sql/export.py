@@ -46,11 +46,15 @@ _TEMPLATES = {
         )
         ORDER BY s.sphere_id LIMIT ?
     """,
+    # The author's events through the idempotency index (their offsets are in it), each kind
+    # by its primary key: the work is the author's events, not the sphere's.
     "authored_span": f"""
-        SELECT min(stream_offset), max(stream_offset),
-               count(CASE WHEN kind IN {_WRITINGS} THEN 1 END),
+        SELECT min(a.stream_offset), max(a.stream_offset),
+               count(CASE WHEN e.kind IN {_WRITINGS} THEN 1 END),
                (SELECT count(*) FROM reactions WHERE sphere_id = ? AND user_id = ?)
-        FROM events WHERE sphere_id = ? AND author_id = ?
+        FROM events AS a
+        JOIN events AS e ON e.sphere_id = a.sphere_id AND e.stream_offset = a.stream_offset
+        WHERE a.sphere_id = ? AND a.author_id = ?
     """,
     "authored_events": f"""
         SELECT {EVENT_COLUMNS} FROM events

@@ -73,6 +73,15 @@ async def history(user: User, sphere_id: str) -> list[dict[str, Any]]:
     return list(reply.json()["messages"])
 
 
+async def bobs_sphere_with_alice(server: ServerProcess) -> tuple[User, User, str]:
+    """Bob, alice, and a sphere bob owns alone with alice as a member."""
+    bob = await server.new_user("bob")
+    alice = await server.new_user("alice")
+    sphere_id = await bob.create_sphere()
+    await bob.add(sphere_id, alice)
+    return bob, alice, sphere_id
+
+
 async def subscribed(user: User, sphere_id: str) -> Client:
     client = await user.connect()
     assert isinstance(await client.request(Subscribe(sphere_id=sphere_id, ref="s")), Subscribed)
@@ -82,10 +91,7 @@ async def subscribed(user: User, sphere_id: str) -> Client:
 async def test_a_user_deletes_their_account_and_their_posts_are_erased(
     server: ServerProcess,
 ) -> None:
-    bob = await server.new_user("bob")
-    alice = await server.new_user("alice")
-    sphere_id = await bob.create_sphere()
-    await bob.add(sphere_id, alice)
+    bob, alice, sphere_id = await bobs_sphere_with_alice(server)
     alice_ws = await subscribed(alice, sphere_id)
     canary = secrets.token_hex(16)
     mine = await posted(alice_ws, sphere_id, [f"{canary} {n}" for n in range(3)])
@@ -314,10 +320,7 @@ async def test_an_erased_account_leaves_no_byte_of_it_in_postgres_after_compacti
 async def test_the_command_line_deletes_an_account_and_waits_for_the_end(
     server: ServerProcess,
 ) -> None:
-    bob = await server.new_user("bob")
-    alice = await server.new_user("alice")
-    sphere_id = await bob.create_sphere()
-    await bob.add(sphere_id, alice)
+    _, alice, sphere_id = await bobs_sphere_with_alice(server)
     await posted(await alice.connect(), sphere_id, ["one", "two"])
     out = await asyncio.to_thread(server.cli, "user", "delete", alice.user_id, "--wait")
     assert out.splitlines()[-1] == f"deletion of {alice.user_id}: done, 2 events rewritten"
@@ -339,3 +342,35 @@ async def test_the_command_line_deletes_an_account_and_waits_for_the_end(
     async with asyncio.timeout(CLUSTER_TIMEOUT_S):
         _, err = await unknown.communicate()
     assert (unknown.returncode, err.decode().strip()) == (1, "error: user not found")
+
+
+async def test_a_legal_hold_keeps_the_account_s_posts_until_it_is_lifted(tmp_path: Path) -> None:
+    server = start_server(tmp_path, "--account-deletion-lease-s", "1")
+    try:
+        bob = await server.new_user("bob")
+        alice = await server.new_user("alice")
+        sphere_id = await bob.create_sphere()
+        await bob.add(sphere_id, alice)
+        mine = await posted(await alice.connect(), sphere_id, ["evidence"])
+        async with server.http(server.admin_token) as http:
+            path = f"/api/v1/admin/spheres/{sphere_id}/legal-hold"
+            assert (await http.put(path, json={"reason": "case 42"})).status_code == 200
+            assert (await http.delete(f"/api/v1/admin/users/{alice.user_id}")).status_code == 202
+
+            async def held() -> bool:
+                return (await job(server, alice.user_id))["state"] == "held"
+
+            await eventually(held, DONE_WITHIN_S)
+            # The membership ended; the post is kept as it was, author included.
+            members = await bob.api("GET", f"/spheres/{sphere_id}/members")
+            assert [m["user_id"] for m in members.json()["members"]] == [bob.user_id]
+            shown = {m["offset"]: m for m in await history(bob, sphere_id)}
+            assert shown[mine[0]]["body"] == "evidence"
+            assert shown[mine[0]]["author_id"] == alice.user_id
+            assert (await http.delete(path)).status_code == 200
+        finished = await done(server, alice.user_id)
+        assert finished["rewritten"] == 1
+        shown = {m["offset"]: m for m in await history(bob, sphere_id)}
+        assert shown[mine[0]]["deleted"] and "body" not in shown[mine[0]]
+    finally:
+        server.stop()

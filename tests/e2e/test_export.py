@@ -121,6 +121,10 @@ async def test_an_export_holds_what_the_user_reads_over_the_api(server: ServerPr
     farewell = await post(alice, left, 9, "goodbye")
     await ok(alice, "POST", f"/spheres/{left}/leave")
 
+    # HEAD would make (and audit) an archive nobody receives: refused.
+    for path in ("/me/export", f"/spheres/{team}/export"):
+        head = await alice.api("HEAD", path)
+        assert head.status_code == 400, path
     archive, headers = await export_of(alice)
 
     # The manifest counts every line; the headers announced the same before the first byte.
@@ -218,6 +222,7 @@ async def test_an_export_holds_what_the_user_reads_over_the_api(server: ServerPr
     ]
     assert [{k: v for k, v in a.items() if k != "log"} for a in server_lines] == about
     assert about[-1]["action"] == "data_exported"  # this very export, with its counts
+    assert [e["action"] for e in about].count("data_exported") == 1  # HEAD made none
     assert "messages=7" in about[-1]["detail"]
     sphere_lines = [a for a in archive["audit.jsonl"] if a["log"] == "sphere"]
     for reader, sphere_id in ((alice, team), (bob, club), (bob, den)):

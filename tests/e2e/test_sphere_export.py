@@ -4,6 +4,8 @@ history promise; it is audited in the sphere's log; ``--member-exports off`` lea
 
 from __future__ import annotations
 
+import datetime
+import time
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,30 @@ async def exports_within_the_floor(new_user: Any) -> None:
     # A member holds no ``export`` right; the error is the documented one.
     refused = await member.api("GET", f"/spheres/{sphere}/export")
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+
+
+async def test_a_sphere_export_says_where_retention_cut_the_history(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    try:
+        owner = await server.new_user("owner")
+        sphere = await owner.create_sphere("kept a day")
+        await ok(owner, "PATCH", f"/spheres/{sphere}", json={"retention_days": 1})
+        for n in range(3):
+            await post(owner, sphere, n, f"old {n}")
+        as_of = datetime.datetime.fromtimestamp(time.time() + 2 * 86_400, datetime.UTC)
+        server.cli("retention", "run", "--as-of", as_of.isoformat())
+        fresh = await post(owner, sphere, 9, "fresh")
+
+        client = await owner.connect()
+        info = await client.request(ExportSphere(sphere_id=sphere, ref=client.ref()))
+        await client.close()
+        archive, _ = await export_of(owner, f"/spheres/{sphere}/export")
+        page = await ok(owner, "GET", f"/spheres/{sphere}/messages?after=0")
+        # The archive and the history say it alike: history now begins at the horizon.
+        assert isinstance(info, ExportInfo) and info.floor == 0
+        assert info.truncated_before == page["truncated_before"] == fresh
+        assert archive["manifest.json"]["truncated_before"] == fresh
+        assert [e["offset"] for e in archive["events.jsonl"]] == [fresh]
+        assert "old" not in str(archive["events.jsonl"])
+    finally:
+        server.stop()

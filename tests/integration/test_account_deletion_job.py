@@ -1,6 +1,7 @@
 """The deletion job (``server.privacy.account_deletion.DeletionRunner``) on every backend: a
-legal hold keeps a sphere's content until it is lifted, and two runners on one store (two
-gateways) never do a job's work twice."""
+legal hold (set and lifted through the store, as its routes do) keeps a sphere's content until
+it is lifted, two runners on one store (two gateways) never do a job's work twice, and a large
+job leaves the event loop responsive."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from protocol import EventKind, MemberAction, Message, MessageId, Privacy, Role, SphereId, UserId
+from protocol import EventKind, MemberAction, Message, MessageId, Privacy, SphereId, UserId
 from server.config import Config
-from server.privacy.account_deletion import DeletionRunner
-from storage import DeletionMode, DeletionState, Draft, MemberChange, Store
+from server.privacy.account_deletion import DeletionRunner, now_ms
+from storage import OPERATOR, DeletionMode, DeletionState, Draft, Store
 from storage.sqlite import SqliteStore
 from tests.contract.conftest import backend, store
+from tests.contract.test_account_deletion import add_existing
 from tests.contract.test_entry import NOW_MS, user
 
 __all__ = ["backend", "store"]  # the contract suite's fixtures: one run per engine
@@ -23,14 +25,14 @@ __all__ = ["backend", "store"]  # the contract suite's fixtures: one run per eng
 CONFIG = Config(account_deletion_batch=3, account_deletion_pause_s=0.0)
 
 
-class Holds:
-    """The spheres under a legal hold, as the runner asks of them."""
+async def hold(store: Store, sphere_id: SphereId) -> None:
+    await store.set_legal_hold(
+        sphere_id, UserId(OPERATOR), until_ms=None, reason="case 42", now_ms=now_ms()
+    )
 
-    def __init__(self, *held: SphereId) -> None:
-        self.held = set(held)
 
-    async def __call__(self, sphere_id: SphereId, at_ms: int) -> bool:
-        return sphere_id in self.held
+async def release(store: Store, sphere_id: SphereId) -> None:
+    await store.release_legal_hold(sphere_id, UserId(OPERATOR), now_ms=now_ms())
 
 
 async def two_spheres(store: Store, posts: int) -> tuple[UserId, list[SphereId]]:
@@ -39,13 +41,7 @@ async def two_spheres(store: Store, posts: int) -> tuple[UserId, list[SphereId]]
     spheres = []
     for name in ("one", "two"):
         sphere = await store.create_sphere(name, Privacy.PRIVATE, owner.user_id, now_ms=NOW_MS)
-        await store.change_member(
-            sphere.sphere_id,
-            owner.user_id,
-            alice.user_id,
-            lambda _: MemberChange(Role.MEMBER, MemberAction.ADDED),
-            now_ms=NOW_MS,
-        )
+        await add_existing(store, sphere.sphere_id, owner.user_id, alice.user_id)
         for n in range(posts):
             draft = Draft(EventKind.POST, MessageId(f"{name}{n}"), alice.user_id, NOW_MS, body="x")
             await store.append(sphere.sphere_id, draft)
@@ -59,13 +55,13 @@ async def authored(store: Store, sphere_id: SphereId, author: UserId) -> int:
 
 async def test_a_legal_hold_keeps_the_content_until_it_is_lifted(store: Store) -> None:
     alice, (held, free) = await two_spheres(store, 5)
-    holds = Holds(held)
+    await hold(store, held)
     events: list[Message] = []
 
     async def publish(event: Message) -> None:
         events.append(event)
 
-    runner = DeletionRunner(store, CONFIG, owner="node", publish=publish, held=holds)
+    runner = DeletionRunner(store, CONFIG, owner="node", publish=publish)
     await store.request_account_deletion(
         alice, requested_by="cli", mode=DeletionMode.ERASE, now_ms=NOW_MS
     )
@@ -79,7 +75,7 @@ async def test_a_legal_hold_keeps_the_content_until_it_is_lifted(store: Store) -
     assert job is not None and job.state is DeletionState.HELD and job.spheres_left == 1
     assert await store.get_user(alice) is not None  # its row waits with its content
     assert await runner.run(alice) is DeletionState.HELD  # looked at again: still held
-    holds.held.clear()
+    await release(store, held)
     assert await runner.run(alice) is DeletionState.DONE
     assert await authored(store, held, alice) == 0 and await store.get_user(alice) is None
     assert len([e for e in events if e.action is MemberAction.DELETED]) == 2
@@ -107,8 +103,8 @@ async def test_a_held_sphere_left_empty_waits_for_its_hold_then_goes(store: Stor
     sphere = await store.create_sphere("alone", Privacy.PRIVATE, alice.user_id, now_ms=NOW_MS)
     draft = Draft(EventKind.POST, MessageId("p"), alice.user_id, NOW_MS, body="evidence")
     await store.append(sphere.sphere_id, draft)
-    holds = Holds(sphere.sphere_id)
-    runner = DeletionRunner(store, CONFIG, owner="node", held=holds)
+    await hold(store, sphere.sphere_id)
+    runner = DeletionRunner(store, CONFIG, owner="node")
     await store.request_account_deletion(
         alice.user_id, requested_by="cli", mode=DeletionMode.ERASE, now_ms=NOW_MS
     )
@@ -117,7 +113,7 @@ async def test_a_held_sphere_left_empty_waits_for_its_hold_then_goes(store: Stor
     assert await store.get_sphere(sphere.sphere_id) is not None
     assert await store.list_members(sphere.sphere_id) == []
     assert await authored(store, sphere.sphere_id, alice.user_id) == 2  # its creation, its post
-    holds.held.clear()
+    await release(store, sphere.sphere_id)
     assert await runner.run(alice.user_id) is DeletionState.DONE
     assert await store.get_sphere(sphere.sphere_id) is None
 
@@ -134,13 +130,7 @@ async def test_a_large_job_keeps_the_event_loop_responsive(tmp_path: Path) -> No
         owner = await user(store, "owner")
         alice = await user(store, "alice")
         sphere = await store.create_sphere("big", Privacy.PRIVATE, owner.user_id, now_ms=NOW_MS)
-        await store.change_member(
-            sphere.sphere_id,
-            owner.user_id,
-            alice.user_id,
-            lambda _: MemberChange(Role.MEMBER, MemberAction.ADDED),
-            now_ms=NOW_MS,
-        )
+        await add_existing(store, sphere.sphere_id, owner.user_id, alice.user_id)
         body = "x" * 200
         for start in range(0, LARGE_POSTS, 5_000):  # within the append queue's bound
             await asyncio.gather(

@@ -495,7 +495,16 @@ _SERVER_LEAVES: tuple[ServerFrame, ...] = (
         ref="r20",
     ),
     MentionList(messages=[POST], next="c7", ref="r21"),
-    ExportInfo(sphere_id=S, floor=3, until=40, events=30, members=4, audit_entries=9, ref="r22"),
+    ExportInfo(
+        sphere_id=S,
+        floor=3,
+        until=40,
+        events=30,
+        members=4,
+        audit_entries=9,
+        truncated_before=5,
+        ref="r22",
+    ),
 )
 
 SERVER_SAMPLES: tuple[Frame, ...] = (

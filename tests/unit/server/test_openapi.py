@@ -26,6 +26,7 @@ from server.openapi import DOCUMENT_PATH, openapi_document
 from server.operations import OPERATIONS, Operation, Operations
 from server.presence import MemoryPresence
 from server.privacy.account_deletion import AccountDeletion
+from server.privacy.deletion_routes import DELETION_ROUTES
 from server.privacy.export import Exports
 from server.privacy.routes import HOLD_ROUTES
 from server.sessions.accounts import Accounts
@@ -205,7 +206,9 @@ def test_request_schemas_accept_real_requests(frame: Frame, http: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "route", [*ACCOUNT_ROUTES, *HOLD_ROUTES], ids=lambda r: f"{r.method} {r.path}"
+    "route",
+    [*ACCOUNT_ROUTES, *DELETION_ROUTES, *HOLD_ROUTES],
+    ids=lambda r: f"{r.method} {r.path}",
 )
 def test_account_routes_are_described(route: Any) -> None:
     described = operation_of(route.method, route.path)
