@@ -19,6 +19,7 @@ from tests.e2e.conftest import start_server
 from tests.support import ServerProcess, User
 
 TIMEOUT_S = 30.0
+CLI = (sys.executable, "-m", "server", "export")
 
 
 async def ok(user: User, method: str, path: str, status: int = 200, **kw: Any) -> Any:
@@ -36,6 +37,10 @@ async def post(user: User, sphere_id: str, n: int, body: str, **kw: Any) -> int:
         json={"message_id": f"{user.name}-{n}", "body": body, **kw},
     )
     return int(ack["offset"])
+
+
+def files_named(folder: Path, prefix: str) -> list[Path]:
+    return sorted(folder.glob(prefix + "*"))
 
 
 def read_archive(data: bytes) -> dict[str, Any]:
@@ -147,6 +152,7 @@ async def test_an_export_holds_what_the_user_reads_over_the_api(server: ServerPr
     assert {k: profile[k] for k in ("user_id", "name", "kind", "is_admin")} == {
         k: me[k] for k in ("user_id", "name", "kind", "is_admin")
     }
+    assert alice.token.rsplit("_", 1)[-1] not in str(archive)  # never a token's secret
     tokens = (await ok(alice, "GET", "/me/tokens"))["tokens"]
     keys = ("token_id", "kind", "label", "created_ms", "expires_ms", "issued_by")
     assert [{k: t[k] for k in keys} for t in archive["tokens.jsonl"]] == [
@@ -303,6 +309,32 @@ async def test_the_command_line_downloads_an_archive(server: ServerProcess, tmp_
     archive = read_archive(target.read_bytes())
     assert [m["body"] for m in archive["messages.jsonl"]] == ["line 0", "line 1", "line 2"]
     assert not (tmp_path / "mine.zip.part").exists()
+
+    # A sphere's history (its owner) and a user's data (a server administrator), with the
+    # server's own name for the file.
+    for token, which, name in (
+        (alice.token, ["--sphere", team], f"cloison-sphere-{team}-"),
+        (server.admin_token, ["--user", alice.user_id], f"cloison-export-{alice.user_id}-"),
+    ):
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [*CLI, "--url", server.http_url, "--token", token, *which],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+        written = await asyncio.to_thread(files_named, tmp_path, name)
+        assert len(written) == 1 and written[0].suffix == ".zip"
+        archive = read_archive(written[0].read_bytes())
+        lines = archive.get("events.jsonl") or archive["messages.jsonl"]
+        assert [m.get("body") for m in lines if m["kind"] == "post"] == [
+            "line 0",
+            "line 1",
+            "line 2",
+        ]
+        written[0].unlink()
 
     # A refusal is a line and an exit status, and leaves no file behind.
     bad = await asyncio.to_thread(

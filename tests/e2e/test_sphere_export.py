@@ -134,6 +134,16 @@ async def exports_within_the_floor(new_user: Any) -> None:
     refused = await member.api("GET", f"/spheres/{sphere}/export")
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
 
+    # A new charter: the administrator who has not accepted it exports nothing, as they read
+    # nothing, until they accept it.
+    charter = await ok(owner, "PUT", f"/spheres/{sphere}/charter", json={"text": "be kind"})
+    unaccepted = await admin.api("GET", f"/spheres/{sphere}/export")
+    assert unaccepted.status_code == 403 and unaccepted.json()["code"] == "charter_required"
+    version = {"version": charter["version"]}
+    await ok(admin, "POST", f"/spheres/{sphere}/charter/accept", json=version)
+    accepted, _ = await export_of(admin, f"/spheres/{sphere}/export")
+    assert accepted["manifest.json"]["floor"] == floor
+
 
 async def test_a_sphere_export_says_where_retention_cut_the_history(tmp_path: Path) -> None:
     server = start_server(tmp_path)
