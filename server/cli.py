@@ -19,6 +19,7 @@ from pathlib import Path
 from protocol import UserId, UserKind
 from server.config import Config
 from server.sessions.accounts import OPERATOR_ACTOR, Accounts
+from storage import Store
 
 Command = Callable[[list[str]], int]
 
@@ -84,7 +85,7 @@ def serve_command(argv: list[str]) -> int:
     return 0
 
 
-def _store_options() -> argparse.ArgumentParser:
+def store_options() -> argparse.ArgumentParser:
     """The options every admin command shares: where the store is."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -98,7 +99,7 @@ def _store_options() -> argparse.ArgumentParser:
     return common
 
 
-def _admin_config(parser: argparse.ArgumentParser, namespace: argparse.Namespace) -> Config:
+def admin_config(parser: argparse.ArgumentParser, namespace: argparse.Namespace) -> Config:
     try:
         return Config.load(
             file=Path(namespace.config_file) if namespace.config_file else None,
@@ -112,7 +113,7 @@ def _admin_config(parser: argparse.ArgumentParser, namespace: argparse.Namespace
 def user_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="cloison user", description="Manage users and bots.")
     sub = parser.add_subparsers(dest="action", required=True)
-    common = _store_options()
+    common = store_options()
     create = sub.add_parser(
         "create", parents=[common], help="create a user or bot and print its first token"
     )
@@ -152,7 +153,7 @@ def user_command(argv: list[str]) -> int:
     audit.add_argument("--before", type=int, default=None, help="entries below this seq")
     audit.add_argument("--limit", type=int, default=50, help="at most this many (1-100)")
     namespace = parser.parse_args(argv)
-    config = _admin_config(parser, namespace)
+    config = admin_config(parser, namespace)
     if namespace.action == "delete":
         return asyncio.run(_run(config, _delete_action(config, namespace)))
     return asyncio.run(_run(config, _user_action(namespace)))
@@ -163,7 +164,7 @@ def token_command(argv: list[str]) -> int:
         prog="cloison token", description="Issue, list and revoke tokens."
     )
     sub = parser.add_subparsers(dest="action", required=True)
-    common = _store_options()
+    common = store_options()
     create = sub.add_parser(
         "create",
         parents=[common],
@@ -186,7 +187,7 @@ def token_command(argv: list[str]) -> int:
     )
     revoke_all.add_argument("user_id")
     namespace = parser.parse_args(argv)
-    config = _admin_config(parser, namespace)
+    config = admin_config(parser, namespace)
     return asyncio.run(_run(config, _token_action(namespace)))
 
 
@@ -219,7 +220,7 @@ def _user_action(ns: argparse.Namespace) -> Action:
         elif ns.action == "audit":
             for e in await accounts.audit(OPERATOR_ACTOR, before=ns.before, limit=ns.limit):
                 print(
-                    f"{e.seq}\t{_when(e.ts_ms)}\t{e.actor}\t{e.action}\t{e.user_id or '-'}"
+                    f"{e.seq}\t{iso_time(e.ts_ms)}\t{e.actor}\t{e.action}\t{e.user_id or '-'}"
                     f"\t{e.token_id or '-'}\t{e.detail or '-'}"
                 )
         elif ns.action in ("disable", "enable"):
@@ -236,10 +237,12 @@ def _user_action(ns: argparse.Namespace) -> Action:
 
 
 def _delete_action(config: Config, ns: argparse.Namespace) -> Action:
-    async def act(accounts: Accounts) -> int:
-        from server.privacy.account_deletion import AccountDeletion, DeletionRunner, now_ms
-        from storage import DeletionState
+    # Imported here, before the loop runs: importing the server's modules takes a while.
+    from server.operations import now_ms
+    from server.privacy.account_deletion import AccountDeletion, DeletionRunner
+    from storage import DeletionState
 
+    async def act(accounts: Accounts) -> int:
         deletion = AccountDeletion(accounts.store, config)
         job = await deletion.request(OPERATOR_ACTOR, UserId(ns.user_id), at_ms=now_ms())
         print(f"deletion of {job.user_id}: {job.state.value} ({job.mode.value})")
@@ -285,9 +288,9 @@ def _token_action(ns: argparse.Namespace) -> Action:
             )
             for t in page.tokens:
                 issuer = page.issuer_names.get(t.issued_by or "", t.issued_by or "unknown")
-                expires = _when(t.expires_ms) if t.expires_ms is not None else "never"
+                expires = iso_time(t.expires_ms) if t.expires_ms is not None else "never"
                 print(
-                    f"{t.token_id}\t{t.kind.value}\tcreated {_when(t.created_ms)}"
+                    f"{t.token_id}\t{t.kind.value}\tcreated {iso_time(t.created_ms)}"
                     f"\texpires {expires}\tissued by {issuer}\t{t.label or ''}"
                 )
             if page.next_cursor is not None:
@@ -308,7 +311,13 @@ def _token_action(ns: argparse.Namespace) -> Action:
 
 
 async def _run(config: Config, action: Action) -> int:
-    """Open the store, run one account action as the operator, report a refusal as exit 1."""
+    """Run one account action as the operator, a refusal reported as exit 1."""
+    return await with_store(config, lambda store: action(Accounts(store, config)))
+
+
+async def with_store(config: Config, action: Callable[[Store], Awaitable[int]]) -> int:
+    """Open the store, run ``action`` on it, close it; a refusal (``CloisonError``) is printed
+    as ``error: ...`` and exit 1. Every admin command runs its work through here."""
     from protocol import CloisonError
     from storage import open_store
 
@@ -318,7 +327,7 @@ async def _run(config: Config, action: Action) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
     try:
-        return await action(Accounts(store, config))
+        return await action(store)
     except CloisonError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
@@ -326,5 +335,5 @@ async def _run(config: Config, action: Action) -> int:
         await store.aclose()
 
 
-def _when(ms: int) -> str:
+def iso_time(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,6 +37,7 @@ from protocol import (
     UserId,
 )
 from server.config import Config
+from server.operations import now_ms
 from server.sessions.accounts import Actor
 from server.sessions.registry import DISABLED, SessionRegistry
 from storage import (
@@ -62,10 +62,6 @@ SPHERE_PAGE = 100
 JOBS_PER_LOOK = 100
 
 Publish = Callable[[Message], Awaitable[None]]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class AccountDeletion:
@@ -97,16 +93,16 @@ class AccountDeletion:
         """
         if user_id != actor.actor_id and not actor.is_admin:
             raise CloisonError("server administrators only", code=ErrorCode.FORBIDDEN)
-        done = await self._store.request_account_deletion(
+        asked = await self._store.request_account_deletion(
             user_id, requested_by=actor.actor_id, mode=self._mode, now_ms=at_ms
         )
-        if done is None:
+        if asked is None:
             raise CloisonError("user not found", code=ErrorCode.NOT_FOUND)
         if self._registry is not None:
             self._registry.end_user(user_id, DISABLED)
-        if self._wake is not None and done.job.state is not DeletionState.DONE:
+        if self._wake is not None and asked.job.state is not DeletionState.DONE:
             self._wake()
-        return done.job
+        return asked.job
 
     async def request_own(self, actor: Actor, confirm: Any, *, at_ms: int) -> DeletionJob:
         """The caller's own deletion, if ``confirm`` repeats their user id.

@@ -13,9 +13,8 @@ import argparse
 import asyncio
 import sys
 
-from protocol import CloisonError
-from server.cli import _admin_config, _store_options
-from server.config import Config
+from server.cli import admin_config, store_options, with_store
+from storage import Store
 
 
 def privacy_command(argv: list[str]) -> int:
@@ -23,29 +22,16 @@ def privacy_command(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser(
         "compact",
-        parents=[_store_options()],
+        parents=[store_options()],
         help="rewrite the store so that erased content leaves its files (PostgreSQL: "
         "locks each table while it is rewritten)",
     )
     namespace = parser.parse_args(argv)
-    return asyncio.run(_compact(_admin_config(parser, namespace)))
+    return asyncio.run(with_store(admin_config(parser, namespace), _compact))
 
 
-async def _compact(config: Config) -> int:
-    from storage import open_store
-
-    try:
-        store = await open_store(config.resolved_store_url)
-    except CloisonError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    try:
-        report = await store.compact()
-    except CloisonError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    finally:
-        await store.aclose()
+async def _compact(store: Store) -> int:
+    report = await store.compact()
     for table in report.tables:
         state = f"skipped ({table.skipped})" if table.skipped else f"{table.seconds:.3f} s"
         print(

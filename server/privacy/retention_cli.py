@@ -11,15 +11,14 @@ import argparse
 import asyncio
 import dataclasses
 import datetime
-import sys
 from collections.abc import Awaitable, Callable
 
 from protocol import CloisonError, SphereId, UserId
-from server.cli import _admin_config, _store_options, _when
+from server.cli import admin_config, iso_time, store_options, with_store
 from server.config import Config
 from server.operations import now_ms
 from server.privacy.retention import RetentionJob, effective_days, set_hold
-from storage import OPERATOR, RetentionStatus, Store, open_store
+from storage import OPERATOR, RetentionStatus, Store
 
 Action = Callable[[Store, Config], Awaitable[int]]
 
@@ -29,7 +28,7 @@ def retention_command(argv: list[str]) -> int:
         prog="cloison retention", description="Retention periods, the job, and legal holds."
     )
     sub = parser.add_subparsers(dest="action", required=True)
-    common = _store_options()
+    common = store_options()
     common.add_argument(
         "--retention-days",
         dest="retention_days",
@@ -70,7 +69,7 @@ def retention_command(argv: list[str]) -> int:
         parser.error(str(exc))
     if namespace.action == "status" and not 1 <= namespace.limit <= 1000:
         parser.error("--limit must be between 1 and 1000")
-    config = _admin_config(parser, namespace)
+    config = admin_config(parser, namespace)
     if namespace.retention_days is not None:
         config = dataclasses.replace(config, retention_days=namespace.retention_days)
         try:
@@ -102,7 +101,7 @@ def _action(ns: argparse.Namespace, until_ms: int | None, as_of_ms: int | None) 
                 print(status_line(status, config.retention_days))
             for run in await store.retention_runs():
                 print(
-                    f"last pass by {run.node}: {_when(run.finished_ms)}, {run.spheres} spheres, "
+                    f"last pass by {run.node}: {iso_time(run.finished_ms)}, {run.spheres} spheres, "
                     f"{run.deleted} events removed"
                 )
         elif ns.action == "hold":
@@ -114,7 +113,7 @@ def _action(ns: argparse.Namespace, until_ms: int | None, as_of_ms: int | None) 
                 reason=ns.reason,
                 now_ms=now_ms(),
             )
-            until = "released" if until_ms is None else _when(until_ms)
+            until = "released" if until_ms is None else iso_time(until_ms)
             print(f"legal hold on {sphere.sphere_id} until {until}")
         elif ns.action == "release":
             sphere, event = await store.release_legal_hold(
@@ -142,14 +141,14 @@ def status_line(status: RetentionStatus, server_days: int) -> str:
     days = effective_days(status.retention_days, server_days)
     own = "" if status.retention_days is None else " (own)"
     period = "forever" if days is None else f"{days} days{own}"
-    oldest = "-" if status.oldest_ms is None else _when(status.oldest_ms)
-    ran = "never" if status.run_ms is None else _when(status.run_ms)
+    oldest = "-" if status.oldest_ms is None else iso_time(status.oldest_ms)
+    ran = "never" if status.run_ms is None else iso_time(status.run_ms)
     hold = status.hold
     if hold is None:
         held = "no hold"
     else:
-        until = "released" if hold.until_ms is None else _when(hold.until_ms)
-        held = f"hold since {_when(hold.since_ms)} until {until} by {hold.set_by}: {hold.reason}"
+        until = "released" if hold.until_ms is None else iso_time(hold.until_ms)
+        held = f"hold since {iso_time(hold.since_ms)} until {until} by {hold.set_by}: {hold.reason}"
     return (
         f"{status.sphere_id}\t{period}\toldest {oldest}\tfrom offset {status.retained_from}"
         f"\tlast pass {ran}\t{held}"
@@ -157,15 +156,4 @@ def status_line(status: RetentionStatus, server_days: int) -> str:
 
 
 async def _run(config: Config, action: Action) -> int:
-    try:
-        store = await open_store(config.resolved_store_url)
-    except CloisonError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    try:
-        return await action(store, config)
-    except CloisonError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    finally:
-        await store.aclose()
+    return await with_store(config, lambda store: action(store, config))

@@ -3,8 +3,8 @@
 ``workday`` drives one or two gateways the way people do: enrolment, sign-in over WebSocket
 and HTTP, spheres of every type, posts, replies, edits, reactions, pins, deletes, history and
 threads, read markers and typing, invitations, join requests, charters, reports, bans, mutes,
-roles, token rotation, a rename, administrators' acts, audit logs, exports, a sphere deletion
-and an account deletion. Every
+roles, token rotation, a rename, administrators' acts, audit logs, a retention period, a legal
+hold, exports, a sphere deletion and an account deletion. Every
 free text (bodies, edits, names, comments, reasons, charters, labels) carries a canary, and
 every token secret is one, so a test can look for all of them wherever data could leak: logs,
 Redis, network captures.
@@ -213,6 +213,18 @@ async def workday(nodes: Sequence[ServerProcess], canaries: Canaries) -> None:
         ):
             answer_ = await admin.request(method, path)
             assert answer_.status_code == 200, (path, answer_.text)
+    # A retention period for the club, and a legal hold on the team with a reason, lifted.
+    await ok(a, UpdateSphere(sphere_id=club, retention_days=30, ref="rd"))
+    async with first.http(first.admin_token) as admin:
+        hold = f"/api/v1/admin/spheres/{team}/legal-hold"
+        reply = await admin.put(hold, json={"reason": canaries.new("reason")})
+        assert reply.status_code == 200, reply.text
+        refused = await b.request(Delete(sphere_id=team, message_id="dh", target=answer, ref="dh"))
+        assert isinstance(refused, ErrorReply) and refused.code == "legal_hold", refused
+        for method, path in (("GET", f"/api/v1/admin/spheres/{team}/retention"), ("DELETE", hold)):
+            reply = await admin.request(method, path)
+            assert reply.status_code == 200, (path, reply.text)
+
     # Archives: bob's own, the team's by its owner, carol's by an administrator.
     for user, path in ((bob, "/me/export"), (alice, f"/spheres/{team}/export")):
         archive = await user.api("GET", path)

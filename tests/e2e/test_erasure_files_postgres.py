@@ -121,7 +121,7 @@ async def test_the_scheduled_compaction_removes_them_too(
         async def compacted_since() -> bool:  # a whole run that started after the erasure
             return await metric(server, "cloison_erasure_compactions") >= after + 2
 
-        await eventually(compacted_since, timeout_s=15)
+        await eventually(compacted_since, timeout_s=40)
         assert await metric(server, "cloison_erasure_last_compaction_seconds") > 0
         for text in canaries:
             await assert_absent_postgres(cluster.dsn, SCHEMA, text)

@@ -28,6 +28,7 @@ import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
@@ -79,6 +80,11 @@ async def value_of(client: aioredis.Redis, key: bytes) -> bytes:
     raise AssertionError(f"{key!r}: a key of type {kind} the scanner cannot read")
 
 
+def address_of(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 6379
+
+
 class Scan:
     """What the scans of one prefix met."""
 
@@ -117,12 +123,22 @@ class Scan:
 
 
 async def monitored(url: str, lines: list[str], ready: asyncio.Event) -> None:
-    """Append every command Redis runs to ``lines`` (until cancelled)."""
-    async with aioredis.Redis.from_url(url) as client, client.monitor() as monitor:
+    """Append every line of ``MONITOR`` to ``lines``, as Redis writes it (until cancelled).
+
+    Read raw: one line per command, ``+<time> [<db> <client>] "<COMMAND>" "<arg>" ...``, each
+    argument quoted and escaped by Redis, so no client library's parser can lose one.
+    """
+    host, port = address_of(url)
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(b"MONITOR\r\n")
+        async with asyncio.timeout(TIMEOUT_S):
+            assert await reader.readline() == b"+OK\r\n"
         ready.set()
-        while True:
-            command = await monitor.next_command()
-            lines.append(str(command["command"]))
+        while line := await reader.readline():
+            lines.append(line.decode("utf-8", "replace"))
+    finally:
+        writer.close()
 
 
 @pytest.fixture
@@ -186,6 +202,8 @@ async def test_redis_holds_no_body_beyond_pub_sub(
                     await scanner
                 await scan.once()
         finally:
+            if monitor.done():
+                monitor.result()  # MONITOR ended early: say why
             monitor.cancel()
             await asyncio.gather(monitor, return_exceptions=True)
 
@@ -198,7 +216,7 @@ async def test_redis_holds_no_body_beyond_pub_sub(
     assert max(scan.longest_ms["presence"], scan.longest_ms["presence_nodes"]) <= 60_000
     carrying = [line for line in commands if canaries.found_in(line)]
     assert carrying, "no canary was seen in flight: MONITOR saw nothing of the day"
-    channel = re.compile(rf"^PUBLISH {re.escape(prefix)}sphere:s_[\w-]+ ")
+    channel = re.compile(rf'^\+[\d.]+ \[[^\]]*\] "PUBLISH" "{re.escape(prefix)}sphere:s_[\w-]+" ')
     assert [line for line in carrying if not channel.match(line)] == []
     in_flight = {name for line in carrying for name in canaries.found_in(line)}
     bodies = {name for name in canaries.planted if name.startswith(("body", "edit"))}

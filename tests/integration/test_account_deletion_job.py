@@ -13,7 +13,8 @@ import pytest
 
 from protocol import EventKind, MemberAction, Message, MessageId, Privacy, SphereId, UserId
 from server.config import Config
-from server.privacy.account_deletion import DeletionRunner, now_ms
+from server.operations import now_ms
+from server.privacy.account_deletion import DeletionRunner
 from storage import OPERATOR, DeletionMode, DeletionState, Draft, Store
 from storage.sqlite import SqliteStore
 from tests.contract.conftest import backend, store
