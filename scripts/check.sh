@@ -20,4 +20,6 @@ echo "== protocol coverage (its own unit tests, 100% of branches)"
 .venv/bin/python -m coverage run -m pytest tests/unit/protocol -q -p no:cacheprovider
 .venv/bin/python -m coverage report
 echo "== pytest"
-.venv/bin/pytest "$@"
+# Two workers, each taking whole files (module fixtures are built once); the suite waits
+# mostly on server subprocesses and sockets. CLOISON_TEST_WORKERS=0 runs it in one process.
+.venv/bin/pytest -n "${CLOISON_TEST_WORKERS:-2}" --dist loadfile "$@"
