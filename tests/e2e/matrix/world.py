@@ -69,7 +69,9 @@ MATRIX_TIMEOUT_S = 240.0
 MISSING_SPHERE = SphereId("s_matrix_missing")
 # Why: a retryable error means "the same request may succeed later"; a client retries it.
 RETRYABLE = frozenset(code.value for code in ErrorCode if code.retryable)
-RETRIES = 3
+# Why 10: a node streams at most 4 exports at once (the rest are answered `unavailable`), and
+# the matrix asks for many at once; 10 linear backoffs wait up to 2.25 s in all.
+RETRIES = 10
 RETRY_BACKOFF_S = 0.05
 
 
