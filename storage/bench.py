@@ -119,7 +119,8 @@ def _until(tickets: Iterator[int], deadline: float) -> Iterator[int]:
         yield n
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
+    """An argparse type: an integer of at least 1 (the benchmarks' counts)."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
@@ -129,11 +130,11 @@ def _positive(text: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m storage.bench", description=__doc__)
     parser.add_argument(
-        "--messages", type=_positive, default=200_000, help="posts to append at most"
+        "--messages", type=positive, default=200_000, help="posts to append at most"
     )
-    parser.add_argument("--writers", type=_positive, default=200, help="concurrent appending tasks")
+    parser.add_argument("--writers", type=positive, default=200, help="concurrent appending tasks")
     parser.add_argument(
-        "--spheres", type=_positive, default=10, help="spheres the posts spread over"
+        "--spheres", type=positive, default=10, help="spheres the posts spread over"
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="time limit of the appends")
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")

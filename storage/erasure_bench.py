@@ -29,6 +29,7 @@ import asyncpg
 
 from protocol import EventKind, MessageId, Privacy, SphereId, UserId, UserKind
 from storage.base import Draft, Store, StoreError
+from storage.bench import positive
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
 
@@ -208,17 +209,10 @@ def _ms(samples: list[float], percentile: int) -> str:
     return f"{statistics.quantiles(samples, n=100)[percentile - 1] * 1e3:.2f} ms"
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m storage.erasure_bench", description=__doc__)
-    parser.add_argument("--events", type=_positive, default=100_000, help="posts to store")
-    parser.add_argument("--deletes", type=_positive, default=100, help="posts to delete")
+    parser.add_argument("--events", type=positive, default=100_000, help="posts to store")
+    parser.add_argument("--deletes", type=positive, default=100, help="posts to delete")
     parser.add_argument("--url", help="a postgresql:// database (a superuser's or the owner's)")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the SQLite file")
     args = parser.parse_args()

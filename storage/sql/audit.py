@@ -59,7 +59,8 @@ async def insert_sphere_audit(db: SqlRunner, dialect: Dialect, entry: SphereAudi
     )
 
 
-def _entry(row: Sequence[Any]) -> SphereAuditEntry:
+def sphere_audit_entry(row: Sequence[Any]) -> SphereAuditEntry:
+    """A row of ``sphere_audit`` (its columns in table order) as a record."""
     seq, sphere_id, ts_ms, actor_id, action, target_id, offset, detail = row
     return SphereAuditEntry(
         sphere_id=SphereId(sphere_id),
@@ -85,4 +86,4 @@ class SqlSphereAudit(SqlAccounts):
             rows = await self._query(q.newest, sphere_id, limit)
         else:
             rows = await self._query(q.before, sphere_id, before, limit)
-        return [_entry(row) for row in rows]
+        return [sphere_audit_entry(row) for row in rows]

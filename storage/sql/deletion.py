@@ -35,9 +35,9 @@ from storage.rows import (
     to_sphere,
 )
 from storage.sql.accounts import SqlRunner, _audit
-from storage.sql.audit import audit_queries, insert_sphere_audit
+from storage.sql.audit import insert_sphere_audit
 from storage.sql.dialect import Dialect
-from storage.sql.moderation import SPHERE_DELETED, SqlModeration
+from storage.sql.moderation import SqlModeration
 
 _JOB_COLUMNS = "user_id, requested_ms, requested_by, mode, state, done_ms, scanned, rewritten"
 # Where the account left something in a sphere; parameters: the user id six times. Reactions,
@@ -396,23 +396,9 @@ class SqlAccountDeletions(SqlModeration):
         self, db: SqlRunner, sphere: SphereRecord, user_id: UserId, actor: str, now: int
     ) -> Message:
         """Delete a sphere the account was the last member of, as ``delete_sphere`` does."""
-        sphere_id = sphere.sphere_id
-        for sql in self._m.sphere_rows:
-            await db.fetch(sql, sphere_id)
-        await db.fetch(audit_queries(self._dialect).delete_sphere, sphere_id)
-        await db.fetch(self._m.server_audit, actor, SPHERE_DELETED, now, sphere_id)
-        await db.fetch(self._d.set_step, SphereStep.DONE.value, user_id, sphere_id)
-        return Message(
-            sphere_id=sphere_id,
-            offset=sphere.offset + 1,
-            kind=EventKind.SPHERE,
-            message_id=server_message_id(),
-            author_id=None,
-            ts_ms=now,
-            deleted=True,
-            privacy=sphere.privacy,
-            name=sphere.name,
-        )
+        event = await self._delete_sphere_in(db, sphere, actor, None, now)
+        await db.fetch(self._d.set_step, SphereStep.DONE.value, user_id, sphere.sphere_id)
+        return event
 
     async def erase_deleted_content(
         self, user_id: UserId, sphere_id: SphereId, mode: DeletionMode, limit: int, *, now_ms: int

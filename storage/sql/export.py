@@ -9,12 +9,10 @@ every event of the author in the sphere.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
 
 from protocol import Message, SphereId, UserId
-from storage.audit import AuditAction, SphereAuditEntry
+from storage.audit import SphereAuditEntry
 from storage.base import AuditEntry
 from storage.export import (
     AuthoredSpan,
@@ -25,7 +23,7 @@ from storage.export import (
 )
 from storage.rows import EVENT_COLUMNS, check_limit, to_message
 from storage.sql.accounts import SqlAccounts
-from storage.sql.audit import insert_sphere_audit
+from storage.sql.audit import insert_sphere_audit, sphere_audit_entry
 from storage.sql.dialect import Dialect
 
 _WRITINGS = "('post', 'edit', 'delete')"
@@ -130,20 +128,6 @@ def export_queries(dialect: Dialect) -> ExportQueries:
     return ExportQueries(**{name: dialect.render(sql) for name, sql in _TEMPLATES.items()})
 
 
-def _sphere_entry(row: Sequence[Any]) -> SphereAuditEntry:
-    seq, sphere_id, ts_ms, actor_id, action, target_id, offset, detail = row
-    return SphereAuditEntry(
-        sphere_id=SphereId(sphere_id),
-        ts_ms=ts_ms,
-        actor_id=UserId(actor_id),
-        action=AuditAction(action),
-        target_id=UserId(target_id) if target_id is not None else None,
-        offset=offset,
-        detail=detail,
-        seq=seq,
-    )
-
-
 class SqlExport(SqlAccounts):
     """The reads of ``storage.export.Export``, over the engine's hooks."""
 
@@ -221,14 +205,14 @@ class SqlExport(SqlAccounts):
     ) -> list[SphereAuditEntry]:
         check_limit(limit)
         rows = await self._query(self._x.user_sphere_audit, user_id, user_id, after, limit)
-        return [_sphere_entry(row) for row in rows]
+        return [sphere_audit_entry(row) for row in rows]
 
     async def sphere_audit_after(
         self, sphere_id: SphereId, *, after: int, limit: int
     ) -> list[SphereAuditEntry]:
         check_limit(limit)
         rows = await self._query(self._x.sphere_audit_after, sphere_id, after, limit)
-        return [_sphere_entry(row) for row in rows]
+        return [sphere_audit_entry(row) for row in rows]
 
     async def count_user_rows(self, user_id: UserId) -> dict[str, int]:
         rows = await self._query(self._x.count_user_rows, *[user_id] * 7)

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from protocol import BanInfo, EventKind, Message, RequestState, Role, SphereId, UserId
-from storage.base import DecideMember
+from storage.base import DecideMember, SphereRecord
 from storage.entry import CheckDelete, EntryKey
 from storage.rows import check_limit, server_message_id
+from storage.sql.accounts import SqlRunner
 from storage.sql.audit import audit_queries
 from storage.sql.dialect import Dialect
 from storage.sql.entry import SqlEntry, keyset_after
@@ -186,22 +187,35 @@ class SqlModeration(SqlEntry):
     async def delete_sphere(
         self, sphere_id: SphereId, actor_id: UserId, check: CheckDelete, *, now_ms: int
     ) -> Message:
-        e = self._m
         async with self._writing() as db:
             sphere = await self._lock_sphere(db, sphere_id)
             roles = await db.fetch(self._q.get_role, sphere_id, actor_id)
             check(sphere, Role(roles[0][0]) if roles else None)
-            for sql in e.sphere_rows:
-                await db.fetch(sql, sphere_id)
-            await db.fetch(audit_queries(self._dialect).delete_sphere, sphere_id)
-            await db.fetch(e.server_audit, actor_id, SPHERE_DELETED, now_ms, sphere_id)
+            event = await self._delete_sphere_in(db, sphere, actor_id, actor_id, now_ms)
         await self.scrub()  # the sphere's content leaves the files before the answer
+        return event
+
+    async def _delete_sphere_in(
+        self,
+        db: SqlRunner,
+        sphere: SphereRecord,
+        actor: str,
+        author_id: UserId | None,
+        now_ms: int,
+    ) -> Message:
+        """Delete ``sphere`` and every row of it inside ``db``'s transaction, with the server's
+        audit entry; returns its closing ``sphere`` event (``deleted``), by ``author_id``."""
+        e = self._m
+        for sql in e.sphere_rows:
+            await db.fetch(sql, sphere.sphere_id)
+        await db.fetch(audit_queries(self._dialect).delete_sphere, sphere.sphere_id)
+        await db.fetch(e.server_audit, actor, SPHERE_DELETED, now_ms, sphere.sphere_id)
         return Message(
-            sphere_id=sphere_id,
+            sphere_id=sphere.sphere_id,
             offset=sphere.offset + 1,
             kind=EventKind.SPHERE,
             message_id=server_message_id(),
-            author_id=actor_id,
+            author_id=author_id,
             ts_ms=now_ms,
             deleted=True,
             privacy=sphere.privacy,
