@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     CHARTER_REQUIRED = "charter_required"  # accept the sphere's current charter first
     CONFLICT = "conflict"
+    QUOTA_EXCEEDED = "quota_exceeded"  # the organisation's quota is reached: nothing was done
     LEGAL_HOLD = "legal_hold"  # the sphere is under a legal hold: nothing of it may be deleted
     TOO_LARGE = "too_large"
     RATE_LIMITED = "rate_limited"

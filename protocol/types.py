@@ -8,6 +8,7 @@ from typing import NewType
 
 UserId = NewType("UserId", str)
 SphereId = NewType("SphereId", str)
+OrgId = NewType("OrgId", str)  # an organisation: the tenant boundary
 ConnId = NewType("ConnId", str)
 # A client-chosen idempotency key, unique per (sphere, author).
 MessageId = NewType("MessageId", str)

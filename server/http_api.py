@@ -53,6 +53,7 @@ STATUS = {
     ErrorCode.CHARTER_REQUIRED: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.CONFLICT: 409,
+    ErrorCode.QUOTA_EXCEEDED: 403,
     ErrorCode.LEGAL_HOLD: 409,
     ErrorCode.CHARTER_REQUIRED: 403,
     ErrorCode.UNRECOVERABLE_POSITION: 409,

@@ -100,13 +100,27 @@ from storage.export import (
     ReactionKey,
     ReactionRecord,
 )
+from storage.organisations import (
+    DEFAULT_ORG,
+    InvalidPolicyError,
+    Organisations,
+    OrgAuditEntry,
+    OrgMembership,
+    OrgPolicies,
+    OrgQuotas,
+    OrgRecord,
+    OrgRole,
+    policies_from,
+)
 from storage.retention import ExpiryBatch, Retention, RetentionRun, RetentionStatus
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
 from storage.sql.erasure import CompactionRunningError
+from storage.sql.organisations import OrgExistsError
 
 __all__ = [
     "ACCOUNT_DELETED",
+    "DEFAULT_ORG",
     "DELETION_REQUESTED",
     "MAX_MENTIONS",
     "MAX_QUEUED_APPENDS",
@@ -146,6 +160,7 @@ __all__ = [
     "ExpiryBatch",
     "Export",
     "HasSpheresError",
+    "InvalidPolicyError",
     "InvitationRecord",
     "JoinRequestRecord",
     "LegalHoldRecord",
@@ -158,6 +173,14 @@ __all__ = [
     "MutedError",
     "NotFoundError",
     "NotMemberError",
+    "OrgAuditEntry",
+    "OrgExistsError",
+    "OrgMembership",
+    "OrgPolicies",
+    "OrgQuotas",
+    "OrgRecord",
+    "OrgRole",
+    "Organisations",
     "OutcomeUnknownError",
     "ReactionKey",
     "ReactionRecord",
@@ -188,6 +211,7 @@ __all__ = [
     "joined_from",
     "member_key",
     "open_store",
+    "policies_from",
     "public_from_after",
     "read_floor",
     "sphere_key",

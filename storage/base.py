@@ -34,6 +34,7 @@ from protocol import (
     MemberInfo,
     Message,
     MessageId,
+    OrgId,
     Privacy,
     Role,
     SphereId,
@@ -49,6 +50,7 @@ from storage.deletion import AccountDeletions
 from storage.entry import Entry
 from storage.erasure import Erasure
 from storage.export import Export
+from storage.organisations import DEFAULT_ORG, Organisations
 from storage.retention import Retention
 from storage.settings import MemberView, SphereSettings
 
@@ -168,6 +170,7 @@ class SphereRecord:
     retention_days: int | None = None  # the sphere's own period; None: the server's default
     retained_from: int = 0  # the retention horizon: the first offset still held (0: all)
     hold: LegalHoldRecord | None = None
+    org_id: OrgId = DEFAULT_ORG  # the organisation the sphere belongs to
 
     @property
     def position(self) -> StreamPosition:
@@ -402,10 +405,15 @@ class Directory(Protocol):
         audit: AuditEntry | None = None,
         first_token: TokenRecord | None = None,
         token_audit: AuditEntry | None = None,
+        org_id: OrgId | None = DEFAULT_ORG,
     ) -> UserRecord:
         """Create a user, with its first token (its user_id set here) if given, in one
         transaction; ``audit`` and ``token_audit`` (their user_id filled in) are written with
-        them."""
+        them. The user joins ``org_id`` (None: no organisation), as a manager if ``is_admin``.
+
+        Raises:
+            NotFoundError: no organisation ``org_id``.
+        """
         ...
 
     async def get_user(self, user_id: UserId) -> UserRecord | None: ...
@@ -494,11 +502,12 @@ class Directory(Protocol):
         *,
         now_ms: int,
         settings: SphereSettings | None = None,
+        org_id: OrgId = DEFAULT_ORG,
     ) -> SphereRecord:
-        """Create a sphere with a fresh epoch owned by ``owner_id``, in one transaction that
-        also writes the owner's ``member`` event (``joined``, offset 1) and the
-        ``sphere_created`` audit entry. ``settings`` (None: ``name`` and ``privacy`` with the
-        type's defaults, ``storage.rows.default_settings``) must suit the type.
+        """Create a sphere of organisation ``org_id`` with a fresh epoch owned by ``owner_id``,
+        in one transaction that also writes the owner's ``member`` event (``joined``, offset 1)
+        and the ``sphere_created`` audit entry. ``settings`` (None: ``name`` and ``privacy``
+        with the type's defaults, ``storage.rows.default_settings``) must suit the type.
 
         Raises:
             NotFoundError: no such user.
@@ -607,6 +616,7 @@ class Store(
     Retention,
     Erasure,
     Export,
+    Organisations,
     Protocol,
 ):
     async def check_writable(self) -> None:

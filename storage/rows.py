@@ -297,7 +297,7 @@ def read_mentions(column: str | None) -> list[UserId] | None:
 SPHERE_COLUMNS = (
     "sphere_id, name, privacy, epoch, last_offset, created_ms, listed, join_policy, "
     "history_mode, charter_version, public_from, retention_days, retained_from, hold_since_ms, "
-    "hold_until_ms, hold_reason, hold_by"
+    "hold_until_ms, hold_reason, hold_by, org_id"
 )
 SPHERE_WIDTH = len(SPHERE_COLUMNS.split(", "))
 
@@ -334,6 +334,7 @@ def to_sphere(row: Any) -> SphereRecord:
         hold_until_ms,
         hold_reason,
         hold_by,
+        org_id,
     ) = row
     hold = (
         None
@@ -355,6 +356,7 @@ def to_sphere(row: Any) -> SphereRecord:
         retention_days=retention_days,
         retained_from=retained_from,
         hold=hold,
+        org_id=org_id,
     )
 
 

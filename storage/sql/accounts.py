@@ -23,7 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any, Protocol
 
-from protocol import UserId, UserKind
+from protocol import OrgId, UserId, UserKind
 from storage.base import (
     AuditEntry,
     ChangeKind,
@@ -35,6 +35,7 @@ from storage.base import (
     TokenRecord,
     UserRecord,
 )
+from storage.organisations import DEFAULT_ORG, OrgRole
 from storage.rows import check_limit
 from storage.sql.dialect import Dialect
 from storage.sql.queries import Queries
@@ -104,6 +105,7 @@ class SqlAccounts:
         audit: AuditEntry | None = None,
         first_token: TokenRecord | None = None,
         token_audit: AuditEntry | None = None,
+        org_id: OrgId | None = DEFAULT_ORG,
     ) -> UserRecord:
         user = UserRecord(UserId("u_" + secrets.token_urlsafe(12)), name, kind, is_admin, now_ms)
         async with self._writing() as db:
@@ -115,6 +117,19 @@ class SqlAccounts:
                 user.is_admin,
                 user.created_ms,
             )
+            if org_id is not None:
+                # A server administrator manages the organisation they are created in.
+                role = OrgRole.MANAGER if is_admin else OrgRole.MEMBER
+                joined = await db.fetch(
+                    "INSERT INTO org_members (org_id, user_id, role, joined_ms) "
+                    "SELECT org_id, ?, ?, ? FROM organisations WHERE org_id = ? RETURNING org_id",
+                    user.user_id,
+                    role.value,
+                    now_ms,
+                    org_id,
+                )
+                if not joined:
+                    raise NotFoundError(f"no organisation {org_id}")
             if audit is not None:
                 await _audit(db, audit, user.user_id)
             if first_token is not None:

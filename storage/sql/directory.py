@@ -18,6 +18,7 @@ from protocol import (
     MemberAction,
     MemberInfo,
     Message,
+    OrgId,
     Privacy,
     Role,
     SphereId,
@@ -37,6 +38,7 @@ from storage.base import (
     SphereKey,
     SphereRecord,
 )
+from storage.organisations import DEFAULT_ORG
 from storage.rows import (
     SPHERE_WIDTH,
     check_limit,
@@ -75,6 +77,7 @@ class SqlDirectory(SqlAccounts):
         *,
         now_ms: int,
         settings: SphereSettings | None = None,
+        org_id: OrgId = DEFAULT_ORG,
     ) -> SphereRecord:
         """Create a sphere owned by ``owner_id``, with the owner's ``member`` event at offset 1
         and its ``sphere_created`` audit entry.
@@ -94,6 +97,7 @@ class SqlDirectory(SqlAccounts):
             join_policy=chosen.join_policy,
             history=chosen.history,
             retention_days=chosen.retention_days,
+            org_id=org_id,
         )
         q = self._q
         async with self._writing() as db:
@@ -121,6 +125,7 @@ class SqlDirectory(SqlAccounts):
                 None,
                 None,
                 None,
+                sphere.org_id,
             )
             await db.fetch(q.insert_member, sphere.sphere_id, owner_id, Role.OWNER.value, now_ms)
             await db.fetch(q.insert_event, *event_row(event))

@@ -16,6 +16,7 @@ from storage.sql.conversations import SqlConversations
 from storage.sql.deletion import SqlAccountDeletions
 from storage.sql.directory import SqlDirectory
 from storage.sql.export import SqlExport
+from storage.sql.organisations import SqlOrganisations
 from storage.sql.queue import AppendQueue
 from storage.sql.retention import SqlRetention
 
@@ -31,6 +32,7 @@ class SqlStore(
     SqlCharters,
     SqlExport,
     SqlRetention,
+    SqlOrganisations,
 ):
     """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
     the lifecycle both engines share (``async with``; ``aclose`` is the engine's)."""

@@ -23,6 +23,7 @@ RETRYABLE = {
     ErrorCode.FORBIDDEN: False,
     ErrorCode.CHARTER_REQUIRED: False,
     ErrorCode.CONFLICT: False,
+    ErrorCode.QUOTA_EXCEEDED: False,
     ErrorCode.LEGAL_HOLD: False,
     ErrorCode.TOO_LARGE: False,
     ErrorCode.RATE_LIMITED: True,
