@@ -14,6 +14,7 @@ from storage.sql.audit import SqlSphereAudit
 from storage.sql.charter import SqlCharters
 from storage.sql.conversations import SqlConversations
 from storage.sql.deletion import SqlAccountDeletions
+from storage.sql.direct import SqlDirect
 from storage.sql.directory import SqlDirectory
 from storage.sql.export import SqlExport
 from storage.sql.organisations import SqlOrganisations
@@ -33,6 +34,7 @@ class SqlStore(
     SqlExport,
     SqlRetention,
     SqlOrganisations,
+    SqlDirect,
 ):
     """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
     the lifecycle both engines share (``async with``; ``aclose`` is the engine's)."""
