@@ -7,7 +7,7 @@ with ``sphere_info``; everything else is done with the frames of any sphere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from protocol.fields import MAX_ID_CHARS, MAX_NAME_CHARS, Frame, _opt_text, _ref
@@ -27,7 +27,15 @@ class OpenDirect(Frame):
     """
 
     TYPE: ClassVar[str] = "open_direct"
-    user_ids: list[UserId]
+    # The others (naming oneself too changes nothing): each a user id, at most all but one.
+    user_ids: list[UserId] = field(
+        metadata={
+            "min_chars": 1,
+            "max_chars": MAX_ID_CHARS,
+            "min_items": 1,
+            "max_items": MAX_DIRECT_PARTICIPANTS,
+        }
+    )
     org_id: OrgId | None = _opt_text(MAX_ID_CHARS)
     context_sphere_id: SphereId | None = _opt_text(MAX_ID_CHARS)
     name: str | None = _opt_text(MAX_NAME_CHARS)
