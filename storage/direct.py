@@ -9,7 +9,9 @@ sphere they visit). The conversation belongs to the context's organisation.
 The store decides who may be in it on the rows of the transaction that opens it: a participant
 who is not in the context is refused with the very error an unknown user id gets. Two people
 have one conversation per context (``direct_pairs``): opening it again returns it, unless one
-of them left it, and then a new one is opened. A group conversation is new each time.
+of them left it, and then a new one is opened. A group conversation is new each time. A
+conversation its last participant leaves is deleted (``close_if_empty``); so is one whose last
+participant's account is deleted (``storage.deletion``).
 """
 
 from __future__ import annotations
@@ -77,6 +79,19 @@ class DirectConversations(Protocol):
             NotFoundError: the context does not exist or the creator is not in it
                 (``SPHERE_NOT_FOUND``, ``ORG_NOT_FOUND``); a participant does not exist or is
                 not in the context (``no user <id>``, the same for both).
+        """
+        ...
+
+    async def close_if_empty(
+        self, sphere_id: SphereId, actor_id: UserId, *, now_ms: int
+    ) -> Message | None:
+        """Delete a direct conversation nobody is in any more (``actor_id`` left it last),
+        with every row of it, as ``delete_sphere`` does (``sphere_deleted`` in the server's
+        audit log), unless a legal hold keeps it.
+
+        Returns:
+            The closing ``sphere`` event (``deleted``); None when the sphere is gone, is not
+            a direct conversation, still has a participant, or is held.
         """
         ...
 

@@ -16,7 +16,17 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from protocol import HistoryMode, JoinPolicy, MemberAction, OrgId, Privacy, Role, SphereId, UserId
+from protocol import (
+    HistoryMode,
+    JoinPolicy,
+    MemberAction,
+    Message,
+    OrgId,
+    Privacy,
+    Role,
+    SphereId,
+    UserId,
+)
 from storage.audit import AuditAction, SphereAuditEntry
 from storage.base import MemberChange, NotFoundError, SphereRecord
 from storage.direct import (
@@ -35,9 +45,10 @@ from storage.rows import (
     to_sphere,
 )
 from storage.settings import SphereSettings
-from storage.sql.accounts import SqlAccounts, SqlRunner
+from storage.sql.accounts import SqlRunner
 from storage.sql.audit import insert_sphere_audit
 from storage.sql.dialect import Dialect
+from storage.sql.moderation import SqlModeration
 
 _PAIR_KEY = "org_id = ? AND context_sphere_id = ? AND user_low = ? AND user_high = ?"
 _TEMPLATES = {
@@ -129,7 +140,7 @@ def _sphere_row(sphere: SphereRecord, context_sphere_id: SphereId | None) -> tup
     )
 
 
-class SqlDirect(SqlAccounts):
+class SqlDirect(SqlModeration):
     @property
     def _dq(self) -> DirectQueries:
         return direct_queries(self._dialect)
@@ -271,6 +282,21 @@ class SqlDirect(SqlAccounts):
         )
         await insert_sphere_audit(db, self._dialect, created)
         return DirectOpening(sphere, tuple(events))
+
+    async def close_if_empty(
+        self, sphere_id: SphereId, actor_id: UserId, *, now_ms: int
+    ) -> Message | None:
+        async with self._writing() as db:
+            locked = await db.fetch(self._q.lock_sphere, sphere_id)
+            if not locked:
+                return None
+            sphere = to_sphere(locked[0])
+            left = await db.fetch(self._q.count_members, sphere_id)
+            if sphere.privacy is not Privacy.DIRECT or left[0][0] or sphere.held(now_ms):
+                return None
+            event = await self._delete_sphere_in(db, sphere, actor_id, actor_id, now_ms)
+        await self.scrub()  # its content leaves the files before the answer, as a deletion's
+        return event
 
     async def is_direct(self, sphere_id: SphereId) -> bool:
         return bool(await self._query(self._dq.is_direct, sphere_id))

@@ -27,6 +27,7 @@ MAX_OFFSET = 2**63 - 1
 
 class SqlStore(
     SqlAccountDeletions,
+    SqlDirect,
     SqlDirectory,
     SqlSphereAudit,
     SqlConversations,
@@ -34,7 +35,6 @@ class SqlStore(
     SqlExport,
     SqlRetention,
     SqlOrganisations,
-    SqlDirect,
 ):
     """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
     the lifecycle both engines share (``async with``; ``aclose`` is the engine's)."""

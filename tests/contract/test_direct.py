@@ -187,3 +187,21 @@ async def test_everyone_must_be_in_the_context(store: Store) -> None:
         now_ms=T0,
     )
     assert visiting.created and visiting.sphere.org_id == DEFAULT_ORG
+
+
+async def test_a_conversation_its_last_participant_leaves_is_deleted(store: Store) -> None:
+    ada, bea = await _user(store, "Ada"), await _user(store, "Bea")
+    opening = await store.open_direct(
+        ada.user_id, [bea.user_id], org_id=DEFAULT_ORG, context_sphere_id=None, name="", now_ms=T0
+    )
+    sphere_id = opening.sphere.sphere_id
+    await _leave(store, sphere_id, ada.user_id)
+    assert await store.close_if_empty(sphere_id, ada.user_id, now_ms=T0) is None  # bea is in
+    await _leave(store, sphere_id, bea.user_id)
+    closed = await store.close_if_empty(sphere_id, bea.user_id, now_ms=T0)
+    assert closed is not None and closed.deleted and closed.privacy is Privacy.DIRECT
+    assert await store.get_sphere(sphere_id) is None
+    assert await store.close_if_empty(sphere_id, bea.user_id, now_ms=T0) is None
+    # Any other sphere is never closed this way, members or not.
+    team = await store.create_sphere("Team", Privacy.PRIVATE, ada.user_id, now_ms=T0)
+    assert await store.close_if_empty(team.sphere_id, ada.user_id, now_ms=T0) is None

@@ -157,7 +157,15 @@ async def test_a_conversation_opens_once_per_pair_and_only_its_participants_see_
     assert (report.status_code, report.json()["code"]) == (403, "forbidden")
     # A participant leaves; the pair's next opening is a new conversation.
     assert (await bea.api("POST", f"/spheres/{sphere_id}/leave")).status_code == 200
-    assert (await open_direct(ada, bea))["sphere_id"] != sphere_id
+    anew = (await open_direct(ada, bea))["sphere_id"]
+    assert anew != sphere_id
+    # The last one to leave takes the conversation along: nothing of it is left.
+    assert (await ada.api("POST", f"/spheres/{sphere_id}/leave")).status_code == 200
+    assert sphere_id not in await listed(ada)
+    async with server.http(server.admin_token) as admin:
+        state = await admin.get(f"/api/v1/admin/spheres/{sphere_id}/retention")
+        assert state.status_code == 404
+    assert anew in await listed(ada)
 
 
 async def test_messages_keep_their_order_resume_and_are_idempotent(server: ServerProcess) -> None:
