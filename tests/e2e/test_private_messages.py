@@ -3,7 +3,8 @@ sphere (order, resume, idempotency, erasure, retention, account deletion), and n
 participants obtains a byte of it through any route or frame.
 
 The last test is generated from the operation table (a sample request per row, the
-permission matrix's) and from the administrators' route tables: it tries every one as a
+permission matrix's) and from every route of the served API document (the administrators'
+route tables included, whichever are mounted): it tries every one as a
 sphere administrator of the conversation's context, an organisation manager and a server
 administrator, and the operator's commands, and looks for a canary in every answer.
 """
@@ -49,9 +50,6 @@ from protocol import (
     to_wire,
 )
 from server.operations import OPERATIONS
-from server.privacy.deletion_routes import DELETION_ROUTES
-from server.privacy.routes import HOLD_ROUTES
-from server.sessions.routes import ACCOUNT_ROUTES
 from storage import DEFAULT_ORG, OrgRole
 from storage.sqlite import SqliteStore
 from tests.e2e.conftest import start_server
@@ -349,11 +347,10 @@ async def test_nobody_but_the_participants_obtains_a_byte(server: ServerProcess)
     answers: list[str] = []
     for who in (owner, manager, admin):
         answers += await _every_frame(who, sphere_id, target, ada, bea)
-        answers += await _every_admin_route(who, sphere_id, (ada, bea))
+        answers += await _every_route_that_reads(who, sphere_id, target, (ada, bea))
     async with httpx.AsyncClient(base_url=server.http_url) as anonymous:
         public = await anonymous.get(f"/public/{sphere_id}")
         assert public.status_code == 404
-        answers.append(public.text)
     for command in (
         ("user", "list"),
         ("user", "audit"),
@@ -423,19 +420,32 @@ async def _every_frame(
     return answers
 
 
-async def _every_admin_route(who: User, sphere_id: str, users: tuple[User, ...]) -> list[str]:
-    """Every administrators' route that reads (and the legal hold, which only says it is set),
-    about the conversation and its participants; refused unless ``who`` is an administrator."""
-    answers = []
+async def _every_route_that_reads(
+    who: User, sphere_id: str, post_offset: int, users: tuple[User, ...]
+) -> list[str]:
+    """Every route of the served API document that reads (``GET``; and the legal hold, which
+    only says it is set), about the conversation, its posts and each participant: the
+    operation table's routes and every administrators' route table, whatever adds to them."""
     async with who.server.http(who.token) as http:
-        for route in (*ACCOUNT_ROUTES, *HOLD_ROUTES, *DELETION_ROUTES):
-            reads = route.method == "GET" or "legal-hold" in route.path
-            if not reads or "{token_id}" in route.path:
-                continue
-            for user in users:
-                path = route.path.replace("{user_id}", user.user_id)
-                path = path.replace("{sphere_id}", sphere_id)
-                body = {"reason": "a court order"} if route.method == "PUT" else None
-                reply = await http.request(route.method, "/api/v1" + path, json=body)
-                answers.append(_contents(reply))
+        document = (await http.get("/api/v1/openapi.json")).json()
+        answers = []
+        for path, methods in document["paths"].items():
+            for method in methods:
+                if method != "get" and "legal-hold" not in path:
+                    continue
+                for user in users:
+                    values = {
+                        "sphere_id": sphere_id,
+                        "user_id": user.user_id,
+                        "target": str(post_offset),
+                        "root": str(post_offset),
+                        "org_id": DEFAULT_ORG,
+                        "invitation_id": NO_INVITATION,
+                    }
+                    filled = _PARAM.sub(lambda m, v=values: v.get(m.group(1), sphere_id), path)
+                    body = {"reason": "a court order"} if method == "put" else None
+                    reply = await http.request(method.upper(), "/api/v1" + filled, json=body)
+                    answers.append(_contents(reply))
+        for outside_api in ("/metrics", "/healthz", "/readyz", f"/public/{sphere_id}"):
+            answers.append(_contents(await http.get(outside_api)))
     return answers
