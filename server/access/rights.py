@@ -17,6 +17,7 @@ does not exist.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -83,10 +84,6 @@ OWNER = frozenset({Role.OWNER})
 NOBODY: frozenset[Role] = frozenset()
 # The types an outsider can see (private, restricted and direct spheres are sealed).
 VISIBLE_TYPES = frozenset({Privacy.OPEN, Privacy.PUBLIC})
-# A direct conversation's participants are all members: they hold what members hold (and
-# pin), and nobody holds a right that administers it or shows it to anyone else.
-PARTICIPANTS = frozenset({Role.MEMBER})
-_DIRECT_NOBODY = {Privacy.DIRECT: NOBODY}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,33 +108,74 @@ RIGHTS: Mapping[Right, Grant] = {
     Right.REACT: Grant(ROLES, speaks=True),
     Right.EDIT_OWN: Grant(ROLES, speaks=True),
     Right.DELETE_OWN: Grant(ROLES),
-    Right.DELETE_ANY: Grant(STAFF, by_type=_DIRECT_NOBODY),
-    Right.PIN: Grant(PUBLISHERS, by_type={Privacy.DIRECT: PARTICIPANTS}),
+    Right.DELETE_ANY: Grant(STAFF),
+    Right.PIN: Grant(PUBLISHERS),
     Right.TYPE: Grant(ROLES, speaks=True),
     Right.MARK_READ: Grant(ROLES),
     Right.LIST_MEMBERS: Grant(MEMBERS, by_type={Privacy.RESTRICTED: PUBLISHERS}),
     Right.JOIN: Grant(ROLES, outsiders=VISIBLE_TYPES),  # a member joining again: no change
     Right.REQUEST_JOIN: Grant(ROLES, outsiders=VISIBLE_TYPES),  # a member: nothing to ask
     Right.LEAVE: Grant(ROLES),
-    Right.INVITE: Grant(MEMBERS, by_type={Privacy.DIRECT: NOBODY, Privacy.RESTRICTED: PUBLISHERS}),
-    Right.ADD_MEMBER: Grant(STAFF, by_type=_DIRECT_NOBODY),
-    Right.REMOVE_MEMBER: Grant(STAFF, by_type=_DIRECT_NOBODY),
-    Right.SET_ROLE: Grant(STAFF, by_type=_DIRECT_NOBODY),
-    Right.BAN: Grant(STAFF, by_type=_DIRECT_NOBODY),
-    Right.MUTE: Grant(STAFF, by_type=_DIRECT_NOBODY),
-    Right.ANSWER_REQUESTS: Grant(STAFF, by_type=_DIRECT_NOBODY),
-    Right.LIST_INVITATIONS: Grant(STAFF, by_type=_DIRECT_NOBODY),
-    Right.EDIT_SETTINGS: Grant(STAFF, by_type=_DIRECT_NOBODY),
-    Right.CHANGE_TYPE: Grant(OWNER, by_type=_DIRECT_NOBODY),
-    Right.CHANGE_HISTORY: Grant(OWNER, by_type=_DIRECT_NOBODY),
-    Right.SET_CHARTER: Grant(PUBLISHERS, by_type=_DIRECT_NOBODY),
+    Right.INVITE: Grant(MEMBERS, by_type={Privacy.RESTRICTED: PUBLISHERS}),
+    Right.ADD_MEMBER: Grant(STAFF),
+    Right.REMOVE_MEMBER: Grant(STAFF),
+    Right.SET_ROLE: Grant(STAFF),
+    Right.BAN: Grant(STAFF),
+    Right.MUTE: Grant(STAFF),
+    Right.ANSWER_REQUESTS: Grant(STAFF),
+    Right.LIST_INVITATIONS: Grant(STAFF),
+    Right.EDIT_SETTINGS: Grant(STAFF),
+    Right.CHANGE_TYPE: Grant(OWNER),
+    Right.CHANGE_HISTORY: Grant(OWNER),
+    Right.SET_CHARTER: Grant(PUBLISHERS),
     Right.ACCEPT_CHARTER: Grant(ROLES),
-    Right.READ_AUDIT: Grant(STAFF, by_type=_DIRECT_NOBODY),
-    Right.REPORT: Grant(ROLES, by_type=_DIRECT_NOBODY),
-    Right.READ_REPORTS: Grant(STAFF, by_type=_DIRECT_NOBODY),
-    Right.TRANSFER: Grant(OWNER, by_type=_DIRECT_NOBODY),
-    Right.DELETE_SPHERE: Grant(OWNER, by_type=_DIRECT_NOBODY),
-    Right.EXPORT: Grant(STAFF, by_type=_DIRECT_NOBODY),
+    Right.READ_AUDIT: Grant(STAFF),
+    Right.REPORT: Grant(ROLES),
+    Right.READ_REPORTS: Grant(STAFF),
+    Right.TRANSFER: Grant(OWNER),
+    Right.DELETE_SPHERE: Grant(OWNER),
+    Right.EXPORT: Grant(STAFF),
+}
+
+# A direct conversation (private messages) is administered by nobody and seen by nobody else:
+# its participants (all role ``member``) hold what members hold, pins included, and nobody
+# holds a right that governs a sphere or shows it to another. This is the table's ``direct``
+# column for the rows it names; the others grant in it as their ``roles`` say.
+PARTICIPANTS = frozenset({Role.MEMBER})
+DIRECT_ROLES: Mapping[Right, frozenset[Role]] = {
+    Right.PIN: PARTICIPANTS,
+    **dict.fromkeys(
+        (
+            Right.DELETE_ANY,
+            Right.INVITE,
+            Right.ADD_MEMBER,
+            Right.REMOVE_MEMBER,
+            Right.SET_ROLE,
+            Right.BAN,
+            Right.MUTE,
+            Right.ANSWER_REQUESTS,
+            Right.LIST_INVITATIONS,
+            Right.EDIT_SETTINGS,
+            Right.CHANGE_TYPE,
+            Right.CHANGE_HISTORY,
+            Right.SET_CHARTER,
+            Right.READ_AUDIT,
+            Right.REPORT,
+            Right.READ_REPORTS,
+            Right.TRANSFER,
+            Right.DELETE_SPHERE,
+            Right.EXPORT,
+        ),
+        NOBODY,
+    ),
+}
+RIGHTS = {
+    right: dataclasses.replace(
+        grant, by_type={**grant.by_type, Privacy.DIRECT: DIRECT_ROLES[right]}
+    )
+    if right in DIRECT_ROLES
+    else grant
+    for right, grant in RIGHTS.items()
 }
 
 
