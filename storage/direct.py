@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from protocol import Message, OrgId, SphereId, UserId
+from protocol import Message, OrgId, SphereId, SphereSummary, UserId
 
 if TYPE_CHECKING:  # storage.base composes the protocol below into Store
     from storage.base import SphereRecord
@@ -93,6 +93,13 @@ class DirectConversations(Protocol):
             The closing ``sphere`` event (``deleted``); None when the sphere is gone, is not
             a direct conversation, still has a participant, or is held.
         """
+        ...
+
+    async def with_participants(
+        self, summaries: Sequence[SphereSummary], reader: UserId
+    ) -> list[SphereSummary]:
+        """``summaries`` with, for each direct conversation among them, its participants but
+        ``reader`` (one read for the whole list; the others unchanged)."""
         ...
 
     async def is_direct(self, sphere_id: SphereId) -> bool:

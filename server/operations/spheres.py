@@ -66,9 +66,10 @@ class SphereHandlers:
 
     async def summary(self, sphere: SphereRecord, caller: Caller) -> SphereSummary:
         """The sphere as the caller sees it (with their role and unread count if a member)."""
-        for summary in await self._store.user_spheres(caller.user.user_id):
+        user_id = caller.user.user_id
+        for summary in await self._store.user_spheres(user_id):
             if summary.sphere_id == sphere.sphere_id:
-                return summary
+                return (await self._store.with_participants([summary], user_id))[0]
         return summary_of(sphere)
 
     async def _list_spheres(
@@ -93,6 +94,7 @@ class SphereHandlers:
         page = await self._store.user_spheres(
             caller.user.user_id, limit=limit + 1, after=cast("SphereKey | None", after)
         )
+        page = await self._store.with_participants(page, caller.user.user_id)
         spheres, cursor = paging.fit_listing(
             page,
             limit,

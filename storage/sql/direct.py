@@ -20,12 +20,15 @@ from protocol import (
     HistoryMode,
     JoinPolicy,
     MemberAction,
+    MemberInfo,
     Message,
     OrgId,
     Privacy,
     Role,
     SphereId,
+    SphereSummary,
     UserId,
+    UserKind,
 )
 from storage.audit import AuditAction, SphereAuditEntry
 from storage.base import MemberChange, NotFoundError, SphereRecord
@@ -81,6 +84,12 @@ _TEMPLATES = {
         VALUES (?, ?, ?, ?, 0)
     """,
     "is_direct": "SELECT 1 FROM spheres WHERE sphere_id = ? AND privacy = 'direct'",
+    "participants": """
+        SELECT m.sphere_id, m.user_id, u.name, u.kind, m.role
+        FROM members AS m JOIN users AS u ON u.user_id = m.user_id
+        WHERE m.sphere_id {in_list} AND m.user_id <> ?
+        ORDER BY m.sphere_id, u.name, m.user_id
+    """,
 }
 
 
@@ -97,6 +106,7 @@ class DirectQueries:
     insert_sphere: str
     insert_member: str
     is_direct: str
+    participants: str
 
 
 @functools.cache
@@ -297,6 +307,21 @@ class SqlDirect(SqlModeration):
             event = await self._delete_sphere_in(db, sphere, actor_id, actor_id, now_ms)
         await self.scrub()  # its content leaves the files before the answer, as a deletion's
         return event
+
+    async def with_participants(
+        self, summaries: Sequence[SphereSummary], reader: UserId
+    ) -> list[SphereSummary]:
+        direct = [s.sphere_id for s in summaries if s.privacy is Privacy.DIRECT]
+        if not direct:
+            return list(summaries)
+        rows = await self._query(self._dq.participants, self._dialect.list_arg(direct), reader)
+        found: dict[str, list[MemberInfo]] = {sphere_id: [] for sphere_id in direct}
+        for sphere_id, user_id, name, kind, role in rows:
+            found[sphere_id].append(MemberInfo(user_id, name, UserKind(kind), Role(role)))
+        return [
+            dataclasses.replace(s, participants=found[s.sphere_id]) if s.sphere_id in found else s
+            for s in summaries
+        ]
 
     async def is_direct(self, sphere_id: SphereId) -> bool:
         return bool(await self._query(self._dq.is_direct, sphere_id))

@@ -61,6 +61,15 @@ async def test_a_conversation_is_a_sphere_its_participants_are_members_of(store:
     for user in (ada, bea, cy):
         listed = [s.sphere_id for s in await store.user_spheres(user.user_id)]
         assert listed == [sphere.sphere_id]
+    team = await store.create_sphere("Team", Privacy.PRIVATE, ada.user_id, now_ms=T0)
+    shown = await store.with_participants(await store.user_spheres(ada.user_id), ada.user_id)
+    by_id = {s.sphere_id: s for s in shown}
+    assert by_id[team.sphere_id].participants is None
+    others = by_id[sphere.sphere_id].participants
+    assert [(p.user_id, p.name, p.role) for p in others or []] == [
+        (bea.user_id, "Bea", Role.MEMBER),
+        (cy.user_id, "Cy", Role.MEMBER),
+    ]
     assert sphere.sphere_id not in [s.sphere_id for s in await store.discoverable_spheres(50)]
     # Group conversations are new each time.
     again = await store.open_direct(

@@ -102,6 +102,7 @@ async def test_a_conversation_opens_once_per_pair_and_only_its_participants_see_
     sphere_id = sphere["sphere_id"]
     assert (sphere["privacy"], sphere["role"], sphere["history"]) == ("direct", "member", "full")
     assert sphere["listed"] is False
+    assert [p["name"] for p in sphere["participants"]] == ["bea"]  # the others, by name
     # The same two people, either way round, naming themselves or not: the same one.
     assert (await open_direct(bea, ada))["sphere_id"] == sphere_id
     reply = await bea.api("POST", "/direct", json={"user_ids": [bea.user_id, ada.user_id]})
@@ -110,6 +111,8 @@ async def test_a_conversation_opens_once_per_pair_and_only_its_participants_see_
     group = await open_direct(ada, bea, cy, name="trip")
     assert group["sphere_id"] != (await open_direct(ada, bea, cy))["sphere_id"]
     assert sphere_id in await listed(ada) and sphere_id in await listed(bea)
+    page = (await cy.api("GET", "/spheres")).json()["spheres"]
+    assert [sorted(p["name"] for p in s["participants"]) for s in page] == [["ada", "bea"]] * 2
     assert sphere_id not in await listed(cy) and group["sphere_id"] in await listed(cy)
     assert sphere_id not in await listed(ada, discover="true")
     members = await ada.api("GET", f"/spheres/{sphere_id}/members")
