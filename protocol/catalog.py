@@ -91,6 +91,23 @@ from protocol.governance import (
     WithdrawRequest,
 )
 from protocol.message import Message
+from protocol.organisations import (
+    AddOrgMember,
+    GetOrg,
+    ListOrgAudit,
+    ListOrgMembers,
+    ListOrgs,
+    ListOrgSpheres,
+    ManageSphere,
+    OrgAuditList,
+    OrgInfo,
+    OrgList,
+    OrgMemberList,
+    OrgSphereList,
+    RemoveOrgMember,
+    SetOrgRole,
+    UpdateOrg,
+)
 
 ClientFrame = (
     Auth
@@ -143,6 +160,16 @@ ClientFrame = (
     | ListThreads
     | ListMentions
     | ExportSphere
+    | ListOrgs
+    | GetOrg
+    | UpdateOrg
+    | ListOrgMembers
+    | AddOrgMember
+    | RemoveOrgMember
+    | SetOrgRole
+    | ListOrgAudit
+    | ListOrgSpheres
+    | ManageSphere
 )
 
 
@@ -181,6 +208,11 @@ ServerFrame = (
     | ThreadList
     | MentionList
     | ExportInfo
+    | OrgList
+    | OrgInfo
+    | OrgMemberList
+    | OrgAuditList
+    | OrgSphereList
     | Batch
 )
 
@@ -235,6 +267,16 @@ CLIENT_FRAMES: tuple[type[Frame], ...] = (
     ListThreads,
     ListMentions,
     ExportSphere,
+    ListOrgs,
+    GetOrg,
+    UpdateOrg,
+    ListOrgMembers,
+    AddOrgMember,
+    RemoveOrgMember,
+    SetOrgRole,
+    ListOrgAudit,
+    ListOrgSpheres,
+    ManageSphere,
 )
 SERVER_FRAMES: tuple[type[Frame], ...] = (
     Welcome,
@@ -263,5 +305,10 @@ SERVER_FRAMES: tuple[type[Frame], ...] = (
     ThreadList,
     MentionList,
     ExportInfo,
+    OrgList,
+    OrgInfo,
+    OrgMemberList,
+    OrgAuditList,
+    OrgSphereList,
     Batch,
 )

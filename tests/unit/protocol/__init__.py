@@ -111,7 +111,30 @@ from protocol import (
     Welcome,
     WithdrawRequest,
 )
-from protocol.types import ConnId, MessageId, SphereId, UserId
+from protocol.organisations import (
+    AddOrgMember,
+    GetOrg,
+    ListOrgAudit,
+    ListOrgMembers,
+    ListOrgs,
+    ListOrgSpheres,
+    ManageSphere,
+    OrgAuditList,
+    OrgAuditRecord,
+    OrgInfo,
+    OrgList,
+    OrgMember,
+    OrgMemberList,
+    OrgPolicySet,
+    OrgQuotaSet,
+    OrgSphere,
+    OrgSphereList,
+    OrgSummary,
+    RemoveOrgMember,
+    SetOrgRole,
+    UpdateOrg,
+)
+from protocol.types import ConnId, MessageId, OrgId, OrgRole, SphereId, UserId
 
 S = SphereId("sph_1")
 U = UserId("usr_1")
@@ -119,6 +142,19 @@ U2 = UserId("usr_2")
 M = MessageId("msg_1")
 INV = "inv_1"
 T0 = 1_700_000_000_000
+O = OrgId("org_1")
+POLICIES = OrgPolicySet(
+    retention_days=30,
+    history=HistoryMode.FULL,
+    member_sphere_types=[Privacy.OPEN, Privacy.GLOBAL],
+    visitors=True,
+    member_exports=False,
+    erasure="anonymise",
+    directory=False,
+    email_domains=["example.org"],
+    export_private_messages=False,
+    quotas=OrgQuotaSet(members=100, spheres=10, messages_per_day=1000, storage_bytes=1 << 30),
+)
 
 CLIENT_SAMPLES: tuple[Frame, ...] = (
     Auth(token="clo_abc_secret", protocol=1, ref="r1"),
@@ -138,6 +174,7 @@ CLIENT_SAMPLES: tuple[Frame, ...] = (
         listed=True,
         join_policy=JoinPolicy.APPROVAL,
         history=HistoryMode.FULL,
+        org_id=O,
         ref="r12",
     ),
     UpdateSphere(
@@ -187,6 +224,16 @@ CLIENT_SAMPLES: tuple[Frame, ...] = (
     ListThreads(sphere_id=S, limit=10, after="c6", ref="r48"),
     ListMentions(limit=10, after="c7", ref="r49"),
     ExportSphere(sphere_id=S, ref="r50"),
+    ListOrgs(ref="r51"),
+    GetOrg(org_id=O, ref="r52"),
+    UpdateOrg(org_id=O, name="Acme", policies=POLICIES, ref="r53"),
+    ListOrgMembers(org_id=O, query="an", limit=20, after="c8", ref="r54"),
+    AddOrgMember(org_id=O, user_id=U2, role=OrgRole.MANAGER, ref="r55"),
+    RemoveOrgMember(org_id=O, user_id=U2, ref="r56"),
+    SetOrgRole(org_id=O, user_id=U2, role=OrgRole.MEMBER, ref="r57"),
+    ListOrgAudit(org_id=O, before=9, limit=20, ref="r58"),
+    ListOrgSpheres(org_id=O, limit=20, after="c9", ref="r59"),
+    ManageSphere(org_id=O, sphere_id=S, ref="r60"),
 )
 
 CLIENT_MINIMAL: tuple[Frame, ...] = (
@@ -240,6 +287,16 @@ CLIENT_MINIMAL: tuple[Frame, ...] = (
     ListThreads(sphere_id=S),
     ListMentions(),
     ExportSphere(sphere_id=S),
+    ListOrgs(),
+    GetOrg(org_id=O),
+    UpdateOrg(org_id=O),
+    ListOrgMembers(org_id=O),
+    AddOrgMember(org_id=O, user_id=U2),
+    RemoveOrgMember(org_id=O, user_id=U2),
+    SetOrgRole(org_id=O, user_id=U2),
+    ListOrgAudit(org_id=O),
+    ListOrgSpheres(org_id=O),
+    ManageSphere(org_id=O, sphere_id=S),
 )
 
 LIMITS = Limits(
@@ -505,6 +562,43 @@ _SERVER_LEAVES: tuple[ServerFrame, ...] = (
         truncated_before=5,
         ref="r22",
     ),
+    OrgList(
+        orgs=[OrgSummary(org_id=O, name="Acme", role=OrgRole.MANAGER, suspended=True)], ref="r23"
+    ),
+    OrgInfo(
+        org=OrgSummary(org_id=O, name="Acme", role=OrgRole.MEMBER), policies=POLICIES, ref="r24"
+    ),
+    OrgMemberList(
+        org_id=O,
+        members=[OrgMember(user_id=U, name="Ann", role=OrgRole.MEMBER)],
+        next="c8",
+        ref="r25",
+    ),
+    OrgAuditList(
+        org_id=O,
+        entries=[
+            OrgAuditRecord(
+                seq=3,
+                ts_ms=T0,
+                actor_id=U,
+                action="policy_changed",
+                target_id=U2,
+                detail="visitors",
+            )
+        ],
+        has_more=True,
+        ref="r26",
+    ),
+    OrgSphereList(
+        org_id=O,
+        spheres=[
+            OrgSphere(
+                sphere_id=S, name="All hands", privacy=Privacy.GLOBAL, listed=True, role=Role.ADMIN
+            )
+        ],
+        next="c9",
+        ref="r27",
+    ),
 )
 
 SERVER_SAMPLES: tuple[Frame, ...] = (
@@ -541,5 +635,10 @@ SERVER_MINIMAL: tuple[Frame, ...] = (
     ThreadList(sphere_id=S, threads=[]),
     MentionList(messages=[]),
     ExportInfo(sphere_id=S, floor=0, until=0, events=0, members=0, audit_entries=0),
+    OrgList(orgs=[]),
+    OrgInfo(org=OrgSummary(org_id=O, name="n", role=OrgRole.MEMBER), policies=OrgPolicySet()),
+    OrgMemberList(org_id=O, members=[]),
+    OrgAuditList(org_id=O, entries=[], has_more=False),
+    OrgSphereList(org_id=O, spheres=[]),
     Batch(frames=[]),
 )
