@@ -23,7 +23,7 @@ from protocol.fields import (
     _ref,
     _text,
 )
-from protocol.types import HistoryMode, OrgId, OrgRole, Privacy, Role, SphereId, UserId
+from protocol.types import HistoryMode, JoinPolicy, OrgId, OrgRole, Privacy, Role, SphereId, UserId
 
 # Why: a quota is a count or a size in bytes; 2**53 is the largest integer every JSON client
 # reads exactly.
@@ -100,7 +100,9 @@ class OrgSphere:
     name: str
     privacy: Privacy
     listed: bool = False
+    join_policy: JoinPolicy = JoinPolicy.INVITATION  # how a member of the organisation enters
     role: Role | None = None  # the caller's role in it; None: not a member
+    requested: bool = False  # the caller's join request is pending
 
 
 # ---------------------------------------------------------------------------------------------

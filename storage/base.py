@@ -50,6 +50,7 @@ from storage.deletion import AccountDeletions
 from storage.entry import Entry
 from storage.erasure import Erasure
 from storage.export import Export
+from storage.org_governance import OrgGovernance
 from storage.organisations import DEFAULT_ORG, Organisations
 from storage.retention import Retention
 from storage.settings import MemberView, SphereSettings
@@ -617,6 +618,7 @@ class Store(
     Erasure,
     Export,
     Organisations,
+    OrgGovernance,
     Protocol,
 ):
     async def check_writable(self) -> None:

@@ -17,7 +17,15 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from protocol import CloisonError, ErrorCode, HistoryMode, OrgId, OrgRole, Privacy, UserId
+from protocol import (
+    CloisonError,
+    ErrorCode,
+    HistoryMode,
+    OrgId,
+    OrgRole as OrgRole,  # the storage name of the wire's organisation roles
+    Privacy,
+    UserId,
+)
 from storage.deletion import DeletionMode
 
 DEFAULT_ORG = OrgId("default")

@@ -593,7 +593,13 @@ _SERVER_LEAVES: tuple[ServerFrame, ...] = (
         org_id=O,
         spheres=[
             OrgSphere(
-                sphere_id=S, name="All hands", privacy=Privacy.GLOBAL, listed=True, role=Role.ADMIN
+                sphere_id=S,
+                name="All hands",
+                privacy=Privacy.GLOBAL,
+                listed=True,
+                join_policy=JoinPolicy.APPROVAL,
+                role=Role.ADMIN,
+                requested=True,
             )
         ],
         next="c9",
