@@ -142,7 +142,7 @@ U2 = UserId("usr_2")
 M = MessageId("msg_1")
 INV = "inv_1"
 T0 = 1_700_000_000_000
-O = OrgId("org_1")
+ORG = OrgId("org_1")
 POLICIES = OrgPolicySet(
     retention_days=30,
     history=HistoryMode.FULL,
@@ -174,7 +174,7 @@ CLIENT_SAMPLES: tuple[Frame, ...] = (
         listed=True,
         join_policy=JoinPolicy.APPROVAL,
         history=HistoryMode.FULL,
-        org_id=O,
+        org_id=ORG,
         ref="r12",
     ),
     UpdateSphere(
@@ -225,15 +225,15 @@ CLIENT_SAMPLES: tuple[Frame, ...] = (
     ListMentions(limit=10, after="c7", ref="r49"),
     ExportSphere(sphere_id=S, ref="r50"),
     ListOrgs(ref="r51"),
-    GetOrg(org_id=O, ref="r52"),
-    UpdateOrg(org_id=O, name="Acme", policies=POLICIES, ref="r53"),
-    ListOrgMembers(org_id=O, query="an", limit=20, after="c8", ref="r54"),
-    AddOrgMember(org_id=O, user_id=U2, role=OrgRole.MANAGER, ref="r55"),
-    RemoveOrgMember(org_id=O, user_id=U2, ref="r56"),
-    SetOrgRole(org_id=O, user_id=U2, role=OrgRole.MEMBER, ref="r57"),
-    ListOrgAudit(org_id=O, before=9, limit=20, ref="r58"),
-    ListOrgSpheres(org_id=O, limit=20, after="c9", ref="r59"),
-    ManageSphere(org_id=O, sphere_id=S, ref="r60"),
+    GetOrg(org_id=ORG, ref="r52"),
+    UpdateOrg(org_id=ORG, name="Acme", policies=POLICIES, ref="r53"),
+    ListOrgMembers(org_id=ORG, query="an", limit=20, after="c8", ref="r54"),
+    AddOrgMember(org_id=ORG, user_id=U2, role=OrgRole.MANAGER, ref="r55"),
+    RemoveOrgMember(org_id=ORG, user_id=U2, ref="r56"),
+    SetOrgRole(org_id=ORG, user_id=U2, role=OrgRole.MEMBER, ref="r57"),
+    ListOrgAudit(org_id=ORG, before=9, limit=20, ref="r58"),
+    ListOrgSpheres(org_id=ORG, limit=20, after="c9", ref="r59"),
+    ManageSphere(org_id=ORG, sphere_id=S, ref="r60"),
 )
 
 CLIENT_MINIMAL: tuple[Frame, ...] = (
@@ -288,15 +288,15 @@ CLIENT_MINIMAL: tuple[Frame, ...] = (
     ListMentions(),
     ExportSphere(sphere_id=S),
     ListOrgs(),
-    GetOrg(org_id=O),
-    UpdateOrg(org_id=O),
-    ListOrgMembers(org_id=O),
-    AddOrgMember(org_id=O, user_id=U2),
-    RemoveOrgMember(org_id=O, user_id=U2),
-    SetOrgRole(org_id=O, user_id=U2),
-    ListOrgAudit(org_id=O),
-    ListOrgSpheres(org_id=O),
-    ManageSphere(org_id=O, sphere_id=S),
+    GetOrg(org_id=ORG),
+    UpdateOrg(org_id=ORG),
+    ListOrgMembers(org_id=ORG),
+    AddOrgMember(org_id=ORG, user_id=U2),
+    RemoveOrgMember(org_id=ORG, user_id=U2),
+    SetOrgRole(org_id=ORG, user_id=U2),
+    ListOrgAudit(org_id=ORG),
+    ListOrgSpheres(org_id=ORG),
+    ManageSphere(org_id=ORG, sphere_id=S),
 )
 
 LIMITS = Limits(
@@ -563,19 +563,19 @@ _SERVER_LEAVES: tuple[ServerFrame, ...] = (
         ref="r22",
     ),
     OrgList(
-        orgs=[OrgSummary(org_id=O, name="Acme", role=OrgRole.MANAGER, suspended=True)], ref="r23"
+        orgs=[OrgSummary(org_id=ORG, name="Acme", role=OrgRole.MANAGER, suspended=True)], ref="r23"
     ),
     OrgInfo(
-        org=OrgSummary(org_id=O, name="Acme", role=OrgRole.MEMBER), policies=POLICIES, ref="r24"
+        org=OrgSummary(org_id=ORG, name="Acme", role=OrgRole.MEMBER), policies=POLICIES, ref="r24"
     ),
     OrgMemberList(
-        org_id=O,
+        org_id=ORG,
         members=[OrgMember(user_id=U, name="Ann", role=OrgRole.MEMBER)],
         next="c8",
         ref="r25",
     ),
     OrgAuditList(
-        org_id=O,
+        org_id=ORG,
         entries=[
             OrgAuditRecord(
                 seq=3,
@@ -590,7 +590,7 @@ _SERVER_LEAVES: tuple[ServerFrame, ...] = (
         ref="r26",
     ),
     OrgSphereList(
-        org_id=O,
+        org_id=ORG,
         spheres=[
             OrgSphere(
                 sphere_id=S,
@@ -642,9 +642,9 @@ SERVER_MINIMAL: tuple[Frame, ...] = (
     MentionList(messages=[]),
     ExportInfo(sphere_id=S, floor=0, until=0, events=0, members=0, audit_entries=0),
     OrgList(orgs=[]),
-    OrgInfo(org=OrgSummary(org_id=O, name="n", role=OrgRole.MEMBER), policies=OrgPolicySet()),
-    OrgMemberList(org_id=O, members=[]),
-    OrgAuditList(org_id=O, entries=[], has_more=False),
-    OrgSphereList(org_id=O, spheres=[]),
+    OrgInfo(org=OrgSummary(org_id=ORG, name="n", role=OrgRole.MEMBER), policies=OrgPolicySet()),
+    OrgMemberList(org_id=ORG, members=[]),
+    OrgAuditList(org_id=ORG, entries=[], has_more=False),
+    OrgSphereList(org_id=ORG, spheres=[]),
     Batch(frames=[]),
 )
