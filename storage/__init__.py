@@ -104,10 +104,10 @@ from storage.org_governance import (
     DecideOrgMember,
     DirectoryEntry,
     DirectoryKey,
+    OrgAccess,
     OrgChange,
     OrgGovernance,
     OrgMemberState,
-    OrgStanding,
     PortalKey,
 )
 from storage.organisations import (
@@ -186,6 +186,7 @@ __all__ = [
     "MutedError",
     "NotFoundError",
     "NotMemberError",
+    "OrgAccess",
     "OrgAuditEntry",
     "OrgChange",
     "OrgExistsError",
@@ -196,7 +197,6 @@ __all__ = [
     "OrgQuotas",
     "OrgRecord",
     "OrgRole",
-    "OrgStanding",
     "Organisations",
     "OutcomeUnknownError",
     "PortalKey",

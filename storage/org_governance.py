@@ -33,7 +33,7 @@ PortalKey = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
-class OrgStanding:
+class OrgAccess:
     """An organisation and the user's role in it, in one read (the dispatcher's org check)."""
 
     org: OrgRecord | None  # None: no such organisation
@@ -79,7 +79,7 @@ class OrgChange:
 
 
 class OrgGovernance(Protocol):
-    async def org_standing(self, org_id: OrgId, user_id: UserId) -> OrgStanding:
+    async def org_access(self, org_id: OrgId, user_id: UserId) -> OrgAccess:
         """The organisation and the user's role in it, in one read."""
         ...
 

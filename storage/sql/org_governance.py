@@ -33,9 +33,9 @@ from storage.org_governance import (
     DecideOrgMember,
     DirectoryEntry,
     DirectoryKey,
+    OrgAccess,
     OrgChange,
     OrgMemberState,
-    OrgStanding,
     PortalKey,
 )
 from storage.organisations import OrgAuditEntry, OrgRecord, policies_from
@@ -174,13 +174,13 @@ class SqlOrgGovernance(SqlAccountDeletions):
     def _g(self) -> OrgQueries:
         return org_queries(self._dialect)
 
-    async def org_standing(self, org_id: OrgId, user_id: UserId) -> OrgStanding:
+    async def org_access(self, org_id: OrgId, user_id: UserId) -> OrgAccess:
         rows = await self._query(self._g.standing, user_id, org_id)
         if not rows:
-            return OrgStanding(None, None)
+            return OrgAccess(None, None)
         row = tuple(rows[0])
         role = row[_ORG_WIDTH]
-        return OrgStanding(to_org(row[:_ORG_WIDTH]), OrgRole(role) if role is not None else None)
+        return OrgAccess(to_org(row[:_ORG_WIDTH]), OrgRole(role) if role is not None else None)
 
     async def org_member_state(self, org_id: OrgId, user_id: UserId) -> OrgMemberState | None:
         rows = await self._query(self._g.member_state, user_id, user_id, org_id)

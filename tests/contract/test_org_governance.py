@@ -70,15 +70,15 @@ async def org_with(store: Store, *names: str) -> tuple[OrgId, list[UserId]]:
 async def test_standing_is_one_read_alike_for_missing_and_foreign(store: Store) -> None:
     org_id, (ann, bob) = await org_with(store, "Ann", "Bob")
     outsider = await store.create_user("Out", UserKind.HUMAN, is_admin=False, now_ms=T0)
-    standing = await store.org_standing(org_id, ann)
+    standing = await store.org_access(org_id, ann)
     assert standing.org is not None and standing.role is OrgRole.MANAGER
-    assert (await store.org_standing(org_id, bob)).role is OrgRole.MEMBER
-    foreign = await store.org_standing(org_id, outsider.user_id)
+    assert (await store.org_access(org_id, bob)).role is OrgRole.MEMBER
+    foreign = await store.org_access(org_id, outsider.user_id)
     assert foreign.org is not None and foreign.role is None
-    assert await store.org_standing(OrgId("o_missing"), ann) == (
-        await store.org_standing(OrgId("o_missing"), outsider.user_id)
+    assert await store.org_access(OrgId("o_missing"), ann) == (
+        await store.org_access(OrgId("o_missing"), outsider.user_id)
     )
-    assert (await store.org_standing(OrgId("o_missing"), ann)).org is None
+    assert (await store.org_access(OrgId("o_missing"), ann)).org is None
 
 
 async def test_policies_change_key_by_key_and_are_audited(store: Store) -> None:
