@@ -126,6 +126,7 @@ from storage.retention import ExpiryBatch, Retention, RetentionRun, RetentionSta
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
 from storage.sql.erasure import CompactionRunningError
+from storage.sql.org_governance import join_global
 from storage.sql.organisations import OrgExistsError
 
 __all__ = [
@@ -226,6 +227,7 @@ __all__ = [
     "TokenRecord",
     "UserRecord",
     "default_settings",
+    "join_global",
     "joined_from",
     "member_key",
     "open_store",

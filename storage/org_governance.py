@@ -16,11 +16,11 @@ organisation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from protocol import Message, OrgId, OrgRole, OrgSphere, SphereId, UserId
+from protocol import Message, OrgId, OrgRole, OrgSphere, Privacy, SphereId, UserId
 
 if TYPE_CHECKING:  # storage.base's Store inherits OrgGovernance: annotations only
     from storage.base import DecideMember, SphereRecord
@@ -191,10 +191,11 @@ class OrgGovernance(Protocol):
         every: bool,
         limit: int,
         after: PortalKey | None = None,
+        hidden: Sequence[Privacy] = (),
     ) -> list[OrgSphere]:
         """The organisation's spheres by name, with the user's role and pending request in
         each: ``every`` one (a manager's view), or only its listed open and public spheres and
-        its global spheres (the portal)."""
+        its global spheres (the portal); never one of the ``hidden`` types."""
         ...
 
     async def count_org_spheres(self, org_id: OrgId) -> int: ...

@@ -30,6 +30,7 @@ from storage import (
     OrgPolicies,
     OrgRecord,
     Store,
+    join_global,
 )
 
 
@@ -83,7 +84,8 @@ SUSPENDED = "the organisation is suspended"
 MANAGERS_ONLY = "only managers of the organisation may do this"
 NOT_A_MEMBER = "not a member of this organisation"
 LAST_MANAGER = "an organisation keeps at least one manager"
-# Types no manager may enter by ``manage_sphere``: their content is never an administrator's.
+# Types no manager may enter by ``manage_sphere``, nor find in the portal: their content, and
+# who talks in them, is never an administrator's.
 UNMANAGED_TYPES: frozenset[Privacy] = frozenset()
 
 
@@ -232,11 +234,9 @@ def check_sphere_quota(granted: OrgGranted, spheres: int) -> None:
 APPOINTED_BANNED = "you are banned from this sphere; its administrators lift bans"
 
 
-def decide_global_join(state: MembershipState) -> MemberChange | None:
-    """A member of the organisation enters one of its global spheres (not where banned)."""
-    if state.target_role is not None or state.target_banned:
-        return None
-    return MemberChange(Role.MEMBER, MemberAction.ADDED, AuditAction.MEMBER_ADDED, "member")
+# A member of the organisation enters one of its global spheres (not where banned): the
+# store's own rule, which it applies too when a user is created into an organisation.
+decide_global_join = join_global
 
 
 def decide_org_departure(state: MembershipState) -> MemberChange | None:

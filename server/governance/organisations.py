@@ -324,6 +324,7 @@ class OrgHandlers:
             every=granted.manager,
             limit=limit + 1,
             after=cast("PortalKey | None", after),
+            hidden=sorted(UNMANAGED_TYPES),
         )
         spheres, cursor = paging.fit_listing(
             page,

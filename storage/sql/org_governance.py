@@ -19,6 +19,7 @@ from typing import Any
 
 from protocol import (
     JoinPolicy,
+    MemberAction,
     Message,
     OrgId,
     OrgRole,
@@ -27,8 +28,19 @@ from protocol import (
     Role,
     SphereId,
     UserId,
+    UserKind,
 )
-from storage.base import DecideMember, NotFoundError, SphereRecord
+from storage.audit import AuditAction
+from storage.base import (
+    AuditEntry,
+    DecideMember,
+    MemberChange,
+    MembershipState,
+    NotFoundError,
+    SphereRecord,
+    TokenRecord,
+    UserRecord,
+)
 from storage.org_governance import (
     DecideOrgMember,
     DirectoryEntry,
@@ -38,7 +50,7 @@ from storage.org_governance import (
     OrgMemberState,
     PortalKey,
 )
-from storage.organisations import OrgAuditEntry, OrgRecord, policies_from
+from storage.organisations import DEFAULT_ORG, OrgAuditEntry, OrgRecord, policies_from
 from storage.rows import check_limit
 from storage.sql.accounts import SqlRunner
 from storage.sql.deletion import SqlAccountDeletions, deletion_queries
@@ -67,7 +79,7 @@ _PORTAL = """
         WHERE r.sphere_id = s.sphere_id AND r.user_id = ? AND r.state = 'pending'
     )
     FROM spheres AS s LEFT JOIN members AS m ON m.sphere_id = s.sphere_id AND m.user_id = ?
-    WHERE s.org_id = ? {portal} {after}
+    WHERE s.org_id = ? AND NOT (s.privacy {in_list}) {portal} {after}
     ORDER BY s.name{collate}, s.sphere_id{collate} LIMIT ?
 """
 # What a member of the organisation finds in its portal.
@@ -167,12 +179,53 @@ def _changed_policies(before: OrgRecord, after: Any) -> list[str]:
     ]
 
 
+def join_global(state: MembershipState) -> MemberChange | None:
+    """A member of the organisation enters one of its global spheres (not where banned): the
+    rule that keeps a global sphere's members its organisation's."""
+    if state.target_role is not None or state.target_banned:
+        return None
+    return MemberChange(Role.MEMBER, MemberAction.ADDED, AuditAction.MEMBER_ADDED, "member")
+
+
 class SqlOrgGovernance(SqlAccountDeletions):
     """``storage.org_governance.OrgGovernance`` over the engine's hooks."""
 
     @property
     def _g(self) -> OrgQueries:
         return org_queries(self._dialect)
+
+    async def create_user(
+        self,
+        name: str,
+        kind: UserKind,
+        *,
+        is_admin: bool,
+        now_ms: int,
+        audit: AuditEntry | None = None,
+        first_token: TokenRecord | None = None,
+        token_audit: AuditEntry | None = None,
+        org_id: OrgId | None = DEFAULT_ORG,
+    ) -> UserRecord:
+        """``storage.base.Directory.create_user``; a user created into an organisation then
+        enters its global spheres (one transaction more; their ``member`` events reach live
+        subscribers with the sphere's next event)."""
+        user = await super().create_user(
+            name,
+            kind,
+            is_admin=is_admin,
+            now_ms=now_ms,
+            audit=audit,
+            first_token=first_token,
+            token_audit=token_audit,
+            org_id=org_id,
+        )
+        if org_id is not None:
+            async with self._writing() as db:
+                for row in await db.fetch(self._g.global_spheres, org_id):
+                    await self._change_member_in(
+                        db, row[0], user.user_id, user.user_id, join_global, now_ms
+                    )
+        return user
 
     async def org_access(self, org_id: OrgId, user_id: UserId) -> OrgAccess:
         rows = await self._query(self._g.standing, user_id, org_id)
@@ -353,16 +406,20 @@ class SqlOrgGovernance(SqlAccountDeletions):
         every: bool,
         limit: int,
         after: PortalKey | None = None,
+        hidden: Sequence[Privacy] = (),
     ) -> list[OrgSphere]:
         check_limit(limit)
         g = self._g
+        left_out = self._dialect.list_arg([p.value for p in hidden])
         if after is None:
             sql = g.portal_all if every else g.portal
-            rows = await self._query(sql, user_id, user_id, org_id, limit)
+            rows = await self._query(sql, user_id, user_id, org_id, left_out, limit)
         else:
             sql = g.portal_all_after if every else g.portal_after
             name, sphere_id = after
-            rows = await self._query(sql, user_id, user_id, org_id, name, name, sphere_id, limit)
+            rows = await self._query(
+                sql, user_id, user_id, org_id, left_out, name, name, sphere_id, limit
+            )
         return [_portal_sphere(row) for row in rows]
 
     async def count_org_spheres(self, org_id: OrgId) -> int:

@@ -165,6 +165,8 @@ async def test_global_spheres_follow_the_organisation(store: Store) -> None:
     )
     assert [(e.sphere_id, e.member_id) for e in change.events] == [(sphere.sphere_id, dan.user_id)]
     assert await store.get_role(sphere.sphere_id, dan.user_id) is Role.MEMBER
+    eve = await store.create_user("Eve", UserKind.HUMAN, is_admin=False, now_ms=T0, org_id=org_id)
+    assert await store.get_role(sphere.sphere_id, eve.user_id) is Role.MEMBER
     again = await store.enrol_org_member(
         org_id, ann, dan.user_id, OrgRole.MEMBER, new_member, join_global, now_ms=T0
     )
@@ -216,6 +218,10 @@ async def test_the_portal_and_a_managers_view(store: Store) -> None:
         org_id, ann, every=True, limit=2, after=(managed[-1].name, managed[-1].sphere_id)
     )
     assert [s.sphere_id for s in rest] == [everyone.sphere_id]
+    unsealed = await store.list_org_spheres(
+        org_id, ann, every=True, limit=10, hidden=[Privacy.PRIVATE, Privacy.GLOBAL]
+    )
+    assert [s.sphere_id for s in unsealed] == [listed.sphere_id]
     assert await store.count_org_spheres(org_id) == 3
 
 
