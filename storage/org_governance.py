@@ -48,7 +48,7 @@ class OrgMemberState:
     org: OrgRecord
     target_role: OrgRole | None  # None: not a member
     managers: int
-    members: int  # managers included
+    members: int  # managers included, counted up to the ``members`` quota (0 without one)
     target_exists: bool  # the user exists
 
 

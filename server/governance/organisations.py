@@ -11,8 +11,7 @@ every node ends (or begins) the subscriptions they concern, as for any membershi
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, cast
+from typing import cast
 
 from protocol import (
     AddOrgMember,
@@ -33,8 +32,6 @@ from protocol import (
     OrgList,
     OrgMember,
     OrgMemberList,
-    OrgPolicySet,
-    OrgQuotaSet,
     OrgRole,
     OrgSphere,
     OrgSphereList,
@@ -57,10 +54,10 @@ from server.access.org_rights import (
     deciding_org_role,
     org_not_found,
 )
-from server.config import Config
+from server.governance.org_policies import policy_view, raw_policies
 from server.operations.context import Caller, Deps, Handler, now_ms, org_granted
 from server.operations.spheres import DEFAULT_LIST_LIMIT, SphereHandlers
-from storage import DirectoryEntry, DirectoryKey, OrgPolicies, OrgRecord, PortalKey
+from storage import DirectoryEntry, DirectoryKey, OrgRecord, PortalKey
 
 # Why: a removal ends this many sphere memberships per transaction; a member of thousands of
 # spheres is removed in many short transactions rather than one that holds locks for long.
@@ -72,70 +69,6 @@ ORG_REMOVAL_ROUNDS = 5
 DEFAULT_ORG_AUDIT_LIMIT = 50
 # The shape of the directory's and the portal's cursors: (name key, user_id), (name, sphere_id).
 DIRECTORY_CURSOR = (str, str)
-# The policies every member sees: they decide what members may do and what becomes of what
-# they write. The quotas and the self-registration domains are the managers' business.
-MEMBER_POLICIES = frozenset(
-    {
-        "retention_days",
-        "history",
-        "member_sphere_types",
-        "visitors",
-        "member_exports",
-        "erasure",
-        "directory",
-        "export_private_messages",
-    }
-)
-
-
-def policy_view(policies: OrgPolicies, config: Config, *, manager: bool) -> OrgPolicySet:
-    """The policies as the caller may see them; a policy left to the server says the server's."""
-    quotas = policies.quotas
-    view = OrgPolicySet(
-        retention_days=policies.retention_days or 0,
-        history=policies.history,
-        member_sphere_types=list(policies.member_sphere_types),
-        visitors=policies.visitors,
-        member_exports=(
-            config.member_exports if policies.member_exports is None else policies.member_exports
-        ),
-        erasure=(policies.erasure.value if policies.erasure else config.account_deletion),
-        directory=policies.directory,
-        email_domains=list(policies.email_domains),
-        export_private_messages=policies.export_private_messages,
-        quotas=OrgQuotaSet(
-            members=quotas.members or 0,
-            spheres=quotas.spheres or 0,
-            messages_per_day=quotas.messages_per_day or 0,
-            storage_bytes=quotas.storage_bytes or 0,
-        ),
-    )
-    if manager:
-        return view
-    hidden = {f.name: None for f in dataclasses.fields(view) if f.name not in MEMBER_POLICIES}
-    return dataclasses.replace(view, **hidden)
-
-
-def raw_policies(patch: OrgPolicySet) -> dict[str, Any]:
-    """The policies an ``update_org`` names, as ``storage.policies_from`` reads them (0: the
-    server's default, or no limit)."""
-    raw: dict[str, Any] = {}
-    for f in dataclasses.fields(patch):
-        value = getattr(patch, f.name)
-        if value is None:
-            continue
-        if f.name == "retention_days":
-            value = value or None
-        elif f.name == "member_sphere_types":
-            value = [t.value for t in value]
-        elif f.name == "quotas":
-            value = {
-                q.name: getattr(value, q.name) or None
-                for q in dataclasses.fields(value)
-                if getattr(value, q.name) is not None
-            }
-        raw[f.name] = value
-    return raw
 
 
 def _summary(org: OrgRecord, role: OrgRole) -> OrgSummary:

@@ -55,7 +55,7 @@ from storage.rows import check_limit
 from storage.sql.accounts import SqlRunner
 from storage.sql.deletion import SqlAccountDeletions, deletion_queries
 from storage.sql.dialect import Dialect
-from storage.sql.organisations import ORG_COLUMNS, insert_org_audit, to_org
+from storage.sql.organisations import ORG_COLUMNS, SqlOrganisations, insert_org_audit, to_org
 
 _O = ", ".join("o." + c for c in ORG_COLUMNS.split(", "))
 _ORG_WIDTH = len(ORG_COLUMNS.split(", "))
@@ -96,9 +96,13 @@ _TEMPLATES = {
         SELECT {_O},
             (SELECT role FROM org_members WHERE org_id = o.org_id AND user_id = ?),
             (SELECT count(*) FROM org_members WHERE org_id = o.org_id AND role = 'manager'),
-            (SELECT count(*) FROM org_members WHERE org_id = o.org_id),
             EXISTS (SELECT 1 FROM users WHERE user_id = ?)
         FROM organisations AS o WHERE o.org_id = ?
+    """,
+    # Counted only as far as the members quota needs: an organisation of 400,000 members
+    # without a quota counts none of them on every addition.
+    "count_members": """
+        SELECT count(*) FROM (SELECT 1 FROM org_members WHERE org_id = ? LIMIT ?) AS m
     """,
     "get_org": f"SELECT {ORG_COLUMNS} FROM organisations WHERE org_id = ?",
     "lock_org": "SELECT org_id FROM organisations WHERE org_id = ? {lock_sphere}",
@@ -143,6 +147,7 @@ _TEMPLATES = {
 class OrgQueries:
     standing: str
     member_state: str
+    count_members: str
     get_org: str
     lock_org: str
     update_org: str
@@ -187,7 +192,7 @@ def join_global(state: MembershipState) -> MemberChange | None:
     return MemberChange(Role.MEMBER, MemberAction.ADDED, AuditAction.MEMBER_ADDED, "member")
 
 
-class SqlOrgGovernance(SqlAccountDeletions):
+class SqlOrgGovernance(SqlAccountDeletions, SqlOrganisations):
     """``storage.org_governance.OrgGovernance`` over the engine's hooks."""
 
     @property
@@ -220,12 +225,33 @@ class SqlOrgGovernance(SqlAccountDeletions):
             org_id=org_id,
         )
         if org_id is not None:
-            async with self._writing() as db:
-                for row in await db.fetch(self._g.global_spheres, org_id):
-                    await self._change_member_in(
-                        db, row[0], user.user_id, user.user_id, join_global, now_ms
-                    )
+            await self._enter_global_spheres(org_id, user.user_id, user.user_id, now_ms)
         return user
+
+    async def add_org_member(
+        self,
+        org_id: OrgId,
+        user_id: UserId,
+        role: OrgRole,
+        *,
+        now_ms: int,
+        actor_id: str,
+    ) -> bool:
+        """``storage.organisations.Organisations.add_org_member``; the new member then enters
+        the organisation's global spheres, as with ``create_user``."""
+        added = await super().add_org_member(
+            org_id, user_id, role, now_ms=now_ms, actor_id=actor_id
+        )
+        if added:
+            await self._enter_global_spheres(org_id, user_id, UserId(actor_id), now_ms)
+        return added
+
+    async def _enter_global_spheres(
+        self, org_id: OrgId, user_id: UserId, actor_id: UserId, now_ms: int
+    ) -> None:
+        async with self._writing() as db:
+            for row in await db.fetch(self._g.global_spheres, org_id):
+                await self._change_member_in(db, row[0], actor_id, user_id, join_global, now_ms)
 
     async def org_access(self, org_id: OrgId, user_id: UserId) -> OrgAccess:
         rows = await self._query(self._g.standing, user_id, org_id)
@@ -236,14 +262,29 @@ class SqlOrgGovernance(SqlAccountDeletions):
         return OrgAccess(to_org(row[:_ORG_WIDTH]), OrgRole(role) if role is not None else None)
 
     async def org_member_state(self, org_id: OrgId, user_id: UserId) -> OrgMemberState | None:
-        rows = await self._query(self._g.member_state, user_id, user_id, org_id)
-        return _member_state(rows[0]) if rows else None
+        async with self._reading() as db:
+            rows = await db.fetch(self._g.member_state, user_id, user_id, org_id)
+            return await self._member_state(db, rows[0]) if rows else None
 
     async def _locked_state(self, db: SqlRunner, org_id: OrgId, user_id: UserId) -> OrgMemberState:
         if not await db.fetch(self._g.lock_org, org_id):
             raise NotFoundError(f"no organisation {org_id}")
         rows = await db.fetch(self._g.member_state, user_id, user_id, org_id)
-        return _member_state(rows[0])
+        return await self._member_state(db, rows[0])
+
+    async def _member_state(self, db: SqlRunner, row: Sequence[Any]) -> OrgMemberState:
+        values = tuple(row)
+        org = to_org(values[:_ORG_WIDTH])
+        role, managers, exists = values[_ORG_WIDTH:]
+        quota = org.policies.quotas.members
+        counted = await db.fetch(self._g.count_members, org.org_id, quota or 0)
+        return OrgMemberState(
+            org=org,
+            target_role=OrgRole(role) if role is not None else None,
+            managers=int(managers),
+            members=int(counted[0][0]),
+            target_exists=bool(exists),
+        )
 
     async def update_org(
         self,
@@ -469,18 +510,6 @@ class SqlOrgGovernance(SqlAccountDeletions):
             entry = OrgAuditEntry(org_id, now_ms, manager_id, "sphere_managed", sphere_id)
             await insert_org_audit(db, entry)
         return dataclasses.replace(sphere, offset=event.offset), event
-
-
-def _member_state(row: Sequence[Any]) -> OrgMemberState:
-    values = tuple(row)
-    role, managers, members, exists = values[_ORG_WIDTH:]
-    return OrgMemberState(
-        org=to_org(values[:_ORG_WIDTH]),
-        target_role=OrgRole(role) if role is not None else None,
-        managers=int(managers),
-        members=int(members),
-        target_exists=bool(exists),
-    )
 
 
 def _portal_sphere(row: Sequence[Any]) -> OrgSphere:

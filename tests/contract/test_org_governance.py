@@ -127,7 +127,11 @@ async def test_roles_and_the_member_state(store: Store) -> None:
     org_id, (ann, bob) = await org_with(store, "Ann", "Bob")
     state = await store.org_member_state(org_id, bob)
     assert state is not None
-    assert (state.target_role, state.managers, state.members) == (OrgRole.MEMBER, 1, 2)
+    # Members are counted only as far as a quota needs.
+    assert (state.target_role, state.managers, state.members) == (OrgRole.MEMBER, 1, 0)
+    await store.update_org(org_id, ann, name=None, policies={"quotas": {"members": 2}}, now_ms=T0)
+    state = await store.org_member_state(org_id, bob)
+    assert state is not None and state.members == 2
     assert await store.set_org_role(org_id, ann, bob, OrgRole.MANAGER, yes, now_ms=T0)
     state = await store.org_member_state(org_id, bob)
     assert state is not None and state.managers == 2
