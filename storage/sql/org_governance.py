@@ -72,7 +72,10 @@ _DIRECTORY = """
     ORDER BY m.name_key, m.user_id{collate} LIMIT ?
 """
 _PREFIX = "AND m.name_key >= lower(?) AND m.name_key < lower(?) || ?"
-_DIRECTORY_AFTER = "AND (m.name_key > ? OR (m.name_key = ? AND m.user_id{collate} > ?))"
+# A later page of a prefix: the cursor (at or above the prefix) is the lower end of the range.
+_BELOW_PREFIX = "AND m.name_key < lower(?) || ?"
+# Row values, so that each page is one range of the index however deep it lies.
+_DIRECTORY_AFTER = "AND (m.name_key, m.user_id{collate}) > (?, ?)"
 _PORTAL = """
     SELECT s.sphere_id, s.name, s.privacy, s.listed, s.join_policy, m.role, EXISTS (
         SELECT 1 FROM join_requests AS r
@@ -84,7 +87,7 @@ _PORTAL = """
 """
 # What a member of the organisation finds in its portal.
 _PORTAL_ONLY = "AND ((s.listed <> 0 AND s.privacy IN ('open', 'public')) OR s.privacy = 'global')"
-_PORTAL_AFTER = "AND (s.name{collate} > ? OR (s.name{collate} = ? AND s.sphere_id{collate} > ?))"
+_PORTAL_AFTER = "AND (s.name{collate}, s.sphere_id{collate}) > (?, ?)"
 
 _TEMPLATES = {
     "standing": f"""
@@ -122,7 +125,7 @@ _TEMPLATES = {
     "directory": _DIRECTORY.replace("{prefix}", "").replace("{after}", ""),
     "directory_after": _DIRECTORY.replace("{prefix}", "").replace("{after}", _DIRECTORY_AFTER),
     "directory_prefix": _DIRECTORY.replace("{prefix}", _PREFIX).replace("{after}", ""),
-    "directory_prefix_after": _DIRECTORY.replace("{prefix}", _PREFIX).replace(
+    "directory_prefix_after": _DIRECTORY.replace("{prefix}", _BELOW_PREFIX).replace(
         "{after}", _DIRECTORY_AFTER
     ),
     "portal_all": _PORTAL.replace("{portal}", "").replace("{after}", ""),
@@ -428,8 +431,10 @@ class SqlOrgGovernance(SqlAccountDeletions, SqlOrganisations):
     ) -> list[DirectoryEntry]:
         check_limit(limit)
         g = self._g
-        prefix: tuple[str, ...] = (query, query, _PREFIX_END) if query else ()
-        cursor: tuple[str, ...] = (after[0], after[0], after[1]) if after is not None else ()
+        cursor: tuple[str, ...] = after if after is not None else ()
+        prefix: tuple[str, ...] = ()
+        if query:
+            prefix = (query, _PREFIX_END) if cursor else (query, query, _PREFIX_END)
         sql = {
             (False, False): g.directory,
             (False, True): g.directory_after,
@@ -459,7 +464,7 @@ class SqlOrgGovernance(SqlAccountDeletions, SqlOrganisations):
             sql = g.portal_all_after if every else g.portal_after
             name, sphere_id = after
             rows = await self._query(
-                sql, user_id, user_id, org_id, left_out, name, name, sphere_id, limit
+                sql, user_id, user_id, org_id, left_out, name, sphere_id, limit
             )
         return [_portal_sphere(row) for row in rows]
 
