@@ -14,11 +14,14 @@ from typing import Any
 import pytest
 
 from protocol import (
+    Ack,
     AddOrgMember,
     CreateSphere,
     ErrorReply,
     Frame,
     GetOrg,
+    History,
+    HistoryPage,
     Leave,
     ListMembers,
     ListOrgAudit,
@@ -284,10 +287,17 @@ async def test_manage_sphere_is_an_event_members_see(server: ServerProcess) -> N
     ]
     member_portal = await ok(owner, ListOrgSpheres(org_id=ORG), OrgSphereList)
     assert sphere_id not in {s.sphere_id for s in member_portal.spheres}
+    await ok(owner, Publish(sphere_id=sphere_id, message_id="before", body="before"), Ack)
+    # Not a member yet: the manager reads nothing of it (a sealed sphere: not found).
+    await refused(manager, History(sphere_id=sphere_id), "not_found")
     appointed = await ok(manager, ManageSphere(org_id=ORG, sphere_id=sphere_id), SphereInfo)
     assert appointed.sphere.role == "admin"
     event = await owner.expect(Message, action="appointed")
     assert (event.member_id, event.role) == (manager.welcome.user_id, "admin")  # type: ignore[union-attr]
+    # A visible member now, who reads within the history promise: from their appointment on.
+    await ok(owner, Publish(sphere_id=sphere_id, message_id="after", body="after"), Ack)
+    page = await ok(manager, History(sphere_id=sphere_id), HistoryPage)
+    assert [m.body for m in page.messages if m.kind == "post"] == ["after"]
     again = await ok(manager, ManageSphere(org_id=ORG, sphere_id=sphere_id), SphereInfo)
     assert again.sphere.role == "admin"
     audit = await ok(manager, ListOrgAudit(org_id=ORG, limit=1), OrgAuditList)
