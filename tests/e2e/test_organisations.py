@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import httpx
 import pytest
 
 from protocol import (
@@ -168,13 +169,12 @@ async def test_policies_members_see_and_the_audit_of_each_change(server: ServerP
         ("policy_changed", "quotas"),
     }
     assert all("acme" not in (e.detail or "") for e in audit.entries)
-    bad = await manager_http(server).patch(
-        f"/api/v1/orgs/{ORG}", json={"policies": {"erasure": "shred"}}
-    )
+    async with manager_http(server) as admin:
+        bad = await admin.patch(f"/api/v1/orgs/{ORG}", json={"policies": {"erasure": "shred"}})
     assert bad.status_code == 400 and bad.json()["code"] == "bad_frame"
 
 
-def manager_http(server: ServerProcess) -> Any:
+def manager_http(server: ServerProcess) -> httpx.AsyncClient:
     return server.http(server.admin_token)
 
 
@@ -243,9 +243,8 @@ async def test_quotas_and_the_sphere_type_policy(server: ServerProcess) -> None:
         manager, AddOrgMember(org_id=ORG, user_id=newcomer.user_id), "quota_exceeded"
     )
     assert "members quota" in over.message
-    http = await manager_http(server).post(
-        f"/api/v1/orgs/{ORG}/members", json={"user_id": newcomer.user_id}
-    )
+    async with manager_http(server) as admin:
+        http = await admin.post(f"/api/v1/orgs/{ORG}/members", json={"user_id": newcomer.user_id})
     assert http.status_code == 403 and http.json()["code"] == "quota_exceeded"
     assert state.policies.quotas.spheres == 2
 
