@@ -149,6 +149,7 @@ class Operations:
         body = getattr(frame, "body", None)
         if body is not None:
             self._deps.check_body(body)  # the documented precedence: size before access
+        caller = await self._authorise_org(caller, frame, op)
         grant = await self._authorise(caller, frame, op)
         assert grant is not None, f"{frame.TYPE} names no sphere"
         prepared = await handler(caller, frame, grant)

@@ -116,7 +116,8 @@ class SphereHandlers:
         org = org_granted(caller)
         policies = org.org.policies
         check_sphere_type(org, frame.privacy)
-        check_sphere_quota(org, await self._store.count_org_spheres(org.org_id))
+        if policies.quotas.spheres is not None:  # counted only when there is a limit
+            check_sphere_quota(org, await self._store.count_org_spheres(org.org_id))
         settings = access.create_settings(
             frame.name,
             frame.privacy,
