@@ -50,6 +50,7 @@ from storage.deletion import AccountDeletions
 from storage.entry import Entry
 from storage.erasure import Erasure
 from storage.export import Export
+from storage.lifecycle import OrgLifecycle
 from storage.organisations import DEFAULT_ORG, Organisations
 from storage.retention import Retention
 from storage.settings import MemberView, SphereSettings
@@ -122,6 +123,8 @@ class ChangeKind(StrEnum):
 
     TOKEN_REVOKED = "token_revoked"  # connections opened with token_id
     USER_DISABLED = "user_disabled"  # every connection of user_id
+    # Subscriptions to org_id's spheres; with a user_id, every connection of that user too.
+    ORG_SUSPENDED = "org_suspended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +133,10 @@ class SessionChange:
 
     seq: int  # ascending in commit order
     kind: ChangeKind
-    user_id: UserId
+    user_id: UserId  # '' on an org_suspended row that names no user
     token_id: str | None
     ts_ms: int
+    org_id: OrgId | None = None  # set on org_suspended rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -617,6 +621,7 @@ class Store(
     Erasure,
     Export,
     Organisations,
+    OrgLifecycle,
     Protocol,
 ):
     async def check_writable(self) -> None:

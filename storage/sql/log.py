@@ -16,6 +16,7 @@ from storage.sql.conversations import SqlConversations
 from storage.sql.deletion import SqlAccountDeletions
 from storage.sql.directory import SqlDirectory
 from storage.sql.export import SqlExport
+from storage.sql.lifecycle import SqlOrgLifecycle
 from storage.sql.organisations import SqlOrganisations
 from storage.sql.queue import AppendQueue
 from storage.sql.retention import SqlRetention
@@ -25,6 +26,7 @@ MAX_OFFSET = 2**63 - 1
 
 
 class SqlStore(
+    SqlOrgLifecycle,
     SqlAccountDeletions,
     SqlDirectory,
     SqlSphereAudit,
