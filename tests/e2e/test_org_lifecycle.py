@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 import secrets
+import sqlite3
 import zipfile
 from typing import Any
 
@@ -142,6 +143,23 @@ async def test_suspension_refuses_sign_in_and_ends_what_is_open(server: ServerPr
     assert ("org_suspended", "acme") in actions and ("org_resumed", "acme") in actions
 
 
+async def test_a_suspension_from_the_command_line_reaches_the_node(server: ServerProcess) -> None:
+    """The command reaches no server: the node learns of it from the session changes."""
+    await create_org(server, "acme", "Acme")
+    ada = add_user(server, "acme", "Ada", manager=True)
+    cyd = await server.new_user("Cyd")
+    await join_org(server, "acme", cyd)
+    sphere_id = await org_sphere(server, "acme", ada, "Plans", cyd)
+    ada_live, cyd_live = await ada.connect(), await cyd.connect()
+    reply = await cyd_live.request(Subscribe(sphere_id=sphere_id, ref="s"))
+    assert isinstance(reply, Subscribed), reply
+    assert "suspended" in server.cli("org", "suspend", "acme")
+    assert await closed_with(ada_live) == (4500, "organisation suspended")
+    await cyd_live.expect(Unsubscribed, sphere_id=sphere_id, reason="access_revoked")
+    assert "running" in server.cli("org", "resume", "acme")
+    assert (await ada.api("GET", "/me")).status_code == 200
+
+
 def _archive(reply: Any) -> tuple[zipfile.ZipFile, dict[str, Any]]:
     assert reply.status_code == 200, reply.text
     archive = zipfile.ZipFile(io.BytesIO(reply.content))
@@ -159,10 +177,20 @@ async def test_managers_export_everything_the_organisation_owns(server: ServerPr
     sphere_id = await org_sphere(server, "acme", ada, "Plans", bea)
     await posted(await bea.connect(), sphere_id, ["first", "second"])
     stranger = await server.new_user("Stranger")
+    # A private conversation of the organisation (its type's own frames are another part's).
+    db = sqlite3.connect(server.data_dir / "cloison.sqlite3")
+    with db:
+        db.execute(
+            "INSERT INTO spheres (sphere_id, org_id, name, privacy, epoch, created_ms) "
+            "VALUES ('s_direct', 'acme', '', 'direct', 'e', 1)"
+        )
+    db.close()
 
     archive, manifest = _archive(await ada.api("GET", "/orgs/acme/export"))
     assert manifest["kind"] == "organisation" and manifest["org_id"] == "acme"
     assert manifest["private_messages"] == "excluded" and manifest["spheres"] == 1
+    assert manifest["spheres_left_out"] == 1
+    assert not [name for name in archive.namelist() if "s_direct" in name]
     assert manifest["counts"] == manifest["announced"]
     [org] = _lines(archive, "organisation.json")
     assert org["name"] == "Acme" and org["policies"]["export_private_messages"] is False
