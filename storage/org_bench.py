@@ -237,11 +237,12 @@ async def _search(store: Store, who: tuple[str, str, str, str]) -> None:
     await store._query(sql, who[2], prefix, prefix + "\uffff", PAGE)  # type: ignore[attr-defined]
 
 
+SEARCH = "org directory search"
 CALLS: dict[str, Call] = {
     "sign-in (token, user, orgs)": _sign_in,
     "credentials (user by id)": lambda s, w: s.get_user(UserId(w[0])),
     "org directory page": _directory,
-    "org directory search": _search,
+    SEARCH: _search,
     "user_spheres": lambda s, w: s.user_spheres(UserId(w[0]), limit=PAGE),
     "sphere_standing": lambda s, w: s.sphere_standing(SphereId(w[3]), UserId(w[0])),
     "org_role": lambda s, w: s.org_role(OrgId(w[2]), UserId(w[0])),
@@ -250,6 +251,17 @@ CALLS: dict[str, Call] = {
 
 
 Figures = dict[str, tuple[float, ...]]
+
+
+def _bounded(
+    store: Store, name: str, chosen: list[tuple[str, str, str, str]]
+) -> list[tuple[str, str, str, str]]:
+    """The samples of a call; the stand-in of the directory search (no ``list_org_members``
+    in this store) reads a whole large organisation each time: a twentieth of them, so the
+    run stays bounded."""
+    if name == SEARCH and not hasattr(store, "list_org_members"):
+        return chosen[: max(20, len(chosen) // 20)]
+    return chosen
 
 
 def _percentiles(times: list[float]) -> tuple[float, float, float]:
@@ -269,7 +281,7 @@ async def measure(
     results: Figures = {}
     for name, call in CALLS.items():
         times = []
-        for who in chosen:
+        for who in _bounded(store, name, chosen):
             start = time.perf_counter()
             await call(store, who)
             times.append((time.perf_counter() - start) * 1000)
@@ -296,7 +308,7 @@ async def database_time(
         results: Figures = {}
         for name, call in CALLS.items():
             times = []
-            for who in chosen:
+            for who in _bounded(store, name, chosen):
                 statements = record_statements(store)
                 await call(store, who)
                 _unrecord(store)
