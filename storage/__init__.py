@@ -81,6 +81,7 @@ from storage.deletion import (
     DeletionState,
     SphereStep,
 )
+from storage.direct import ORG_NOT_FOUND, DirectConversations, DirectOpening
 from storage.entry import (
     CheckDelete,
     CheckEntry,
@@ -140,6 +141,7 @@ __all__ = [
     "ORG_DELETED",
     "ORG_DELETION_REQUESTED",
     "ORG_EXPORTED",
+    "ORG_NOT_FOUND",
     "ORG_RESUMED",
     "ORG_SUSPENDED",
     "TOUCH_INTERVAL_MS",
@@ -168,6 +170,8 @@ __all__ = [
     "DeletionMode",
     "DeletionRequest",
     "DeletionState",
+    "DirectConversations",
+    "DirectOpening",
     "Directory",
     "Draft",
     "Entry",

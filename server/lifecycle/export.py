@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from protocol import SphereId, UserId
+from protocol import Privacy, SphereId, UserId
 from server.privacy.archive import Row
 from server.privacy.sphere_export import SpherePlan
 from server.privacy.streaming import (
@@ -51,8 +51,7 @@ from storage import (
     Store,
 )
 
-# The type of private conversations (``Privacy.DIRECT``), by its value.
-DIRECT = "direct"
+DIRECT = Privacy.DIRECT.value  # private conversations
 
 
 class OrgExport:

@@ -14,6 +14,7 @@ from storage.sql.audit import SqlSphereAudit
 from storage.sql.charter import SqlCharters
 from storage.sql.conversations import SqlConversations
 from storage.sql.deletion import SqlAccountDeletions
+from storage.sql.direct import SqlDirect
 from storage.sql.directory import SqlDirectory
 from storage.sql.export import SqlExport
 from storage.sql.lifecycle import SqlOrgLifecycle
@@ -28,6 +29,7 @@ MAX_OFFSET = 2**63 - 1
 class SqlStore(
     SqlOrgLifecycle,
     SqlAccountDeletions,
+    SqlDirect,
     SqlDirectory,
     SqlSphereAudit,
     SqlConversations,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import re
 import secrets
-import sqlite3
 import zipfile
 from typing import Any
 
@@ -67,6 +66,12 @@ async def join_org(server: ServerProcess, org_id: str, user: User) -> None:
         )
     finally:
         await store.aclose()
+
+
+async def open_direct(user: User, *others: User) -> str:
+    reply = await user.api("POST", "/direct", json={"user_ids": [o.user_id for o in others]})
+    assert reply.status_code == 200, reply.text
+    return str(reply.json()["sphere"]["sphere_id"])
 
 
 async def create_org(server: ServerProcess, org_id: str, name: str) -> dict[str, Any]:
@@ -177,20 +182,17 @@ async def test_managers_export_everything_the_organisation_owns(server: ServerPr
     sphere_id = await org_sphere(server, "acme", ada, "Plans", bea)
     await posted(await bea.connect(), sphere_id, ["first", "second"])
     stranger = await server.new_user("Stranger")
-    # A private conversation of the organisation (its type's own frames are another part's).
-    db = sqlite3.connect(server.data_dir / "cloison.sqlite3")
-    with db:
-        db.execute(
-            "INSERT INTO spheres (sphere_id, org_id, name, privacy, epoch, created_ms) "
-            "VALUES ('s_direct', 'acme', '', 'direct', 'e', 1)"
-        )
-    db.close()
+    # A private conversation in the organisation: never in its export by default.
+    secret = secrets.token_hex(16)
+    direct = await open_direct(ada, bea)
+    await posted(await bea.connect(), direct, [secret])
 
     archive, manifest = _archive(await ada.api("GET", "/orgs/acme/export"))
     assert manifest["kind"] == "organisation" and manifest["org_id"] == "acme"
     assert manifest["private_messages"] == "excluded" and manifest["spheres"] == 1
     assert manifest["spheres_left_out"] == 1
-    assert not [name for name in archive.namelist() if "s_direct" in name]
+    assert not [name for name in archive.namelist() if direct in name]
+    assert all(secret.encode() not in archive.read(name) for name in archive.namelist())
     assert manifest["counts"] == manifest["announced"]
     [org] = _lines(archive, "organisation.json")
     assert org["name"] == "Acme" and org["policies"]["export_private_messages"] is False
@@ -230,15 +232,19 @@ async def test_a_deleted_organisation_leaves_no_byte_of_it_in_the_sqlite_files(
     await join_org(server, "acme", cyd)
     sphere_id = await org_sphere(server, "acme", ada, sphere_name, cyd)
     await posted(await ada.connect(), sphere_id, [body, "second"])
-    canaries = [text.encode() for text in (org_name, sphere_name, body, member_name)]
+    bea = add_user(server, "acme", secrets.token_hex(8))
+    private = secrets.token_hex(16)
+    await posted(await bea.connect(), await open_direct(bea, ada), [private])
+    canaries = [text.encode() for text in (org_name, sphere_name, body, member_name, private)]
     for canary in canaries:  # the check can fail: the bytes are there
         assert_present_sqlite(server.data_dir, canary)
 
     reply = await admin_api(server, "DELETE", "/admin/orgs/acme")
     assert reply.status_code == 202 and reply.json()["state"] in ("pending", "done")
     job = await deletion_done(server, "acme")
-    assert job["spheres_deleted"] == 1 and job["accounts_handed_over"] == 1
+    assert job["spheres_deleted"] == 2 and job["accounts_handed_over"] == 2
     await account_done(server, ada.user_id)
+    await account_done(server, bea.user_id)
     for canary in canaries:
         assert_absent_sqlite(server.data_dir, canary)
         assert_absent_text(server.log, canary)
