@@ -36,13 +36,17 @@ from storage.organisations import OrgAuditEntry, OrgRecord, OrgRole
 if TYPE_CHECKING:  # storage.base composes the Store of this protocol
     from storage.base import AuditEntry
 
-# Actions, in org_audit and in the server's audit_log (``detail``: the org_id, in the latter).
-ORG_CREATED = "org_created"
-ORG_SUSPENDED = "org_suspended"
-ORG_RESUMED = "org_resumed"
-ORG_EXPORTED = "org_exported"
-ORG_DELETION_REQUESTED = "org_deletion_requested"
-ORG_DELETED = "org_deleted"
+
+class OrgAction(StrEnum):
+    """Lifecycle actions, in org_audit and in the server's audit_log (``detail``: the org_id,
+    in the latter)."""
+
+    CREATED = "org_created"
+    SUSPENDED = "org_suspended"
+    RESUMED = "org_resumed"
+    EXPORTED = "org_exported"
+    DELETION_REQUESTED = "org_deletion_requested"
+    DELETED = "org_deleted"
 
 
 class OrgDeletionState(StrEnum):

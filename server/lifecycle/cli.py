@@ -17,7 +17,7 @@ from pathlib import Path
 from protocol import CloisonError, ErrorCode, OrgId, UserId, UserKind
 from server.cli import admin_config, iso_time, store_options, with_store
 from server.config import Config
-from server.lifecycle.service import OrgDeletionRunner, OrgLifecycleService
+from server.lifecycle.service import NO_SUCH_ORG, OrgDeletionRunner, OrgLifecycleService
 from server.sessions.accounts import OPERATOR_ACTOR
 from storage import OPERATOR, OrgDeletionState, OrgRecord, OrgRole, Store
 
@@ -111,7 +111,7 @@ async def _add_user(store: Store, config: Config, ns: argparse.Namespace) -> int
 
     org_id = OrgId(ns.org_id)
     if await store.get_org(org_id) is None:
-        raise CloisonError("no such organisation", code=ErrorCode.NOT_FOUND)
+        raise CloisonError(NO_SUCH_ORG, code=ErrorCode.NOT_FOUND)
     user, issued = await Accounts(store, config).enrol(
         OPERATOR_ACTOR,
         ns.name,
@@ -225,7 +225,7 @@ async def _export(store: Store, config: Config, ns: argparse.Namespace) -> int:
 
     org = await store.get_org(OrgId(ns.org_id))
     if org is None:
-        raise CloisonError("no such organisation", code=ErrorCode.NOT_FOUND)
+        raise CloisonError(NO_SUCH_ORG, code=ErrorCode.NOT_FOUND)
     export = OrgExport(store, org, actor=OPERATOR, now_ms=now_ms())
     await export.plan()
     out = Path(ns.out)

@@ -41,9 +41,9 @@ from server.privacy.streaming import (
     stream_archive,
 )
 from storage import (
-    ORG_EXPORTED,
     AuditAction,
     AuditEntry,
+    OrgAction,
     OrgAuditEntry,
     OrgRecord,
     SphereAuditEntry,
@@ -114,8 +114,10 @@ class OrgExport:
             )
             await store.record_sphere_audit(entry)
         await store.record_org_audit(
-            OrgAuditEntry(org_id, self._now_ms, self._actor, ORG_EXPORTED, detail=detail),
-            AuditEntry(self._actor, ORG_EXPORTED, None, self._now_ms, detail=org_id),
+            OrgAuditEntry(
+                org_id, self._now_ms, self._actor, OrgAction.EXPORTED.value, detail=detail
+            ),
+            AuditEntry(self._actor, OrgAction.EXPORTED.value, None, self._now_ms, detail=org_id),
         )
         return counts
 

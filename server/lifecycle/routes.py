@@ -37,6 +37,7 @@ from storage import OrgDeletionJob, OrgDeletionState, OrgRecord, OrgRole, Store
 # An organisation id an administrator chooses: short, URL- and file-name-safe.
 ORG_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 MANAGERS_ONLY = "organisation managers only"
+SUSPENDED = "the organisation is suspended"  # as its spheres answer its members
 
 
 class OrgRoutes(RouteShell):
@@ -121,6 +122,8 @@ class OrgRoutes(RouteShell):
             raise CloisonError(NO_SUCH_ORG, code=ErrorCode.NOT_FOUND)
         if role is not OrgRole.MANAGER:
             raise CloisonError(MANAGERS_ONLY, code=ErrorCode.FORBIDDEN)
+        if org.suspended:  # its data waits for it to be resumed, or for an administrator
+            raise CloisonError(SUSPENDED, code=ErrorCode.FORBIDDEN)
         return await org_archive(
             self._store, self._slots, org, principal.user.user_id, now_ms=now_ms()
         )

@@ -32,9 +32,10 @@ from server.operations import now_ms
 from server.sessions.accounts import Actor, valid_name
 from storage import (
     DEFAULT_ORG,
-    ORG_DELETED,
+    ORG_NOT_FOUND,
     AuditEntry,
     DeletionMode,
+    OrgAction,
     OrgDeletionJob,
     OrgDeletionState,
     OrgRecord,
@@ -44,7 +45,7 @@ from storage import (
 
 logger = logging.getLogger(__name__)
 
-NO_SUCH_ORG = "no such organisation"
+NO_SUCH_ORG = ORG_NOT_FOUND  # as every organisation route answers
 # Why: a page of members per transaction, each of whom may get an account deletion request
 # (a few rows each): short enough not to hold up the writer.
 MEMBER_PAGE = 100
@@ -242,7 +243,7 @@ class OrgDeletionRunner:
             return OrgDeletionState.PENDING  # a sphere made meanwhile: the next look takes it
         await store.scrub()
         detail = f"{org_id} spheres={job.spheres_deleted} accounts={job.accounts_handed_over}"
-        audit = AuditEntry(job.requested_by, ORG_DELETED, None, now_ms(), detail=detail)
+        audit = AuditEntry(job.requested_by, OrgAction.DELETED.value, None, now_ms(), detail=detail)
         await store.finish_org_deletion(org_id, now_ms=now_ms(), audit=audit)
         logger.info("organisation deleted", extra={"org_id": org_id})
         return OrgDeletionState.DONE

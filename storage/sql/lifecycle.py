@@ -18,9 +18,7 @@ from protocol import OrgId, UserId
 from storage.base import OPERATOR, AuditEntry
 from storage.deletion import DeletionMode
 from storage.lifecycle import (
-    ORG_DELETION_REQUESTED,
-    ORG_RESUMED,
-    ORG_SUSPENDED,
+    OrgAction,
     OrgDeletionJob,
     OrgDeletionState,
     OrgMemberRow,
@@ -207,7 +205,7 @@ class SqlOrgLifecycle(SqlAccountDeletions):
             else:
                 changed = bool(await db.fetch(lq.resume, org_id))
                 if changed:
-                    await self._org_audit_in(db, org_id, actor_id, ORG_RESUMED, now_ms)
+                    await self._org_audit_in(db, org_id, actor_id, OrgAction.RESUMED, now_ms)
             rows = await db.fetch(lq.get_org, org_id)
         return (to_org(rows[0]), changed) if rows else None
 
@@ -217,7 +215,7 @@ class SqlOrgLifecycle(SqlAccountDeletions):
         lq = self._l
         if not await db.fetch(lq.suspend, now_ms, org_id):
             return False
-        await self._org_audit_in(db, org_id, actor_id, ORG_SUSPENDED, now_ms)
+        await self._org_audit_in(db, org_id, actor_id, OrgAction.SUSPENDED, now_ms)
         if self._CHANGES_LOCK is not None:
             await db.fetch(self._CHANGES_LOCK)
         await db.fetch(lq.insert_change, "", now_ms, org_id)
@@ -226,10 +224,10 @@ class SqlOrgLifecycle(SqlAccountDeletions):
         return True
 
     async def _org_audit_in(
-        self, db: SqlRunner, org_id: OrgId, actor_id: str, action: str, now_ms: int
+        self, db: SqlRunner, org_id: OrgId, actor_id: str, action: OrgAction, now_ms: int
     ) -> None:
-        await insert_org_audit(db, OrgAuditEntry(org_id, now_ms, actor_id, action))
-        await db.fetch(self._l.server_audit, actor_id, action, None, now_ms, None, org_id)
+        await insert_org_audit(db, OrgAuditEntry(org_id, now_ms, actor_id, action.value))
+        await db.fetch(self._l.server_audit, actor_id, action.value, None, now_ms, None, org_id)
 
     async def org_members_after(
         self, org_id: OrgId, *, after: UserId | None, limit: int
@@ -284,7 +282,7 @@ class SqlOrgLifecycle(SqlAccountDeletions):
                 return None
             await db.fetch(lq.insert_job, org_id, now_ms, requested_by, mode.value)
             await self._suspend_in(db, org_id, requested_by, now_ms)
-            await self._org_audit_in(db, org_id, requested_by, ORG_DELETION_REQUESTED, now_ms)
+            await self._org_audit_in(db, org_id, requested_by, OrgAction.DELETION_REQUESTED, now_ms)
             rows = await db.fetch(lq.job, org_id)
         return _job(rows[0]), True
 

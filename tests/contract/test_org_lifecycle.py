@@ -7,10 +7,10 @@ from protocol import OrgId, Privacy, UserId, UserKind
 from storage import (
     DEFAULT_ORG,
     OPERATOR,
-    ORG_DELETED,
     AuditEntry,
     ChangeKind,
     DeletionMode,
+    OrgAction,
     OrgDeletionState,
     OrgRole,
     Store,
@@ -130,12 +130,14 @@ async def test_deletion_removes_spheres_members_and_the_organisation(store: Stor
     assert await store.org_role(DEFAULT_ORG, bea) is OrgRole.MEMBER
     assert [m.org.org_id for m in await store.user_orgs(bea)] == [DEFAULT_ORG]
     assert await store.org_audit_after(org_id, after=0, limit=10) == []
-    audit = AuditEntry("admin", ORG_DELETED, None, T0 + 5, detail=org_id)
+    audit = AuditEntry("admin", OrgAction.DELETED, None, T0 + 5, detail=org_id)
     await store.finish_org_deletion(org_id, now_ms=T0 + 5, audit=audit)
     await store.finish_org_deletion(org_id, now_ms=T0 + 6, audit=audit)  # once
     done = await store.get_org_deletion(org_id)
     assert done is not None and done.state is OrgDeletionState.DONE and done.done_ms == T0 + 5
-    entries = [e for e in await store.list_audit(before=None, limit=50) if e.action == ORG_DELETED]
+    entries = [
+        e for e in await store.list_audit(before=None, limit=50) if e.action == OrgAction.DELETED
+    ]
     assert len(entries) == 1
     assert await store.open_org_deletions(10) == []
 

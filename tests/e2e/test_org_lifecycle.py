@@ -58,11 +58,13 @@ async def org_sphere(
     return sphere.sphere_id
 
 
-async def join_org(server: ServerProcess, org_id: str, user: User) -> None:
+async def join_org(
+    server: ServerProcess, org_id: str, user: User, role: OrgRole = OrgRole.MEMBER
+) -> None:
     store = await open_store(server.store_url or f"sqlite:///{server.data_dir}/cloison.sqlite3")
     try:
         await store.add_org_member(
-            OrgId(org_id), UserId(user.user_id), OrgRole.MEMBER, now_ms=1, actor_id="test"
+            OrgId(org_id), UserId(user.user_id), role, now_ms=1, actor_id="test"
         )
     finally:
         await store.aclose()
@@ -119,7 +121,7 @@ async def test_suspension_refuses_sign_in_and_ends_what_is_open(server: ServerPr
     await create_org(server, "acme", "Acme")
     ada = add_user(server, "acme", "Ada", manager=True)
     cyd = await server.new_user("Cyd")  # of the default organisation too: still signs in
-    await join_org(server, "acme", cyd)
+    await join_org(server, "acme", cyd, OrgRole.MANAGER)
     sphere_id = await org_sphere(server, "acme", ada, "Plans", cyd)
     ada_live, cyd_live = await ada.connect(), await cyd.connect()
     for client in (ada_live, cyd_live):
@@ -136,6 +138,9 @@ async def test_suspension_refuses_sign_in_and_ends_what_is_open(server: ServerPr
     assert isinstance(await refused.recv(), ErrorReply)
     assert await closed_with(refused) == (4500, "organisation suspended")
     assert (await cyd.api("GET", "/me")).status_code == 200
+    export = await cyd.api("GET", "/orgs/acme/export")  # its data waits, but for the admins
+    assert export.status_code == 403 and export.json()["message"] == "the organisation is suspended"
+    assert (await admin_api(server, "GET", "/admin/orgs/acme/export")).status_code == 200
     again = await admin_api(server, "POST", "/admin/orgs/acme/suspend")  # idempotent
     assert again.json()["suspended_ms"] == reply.json()["suspended_ms"]
 
@@ -214,7 +219,7 @@ async def test_managers_export_everything_the_organisation_owns(server: ServerPr
     assert (await bea.api("GET", "/orgs/acme/export")).status_code == 403
     for path in ("/orgs/acme/export", "/orgs/nope/export"):
         reply = await stranger.api("GET", path)
-        assert reply.status_code == 404 and reply.json()["message"] == "no such organisation"
+        assert reply.status_code == 404 and reply.json()["message"] == "organisation not found"
     admin_archive, _ = _archive(await admin_api(server, "GET", "/admin/orgs/acme/export"))
     assert f"spheres/{sphere_id}/events.jsonl" in admin_archive.namelist()
     out = server.data_dir / "acme.zip"
