@@ -33,6 +33,7 @@ from server.config import Config
 from server.gateway import Gateway
 from server.http_api import API_HEADERS, HttpApi, json_response
 from server.hub import Hub
+from server.lifecycle.service import OrgDeletionRunner, OrgLifecycleService
 from server.metrics import Metrics
 from server.operations import Operations, now_ms
 from server.presence import MemoryPresence, PresenceDirectory, RedisPresence
@@ -79,6 +80,7 @@ class Runtime:
     metrics: Metrics
     sessions: SessionWatcher
     deletions: DeletionRunner
+    org_deletions: OrgDeletionRunner
     retention: RetentionJob
     compactor: Compactor
 
@@ -129,7 +131,9 @@ async def _build(config: Config) -> Runtime:
     await hub.start()
     operations = Operations(store, hub, limits, config)
     registry = SessionRegistry(max_per_user=config.max_connections_per_user)
-    watcher = SessionWatcher(store, registry, poll_interval_s=config.session_poll_interval_s)
+    watcher = SessionWatcher(
+        store, registry, poll_interval_s=config.session_poll_interval_s, end_org=hub.end_org
+    )
     await watcher.start()
     retention = RetentionJob(
         store,
@@ -184,10 +188,23 @@ async def _build(config: Config) -> Runtime:
     deletions = DeletionRunner(store, config, owner=node, publish=hub.publish)
     await deletions.start()  # resumes every unfinished job
     deletion = AccountDeletion(store, config, registry, wake=deletions.wake)
+    org_deletions = OrgDeletionRunner(
+        store, config, owner=node, publish=hub.publish, accounts=deletions.wake
+    )
+    await org_deletions.start()  # resumes every unfinished job
+    lifecycle = OrgLifecycleService(store, config, end_org=hub.end_org, wake=org_deletions.wake)
     compactor = Compactor(store, config.pg_compact_interval_h * 3600 if _postgres(config) else 0)
     compactor.start()
     exports = Exports(store, member_exports=config.member_exports)
-    api = HttpApi(config, store, operations, Accounts(store, config, registry), deletion, exports)
+    api = HttpApi(
+        config,
+        store,
+        operations,
+        Accounts(store, config, registry),
+        deletion,
+        exports,
+        lifecycle,
+    )
     return Runtime(
         store=store,
         broker=broker,
@@ -202,6 +219,7 @@ async def _build(config: Config) -> Runtime:
         metrics=metrics,
         sessions=watcher,
         deletions=deletions,
+        org_deletions=org_deletions,
         retention=retention,
         compactor=compactor,
     )
@@ -413,6 +431,7 @@ def create_app(config: Config) -> CloisonApp:
             await runtime.hub.aclose()
             await runtime.sessions.aclose()
             await runtime.deletions.aclose()
+            await runtime.org_deletions.aclose()
             await runtime.retention.aclose()
             await runtime.tasks.wait(config.shutdown_timeout_s)
             await runtime.tasks.aclose()

@@ -29,6 +29,9 @@ from storage import (
 logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "clo_"
+# Close reasons of a refused sign-in (as server.sessions.registry ends live sessions).
+DISABLED = "user disabled"
+SUSPENDED = "organisation suspended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +143,30 @@ async def verify_token(
 
 
 async def active_user(store: Store, user_id: UserId) -> UserRecord | None:
-    """The user, or None if there is none or it is disabled."""
+    """The user, or None if there is none, it is disabled, or every organisation it belongs
+    to is suspended (``refusal`` says which)."""
     user = await store.get_user(user_id)
-    return user if user is not None and not user.disabled else None
+    if user is None or user.disabled or await suspended_everywhere(store, user):
+        return None
+    return user
+
+
+async def suspended_everywhere(store: Store, user: UserRecord) -> bool:
+    """Whether every organisation of ``user`` is suspended: they cannot sign in. A server
+    administrator still can (they resume organisations), and so can a user of no organisation
+    (an account of the server itself, a bot created outside any)."""
+    if user.is_admin:
+        return False
+    orgs = await store.user_orgs(user.user_id)
+    return bool(orgs) and all(membership.org.suspended for membership in orgs)
+
+
+async def refusal(store: Store, user_id: UserId) -> str:
+    """Why ``active_user`` refused ``user_id`` (a close reason, docs/protocol.md section 16)."""
+    user = await store.get_user(user_id)
+    if user is not None and not user.disabled:
+        return SUSPENDED
+    return DISABLED
 
 
 async def touch(store: Store, token: TokenRecord, *, now_ms: int) -> None:

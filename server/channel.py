@@ -42,6 +42,7 @@ from protocol import (
     MemberAction,
     Message,
     MessageId,
+    OrgId,
     Privacy,
     Role,
     SphereId,
@@ -116,6 +117,7 @@ class SphereChannel:
     sphere_id: SphereId
     epoch: str
     privacy: Privacy = Privacy.PRIVATE
+    org_id: OrgId | None = None  # known once the channel is open
     history: HistoryMode = HistoryMode.SINCE_JOINING
     public_from: int = 0
     charter_version: int = 0

@@ -39,14 +39,14 @@ from protocol import (
     Wire,
     codec_for,
 )
-from server.auth import active_user, split_token, touch, verify_token
+from server.auth import active_user, refusal, split_token, touch, verify_token
 from server.config import Config
 from server.connection import Connection, Flusher
 from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import WRITES, Caller, Operations, PreparedWrite, now_ms
 from server.origins import OriginPolicy
-from server.sessions.registry import DISABLED, LiveSession, SessionRegistry
+from server.sessions.registry import LiveSession, SessionRegistry
 from server.transport import AsgiTransport
 from server.wire import admission_ticket
 from storage import Store, StoreError, UserRecord
@@ -288,7 +288,9 @@ class Gateway:
             return None
         user = await active_user(self._store, token.user_id)
         if user is None:
-            await self._refuse_token(transport, codec, ref, DISABLED)
+            await self._refuse_token(
+                transport, codec, ref, await refusal(self._store, token.user_id)
+            )
             return None
         if session.ended is not None:
             await self._refuse_token(transport, codec, ref, session.ended)

@@ -32,6 +32,8 @@ from protocol import (
 )
 from server.auth import Principal, authenticate
 from server.config import Config
+from server.lifecycle.routes import OrgRoutes
+from server.lifecycle.service import OrgLifecycleService
 from server.openapi import DOCUMENT_PATH, openapi_document
 from server.operations import OPERATIONS, Caller, Operations, now_ms
 from server.operations.table import INTEGER_PATH_PARAMS
@@ -100,6 +102,7 @@ class HttpApi:
         accounts: Accounts,
         deletion: AccountDeletion,
         exports: Exports,
+        lifecycle: OrgLifecycleService | None = None,
     ) -> None:
         self._config = config
         self._store = store
@@ -114,6 +117,14 @@ class HttpApi:
         )
         self._deletions = DeletionRoutes(
             deletion, guard=self._guard, read_body=self._body, respond=json_response
+        )
+        self._orgs = OrgRoutes(
+            lifecycle or OrgLifecycleService(store, config),
+            store,
+            exports.slots,
+            guard=self._guard,
+            read_body=self._body,
+            respond=json_response,
         )
         self._holds = HoldRoutes(
             store,
@@ -147,7 +158,12 @@ class HttpApi:
             for http in op.http
         ]
         document = Route(DOCUMENT_PATH, self._openapi_document, methods=["GET"])
-        accounts = [*self._accounts.routes(), *self._deletions.routes(), *self._holds.routes()]
+        accounts = [
+            *self._accounts.routes(),
+            *self._deletions.routes(),
+            *self._holds.routes(),
+            *self._orgs.routes(),
+        ]
         return [*routes, *accounts, document]
 
     async def _openapi_document(self, request: Request) -> Response:

@@ -59,6 +59,7 @@ from protocol import (
     Frame,
     Message,
     MsgpackCodec,
+    OrgId,
     Presence,
     Privacy,
     ProtocolViolation,
@@ -74,6 +75,7 @@ from server import access
 from server.access import MapAccess
 from server.broker import Broker
 from server.channel import (
+    REVOKED,
     SphereChannel,
     Subscription,
     apply,
@@ -583,6 +585,7 @@ class Hub:
         channel.members = {user_id: role for user_id, (role, _) in members.items()}
         channel.floors = {user_id: floor for user_id, (_, floor) in members.items()}
         channel.privacy, channel.history = record.privacy, record.history
+        channel.org_id = record.org_id
         channel.public_from, channel.charter_version = record.public_from, record.charter_version
         channel.delivered = record.offset
         self._drain_pending(channel)
@@ -592,6 +595,17 @@ class Hub:
     def unsubscribe(self, conn: Connection, sphere_id: SphereId, *, reason: str | None) -> bool:
         """End a subscription; with a ``reason``, tell the client. False if there was none."""
         return self._subs.unsubscribe(conn, sphere_id, reason=reason)
+
+    def end_org(self, org_id: OrgId) -> int:
+        """End every subscription to the spheres of ``org_id`` (suspended), telling each
+        client (``access_revoked``); returns how many ended. A new subscription is checked
+        against the organisation's state in the store."""
+        ended = 0
+        for channel in list(self._channels.values()):
+            if channel.org_id == org_id:
+                for sub in list(channel.subs.values()):
+                    ended += self.unsubscribe(sub.conn, channel.sphere_id, reason=REVOKED)
+        return ended
 
     def drop_connection(self, conn: Connection) -> None:
         self._subs.drop_connection(conn)

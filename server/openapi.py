@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Any
 
 from protocol import ErrorCode, Frame, RateLimitedError
+from server.lifecycle.routes import ORG_ROUTES, ORG_SCHEMAS
 from server.operations.table import OPERATIONS, Http, Operation
 from server.privacy.deletion_routes import DELETION_ROUTES, DELETION_SCHEMAS
 from server.privacy.routes import HOLD_ROUTES, HOLD_SCHEMAS
@@ -323,7 +324,7 @@ def openapi_document(statuses: Mapping[ErrorCode, int], *, version: str) -> Sche
         for http in op.http:
             item = paths.setdefault(http.path, {})
             item[http.method.lower()] = _frame_operation(schemas, op, http, errors)
-    for route in (*ACCOUNT_ROUTES, *DELETION_ROUTES, *HOLD_ROUTES):
+    for route in (*ACCOUNT_ROUTES, *DELETION_ROUTES, *HOLD_ROUTES, *ORG_ROUTES):
         item = paths.setdefault(route.path, {})
         item[route.method.lower()] = _account_operation(route, errors)
     paths[DOCUMENT_PATH] = {
@@ -356,6 +357,7 @@ def openapi_document(statuses: Mapping[ErrorCode, int], *, version: str) -> Sche
                 **ACCOUNT_SCHEMAS,
                 **DELETION_SCHEMAS,
                 **HOLD_SCHEMAS,
+                **ORG_SCHEMAS,
             },
             "responses": error_responses,
         },

@@ -101,6 +101,14 @@ from storage.export import (
     ReactionKey,
     ReactionRecord,
 )
+from storage.lifecycle import (
+    OrgAction,
+    OrgDeletionJob,
+    OrgDeletionState,
+    OrgLifecycle,
+    OrgMemberRow,
+    SphereDeletionStep,
+)
 from storage.org_governance import (
     DecideOrgMember,
     DirectoryEntry,
@@ -192,10 +200,15 @@ __all__ = [
     "NotFoundError",
     "NotMemberError",
     "OrgAccess",
+    "OrgAction",
     "OrgAuditEntry",
     "OrgChange",
+    "OrgDeletionJob",
+    "OrgDeletionState",
     "OrgExistsError",
     "OrgGovernance",
+    "OrgLifecycle",
+    "OrgMemberRow",
     "OrgMemberState",
     "OrgMembership",
     "OrgPolicies",
@@ -216,6 +229,7 @@ __all__ = [
     "SettingsState",
     "SphereAudit",
     "SphereAuditEntry",
+    "SphereDeletionStep",
     "SphereKey",
     "SphereRecord",
     "SphereSettings",

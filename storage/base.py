@@ -51,6 +51,7 @@ from storage.direct import DirectConversations
 from storage.entry import Entry
 from storage.erasure import Erasure
 from storage.export import Export
+from storage.lifecycle import OrgLifecycle
 from storage.org_governance import OrgGovernance
 from storage.organisations import DEFAULT_ORG, Organisations
 from storage.retention import Retention
@@ -124,6 +125,8 @@ class ChangeKind(StrEnum):
 
     TOKEN_REVOKED = "token_revoked"  # connections opened with token_id
     USER_DISABLED = "user_disabled"  # every connection of user_id
+    # Subscriptions to org_id's spheres; with a user_id, every connection of that user too.
+    ORG_SUSPENDED = "org_suspended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +135,10 @@ class SessionChange:
 
     seq: int  # ascending in commit order
     kind: ChangeKind
-    user_id: UserId
+    user_id: UserId  # '' on an org_suspended row that names no user
     token_id: str | None
     ts_ms: int
+    org_id: OrgId | None = None  # set on org_suspended rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -619,6 +623,7 @@ class Store(
     Erasure,
     Export,
     Organisations,
+    OrgLifecycle,
     DirectConversations,
     OrgGovernance,
     Protocol,

@@ -175,6 +175,7 @@ def render(suite: Suite, plots: list[Path], out: Path) -> str:
         ]
         for r in codec["batch_wrap"]:
             lines.append(f"| {r['encoding']} | {r['batch_us']:.2f} | {r['encode_batch_us']:.2f} |")
+    lines += kept_sections(out)
     lines += ["", "## Plots", ""]
     lines += [f"![{Path(p).stem}]({p})" for p in rel]
     lines += [
@@ -205,6 +206,29 @@ def render(suite: Suite, plots: list[Path], out: Path) -> str:
         lines += [f"- {r.target} {r.name}: {r.error}" for r in failed]
         lines.append("")
     return "\n".join(lines)
+
+
+# Sections other benchmarks write into the report by hand, with their own command: a new run
+# of this suite keeps them as they are.
+KEPT_SECTIONS = ("## Organisations at scale",)
+
+
+def kept_sections(out: Path) -> list[str]:
+    """The ``KEPT_SECTIONS`` of the report at ``out`` as it stands, each to the next heading."""
+    if not out.exists():
+        return []
+    kept: list[str] = []
+    keeping = False
+    for line in out.read_text().splitlines():
+        if line.startswith("## "):
+            keeping = line.strip() in KEPT_SECTIONS
+            if keeping:
+                kept.append("")
+        if keeping:
+            kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return kept
 
 
 def write_report(suite: Suite, out: Path, plots_dir: Path) -> None:

@@ -21,11 +21,20 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import CloisonError, ErrorCode, ProtocolViolation, UserId, UserKind
+from protocol import CloisonError, ErrorCode, OrgId, ProtocolViolation, UserId, UserKind
 from server.auth import IssuedToken, Principal, issue_audit, issue_token, new_token
 from server.config import Config
 from server.sessions.registry import DISABLED, REVOKED, SessionRegistry
-from storage import OPERATOR, AuditEntry, Store, TokenKind, TokenPage, TokenRecord, UserRecord
+from storage import (
+    DEFAULT_ORG,
+    OPERATOR,
+    AuditEntry,
+    Store,
+    TokenKind,
+    TokenPage,
+    TokenRecord,
+    UserRecord,
+)
 
 MAX_NAME_CHARS = 100
 MAX_LABEL_CHARS = 100
@@ -109,8 +118,10 @@ class Accounts:
         is_admin: bool,
         ttl_days: int | None,
         now_ms: int,
+        org_id: OrgId | None = DEFAULT_ORG,
     ) -> tuple[UserRecord, IssuedToken]:
-        """Create a user and its first token (audited: issued by ``actor``)."""
+        """Create a user in ``org_id`` (None: in none) and its first token (audited: issued by
+        ``actor``)."""
         _require_admin(actor)
         token_kind = TokenKind.API if kind is UserKind.BOT else TokenKind.SESSION
         ttl_ms = self.ttl_ms(token_kind, ttl_days)
@@ -125,6 +136,7 @@ class Accounts:
             audit=AuditEntry(actor.actor_id, "user_created", None, now_ms, detail=kind.value),
             first_token=record,
             token_audit=issue_audit(record),
+            org_id=org_id,
         )
         return user, issued
 

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from protocol import CloseCode, UserId
+from server.auth import DISABLED as DISABLED, SUSPENDED as SUSPENDED
 from server.connection import Connection
 from storage import ChangeKind, SessionChange
 
 # Close reasons of 4500, documented in docs/protocol.md section 16.
 REVOKED = "token revoked"
 EXPIRED = "token expired"
-DISABLED = "user disabled"
+# DISABLED and SUSPENDED: as ``server.auth`` refuses a sign-in.
 
 K = TypeVar("K", str, UserId)
 
@@ -89,6 +90,8 @@ class SessionRegistry:
             return self.end_token(change.token_id, REVOKED)
         if change.kind is ChangeKind.USER_DISABLED:
             return self.end_user(change.user_id, DISABLED)
+        if change.kind is ChangeKind.ORG_SUSPENDED and change.user_id:
+            return self.end_user(change.user_id, SUSPENDED)
         return 0
 
     def end_token(self, token_id: str, reason: str) -> int:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
+from protocol import OrgId
 from server.sessions.registry import SessionRegistry
-from storage import Store, StoreError
+from storage import ChangeKind, Store, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +25,17 @@ ERROR_LOG_INTERVAL_S = 30.0
 
 
 class SessionWatcher:
-    def __init__(self, store: Store, registry: SessionRegistry, *, poll_interval_s: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: SessionRegistry,
+        *,
+        poll_interval_s: float,
+        end_org: Callable[[OrgId], object] | None = None,
+    ) -> None:
+        """``end_org`` ends this node's subscriptions to a suspended organisation's spheres."""
         self._store = store
+        self._end_org = end_org
         self._registry = registry
         self._interval_s = poll_interval_s
         self._cursor = 0
@@ -49,6 +60,9 @@ class SessionWatcher:
             changes = await self._store.session_changes_after(self._cursor, CHANGES_PER_READ)
             for change in changes:
                 self.ended += self._registry.apply(change)
+                suspended = change.kind is ChangeKind.ORG_SUSPENDED and not change.user_id
+                if suspended and self._end_org is not None and change.org_id is not None:
+                    self._end_org(change.org_id)
                 self._cursor = change.seq
             count += len(changes)
             if len(changes) < CHANGES_PER_READ:

@@ -303,13 +303,20 @@ class SqlAccounts:
         check_limit(limit)
         async with self._reading() as db:
             rows = await db.fetch(
-                "SELECT seq, kind, user_id, token_id, ts_ms FROM session_changes"
+                "SELECT seq, kind, user_id, token_id, ts_ms, org_id FROM session_changes"
                 " WHERE seq > ? ORDER BY seq LIMIT ?",
                 seq,
                 limit,
             )
         return [
-            SessionChange(row[0], ChangeKind(row[1]), UserId(row[2]), row[3], row[4])
+            SessionChange(
+                row[0],
+                ChangeKind(row[1]),
+                UserId(row[2]),
+                row[3],
+                row[4],
+                None if row[5] is None else OrgId(row[5]),
+            )
             for row in rows
         ]
 

@@ -248,22 +248,29 @@ class SqlAccountDeletions(SqlModeration):
     async def request_account_deletion(
         self, user_id: UserId, *, requested_by: str, mode: DeletionMode, now_ms: int
     ) -> DeletionRequest | None:
-        d = self._d
         async with self._writing() as db:
-            inserted: Sequence[Sequence[Any]] = ()
-            if await db.fetch(d.user_exists, user_id):
-                inserted = await db.fetch(d.insert_job, user_id, now_ms, requested_by, mode.value)
-            if not inserted:  # asked before (the user row may be gone), or no such user
-                rows = await db.fetch(d.job, user_id)
-                return DeletionRequest(_job(rows[0]), created=False, revoked=[]) if rows else None
-            await db.fetch(d.disable, now_ms, user_id)
-            await self._change(db, ChangeKind.USER_DISABLED, user_id, None, now_ms)
-            revoked = sorted(str(row[0]) for row in await db.fetch(d.revoke_all, now_ms, user_id))
-            for token_id in revoked:
-                await self._change(db, ChangeKind.TOKEN_REVOKED, user_id, token_id, now_ms)
-            entry = AuditEntry(requested_by, DELETION_REQUESTED, user_id, now_ms, detail=mode.value)
-            await _audit(db, entry, user_id)
+            return await self._request_deletion_in(db, user_id, requested_by, mode, now_ms)
+
+    async def _request_deletion_in(
+        self, db: SqlRunner, user_id: UserId, requested_by: str, mode: DeletionMode, now_ms: int
+    ) -> DeletionRequest | None:
+        """``request_account_deletion`` inside ``db``'s transaction (an organisation's
+        deletion requests those of its members in its own)."""
+        d = self._d
+        inserted: Sequence[Sequence[Any]] = ()
+        if await db.fetch(d.user_exists, user_id):
+            inserted = await db.fetch(d.insert_job, user_id, now_ms, requested_by, mode.value)
+        if not inserted:  # asked before (the user row may be gone), or no such user
             rows = await db.fetch(d.job, user_id)
+            return DeletionRequest(_job(rows[0]), created=False, revoked=[]) if rows else None
+        await db.fetch(d.disable, now_ms, user_id)
+        await self._change(db, ChangeKind.USER_DISABLED, user_id, None, now_ms)
+        revoked = sorted(str(row[0]) for row in await db.fetch(d.revoke_all, now_ms, user_id))
+        for token_id in revoked:
+            await self._change(db, ChangeKind.TOKEN_REVOKED, user_id, token_id, now_ms)
+        entry = AuditEntry(requested_by, DELETION_REQUESTED, user_id, now_ms, detail=mode.value)
+        await _audit(db, entry, user_id)
+        rows = await db.fetch(d.job, user_id)
         return DeletionRequest(_job(rows[0]), created=True, revoked=revoked)
 
     async def get_account_deletion(self, user_id: UserId) -> DeletionJob | None:

@@ -21,6 +21,7 @@ from server.broker import MemoryBroker
 from server.config import Config
 from server.http_api import STATUS, HttpApi
 from server.hub import Hub
+from server.lifecycle.routes import ORG_ROUTES
 from server.metrics import Metrics
 from server.openapi import DOCUMENT_PATH, openapi_document
 from server.operations import OPERATIONS, Operation, Operations
@@ -207,7 +208,7 @@ def test_request_schemas_accept_real_requests(frame: Frame, http: Any) -> None:
 
 @pytest.mark.parametrize(
     "route",
-    [*ACCOUNT_ROUTES, *DELETION_ROUTES, *HOLD_ROUTES],
+    [*ACCOUNT_ROUTES, *DELETION_ROUTES, *HOLD_ROUTES, *ORG_ROUTES],
     ids=lambda r: f"{r.method} {r.path}",
 )
 def test_account_routes_are_described(route: Any) -> None:
