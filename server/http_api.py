@@ -41,6 +41,9 @@ from server.privacy.export import Exports, not_head
 from server.privacy.routes import HoldRoutes
 from server.sessions.accounts import Accounts
 from server.sessions.routes import AccountRoutes
+from server.signin.oidc import Oidc
+from server.signin.routes import SignInRoutes
+from server.signin.service import SignIn
 from storage import Store
 
 logger = logging.getLogger(__name__)
@@ -100,6 +103,8 @@ class HttpApi:
         accounts: Accounts,
         deletion: AccountDeletion,
         exports: Exports,
+        signin: SignIn,
+        oidc: Oidc,
     ) -> None:
         self._config = config
         self._store = store
@@ -120,6 +125,15 @@ class HttpApi:
             operations.hub,
             server_days=config.retention_days,
             guard=self._guard,
+            read_body=self._body,
+            respond=json_response,
+        )
+        self._signin = SignInRoutes(
+            store,
+            signin,
+            oidc,
+            guard=self._guard,
+            open_guard=self._open,
             read_body=self._body,
             respond=json_response,
         )
@@ -147,7 +161,12 @@ class HttpApi:
             for http in op.http
         ]
         document = Route(DOCUMENT_PATH, self._openapi_document, methods=["GET"])
-        accounts = [*self._accounts.routes(), *self._deletions.routes(), *self._holds.routes()]
+        accounts = [
+            *self._accounts.routes(),
+            *self._deletions.routes(),
+            *self._holds.routes(),
+            *self._signin.routes(),
+        ]
         return [*routes, *accounts, document]
 
     async def _openapi_document(self, request: Request) -> Response:
@@ -162,6 +181,20 @@ class HttpApi:
             try:
                 principal = await self._principal(request)
                 return await handler(request, principal)
+            except CloisonError as exc:
+                return error_response(exc)
+            except Exception:
+                logger.exception("HTTP %s %s failed", request.method, request.url.path)
+                return error_response(CloisonError("internal error"))
+
+        return endpoint
+
+    def _open(self, handler: Endpoint) -> Endpoint:
+        """Run a route that takes no bearer token, every failure a JSON error."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
             except CloisonError as exc:
                 return error_response(exc)
             except Exception:

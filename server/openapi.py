@@ -25,6 +25,7 @@ from server.privacy.deletion_routes import DELETION_ROUTES, DELETION_SCHEMAS
 from server.privacy.routes import HOLD_ROUTES, HOLD_SCHEMAS
 from server.privacy.streaming import ARCHIVE_HEADERS, ARCHIVE_SCHEMA
 from server.sessions.routes import ACCOUNT_ROUTES, ACCOUNT_SCHEMAS, AccountRoute
+from server.signin.routes import SIGNIN_ROUTES, SIGNIN_SCHEMAS
 
 Schema = dict[str, Any]
 
@@ -230,6 +231,8 @@ def _account_operation(route: AccountRoute, errors: Schema) -> Schema:
     }
     if route.admin:
         operation["description"] = "Server administrators only (403 `forbidden` otherwise)."
+    if route.public:
+        operation["security"] = []  # no bearer token: this is how one gets one
     if parameters:
         operation["parameters"] = parameters
     if route.body is not None:
@@ -317,7 +320,7 @@ def openapi_document(statuses: Mapping[ErrorCode, int], *, version: str) -> Sche
         for http in op.http:
             item = paths.setdefault(http.path, {})
             item[http.method.lower()] = _frame_operation(schemas, op, http, errors)
-    for route in (*ACCOUNT_ROUTES, *DELETION_ROUTES, *HOLD_ROUTES):
+    for route in (*ACCOUNT_ROUTES, *DELETION_ROUTES, *HOLD_ROUTES, *SIGNIN_ROUTES):
         item = paths.setdefault(route.path, {})
         item[route.method.lower()] = _account_operation(route, errors)
     paths[DOCUMENT_PATH] = {
@@ -350,6 +353,7 @@ def openapi_document(statuses: Mapping[ErrorCode, int], *, version: str) -> Sche
                 **ACCOUNT_SCHEMAS,
                 **DELETION_SCHEMAS,
                 **HOLD_SCHEMAS,
+                **SIGNIN_SCHEMAS,
             },
             "responses": error_responses,
         },

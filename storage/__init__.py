@@ -115,6 +115,19 @@ from storage.organisations import (
 from storage.retention import ExpiryBatch, Retention, RetentionRun, RetentionStatus
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
+from storage.signin import (
+    AuthSession,
+    Credentials,
+    EmailTakenError,
+    EndReason,
+    GrantKind,
+    RefreshOutcome,
+    RefreshRecord,
+    SigninGrant,
+    SignInMethod,
+    SignIns,
+    SsoConfig,
+)
 from storage.sql.erasure import CompactionRunningError
 from storage.sql.organisations import OrgExistsError
 
@@ -130,6 +143,7 @@ __all__ = [
     "AppendResult",
     "AuditAction",
     "AuditEntry",
+    "AuthSession",
     "AuthoredSpan",
     "ChangeKind",
     "Charter",
@@ -144,6 +158,7 @@ __all__ = [
     "CompactionReport",
     "CompactionRunningError",
     "Conversations",
+    "Credentials",
     "DecideAccept",
     "DecideMember",
     "DecideSettings",
@@ -153,12 +168,15 @@ __all__ = [
     "DeletionState",
     "Directory",
     "Draft",
+    "EmailTakenError",
+    "EndReason",
     "Entry",
     "EntryKey",
     "Erasure",
     "ErasureStats",
     "ExpiryBatch",
     "Export",
+    "GrantKind",
     "HasSpheresError",
     "InvalidPolicyError",
     "InvitationRecord",
@@ -184,6 +202,8 @@ __all__ = [
     "OutcomeUnknownError",
     "ReactionKey",
     "ReactionRecord",
+    "RefreshOutcome",
+    "RefreshRecord",
     "ReportRecord",
     "Retention",
     "RetentionRun",
@@ -191,6 +211,9 @@ __all__ = [
     "SessionChange",
     "SettingsChange",
     "SettingsState",
+    "SignInMethod",
+    "SignIns",
+    "SigninGrant",
     "SphereAudit",
     "SphereAuditEntry",
     "SphereKey",
@@ -198,6 +221,7 @@ __all__ = [
     "SphereSettings",
     "SphereStanding",
     "SphereStep",
+    "SsoConfig",
     "Store",
     "StoreError",
     "StoreOverloadedError",

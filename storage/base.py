@@ -53,6 +53,7 @@ from storage.export import Export
 from storage.organisations import DEFAULT_ORG, Organisations
 from storage.retention import Retention
 from storage.settings import MemberView, SphereSettings
+from storage.signin import SignIns
 
 # What a client is told when a write's outcome is unknown (protocol code ``unknown``).
 OUTCOME_UNKNOWN_MESSAGE = (
@@ -79,6 +80,8 @@ class UserRecord:
 class TokenKind(StrEnum):
     SESSION = "session"  # an interactive sign-in (web client, terminal chat)
     API = "api"  # a bot or script
+    # The short-lived token of a sign-in session (server.signin), renewed with its refresh token.
+    ACCESS = "access"
 
 
 # Who issued a token or did an audited act from the command line (no user behind it).
@@ -101,6 +104,7 @@ class TokenRecord:
     issued_by: str | None = None
     label: str | None = None
     last_used_ms: int | None = None  # updated at most once per TOUCH_INTERVAL_MS
+    session_id: str | None = None  # the sign-in session of an ``access`` token
 
     def live(self, now_ms: int) -> bool:
         return not self.revoked and (self.expires_ms is None or self.expires_ms > now_ms)
@@ -122,6 +126,7 @@ class ChangeKind(StrEnum):
 
     TOKEN_REVOKED = "token_revoked"  # connections opened with token_id
     USER_DISABLED = "user_disabled"  # every connection of user_id
+    SESSION_REVOKED = "session_revoked"  # connections of the sign-in session in token_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -617,6 +622,7 @@ class Store(
     Erasure,
     Export,
     Organisations,
+    SignIns,
     Protocol,
 ):
     async def check_writable(self) -> None:
