@@ -160,6 +160,8 @@ class Oidc:
         if not isinstance(id_token, str):
             raise SignInRefused("the provider returned no ID token")
         claims = await self.verify_id_token(config, id_token, grant.nonce, now_s=now_ms // 1000)
+        if "email" not in claims:
+            claims |= await self._userinfo(provider, token, str(claims["sub"]))
         user_id = await self._user(config, claims, now_ms=now_ms)
         signin_code = secrets.token_urlsafe(32)
         await self._store.put_grant(
@@ -195,6 +197,26 @@ class Oidc:
         return await self._sessions.open(
             user, SignInMethod.OIDC, device=device, address=address, now_ms=now_ms
         )
+
+    async def _userinfo(
+        self, provider: _Provider, token: dict[str, Any], subject: str
+    ) -> dict[str, Any]:
+        """The e-mail and name claims from the userinfo endpoint: providers put them there,
+        not in the ID token, when an access token is issued too (OpenID Connect Core 5.4)."""
+        endpoint = provider.metadata.get("userinfo_endpoint")
+        access = token.get("access_token")
+        if not isinstance(endpoint, str) or not isinstance(access, str):
+            return {}
+        try:
+            reply = await self._http.get(endpoint, headers={"Authorization": f"Bearer {access}"})
+            reply.raise_for_status()
+            info = reply.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise SignInRefused(f"the provider's userinfo cannot be read ({exc})") from None
+        if not isinstance(info, dict) or info.get("sub") != subject:
+            # Core 5.3.2: the userinfo of another subject must not be used.
+            raise SignInRefused("the provider's userinfo is about another subject")
+        return {k: info[k] for k in ("email", "email_verified", "name") if k in info}
 
     # -- the ID token ------------------------------------------------------------------------
 

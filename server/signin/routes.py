@@ -11,6 +11,7 @@ exchanges it there for the tokens, in a JSON body.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
@@ -26,6 +27,8 @@ from server.signin.emails import valid_email
 from server.signin.oidc import CODE_TTL_MS, Oidc
 from server.signin.service import SignIn
 from storage import AuthSession, EndReason, SsoConfig, Store, policies_from
+
+logger = logging.getLogger(__name__)
 
 COOKIE = "cloison_signin"
 COOKIE_PATH = "/api/v1/auth/session"
@@ -111,6 +114,7 @@ class SignInRoutes(RouteShell):
                 params.get("code"), params.get("state"), now_ms=now_ms()
             )
         except CloisonError as exc:
+            logger.info("single sign-on refused: %s", exc.message)
             return _back_to_page(exc.code.value)
         response = _back_to_page(None)
         response.set_cookie(
