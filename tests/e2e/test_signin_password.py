@@ -70,7 +70,7 @@ async def test_sign_in_socket_refresh_and_reuse_ends_the_session(
         assert again.json()["code"] == "unauthorized"
         code, reason, waited = await closed_within(socket)
         assert (code, reason) == (4500, "session ended")
-        print(f"reuse closed the session's socket in {waited * 1000:.0f} ms")
+        print(f"reuse closed the session's socket in {waited * 1000:.0f} ms")  # noqa: T201
         async with server.http(second["access_token"]) as fresh:
             assert (await fresh.get("/api/v1/me")).status_code == 401
         latest = await http.post(
@@ -134,7 +134,7 @@ async def test_wrong_password_and_unknown_email_are_one_answer(server: ServerPro
                 bodies.add(reply.text)
     assert len(bodies) == 1, bodies
     medians = {kind: statistics.median(times) * 1000 for kind, times in answers.items()}
-    print("median answer (ms):", {k: round(v, 1) for k, v in medians.items()})
+    print("median answer (ms):", {k: round(v, 1) for k, v in medians.items()})  # noqa: T201
     # Each costs one argon2id verification (about 20 ms): an unknown account is no cheaper.
     assert medians["unknown"] > 0.5 * medians["wrong"]
     assert medians["none"] > 0.5 * medians["wrong"]
