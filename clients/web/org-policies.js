@@ -45,7 +45,7 @@ export class OrgPolicyForm extends OrgManager {
     const status = alertLine();
     this.showOrg("policies", "policies", status);
     const info = await this.attempt(() => this.client.getOrg(org.org_id), status);
-    if (!info || this.orgs.current !== org) return;
+    if (!info || this.orgs.currentId !== org.org_id) return;
     this.orgs.apply(info);
     this.panelBody.append(this.policiesForm(org, info));
     this.panelBody.querySelector("form input")?.focus();
@@ -96,10 +96,14 @@ export class OrgPolicyForm extends OrgManager {
         this.orgs.apply(reply);
         base = reply.policies;
         baseName = reply.org.name;
+      } else {
+        base = { ...base, ...change, quotas: { ...base.quotas, ...change.quotas } };
+        baseName = renamed ?? baseName;
       }
       status.textContent = "Policies saved.";
     });
-    const quotas = el("fieldset", { className: "policy-group" }, el("legend", {}, QUOTAS_TITLE));
+    const legend = el("legend", {}, QUOTAS_TITLE);
+    const quotas = el("fieldset", { className: "policy-group quotas" }, legend);
     for (const entry of entries) {
       if (entry.key.startsWith("quotas.")) quotas.append(entry.wrap);
       else form.insertBefore(entry.wrap, status);
@@ -247,7 +251,7 @@ function showError(error, controls, status) {
       slot.error.textContent = message.slice(colon + 2);
       slot.control.setAttribute("aria-invalid", "true");
       slot.control.focus();
-      status.textContent = "Not saved: a value was refused, see below.";
+      status.textContent = "Not saved: the field marked invalid was refused.";
       return;
     }
   }

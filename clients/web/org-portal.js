@@ -69,6 +69,7 @@ export class OrgPortal extends SphereSettings {
   // -- the portal --------------------------------------------------------------------------
 
   async openPortal() {
+    await this.orgs.load(); // a role or the directory policy may have changed meanwhile
     const org = this.orgs.current;
     if (!org) return;
     const status = alertLine();
@@ -79,7 +80,7 @@ export class OrgPortal extends SphereSettings {
       : "The organisation's spheres you may enter or ask to join.";
     this.showOrg("portal", "spheres", el("p", { className: "hint" }, intro), status, list);
     const reply = await this.attempt(() => this.client.listOrgSpheres(org.org_id), status);
-    if (!reply || this.orgs.current !== org) return;
+    if (!reply || this.orgs.currentId !== org.org_id) return;
     if (!reply.spheres.length) status.textContent = "No sphere to show yet.";
     for (const sphere of reply.spheres) list.append(this.portalItem(org, sphere, status));
   }

@@ -63,7 +63,7 @@ export class OrgState {
 
   async choose(orgId) {
     const org = this.orgs.find((o) => o.org_id === orgId);
-    if (!org || org === this.current) return;
+    if (!org || org.org_id === this.currentId) return;
     this.current = org;
     sessionStorage.setItem(CURRENT_KEY, org.org_id);
     this.policies = {};
