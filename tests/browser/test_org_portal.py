@@ -60,6 +60,8 @@ async def test_a_member_joins_and_asks_to_join_from_the_portal(
     square = await open_sphere(alice, "town-square", "free")
     await open_sphere(alice, "design", "approval")
     hidden = await alice.create_sphere("alice-only")
+    markup = "<img src=x onerror=alert(1)>"
+    await open_sphere(alice, markup, "free")
 
     b = await sign_in(bob)
     await expect(b.locator("#org-name")).to_have_text(ORG_NAME)
@@ -67,6 +69,8 @@ async def test_a_member_joins_and_asks_to_join_from_the_portal(
     portal = await open_portal(b)
     await expect(portal.locator("li .panel-item-name")).to_contain_text(["design", "town-square"])
     await expect(portal.locator(f'li[data-sphere-id="{hidden}"]')).to_have_count(0)
+    await expect(portal.get_by_text(markup, exact=True)).to_have_count(1)  # text, not markup
+    await expect(portal.locator("img")).to_have_count(0)
     await expect(portal.get_by_role("button", name="Manage town-square")).to_have_count(0)
 
     # A free sphere: Join, and the page opens it.
@@ -174,3 +178,9 @@ async def test_a_manager_sets_policies_promotes_reads_the_audit_and_manages_a_sp
     await expect(b.locator(NOTICES).last).to_have_text(appointed)
     await expect(m.locator(NOTICES).last).to_have_text(appointed)
     await expect(b.locator("#people")).to_contain_text("admin")
+
+    # Alice, now a manager, has the managers' pages too.
+    a = await sign_in(alice)
+    portal = await open_portal(a)
+    await expect(portal.get_by_role("button", name="Members")).to_be_visible()
+    await expect(portal.get_by_role("button", name="Manage secret")).to_be_visible()
