@@ -75,7 +75,10 @@ export class Governance extends OrgPolicyForm {
       add("Audit log", () => this.openAudit(view));
       add("Settings", () => this.openSettings(view));
     }
-    if (role) add("Leave this sphere", () => this.confirm(view, "leave"));
+    // Every member of the organisation belongs to a global sphere, for as long as they are one.
+    if (role && view.privacy !== "global") {
+      add("Leave this sphere", () => this.confirm(view, "leave"));
+    }
     if (role === "owner") {
       add("Delete this sphere", () => this.confirm(view, "delete"), "danger-text");
     }

@@ -20,16 +20,10 @@ export class OrgState {
     this.orgs = []; // [{org_id, name, role, suspended}], by name
     this.current = null;
     this.policies = {}; // the current organisation's, as far as the caller may see them
-    this.listeners = new Set();
   }
 
   bind() {
     ui.orgSwitch.addEventListener("change", () => this.choose(ui.orgSwitch.value));
-  }
-
-  /** Call `listener()` whenever the current organisation or what is known of it changes. */
-  onChange(listener) {
-    this.listeners.add(listener);
   }
 
   get currentId() {
@@ -110,6 +104,5 @@ export class OrgState {
       ...this.orgs.map((o) => el("option", { value: o.org_id }, o.name)),
     );
     ui.orgSwitch.value = this.current.org_id;
-    for (const listener of this.listeners) listener();
   }
 }
