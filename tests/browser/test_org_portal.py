@@ -184,3 +184,48 @@ async def test_a_manager_sets_policies_promotes_reads_the_audit_and_manages_a_sp
     portal = await open_portal(a)
     await expect(portal.get_by_role("button", name="Members")).to_be_visible()
     await expect(portal.get_by_role("button", name="Manage secret")).to_be_visible()
+
+
+async def test_the_switcher_chooses_the_organisation_of_the_pages_and_new_spheres(
+    server: ServerProcess, sign_in: SignIn
+) -> None:
+    bob = await server.new_user("bob")
+    async with server.http(server.admin_token) as http:
+        made = await http.post(
+            "/api/v1/admin/orgs", json={"name": "Acme", "org_id": "acme", "manager_id": bob.user_id}
+        )
+        assert made.status_code == 201, made.text
+
+    b = await sign_in(bob)
+    switcher = b.get_by_label("Organisation", exact=True)
+    await expect(switcher.locator("option")).to_have_text(["Acme", "Default"])
+    await switcher.select_option(label="Acme")
+    # Bob manages Acme: its pages are the managers' ones.
+    await b.get_by_role("button", name="Organisation portal").click()
+    portal = b.get_by_role("dialog", name="Acme: spheres")
+    await expect(portal.get_by_role("button", name="Policies")).to_be_visible()
+    await b.keyboard.press("Escape")
+
+    # A new sphere goes to the organisation chosen, and shows in its portal only.
+    await b.get_by_role("button", name="New sphere").click()
+    create = b.get_by_role("dialog", name="New sphere")
+    await create.get_by_label("Name").fill("acme-news")
+    await create.get_by_label("Type").select_option("open")
+    await create.get_by_role("button", name="Create").click()
+    await expect(b.get_by_role("heading", name="acme-news")).to_be_visible()
+    await b.get_by_role("button", name="Organisation portal").click()
+    await expect(portal.get_by_role("button", name="Open acme-news")).to_be_visible()
+    await b.keyboard.press("Escape")
+
+    # Default, where bob is a member: no managers' pages, and not acme-news.
+    await switcher.select_option(label="Default")
+    await b.get_by_role("button", name="Organisation portal").click()
+    default = b.get_by_role("dialog", name=f"{ORG_NAME}: spheres")
+    await expect(default.get_by_role("button", name="Spheres")).to_be_visible()
+    await expect(default.get_by_role("button", name="Policies")).to_have_count(0)
+    await expect(default).not_to_contain_text("acme-news")
+
+    # The choice is kept across a reload of the tab.
+    await b.reload()
+    await expect(b.locator("#connection")).to_have_attribute("data-state", "online")
+    await expect(switcher).to_have_value("default")
