@@ -40,7 +40,6 @@ export class Governance extends OrgPolicyForm {
     this.invitationsButton = $("invitations");
     this.invitations = [];
     this.charterShown = new Set(); // spheres whose charter dialog was offered this session
-    this.requested = new Set(); // spheres the user asked to join from the portal
   }
 
   bind() {

@@ -10,7 +10,7 @@
 
 import { actionButton, el } from "./dom.js";
 import { isStaff } from "./roles.js";
-import { alertLine, explain, field, formOf } from "./panel.js";
+import { alertLine, field, formOf } from "./panel.js";
 import { SphereSettings } from "./sphere-settings.js";
 
 // Members per directory page: enough to scan, small enough for an organisation of thousands.
@@ -106,15 +106,13 @@ export class OrgPortal extends SphereSettings {
   renderPortalActions(org, sphere, actions, status) {
     const name = sphere.name;
     const buttons = [];
-    const requested = sphere.requested || this.requested.has(sphere.sphere_id);
     if (sphere.role) {
       buttons.push(actionButton("Open", `Open ${name}`, () => this.openSphere(sphere)));
-    } else if (requested) {
+    } else if (sphere.requested) {
       const withdraw = async () => {
         if (!(await this.attempt(() => this.client.withdrawRequest(sphere.sphere_id), status))) {
           return;
         }
-        this.requested.delete(sphere.sphere_id);
         status.textContent = `Request to join ${name} withdrawn.`;
         this.renderPortalActions(org, { ...sphere, requested: false }, actions, status);
       };
@@ -124,8 +122,8 @@ export class OrgPortal extends SphereSettings {
       );
     } else if (sphere.join_policy === "approval") {
       buttons.push(...this.askToJoin(org, sphere, actions, status));
-    } else if (sphere.join_policy === "free" || this.mayTryJoin(sphere)) {
-      const join = () => this.portalJoin(org, sphere, actions, status);
+    } else if (sphere.join_policy === "free") {
+      const join = () => this.portalJoin(sphere, status);
       buttons.push(actionButton("Join", `Join ${name}`, join));
     }
     if (!sphere.role && sphere.privacy === "public") {
@@ -137,11 +135,6 @@ export class OrgPortal extends SphereSettings {
     actions.replaceChildren(...buttons);
   }
 
-  /** A portal entry without its join policy (an older server): try, and ask if refused. */
-  mayTryJoin(sphere) {
-    return sphere.join_policy === undefined && ["open", "public"].includes(sphere.privacy);
-  }
-
   askToJoin(org, sphere, actions, status) {
     const note = el("input", { id: `portal-note-${sphere.sphere_id}`, maxLength: 500 });
     const ask = actionButton("Ask to join", `Ask to join ${sphere.name}`, async () => {
@@ -150,27 +143,14 @@ export class OrgPortal extends SphereSettings {
         status,
       );
       if (!sent) return;
-      this.requested.add(sphere.sphere_id);
       status.textContent = `Request sent to the administrators of ${sphere.name}.`;
       this.renderPortalActions(org, { ...sphere, requested: true }, actions, status);
     });
     return [field(`Note to ${sphere.name} (optional)`, note), ask];
   }
 
-  async portalJoin(org, sphere, actions, status) {
-    status.textContent = "";
-    try {
-      await this.client.join(sphere.sphere_id);
-    } catch (error) {
-      if (error.code === "forbidden" && sphere.join_policy === undefined) {
-        // Refused with an unknown policy: it admits on approval (or by invitation, which
-        // the request then answers).
-        this.renderPortalActions(org, { ...sphere, join_policy: "approval" }, actions, status);
-        return;
-      }
-      status.textContent = explain(error);
-      return;
-    }
+  async portalJoin(sphere, status) {
+    if (!(await this.attempt(() => this.client.join(sphere.sphere_id), status))) return;
     this.close();
     await this.chat.refreshSpheres();
     this.chat.navigate(sphere.sphere_id);
