@@ -81,6 +81,7 @@ from storage.deletion import (
     DeletionState,
     SphereStep,
 )
+from storage.direct import ORG_NOT_FOUND, DirectConversations, DirectOpening
 from storage.entry import (
     CheckDelete,
     CheckEntry,
@@ -125,6 +126,7 @@ __all__ = [
     "MAX_MENTIONS",
     "MAX_QUEUED_APPENDS",
     "OPERATOR",
+    "ORG_NOT_FOUND",
     "TOUCH_INTERVAL_MS",
     "AccountDeletions",
     "AppendResult",
@@ -151,6 +153,8 @@ __all__ = [
     "DeletionMode",
     "DeletionRequest",
     "DeletionState",
+    "DirectConversations",
+    "DirectOpening",
     "Directory",
     "Draft",
     "Entry",
