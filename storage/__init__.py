@@ -101,6 +101,16 @@ from storage.export import (
     ReactionKey,
     ReactionRecord,
 )
+from storage.org_governance import (
+    DecideOrgMember,
+    DirectoryEntry,
+    DirectoryKey,
+    OrgAccess,
+    OrgChange,
+    OrgGovernance,
+    OrgMemberState,
+    PortalKey,
+)
 from storage.organisations import (
     DEFAULT_ORG,
     InvalidPolicyError,
@@ -117,6 +127,7 @@ from storage.retention import ExpiryBatch, Retention, RetentionRun, RetentionSta
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
 from storage.sql.erasure import CompactionRunningError
+from storage.sql.org_governance import join_global
 from storage.sql.organisations import OrgExistsError
 
 __all__ = [
@@ -148,6 +159,7 @@ __all__ = [
     "Conversations",
     "DecideAccept",
     "DecideMember",
+    "DecideOrgMember",
     "DecideSettings",
     "DeletionJob",
     "DeletionMode",
@@ -156,6 +168,8 @@ __all__ = [
     "DirectConversations",
     "DirectOpening",
     "Directory",
+    "DirectoryEntry",
+    "DirectoryKey",
     "Draft",
     "Entry",
     "EntryKey",
@@ -177,8 +191,12 @@ __all__ = [
     "MutedError",
     "NotFoundError",
     "NotMemberError",
+    "OrgAccess",
     "OrgAuditEntry",
+    "OrgChange",
     "OrgExistsError",
+    "OrgGovernance",
+    "OrgMemberState",
     "OrgMembership",
     "OrgPolicies",
     "OrgQuotas",
@@ -186,6 +204,7 @@ __all__ = [
     "OrgRole",
     "Organisations",
     "OutcomeUnknownError",
+    "PortalKey",
     "ReactionKey",
     "ReactionRecord",
     "ReportRecord",
@@ -212,6 +231,7 @@ __all__ = [
     "TokenRecord",
     "UserRecord",
     "default_settings",
+    "join_global",
     "joined_from",
     "member_key",
     "open_store",
