@@ -18,7 +18,8 @@ from pathlib import Path
 from protocol import Privacy
 from server.access.org_rights import ORG_RIGHTS, OrgRight, OrgStanding, org_standing_allows
 from server.access.rights import Right, Standing, standing_allows
-from server.operations.table import OPERATIONS, Operation
+from server.operations.row import Operation
+from server.operations.table import OPERATIONS
 
 _NO = "—"
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from protocol import ErrorCode, Frame, RateLimitedError
 from server.lifecycle.routes import ORG_ROUTES, ORG_SCHEMAS
-from server.operations.table import OPERATIONS, Http, Operation
+from server.operations.row import Http, Operation
+from server.operations.table import OPERATIONS
 from server.privacy.deletion_routes import DELETION_ROUTES, DELETION_SCHEMAS
 from server.privacy.routes import HOLD_ROUTES, HOLD_SCHEMAS
 from server.privacy.streaming import ARCHIVE_HEADERS, ARCHIVE_SCHEMA

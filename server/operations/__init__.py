@@ -10,7 +10,8 @@
 
 from server.operations.context import Caller, PreparedWrite, now_ms
 from server.operations.dispatch import Operations
-from server.operations.table import BY_FRAME, OPERATIONS, RATE_CLASSES, WRITES, Http, Operation
+from server.operations.row import Http, Operation
+from server.operations.table import BY_FRAME, OPERATIONS, RATE_CLASSES, WRITES
 
 __all__ = [
     "BY_FRAME",

@@ -41,8 +41,9 @@ from server.governance.reports import ReportHandlers
 from server.hub import Hub
 from server.operations.context import Caller, Deps, Handler, PreparedWrite, WriteHandler
 from server.operations.messages import MessageHandlers
+from server.operations.row import Operation
 from server.operations.spheres import SphereHandlers
-from server.operations.table import BY_FRAME, OPERATIONS, Operation
+from server.operations.table import BY_FRAME, OPERATIONS
 from server.privacy.handlers import SphereExportHandlers
 from server.ratelimit import RateClass, WriteLimiter
 from storage import NotMemberError, OutcomeUnknownError, Store

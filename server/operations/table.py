@@ -19,14 +19,12 @@ fields that, when present, need a right of their own instead of ``right``: a rep
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from protocol import (
     AcceptCharter,
     AcceptInvitation,
     Ack,
     AddMember,
-    AddOrgMember,
     AnswerRequest,
     AuditList,
     Auth,
@@ -42,7 +40,6 @@ from protocol import (
     ExportSphere,
     Frame,
     GetCharter,
-    GetOrg,
     GetThread,
     History,
     HistoryPage,
@@ -57,40 +54,28 @@ from protocol import (
     ListInvitations,
     ListMembers,
     ListMentions,
-    ListOrgAudit,
-    ListOrgMembers,
-    ListOrgs,
-    ListOrgSpheres,
     ListPins,
     ListReports,
     ListRequests,
     ListSpheres,
     ListThreads,
-    ManageSphere,
     MarkRead,
     MemberList,
     MentionList,
     Mute,
     Ok,
     OpenDirect,
-    OrgAuditList,
-    OrgInfo,
-    OrgList,
-    OrgMemberList,
-    OrgSphereList,
     Pin,
     Ping,
     Pong,
     Publish,
     React,
     RemoveMember,
-    RemoveOrgMember,
     Report,
     ReportList,
     RequestJoin,
     RevokeInvitation,
     SetCharter,
-    SetOrgRole,
     SetRole,
     SphereInfo,
     SphereList,
@@ -106,63 +91,19 @@ from protocol import (
     Unreact,
     Unsubscribe,
     Unsubscribed,
-    UpdateOrg,
     UpdateSphere,
     Welcome,
     WithdrawRequest,
 )
 from server.access.org_rights import OrgRight
 from server.access.rights import Right
+from server.operations.org_table import ORG_OPERATIONS
+from server.operations.row import Http, Operation
 from server.ratelimit import RateClass
-
-
-@dataclass(frozen=True, slots=True)
-class Http:
-    """One HTTP route of an operation, under ``/api/v1``.
-
-    Path parameters, query parameters (``query``: booleans and integers; ``text_query``:
-    strings) and the JSON body are merged into the frame's fields.
-    """
-
-    method: str
-    path: str
-    query: tuple[str, ...] = ()
-    text_query: tuple[str, ...] = ()
-    status: int = 200  # on success; 201 for a created resource
-    # The success body is an archive streamed as it is read (application/zip), planned from
-    # the reply the row's handler gives; the reply itself travels over WebSocket only.
-    stream: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Operation:
-    frame: type[Frame]
-    rate: RateClass
-    summary: str  # one line, for the docs and the OpenAPI document
-    right: Right | None = None
-    when: tuple[tuple[str, Right], ...] = ()
-    http: tuple[Http, ...] = ()  # none: WebSocket only
-    # Appends to the sphere's stream: acknowledged with ``ack``, idempotent on ``message_id``,
-    # and sequenced in the order each connection sent them.
-    writes: bool = False
-    # The frame a success is answered with (over HTTP: the JSON body).
-    reply: type[Frame] = field(kw_only=True)
-    org_right: OrgRight | None = field(default=None, kw_only=True)
-
-    def rights_for(self, frame: Frame) -> tuple[Right, ...]:
-        """The rights ``frame`` needs in its sphere."""
-        chosen = tuple(right for name, right in self.when if getattr(frame, name) is not None)
-        if chosen:
-            return chosen
-        return (self.right,) if self.right is not None else ()
 
 
 def _s(path: str = "") -> str:
     return "/spheres/{sphere_id}" + path
-
-
-def _o(path: str = "") -> str:
-    return "/orgs/{org_id}" + path
 
 
 _PAGE = ("limit",)
@@ -564,86 +505,7 @@ OPERATIONS: tuple[Operation, ...] = (
         http=(Http("GET", _s("/reports"), query=("before", "limit")),),
         reply=ReportList,
     ),
-    # -- organisations ---------------------------------------------------------------------------
-    Operation(
-        ListOrgs,
-        RateClass.QUERY,
-        "Your organisations and your role in each.",
-        http=(Http("GET", "/orgs"),),
-        reply=OrgList,
-    ),
-    Operation(
-        GetOrg,
-        RateClass.QUERY,
-        "An organisation: its name, your role, the policies you may see.",
-        http=(Http("GET", _o()),),
-        reply=OrgInfo,
-        org_right=_O.SEE_ORG,
-    ),
-    Operation(
-        UpdateOrg,
-        RateClass.SPHERE_ADMIN,
-        "Rename the organisation or change its policies (each change audited).",
-        http=(Http("PATCH", _o()),),
-        reply=OrgInfo,
-        org_right=_O.EDIT_POLICIES,
-    ),
-    Operation(
-        ListOrgMembers,
-        RateClass.QUERY,
-        "The directory of members, by name (query: a name prefix).",
-        http=(Http("GET", _o("/members"), query=_PAGE, text_query=("query", "after")),),
-        reply=OrgMemberList,
-        org_right=_O.LIST_DIRECTORY,
-    ),
-    Operation(
-        AddOrgMember,
-        RateClass.MEMBERSHIP,
-        "Make a user a member; they join every global sphere.",
-        http=(Http("POST", _o("/members")),),
-        reply=Ok,
-        org_right=_O.MANAGE_MEMBERS,
-    ),
-    Operation(
-        RemoveOrgMember,
-        RateClass.MEMBERSHIP,
-        "Remove a member: their memberships in the organisation's spheres end first.",
-        http=(Http("DELETE", _o("/members/{user_id}")),),
-        reply=Ok,
-        org_right=_O.MANAGE_MEMBERS,
-    ),
-    Operation(
-        SetOrgRole,
-        RateClass.MEMBERSHIP,
-        "Make a member a manager, or a manager a member (never the last one).",
-        http=(Http("PUT", _o("/members/{user_id}")),),
-        reply=Ok,
-        org_right=_O.SET_ORG_ROLE,
-    ),
-    Operation(
-        ListOrgAudit,
-        RateClass.QUERY,
-        "The organisation's audit log.",
-        http=(Http("GET", _o("/audit"), query=("before", "limit")),),
-        reply=OrgAuditList,
-        org_right=_O.READ_ORG_AUDIT,
-    ),
-    Operation(
-        ListOrgSpheres,
-        RateClass.QUERY,
-        "The portal: the organisation's listed and global spheres (managers: all, by name).",
-        http=(Http("GET", _o("/spheres"), query=_PAGE, text_query=_CURSOR),),
-        reply=OrgSphereList,
-        org_right=_O.LIST_ORG_SPHERES,
-    ),
-    Operation(
-        ManageSphere,
-        RateClass.MEMBERSHIP,
-        "Become an administrator of a sphere of the organisation, visibly to its members.",
-        http=(Http("POST", _o("/spheres/{sphere_id}/manage")),),
-        reply=SphereInfo,
-        org_right=_O.MANAGE_SPHERES,
-    ),
+    *ORG_OPERATIONS,
 )
 
 WRITES: tuple[type[Frame], ...] = tuple(op.frame for op in OPERATIONS if op.writes)
