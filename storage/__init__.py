@@ -109,6 +109,16 @@ from storage.lifecycle import (
     OrgMemberRow,
     SphereDeletionStep,
 )
+from storage.org_governance import (
+    DecideOrgMember,
+    DirectoryEntry,
+    DirectoryKey,
+    OrgAccess,
+    OrgChange,
+    OrgGovernance,
+    OrgMemberState,
+    PortalKey,
+)
 from storage.organisations import (
     DEFAULT_ORG,
     InvalidPolicyError,
@@ -125,6 +135,7 @@ from storage.retention import ExpiryBatch, Retention, RetentionRun, RetentionSta
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
 from storage.sql.erasure import CompactionRunningError
+from storage.sql.org_governance import join_global
 from storage.sql.organisations import OrgExistsError
 
 __all__ = [
@@ -156,6 +167,7 @@ __all__ = [
     "Conversations",
     "DecideAccept",
     "DecideMember",
+    "DecideOrgMember",
     "DecideSettings",
     "DeletionJob",
     "DeletionMode",
@@ -164,6 +176,8 @@ __all__ = [
     "DirectConversations",
     "DirectOpening",
     "Directory",
+    "DirectoryEntry",
+    "DirectoryKey",
     "Draft",
     "Entry",
     "EntryKey",
@@ -185,13 +199,17 @@ __all__ = [
     "MutedError",
     "NotFoundError",
     "NotMemberError",
+    "OrgAccess",
     "OrgAction",
     "OrgAuditEntry",
+    "OrgChange",
     "OrgDeletionJob",
     "OrgDeletionState",
     "OrgExistsError",
+    "OrgGovernance",
     "OrgLifecycle",
     "OrgMemberRow",
+    "OrgMemberState",
     "OrgMembership",
     "OrgPolicies",
     "OrgQuotas",
@@ -199,6 +217,7 @@ __all__ = [
     "OrgRole",
     "Organisations",
     "OutcomeUnknownError",
+    "PortalKey",
     "ReactionKey",
     "ReactionRecord",
     "ReportRecord",
@@ -226,6 +245,7 @@ __all__ = [
     "TokenRecord",
     "UserRecord",
     "default_settings",
+    "join_global",
     "joined_from",
     "member_key",
     "open_store",

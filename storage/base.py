@@ -52,6 +52,7 @@ from storage.entry import Entry
 from storage.erasure import Erasure
 from storage.export import Export
 from storage.lifecycle import OrgLifecycle
+from storage.org_governance import OrgGovernance
 from storage.organisations import DEFAULT_ORG, Organisations
 from storage.retention import Retention
 from storage.settings import MemberView, SphereSettings
@@ -624,6 +625,7 @@ class Store(
     Organisations,
     OrgLifecycle,
     DirectConversations,
+    OrgGovernance,
     Protocol,
 ):
     async def check_writable(self) -> None:

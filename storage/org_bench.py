@@ -88,7 +88,8 @@ COLUMNS = {
     "organisations": ("org_id", "name", "created_ms", "policies"),
     "users": ("user_id", "name", "kind", "is_admin", "created_ms"),
     "tokens": ("token_id", "user_id", "secret_hash", "created_ms", "revoked", "kind"),
-    "org_members": ("org_id", "user_id", "role", "joined_ms"),
+    # name_key: the directory's folded name (migration 0013), where the column exists.
+    "org_members": ("org_id", "user_id", "role", "joined_ms", "name_key"),
     "spheres": ("sphere_id", "org_id", "name", "privacy", "epoch", "last_offset", "created_ms"),
     "members": ("sphere_id", "user_id", "role", "joined_ms", "history_from"),
     "events": ("sphere_id", "stream_offset", "kind", "message_id", "author_id", "ts_ms", "body"),
@@ -138,7 +139,7 @@ def populate(orgs: int, users: int, *, seed: int, one_org: str | None = None) ->
             pop.tokens.append((token_id, user_id, hashlib.sha256(token_id.encode()).digest(),
                                T0, False, "session"))  # fmt: skip
             role = "manager" if not team_users else "member"
-            pop.org_members.append((org_id, user_id, role, T0))
+            pop.org_members.append((org_id, user_id, role, T0, name.lower()))
             pop.credentials.append((user_id, email(user_id), email(user_id), T0))
             team_users.append((user_id, token_id))
             user_index += 1
@@ -162,14 +163,25 @@ def populate(orgs: int, users: int, *, seed: int, one_org: str | None = None) ->
         ]
     if one_org is None:
         # One user in twenty also belongs to a second organisation.
+        names = {row[0]: row[1] for row in pop.users}
         for user_id, _, org_id, _ in rng.sample(pop.people, len(pop.people) // 20):
             other = rng.choice(pop.org_ids)
             if other != org_id:
-                pop.org_members.append((other, user_id, "member", T0))
+                pop.org_members.append((other, user_id, "member", T0, names[user_id].lower()))
     return pop
 
 
 # -- seeding -----------------------------------------------------------------------------------
+
+
+def _present(
+    columns: Sequence[str], have: set[str], rows: list[tuple[Any, ...]]
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The columns of ``COLUMNS`` this store's schema has, and the rows cut to them."""
+    keep = [n for n, column in enumerate(columns) if column in have]
+    if len(keep) == len(columns):
+        return list(columns), rows
+    return [columns[n] for n in keep], [tuple(row[n] for n in keep) for row in rows]
 
 
 def seed_sqlite(path: Path, pop: Population) -> None:
@@ -181,10 +193,11 @@ def seed_sqlite(path: Path, pop: Population) -> None:
             for table, rows in _tables(pop):
                 if table not in present:
                     continue
-                columns = COLUMNS[table]
+                have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                columns, cut = _present(COLUMNS[table], have, rows)
                 marks = ", ".join("?" * len(columns))
                 db.executemany(
-                    f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
+                    f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({marks})", cut
                 )
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
@@ -192,15 +205,26 @@ def seed_sqlite(path: Path, pop: Population) -> None:
 
 
 async def seed_postgres(url: str, schema: str, pop: Population) -> None:
-    db = await asyncpg.connect(url)
+    # The schema's own search path: its triggers name its tables unqualified.
+    db = await asyncpg.connect(url, server_settings={"search_path": schema})
     try:
+        # The rows are whole already (the directory's name_key included): no per-row trigger.
+        await db.execute("SET session_replication_role = replica")
         seeded = []
         for table, rows in _tables(pop):
-            if await db.fetchval("SELECT to_regclass($1)", f"{schema}.{table}") is None:
+            have = {
+                row[0]
+                for row in await db.fetch(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = $1 AND table_name = $2",
+                    schema,
+                    table,
+                )
+            }
+            if not have:
                 continue  # a table of a later migration than this store has
-            await db.copy_records_to_table(
-                table, records=rows, columns=list(COLUMNS[table]), schema_name=schema
-            )
+            columns, cut = _present(COLUMNS[table], have, rows)
+            await db.copy_records_to_table(table, records=cut, columns=columns, schema_name=schema)
             seeded.append(f"{schema}.{table}")
         # As autovacuum would have, on a store that grew to this size.
         await db.execute("ANALYZE " + ", ".join(seeded))

@@ -18,6 +18,7 @@ from storage.sql.direct import SqlDirect
 from storage.sql.directory import SqlDirectory
 from storage.sql.export import SqlExport
 from storage.sql.lifecycle import SqlOrgLifecycle
+from storage.sql.org_governance import SqlOrgGovernance
 from storage.sql.organisations import SqlOrganisations
 from storage.sql.queue import AppendQueue
 from storage.sql.retention import SqlRetention
@@ -28,6 +29,7 @@ MAX_OFFSET = 2**63 - 1
 
 class SqlStore(
     SqlOrgLifecycle,
+    SqlOrgGovernance,
     SqlAccountDeletions,
     SqlDirect,
     SqlDirectory,

@@ -46,6 +46,7 @@ from server.access import SPHERE_NOT_FOUND, Right, Standing, standing_allows
 from server.operations import BY_FRAME, OPERATIONS
 from tests.e2e.matrix.samples import (
     DIRECT_STANDINGS,
+    MATRIX_TYPES,
     NO_INVITATION,
     SAMPLES,
     STANDINGS,
@@ -373,7 +374,7 @@ def cases_of(frame: type[Frame], sample: Sample) -> list[Case]:
     return [
         Case(frame, sample, standing, privacy, transport)
         for standing in STANDINGS
-        for privacy in Privacy
+        for privacy in MATRIX_TYPES
         if _applies(sample, standing, privacy)
         for transport in transports
     ]
@@ -457,8 +458,8 @@ async def run_matrix(server: ServerProcess) -> Results:
                 actors[standing] = await open_actor(server, count)
             pool = await new_strangers(server, strangers_needed(cases))
             world = World(server, actors, pool)
-            spheres = await asyncio.gather(*(world.sphere(p, STANDINGS) for p in Privacy))
-            world.shared = dict(zip(Privacy, spheres, strict=True))
+            spheres = await asyncio.gather(*(world.sphere(p, STANDINGS) for p in MATRIX_TYPES))
+            world.shared = dict(zip(MATRIX_TYPES, spheres, strict=True))
             cells = await asyncio.gather(*(world.run(case) for case in cases))
         finally:
             for actor in actors.values():
