@@ -2,8 +2,8 @@
 
 Starts a throwaway server (a subprocess on a free loopback port, its data in a temporary
 directory), seeds a small conversation over the HTTP API, signs in with headless Chromium
-(Debian's ``chromium``, driven by Playwright) and writes ``web-client.png`` and
-``web-client-phone.png``.
+(Debian's ``chromium``, driven by Playwright) and writes ``web-client.png``,
+``web-client-phone.png`` and ``web-client-portal.png`` (an organisation manager's portal).
 
     .venv/bin/python scripts/screenshot_web.py [--out-dir docs] [--chromium /usr/bin/chromium]
 
@@ -176,6 +176,23 @@ def sign_in(browser: Browser, base_url: str, token: str, sphere_id: str, **conte
     return page
 
 
+def portal_shot(browser: Browser, base_url: str, token: str, path: Path) -> None:
+    """The organisation portal as its manager (the server's administrator) sees it."""
+    context: dict[str, Any] = {"viewport": DESKTOP}
+    page = browser.new_context(**context).new_page()
+    page.set_default_timeout(TIMEOUT_S * 1000)
+    page.goto(base_url)
+    page.get_by_label("Access token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "online")
+    page.get_by_role("button", name="Organisation portal").click()
+    portal = page.get_by_role("dialog", name=re.compile(": spheres$"))
+    expect(portal.get_by_role("button", name=re.compile("^Manage "))).not_to_have_count(0)
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(path))
+    page.context.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out-dir", type=Path, default=Path("docs"))
@@ -205,6 +222,9 @@ def main() -> None:
                 alice.context.close()
                 time.sleep(2)  # the server forwards one typing notice per 2 s and user
             bob.context.close()
+            path = args.out_dir / "web-client-portal.png"
+            portal_shot(browser, server.url, admin_token, path)
+            print(f"{path}: {path.stat().st_size} bytes")
         finally:
             browser.close()
     print(f"done in {time.monotonic() - started:.1f} s")

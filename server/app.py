@@ -53,6 +53,11 @@ from server.redisclient import RedisClient, RedisGuard, redis_client
 from server.sessions.accounts import Accounts
 from server.sessions.registry import SessionRegistry
 from server.sessions.watcher import SessionWatcher
+from server.signin.limits import SignInLimits
+from server.signin.oidc import Oidc
+from server.signin.passwords import Passwords
+from server.signin.service import SignIn
+from server.signin.sessions import Sessions
 from server.tasks import TaskSupervisor
 from storage import Store, StoreError, open_store
 
@@ -83,6 +88,8 @@ class Runtime:
     org_deletions: OrgDeletionRunner
     retention: RetentionJob
     compactor: Compactor
+    signin_limits: SignInLimits
+    oidc: Oidc
 
 
 async def _build(config: Config) -> Runtime:
@@ -196,15 +203,12 @@ async def _build(config: Config) -> Runtime:
     compactor = Compactor(store, config.pg_compact_interval_h * 3600 if _postgres(config) else 0)
     compactor.start()
     exports = Exports(store, member_exports=config.member_exports)
-    api = HttpApi(
-        config,
-        store,
-        operations,
-        Accounts(store, config, registry),
-        deletion,
-        exports,
-        lifecycle,
-    )
+    sessions = Sessions(store, config, registry)
+    signin_limits = SignInLimits.build(config, guard)
+    signin = SignIn(store, sessions, Passwords(), signin_limits)
+    oidc = Oidc(store, sessions, public_url=config.public_url)
+    accounts = Accounts(store, config, registry)
+    api = HttpApi(config, store, operations, accounts, deletion, exports, signin, oidc, lifecycle)
     return Runtime(
         store=store,
         broker=broker,
@@ -222,6 +226,8 @@ async def _build(config: Config) -> Runtime:
         org_deletions=org_deletions,
         retention=retention,
         compactor=compactor,
+        signin_limits=signin_limits,
+        oidc=oidc,
     )
 
 
@@ -437,6 +443,8 @@ def create_app(config: Config) -> CloisonApp:
             await runtime.tasks.aclose()
             for limiter in runtime.limits.values():
                 await limiter.aclose()
+            await runtime.signin_limits.aclose()
+            await runtime.oidc.aclose()
             await runtime.presence.aclose()
             await runtime.broker.aclose()
             if runtime.guard is not None:

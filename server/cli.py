@@ -121,6 +121,10 @@ def user_command(argv: list[str]) -> int:
     create.add_argument("--bot", action="store_true", help="a bot account")
     create.add_argument("--admin", action="store_true", help="may use the admin HTTP API")
     create.add_argument("--ttl-days", type=int, default=None, help="token lifetime (0: none)")
+    create.add_argument("--email", default=None, help="the login e-mail (password sign-in, SSO)")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read a password from stdin (with --email)"
+    )
     listing = sub.add_parser("list", parents=[common], help="list users, by user id")
     listing.add_argument("--after", default=None, help="start after this user id")
     listing.add_argument("--limit", type=int, default=50, help="at most this many (1-100)")
@@ -154,6 +158,11 @@ def user_command(argv: list[str]) -> int:
     audit.add_argument("--limit", type=int, default=50, help="at most this many (1-100)")
     namespace = parser.parse_args(argv)
     config = admin_config(parser, namespace)
+    namespace.password = None
+    if namespace.action == "create" and namespace.password_stdin:
+        if not namespace.email:
+            parser.error("--password-stdin needs --email")
+        namespace.password = sys.stdin.readline().rstrip("\n")
     if namespace.action == "delete":
         return asyncio.run(_run(config, _delete_action(config, namespace)))
     return asyncio.run(_run(config, _user_action(namespace)))
@@ -208,6 +217,10 @@ def _user_action(ns: argparse.Namespace) -> Action:
                 ttl_days=ns.ttl_days,
                 now_ms=now_ms(),
             )
+            if ns.email:
+                from server.signin.cli import enrol_email
+
+                await enrol_email(accounts.store, user.user_id, ns.email, ns.password)
             print(
                 f"user_id:  {user.user_id}\ntoken_id: {issued.token_id}\ntoken:    {issued.token}"
             )

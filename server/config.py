@@ -180,6 +180,33 @@ class Config:
         metadata={"help": "WebSocket connections a user may hold on one node (4003 beyond)"},
     )
 
+    # Sign-in (server.signin): session lifetimes, and the limits that slow password guessing.
+    access_ttl_s: int = field(
+        default=900,
+        metadata={"help": "lifetime of a sign-in session's access token, in seconds"},
+    )
+    refresh_ttl_days: int = field(
+        default=30,
+        metadata={
+            "help": "how long a sign-in session lasts from sign-in (its refresh tokens and "
+            "its sockets), in days"
+        },
+    )
+    signin_account_per_min: float = field(
+        default=5.0,
+        metadata={"help": "password attempts per account (e-mail) and minute, sustained"},
+    )
+    signin_account_burst: int = field(
+        default=10, metadata={"help": "password attempts per account at once"}
+    )
+    signin_address_per_min: float = field(
+        default=30.0,
+        metadata={"help": "sign-in and registration attempts per client address and minute"},
+    )
+    signin_address_burst: int = field(
+        default=60, metadata={"help": "sign-in attempts per client address at once"}
+    )
+
     # Privacy: what members may take with them (docs/privacy.md, "Export").
     member_exports: bool = field(
         default=True,
@@ -345,6 +372,12 @@ class Config:
             "shutdown_timeout_s",
             "session_poll_interval_s",
             "max_connections_per_user",
+            "access_ttl_s",
+            "refresh_ttl_days",
+            "signin_account_per_min",
+            "signin_account_burst",
+            "signin_address_per_min",
+            "signin_address_burst",
             "account_deletion_batch",
             "account_deletion_lease_s",
             "max_header_bytes",

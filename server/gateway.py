@@ -46,7 +46,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.operations import WRITES, Caller, Operations, PreparedWrite, now_ms
 from server.origins import OriginPolicy
-from server.sessions.registry import LiveSession, SessionRegistry
+from server.sessions.registry import SESSION_ENDED, LiveSession, SessionRegistry
 from server.transport import AsgiTransport
 from server.wire import admission_ticket
 from storage import Store, StoreError, UserRecord
@@ -279,7 +279,17 @@ class Gateway:
         if token is None:
             await self._refuse_token(transport, codec, ref)
             return None
-        if not self._sessions.bind(session, token.user_id, token.expires_ms):
+        expires_ms = token.expires_ms
+        if token.session_id is not None:
+            # The socket belongs to the sign-in session: registered under it before it is read,
+            # it lives until the session ends, not only until this access token expires.
+            self._sessions.join_signin(session, token.session_id)
+            signin = await self._store.get_session(token.session_id)
+            if signin is None or not signin.live(now_ms()):
+                await self._refuse_token(transport, codec, ref, SESSION_ENDED)
+                return None
+            expires_ms = signin.expires_ms
+        if not self._sessions.bind(session, token.user_id, expires_ms):
             limit = self._config.max_connections_per_user
             await transport.close(
                 CloseCode.TOO_MANY_CONNECTIONS,

@@ -43,6 +43,9 @@ from server.privacy.export import Exports, not_head
 from server.privacy.routes import HoldRoutes
 from server.sessions.accounts import Accounts
 from server.sessions.routes import AccountRoutes
+from server.signin.oidc import Oidc
+from server.signin.routes import SignInRoutes
+from server.signin.service import SignIn
 from storage import Store
 
 logger = logging.getLogger(__name__)
@@ -102,6 +105,8 @@ class HttpApi:
         accounts: Accounts,
         deletion: AccountDeletion,
         exports: Exports,
+        signin: SignIn,
+        oidc: Oidc,
         lifecycle: OrgLifecycleService | None = None,
     ) -> None:
         self._config = config
@@ -134,6 +139,15 @@ class HttpApi:
             read_body=self._body,
             respond=json_response,
         )
+        self._signin = SignInRoutes(
+            store,
+            signin,
+            oidc,
+            guard=self._guard,
+            open_guard=self._open,
+            read_body=self._body,
+            respond=json_response,
+        )
         # The document depends on the code only: built and encoded once.
         self._openapi = orjson.dumps(
             openapi_document(STATUS, version=importlib.metadata.version("cloison"))
@@ -163,6 +177,7 @@ class HttpApi:
             *self._deletions.routes(),
             *self._holds.routes(),
             *self._orgs.routes(),
+            *self._signin.routes(),
         ]
         return [*routes, *accounts, document]
 
@@ -178,6 +193,20 @@ class HttpApi:
             try:
                 principal = await self._principal(request)
                 return await handler(request, principal)
+            except CloisonError as exc:
+                return error_response(exc)
+            except Exception:
+                logger.exception("HTTP %s %s failed", request.method, request.url.path)
+                return error_response(CloisonError("internal error"))
+
+        return endpoint
+
+    def _open(self, handler: Endpoint) -> Endpoint:
+        """Run a route that takes no bearer token, every failure a JSON error."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
             except CloisonError as exc:
                 return error_response(exc)
             except Exception:

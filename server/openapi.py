@@ -26,6 +26,7 @@ from server.privacy.deletion_routes import DELETION_ROUTES, DELETION_SCHEMAS
 from server.privacy.routes import HOLD_ROUTES, HOLD_SCHEMAS
 from server.privacy.streaming import ARCHIVE_HEADERS, ARCHIVE_SCHEMA
 from server.sessions.routes import ACCOUNT_ROUTES, ACCOUNT_SCHEMAS, AccountRoute
+from server.signin.routes import SIGNIN_ROUTES, SIGNIN_SCHEMAS
 
 Schema = dict[str, Any]
 
@@ -237,6 +238,8 @@ def _account_operation(route: AccountRoute, errors: Schema) -> Schema:
     }
     if route.admin:
         operation["description"] = "Server administrators only (403 `forbidden` otherwise)."
+    if route.public:
+        operation["security"] = []  # no bearer token: this is how one gets one
     if parameters:
         operation["parameters"] = parameters
     if route.body is not None:
@@ -324,7 +327,7 @@ def openapi_document(statuses: Mapping[ErrorCode, int], *, version: str) -> Sche
         for http in op.http:
             item = paths.setdefault(http.path, {})
             item[http.method.lower()] = _frame_operation(schemas, op, http, errors)
-    for route in (*ACCOUNT_ROUTES, *DELETION_ROUTES, *HOLD_ROUTES, *ORG_ROUTES):
+    for route in (*ACCOUNT_ROUTES, *DELETION_ROUTES, *HOLD_ROUTES, *ORG_ROUTES, *SIGNIN_ROUTES):
         item = paths.setdefault(route.path, {})
         item[route.method.lower()] = _account_operation(route, errors)
     paths[DOCUMENT_PATH] = {
@@ -358,6 +361,7 @@ def openapi_document(statuses: Mapping[ErrorCode, int], *, version: str) -> Sche
                 **DELETION_SCHEMAS,
                 **HOLD_SCHEMAS,
                 **ORG_SCHEMAS,
+                **SIGNIN_SCHEMAS,
             },
             "responses": error_responses,
         },

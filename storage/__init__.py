@@ -134,6 +134,19 @@ from storage.organisations import (
 from storage.retention import ExpiryBatch, Retention, RetentionRun, RetentionStatus
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
+from storage.signin import (
+    AuthSession,
+    Credentials,
+    EmailTakenError,
+    EndReason,
+    GrantKind,
+    RefreshOutcome,
+    RefreshRecord,
+    SigninGrant,
+    SignInMethod,
+    SignIns,
+    SsoConfig,
+)
 from storage.sql.erasure import CompactionRunningError
 from storage.sql.org_governance import join_global
 from storage.sql.organisations import OrgExistsError
@@ -151,6 +164,7 @@ __all__ = [
     "AppendResult",
     "AuditAction",
     "AuditEntry",
+    "AuthSession",
     "AuthoredSpan",
     "ChangeKind",
     "Charter",
@@ -165,6 +179,7 @@ __all__ = [
     "CompactionReport",
     "CompactionRunningError",
     "Conversations",
+    "Credentials",
     "DecideAccept",
     "DecideMember",
     "DecideOrgMember",
@@ -179,12 +194,15 @@ __all__ = [
     "DirectoryEntry",
     "DirectoryKey",
     "Draft",
+    "EmailTakenError",
+    "EndReason",
     "Entry",
     "EntryKey",
     "Erasure",
     "ErasureStats",
     "ExpiryBatch",
     "Export",
+    "GrantKind",
     "HasSpheresError",
     "InvalidPolicyError",
     "InvitationRecord",
@@ -220,6 +238,8 @@ __all__ = [
     "PortalKey",
     "ReactionKey",
     "ReactionRecord",
+    "RefreshOutcome",
+    "RefreshRecord",
     "ReportRecord",
     "Retention",
     "RetentionRun",
@@ -227,6 +247,9 @@ __all__ = [
     "SessionChange",
     "SettingsChange",
     "SettingsState",
+    "SignInMethod",
+    "SignIns",
+    "SigninGrant",
     "SphereAudit",
     "SphereAuditEntry",
     "SphereDeletionStep",
@@ -235,6 +258,7 @@ __all__ = [
     "SphereSettings",
     "SphereStanding",
     "SphereStep",
+    "SsoConfig",
     "Store",
     "StoreError",
     "StoreOverloadedError",

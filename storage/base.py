@@ -56,6 +56,7 @@ from storage.org_governance import OrgGovernance
 from storage.organisations import DEFAULT_ORG, Organisations
 from storage.retention import Retention
 from storage.settings import MemberView, SphereSettings
+from storage.signin import SignIns
 
 # What a client is told when a write's outcome is unknown (protocol code ``unknown``).
 OUTCOME_UNKNOWN_MESSAGE = (
@@ -82,6 +83,8 @@ class UserRecord:
 class TokenKind(StrEnum):
     SESSION = "session"  # an interactive sign-in (web client, terminal chat)
     API = "api"  # a bot or script
+    # The short-lived token of a sign-in session (server.signin), renewed with its refresh token.
+    ACCESS = "access"
 
 
 # Who issued a token or did an audited act from the command line (no user behind it).
@@ -104,6 +107,7 @@ class TokenRecord:
     issued_by: str | None = None
     label: str | None = None
     last_used_ms: int | None = None  # updated at most once per TOUCH_INTERVAL_MS
+    session_id: str | None = None  # the sign-in session of an ``access`` token
 
     def live(self, now_ms: int) -> bool:
         return not self.revoked and (self.expires_ms is None or self.expires_ms > now_ms)
@@ -127,6 +131,7 @@ class ChangeKind(StrEnum):
     USER_DISABLED = "user_disabled"  # every connection of user_id
     # Subscriptions to org_id's spheres; with a user_id, every connection of that user too.
     ORG_SUSPENDED = "org_suspended"
+    SESSION_REVOKED = "session_revoked"  # connections of the sign-in session in token_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -626,6 +631,7 @@ class Store(
     OrgLifecycle,
     DirectConversations,
     OrgGovernance,
+    SignIns,
     Protocol,
 ):
     async def check_writable(self) -> None:

@@ -360,6 +360,30 @@ def to_sphere(row: Any) -> SphereRecord:
     )
 
 
+def sphere_row(sphere: SphereRecord) -> tuple[object, ...]:
+    """The values of ``SPHERE_COLUMNS`` for a new sphere's row (it has no legal hold)."""
+    return (
+        sphere.sphere_id,
+        sphere.name,
+        sphere.privacy.value,
+        sphere.epoch,
+        sphere.offset,
+        sphere.created_ms,
+        int(sphere.listed),
+        sphere.join_policy.value,
+        sphere.history.value,
+        sphere.charter_version,
+        sphere.public_from,
+        sphere.retention_days,
+        sphere.retained_from,
+        None,  # no legal hold: hold_since_ms, hold_until_ms, hold_reason, hold_by
+        None,
+        None,
+        None,
+        sphere.org_id,
+    )
+
+
 def summary_of(sphere: SphereRecord) -> SphereSummary:
     """The sphere as anyone who sees it sees it (no role, marker nor floor)."""
     return SphereSummary(

@@ -12,16 +12,20 @@ import { HISTORY, POLICIES, TYPES } from "./governance-options.js";
 export class SphereAccess extends GovernancePanel {
   openCreate() {
     const name = el("input", { id: "new-sphere-name", required: true, maxLength: 100 });
-    const type = select("new-sphere-type", TYPES, "private");
+    // The organisation's policy says which types its members create; managers create all.
+    const types = this.chat.orgs.creatableTypes(TYPES);
+    const type = select("new-sphere-type", types, "private");
     const listed = el("input", { id: "new-sphere-listed", type: "checkbox" });
     const policy = select("new-sphere-policy", POLICIES, "invitation");
     const history = select("new-sphere-history", HISTORY, "since_joining");
     const status = alertLine();
-    // A private sphere is sealed: never listed, entered by invitation. The other types start
-    // listed and free to enter, the usual wish when choosing them.
+    // A private sphere is sealed: never listed, entered by invitation (a global one: by
+    // belonging to the organisation). The other types start listed and free to enter, the
+    // usual wish when choosing them.
+    const isSealed = () => type.value === "private" || type.value === "global";
     let wasSealed = true;
     const sync = () => {
-      const sealed = type.value === "private";
+      const sealed = isSealed();
       policy.disabled = sealed;
       listed.disabled = sealed;
       if (sealed !== wasSealed) {
@@ -34,7 +38,8 @@ export class SphereAccess extends GovernancePanel {
     sync();
     const form = formOf("Create", status, async () => {
       const settings = { privacy: type.value, history: history.value };
-      if (type.value !== "private") {
+      if (this.chat.orgs.orgs.length > 1) settings.org_id = this.chat.orgs.currentId;
+      if (!isSealed()) {
         settings.listed = listed.checked;
         settings.join_policy = policy.value;
       }

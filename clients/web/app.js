@@ -4,7 +4,9 @@
  * Modules: signin.js (token, sign-in form), chat.js / chat-timeline.js / chat-render.js (the
  * chat: sphere list, timeline, composer actions, rendering), composer.js and drawers.js
  * (page controls), page.js (elements and DOM helpers); governance flows in governance.js and
- * its panels, reactions, replies and mentions in conversations.js, DOM builders in views.js.
+ * its panels (organisations: org-state.js, the current organisation; org-portal.js,
+ * org-manager.js, org-policies.js, its pages), reactions, replies and mentions in
+ * conversations.js, DOM builders in views.js.
  *
  * All protocol work (reconnect, resume, dedupe, outbox) lives in cloison.js; the chat keeps
  * a view model per sphere and renders it. User content is only ever put in the page with

@@ -233,6 +233,8 @@ export class ChatRendering {
         return `${who} removed ${member}`;
       case "deleted":
         return `the account of ${member} was deleted`;
+      case "appointed":
+        return `${member} became an administrator, appointed as a manager of the organisation`;
       default:
         return `${who} made ${member} ${event.role}`;
     }

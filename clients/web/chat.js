@@ -12,6 +12,7 @@ import { signOut } from "./signin.js";
 import { bindComposer } from "./composer.js";
 import { bindDrawers, closeDrawers } from "./drawers.js";
 import { ChatTimeline } from "./chat-timeline.js";
+import { OrgState } from "./org-state.js";
 
 // Membership events reach followed spheres only: re-list spheres now and then to learn about
 // spheres the user was added to.
@@ -61,6 +62,7 @@ export class Chat extends ChatTimeline {
     this.activeId = null;
     this.editing = null; // {sphereId, offset} while the composer edits a post
     this.replying = null; // {sphereId, offset} while the composer answers a post
+    this.orgs = new OrgState(client);
     this.governance = new Governance(this);
     this.markReadTimer = null;
     this.refreshTimer = null;
@@ -109,6 +111,7 @@ export class Chat extends ChatTimeline {
     bindComposer(this);
     bindDrawers();
     this.governance.bind();
+    this.orgs.bind();
     ui.cancelReply.addEventListener("click", () => {
       this.endReply();
       ui.composerInput.focus();
@@ -153,6 +156,7 @@ export class Chat extends ChatTimeline {
     ui.meName.textContent = welcome.name;
     this.maxMessageBytes = welcome.limits?.max_message_bytes ?? Infinity;
     this.refreshSpheres();
+    this.orgs.load();
     clearInterval(this.refreshTimer);
     this.refreshTimer = setInterval(() => this.refreshSpheres(), SPHERE_REFRESH_MS);
   }

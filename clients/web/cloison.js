@@ -156,7 +156,10 @@ export class CloisonClient extends CloisonSession {
 
   // -- spheres and membership (protocol.md sections 20, 21) -----------------------------
 
-  /** `sphere_info` of a new sphere: `settings` are `{privacy, listed, join_policy, history}`. */
+  /**
+   * `sphere_info` of a new sphere: `settings` are `{privacy, listed, join_policy, history,
+   * org_id}` (`org_id` absent: the caller's only organisation).
+   */
   createSphere(name, settings = {}) {
     return this.request(compact({ type: "create_sphere", name, ...settings }));
   }
@@ -276,6 +279,56 @@ export class CloisonClient extends CloisonSession {
   listReports(sphereId, { before, limit } = {}) {
     return this.request(compact({ type: "list_reports", sphere_id: sphereId, before, limit }));
   }
+  // -- organisations (docs/governance.md): every request but `listOrgs` names its org -----
+
+  /** `org_list`: the caller's organisations, `{orgs: [{org_id, name, role, suspended}]}`. */
+  listOrgs() {
+    return this.request({ type: "list_orgs" });
+  }
+
+  /** `org_info`: `{org, policies}` (the policies the caller may see; managers: all). */
+  getOrg(orgId) {
+    return this.request({ type: "get_org", org_id: orgId });
+  }
+
+  /** Rename and/or change some policies (managers): `{name, policies: {key: value}}`. */
+  updateOrg(orgId, { name, policies } = {}) {
+    return this.request(compact({ type: "update_org", org_id: orgId, name, policies }));
+  }
+
+  /** `org_member_list`, one page: the directory by name (`query`: a name prefix). */
+  listOrgMembers(orgId, { query, limit, after } = {}) {
+    const frame = { type: "list_org_members", org_id: orgId, query, limit, after };
+    return this.request(compact(frame));
+  }
+
+  addOrgMember(orgId, userId, role = "member") {
+    return this.request({ type: "add_org_member", org_id: orgId, user_id: userId, role });
+  }
+
+  removeOrgMember(orgId, userId) {
+    return this.request({ type: "remove_org_member", org_id: orgId, user_id: userId });
+  }
+
+  setOrgRole(orgId, userId, role) {
+    return this.request({ type: "set_org_role", org_id: orgId, user_id: userId, role });
+  }
+
+  /** `org_audit_list`: one page of the organisation's audit log, newest first (managers). */
+  listOrgAudit(orgId, { before, limit } = {}) {
+    return this.request(compact({ type: "list_org_audit", org_id: orgId, before, limit }));
+  }
+
+  /** `org_sphere_list`, every page: the portal (managers: every sphere, by name and type). */
+  listOrgSpheres(orgId) {
+    return allPages(this, { type: "list_org_spheres", org_id: orgId }, "spheres");
+  }
+
+  /** `sphere_info`: a manager becomes the sphere's administrator; its members see it. */
+  manageSphere(orgId, sphereId) {
+    return this.request({ type: "manage_sphere", org_id: orgId, sphere_id: sphereId });
+  }
+
   /** Move the user's read marker to `offset` (it never moves backwards). */
   markRead(sphereId, offset) {
     return this.request({ type: "mark_read", sphere_id: sphereId, offset });

@@ -9,15 +9,16 @@
  *
  * `Governance` is built in layers, each a class extending the previous: panel.js (the
  * dialog), access.js (spheres, invitations, requests), moderation.js, sphere-settings.js
- * (settings, charter, audit), and this file (bindings, the sphere's tools menu, and posts:
- * report, pins, threads, mentions).
+ * (settings, charter, audit), org-portal.js (the organisation's portal and directory),
+ * org-manager.js and org-policies.js (the managers' pages), and this file (bindings, the
+ * sphere's tools menu, and posts: report, pins, threads, mentions).
  */
 
 import { plainBody } from "./conversations.js";
 import { actionButton, el, stamp } from "./dom.js";
 import { isStaff } from "./roles.js";
 import { alertLine, field, formOf, select } from "./panel.js";
-import { SphereSettings } from "./sphere-settings.js";
+import { OrgPolicyForm } from "./org-policies.js";
 
 const REASONS = [
   ["spam", "Spam"],
@@ -28,7 +29,7 @@ const REASONS = [
 const $ = (id) => document.getElementById(id);
 
 /** Every governance flow of the page, bound to its buttons. */
-export class Governance extends SphereSettings {
+export class Governance extends OrgPolicyForm {
   constructor(chat) {
     super();
     this.chat = chat;
@@ -47,6 +48,7 @@ export class Governance extends SphereSettings {
     $("discover").addEventListener("click", () => this.openDiscover());
     this.invitationsButton.addEventListener("click", () => this.openInvitations());
     $("mentions").addEventListener("click", () => this.openMentions());
+    $("org-portal").addEventListener("click", () => this.openPortal());
     $("sphere-menu").addEventListener("click", () => this.openTools(this.chat.active()));
   }
 
@@ -72,7 +74,10 @@ export class Governance extends SphereSettings {
       add("Audit log", () => this.openAudit(view));
       add("Settings", () => this.openSettings(view));
     }
-    if (role) add("Leave this sphere", () => this.confirm(view, "leave"));
+    // Every member of the organisation belongs to a global sphere, for as long as they are one.
+    if (role && view.privacy !== "global") {
+      add("Leave this sphere", () => this.confirm(view, "leave"));
+    }
     if (role === "owner") {
       add("Delete this sphere", () => this.confirm(view, "delete"), "danger-text");
     }

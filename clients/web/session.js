@@ -83,7 +83,8 @@ export class CloisonSession {
   welcome = null;
 
   /**
-   * Args: url, the server's `ws://` or `wss://` URL of `/ws`; token, a `clo_...` token;
+   * Args: url, the server's `ws://` or `wss://` URL of `/ws`; token, a `clo_...` token, or a
+   * function resolving to one (a sign-in session's access token, fresh at each connection);
    * options.WebSocket, a WebSocket constructor (for tests or other runtimes).
    * Call `connect()` next.
    */
@@ -230,9 +231,30 @@ export class CloisonSession {
       return;
     }
     this.#ws = ws;
-    ws.onopen = () => this.#send({ type: "auth", token: this.#token, protocol: PROTOCOL_VERSION });
+    ws.onopen = () => this.#authenticate(ws);
     ws.onmessage = (event) => this.#onData(ws, event.data);
     ws.onclose = (event) => this.#onClose(ws, event);
+  }
+
+  /** Send `auth` with the token, or with what the token source gives (a fresh access token). */
+  async #authenticate(ws) {
+    let token = this.#token;
+    if (typeof token === "function") {
+      try {
+        token = await token();
+      } catch (error) {
+        if (ws !== this.#ws) return;
+        if (error?.code === "unauthorized") {
+          this.#fail(new CloisonError("unauthorized", error.message));
+          this.#ws = null;
+          ws.close(1000);
+        } else {
+          this.#drop("no access token yet"); // the server or network is away: retry later
+        }
+        return;
+      }
+    }
+    if (ws === this.#ws) this.#send({ type: "auth", token, protocol: PROTOCOL_VERSION });
   }
 
   #onWelcome(frame) {

@@ -7,6 +7,10 @@ change and refuses; if it came before, the session was registered before T, so t
 which reads the row after T, finds it. Either way no socket outlives the change by more than
 one poll of the watcher. A session ended before its connection is attached is marked, and the
 gateway refuses it instead of attaching.
+
+A connection opened with the access token of a sign-in session (``server.signin.sessions``)
+is also entered under that session, before the session is read, by the same argument: it
+then ends with the session, not with the access token, which expires long before.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from storage import ChangeKind, SessionChange
 REVOKED = "token revoked"
 EXPIRED = "token expired"
 # DISABLED and SUSPENDED: as ``server.auth`` refuses a sign-in.
+SESSION_ENDED = "session ended"
 
 K = TypeVar("K", str, UserId)
 
@@ -34,6 +39,7 @@ K = TypeVar("K", str, UserId)
 class LiveSession:
     token_id: str
     user_id: UserId | None = None
+    signin_id: str | None = None  # the sign-in session of an access token
     expires_ms: int | None = None
     conn: Connection | None = None
     ended: str | None = None  # why it was ended, if it was
@@ -44,6 +50,7 @@ class SessionRegistry:
     max_per_user: int
     _by_token: dict[str, set[LiveSession]] = field(default_factory=dict)
     _by_user: dict[UserId, set[LiveSession]] = field(default_factory=dict)
+    _by_signin: dict[str, set[LiveSession]] = field(default_factory=dict)
     # (expires_ms, tie, session): entries of sessions that left are skipped when popped.
     _expiries: list[tuple[int, int, LiveSession]] = field(default_factory=list)
     _ties: itertools.count[int] = field(default_factory=itertools.count)
@@ -53,6 +60,11 @@ class SessionRegistry:
         session = LiveSession(token_id)
         self._by_token.setdefault(token_id, set()).add(session)
         return session
+
+    def join_signin(self, session: LiveSession, signin_id: str) -> None:
+        """Register the session under its sign-in session, before that is read."""
+        session.signin_id = signin_id
+        self._by_signin.setdefault(signin_id, set()).add(session)
 
     def bind(self, session: LiveSession, user_id: UserId, expires_ms: int | None) -> bool:
         """Register the session under its user, before the user is read.
@@ -79,6 +91,8 @@ class SessionRegistry:
         _discard(self._by_token, session.token_id, session)
         if session.user_id is not None:
             _discard(self._by_user, session.user_id, session)
+        if session.signin_id is not None:
+            _discard(self._by_signin, session.signin_id, session)
         session.ended = session.ended or "left"
 
     def sessions_of(self, user_id: UserId) -> int:
@@ -92,10 +106,15 @@ class SessionRegistry:
             return self.end_user(change.user_id, DISABLED)
         if change.kind is ChangeKind.ORG_SUSPENDED and change.user_id:
             return self.end_user(change.user_id, SUSPENDED)
+        if change.kind is ChangeKind.SESSION_REVOKED and change.token_id is not None:
+            return self.end_session(change.token_id, SESSION_ENDED)
         return 0
 
     def end_token(self, token_id: str, reason: str) -> int:
         return _end(self._by_token.get(token_id, ()), reason)
+
+    def end_session(self, signin_id: str, reason: str) -> int:
+        return _end(self._by_signin.get(signin_id, ()), reason)
 
     def end_user(self, user_id: UserId, reason: str) -> int:
         return _end(self._by_user.get(user_id, ()), reason)

@@ -38,6 +38,8 @@ class AccountRoute:
     reply: Schema  # JSON Schema of the success body
     status: int = 200
     admin: bool = False  # server administrators only (403 ``forbidden`` for anyone else)
+    # Open to anyone, without a bearer token (signing in); the table's class serves these.
+    public: bool = False
     query: tuple[tuple[str, Schema], ...] = ()
     body: Schema | None = None  # JSON Schema of the request body, when the route takes one
     media_type: str = "application/json"  # of the success body

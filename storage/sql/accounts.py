@@ -43,7 +43,7 @@ from storage.sql.queries import Queries
 _USER_COLUMNS = "user_id, name, kind, is_admin, created_ms, disabled_ms"
 _TOKEN_COLUMNS = (
     "token_id, user_id, secret_hash, created_ms, expires_ms, revoked, kind, issued_by, label, "
-    "last_used_ms"
+    "last_used_ms, session_id"
 )
 _AUDIT_COLUMNS = "actor, action, user_id, ts_ms, token_id, detail"
 _LIVE = "revoked = FALSE AND (expires_ms IS NULL OR expires_ms > CAST(? AS BIGINT))"
@@ -57,7 +57,7 @@ _REVOKE = f"""
 _TOKENS_PAGE = f"""
     SELECT {", ".join("t." + c for c in _TOKEN_COLUMNS.split(", "))}, u.name
     FROM tokens AS t LEFT JOIN users AS u ON u.user_id = t.issued_by
-    WHERE t.user_id = ? AND t.revoked = FALSE
+    WHERE t.user_id = ? AND t.revoked = FALSE AND t.kind <> 'access'
       AND (t.expires_ms IS NULL OR t.expires_ms > CAST(? AS BIGINT)) {{cursor}}
     ORDER BY t.created_ms DESC, t.token_id DESC LIMIT ?
 """
@@ -133,7 +133,7 @@ class SqlAccounts:
             if audit is not None:
                 await _audit(db, audit, user.user_id)
             if first_token is not None:
-                await _insert_token(db, replace(first_token, user_id=user.user_id))
+                await insert_token(db, replace(first_token, user_id=user.user_id))
                 if token_audit is not None:
                     await _audit(db, token_audit, user.user_id)
         return user
@@ -208,7 +208,7 @@ class SqlAccounts:
                     "this user belongs to spheres: only they can create tokens for their "
                     "account (POST /api/v1/me/tokens with one of their own tokens)"
                 )
-            await _insert_token(db, token)
+            await insert_token(db, token)
             if audit is not None:
                 await _audit(db, audit, token.user_id)
 
@@ -235,8 +235,8 @@ class SqlAccounts:
         async with self._reading() as db:
             sql = _TOKENS_PAGE.format(cursor=_AFTER_CURSOR if before else "")
             rows = await db.fetch(sql, *args, limit + 1)
-        tokens = [_token(row[:10]) for row in rows[:limit]]
-        names = {row[7]: row[10] for row in rows[:limit] if row[7] and row[10] is not None}
+        tokens = [_token(row[:11]) for row in rows[:limit]]
+        names = {row[7]: row[11] for row in rows[:limit] if row[7] and row[11] is not None}
         last = tokens[-1] if len(rows) > limit else None
         cursor = (last.created_ms, last.token_id) if last is not None else None
         return TokenPage(tokens, names, cursor)
@@ -288,6 +288,22 @@ class SqlAccounts:
             revoked = sorted(str(row[0]) for row in rows)
             for token_id in revoked:
                 await self._change(db, ChangeKind.TOKEN_REVOKED, user_id, token_id, now_ms)
+            # Sign-in sessions too, or their refresh tokens would open new ones (but the
+            # session of ``keep``, when it is an access token).
+            ended = await db.fetch(
+                """
+                UPDATE auth_sessions SET revoked_ms = ?, revoked_why = 'revoked'
+                WHERE user_id = ? AND revoked_ms IS NULL AND session_id NOT IN (
+                    SELECT session_id FROM tokens WHERE token_id = ? AND session_id IS NOT NULL
+                )
+                RETURNING session_id
+                """,
+                now_ms,
+                user_id,
+                keep or "",
+            )
+            for session_id in sorted(str(row[0]) for row in ended):
+                await self._change(db, ChangeKind.SESSION_REVOKED, user_id, session_id, now_ms)
             if audit is not None and revoked:
                 await _audit(db, audit, user_id)
         return revoked
@@ -341,9 +357,9 @@ class SqlAccounts:
         await db.fetch(_INSERT_CHANGE, kind.value, user_id, token_id, now_ms)
 
 
-async def _insert_token(db: SqlRunner, token: TokenRecord) -> None:
+async def insert_token(db: SqlRunner, token: TokenRecord) -> None:
     await db.fetch(
-        f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         token.token_id,
         token.user_id,
         token.secret_hash,
@@ -354,6 +370,7 @@ async def _insert_token(db: SqlRunner, token: TokenRecord) -> None:
         token.issued_by,
         token.label,
         token.last_used_ms,
+        token.session_id,
     )
 
 
@@ -378,7 +395,7 @@ def _user(row: Sequence[Any]) -> UserRecord:
 
 def _token(row: Sequence[Any]) -> TokenRecord:
     token_id, user_id, secret_hash, created_ms, expires_ms, revoked = row[:6]
-    kind, issued_by, label, last_used_ms = row[6:10]
+    kind, issued_by, label, last_used_ms, session_id = row[6:11]
     return TokenRecord(
         token_id,
         UserId(user_id),
@@ -390,4 +407,5 @@ def _token(row: Sequence[Any]) -> TokenRecord:
         issued_by,
         label,
         last_used_ms,
+        session_id,
     )

@@ -45,6 +45,7 @@ from storage.rows import (
     event_row,
     member_event,
     settings_detail,
+    sphere_row,
     to_sphere,
 )
 from storage.settings import SphereSettings
@@ -127,27 +128,7 @@ def direct_settings(name: str) -> SphereSettings:
 
 def _sphere_row(sphere: SphereRecord, context_sphere_id: SphereId | None) -> tuple[object, ...]:
     """The values of ``insert_sphere``: ``SPHERE_COLUMNS``, then ``context_sphere_id``."""
-    return (
-        sphere.sphere_id,
-        sphere.name,
-        sphere.privacy.value,
-        sphere.epoch,
-        sphere.offset,
-        sphere.created_ms,
-        int(sphere.listed),
-        sphere.join_policy.value,
-        sphere.history.value,
-        sphere.charter_version,
-        sphere.public_from,
-        sphere.retention_days,
-        sphere.retained_from,
-        None,  # no legal hold: hold_since_ms, hold_until_ms, hold_reason, hold_by
-        None,
-        None,
-        None,
-        sphere.org_id,
-        context_sphere_id,
-    )
+    return (*sphere_row(sphere), context_sphere_id)
 
 
 class SqlDirect(SqlModeration):

@@ -48,6 +48,7 @@ from storage.rows import (
     public_from_after,
     settings_detail,
     sphere_event,
+    sphere_row,
     summary_of,
     to_sphere,
 )
@@ -108,24 +109,7 @@ class SqlDirectory(SqlAccounts):
             event = member_event(sphere, owner_id, owner_id, rows[0][0], joined, now_ms)
             await db.fetch(
                 q.insert_sphere,
-                sphere.sphere_id,
-                sphere.name,
-                sphere.privacy.value,
-                sphere.epoch,
-                event.offset,
-                now_ms,
-                int(sphere.listed),
-                sphere.join_policy.value,
-                sphere.history.value,
-                sphere.charter_version,
-                sphere.public_from,
-                sphere.retention_days,
-                sphere.retained_from,
-                None,  # no legal hold: hold_since_ms, hold_until_ms, hold_reason, hold_by
-                None,
-                None,
-                None,
-                sphere.org_id,
+                *sphere_row(dataclasses.replace(sphere, offset=event.offset)),
             )
             await db.fetch(q.insert_member, sphere.sphere_id, owner_id, Role.OWNER.value, now_ms)
             await db.fetch(q.insert_event, *event_row(event))

@@ -22,14 +22,15 @@ from storage.sql.org_governance import SqlOrgGovernance
 from storage.sql.organisations import SqlOrganisations
 from storage.sql.queue import AppendQueue
 from storage.sql.retention import SqlRetention
+from storage.sql.signin import SqlSignIns
 
 # The highest offset any store can hold (a signed 64-bit column).
 MAX_OFFSET = 2**63 - 1
 
 
 class SqlStore(
-    SqlOrgLifecycle,
     SqlOrgGovernance,
+    SqlOrgLifecycle,
     SqlAccountDeletions,
     SqlDirect,
     SqlDirectory,
@@ -39,6 +40,7 @@ class SqlStore(
     SqlExport,
     SqlRetention,
     SqlOrganisations,
+    SqlSignIns,
 ):
     """The reads of ``storage.base.MessageLog`` and all of ``Directory``, in shared SQL, and
     the lifecycle both engines share (``async with``; ``aclose`` is the engine's)."""

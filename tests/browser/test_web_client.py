@@ -344,13 +344,13 @@ async def test_revoked_token_returns_to_sign_in(server: ServerProcess, sign_in: 
     assert reply.status_code == 200, reply.text
 
     # Close code 4500 is terminal: no reconnect loop, the token is forgotten.
-    await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    await expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
     await expect(page.get_by_role("alert")).to_contain_text("not accepted")
     assert await page.evaluate("sessionStorage.length") == 0
     assert "clo_" not in page.url
 
     await page.get_by_label("Access token").fill("clo_0000_not-a-token")
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
     await expect(page.get_by_role("alert")).to_contain_text("not accepted")
     await expect(page.get_by_label("Access token")).to_be_focused()
 

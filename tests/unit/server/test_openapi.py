@@ -32,6 +32,11 @@ from server.privacy.export import Exports
 from server.privacy.routes import HOLD_ROUTES
 from server.sessions.accounts import Accounts
 from server.sessions.routes import ACCOUNT_ROUTES
+from server.signin.limits import SignInLimits
+from server.signin.oidc import Oidc
+from server.signin.passwords import Passwords
+from server.signin.service import SignIn
+from server.signin.sessions import Sessions
 from server.tasks import TaskSupervisor
 from storage import open_store
 from tests.unit.protocol import CLIENT_MINIMAL, CLIENT_SAMPLES, SERVER_MINIMAL, SERVER_SAMPLES
@@ -53,6 +58,8 @@ async def _mounted(data_dir: Path) -> set[tuple[str, str]]:
     try:
         ops = Operations(store, hub, {}, config)
         deletion = AccountDeletion(store, config)
+        sessions = Sessions(store, config)
+        oidc = Oidc(store, sessions, public_url="")
         api = HttpApi(
             config,
             store,
@@ -60,6 +67,8 @@ async def _mounted(data_dir: Path) -> set[tuple[str, str]]:
             Accounts(store, config),
             deletion,
             Exports(store, member_exports=True),
+            SignIn(store, sessions, Passwords(), SignInLimits.build(config, None)),
+            oidc,
         )
         return {
             (method, route.path)
@@ -68,6 +77,7 @@ async def _mounted(data_dir: Path) -> set[tuple[str, str]]:
             if method != "HEAD"  # Starlette's own, beside every GET
         }
     finally:
+        await oidc.aclose()
         await tasks.aclose()
         await store.aclose()
 
