@@ -6,8 +6,8 @@ it, and the gateway then refuses instead of attaching. Live sockets are in tests
 
 from __future__ import annotations
 
-from protocol import UserId
-from server.sessions.registry import DISABLED, EXPIRED, REVOKED, SessionRegistry
+from protocol import OrgId, UserId
+from server.sessions.registry import DISABLED, EXPIRED, REVOKED, SUSPENDED, SessionRegistry
 from storage import ChangeKind, SessionChange
 
 ALICE, BOB = UserId("u_alice"), UserId("u_bob")
@@ -31,6 +31,20 @@ def test_disabling_ends_every_session_of_the_user_only() -> None:
     registry.bind(bob, BOB, None)
     assert registry.apply(SessionChange(1, ChangeKind.USER_DISABLED, ALICE, None, 0)) == 3
     assert all(s.ended == DISABLED for s in sessions) and bob.ended is None
+
+
+def test_a_suspension_ends_the_sessions_of_the_member_it_names_only() -> None:
+    registry = SessionRegistry(max_per_user=10)
+    alice, bob = registry.enter("a"), registry.enter("b")
+    registry.bind(alice, ALICE, None)
+    registry.bind(bob, BOB, None)
+    acme = OrgId("acme")
+    # The organisation's own row names nobody: the hub ends its subscriptions instead.
+    assert (
+        registry.apply(SessionChange(1, ChangeKind.ORG_SUSPENDED, UserId(""), None, 0, acme)) == 0
+    )
+    assert registry.apply(SessionChange(2, ChangeKind.ORG_SUSPENDED, ALICE, None, 0, acme)) == 1
+    assert alice.ended == SUSPENDED and bob.ended is None
 
 
 def test_the_cap_counts_sessions_per_user_and_frees_on_leave() -> None:
