@@ -117,6 +117,7 @@ from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
 from storage.sql.erasure import CompactionRunningError
 from storage.sql.organisations import OrgExistsError
+from storage.usage import ORG_SUSPENDED, OrgSuspendedError, QuotaExceededError
 
 __all__ = [
     "ACCOUNT_DELETED",
@@ -125,6 +126,7 @@ __all__ = [
     "MAX_MENTIONS",
     "MAX_QUEUED_APPENDS",
     "OPERATOR",
+    "ORG_SUSPENDED",
     "TOUCH_INTERVAL_MS",
     "AccountDeletions",
     "AppendResult",
@@ -180,8 +182,10 @@ __all__ = [
     "OrgQuotas",
     "OrgRecord",
     "OrgRole",
+    "OrgSuspendedError",
     "Organisations",
     "OutcomeUnknownError",
+    "QuotaExceededError",
     "ReactionKey",
     "ReactionRecord",
     "ReportRecord",

@@ -18,19 +18,23 @@ import time
 
 from protocol import CloisonError, ErrorCode, JoinPolicy, MemberAction, Role, UserId
 from server.access import Right, require, require_no_hold, require_right
-from server.access.rights import STAFF
+from server.access.rights import STAFF, OrgStanding
+from server.access.rules import VISITOR_ONLY, org_standing, require_entry_from_outside
 from storage import (
+    ORG_SUSPENDED,
     AuditAction,
     CheckEntry,
     CheckRevoke,
     DecideMember,
     MemberChange,
     MembershipState,
+    NotFoundError,
     SphereRecord,
 )
 
 BANNED = "this user is banned from this sphere"
 NOT_A_MEMBER = "not a member of this sphere"
+NO_SUCH_INVITATION = "no such invitation"
 
 
 def may_invite(inviter: Role, role: Role) -> bool:
@@ -43,12 +47,14 @@ def deciding_invite(role: Role) -> CheckEntry:
 
     def check(state: MembershipState) -> None:
         inviter = state.actor_role
-        require_right(Right.INVITE, state.sphere.privacy, inviter)
+        org = org_standing(state.actor_org_role)
+        require_right(Right.INVITE, state.sphere.privacy, inviter, org=org)
         assert inviter is not None
         require(may_invite(inviter, role), f"you may not invite with the role {role.value}")
         require(not state.target_banned, BANNED)
         if state.target_role is not None:
             raise CloisonError("this user is a member already", code=ErrorCode.CONFLICT)
+        require_entry_from_outside(state, role)
 
     return check
 
@@ -58,9 +64,13 @@ def checking_revoke(actor_id: UserId) -> CheckRevoke:
     (anyone else is refused as the rights table says: ``not_found`` if they cannot see the
     sphere, ``forbidden`` if they can)."""
 
-    def check(sphere: SphereRecord, role: Role | None, inviter_id: UserId) -> None:
-        if actor_id != inviter_id:
-            require_right(Right.LIST_INVITATIONS, sphere.privacy, role)
+    def check(state: MembershipState, inviter_id: UserId) -> None:
+        if actor_id == inviter_id:
+            return
+        org = org_standing(state.actor_org_role)
+        if org is OrgStanding.STRANGER and state.actor_role is None:
+            raise NotFoundError(NO_SUCH_INVITATION)  # as for an invitation that does not exist
+        require_right(Right.LIST_INVITATIONS, state.sphere.privacy, state.actor_role, org=org)
 
     return check
 
@@ -71,6 +81,8 @@ def decide_accept(state: MembershipState, role: Role) -> MemberChange:
         raise CloisonError("you are banned from this sphere", code=ErrorCode.FORBIDDEN)
     if state.target_role is not None:
         raise CloisonError("you are a member already", code=ErrorCode.CONFLICT)
+    require(not state.org_suspended, ORG_SUSPENDED)
+    require_entry_from_outside(state, role)  # the policy, or the invitee's place, changed
     return MemberChange(role, MemberAction.ACCEPTED, AuditAction.INVITATION_ACCEPTED, role.value)
 
 
@@ -79,7 +91,13 @@ def check_request(state: MembershipState) -> None:
     sphere = state.sphere
     if state.actor_role is not None:
         raise CloisonError("you are a member already", code=ErrorCode.CONFLICT)
-    require_right(Right.REQUEST_JOIN, sphere.privacy, None, banned=state.target_banned)
+    require_right(
+        Right.REQUEST_JOIN,
+        sphere.privacy,
+        None,
+        banned=state.target_banned,
+        org=org_standing(state.actor_org_role),
+    )
     if sphere.join_policy is JoinPolicy.FREE:
         raise CloisonError("this sphere is free to join: send join", code=ErrorCode.CONFLICT)
     require(sphere.join_policy is JoinPolicy.APPROVAL, "this sphere is entered by invitation only")
@@ -93,6 +111,7 @@ def deciding_answer(accept: bool) -> DecideMember:
         if not accept or state.target_role is not None:
             return None
         require(not state.target_banned, BANNED)
+        require(state.target_org_role is not None, VISITOR_ONLY)  # they left the organisation
         return MemberChange(Role.MEMBER, MemberAction.ADMITTED, AuditAction.REQUEST_ACCEPTED)
 
     return decide
