@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlu
 from storage.audit import AuditAction, SphereAudit, SphereAuditEntry
 from storage.base import (
     MAX_QUEUED_APPENDS,
+    NO_SUCH_USER,
     OPERATOR,
     TOUCH_INTERVAL_MS,
     AppendResult,
@@ -125,6 +126,7 @@ __all__ = [
     "DELETION_REQUESTED",
     "MAX_MENTIONS",
     "MAX_QUEUED_APPENDS",
+    "NO_SUCH_USER",
     "OPERATOR",
     "ORG_SUSPENDED",
     "TOUCH_INTERVAL_MS",

@@ -231,7 +231,6 @@ class MembershipState:
     # The actor's and the target's role in the sphere's organisation (None: strangers to it).
     actor_org_role: OrgRole | None = OrgRole.MEMBER
     target_org_role: OrgRole | None = OrgRole.MEMBER
-    target_known: bool = True  # the target is a user of this server
     org_visitors: bool = False  # the organisation's policy ``visitors``
     org_suspended: bool = False
 
@@ -313,6 +312,11 @@ class NotFoundError(CloisonError):
     """A referenced user, sphere or event does not exist."""
 
     code = ErrorCode.NOT_FOUND
+
+
+# What a membership change or an invitation naming no user is told; the same words, without
+# the id, whoever the id names elsewhere (the server says them of users outside the boundary).
+NO_SUCH_USER = "no such user"
 
 
 class TargetGoneError(CloisonError):

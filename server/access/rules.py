@@ -53,10 +53,15 @@ SPHERE_NOT_FOUND = "sphere not found"
 MEMBERS_ONLY = "only members may do this"
 JOIN_TO_READ = "join this sphere to read it"
 ORG_MEMBERS_ONLY = "only members of the sphere's organisation may do this"
+# Said alike of a user outside the organisation and of an id that names no user: whether a
+# user exists in another organisation is not told across the boundary.
 VISITORS_POLICY = (
-    "the organisation's policy visitors does not allow members from outside the organisation"
+    "no member of the sphere's organisation has this id, and its policy visitors keeps "
+    "people from outside out"
 )
-VISITOR_ONLY = "a user from outside the organisation may only be a visitor in its spheres"
+VISITOR_ONLY = (
+    "no member of the sphere's organisation has this id: people from outside enter only as visitors"
+)
 
 
 def org_standing(role: OrgRole | None) -> OrgStanding:
@@ -259,8 +264,11 @@ def decide_remove(state: MembershipState) -> MemberChange:
 def require_entry_from_outside(state: MembershipState, role: Role) -> None:
     """Making the state's target a member with ``role``: someone from outside the sphere's
     organisation enters only as a visitor, and only if its policy ``visitors`` allows it.
-    (An unknown user is answered ``not_found`` by the store after this.)"""
-    if state.target_org_role is not None or not state.target_known:
+
+    An id that names no user is refused alike (it is no member either); only a visitor's
+    invitation, which the policy allows, goes on to learn that (``not_found``).
+    """
+    if state.target_org_role is not None:
         return
     require(state.org_visitors, VISITORS_POLICY)
     require(role is Role.VISITOR, VISITOR_ONLY)

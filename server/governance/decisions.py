@@ -17,10 +17,11 @@ from __future__ import annotations
 import time
 
 from protocol import CloisonError, ErrorCode, JoinPolicy, MemberAction, Role, UserId
-from server.access import Right, require, require_no_hold, require_right
-from server.access.rights import STAFF, OrgStanding
+from server.access import Right, require, require_no_hold, require_right, visible
+from server.access.rights import STAFF
 from server.access.rules import VISITOR_ONLY, org_standing, require_entry_from_outside
 from storage import (
+    NO_SUCH_USER,
     ORG_SUSPENDED,
     AuditAction,
     CheckEntry,
@@ -61,14 +62,14 @@ def deciding_invite(role: Role) -> CheckEntry:
 
 def checking_revoke(actor_id: UserId) -> CheckRevoke:
     """Revoking an invitation: its inviter, or whoever may list the sphere's invitations
-    (anyone else is refused as the rights table says: ``not_found`` if they cannot see the
-    sphere, ``forbidden`` if they can)."""
+    (anyone else is refused as the rights table says: ``forbidden`` if they can see the
+    sphere, and if they cannot, ``not_found`` as for an invitation that does not exist)."""
 
     def check(state: MembershipState, inviter_id: UserId) -> None:
         if actor_id == inviter_id:
             return
         org = org_standing(state.actor_org_role)
-        if org is OrgStanding.STRANGER and state.actor_role is None:
+        if not visible(state.sphere, state.actor_role, org):
             raise NotFoundError(NO_SUCH_INVITATION)  # as for an invitation that does not exist
         require_right(Right.LIST_INVITATIONS, state.sphere.privacy, state.actor_role, org=org)
 
@@ -134,6 +135,9 @@ def deciding_ban(reason: str | None) -> DecideMember:
         require_right(Right.BAN, state.sphere.privacy, state.actor_role)
         if state.target_banned:
             return None
+        if state.target_role is None and state.target_org_role is None:
+            # Nobody of the organisation, nor a visitor: as for an id that names no user.
+            raise NotFoundError(NO_SUCH_USER)
         _require_above(state, "ban")
         if state.target_role is Role.OWNER and state.owners <= 1:
             raise CloisonError("a sphere keeps at least one owner", code=ErrorCode.CONFLICT)

@@ -28,6 +28,7 @@ from protocol import (
 )
 from storage.audit import AuditAction, SphereAuditEntry
 from storage.base import (
+    NO_SUCH_USER,
     DecideMember,
     DecideSettings,
     MemberChange,
@@ -288,7 +289,7 @@ class SqlDirectory(SqlAccounts):
         if change is None:
             return None
         if target_name is None:  # after decide: only who may change members learns this
-            raise NotFoundError(f"no user {target_id}")
+            raise NotFoundError(NO_SUCH_USER)
         entering = change.role is not None and state.target_role is None
         if entering:
             # Back before a mute made in an earlier membership ran out: muted again (the event
@@ -357,7 +358,6 @@ class SqlDirectory(SqlAccounts):
             muted_until_ms,
             actor_org_role=_org_role(actor_org),
             target_org_role=_org_role(target_org),
-            target_known=target_name is not None,
             org_visitors=policies is not None and org_policies(policies).visitors,
             org_suspended=suspended_ms is not None,
         )

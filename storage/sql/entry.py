@@ -29,6 +29,7 @@ from protocol import (
 )
 from storage.audit import AuditAction, SphereAuditEntry
 from storage.base import (
+    NO_SUCH_USER,
     DecideMember,
     MemberChange,
     MembershipState,
@@ -273,7 +274,7 @@ class SqlEntry(SqlDirectory):
             state, invitee_name = await self._membership_state(db, sphere, inviter_id, invitee_id)
             check(state)
             if invitee_name is None:  # after check: only who may invite learns this
-                raise NotFoundError(f"no user {invitee_id}")
+                raise NotFoundError(NO_SUCH_USER)
             await db.fetch(e.revoke_pending, sphere_id, invitee_id)
             await db.fetch(
                 e.insert_invitation,

@@ -76,21 +76,13 @@ from protocol import (
     UserId,
     WithdrawRequest,
 )
-from server.access import Right
+from server.access import Right, Standing
 
 # The standings of the matrix: the rights table's, plus ``removed`` (an outsider who was a
 # member: the table does not tell them apart, the server must not either).
-STANDINGS = (
-    "owner",
-    "admin",
-    "publisher",
-    "member",
-    "visitor",
-    "muted",
-    "outsider",
-    "banned",
-    "removed",
-)
+STANDINGS = (*(standing.value for standing in Standing), "removed")
+# The standings of users outside the sphere's organisation: they enter only as visitors.
+FROM_OUTSIDE = frozenset({Standing.STRANGER.value, Standing.GUEST.value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +128,12 @@ class Sample:
     object_errors: frozenset[ErrorCode] = frozenset()
     handshake: bool = False  # the first frame of a new connection
     cleanup: Build | None = None  # sent after an allowed case, on the same connection
+
+
+def _invite_caller(c: Context) -> list[Frame]:
+    """An invitation of the caller, with the role their organisation lets them enter with."""
+    role = Role.VISITOR if c.standing in FROM_OUTSIDE else Role.MEMBER
+    return [Invite(sphere_id=c.sphere_id, user_id=c.caller_id, role=role)]
 
 
 def _one(name: str, build: Build, **options: object) -> tuple[Sample, ...]:
@@ -294,7 +292,7 @@ SAMPLES: Mapping[type[Frame], tuple[Sample, ...]] = {
         "accept",
         lambda c: AcceptInvitation(invitation_id=c.invitation_id),
         fresh=True,
-        prepare=lambda c: [Invite(sphere_id=c.sphere_id, user_id=c.caller_id)],
+        prepare=_invite_caller,
         prepare_first=True,
         # A member already (invited before being added), a banned invitee, or the owner, who
         # has no invitation to accept.
@@ -304,7 +302,7 @@ SAMPLES: Mapping[type[Frame], tuple[Sample, ...]] = {
         "decline",
         lambda c: DeclineInvitation(invitation_id=c.invitation_id),
         fresh=True,
-        prepare=lambda c: [Invite(sphere_id=c.sphere_id, user_id=c.caller_id)],
+        prepare=_invite_caller,
         prepare_first=True,
         object_errors=frozenset({ErrorCode.CONFLICT, ErrorCode.NOT_FOUND}),
     ),

@@ -40,7 +40,16 @@ from protocol import (
 )
 from server.access import SPHERE_NOT_FOUND, Right, Standing, standing_allows
 from server.operations import BY_FRAME, OPERATIONS
-from tests.e2e.matrix.samples import NO_INVITATION, SAMPLES, STANDINGS, Context, Sample
+from storage import DEFAULT_ORG
+from tests.e2e import orgs
+from tests.e2e.matrix.samples import (
+    FROM_OUTSIDE,
+    NO_INVITATION,
+    SAMPLES,
+    STANDINGS,
+    Context,
+    Sample,
+)
 from tests.e2e.matrix.wire import (
     Answer,
     Session,
@@ -59,7 +68,12 @@ ROLE_OF = {
     "muted": Role.MEMBER,
     "banned": Role.MEMBER,
     "removed": Role.MEMBER,
+    "guest": Role.VISITOR,
 }
+# Standings that are no membership at all: nothing to set up in the sphere.
+NOT_MEMBERS = frozenset({"outsider", "stranger", "org_manager"})
+# The organisation the matrix's strangers and guests belong to (the spheres are the default's).
+ELSEWHERE = "o_matrix_elsewhere"
 # Why: enough pipelined connections per user to keep the server busy, few enough to open fast.
 SESSIONS_PER_USER = 4
 OWNER_SESSIONS = 16
@@ -223,7 +237,7 @@ class World:
 
     async def _establish(self, sphere: Sphere, standing: str) -> None:
         actor = self.actors[standing]
-        if standing == "outsider":
+        if standing in NOT_MEMBERS:
             return
         if standing != "owner":
             await self.owner.call(
@@ -408,6 +422,16 @@ def _strangers_of(sample: Sample) -> int:
     return int(sample.fresh_target) + int(sample.fresh_stranger)
 
 
+def place_in_organisations(server: ServerProcess, actors: dict[str, Actor]) -> None:
+    """Strangers and guests belong to another organisation; the org manager manages the
+    spheres' organisation (the default one), whose policy lets visitors in from outside."""
+    orgs.create_org(server, ELSEWHERE, "Elsewhere")
+    outside = [actors[s].user_id for s in FROM_OUTSIDE]
+    orgs.move_to_org(server, outside, ELSEWHERE)
+    orgs.set_org_role(server, actors["org_manager"].user_id, "manager")
+    orgs.set_policies(server, DEFAULT_ORG, visitors=True)
+
+
 Results = dict[tuple[str, str], list[Cell]]
 
 
@@ -425,6 +449,7 @@ async def run_matrix(server: ServerProcess) -> Results:
             for standing in STANDINGS:
                 count = OWNER_SESSIONS if standing == "owner" else SESSIONS_PER_USER
                 actors[standing] = await open_actor(server, count)
+            place_in_organisations(server, actors)
             pool = await new_strangers(server, strangers_needed(cases))
             world = World(server, actors, pool)
             spheres = await asyncio.gather(*(world.sphere(p, STANDINGS) for p in Privacy))
