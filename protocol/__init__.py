@@ -43,6 +43,7 @@ from protocol.conversations import (
     Unpin,
     Unreact,
 )
+from protocol.direct import MAX_DIRECT_PARTICIPANTS, OpenDirect
 from protocol.errors import (
     CloisonError,
     CloseCode,
@@ -178,6 +179,7 @@ __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "MAX_CHARTER_CHARS",
     "MAX_COMMENT_CHARS",
+    "MAX_DIRECT_PARTICIPANTS",
     "MAX_EMOJI_CHARS",
     "MAX_HISTORY_LIMIT",
     "MAX_ID_CHARS",
@@ -262,6 +264,7 @@ __all__ = [
     "MsgpackCodec",
     "Mute",
     "Ok",
+    "OpenDirect",
     "OrgId",
     "Pin",
     "Ping",

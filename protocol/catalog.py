@@ -22,6 +22,7 @@ from protocol.conversations import (
     Unpin,
     Unreact,
 )
+from protocol.direct import OpenDirect
 from protocol.export import ExportInfo, ExportSphere
 from protocol.fields import Frame
 from protocol.frames import (
@@ -143,6 +144,7 @@ ClientFrame = (
     | ListThreads
     | ListMentions
     | ExportSphere
+    | OpenDirect
 )
 
 
@@ -235,6 +237,7 @@ CLIENT_FRAMES: tuple[type[Frame], ...] = (
     ListThreads,
     ListMentions,
     ExportSphere,
+    OpenDirect,
 )
 SERVER_FRAMES: tuple[type[Frame], ...] = (
     Welcome,

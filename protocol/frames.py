@@ -292,6 +292,8 @@ class SphereSummary:
     retention_days: int | None = None
     retained_from: int = 0
     legal_hold: LegalHold | None = None
+    # A direct conversation's other participants, for a participant's lists; absent otherwise.
+    participants: list[MemberInfo] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,9 @@ class Privacy(StrEnum):
     OPEN = "open"  # any user may enter (at once, or on approval); only members read
     PUBLIC = "public"  # every user may read; posting needs membership
     RESTRICTED = "restricted"  # announcements: staff post; members read, react and reply
+    # Private messages between 2 to 10 participants, all members: nobody administers it, and
+    # nobody else (sphere staff, organisation managers, server administrators) reads or sees it.
+    DIRECT = "direct"
 
 
 class HistoryMode(StrEnum):

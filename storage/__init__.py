@@ -82,6 +82,7 @@ from storage.deletion import (
     DeletionState,
     SphereStep,
 )
+from storage.direct import ORG_NOT_FOUND, DirectConversations, DirectOpening
 from storage.entry import (
     CheckDelete,
     CheckEntry,
@@ -128,6 +129,7 @@ __all__ = [
     "MAX_QUEUED_APPENDS",
     "NO_SUCH_USER",
     "OPERATOR",
+    "ORG_NOT_FOUND",
     "ORG_SUSPENDED",
     "TOUCH_INTERVAL_MS",
     "AccountDeletions",
@@ -155,6 +157,8 @@ __all__ = [
     "DeletionMode",
     "DeletionRequest",
     "DeletionState",
+    "DirectConversations",
+    "DirectOpening",
     "Directory",
     "Draft",
     "Entry",

@@ -47,6 +47,7 @@ from storage.audit import AuditAction, SphereAudit
 from storage.charter import Charters
 from storage.conversations import Conversations
 from storage.deletion import AccountDeletions
+from storage.direct import DirectConversations
 from storage.entry import Entry
 from storage.erasure import Erasure
 from storage.export import Export
@@ -630,6 +631,7 @@ class Store(
     Erasure,
     Export,
     Organisations,
+    DirectConversations,
     Protocol,
 ):
     async def check_writable(self) -> None:

@@ -26,6 +26,7 @@ every type but ``direct``: never more without becoming a visible member.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -104,13 +105,13 @@ PUBLISHERS = STAFF | {Role.PUBLISHER}
 MEMBERS = ROLES - {Role.VISITOR}
 OWNER = frozenset({Role.OWNER})
 NOBODY: frozenset[Role] = frozenset()
-# The types an outsider can see (private and restricted spheres are sealed).
+# The types an outsider can see (private, restricted and direct spheres are sealed).
 VISIBLE_TYPES = frozenset({Privacy.OPEN, Privacy.PUBLIC})
 # The rights a stranger to the organisation holds in a sphere they are not a member of.
 STRANGER_RIGHTS = {Right.SEE: frozenset({Privacy.PUBLIC}), Right.READ: frozenset({Privacy.PUBLIC})}
 # The types whose spheres an organisation's manager sees without being a member: all but the
 # private conversations between people.
-MANAGER_SEES = frozenset(p for p in Privacy if p.value != "direct")
+MANAGER_SEES = frozenset(Privacy) - {Privacy.DIRECT}
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,47 @@ RIGHTS: Mapping[Right, Grant] = {
     Right.TRANSFER: Grant(OWNER),
     Right.DELETE_SPHERE: Grant(OWNER),
     Right.EXPORT: Grant(STAFF),
+}
+
+# A direct conversation (private messages) is administered by nobody and seen by nobody else:
+# its participants (all role ``member``) hold what members hold, pins included, and nobody
+# holds a right that governs a sphere or shows it to another. This is the table's ``direct``
+# column for the rows it names; the others grant in it as their ``roles`` say.
+PARTICIPANTS = frozenset({Role.MEMBER})
+DIRECT_ROLES: Mapping[Right, frozenset[Role]] = {
+    Right.PIN: PARTICIPANTS,
+    **dict.fromkeys(
+        (
+            Right.DELETE_ANY,
+            Right.INVITE,
+            Right.ADD_MEMBER,
+            Right.REMOVE_MEMBER,
+            Right.SET_ROLE,
+            Right.BAN,
+            Right.MUTE,
+            Right.ANSWER_REQUESTS,
+            Right.LIST_INVITATIONS,
+            Right.EDIT_SETTINGS,
+            Right.CHANGE_TYPE,
+            Right.CHANGE_HISTORY,
+            Right.SET_CHARTER,
+            Right.READ_AUDIT,
+            Right.REPORT,
+            Right.READ_REPORTS,
+            Right.TRANSFER,
+            Right.DELETE_SPHERE,
+            Right.EXPORT,
+        ),
+        NOBODY,
+    ),
+}
+RIGHTS = {
+    right: dataclasses.replace(
+        grant, by_type={**grant.by_type, Privacy.DIRECT: DIRECT_ROLES[right]}
+    )
+    if right in DIRECT_ROLES
+    else grant
+    for right, grant in RIGHTS.items()
 }
 
 

@@ -319,7 +319,11 @@ JOIN_POLICIES = {
     Privacy.RESTRICTED: frozenset({JoinPolicy.INVITATION}),
     Privacy.OPEN: frozenset({JoinPolicy.FREE, JoinPolicy.APPROVAL}),
     Privacy.PUBLIC: frozenset({JoinPolicy.FREE, JoinPolicy.APPROVAL}),
+    Privacy.DIRECT: frozenset({JoinPolicy.INVITATION}),  # entered only when opened
 }
+# Why: a direct conversation is made whole by ``open_direct`` (its participants, its context),
+# never by creating a sphere or changing one's type; nor does it become another type.
+OPENED_ONLY = "a direct conversation is opened with open_direct"
 
 
 def unfit_setting(privacy: Privacy, listed: bool, join_policy: JoinPolicy) -> str | None:
@@ -342,8 +346,11 @@ def create_settings(
     """A new sphere's settings: the type's defaults for what the request leaves out.
 
     Raises:
-        CloisonError: ``bad_frame`` when the request asks for a setting its type does not allow.
+        CloisonError: ``bad_frame`` when the request asks for a setting its type does not allow,
+            or for a direct conversation (``open_direct`` opens those).
     """
+    if privacy is Privacy.DIRECT:
+        raise CloisonError(OPENED_ONLY, code=ErrorCode.BAD_FRAME)
     default = default_settings(name, privacy)
     settings = SphereSettings(
         name=name,
@@ -405,6 +412,8 @@ def deciding_settings(
         for right in [r for r, asked in wanted.items() if asked] or [Right.EDIT_SETTINGS]:
             require_right(right, sphere.privacy, role)
         kind = privacy or sphere.privacy
+        if kind is Privacy.DIRECT and sphere.privacy is not Privacy.DIRECT:
+            raise CloisonError(OPENED_ONLY, code=ErrorCode.BAD_FRAME)
         if (kind in VISIBLE_TYPES) != (sphere.privacy in VISIBLE_TYPES):
             base = default_settings(sphere.name, kind)
         else:

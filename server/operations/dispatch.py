@@ -28,6 +28,7 @@ from server import access
 from server.access import Granted
 from server.config import Config
 from server.conversations import ConversationReads, ConversationWrites
+from server.conversations.direct import DirectHandlers
 from server.governance.audit import AuditHandlers
 from server.governance.charter import CharterHandlers
 from server.governance.entry import EntryHandlers
@@ -69,6 +70,7 @@ class Operations:
             EntryHandlers(deps, self.spheres),
             ModerationHandlers(deps),
             SphereExportHandlers(deps),
+            DirectHandlers(deps, self.spheres),
         ):
             self._handlers.update(module.handlers())
         for writer in (messages, ConversationWrites()):

@@ -16,6 +16,7 @@ from protocol import (
     ListSpheres,
     MemberList,
     Ok,
+    Privacy,
     ProtocolViolation,
     RemoveMember,
     SetRole,
@@ -28,7 +29,7 @@ from protocol import (
 )
 from server import access, paging
 from server.access import Granted
-from server.operations.context import Caller, Deps, Handler, now_ms
+from server.operations.context import Caller, Deps, Handler, granted, now_ms
 from storage import (
     DecideMember,
     MemberKey,
@@ -65,9 +66,10 @@ class SphereHandlers:
 
     async def summary(self, sphere: SphereRecord, caller: Caller) -> SphereSummary:
         """The sphere as the caller sees it (with their role and unread count if a member)."""
-        for summary in await self._store.user_spheres(caller.user.user_id):
+        user_id = caller.user.user_id
+        for summary in await self._store.user_spheres(user_id):
             if summary.sphere_id == sphere.sphere_id:
-                return summary
+                return (await self._store.with_participants([summary], user_id))[0]
         return summary_of(sphere)
 
     async def _list_spheres(
@@ -96,6 +98,7 @@ class SphereHandlers:
         page = await self._store.user_spheres(
             caller.user.user_id, limit=limit + 1, after=cast("SphereKey | None", after)
         )
+        page = await self._store.with_participants(page, caller.user.user_id)
         spheres, cursor = paging.fit_listing(
             page,
             limit,
@@ -158,6 +161,11 @@ class SphereHandlers:
     async def _leave(self, caller: Caller, frame: Leave, grant: Granted | None) -> Frame:
         user_id = caller.user.user_id
         await self.change_member(caller, frame.sphere_id, user_id, access.decide_leave)
+        if granted(grant).privacy is Privacy.DIRECT:
+            # A conversation nobody is in is nobody's: its last participant takes it along.
+            closed = await self._store.close_if_empty(frame.sphere_id, user_id, now_ms=now_ms())
+            if closed is not None:
+                await self._hub.publish(closed)
         return Ok(ref=frame.ref)
 
     async def _add_member(self, caller: Caller, frame: AddMember, grant: Granted | None) -> Frame:

@@ -62,6 +62,7 @@ from protocol import (
     MentionList,
     Mute,
     Ok,
+    OpenDirect,
     Pin,
     Ping,
     Pong,
@@ -279,6 +280,13 @@ OPERATIONS: tuple[Operation, ...] = (
         RateClass.SPHERE_ADMIN,
         "Create a sphere; you are its owner.",
         http=(Http("POST", "/spheres", status=201),),
+        reply=SphereInfo,
+    ),
+    Operation(
+        OpenDirect,
+        RateClass.SPHERE_ADMIN,
+        "Open a private conversation (the same one again for the same two people).",
+        http=(Http("POST", "/direct"),),
         reply=SphereInfo,
     ),
     Operation(

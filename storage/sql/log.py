@@ -14,6 +14,7 @@ from storage.sql.audit import SqlSphereAudit
 from storage.sql.charter import SqlCharters
 from storage.sql.conversations import SqlConversations
 from storage.sql.deletion import SqlAccountDeletions
+from storage.sql.direct import SqlDirect
 from storage.sql.directory import SqlDirectory
 from storage.sql.export import SqlExport
 from storage.sql.organisations import SqlOrganisations
@@ -26,6 +27,7 @@ MAX_OFFSET = 2**63 - 1
 
 class SqlStore(
     SqlAccountDeletions,
+    SqlDirect,
     SqlDirectory,
     SqlSphereAudit,
     SqlConversations,

@@ -269,6 +269,18 @@ async def _answer(t: Tenants, caller: str, frame: Frame, sample: Sample, http: b
     return await over_http(person.http, frame, route)
 
 
+def _echoed(answer: Answer, t: Tenants, sphere: ASphere | None) -> Answer:
+    """``answer`` with the ids the request named put back to a mark: an error that repeats
+    the id it was sent ("no user u_...") tells nothing but that id."""
+    if answer.message is None:
+        return answer
+    ctx = _context(t, "b_prober", sphere)
+    message = answer.message
+    for named in (ctx.sphere_id, ctx.target_id, ctx.stranger_id, ctx.invitation_id):
+        message = message.replace(named, "<id>")
+    return dataclasses.replace(answer, message=message)
+
+
 async def _about_a(t: Tenants, caller: str, spheres: list[ASphere]) -> Findings:
     """Every sample of every row, about each of ``spheres``: as about nothing, or, in a
     public sphere, what the rights table says of a stranger."""
@@ -284,10 +296,11 @@ async def _about_a(t: Tenants, caller: str, spheres: list[ASphere]) -> Findings:
                     where = f"{sphere.privacy.value}/{'http' if http else 'websocket'}"
                     answer = await _answer(t, caller, frame, sample, http)
                     nothing = await _answer(t, caller, ghost, sample, http)
-                    if sphere.privacy is Privacy.PUBLIC:
+                    names_sphere = getattr(frame, "sphere_id", None) == sphere.sphere_id
+                    if sphere.privacy is Privacy.PUBLIC and names_sphere:
                         expected = expectation(frame, sample, Standing.STRANGER, sphere.privacy)
                         wrong = judge(frame, sample, expected, answer, None)
-                    elif answer != nothing:
+                    elif _echoed(answer, t, sphere) != _echoed(nothing, t, None):
                         wrong = f"answered {answer}; about nothing: {nothing}"
                     else:
                         wrong = None

@@ -50,6 +50,7 @@ from protocol import (
     MarkRead,
     MessageId,
     Mute,
+    OpenDirect,
     Pin,
     Ping,
     Privacy,
@@ -79,8 +80,11 @@ from protocol import (
 from server.access import Right, Standing
 
 # The standings of the matrix: the rights table's, plus ``removed`` (an outsider who was a
-# member: the table does not tell them apart, the server must not either).
+# member: the table does not tell them apart, the server must not either). A direct
+# conversation has only participants (role member) and outsiders: ``DIRECT_STANDINGS``; there
+# ``removed`` is a participant who left.
 STANDINGS = (*(standing.value for standing in Standing), "removed")
+DIRECT_STANDINGS = ("member", "outsider", "removed", "org_manager", "stranger")
 # The standings of users outside the sphere's organisation: they enter only as visitors.
 FROM_OUTSIDE = frozenset({Standing.STRANGER.value, Standing.GUEST.value})
 
@@ -98,7 +102,7 @@ class Context:
     post: int  # a post of the owner
     own_post: int  # the caller's own post (a reply to ``post``); ``post`` if they never wrote
     target_id: UserId  # a member (role ``member``) to act on
-    stranger_id: UserId  # a user with no tie to the sphere
+    stranger_id: UserId  # a user of the caller's organisation with no tie to the sphere
     invitation_id: str  # the invitation ``prepare`` made, or a placeholder
     charter_version: int  # the charter ``prepare`` set, or 0
     seq: int  # unique per case
@@ -130,10 +134,15 @@ class Sample:
     cleanup: Build | None = None  # sent after an allowed case, on the same connection
 
 
+def _entry_role(standing: str) -> Role:
+    """The role a user of the caller's organisation may be invited with (``stranger_id`` is
+    of the caller's organisation)."""
+    return Role.VISITOR if standing in FROM_OUTSIDE else Role.MEMBER
+
+
 def _invite_caller(c: Context) -> list[Frame]:
     """An invitation of the caller, with the role their organisation lets them enter with."""
-    role = Role.VISITOR if c.standing in FROM_OUTSIDE else Role.MEMBER
-    return [Invite(sphere_id=c.sphere_id, user_id=c.caller_id, role=role)]
+    return [Invite(sphere_id=c.sphere_id, user_id=c.caller_id, role=_entry_role(c.standing))]
 
 
 def _one(name: str, build: Build, **options: object) -> tuple[Sample, ...]:
@@ -216,7 +225,18 @@ SAMPLES: Mapping[type[Frame], tuple[Sample, ...]] = {
     ListMentions: _one("mentions", lambda c: ListMentions(limit=5)),
     ExportSphere: _one("archive", lambda c: ExportSphere(sphere_id=c.sphere_id)),
     ListSpheres: _one("discover", lambda c: ListSpheres(discover=True, limit=5)),
-    CreateSphere: _one("create", lambda c: CreateSphere(name="made", privacy=c.privacy)),
+    # A direct conversation is opened, not created: from one, the caller creates a private one.
+    CreateSphere: _one(
+        "create",
+        lambda c: CreateSphere(
+            name="made", privacy=Privacy.PRIVATE if c.privacy is Privacy.DIRECT else c.privacy
+        ),
+    ),
+    # With a user of the organisation everyone of the matrix shares (no right: the store
+    # checks that both are in it); a pair's second opening answers the same conversation.
+    OpenDirect: _one(
+        "with-user", lambda c: OpenDirect(user_ids=[c.stranger_id]), fresh_stranger=True
+    ),
     UpdateSphere: (
         Sample("settings", lambda c: UpdateSphere(sphere_id=c.sphere_id, name="renamed")),
         # The same type again: the right is checked, nothing changes.
@@ -284,7 +304,9 @@ SAMPLES: Mapping[type[Frame], tuple[Sample, ...]] = {
         lambda c: RevokeInvitation(invitation_id=c.invitation_id),
         fresh=True,
         fresh_stranger=True,
-        prepare=lambda c: [Invite(sphere_id=c.sphere_id, user_id=c.stranger_id)],
+        prepare=lambda c: [
+            Invite(sphere_id=c.sphere_id, user_id=c.stranger_id, role=_entry_role(c.standing))
+        ],
         # Its inviter (the owner here) or an administrator: who may list every invitation.
         also_needs=(Right.LIST_INVITATIONS,),
     ),

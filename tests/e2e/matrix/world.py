@@ -1,6 +1,8 @@
 """The users and spheres the matrix runs in, and the runner that computes every cell.
 
-One user per standing; the ``owner`` user creates every sphere. Each sphere type gets one
+One user per standing; the ``owner`` user creates every sphere (a direct conversation: opens
+it, with the ``member`` and ``removed`` users and the ``visitor`` user, who only fills it to a
+group, so that each opening is a new conversation). Each sphere type gets one
 shared sphere in which every standing is set up once (members added with their role, a post
 of each, then muted, removed or banned); a case whose allowed request would change the sphere
 or the caller's standing gets a sphere of its own, set up for its standing only. Cases run
@@ -29,7 +31,9 @@ from protocol import (
     Frame,
     HistoryMode,
     InvitationInfo,
+    Leave,
     Mute,
+    OpenDirect,
     Privacy,
     Publish,
     RemoveMember,
@@ -43,6 +47,7 @@ from server.operations import BY_FRAME, OPERATIONS
 from storage import DEFAULT_ORG
 from tests.e2e import orgs
 from tests.e2e.matrix.samples import (
+    DIRECT_STANDINGS,
     FROM_OUTSIDE,
     NO_INVITATION,
     SAMPLES,
@@ -192,21 +197,30 @@ def judge(
 
 
 class World:
-    def __init__(self, server: ServerProcess, actors: dict[str, Actor], pool: list[UserId]) -> None:
+    def __init__(
+        self,
+        server: ServerProcess,
+        actors: dict[str, Actor],
+        pool: list[UserId],
+        outside: list[UserId],
+    ) -> None:
         self.server = server
         self.actors = actors
         self.owner = actors["owner"]
-        self._pool = pool  # users with no tie to any sphere; each serves once per sphere
-        self._taken: Counter[SphereId] = Counter()
+        # Users with no tie to any sphere; each serves once per sphere: of the spheres'
+        # organisation, and of the organisation of the matrix's strangers and guests.
+        self._pools = {False: pool, True: outside}
+        self._taken: Counter[tuple[SphereId, bool]] = Counter()
         self._seq = itertools.count(1)
         self._cases = asyncio.Semaphore(CONCURRENT_CASES)
         self.shared: dict[Privacy, Sphere] = {}
 
-    def stranger(self, sphere: Sphere) -> UserId:
-        """A user with no tie to ``sphere`` yet (and none after, but for this case's)."""
-        taken = self._taken[sphere.sphere_id]
-        self._taken[sphere.sphere_id] += 1
-        return self._pool[taken]
+    def stranger(self, sphere: Sphere, *, outside: bool = False) -> UserId:
+        """A user with no tie to ``sphere`` yet (and none after, but for this case's); with
+        ``outside``, one of the organisation of the strangers and guests."""
+        taken = self._taken[(sphere.sphere_id, outside)]
+        self._taken[(sphere.sphere_id, outside)] += 1
+        return self._pools[outside][taken]
 
     async def sphere(
         self,
@@ -217,9 +231,13 @@ class World:
         """A new sphere of the owner's with each of ``standings`` set up in it."""
         # The whole history: every standing replies to the owner's first post, which the
         # history promise's default would hide from those added after it.
-        info = await self.owner.call(
-            CreateSphere(name="matrix", privacy=privacy, history=HistoryMode.FULL)
-        )
+        if privacy is Privacy.DIRECT:
+            standings = [s for s in standings if s in DIRECT_STANDINGS]
+            together = [self.actors[s].user_id for s in ("member", "removed", "visitor")]
+            opened: Frame = OpenDirect(user_ids=together)
+        else:
+            opened = CreateSphere(name="matrix", privacy=privacy, history=HistoryMode.FULL)
+        info = await self.owner.call(opened)
         assert isinstance(info, SphereInfo)
         sphere_id = info.sphere.sphere_id
         post = await self.owner.call(
@@ -238,9 +256,10 @@ class World:
 
     async def _establish(self, sphere: Sphere, standing: str) -> None:
         actor = self.actors[standing]
+        direct = sphere.privacy is Privacy.DIRECT  # its participants are in it from the start
         if standing in NOT_MEMBERS:
             return
-        if standing != "owner":
+        if standing != "owner" and not direct:
             await self.owner.call(
                 AddMember(sphere_id=sphere.sphere_id, user_id=actor.user_id, role=ROLE_OF[standing])
             )
@@ -258,6 +277,8 @@ class World:
         who = {"sphere_id": sphere.sphere_id, "user_id": actor.user_id}
         if standing == "muted":
             await self.owner.call(Mute(**who, duration_s=MAX_MUTE_S))  # type: ignore[arg-type]
+        elif standing == "removed" and direct:  # nobody removes a participant: they leave
+            await actor.call(Leave(sphere_id=sphere.sphere_id))
         elif standing == "removed":
             await self.owner.call(RemoveMember(**who))  # type: ignore[arg-type]
         elif standing == "banned":
@@ -322,12 +343,17 @@ class World:
         if case.standing in sphere.broken:
             raise SetupError(f"{case.standing}: {sphere.broken[case.standing]}")
         given: dict[str, object] = {}
-        if sample.fresh_target:
+        if sample.fresh_target and case.privacy is Privacy.DIRECT:
+            # Nobody adds to a conversation: a participant it was opened with is the target.
+            given["target_id"] = self.actors["visitor"].user_id
+        elif sample.fresh_target:
             target = self.stranger(sphere)
             await self.owner.call(AddMember(sphere_id=sphere.sphere_id, user_id=target))
             given["target_id"] = target
         if sample.fresh_stranger:
-            given["stranger_id"] = self.stranger(sphere)
+            # Of the caller's own organisation: someone they could open a conversation with.
+            outside = case.standing in FROM_OUTSIDE
+            given["stranger_id"] = self.stranger(sphere, outside=outside)
         ctx = self.context(sphere, case.standing, **given)
         if sample.prepare is not None and sample.fresh and not sample.prepare_first:
             await self._prepare(sphere, sample.prepare(ctx))
@@ -368,8 +394,17 @@ def cases_of(frame: type[Frame], sample: Sample) -> list[Case]:
         Case(frame, sample, standing, privacy, transport)
         for standing in STANDINGS
         for privacy in Privacy
+        if _applies(sample, standing, privacy)
         for transport in transports
     ]
+
+
+def _applies(sample: Sample, standing: str, privacy: Privacy) -> bool:
+    """Does the case exist? A direct conversation has only participants and outsiders, and
+    holds no invitation nor charter for a sample to prepare."""
+    if privacy is not Privacy.DIRECT:
+        return True
+    return standing in DIRECT_STANDINGS and sample.prepare is None
 
 
 # A context to learn which route a sample's request takes (only its shape matters).
@@ -423,12 +458,14 @@ def _strangers_of(sample: Sample) -> int:
     return int(sample.fresh_target) + int(sample.fresh_stranger)
 
 
-def place_in_organisations(server: ServerProcess, actors: dict[str, Actor]) -> None:
-    """Strangers and guests belong to another organisation; the org manager manages the
-    spheres' organisation (the default one), whose policy lets visitors in from outside."""
+def place_in_organisations(
+    server: ServerProcess, actors: dict[str, Actor], pool: list[UserId]
+) -> None:
+    """Strangers and guests, and ``pool``, belong to another organisation; the org manager
+    manages the spheres' organisation (the default one), whose policy lets visitors in from
+    outside."""
     orgs.create_org(server, ELSEWHERE, "Elsewhere")
-    outside = [actors[s].user_id for s in FROM_OUTSIDE]
-    orgs.move_to_org(server, outside, ELSEWHERE)
+    orgs.move_to_org(server, [*(actors[s].user_id for s in FROM_OUTSIDE), *pool], ELSEWHERE)
     orgs.set_org_role(server, actors["org_manager"].user_id, "manager")
     orgs.set_policies(server, DEFAULT_ORG, visitors=True)
 
@@ -450,9 +487,11 @@ async def run_matrix(server: ServerProcess) -> Results:
             for standing in STANDINGS:
                 count = OWNER_SESSIONS if standing == "owner" else SESSIONS_PER_USER
                 actors[standing] = await open_actor(server, count)
-            place_in_organisations(server, actors)
             pool = await new_strangers(server, strangers_needed(cases))
-            world = World(server, actors, pool)
+            from_outside = [c for c in cases if c.standing in FROM_OUTSIDE]
+            outside = await new_strangers(server, strangers_needed(from_outside))
+            place_in_organisations(server, actors, outside)
+            world = World(server, actors, pool, outside)
             spheres = await asyncio.gather(*(world.sphere(p, STANDINGS) for p in Privacy))
             world.shared = dict(zip(Privacy, spheres, strict=True))
             cells = await asyncio.gather(*(world.run(case) for case in cases))

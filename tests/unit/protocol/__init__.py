@@ -67,6 +67,7 @@ from protocol import (
     Message,
     Mute,
     Ok,
+    OpenDirect,
     Pin,
     Ping,
     Pong,
@@ -111,7 +112,7 @@ from protocol import (
     Welcome,
     WithdrawRequest,
 )
-from protocol.types import ConnId, MessageId, SphereId, UserId
+from protocol.types import ConnId, MessageId, OrgId, SphereId, UserId
 
 S = SphereId("sph_1")
 U = UserId("usr_1")
@@ -187,6 +188,9 @@ CLIENT_SAMPLES: tuple[Frame, ...] = (
     ListThreads(sphere_id=S, limit=10, after="c6", ref="r48"),
     ListMentions(limit=10, after="c7", ref="r49"),
     ExportSphere(sphere_id=S, ref="r50"),
+    OpenDirect(
+        user_ids=[UserId("u_b"), UserId("u_c")], org_id=OrgId("default"), name="Trip", ref="r51"
+    ),
 )
 
 CLIENT_MINIMAL: tuple[Frame, ...] = (
@@ -240,6 +244,7 @@ CLIENT_MINIMAL: tuple[Frame, ...] = (
     ListThreads(sphere_id=S),
     ListMentions(),
     ExportSphere(sphere_id=S),
+    OpenDirect(user_ids=[UserId("u_b")]),
 )
 
 LIMITS = Limits(

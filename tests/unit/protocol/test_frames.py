@@ -159,7 +159,7 @@ def test_public_names() -> None:
 
 
 def test_enum_wire_values() -> None:
-    assert [p.value for p in Privacy] == ["private", "open", "public", "restricted"]
+    assert [p.value for p in Privacy] == ["private", "open", "public", "restricted", "direct"]
     assert [r.value for r in Role] == ["owner", "admin", "publisher", "member", "visitor"]
     assert [k.value for k in UserKind] == ["human", "bot"]
     assert [h.value for h in HistoryMode] == ["since_joining", "full"]

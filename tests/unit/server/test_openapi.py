@@ -235,7 +235,7 @@ def test_bounds_come_from_the_frames() -> None:
     ]
     assert privacy == {
         "type": "string",
-        "enum": ["private", "open", "public", "restricted"],
+        "enum": ["private", "open", "public", "restricted", "direct"],
         "default": "private",
     }
     history = {
