@@ -57,6 +57,7 @@ from protocol import (
     ListInvitations,
     ListMentions,
     ListSpheres,
+    OpenDirect,
     Privacy,
     Publish,
     Role,
@@ -183,12 +184,20 @@ async def _person(server: ServerProcess, name: str) -> Person:
 
 async def _a_sphere(people: dict[str, Person], privacy: Privacy, name: str) -> ASphere:
     owner, member = people["a_owner"], people["a_member"]
-    info = await owner.call(CreateSphere(name=name, privacy=privacy, history=HistoryMode.FULL))
+    if privacy is Privacy.DIRECT:  # opened with its participants; no charter, no invitation
+        opened: Frame = OpenDirect(user_ids=[member.user_id])
+    else:
+        opened = CreateSphere(name=name, privacy=privacy, history=HistoryMode.FULL)
+    info = await owner.call(opened)
     assert isinstance(info, SphereInfo), info
     sphere_id = info.sphere.sphere_id
+    body = f"{SECRET} post for <@{member.user_id}> and <@{people['b_prober'].user_id}>"
+    if privacy is Privacy.DIRECT:
+        post = await owner.call(Publish(sphere_id=sphere_id, message_id=f"p-{name}", body=body))
+        assert isinstance(post, Ack), post
+        return ASphere(sphere_id, privacy, post.offset, MISSING_INVITATION, 0)
     await owner.call(AddMember(sphere_id=sphere_id, user_id=member.user_id))
     # Mentions of a member, and of a member of B (who cannot be mentioned here: nothing).
-    body = f"{SECRET} post for <@{member.user_id}> and <@{people['b_prober'].user_id}>"
     post = await owner.call(Publish(sphere_id=sphere_id, message_id=f"p-{name}", body=body))
     assert isinstance(post, Ack), post
     assert post.offset > 0
@@ -215,7 +224,7 @@ async def _set_up(server: ServerProcess) -> Tenants:
     visited = await _a_sphere(people, Privacy.PRIVATE, f"{SECRET} visited")
     b_spheres: dict[Privacy, SphereId] = {}
     prober = people["b_prober"]
-    for privacy in Privacy:
+    for privacy in [p for p in Privacy if p is not Privacy.DIRECT]:  # no one adds to those
         info = await prober.call(CreateSphere(name=f"b {privacy.value}", privacy=privacy))
         assert isinstance(info, SphereInfo), info
         b_spheres[privacy] = info.sphere.sphere_id
@@ -296,7 +305,10 @@ async def _about_a(t: Tenants, caller: str, spheres: list[ASphere]) -> Findings:
                     where = f"{sphere.privacy.value}/{'http' if http else 'websocket'}"
                     answer = await _answer(t, caller, frame, sample, http)
                     nothing = await _answer(t, caller, ghost, sample, http)
-                    names_sphere = getattr(frame, "sphere_id", None) == sphere.sphere_id
+                    # About the public sphere itself, or an invitation to it.
+                    names_sphere = getattr(frame, "sphere_id", None) == sphere.sphere_id or (
+                        getattr(frame, "invitation_id", None) == sphere.invitation_id
+                    )
                     if sphere.privacy is Privacy.PUBLIC and names_sphere:
                         expected = expectation(frame, sample, Standing.STRANGER, sphere.privacy)
                         wrong = judge(frame, sample, expected, answer, None)
@@ -529,10 +541,11 @@ async def _visitor(t: Tenants) -> Findings:
 
 
 async def _suspension(t: Tenants) -> list[str]:
-    """Suspending C: its member is refused (forbidden, naming it), B's gets not_found."""
+    """Suspending C: its member is refused (forbidden, naming it), B's gets not_found, even
+    for C's public sphere, whose page is gone until the suspension ends."""
     problems = []
     member = t.people["c_member"]
-    info = await member.call(CreateSphere(name="c", privacy=Privacy.OPEN))
+    info = await member.call(CreateSphere(name="c", privacy=Privacy.PUBLIC))
     assert isinstance(info, SphereInfo)
     sphere_id = info.sphere.sphere_id
     orgs.move_spheres(t.server, [sphere_id], ORG_C)
@@ -552,8 +565,14 @@ async def _suspension(t: Tenants) -> list[str]:
             )
             if other != ghost:
                 problems.append(f"{frame.TYPE} by a stranger: {other}, not {ghost}")
+        page = await t.people["b_prober"].http.get(f"/public/{sphere_id}")
+        if page.status_code != 404:
+            problems.append(f"the public page of a suspended organisation: {page.status_code}")
     finally:
         orgs.set_suspended(t.server, ORG_C, False)
+    page = await t.people["b_prober"].http.get(f"/public/{sphere_id}")
+    if page.status_code != 200:
+        problems.append(f"the public page after the suspension ended: {page.status_code}")
     return problems
 
 
@@ -604,7 +623,9 @@ async def _sweep(server: ServerProcess) -> Findings:
 
 @pytest.fixture(scope="module")
 def findings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Findings]:
-    server = start_server(tmp_path_factory.mktemp("isolation"), "--sqlite-synchronous", "NORMAL")
+    server = start_server(
+        tmp_path_factory.mktemp("isolation"), "--sqlite-synchronous", "NORMAL", "--public-pages"
+    )
     try:
         # In a thread of its own: the run has its own event loop, apart from the tests'.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
