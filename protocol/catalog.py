@@ -92,6 +92,23 @@ from protocol.governance import (
     WithdrawRequest,
 )
 from protocol.message import Message
+from protocol.organisations import (
+    AddOrgMember,
+    GetOrg,
+    ListOrgAudit,
+    ListOrgMembers,
+    ListOrgs,
+    ListOrgSpheres,
+    ManageSphere,
+    OrgAuditList,
+    OrgInfo,
+    OrgList,
+    OrgMemberList,
+    OrgSphereList,
+    RemoveOrgMember,
+    SetOrgRole,
+    UpdateOrg,
+)
 
 ClientFrame = (
     Auth
@@ -145,6 +162,16 @@ ClientFrame = (
     | ListMentions
     | ExportSphere
     | OpenDirect
+    | ListOrgs
+    | GetOrg
+    | UpdateOrg
+    | ListOrgMembers
+    | AddOrgMember
+    | RemoveOrgMember
+    | SetOrgRole
+    | ListOrgAudit
+    | ListOrgSpheres
+    | ManageSphere
 )
 
 
@@ -183,6 +210,11 @@ ServerFrame = (
     | ThreadList
     | MentionList
     | ExportInfo
+    | OrgList
+    | OrgInfo
+    | OrgMemberList
+    | OrgAuditList
+    | OrgSphereList
     | Batch
 )
 
@@ -238,6 +270,16 @@ CLIENT_FRAMES: tuple[type[Frame], ...] = (
     ListMentions,
     ExportSphere,
     OpenDirect,
+    ListOrgs,
+    GetOrg,
+    UpdateOrg,
+    ListOrgMembers,
+    AddOrgMember,
+    RemoveOrgMember,
+    SetOrgRole,
+    ListOrgAudit,
+    ListOrgSpheres,
+    ManageSphere,
 )
 SERVER_FRAMES: tuple[type[Frame], ...] = (
     Welcome,
@@ -266,5 +308,10 @@ SERVER_FRAMES: tuple[type[Frame], ...] = (
     ThreadList,
     MentionList,
     ExportInfo,
+    OrgList,
+    OrgInfo,
+    OrgMemberList,
+    OrgAuditList,
+    OrgSphereList,
     Batch,
 )

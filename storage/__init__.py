@@ -102,6 +102,16 @@ from storage.export import (
     ReactionKey,
     ReactionRecord,
 )
+from storage.org_governance import (
+    DecideOrgMember,
+    DirectoryEntry,
+    DirectoryKey,
+    OrgAccess,
+    OrgChange,
+    OrgGovernance,
+    OrgMemberState,
+    PortalKey,
+)
 from storage.organisations import (
     DEFAULT_ORG,
     InvalidPolicyError,
@@ -118,6 +128,7 @@ from storage.retention import ExpiryBatch, Retention, RetentionRun, RetentionSta
 from storage.rows import joined_from, public_from_after, read_floor, summary_of
 from storage.settings import MemberView, SphereSettings, default_settings
 from storage.sql.erasure import CompactionRunningError
+from storage.sql.org_governance import join_global
 from storage.sql.organisations import OrgExistsError
 from storage.usage import ORG_SUSPENDED, OrgSuspendedError, QuotaExceededError
 
@@ -152,6 +163,7 @@ __all__ = [
     "Conversations",
     "DecideAccept",
     "DecideMember",
+    "DecideOrgMember",
     "DecideSettings",
     "DeletionJob",
     "DeletionMode",
@@ -160,6 +172,8 @@ __all__ = [
     "DirectConversations",
     "DirectOpening",
     "Directory",
+    "DirectoryEntry",
+    "DirectoryKey",
     "Draft",
     "Entry",
     "EntryKey",
@@ -181,8 +195,12 @@ __all__ = [
     "MutedError",
     "NotFoundError",
     "NotMemberError",
+    "OrgAccess",
     "OrgAuditEntry",
+    "OrgChange",
     "OrgExistsError",
+    "OrgGovernance",
+    "OrgMemberState",
     "OrgMembership",
     "OrgPolicies",
     "OrgQuotas",
@@ -191,6 +209,7 @@ __all__ = [
     "OrgSuspendedError",
     "Organisations",
     "OutcomeUnknownError",
+    "PortalKey",
     "QuotaExceededError",
     "ReactionKey",
     "ReactionRecord",
@@ -218,6 +237,7 @@ __all__ = [
     "TokenRecord",
     "UserRecord",
     "default_settings",
+    "join_global",
     "joined_from",
     "member_key",
     "open_store",

@@ -51,6 +51,7 @@ from storage.direct import DirectConversations
 from storage.entry import Entry
 from storage.erasure import Erasure
 from storage.export import Export
+from storage.org_governance import OrgGovernance
 from storage.organisations import DEFAULT_ORG, Organisations, OrgRole
 from storage.retention import Retention
 from storage.settings import MemberView, SphereSettings
@@ -632,6 +633,7 @@ class Store(
     Export,
     Organisations,
     DirectConversations,
+    OrgGovernance,
     Protocol,
 ):
     async def check_writable(self) -> None:

@@ -4,7 +4,7 @@ Appends are counted where they commit: each group commit reads the organisations
 spheres (their policies and suspension, with the spheres' counters), and only for an
 organisation with a ``messages_per_day`` or ``storage_bytes`` quota its usage rows, under a
 lock that orders it with the other groups of that organisation (``org_usage``, migration
-0015: one row per organisation and UTC day, the posts appended that day and the bytes of the
+0014: one row per organisation and UTC day, the posts appended that day and the bytes of the
 bodies written). A draft that would pass a quota fails alone with ``QuotaExceededError``; a
 draft to a sphere of a suspended organisation with ``OrgSuspendedError``; nothing of either is
 stored. An organisation with neither quota costs the group nothing more than its policies,

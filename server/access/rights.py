@@ -105,7 +105,7 @@ PUBLISHERS = STAFF | {Role.PUBLISHER}
 MEMBERS = ROLES - {Role.VISITOR}
 OWNER = frozenset({Role.OWNER})
 NOBODY: frozenset[Role] = frozenset()
-# The types an outsider can see (private, restricted and direct spheres are sealed).
+# The types an outsider can see (private, restricted, global and direct spheres are sealed).
 VISIBLE_TYPES = frozenset({Privacy.OPEN, Privacy.PUBLIC})
 # The rights a stranger to the organisation holds in a sphere they are not a member of.
 STRANGER_RIGHTS = {Right.SEE: frozenset({Privacy.PUBLIC}), Right.READ: frozenset({Privacy.PUBLIC})}
@@ -143,7 +143,8 @@ RIGHTS: Mapping[Right, Grant] = {
     Right.LIST_MEMBERS: Grant(MEMBERS, by_type={Privacy.RESTRICTED: PUBLISHERS}),
     Right.JOIN: Grant(ROLES, outsiders=VISIBLE_TYPES),  # a member joining again: no change
     Right.REQUEST_JOIN: Grant(ROLES, outsiders=VISIBLE_TYPES),  # a member: nothing to ask
-    Right.LEAVE: Grant(ROLES),
+    # A global sphere's members are the organisation's: they leave it by leaving the organisation.
+    Right.LEAVE: Grant(ROLES, by_type={Privacy.GLOBAL: NOBODY}),
     Right.INVITE: Grant(MEMBERS, by_type={Privacy.RESTRICTED: PUBLISHERS}),
     Right.ADD_MEMBER: Grant(STAFF),
     Right.REMOVE_MEMBER: Grant(STAFF),

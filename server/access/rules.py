@@ -62,6 +62,7 @@ VISITORS_POLICY = (
 VISITOR_ONLY = (
     "no member of the sphere's organisation has this id: people from outside enter only as visitors"
 )
+GLOBAL_STAYS = "a global sphere holds every member of its organisation: it cannot be left"
 
 
 def org_standing(role: OrgRole | None) -> OrgStanding:
@@ -129,6 +130,8 @@ def require_right(
         raise CloisonError(
             MEMBERS_ONLY if right is not Right.READ else JOIN_TO_READ, code=ErrorCode.FORBIDDEN
         )
+    if right is Right.LEAVE and privacy is Privacy.GLOBAL:
+        message = GLOBAL_STAYS
     raise CloisonError(
         message or f"your role does not allow {right.value}", code=ErrorCode.FORBIDDEN
     )
@@ -320,6 +323,7 @@ JOIN_POLICIES = {
     Privacy.OPEN: frozenset({JoinPolicy.FREE, JoinPolicy.APPROVAL}),
     Privacy.PUBLIC: frozenset({JoinPolicy.FREE, JoinPolicy.APPROVAL}),
     Privacy.DIRECT: frozenset({JoinPolicy.INVITATION}),  # entered only when opened
+    Privacy.GLOBAL: frozenset({JoinPolicy.INVITATION}),  # its members are the organisation's
 }
 # Why: a direct conversation is made whole by ``open_direct`` (its participants, its context),
 # never by creating a sphere or changing one's type; nor does it become another type.
@@ -414,6 +418,10 @@ def deciding_settings(
         kind = privacy or sphere.privacy
         if kind is Privacy.DIRECT and sphere.privacy is not Privacy.DIRECT:
             raise CloisonError(OPENED_ONLY, code=ErrorCode.BAD_FRAME)
+        if (kind is Privacy.GLOBAL) != (sphere.privacy is Privacy.GLOBAL):
+            raise CloisonError(
+                "a sphere is global from its creation on, or never", code=ErrorCode.CONFLICT
+            )
         if (kind in VISIBLE_TYPES) != (sphere.privacy in VISIBLE_TYPES):
             base = default_settings(sphere.name, kind)
         else:

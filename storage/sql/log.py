@@ -17,6 +17,7 @@ from storage.sql.deletion import SqlAccountDeletions
 from storage.sql.direct import SqlDirect
 from storage.sql.directory import SqlDirectory
 from storage.sql.export import SqlExport
+from storage.sql.org_governance import SqlOrgGovernance
 from storage.sql.organisations import SqlOrganisations
 from storage.sql.queue import AppendQueue
 from storage.sql.retention import SqlRetention
@@ -26,6 +27,7 @@ MAX_OFFSET = 2**63 - 1
 
 
 class SqlStore(
+    SqlOrgGovernance,
     SqlAccountDeletions,
     SqlDirect,
     SqlDirectory,

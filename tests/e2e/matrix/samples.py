@@ -79,6 +79,11 @@ from protocol import (
 )
 from server.access import Right, Standing
 
+# The sphere types of the matrix: all but global, whose members are its organisation's, all of
+# them, by design (no standing but member is set up in one); its rows of the rights table are
+# covered by tests/e2e/test_organisations.py and tests/unit/server/test_access.py.
+MATRIX_TYPES = tuple(p for p in Privacy if p is not Privacy.GLOBAL)
+
 # The standings of the matrix: the rights table's, plus ``removed`` (an outsider who was a
 # member: the table does not tell them apart, the server must not either). A direct
 # conversation has only participants (role member) and outsiders: ``DIRECT_STANDINGS``; there

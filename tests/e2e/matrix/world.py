@@ -49,6 +49,7 @@ from tests.e2e import orgs
 from tests.e2e.matrix.samples import (
     DIRECT_STANDINGS,
     FROM_OUTSIDE,
+    MATRIX_TYPES,
     NO_INVITATION,
     SAMPLES,
     STANDINGS,
@@ -393,7 +394,7 @@ def cases_of(frame: type[Frame], sample: Sample) -> list[Case]:
     return [
         Case(frame, sample, standing, privacy, transport)
         for standing in STANDINGS
-        for privacy in Privacy
+        for privacy in MATRIX_TYPES
         if _applies(sample, standing, privacy)
         for transport in transports
     ]
@@ -492,8 +493,8 @@ async def run_matrix(server: ServerProcess) -> Results:
             outside = await new_strangers(server, strangers_needed(from_outside))
             place_in_organisations(server, actors, outside)
             world = World(server, actors, pool, outside)
-            spheres = await asyncio.gather(*(world.sphere(p, STANDINGS) for p in Privacy))
-            world.shared = dict(zip(Privacy, spheres, strict=True))
+            spheres = await asyncio.gather(*(world.sphere(p, STANDINGS) for p in MATRIX_TYPES))
+            world.shared = dict(zip(MATRIX_TYPES, spheres, strict=True))
             cells = await asyncio.gather(*(world.run(case) for case in cases))
         finally:
             for actor in actors.values():
