@@ -56,8 +56,10 @@ from protocol import (
     JsonCodec,
     ListInvitations,
     ListMentions,
+    ListOrgs,
     ListSpheres,
     OpenDirect,
+    OrgId,
     Privacy,
     Publish,
     Role,
@@ -78,6 +80,7 @@ from server.operations import OPERATIONS
 from storage import DEFAULT_ORG, ORG_SUSPENDED
 from tests.e2e import orgs
 from tests.e2e.conftest import start_server
+from tests.e2e.matrix.orgs import ORG_SAMPLES, OrgContext
 from tests.e2e.matrix.samples import SAMPLES, Context, Sample
 from tests.e2e.matrix.wire import Answer, Session, first_frame, over_http, route_for
 from tests.e2e.matrix.world import expectation, judge
@@ -196,12 +199,15 @@ async def _a_sphere(people: dict[str, Person], privacy: Privacy, name: str) -> A
         post = await owner.call(Publish(sphere_id=sphere_id, message_id=f"p-{name}", body=body))
         assert isinstance(post, Ack), post
         return ASphere(sphere_id, privacy, post.offset, MISSING_INVITATION, 0)
-    await owner.call(AddMember(sphere_id=sphere_id, user_id=member.user_id))
+    if privacy is not Privacy.GLOBAL:  # a global sphere holds every member of A already
+        await owner.call(AddMember(sphere_id=sphere_id, user_id=member.user_id))
     # Mentions of a member, and of a member of B (who cannot be mentioned here: nothing).
     post = await owner.call(Publish(sphere_id=sphere_id, message_id=f"p-{name}", body=body))
     assert isinstance(post, Ack), post
     assert post.offset > 0
     charter = await owner.call(SetCharter(sphere_id=sphere_id, text=f"{SECRET} charter"))
+    if privacy is Privacy.GLOBAL:  # nobody of A is outside it to invite
+        return ASphere(sphere_id, privacy, post.offset, MISSING_INVITATION, 1)
     invited = await owner.call(Invite(sphere_id=sphere_id, user_id=people["a_invitee"].user_id))
     assert isinstance(invited, InvitationInfo), invited
     version = int(getattr(charter, "version", 1))
@@ -216,15 +222,18 @@ async def _set_up(server: ServerProcess) -> Tenants:
         people[name] = await _person(server, name)
     orgs.create_org(server, ORG_B, "B")
     orgs.create_org(server, ORG_C, "C")
-    b_people = [people[name].user_id for name in ("b_prober", "b_peer", "visitor")]
-    orgs.move_to_org(server, b_people, ORG_B)
-    orgs.move_to_org(server, [people["c_member"].user_id], ORG_C)
+    # B's prober and C's member manage their organisations: they create spheres of every type.
+    orgs.move_to_org(server, [people[name].user_id for name in ("b_peer", "visitor")], ORG_B)
+    orgs.move_to_org(server, [people["b_prober"].user_id], ORG_B, "manager")
+    orgs.move_to_org(server, [people["c_member"].user_id], ORG_C, "manager")
     orgs.set_policies(server, DEFAULT_ORG, visitors=True)
+    orgs.set_org_role(server, people["a_owner"].user_id, "manager")  # creates A's global sphere
     a_spheres = [await _a_sphere(people, p, f"{SECRET} {p.value}") for p in Privacy]
     visited = await _a_sphere(people, Privacy.PRIVATE, f"{SECRET} visited")
     b_spheres: dict[Privacy, SphereId] = {}
     prober = people["b_prober"]
-    for privacy in [p for p in Privacy if p is not Privacy.DIRECT]:  # no one adds to those
+    # Nobody adds members to those: B's member probes the others.
+    for privacy in [p for p in Privacy if p not in (Privacy.DIRECT, Privacy.GLOBAL)]:
         info = await prober.call(CreateSphere(name=f"b {privacy.value}", privacy=privacy))
         assert isinstance(info, SphereInfo), info
         b_spheres[privacy] = info.sphere.sphere_id
@@ -300,7 +309,9 @@ async def _about_a(t: Tenants, caller: str, spheres: list[ASphere]) -> Findings:
             problems = found.setdefault(row, [])
             for sphere in spheres:
                 frame = sample.build(dataclasses.replace(_context(t, caller, sphere), seq=1))
-                ghost = sample.build(dataclasses.replace(_context(t, caller, None), seq=2))
+                ghost = sample.build(
+                    dataclasses.replace(_context(t, caller, None), privacy=sphere.privacy, seq=2)
+                )
                 for http in [False] + ([True] if route_for(frame) is not None else []):
                     where = f"{sphere.privacy.value}/{'http' if http else 'websocket'}"
                     answer = await _answer(t, caller, frame, sample, http)
@@ -318,6 +329,48 @@ async def _about_a(t: Tenants, caller: str, spheres: list[ASphere]) -> Findings:
                         wrong = None
                     if wrong is not None:
                         problems.append(f"{where}: {wrong}")
+    return found
+
+
+async def _about_org_a(t: Tenants) -> Findings:
+    """Every organisation request about A (its id, members, a sphere of it), sent by B's
+    member: answered as about an organisation that does not exist."""
+    found: Findings = {}
+    private = next(s for s in t.a_spheres if s.privacy is Privacy.PRIVATE)
+    of_a = OrgContext(
+        org_id=DEFAULT_ORG,
+        target_id=t.people["a_member"].user_id,
+        outsider_id=t.people["a_invitee"].user_id,
+        sphere_id=private.sphere_id,
+    )
+    nothing = OrgContext(
+        org_id=OrgId("o_isolation_missing"),
+        target_id=MISSING_USER,
+        outsider_id=MISSING_USER,
+        sphere_id=MISSING_SPHERE,
+    )
+    marks = [*dataclasses.astuple(of_a), *dataclasses.astuple(nothing)]
+    person = t.people["b_prober"]
+    for frame_type, samples in ORG_SAMPLES.items():
+        for sample in samples:
+            problems = found.setdefault(f"{frame_type.TYPE}:{sample.name}", [])
+            frame, ghost = sample.build(of_a), sample.build(nothing)
+            for http in [False] + ([True] if route_for(frame) is not None else []):
+                answers = []
+                for one in (frame, ghost):
+                    if http:
+                        route = route_for(one)
+                        assert route is not None
+                        answer = await over_http(person.http, one, route)
+                    else:
+                        answer = await person.session.request(one)
+                    message = answer.message or ""
+                    for mark in marks:
+                        message = message.replace(mark, "<id>")
+                    answers.append(dataclasses.replace(answer, message=message or None))
+                if answers[0] != answers[1]:
+                    where = "http" if http else "websocket"
+                    problems.append(f"{where}: about A {answers[0]}; about nothing {answers[1]}")
     return found
 
 
@@ -450,6 +503,7 @@ async def _listings(t: Tenants, caller: str) -> list[str]:
         ListSpheres(discover=True),
         ListMentions(),
         ListInvitations(),
+        ListOrgs(),
     ):
         reply = await person.call(frame)
         text = _CODEC.encode(reply)
@@ -609,6 +663,7 @@ async def _sweep(server: ServerProcess) -> Findings:
                 }
             )
             found.update({f"a users {k}": v for k, v in (await _a_users_in_b(t)).items()})
+            found.update({f"b about a {k}": v for k, v in (await _about_org_a(t)).items()})
             found.update({f"route {k}": v for k, v in (await _routes(t)).items()})
             found["listings"] = await _listings(t, "b_prober")
             found["live"] = await _live(t)
@@ -638,7 +693,8 @@ def _rows() -> list[Any]:
     """One test per row of the operation table and sample; a row without one fails."""
     params = []
     for op in OPERATIONS:
-        for name in [s.name for s in SAMPLES.get(op.frame, ())] or ["no sample"]:
+        names = [s.name for s in (*SAMPLES.get(op.frame, ()), *ORG_SAMPLES.get(op.frame, ()))]
+        for name in names or ["no sample"]:
             params.append(pytest.param(f"{op.frame.TYPE}:{name}", id=f"{op.frame.TYPE}:{name}"))
     return params
 
@@ -646,7 +702,7 @@ def _rows() -> list[Any]:
 @pytest.mark.parametrize("row", _rows())
 def test_a_member_of_b_learns_nothing_of_a(findings: Findings, row: str) -> None:
     if row.endswith(":no sample"):
-        pytest.fail(f"{row.split(':')[0]} has no sample in tests/e2e/matrix/samples.py")
+        pytest.fail(f"{row.split(':')[0]} has no sample in tests/e2e/matrix/")
     problems = findings[f"b about a {row}"] + findings.get(f"a users {row}", [])
     assert not problems, f"{row}:\n" + "\n".join(problems)
 
