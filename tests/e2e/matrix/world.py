@@ -465,7 +465,9 @@ def place_in_organisations(
     """Strangers and guests, and ``pool``, belong to another organisation; the org manager
     manages the spheres' organisation (the default one), whose policy lets visitors in from
     outside."""
-    orgs.create_org(server, ELSEWHERE, "Elsewhere")
+    # Its members create spheres of every type, as the default organisation's do.
+    kinds = ["open", "private", "public", "restricted"]
+    orgs.create_org(server, ELSEWHERE, "Elsewhere", member_sphere_types=kinds)
     orgs.move_to_org(server, [*(actors[s].user_id for s in FROM_OUTSIDE), *pool], ELSEWHERE)
     orgs.set_org_role(server, actors["org_manager"].user_id, "manager")
     orgs.set_policies(server, DEFAULT_ORG, visitors=True)
