@@ -43,6 +43,10 @@ TOO_MANY_PAGE = (
 )
 
 
+# A user id no user has: the page is read by nobody in particular.
+ANONYMOUS = UserId("")
+
+
 class PublicPages:
     def __init__(self, store: Callable[[], Store]) -> None:
         self._store = store  # built by the lifespan, after the routes
@@ -52,8 +56,13 @@ class PublicPages:
         address = request.client.host if request.client is not None else ""
         if self._limiter.take(address, time.monotonic()):
             return HTMLResponse(TOO_MANY_PAGE, 429, {**PAGE_HEADERS, "Retry-After": "1"})
-        sphere = await self._store().get_sphere(SphereId(request.path_params["sphere_id"]))
-        if sphere is None or sphere.privacy is not Privacy.PUBLIC:
+        # Read as nobody: the sphere, and whether its organisation is suspended (then it is
+        # no page at all), in one read.
+        standing = await self._store().sphere_standing(
+            SphereId(request.path_params["sphere_id"]), ANONYMOUS
+        )
+        sphere = standing.sphere
+        if sphere is None or sphere.privacy is not Privacy.PUBLIC or standing.org_suspended:
             return HTMLResponse(NOT_FOUND_PAGE, 404, PAGE_HEADERS)
         events, _ = await self._store().history(
             sphere.sphere_id, before=None, after=None, limit=PAGE_POSTS, floor=sphere.public_from

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlu
 from storage.audit import AuditAction, SphereAudit, SphereAuditEntry
 from storage.base import (
     MAX_QUEUED_APPENDS,
+    NO_SUCH_USER,
     OPERATOR,
     TOUCH_INTERVAL_MS,
     AppendResult,
@@ -150,6 +151,7 @@ from storage.signin import (
 from storage.sql.erasure import CompactionRunningError
 from storage.sql.org_governance import join_global
 from storage.sql.organisations import OrgExistsError
+from storage.usage import ORG_SUSPENDED, OrgSuspendedError, QuotaExceededError
 
 __all__ = [
     "ACCOUNT_DELETED",
@@ -157,8 +159,10 @@ __all__ = [
     "DELETION_REQUESTED",
     "MAX_MENTIONS",
     "MAX_QUEUED_APPENDS",
+    "NO_SUCH_USER",
     "OPERATOR",
     "ORG_NOT_FOUND",
+    "ORG_SUSPENDED",
     "TOUCH_INTERVAL_MS",
     "AccountDeletions",
     "AppendResult",
@@ -233,9 +237,11 @@ __all__ = [
     "OrgQuotas",
     "OrgRecord",
     "OrgRole",
+    "OrgSuspendedError",
     "Organisations",
     "OutcomeUnknownError",
     "PortalKey",
+    "QuotaExceededError",
     "ReactionKey",
     "ReactionRecord",
     "RefreshOutcome",

@@ -53,7 +53,7 @@ from storage.erasure import Erasure
 from storage.export import Export
 from storage.lifecycle import OrgLifecycle
 from storage.org_governance import OrgGovernance
-from storage.organisations import DEFAULT_ORG, Organisations
+from storage.organisations import DEFAULT_ORG, Organisations, OrgRole
 from storage.retention import Retention
 from storage.settings import MemberView, SphereSettings
 from storage.signin import SignIns
@@ -239,6 +239,11 @@ class MembershipState:
     owners: int  # members with the owner role
     target_banned: bool = False  # the target is banned from the sphere
     target_muted_until_ms: int | None = None  # the target's mute, if any (it may be over)
+    # The actor's and the target's role in the sphere's organisation (None: strangers to it).
+    actor_org_role: OrgRole | None = OrgRole.MEMBER
+    target_org_role: OrgRole | None = OrgRole.MEMBER
+    org_visitors: bool = False  # the organisation's policy ``visitors``
+    org_suspended: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +323,11 @@ class NotFoundError(CloisonError):
     """A referenced user, sphere or event does not exist."""
 
     code = ErrorCode.NOT_FOUND
+
+
+# What a membership change or an invitation naming no user is told; the same words, without
+# the id, whoever the id names elsewhere (the server says them of users outside the boundary).
+NO_SUCH_USER = "no such user"
 
 
 class TargetGoneError(CloisonError):
@@ -607,8 +617,11 @@ class Directory(Protocol):
         (None: all) of those after ``after`` (a ``sphere_key``)."""
         ...
 
-    async def discoverable_spheres(self, limit: int) -> list[SphereSummary]:
-        """Listed open and public spheres, newest first (role and unread left empty)."""
+    async def discoverable_spheres(
+        self, limit: int, *, user_id: UserId | None = None
+    ) -> list[SphereSummary]:
+        """Listed open and public spheres, newest first (role and unread left empty); with
+        ``user_id``, only those of the organisations the user is a member of."""
         ...
 
     async def set_read_marker(self, sphere_id: SphereId, user_id: UserId, offset: int) -> int:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # storage.base's Store inherits Entry: its names are only ann
         MembershipState,
         SphereRecord,
     )
+    from storage.organisations import OrgRole
     from storage.settings import MemberView
 
 # Where a page of invitations, requests or bans ends: (created_ms or ts_ms, id).
@@ -59,6 +60,10 @@ class SphereStanding:
     sphere: SphereRecord | None  # None: no such sphere
     member: MemberView | None  # None: not a member
     banned: bool = False
+    # The user's role in the sphere's organisation (None: a stranger to it), and whether the
+    # organisation is suspended.
+    org_role: OrgRole | None = None
+    org_suspended: bool = False
 
     @property
     def role(self) -> Role | None:
@@ -76,8 +81,8 @@ CheckEntry = Callable[["MembershipState"], None]
 DecideAccept = Callable[["MembershipState", Role], "MemberChange | None"]
 # Checks that ``actor_role`` may delete ``sphere``; raises a CloisonError to refuse.
 CheckDelete = Callable[["SphereRecord", Role | None], None]
-# Checks that ``actor_role`` may revoke an invitation of ``inviter_id`` in ``sphere``.
-CheckRevoke = Callable[["SphereRecord", Role | None, UserId], None]
+# Checks that the state's actor may revoke an invitation of ``inviter_id``.
+CheckRevoke = Callable[["MembershipState", UserId], None]
 
 
 class Entry(Protocol):

@@ -101,6 +101,7 @@ from storage.sql.plan import (
 )
 from storage.sql.queries import queries
 from storage.sql.queue import AppendQueue, QueuedAppend
+from storage.usage import OrgGate
 
 logger = logging.getLogger(__name__)
 
@@ -147,9 +148,12 @@ _RACE_ERRORS = (
 )
 
 # The group commit's own statements: array parameters and unnest(), PostgreSQL's dialect.
+_Q = queries(POSTGRES)
 _LOCK_COUNTERS = """
-    SELECT sphere_id, last_offset FROM spheres WHERE sphere_id = ANY($1::text[])
-    ORDER BY sphere_id FOR NO KEY UPDATE
+    SELECT s.sphere_id, s.last_offset, s.org_id, o.policies, o.suspended_ms
+    FROM spheres AS s LEFT JOIN organisations AS o ON o.org_id = s.org_id
+    WHERE s.sphere_id = ANY($1::text[])
+    ORDER BY s.sphere_id FOR NO KEY UPDATE OF s
 """
 _SELECT_BY_KEYS = f"""
     SELECT e.*
@@ -224,7 +228,7 @@ class PostgresStore(SqlStore):
     """
 
     _dialect = POSTGRES
-    _q = queries(POSTGRES)
+    _q = _Q
     _CHANGES_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('cloison.session_changes', 0))"
 
     def __init__(self, pool: Any) -> None:
@@ -466,9 +470,12 @@ async def _write_batch(db: Any, batch: Sequence[QueuedAppend]) -> list[Outcome]:
     """
     drafts = [(queued.sphere_id, queued.draft) for queued in batch]
     sphere_ids = sorted({sphere_id for sphere_id, _ in drafts})
-    counters: dict[str, int] = {
-        row[0]: row[1] for row in await db.fetch(_LOCK_COUNTERS, sphere_ids)
-    }
+    spheres = await db.fetch(_LOCK_COUNTERS, sphere_ids)
+    counters: dict[str, int] = {row[0]: row[1] for row in spheres}
+    gate = OrgGate.of((row[0], *row[2:]) for row in spheres)
+    if orgs := gate.counted():
+        await db.fetch(_Q.lock_orgs, orgs)  # the groups of an organisation count in turn
+        gate.load(await db.fetch(_Q.org_usage, orgs))
     stored: dict[Key, Message] = {
         (event.sphere_id, event.author_id or NO_AUTHOR, event.message_id): event
         for event in map(
@@ -486,9 +493,11 @@ async def _write_batch(db: Any, batch: Sequence[QueuedAppend]) -> list[Outcome]:
         (row[0], row[1]): row[2]
         for row in (await db.fetch(_SELECT_FLOORS, *_columns(pairs, 2)) if pairs else [])
     }
-    plan = plan_group(drafts, counters, stored, members, targets, floors, muted)
+    plan = plan_group(drafts, counters, stored, members, targets, floors, muted, gate)
     if plan.rows:
         await db.execute(_INSERT_EVENTS, *_columns(plan.rows, len(plan.rows[0])))
+        if deltas := gate.deltas():
+            await db.executemany(_Q.add_usage, deltas)
     if plan.changed:
         await db.execute(_UPDATE_POSTS, *_columns(plan.changed, 6))
     if plan.erased:

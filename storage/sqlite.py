@@ -86,6 +86,7 @@ from storage.sql.plan import (
 )
 from storage.sql.queries import queries
 from storage.sql.queue import AppendQueue, QueuedAppend
+from storage.usage import OrgGate
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +110,11 @@ _SQLITE_IOERR_WRITE = 10 | 3 << 8
 
 _Q = queries(SQLITE)
 # The group commit's own statements: list parameters as JSON arrays, SQLite's dialect.
-_SELECT_COUNTERS = (
-    "SELECT sphere_id, last_offset FROM spheres WHERE sphere_id IN (SELECT value FROM json_each(?))"
-)
+_SELECT_COUNTERS = """
+    SELECT s.sphere_id, s.last_offset, s.org_id, o.policies, o.suspended_ms
+    FROM spheres AS s LEFT JOIN organisations AS o ON o.org_id = s.org_id
+    WHERE s.sphere_id IN (SELECT value FROM json_each(?))
+"""
 # CROSS JOIN keeps the short key list as the outer loop: one index probe per key.
 _SELECT_BY_KEYS = f"""
     SELECT {", ".join("e." + c for c in EVENT_COLUMNS.split(", "))}
@@ -552,9 +555,11 @@ def _commit_in_doubt(exc: sqlite3.Error) -> bool:
 
 def _insert_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -> list[Outcome]:
     sphere_ids = list(dict.fromkeys(sphere_id for sphere_id, _ in batch))
-    counters: dict[str, int] = {
-        row[0]: row[1] for row in db.execute(_SELECT_COUNTERS, (json.dumps(sphere_ids),))
-    }
+    spheres = db.execute(_SELECT_COUNTERS, (json.dumps(sphere_ids),)).fetchall()
+    counters: dict[str, int] = {row[0]: row[1] for row in spheres}
+    gate = OrgGate.of((row[0], *row[2:]) for row in spheres)
+    if orgs := gate.counted():
+        gate.load(db.execute(_Q.org_usage, (json.dumps(orgs),)))
     keys = json.dumps(group_keys(batch))
     stored: dict[Key, Message] = {
         (event.sphere_id, event.author_id or NO_AUTHOR, event.message_id): event
@@ -571,9 +576,10 @@ def _insert_group(db: sqlite3.Connection, batch: list[tuple[SphereId, Draft]]) -
         (row[0], row[1]): row[2]
         for row in (db.execute(_SELECT_FLOORS, (json.dumps(pairs),)) if pairs else [])
     }
-    plan = plan_group(batch, counters, stored, members, targets, floors, muted)
+    plan = plan_group(batch, counters, stored, members, targets, floors, muted, gate)
     if plan.rows:
         db.executemany(_Q.insert_posts, plan.rows)
+        db.executemany(_Q.add_usage, gate.deltas())
     if plan.changed:
         db.executemany(
             _UPDATE_POST,

@@ -13,6 +13,15 @@ rights minus those that speak), an outsider (not a member), or banned (an outsid
 right at all). Visibility is a right like the others (``see``): an outsider of a private or
 restricted sphere does not see it, and is answered ``not_found`` exactly as for a sphere that
 does not exist.
+
+Spheres belong to organisations, and a user's *org standing* in a sphere is what they are in
+the sphere's organisation: a manager, a member, or a stranger (not in it). The grants above are
+those of members of the organisation; the organisation's boundary narrows them: grants to
+outsiders of the sphere hold only for members of its organisation, a stranger holds nothing but
+``see`` and ``read`` of ``public`` spheres, and a stranger who is a sphere member (a visitor
+from outside) holds no more than a visitor's rights, whatever role the row says. A manager of
+the organisation who is not a member of the sphere also ``see``s it (its name and type), in
+every type but ``direct``: never more without becoming a visible member.
 """
 
 from __future__ import annotations
@@ -62,8 +71,19 @@ class Right(StrEnum):
     EXPORT = "export"  # the sphere's history, within one's own floor, as an archive
 
 
+class OrgStanding(StrEnum):
+    """What a user is in the organisation a sphere belongs to."""
+
+    MANAGER = "manager"
+    MEMBER = "member"
+    STRANGER = "stranger"  # not a member of the organisation
+
+
 class Standing(StrEnum):
-    """What a user is in one sphere, as the permission matrix enumerates it."""
+    """What a user is in one sphere, as the permission matrix enumerates it.
+
+    Every standing but the last three is a member of the sphere's organisation.
+    """
 
     OWNER = "owner"
     ADMIN = "admin"
@@ -73,6 +93,9 @@ class Standing(StrEnum):
     MUTED = "muted"  # a member (role ``member``) under a mute
     OUTSIDER = "outsider"  # not a member: never was, left, or was removed
     BANNED = "banned"
+    ORG_MANAGER = "org_manager"  # a manager of the organisation, not a sphere member
+    STRANGER = "stranger"  # not in the organisation, not a sphere member
+    GUEST = "guest"  # not in the organisation, a sphere member with role visitor
 
 
 ROLES = frozenset(Role)
@@ -84,6 +107,11 @@ OWNER = frozenset({Role.OWNER})
 NOBODY: frozenset[Role] = frozenset()
 # The types an outsider can see (private, restricted, global and direct spheres are sealed).
 VISIBLE_TYPES = frozenset({Privacy.OPEN, Privacy.PUBLIC})
+# The rights a stranger to the organisation holds in a sphere they are not a member of.
+STRANGER_RIGHTS = {Right.SEE: frozenset({Privacy.PUBLIC}), Right.READ: frozenset({Privacy.PUBLIC})}
+# The types whose spheres an organisation's manager sees without being a member: all but the
+# private conversations between people.
+MANAGER_SEES = frozenset(Privacy) - {Privacy.DIRECT}
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,12 +215,22 @@ def allowed(
     *,
     muted: bool = False,
     banned: bool = False,
+    org: OrgStanding = OrgStanding.MEMBER,
 ) -> bool:
-    """Does a user with ``role`` (None: an outsider) hold ``right`` in a sphere of ``privacy``?"""
+    """Does a user with ``role`` (None: an outsider) and ``org`` standing in the sphere's
+    organisation hold ``right`` in a sphere of ``privacy``?"""
     grant = RIGHTS[right]
     if role is None:
+        if org is OrgStanding.STRANGER:
+            return privacy in STRANGER_RIGHTS.get(right, frozenset()) and (
+                not banned or right is Right.SEE
+            )
+        if org is OrgStanding.MANAGER and right is Right.SEE and privacy in MANAGER_SEES:
+            return True
         # A banned user still sees a visible sphere (and is told they are banned), nothing more.
         return privacy in grant.outsiders and (not banned or right is Right.SEE)
+    if org is OrgStanding.STRANGER:
+        role = Role.VISITOR  # a visitor from outside, whatever the row says
     if muted and grant.speaks:
         return False
     return role in grant.roles_in(privacy)
@@ -200,6 +238,12 @@ def allowed(
 
 def standing_allows(right: Right, privacy: Privacy, standing: Standing) -> bool:
     """``allowed`` for one row of the permission matrix."""
+    if standing is Standing.ORG_MANAGER:
+        return allowed(right, privacy, None, org=OrgStanding.MANAGER)
+    if standing is Standing.STRANGER:
+        return allowed(right, privacy, None, org=OrgStanding.STRANGER)
+    if standing is Standing.GUEST:
+        return allowed(right, privacy, Role.VISITOR, org=OrgStanding.STRANGER)
     if standing is Standing.OUTSIDER:
         return allowed(right, privacy, None)
     if standing is Standing.BANNED:

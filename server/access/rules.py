@@ -10,6 +10,11 @@ the target's role, the number of owners), so no rule is checked against rows tha
 request changes before the write. Appends are authorised by the store when they commit (an
 author who is no longer a member fails); ``refused_write`` turns that into the code this
 module would have answered.
+
+Every check takes the caller's standing in the sphere's organisation (``OrgStanding``): a
+stranger to it is answered, for what the rights table does not grant strangers, exactly as
+for a sphere that does not exist. A sphere of a suspended organisation is ``forbidden`` to
+the organisation's members and managers and ``not_found`` to everyone else.
 """
 
 from __future__ import annotations
@@ -25,14 +30,16 @@ from protocol import (
     SphereId,
     UserId,
 )
-from server.access.rights import STAFF, VISIBLE_TYPES, Right, allowed
+from server.access.rights import STAFF, VISIBLE_TYPES, OrgStanding, Right, allowed
 from storage import (
+    ORG_SUSPENDED,
     AuditAction,
     DecideMember,
     DecideSettings,
     MemberChange,
     MembershipState,
     MemberView,
+    OrgRole,
     SettingsChange,
     SettingsState,
     SphereRecord,
@@ -45,20 +52,51 @@ from storage import (
 SPHERE_NOT_FOUND = "sphere not found"
 MEMBERS_ONLY = "only members may do this"
 JOIN_TO_READ = "join this sphere to read it"
+ORG_MEMBERS_ONLY = "only members of the sphere's organisation may do this"
+# Said alike of a user outside the organisation and of an id that names no user: whether a
+# user exists in another organisation is not told across the boundary.
+VISITORS_POLICY = (
+    "no member of the sphere's organisation has this id, and its policy visitors keeps "
+    "people from outside out"
+)
+VISITOR_ONLY = (
+    "no member of the sphere's organisation has this id: people from outside enter only as visitors"
+)
 GLOBAL_STAYS = "a global sphere holds every member of its organisation: it cannot be left"
 
 
-def visible(sphere: SphereRecord, role: Role | None) -> bool:
-    return allowed(Right.SEE, sphere.privacy, role)
+def org_standing(role: OrgRole | None) -> OrgStanding:
+    """What a user with ``role`` in a sphere's organisation (None: none) is in it."""
+    if role is None:
+        return OrgStanding.STRANGER
+    return OrgStanding.MANAGER if role is OrgRole.MANAGER else OrgStanding.MEMBER
 
 
-def can_read(sphere: SphereRecord, role: Role | None) -> bool:
-    return allowed(Right.READ, sphere.privacy, role)
+def require_open_org(suspended: bool, org: OrgStanding) -> None:
+    """A sphere of a suspended organisation: ``forbidden`` to its members (who know it),
+    ``not_found`` to strangers (as for any sphere of it they could not see)."""
+    if not suspended:
+        return
+    if org is OrgStanding.STRANGER:
+        raise CloisonError(SPHERE_NOT_FOUND, code=ErrorCode.NOT_FOUND)
+    raise CloisonError(ORG_SUSPENDED, code=ErrorCode.FORBIDDEN)
 
 
-def require_visible_privacy(privacy: Privacy, role: Role | None) -> None:
+def visible(sphere: SphereRecord, role: Role | None, org: OrgStanding = OrgStanding.MEMBER) -> bool:
+    return allowed(Right.SEE, sphere.privacy, role, org=org)
+
+
+def can_read(
+    sphere: SphereRecord, role: Role | None, org: OrgStanding = OrgStanding.MEMBER
+) -> bool:
+    return allowed(Right.READ, sphere.privacy, role, org=org)
+
+
+def require_visible_privacy(
+    privacy: Privacy, role: Role | None, org: OrgStanding = OrgStanding.MEMBER
+) -> None:
     """``not_found`` unless a sphere of this privacy is visible to a user with ``role``."""
-    if not allowed(Right.SEE, privacy, role):
+    if not allowed(Right.SEE, privacy, role, org=org):
         raise CloisonError(SPHERE_NOT_FOUND, code=ErrorCode.NOT_FOUND)
 
 
@@ -75,12 +113,15 @@ def require_right(
     muted: bool = False,
     banned: bool = False,
     message: str | None = None,
+    org: OrgStanding = OrgStanding.MEMBER,
 ) -> None:
     """The one check of a right: ``not_found`` if the sphere is hidden from the caller,
     ``forbidden`` (with ``message``, or one naming the right) if they lack the right."""
-    require_visible_privacy(privacy, role)
-    if allowed(right, privacy, role, muted=muted, banned=banned):
+    require_visible_privacy(privacy, role, org)
+    if allowed(right, privacy, role, muted=muted, banned=banned, org=org):
         return
+    if org is OrgStanding.STRANGER and role is None:
+        raise CloisonError(ORG_MEMBERS_ONLY, code=ErrorCode.FORBIDDEN)
     if banned:
         raise CloisonError("you are banned from this sphere", code=ErrorCode.FORBIDDEN)
     if muted and allowed(right, privacy, role):
@@ -105,15 +146,20 @@ async def resolve(
         CloisonError: ``not_found`` when the sphere does not exist or is hidden from the caller.
     """
     # One read whether or not the sphere exists: the same time for both answers.
-    sphere, role = await store.sphere_access(sphere_id, user_id)
+    standing = await store.sphere_standing(sphere_id, user_id)
+    sphere, role = standing.sphere, standing.role
     if sphere is None:
         raise CloisonError(SPHERE_NOT_FOUND, code=ErrorCode.NOT_FOUND)
-    require_visible(sphere, role)
+    org = org_standing(standing.org_role)
+    require_open_org(standing.org_suspended, org)
+    require_visible(sphere, role, org)
     return sphere, role
 
 
-def require_visible(sphere: SphereRecord, role: Role | None) -> None:
-    require_visible_privacy(sphere.privacy, role)
+def require_visible(
+    sphere: SphereRecord, role: Role | None, org: OrgStanding = OrgStanding.MEMBER
+) -> None:
+    require_visible_privacy(sphere.privacy, role, org)
 
 
 def require(allowed: bool, message: str) -> None:
@@ -149,7 +195,13 @@ def decide_join(state: MembershipState) -> MemberChange | None:
     nothing. A sphere that admits on request is entered with ``request_join``."""
     if state.actor_role is not None:
         return None
-    require_right(Right.JOIN, state.sphere.privacy, None, banned=state.target_banned)
+    require_right(
+        Right.JOIN,
+        state.sphere.privacy,
+        None,
+        banned=state.target_banned,
+        org=org_standing(state.actor_org_role),
+    )
     if state.sphere.join_policy is JoinPolicy.APPROVAL:
         raise CloisonError(
             "this sphere admits members on request: use request_join", code=ErrorCode.FORBIDDEN
@@ -184,6 +236,7 @@ def deciding_add(role: Role) -> DecideMember:
         require(not state.target_banned, "this user is banned from this sphere")
         if state.target_role is not None:
             return None  # already a member: adding is idempotent, and changes no role
+        require_entry_from_outside(state, role)
         return MemberChange(role, MemberAction.ADDED, AuditAction.MEMBER_ADDED, role.value)
 
     return decide
@@ -209,6 +262,19 @@ def decide_remove(state: MembershipState) -> MemberChange:
     if _last_owner(state, None):
         raise CloisonError("a sphere keeps at least one owner", code=ErrorCode.CONFLICT)
     return MemberChange(None, MemberAction.REMOVED, AuditAction.MEMBER_REMOVED)
+
+
+def require_entry_from_outside(state: MembershipState, role: Role) -> None:
+    """Making the state's target a member with ``role``: someone from outside the sphere's
+    organisation enters only as a visitor, and only if its policy ``visitors`` allows it.
+
+    An id that names no user is refused alike (it is no member either); only a visitor's
+    invitation, which the policy allows, goes on to learn that (``not_found``).
+    """
+    if state.target_org_role is not None:
+        return
+    require(state.org_visitors, VISITORS_POLICY)
+    require(role is Role.VISITOR, VISITOR_ONLY)
 
 
 def _may_grant(actor: Role, role: Role) -> bool:
@@ -242,6 +308,7 @@ def deciding_role(role: Role) -> DecideMember:
             target is not Role.VISITOR or role is Role.MEMBER,
             "a visitor becomes a member before any other role",
         )
+        require(state.target_org_role is not None or role is Role.VISITOR, VISITOR_ONLY)
         if _last_owner(state, role):
             raise CloisonError("a sphere keeps at least one owner", code=ErrorCode.CONFLICT)
         return MemberChange(role, MemberAction.ROLE_CHANGED, AuditAction.ROLE_CHANGED, role.value)
@@ -444,7 +511,9 @@ def history_floor(sphere: SphereRecord, member: MemberView | None) -> int:
     )
 
 
-def sees_members(privacy: Privacy, role: Role | None) -> bool:
+def sees_members(
+    privacy: Privacy, role: Role | None, org: OrgStanding = OrgStanding.MEMBER
+) -> bool:
     """Does the reader learn who the other members are (their member events, presence,
     typing)? Those who may not list the members may not learn them any other way."""
-    return allowed(Right.LIST_MEMBERS, privacy, role)
+    return allowed(Right.LIST_MEMBERS, privacy, role, org=org)

@@ -17,20 +17,25 @@ from __future__ import annotations
 import time
 
 from protocol import CloisonError, ErrorCode, JoinPolicy, MemberAction, Role, UserId
-from server.access import Right, require, require_no_hold, require_right
+from server.access import Right, require, require_no_hold, require_right, visible
 from server.access.rights import STAFF
+from server.access.rules import VISITOR_ONLY, org_standing, require_entry_from_outside
 from storage import (
+    NO_SUCH_USER,
+    ORG_SUSPENDED,
     AuditAction,
     CheckEntry,
     CheckRevoke,
     DecideMember,
     MemberChange,
     MembershipState,
+    NotFoundError,
     SphereRecord,
 )
 
 BANNED = "this user is banned from this sphere"
 NOT_A_MEMBER = "not a member of this sphere"
+NO_SUCH_INVITATION = "no such invitation"
 
 
 def may_invite(inviter: Role, role: Role) -> bool:
@@ -43,24 +48,30 @@ def deciding_invite(role: Role) -> CheckEntry:
 
     def check(state: MembershipState) -> None:
         inviter = state.actor_role
-        require_right(Right.INVITE, state.sphere.privacy, inviter)
+        org = org_standing(state.actor_org_role)
+        require_right(Right.INVITE, state.sphere.privacy, inviter, org=org)
         assert inviter is not None
         require(may_invite(inviter, role), f"you may not invite with the role {role.value}")
         require(not state.target_banned, BANNED)
         if state.target_role is not None:
             raise CloisonError("this user is a member already", code=ErrorCode.CONFLICT)
+        require_entry_from_outside(state, role)
 
     return check
 
 
 def checking_revoke(actor_id: UserId) -> CheckRevoke:
     """Revoking an invitation: its inviter, or whoever may list the sphere's invitations
-    (anyone else is refused as the rights table says: ``not_found`` if they cannot see the
-    sphere, ``forbidden`` if they can)."""
+    (anyone else is refused as the rights table says: ``forbidden`` if they can see the
+    sphere, and if they cannot, ``not_found`` as for an invitation that does not exist)."""
 
-    def check(sphere: SphereRecord, role: Role | None, inviter_id: UserId) -> None:
-        if actor_id != inviter_id:
-            require_right(Right.LIST_INVITATIONS, sphere.privacy, role)
+    def check(state: MembershipState, inviter_id: UserId) -> None:
+        if actor_id == inviter_id:
+            return
+        org = org_standing(state.actor_org_role)
+        if not visible(state.sphere, state.actor_role, org):
+            raise NotFoundError(NO_SUCH_INVITATION)  # as for an invitation that does not exist
+        require_right(Right.LIST_INVITATIONS, state.sphere.privacy, state.actor_role, org=org)
 
     return check
 
@@ -71,6 +82,8 @@ def decide_accept(state: MembershipState, role: Role) -> MemberChange:
         raise CloisonError("you are banned from this sphere", code=ErrorCode.FORBIDDEN)
     if state.target_role is not None:
         raise CloisonError("you are a member already", code=ErrorCode.CONFLICT)
+    require(not state.org_suspended, ORG_SUSPENDED)
+    require_entry_from_outside(state, role)  # the policy, or the invitee's place, changed
     return MemberChange(role, MemberAction.ACCEPTED, AuditAction.INVITATION_ACCEPTED, role.value)
 
 
@@ -79,7 +92,13 @@ def check_request(state: MembershipState) -> None:
     sphere = state.sphere
     if state.actor_role is not None:
         raise CloisonError("you are a member already", code=ErrorCode.CONFLICT)
-    require_right(Right.REQUEST_JOIN, sphere.privacy, None, banned=state.target_banned)
+    require_right(
+        Right.REQUEST_JOIN,
+        sphere.privacy,
+        None,
+        banned=state.target_banned,
+        org=org_standing(state.actor_org_role),
+    )
     if sphere.join_policy is JoinPolicy.FREE:
         raise CloisonError("this sphere is free to join: send join", code=ErrorCode.CONFLICT)
     require(sphere.join_policy is JoinPolicy.APPROVAL, "this sphere is entered by invitation only")
@@ -93,6 +112,7 @@ def deciding_answer(accept: bool) -> DecideMember:
         if not accept or state.target_role is not None:
             return None
         require(not state.target_banned, BANNED)
+        require(state.target_org_role is not None, VISITOR_ONLY)  # they left the organisation
         return MemberChange(Role.MEMBER, MemberAction.ADMITTED, AuditAction.REQUEST_ACCEPTED)
 
     return decide
@@ -115,6 +135,9 @@ def deciding_ban(reason: str | None) -> DecideMember:
         require_right(Right.BAN, state.sphere.privacy, state.actor_role)
         if state.target_banned:
             return None
+        if state.target_role is None and state.target_org_role is None:
+            # Nobody of the organisation, nor a visitor: as for an id that names no user.
+            raise NotFoundError(NO_SUCH_USER)
         _require_above(state, "ban")
         if state.target_role is Role.OWNER and state.owners <= 1:
             raise CloisonError("a sphere keeps at least one owner", code=ErrorCode.CONFLICT)

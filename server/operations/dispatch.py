@@ -125,7 +125,12 @@ class Operations:
         if sphere_id is None or not rights:
             return None
         return await access.authorise(
-            self._store, self._hub.current_access, caller.user.user_id, sphere_id, rights
+            self._store,
+            self._hub.current_access,
+            caller.user.user_id,
+            sphere_id,
+            rights,
+            fast=op.writes,
         )
 
     async def _spend(self, caller: Caller, cls: RateClass) -> None:

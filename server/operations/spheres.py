@@ -85,7 +85,11 @@ class SphereHandlers:
         if frame.discover:
             if frame.after is not None:
                 raise ProtocolViolation("after: discover lists the newest spheres, unpaged")
-            listed = await self._store.discoverable_spheres(frame.limit or DISCOVER_LIMIT)
+            # Only the caller's organisations: a public sphere of another is reached by its
+            # id or page, never advertised across the boundary.
+            listed = await self._store.discoverable_spheres(
+                frame.limit or DISCOVER_LIMIT, user_id=caller.user.user_id
+            )
             mine = await self._store.user_spheres(caller.user.user_id)
             by_id = {s.sphere_id: s for s in mine}
             spheres, _ = paging.fit(

@@ -28,6 +28,7 @@ from protocol import (
 )
 from storage.audit import AuditAction, SphereAuditEntry
 from storage.base import (
+    NO_SUCH_USER,
     DecideMember,
     DecideSettings,
     MemberChange,
@@ -38,7 +39,7 @@ from storage.base import (
     SphereKey,
     SphereRecord,
 )
-from storage.organisations import DEFAULT_ORG
+from storage.organisations import DEFAULT_ORG, OrgRole
 from storage.rows import (
     SPHERE_WIDTH,
     check_limit,
@@ -55,16 +56,33 @@ from storage.rows import (
 from storage.settings import MemberView, SphereSettings, default_settings
 from storage.sql.accounts import SqlAccounts, SqlRunner
 from storage.sql.audit import insert_sphere_audit
+from storage.usage import org_policies
 
 
 def _role(value: str | None) -> Role | None:
     return Role(value) if value is not None else None
 
 
-def _state_args(sphere_id: SphereId, actor_id: UserId, target_id: UserId) -> list[str]:
+def _org_role(value: str | None) -> OrgRole | None:
+    return OrgRole(value) if value is not None else None
+
+
+def _state_args(sphere: SphereRecord, actor_id: UserId, target_id: UserId) -> list[str]:
     """The parameters of ``membership_state``: (sphere, actor), then (sphere, target) for the
-    target's role, the owner count and name, the ban and the mute."""
-    return [sphere_id, actor_id, *[sphere_id, target_id] * 4]
+    target's role, the owner count and name, the ban and the mute; then the actor's and the
+    target's place in the sphere's organisation, its policies and suspension."""
+    sphere_id, org_id = sphere.sphere_id, sphere.org_id
+    return [
+        sphere_id,
+        actor_id,
+        *[sphere_id, target_id] * 4,
+        org_id,
+        actor_id,
+        org_id,
+        target_id,
+        org_id,
+        org_id,
+    ]
 
 
 class SqlDirectory(SqlAccounts):
@@ -255,7 +273,7 @@ class SqlDirectory(SqlAccounts):
         if change is None:
             return None
         if target_name is None:  # after decide: only who may change members learns this
-            raise NotFoundError(f"no user {target_id}")
+            raise NotFoundError(NO_SUCH_USER)
         entering = change.role is not None and state.target_role is None
         if entering:
             # Back before a mute made in an earlier membership ran out: muted again (the event
@@ -302,12 +320,30 @@ class SqlDirectory(SqlAccounts):
     ) -> tuple[MembershipState, str | None]:
         """What a change of ``target_id``'s membership is decided on, and their name (None:
         no such user)."""
-        rows = await db.fetch(
-            self._q.membership_state, *_state_args(sphere.sphere_id, actor_id, target_id)
-        )
-        actor_role, target_role, owners, target_name, banned, muted_until_ms = rows[0]
+        rows = await db.fetch(self._q.membership_state, *_state_args(sphere, actor_id, target_id))
+        (
+            actor_role,
+            target_role,
+            owners,
+            target_name,
+            banned,
+            muted_until_ms,
+            actor_org,
+            target_org,
+            policies,
+            suspended_ms,
+        ) = rows[0]
         state = MembershipState(
-            sphere, _role(actor_role), _role(target_role), owners, bool(banned), muted_until_ms
+            sphere,
+            _role(actor_role),
+            _role(target_role),
+            owners,
+            bool(banned),
+            muted_until_ms,
+            actor_org_role=_org_role(actor_org),
+            target_org_role=_org_role(target_org),
+            org_visitors=policies is not None and org_policies(policies).visitors,
+            org_suspended=suspended_ms is not None,
         )
         return state, target_name
 
@@ -357,9 +393,14 @@ class SqlDirectory(SqlAccounts):
             )
         return summaries
 
-    async def discoverable_spheres(self, limit: int) -> list[SphereSummary]:
+    async def discoverable_spheres(
+        self, limit: int, *, user_id: UserId | None = None
+    ) -> list[SphereSummary]:
         check_limit(limit)
-        rows = await self._query(self._q.discoverable, limit)
+        if user_id is None:
+            rows = await self._query(self._q.discoverable, limit)
+        else:
+            rows = await self._query(self._q.discoverable_in_orgs, user_id, limit)
         return [summary_of(to_sphere(row)) for row in rows]
 
     async def set_read_marker(self, sphere_id: SphereId, user_id: UserId, offset: int) -> int:

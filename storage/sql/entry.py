@@ -29,6 +29,7 @@ from protocol import (
 )
 from storage.audit import AuditAction, SphereAuditEntry
 from storage.base import (
+    NO_SUCH_USER,
     DecideMember,
     MemberChange,
     MembershipState,
@@ -36,6 +37,7 @@ from storage.base import (
     SphereRecord,
 )
 from storage.entry import CheckEntry, CheckRevoke, DecideAccept, EntryKey, SphereStanding
+from storage.organisations import OrgRole
 from storage.rows import SPHERE_COLUMNS, SPHERE_WIDTH, check_limit, to_sphere
 from storage.settings import MemberView
 from storage.sql.accounts import SqlRunner
@@ -85,10 +87,16 @@ _INVITATION_AFTER = keyset_after("i", "created_ms", "invitation_id")
 
 
 _TEMPLATES = {
+    # The sphere, the user's membership, ban, and place in the sphere's organisation (and
+    # whether that is suspended): one statement, found or not, for the same answer time.
     "standing": f"""
         SELECT {_S_COLUMNS}, m.role, m.history_from, m.charter_accepted, m.muted_until_ms,
-               EXISTS (SELECT 1 FROM bans AS b WHERE b.sphere_id = s.sphere_id AND b.user_id = ?)
-        FROM spheres AS s LEFT JOIN members AS m ON m.sphere_id = s.sphere_id AND m.user_id = ?
+               EXISTS (SELECT 1 FROM bans AS b WHERE b.sphere_id = s.sphere_id AND b.user_id = ?),
+               om.role, o.suspended_ms
+        FROM spheres AS s
+        LEFT JOIN members AS m ON m.sphere_id = s.sphere_id AND m.user_id = ?
+        LEFT JOIN org_members AS om ON om.org_id = s.org_id AND om.user_id = ?
+        LEFT JOIN organisations AS o ON o.org_id = s.org_id
         WHERE s.sphere_id = ?
     """,
     # -- invitations -----------------------------------------------------------------------
@@ -226,17 +234,25 @@ class SqlEntry(SqlDirectory):
         await insert_sphere_audit(db, self._dialect, entry)
 
     async def sphere_standing(self, sphere_id: SphereId, user_id: UserId) -> SphereStanding:
-        rows = await self._query(self._e.standing, user_id, user_id, sphere_id)
+        rows = await self._query(self._e.standing, user_id, user_id, user_id, sphere_id)
         if not rows:
             return SphereStanding(None, None)
         row = tuple(rows[0])
-        role, history_from, accepted, muted_until_ms, banned = row[SPHERE_WIDTH:]
+        role, history_from, accepted, muted_until_ms, banned, org_role, suspended_ms = row[
+            SPHERE_WIDTH:
+        ]
         member = (
             MemberView(Role(role), history_from, accepted, muted_until_ms)
             if role is not None
             else None
         )
-        return SphereStanding(to_sphere(row[:SPHERE_WIDTH]), member, bool(banned))
+        return SphereStanding(
+            to_sphere(row[:SPHERE_WIDTH]),
+            member,
+            bool(banned),
+            OrgRole(org_role) if org_role is not None else None,
+            suspended_ms is not None,
+        )
 
     # -- invitations ---------------------------------------------------------------------------
 
@@ -258,7 +274,7 @@ class SqlEntry(SqlDirectory):
             state, invitee_name = await self._membership_state(db, sphere, inviter_id, invitee_id)
             check(state)
             if invitee_name is None:  # after check: only who may invite learns this
-                raise NotFoundError(f"no user {invitee_id}")
+                raise NotFoundError(NO_SUCH_USER)
             await db.fetch(e.revoke_pending, sphere_id, invitee_id)
             await db.fetch(
                 e.insert_invitation,
@@ -286,8 +302,8 @@ class SqlEntry(SqlDirectory):
                 raise NotFoundError("no such invitation")
             sphere_id, inviter_id, invitee_id, _, _, _ = rows[0]
             sphere = await self._lock_sphere(db, sphere_id)
-            roles = await db.fetch(self._q.get_role, sphere_id, actor_id)
-            check(sphere, Role(roles[0][0]) if roles else None, UserId(inviter_id))
+            state, _ = await self._membership_state(db, sphere, actor_id, actor_id)
+            check(state, UserId(inviter_id))
             # Read again under the sphere's lock: the state the revocation decides on.
             _, _, _, _, expires_ms, state = (await db.fetch(e.invitation_state, invitation_id))[0]
             if (ended := _ended(state, expires_ms, now_ms)) is not None:

@@ -14,6 +14,9 @@ alone, in draft order, what each draft gets:
 - a key already stored (before this group or earlier in it): the stored event, duplicate;
 - an author who is not a member: ``NotMemberError``;
 - a post, edit or reaction by an author muted past the draft's time: ``MutedError``;
+- a draft to a sphere of a suspended organisation: ``OrgSuspendedError``; one that would pass
+  a quota of its organisation: ``QuotaExceededError`` (``storage.usage.OrgGate``, read in the
+  same transaction, counts what the group appends);
 - a draft whose target (or the post a reply answers) is not a live post (stored, or appended
   earlier in the group), or, for a reply, reaction or pin, lies below its author's floor:
   ``TargetGoneError``;
@@ -44,6 +47,7 @@ from storage.base import (
 from storage.conversations import mention_candidates
 from storage.entry import MutedError
 from storage.rows import Key, Outcome, draft_key, mentions_column
+from storage.usage import OrgGate
 
 # Positions in a new events row (``storage.rows.POST_COLUMNS`` order) that later drafts of
 # the group change.
@@ -178,6 +182,7 @@ def plan_group(
     targets: dict[Position, Target],
     floors: dict[tuple[str, str], int] | None = None,
     muted: Mapping[tuple[str, str], int] | None = None,
+    gate: OrgGate | None = None,
 ) -> GroupPlan:
     """Decide the group from the rows read in its transaction (see the module's docstring).
 
@@ -189,6 +194,7 @@ def plan_group(
         targets: the stored events of ``wanted_targets``; updated in place.
         floors: the members among ``wanted_floors``, with the first offset each may read.
         muted: the end of the mute (ms) of the group's members who have one.
+        gate: the organisations of the group's spheres, their suspension and quotas.
     """
     planner = _Planner(GroupPlan(), targets, floors or {})
     plan = planner.plan
@@ -214,9 +220,16 @@ def plan_group(
         if until_ms is not None and until_ms > draft.ts_ms and draft.kind in SPEAKING_KINDS:
             plan.outcomes.append(MutedError(until_ms))
             continue
+        if gate is not None:
+            refusal = gate.refusal(sphere_id, draft.kind, draft.ts_ms, draft.body)
+            if refusal is not None:
+                plan.outcomes.append(refusal)
+                continue
         event = planner.draft(sphere_id, draft, last + 1)
         if event is None:
             continue
+        if gate is not None:
+            gate.count(sphere_id, draft.kind, draft.ts_ms, draft.body)
         counters[sphere_id] = event.offset
         stored[key] = event
         plan.outcomes.append(AppendResult(event, duplicate=False))

@@ -131,14 +131,19 @@ _TEMPLATES = {
     """,
     "get_role": "SELECT role FROM members WHERE sphere_id = ? AND user_id = ?",
     # Everything a membership change is decided on, in one statement, under the sphere's lock.
-    # Parameters: sphere, actor, sphere, target, sphere, target, sphere, target, sphere, target.
+    # Parameters: sphere, actor, sphere, target, sphere, target, sphere, target, sphere, target,
+    # then org, actor, org, target, org, org.
     "membership_state": """
         SELECT (SELECT role FROM members WHERE sphere_id = ? AND user_id = ?),
                (SELECT role FROM members WHERE sphere_id = ? AND user_id = ?),
                (SELECT count(*) FROM members WHERE sphere_id = ? AND role = 'owner'),
                (SELECT name FROM users WHERE user_id = ?),
                EXISTS (SELECT 1 FROM bans WHERE sphere_id = ? AND user_id = ?),
-               (SELECT muted_until_ms FROM members WHERE sphere_id = ? AND user_id = ?)
+               (SELECT muted_until_ms FROM members WHERE sphere_id = ? AND user_id = ?),
+               (SELECT role FROM org_members WHERE org_id = ? AND user_id = ?),
+               (SELECT role FROM org_members WHERE org_id = ? AND user_id = ?),
+               (SELECT policies FROM organisations WHERE org_id = ?),
+               (SELECT suspended_ms FROM organisations WHERE org_id = ?)
     """,
     # -- listings and read markers ---------------------------------------------------------
     "user_spheres": _USER_SPHERES.replace("{after}", ""),
@@ -160,6 +165,13 @@ _TEMPLATES = {
           AND listed <> 0
         ORDER BY created_ms DESC, {{creation_order}} DESC LIMIT ?
     """,
+    # The same, of the user's organisations only (index spheres_discoverable_by_org).
+    "discoverable_in_orgs": f"""
+        SELECT {sphere_select()} FROM spheres WHERE privacy IN ('open', 'public')
+          AND listed <> 0
+          AND org_id IN (SELECT org_id FROM org_members WHERE user_id = ?)
+        ORDER BY created_ms DESC, {{creation_order}} DESC LIMIT ?
+    """,
     "set_read_marker": """
         UPDATE members SET read_offset = {greatest}(read_offset, {least}(CAST(? AS BIGINT), (
             SELECT last_offset FROM spheres WHERE sphere_id = members.sphere_id
@@ -169,6 +181,17 @@ _TEMPLATES = {
     """,
     # -- group commits (the parts both engines run alike) ----------------------------------
     "insert_posts": f"INSERT INTO events ({POST_COLUMNS}) VALUES ({', '.join('?' * POST_WIDTH)})",
+    # The organisations whose quotas a group counts, locked in order: their groups commit one
+    # after another (SQLite's one writer orders them already).
+    "lock_orgs": """
+        SELECT org_id FROM organisations WHERE org_id {in_list} ORDER BY org_id {lock_sphere}
+    """,
+    "org_usage": "SELECT org_id, day, posts, body_bytes FROM org_usage WHERE org_id {in_list}",
+    "add_usage": """
+        INSERT INTO org_usage (org_id, day, posts, body_bytes) VALUES (?, ?, ?, ?)
+        ON CONFLICT (org_id, day) DO UPDATE SET posts = org_usage.posts + excluded.posts,
+            body_bytes = org_usage.body_bytes + excluded.body_bytes
+    """,
 }
 
 
@@ -207,8 +230,12 @@ class Queries:
     members: str
     members_after: str
     discoverable: str
+    discoverable_in_orgs: str
     set_read_marker: str
     insert_posts: str
+    lock_orgs: str
+    org_usage: str
+    add_usage: str
 
 
 @functools.cache

@@ -184,6 +184,13 @@ async def test_everyone_must_be_in_the_context(store: Store) -> None:
             name="",
             now_ms=T0,
         )
+    # A visitor from outside enters only under the organisation's policy visitors.
+    async with store._writing() as db:  # type: ignore[attr-defined]
+        await db.fetch(
+            "UPDATE organisations SET policies = ? WHERE org_id = ?",
+            '{"visitors": true}',
+            DEFAULT_ORG,
+        )
     await store.change_member(
         team.sphere_id, ada.user_id, stranger.user_id, deciding_add(Role.VISITOR), now_ms=T0
     )

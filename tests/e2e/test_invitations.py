@@ -201,9 +201,10 @@ async def test_members_and_banned_users_are_not_invited(server: ServerProcess) -
     b = await banned.connect()
     stale = await b.request(AcceptInvitation(invitation_id=old.invitation.invitation_id, ref="a"))
     assert code(stale) == "forbidden" and "banned" in stale.message  # type: ignore[attr-defined]
-    # An unknown user is not found, told only to who may invite.
+    # An unknown user is no member of the organisation: refused as someone from outside
+    # would be (who exists elsewhere is not told), and only to who may invite.
     nobody = await o.request(Invite(sphere_id=sphere_id, user_id="u_nobody", ref="n"))
-    assert code(nobody) == "not_found"
+    assert code(nobody) == "forbidden" and "policy visitors" in nobody.message  # type: ignore[attr-defined]
     outsider = await server.new_user("outsider")
     x = await outsider.connect()
     hidden = await x.request(Invite(sphere_id=sphere_id, user_id="u_nobody", ref="h"))

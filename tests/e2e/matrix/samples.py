@@ -77,7 +77,7 @@ from protocol import (
     UserId,
     WithdrawRequest,
 )
-from server.access import Right
+from server.access import Right, Standing
 
 # The sphere types of the matrix: all but global, whose members are its organisation's, all of
 # them, by design (no standing but member is set up in one); its rows of the rights table are
@@ -88,18 +88,10 @@ MATRIX_TYPES = tuple(p for p in Privacy if p is not Privacy.GLOBAL)
 # member: the table does not tell them apart, the server must not either). A direct
 # conversation has only participants (role member) and outsiders: ``DIRECT_STANDINGS``; there
 # ``removed`` is a participant who left.
-STANDINGS = (
-    "owner",
-    "admin",
-    "publisher",
-    "member",
-    "visitor",
-    "muted",
-    "outsider",
-    "banned",
-    "removed",
-)
-DIRECT_STANDINGS = ("member", "outsider", "removed")
+STANDINGS = (*(standing.value for standing in Standing), "removed")
+DIRECT_STANDINGS = ("member", "outsider", "removed", "org_manager", "stranger")
+# The standings of users outside the sphere's organisation: they enter only as visitors.
+FROM_OUTSIDE = frozenset({Standing.STRANGER.value, Standing.GUEST.value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +107,7 @@ class Context:
     post: int  # a post of the owner
     own_post: int  # the caller's own post (a reply to ``post``); ``post`` if they never wrote
     target_id: UserId  # a member (role ``member``) to act on
-    stranger_id: UserId  # a user with no tie to the sphere
+    stranger_id: UserId  # a user of the caller's organisation with no tie to the sphere
     invitation_id: str  # the invitation ``prepare`` made, or a placeholder
     charter_version: int  # the charter ``prepare`` set, or 0
     seq: int  # unique per case
@@ -145,6 +137,17 @@ class Sample:
     object_errors: frozenset[ErrorCode] = frozenset()
     handshake: bool = False  # the first frame of a new connection
     cleanup: Build | None = None  # sent after an allowed case, on the same connection
+
+
+def _entry_role(standing: str) -> Role:
+    """The role a user of the caller's organisation may be invited with (``stranger_id`` is
+    of the caller's organisation)."""
+    return Role.VISITOR if standing in FROM_OUTSIDE else Role.MEMBER
+
+
+def _invite_caller(c: Context) -> list[Frame]:
+    """An invitation of the caller, with the role their organisation lets them enter with."""
+    return [Invite(sphere_id=c.sphere_id, user_id=c.caller_id, role=_entry_role(c.standing))]
 
 
 def _one(name: str, build: Build, **options: object) -> tuple[Sample, ...]:
@@ -306,7 +309,9 @@ SAMPLES: Mapping[type[Frame], tuple[Sample, ...]] = {
         lambda c: RevokeInvitation(invitation_id=c.invitation_id),
         fresh=True,
         fresh_stranger=True,
-        prepare=lambda c: [Invite(sphere_id=c.sphere_id, user_id=c.stranger_id)],
+        prepare=lambda c: [
+            Invite(sphere_id=c.sphere_id, user_id=c.stranger_id, role=_entry_role(c.standing))
+        ],
         # Its inviter (the owner here) or an administrator: who may list every invitation.
         also_needs=(Right.LIST_INVITATIONS,),
     ),
@@ -314,7 +319,7 @@ SAMPLES: Mapping[type[Frame], tuple[Sample, ...]] = {
         "accept",
         lambda c: AcceptInvitation(invitation_id=c.invitation_id),
         fresh=True,
-        prepare=lambda c: [Invite(sphere_id=c.sphere_id, user_id=c.caller_id)],
+        prepare=_invite_caller,
         prepare_first=True,
         # A member already (invited before being added), a banned invitee, or the owner, who
         # has no invitation to accept.
@@ -324,7 +329,7 @@ SAMPLES: Mapping[type[Frame], tuple[Sample, ...]] = {
         "decline",
         lambda c: DeclineInvitation(invitation_id=c.invitation_id),
         fresh=True,
-        prepare=lambda c: [Invite(sphere_id=c.sphere_id, user_id=c.caller_id)],
+        prepare=_invite_caller,
         prepare_first=True,
         object_errors=frozenset({ErrorCode.CONFLICT, ErrorCode.NOT_FOUND}),
     ),

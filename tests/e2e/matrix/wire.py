@@ -174,9 +174,7 @@ async def over_http(client: httpx.AsyncClient, frame: Frame, http: Http) -> Answ
     body = wire if wire else None
     try:
         async with asyncio.timeout(REQUEST_TIMEOUT_S):
-            reply = await client.request(
-                http.method, "/api/v1" + path, params=query or None, json=body
-            )
+            reply = await _request(client, http.method, "/api/v1" + path, query, body)
     except (TimeoutError, httpx.TimeoutException):
         return Answer("timeout")
     if reply.status_code == 204:
@@ -194,6 +192,21 @@ async def over_http(client: httpx.AsyncClient, frame: Frame, http: Http) -> Answ
         # The status must be the code's documented one (docs/protocol.md, section 15).
         return Answer("error", f"{code} with HTTP {reply.status_code}", data.get("message"))
     return Answer("error", code, data.get("message"))
+
+
+async def _request(
+    client: httpx.AsyncClient, method: str, url: str, query: dict[str, Any], body: Any
+) -> httpx.Response:
+    """The request, sent again once on a new connection when a kept-alive one was closed by
+    the server (idle past its keep-alive) just as the request went out, as a client does: no
+    answer came, and the server never read the request."""
+    for attempt in (1, 2):
+        try:
+            return await client.request(method, url, params=query or None, json=body)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def archive_answer(frame: Frame, reply: httpx.Response) -> Answer:

@@ -44,8 +44,11 @@ from protocol import (
 )
 from server.access import SPHERE_NOT_FOUND, Right, Standing, standing_allows
 from server.operations import BY_FRAME, OPERATIONS
+from storage import DEFAULT_ORG
+from tests.e2e import orgs
 from tests.e2e.matrix.samples import (
     DIRECT_STANDINGS,
+    FROM_OUTSIDE,
     MATRIX_TYPES,
     NO_INVITATION,
     SAMPLES,
@@ -71,13 +74,19 @@ ROLE_OF = {
     "muted": Role.MEMBER,
     "banned": Role.MEMBER,
     "removed": Role.MEMBER,
+    "guest": Role.VISITOR,
 }
+# Standings that are no membership at all: nothing to set up in the sphere.
+NOT_MEMBERS = frozenset({"outsider", "stranger", "org_manager"})
+# The organisation the matrix's strangers and guests belong to (the spheres are the default's).
+ELSEWHERE = "o_matrix_elsewhere"
 # Why: enough pipelined connections per user to keep the server busy, few enough to open fast.
 SESSIONS_PER_USER = 4
 OWNER_SESSIONS = 16
 CONCURRENT_CASES = 128
-# Why: the whole matrix takes seconds; past this, something is stuck and the run stops.
-MATRIX_TIMEOUT_S = 240.0
+# Why: the whole matrix takes under two minutes on a loaded 2-core machine; past this,
+# something is stuck and the run stops.
+MATRIX_TIMEOUT_S = 420.0
 MISSING_SPHERE = SphereId("s_matrix_missing")
 # Why: a retryable error means "the same request may succeed later"; a client retries it.
 RETRYABLE = frozenset(code.value for code in ErrorCode if code.retryable)
@@ -189,21 +198,30 @@ def judge(
 
 
 class World:
-    def __init__(self, server: ServerProcess, actors: dict[str, Actor], pool: list[UserId]) -> None:
+    def __init__(
+        self,
+        server: ServerProcess,
+        actors: dict[str, Actor],
+        pool: list[UserId],
+        outside: list[UserId],
+    ) -> None:
         self.server = server
         self.actors = actors
         self.owner = actors["owner"]
-        self._pool = pool  # users with no tie to any sphere; each serves once per sphere
-        self._taken: Counter[SphereId] = Counter()
+        # Users with no tie to any sphere; each serves once per sphere: of the spheres'
+        # organisation, and of the organisation of the matrix's strangers and guests.
+        self._pools = {False: pool, True: outside}
+        self._taken: Counter[tuple[SphereId, bool]] = Counter()
         self._seq = itertools.count(1)
         self._cases = asyncio.Semaphore(CONCURRENT_CASES)
         self.shared: dict[Privacy, Sphere] = {}
 
-    def stranger(self, sphere: Sphere) -> UserId:
-        """A user with no tie to ``sphere`` yet (and none after, but for this case's)."""
-        taken = self._taken[sphere.sphere_id]
-        self._taken[sphere.sphere_id] += 1
-        return self._pool[taken]
+    def stranger(self, sphere: Sphere, *, outside: bool = False) -> UserId:
+        """A user with no tie to ``sphere`` yet (and none after, but for this case's); with
+        ``outside``, one of the organisation of the strangers and guests."""
+        taken = self._taken[(sphere.sphere_id, outside)]
+        self._taken[(sphere.sphere_id, outside)] += 1
+        return self._pools[outside][taken]
 
     async def sphere(
         self,
@@ -240,7 +258,7 @@ class World:
     async def _establish(self, sphere: Sphere, standing: str) -> None:
         actor = self.actors[standing]
         direct = sphere.privacy is Privacy.DIRECT  # its participants are in it from the start
-        if standing == "outsider":
+        if standing in NOT_MEMBERS:
             return
         if standing != "owner" and not direct:
             await self.owner.call(
@@ -334,7 +352,9 @@ class World:
             await self.owner.call(AddMember(sphere_id=sphere.sphere_id, user_id=target))
             given["target_id"] = target
         if sample.fresh_stranger:
-            given["stranger_id"] = self.stranger(sphere)
+            # Of the caller's own organisation: someone they could open a conversation with.
+            outside = case.standing in FROM_OUTSIDE
+            given["stranger_id"] = self.stranger(sphere, outside=outside)
         ctx = self.context(sphere, case.standing, **given)
         if sample.prepare is not None and sample.fresh and not sample.prepare_first:
             await self._prepare(sphere, sample.prepare(ctx))
@@ -439,6 +459,20 @@ def _strangers_of(sample: Sample) -> int:
     return int(sample.fresh_target) + int(sample.fresh_stranger)
 
 
+def place_in_organisations(
+    server: ServerProcess, actors: dict[str, Actor], pool: list[UserId]
+) -> None:
+    """Strangers and guests, and ``pool``, belong to another organisation; the org manager
+    manages the spheres' organisation (the default one), whose policy lets visitors in from
+    outside."""
+    # Its members create spheres of every type, as the default organisation's do.
+    kinds = ["open", "private", "public", "restricted"]
+    orgs.create_org(server, ELSEWHERE, "Elsewhere", member_sphere_types=kinds)
+    orgs.move_to_org(server, [*(actors[s].user_id for s in FROM_OUTSIDE), *pool], ELSEWHERE)
+    orgs.set_org_role(server, actors["org_manager"].user_id, "manager")
+    orgs.set_policies(server, DEFAULT_ORG, visitors=True)
+
+
 Results = dict[tuple[str, str], list[Cell]]
 
 
@@ -457,7 +491,10 @@ async def run_matrix(server: ServerProcess) -> Results:
                 count = OWNER_SESSIONS if standing == "owner" else SESSIONS_PER_USER
                 actors[standing] = await open_actor(server, count)
             pool = await new_strangers(server, strangers_needed(cases))
-            world = World(server, actors, pool)
+            from_outside = [c for c in cases if c.standing in FROM_OUTSIDE]
+            outside = await new_strangers(server, strangers_needed(from_outside))
+            place_in_organisations(server, actors, outside)
+            world = World(server, actors, pool, outside)
             spheres = await asyncio.gather(*(world.sphere(p, STANDINGS) for p in MATRIX_TYPES))
             world.shared = dict(zip(MATRIX_TYPES, spheres, strict=True))
             cells = await asyncio.gather(*(world.run(case) for case in cases))
