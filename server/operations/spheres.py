@@ -121,9 +121,7 @@ class SphereHandlers:
         unless the frame says otherwise. A global sphere then takes in every member."""
         org = org_granted(caller)
         policies = org.org.policies
-        check_sphere_type(org, frame.privacy)
-        if policies.quotas.spheres is not None:  # counted only when there is a limit
-            check_sphere_quota(org, await self._store.count_org_spheres(org.org_id))
+        # A malformed request (a type no sphere is created as) is bad_frame before any policy.
         settings = access.create_settings(
             frame.name,
             frame.privacy,
@@ -131,6 +129,9 @@ class SphereHandlers:
             frame.join_policy,
             frame.history or policies.history,
         )
+        check_sphere_type(org, frame.privacy)
+        if policies.quotas.spheres is not None:  # counted only when there is a limit
+            check_sphere_quota(org, await self._store.count_org_spheres(org.org_id))
         if policies.retention_days is not None:
             ceiling = self._deps.config.retention_days
             days = min(policies.retention_days, ceiling) if ceiling else policies.retention_days

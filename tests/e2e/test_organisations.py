@@ -287,8 +287,8 @@ async def test_manage_sphere_is_an_event_members_see(server: ServerProcess) -> N
     member_portal = await ok(owner, ListOrgSpheres(org_id=ORG), OrgSphereList)
     assert sphere_id not in {s.sphere_id for s in member_portal.spheres}
     await ok(owner, Publish(sphere_id=sphere_id, message_id="before", body="before"), Ack)
-    # Not a member yet: the manager reads nothing of it (a sealed sphere: not found).
-    await refused(manager, History(sphere_id=sphere_id), "not_found")
+    # Not a member yet: the manager sees that it exists (the portal shows it) and reads nothing.
+    await refused(manager, History(sphere_id=sphere_id), "forbidden")
     appointed = await ok(manager, ManageSphere(org_id=ORG, sphere_id=sphere_id), SphereInfo)
     assert appointed.sphere.role == "admin"
     event = await owner.expect(Message, action="appointed")
