@@ -96,6 +96,8 @@ def membership(message: Message, name: Namer) -> str:
         return f"{who} unmuted {member}"
     if action is MemberAction.DELETED:
         return f"the account of {member} was deleted"
+    if action is MemberAction.APPOINTED:
+        return f"{member} became an administrator as a manager of the organisation"
     return f"{who} made {member} {role}"
 
 

@@ -22,6 +22,7 @@ from protocol.conversations import (
     Unpin,
     Unreact,
 )
+from protocol.direct import OpenDirect
 from protocol.export import ExportInfo, ExportSphere
 from protocol.fields import Frame
 from protocol.frames import (
@@ -91,6 +92,23 @@ from protocol.governance import (
     WithdrawRequest,
 )
 from protocol.message import Message
+from protocol.organisations import (
+    AddOrgMember,
+    GetOrg,
+    ListOrgAudit,
+    ListOrgMembers,
+    ListOrgs,
+    ListOrgSpheres,
+    ManageSphere,
+    OrgAuditList,
+    OrgInfo,
+    OrgList,
+    OrgMemberList,
+    OrgSphereList,
+    RemoveOrgMember,
+    SetOrgRole,
+    UpdateOrg,
+)
 
 ClientFrame = (
     Auth
@@ -143,6 +161,17 @@ ClientFrame = (
     | ListThreads
     | ListMentions
     | ExportSphere
+    | OpenDirect
+    | ListOrgs
+    | GetOrg
+    | UpdateOrg
+    | ListOrgMembers
+    | AddOrgMember
+    | RemoveOrgMember
+    | SetOrgRole
+    | ListOrgAudit
+    | ListOrgSpheres
+    | ManageSphere
 )
 
 
@@ -181,6 +210,11 @@ ServerFrame = (
     | ThreadList
     | MentionList
     | ExportInfo
+    | OrgList
+    | OrgInfo
+    | OrgMemberList
+    | OrgAuditList
+    | OrgSphereList
     | Batch
 )
 
@@ -235,6 +269,17 @@ CLIENT_FRAMES: tuple[type[Frame], ...] = (
     ListThreads,
     ListMentions,
     ExportSphere,
+    OpenDirect,
+    ListOrgs,
+    GetOrg,
+    UpdateOrg,
+    ListOrgMembers,
+    AddOrgMember,
+    RemoveOrgMember,
+    SetOrgRole,
+    ListOrgAudit,
+    ListOrgSpheres,
+    ManageSphere,
 )
 SERVER_FRAMES: tuple[type[Frame], ...] = (
     Welcome,
@@ -263,5 +308,10 @@ SERVER_FRAMES: tuple[type[Frame], ...] = (
     ThreadList,
     MentionList,
     ExportInfo,
+    OrgList,
+    OrgInfo,
+    OrgMemberList,
+    OrgAuditList,
+    OrgSphereList,
     Batch,
 )

@@ -178,7 +178,14 @@ class _Schema:
 
 
 def _check_bounds(value: Any, bounds: dict[str, int], where: str) -> None:
-    if isinstance(value, str):
+    if isinstance(value, list):  # its length, then each item's own bounds
+        if len(value) < bounds.get("min_items", 0):
+            raise ProtocolViolation(f"{where}: at least {bounds['min_items']} items")
+        if len(value) > bounds.get("max_items", len(value)):
+            raise ProtocolViolation(f"{where}: at most {bounds['max_items']} items")
+        for index, item in enumerate(value):
+            _check_bounds(item, bounds, f"{where}[{index}]")
+    elif isinstance(value, str):
         if len(value) < bounds["min_chars"]:
             raise ProtocolViolation(f"{where}: must not be empty")
         if len(value) > bounds["max_chars"]:

@@ -40,6 +40,7 @@ from protocol.types import (
     HistoryMode,
     JoinPolicy,
     MessageId,
+    OrgId,
     Privacy,
     Role,
     SphereId,
@@ -182,6 +183,8 @@ class CreateSphere(Frame):
     listed: bool | None = None
     join_policy: JoinPolicy | None = None
     history: HistoryMode | None = None
+    # The organisation the sphere belongs to; absent: the caller's only organisation.
+    org_id: OrgId | None = _opt_text(MAX_ID_CHARS)
     ref: str | None = _ref()
 
 
@@ -292,6 +295,8 @@ class SphereSummary:
     retention_days: int | None = None
     retained_from: int = 0
     legal_hold: LegalHold | None = None
+    # A direct conversation's other participants, for a participant's lists; absent otherwise.
+    participants: list[MemberInfo] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,12 @@ class Privacy(StrEnum):
     OPEN = "open"  # any user may enter (at once, or on approval); only members read
     PUBLIC = "public"  # every user may read; posting needs membership
     RESTRICTED = "restricted"  # announcements: staff post; members read, react and reply
+    # Private messages between 2 to 10 participants, all members: nobody administers it, and
+    # nobody else (sphere staff, organisation managers, server administrators) reads or sees it.
+    DIRECT = "direct"
+    # Every member of the organisation is a member, and only while they are one; sealed to
+    # everyone else; members cannot leave it.
+    GLOBAL = "global"
 
 
 class HistoryMode(StrEnum):
@@ -67,6 +73,13 @@ class Role(StrEnum):
 
 
 _ROLE_RANK = {Role.OWNER: 5, Role.ADMIN: 4, Role.PUBLISHER: 3, Role.MEMBER: 2, Role.VISITOR: 1}
+
+
+class OrgRole(StrEnum):
+    """A user's role in an organisation (rights: ``server.access.org_rights``)."""
+
+    MANAGER = "manager"  # governs the organisation; reads a sphere only as its visible member
+    MEMBER = "member"
 
 
 class UserKind(StrEnum):
@@ -103,6 +116,8 @@ class MemberAction(StrEnum):
     MUTED = "muted"  # they read but may not write until ``until_ms``
     UNMUTED = "unmuted"  # the mute was lifted
     DELETED = "deleted"  # their account was deleted (the event has no author and no name)
+    # A manager of the sphere's organisation made themselves one of its administrators.
+    APPOINTED = "appointed"
 
     @property
     def ends_membership(self) -> bool:

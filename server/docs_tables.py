@@ -1,7 +1,8 @@
-"""The docs tables generated from the code: the rights table and the operation table.
+"""The docs tables generated from the code: the rights tables and the operation table.
 
-``docs/governance.md`` prints the rights table (``server.access.rights``) and
-``docs/protocol.md`` the operation table (``server.operations.table``), each between a pair
+``docs/governance.md`` prints the rights table (``server.access.rights``) and the
+organisation rights table (``server.access.org_rights``), ``docs/protocol.md`` the operation
+table (``server.operations.table``), each between a pair
 of HTML comment markers; ``tests/test_docs_sync.py`` fails when the docs hold anything else.
 Regenerate with ``python -m server.docs_tables`` from the repository root.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocol import Privacy
+from server.access.org_rights import ORG_RIGHTS, OrgRight, OrgStanding, org_standing_allows
 from server.access.rights import Right, Standing, standing_allows
 from server.operations.table import OPERATIONS, Operation
 
@@ -38,6 +40,7 @@ class Block:
 
 
 RIGHTS_BLOCK = Block("docs/governance.md", "rights")
+ORG_RIGHTS_BLOCK = Block("docs/governance.md", "org-rights")
 OPERATIONS_BLOCK = Block("docs/protocol.md", "operations")
 
 
@@ -85,8 +88,33 @@ def rights_table() -> str:
     return _table(header, rows)
 
 
+def _org_cell(right: OrgRight, standing: OrgStanding) -> str:
+    """A cell: whether a standing holds an organisation right, and under which policy."""
+    if org_standing_allows(right, standing):
+        policy = ORG_RIGHTS[right].members_if
+        held_by_role = standing is OrgStanding.MANAGER or policy is None
+        return "yes" if held_by_role else f"while `{policy}` is on"
+    return _NO
+
+
+def org_rights_table() -> str:
+    """Every organisation right, and which standing holds it (``org_standing_allows``)."""
+    header = ["right", *(s.value for s in OrgStanding), "needed by"]
+    rows = [
+        [
+            f"`{right.value}`",
+            *(_org_cell(right, s) for s in OrgStanding),
+            ", ".join(f"`{op.frame.TYPE}`" for op in OPERATIONS if op.org_right is right)
+            or "checked by handlers",
+        ]
+        for right in OrgRight
+    ]
+    return _table(header, rows)
+
+
 def _rights_of(op: Operation) -> str:
-    cells = [f"`{op.right.value}`"] if op.right is not None else []
+    cells = [f"org `{op.org_right.value}`"] if op.org_right is not None else []
+    cells += [f"`{op.right.value}`"] if op.right is not None else []
     cells += [f"`{right.value}` with `{name}`" for name, right in op.when if right is not op.right]
     return "; ".join(cells) or _NO
 
@@ -105,7 +133,11 @@ def operations_table() -> str:
     return _table(header, rows)
 
 
-GENERATED = {RIGHTS_BLOCK: rights_table, OPERATIONS_BLOCK: operations_table}
+GENERATED = {
+    RIGHTS_BLOCK: rights_table,
+    ORG_RIGHTS_BLOCK: org_rights_table,
+    OPERATIONS_BLOCK: operations_table,
+}
 
 
 def between_markers(text: str, block: Block) -> str | None:

@@ -99,7 +99,13 @@ class Schemas:
         hint = getattr(hint, "__supertype__", hint)  # NewType
         if typing.get_origin(hint) is list:
             (item,) = typing.get_args(hint)
-            return {"type": "array", "items": self.value(item, {})}
+            # A list's bounds: its length (min_items, max_items), and each item's own.
+            return _bounded(
+                {"type": "array", "items": self.value(item, bounds)},
+                bounds,
+                minItems="min_items",
+                maxItems="max_items",
+            )
         if isinstance(hint, type) and issubclass(hint, Enum):
             return {"type": "string", "enum": [member.value for member in hint]}
         if hint is bool:

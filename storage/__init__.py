@@ -81,6 +81,7 @@ from storage.deletion import (
     DeletionState,
     SphereStep,
 )
+from storage.direct import ORG_NOT_FOUND, DirectConversations, DirectOpening
 from storage.entry import (
     CheckDelete,
     CheckEntry,
@@ -99,6 +100,16 @@ from storage.export import (
     JoinRequestRecord,
     ReactionKey,
     ReactionRecord,
+)
+from storage.org_governance import (
+    DecideOrgMember,
+    DirectoryEntry,
+    DirectoryKey,
+    OrgAccess,
+    OrgChange,
+    OrgGovernance,
+    OrgMemberState,
+    PortalKey,
 )
 from storage.organisations import (
     DEFAULT_ORG,
@@ -129,6 +140,7 @@ from storage.signin import (
     SsoConfig,
 )
 from storage.sql.erasure import CompactionRunningError
+from storage.sql.org_governance import join_global
 from storage.sql.organisations import OrgExistsError
 
 __all__ = [
@@ -138,6 +150,7 @@ __all__ = [
     "MAX_MENTIONS",
     "MAX_QUEUED_APPENDS",
     "OPERATOR",
+    "ORG_NOT_FOUND",
     "TOUCH_INTERVAL_MS",
     "AccountDeletions",
     "AppendResult",
@@ -161,12 +174,17 @@ __all__ = [
     "Credentials",
     "DecideAccept",
     "DecideMember",
+    "DecideOrgMember",
     "DecideSettings",
     "DeletionJob",
     "DeletionMode",
     "DeletionRequest",
     "DeletionState",
+    "DirectConversations",
+    "DirectOpening",
     "Directory",
+    "DirectoryEntry",
+    "DirectoryKey",
     "Draft",
     "EmailTakenError",
     "EndReason",
@@ -191,8 +209,12 @@ __all__ = [
     "MutedError",
     "NotFoundError",
     "NotMemberError",
+    "OrgAccess",
     "OrgAuditEntry",
+    "OrgChange",
     "OrgExistsError",
+    "OrgGovernance",
+    "OrgMemberState",
     "OrgMembership",
     "OrgPolicies",
     "OrgQuotas",
@@ -200,6 +222,7 @@ __all__ = [
     "OrgRole",
     "Organisations",
     "OutcomeUnknownError",
+    "PortalKey",
     "ReactionKey",
     "ReactionRecord",
     "RefreshOutcome",
@@ -232,6 +255,7 @@ __all__ = [
     "TokenRecord",
     "UserRecord",
     "default_settings",
+    "join_global",
     "joined_from",
     "member_key",
     "open_store",

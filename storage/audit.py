@@ -46,6 +46,8 @@ class AuditAction(StrEnum):
     RETENTION_APPLIED = "retention_applied"  # detail: events removed, the new horizon
     LEGAL_HOLD_SET = "legal_hold_set"  # by a server administrator; detail: until when (ms)
     LEGAL_HOLD_RELEASED = "legal_hold_released"
+    # A manager of the sphere's organisation made themselves an administrator (manage_sphere).
+    MANAGER_APPOINTED = "manager_appointed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,9 +47,11 @@ from storage.audit import AuditAction, SphereAudit
 from storage.charter import Charters
 from storage.conversations import Conversations
 from storage.deletion import AccountDeletions
+from storage.direct import DirectConversations
 from storage.entry import Entry
 from storage.erasure import Erasure
 from storage.export import Export
+from storage.org_governance import OrgGovernance
 from storage.organisations import DEFAULT_ORG, Organisations
 from storage.retention import Retention
 from storage.settings import MemberView, SphereSettings
@@ -622,6 +624,8 @@ class Store(
     Erasure,
     Export,
     Organisations,
+    DirectConversations,
+    OrgGovernance,
     SignIns,
     Protocol,
 ):

@@ -133,8 +133,10 @@ class AccountDeletions(Protocol):
         """End the account's membership of the sphere (see the module's docstring) and move
         the sphere to the content step, in one transaction, under the sphere's lock.
 
-        With ``keep_empty`` (the sphere is under a legal hold) a sphere the account was the
-        last member of is kept, without members; the content step deletes it once it runs.
+        A direct conversation the account was the last participant of goes like a sphere
+        whose last owner has no successor. With ``keep_empty`` (the sphere is under a legal
+        hold) a sphere the account was the last member of is kept, without members; the
+        content step deletes it once it runs.
 
         Returns:
             The events to publish, in order: a ``role_changed`` event for a new owner, then

@@ -17,16 +17,19 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from protocol import CloisonError, ErrorCode, HistoryMode, OrgId, Privacy, UserId
+from protocol import (
+    CloisonError,
+    ErrorCode,
+    HistoryMode,
+    OrgId,
+    OrgRole as OrgRole,  # the storage name of the wire's organisation roles
+    Privacy,
+    UserId,
+)
 from storage.deletion import DeletionMode
 
 DEFAULT_ORG = OrgId("default")
 _E = TypeVar("_E", bound=StrEnum)
-
-
-class OrgRole(StrEnum):
-    MANAGER = "manager"  # governs the organisation; reads a sphere only as its visible member
-    MEMBER = "member"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ of sight.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -29,6 +30,8 @@ import asyncpg
 from tests.services import TIMEOUT_S
 
 SQLITE_DATABASE = "cloison.sqlite3"
+# How many times a positive control looks before it fails (assert_present_postgres).
+PRESENCE_LOOKS = 6
 
 # Every relation of the schema's tables (or of the tables named): the table, its indexes,
 # its TOAST table and that table's index.
@@ -129,7 +132,15 @@ async def assert_absent_postgres(
 async def assert_present_postgres(
     dsn: str, schema: str, canary: bytes, tables: Sequence[str] | None = None
 ) -> None:
-    """The positive control: ``canary`` is in a relation file of ``schema`` (or ``tables``)."""
+    """The positive control: ``canary`` is in a relation file of ``schema`` (or ``tables``).
+
+    Looked for again a few times: a compaction running meanwhile may be writing a relation's
+    new file after the checkpoint, so one look can miss a row that is there.
+    """
+    for _ in range(PRESENCE_LOOKS - 1):
+        if await postgres_holding(dsn, schema, canary, tables):
+            return
+        await asyncio.sleep(0.5)
     found = await postgres_holding(dsn, schema, canary, tables)
     assert found, f"canary {canary!r} in no relation file of {schema}"
 

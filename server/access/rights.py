@@ -17,6 +17,7 @@ does not exist.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -81,7 +82,7 @@ PUBLISHERS = STAFF | {Role.PUBLISHER}
 MEMBERS = ROLES - {Role.VISITOR}
 OWNER = frozenset({Role.OWNER})
 NOBODY: frozenset[Role] = frozenset()
-# The types an outsider can see (private and restricted spheres are sealed).
+# The types an outsider can see (private, restricted, global and direct spheres are sealed).
 VISIBLE_TYPES = frozenset({Privacy.OPEN, Privacy.PUBLIC})
 
 
@@ -114,7 +115,8 @@ RIGHTS: Mapping[Right, Grant] = {
     Right.LIST_MEMBERS: Grant(MEMBERS, by_type={Privacy.RESTRICTED: PUBLISHERS}),
     Right.JOIN: Grant(ROLES, outsiders=VISIBLE_TYPES),  # a member joining again: no change
     Right.REQUEST_JOIN: Grant(ROLES, outsiders=VISIBLE_TYPES),  # a member: nothing to ask
-    Right.LEAVE: Grant(ROLES),
+    # A global sphere's members are the organisation's: they leave it by leaving the organisation.
+    Right.LEAVE: Grant(ROLES, by_type={Privacy.GLOBAL: NOBODY}),
     Right.INVITE: Grant(MEMBERS, by_type={Privacy.RESTRICTED: PUBLISHERS}),
     Right.ADD_MEMBER: Grant(STAFF),
     Right.REMOVE_MEMBER: Grant(STAFF),
@@ -134,6 +136,47 @@ RIGHTS: Mapping[Right, Grant] = {
     Right.TRANSFER: Grant(OWNER),
     Right.DELETE_SPHERE: Grant(OWNER),
     Right.EXPORT: Grant(STAFF),
+}
+
+# A direct conversation (private messages) is administered by nobody and seen by nobody else:
+# its participants (all role ``member``) hold what members hold, pins included, and nobody
+# holds a right that governs a sphere or shows it to another. This is the table's ``direct``
+# column for the rows it names; the others grant in it as their ``roles`` say.
+PARTICIPANTS = frozenset({Role.MEMBER})
+DIRECT_ROLES: Mapping[Right, frozenset[Role]] = {
+    Right.PIN: PARTICIPANTS,
+    **dict.fromkeys(
+        (
+            Right.DELETE_ANY,
+            Right.INVITE,
+            Right.ADD_MEMBER,
+            Right.REMOVE_MEMBER,
+            Right.SET_ROLE,
+            Right.BAN,
+            Right.MUTE,
+            Right.ANSWER_REQUESTS,
+            Right.LIST_INVITATIONS,
+            Right.EDIT_SETTINGS,
+            Right.CHANGE_TYPE,
+            Right.CHANGE_HISTORY,
+            Right.SET_CHARTER,
+            Right.READ_AUDIT,
+            Right.REPORT,
+            Right.READ_REPORTS,
+            Right.TRANSFER,
+            Right.DELETE_SPHERE,
+            Right.EXPORT,
+        ),
+        NOBODY,
+    ),
+}
+RIGHTS = {
+    right: dataclasses.replace(
+        grant, by_type={**grant.by_type, Privacy.DIRECT: DIRECT_ROLES[right]}
+    )
+    if right in DIRECT_ROLES
+    else grant
+    for right, grant in RIGHTS.items()
 }
 
 

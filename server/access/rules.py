@@ -45,6 +45,7 @@ from storage import (
 SPHERE_NOT_FOUND = "sphere not found"
 MEMBERS_ONLY = "only members may do this"
 JOIN_TO_READ = "join this sphere to read it"
+GLOBAL_STAYS = "a global sphere holds every member of its organisation: it cannot be left"
 
 
 def visible(sphere: SphereRecord, role: Role | None) -> bool:
@@ -88,6 +89,8 @@ def require_right(
         raise CloisonError(
             MEMBERS_ONLY if right is not Right.READ else JOIN_TO_READ, code=ErrorCode.FORBIDDEN
         )
+    if right is Right.LEAVE and privacy is Privacy.GLOBAL:
+        message = GLOBAL_STAYS
     raise CloisonError(
         message or f"your role does not allow {right.value}", code=ErrorCode.FORBIDDEN
     )
@@ -252,7 +255,12 @@ JOIN_POLICIES = {
     Privacy.RESTRICTED: frozenset({JoinPolicy.INVITATION}),
     Privacy.OPEN: frozenset({JoinPolicy.FREE, JoinPolicy.APPROVAL}),
     Privacy.PUBLIC: frozenset({JoinPolicy.FREE, JoinPolicy.APPROVAL}),
+    Privacy.DIRECT: frozenset({JoinPolicy.INVITATION}),  # entered only when opened
+    Privacy.GLOBAL: frozenset({JoinPolicy.INVITATION}),  # its members are the organisation's
 }
+# Why: a direct conversation is made whole by ``open_direct`` (its participants, its context),
+# never by creating a sphere or changing one's type; nor does it become another type.
+OPENED_ONLY = "a direct conversation is opened with open_direct"
 
 
 def unfit_setting(privacy: Privacy, listed: bool, join_policy: JoinPolicy) -> str | None:
@@ -275,8 +283,11 @@ def create_settings(
     """A new sphere's settings: the type's defaults for what the request leaves out.
 
     Raises:
-        CloisonError: ``bad_frame`` when the request asks for a setting its type does not allow.
+        CloisonError: ``bad_frame`` when the request asks for a setting its type does not allow,
+            or for a direct conversation (``open_direct`` opens those).
     """
+    if privacy is Privacy.DIRECT:
+        raise CloisonError(OPENED_ONLY, code=ErrorCode.BAD_FRAME)
     default = default_settings(name, privacy)
     settings = SphereSettings(
         name=name,
@@ -338,6 +349,12 @@ def deciding_settings(
         for right in [r for r, asked in wanted.items() if asked] or [Right.EDIT_SETTINGS]:
             require_right(right, sphere.privacy, role)
         kind = privacy or sphere.privacy
+        if kind is Privacy.DIRECT and sphere.privacy is not Privacy.DIRECT:
+            raise CloisonError(OPENED_ONLY, code=ErrorCode.BAD_FRAME)
+        if (kind is Privacy.GLOBAL) != (sphere.privacy is Privacy.GLOBAL):
+            raise CloisonError(
+                "a sphere is global from its creation on, or never", code=ErrorCode.CONFLICT
+            )
         if (kind in VISIBLE_TYPES) != (sphere.privacy in VISIBLE_TYPES):
             base = default_settings(sphere.name, kind)
         else:

@@ -9,6 +9,7 @@ from typing import Any
 
 from protocol import CloisonError, Codec, ErrorCode, Frame, JsonCodec, SphereId
 from server.access import Granted
+from server.access.org_rights import OrgGranted
 from server.config import Config
 from server.connection import Connection
 from server.hub import Hub
@@ -23,6 +24,8 @@ def now_ms() -> int:
 class Caller:
     user: UserRecord
     conn: Connection | None = None  # None for HTTP requests
+    # What the org check found, for a row with an ``org_right`` (set by the dispatcher).
+    org: OrgGranted | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,12 @@ def connection(caller: Caller) -> Connection:
     if caller.conn is None:
         raise CloisonError("only available over a WebSocket", code=ErrorCode.BAD_FRAME)
     return caller.conn
+
+
+def org_granted(caller: Caller) -> OrgGranted:
+    """The org grant of an organisation request (the dispatcher always checks one for them)."""
+    assert caller.org is not None, "an organisation request reached its handler unchecked"
+    return caller.org
 
 
 def granted(grant: Granted | None) -> Granted:

@@ -1,10 +1,11 @@
 """The dispatcher: one path from a validated frame to its handler, through the rights check.
 
 ``Operations.handle`` takes an authenticated caller and a validated frame, finds its row in the
-operation table, spends its rate class, checks the rights the row names against the sphere the
-frame names (``server.access.authorise``), and runs the handler the row's capability module
-registered. It raises ``CloisonError`` subclasses for every refusal; the transports turn them
-into error frames or HTTP responses in one place each.
+operation table, spends its rate class, checks the organisation right the row names against
+the organisation the frame names (``server.access.org_rights.authorise_org``) and the rights it
+names against the sphere the frame names (``server.access.authorise``), and runs the handler
+the row's capability module registered. It raises ``CloisonError`` subclasses for every
+refusal; the transports turn them into error frames or HTTP responses in one place each.
 
 Writes (rows with ``writes``) take a second door with the same check: ``prepare_write``
 checks and builds the draft without storing anything, ``commit_write`` appends it. The
@@ -13,6 +14,7 @@ gateway calls them apart to keep each connection's pipelined writes in send orde
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 
@@ -26,12 +28,15 @@ from protocol import (
 )
 from server import access
 from server.access import Granted
+from server.access.org_rights import authorise_org, org_not_found
 from server.config import Config
 from server.conversations import ConversationReads, ConversationWrites
+from server.conversations.direct import DirectHandlers
 from server.governance.audit import AuditHandlers
 from server.governance.charter import CharterHandlers
 from server.governance.entry import EntryHandlers
 from server.governance.moderation import ModerationHandlers
+from server.governance.organisations import OrgHandlers
 from server.governance.reports import ReportHandlers
 from server.hub import Hub
 from server.operations.context import Caller, Deps, Handler, PreparedWrite, WriteHandler
@@ -69,6 +74,8 @@ class Operations:
             EntryHandlers(deps, self.spheres),
             ModerationHandlers(deps),
             SphereExportHandlers(deps),
+            DirectHandlers(deps, self.spheres),
+            OrgHandlers(deps, self.spheres),
         ):
             self._handlers.update(module.handlers())
         for writer in (messages, ConversationWrites()):
@@ -87,7 +94,28 @@ class Operations:
         if op is None or handler is None:
             raise CloisonError(f"{frame.TYPE} is not a request", code=ErrorCode.BAD_FRAME)
         await self._spend(caller, op.rate)
+        caller = await self._authorise_org(caller, frame, op)
         return await handler(caller, frame, await self._authorise(caller, frame, op))
+
+    async def _authorise_org(self, caller: Caller, frame: Frame, op: Operation) -> Caller:
+        """The organisation check of ``op``: the caller, with what it found."""
+        if op.org_right is None:
+            return caller
+        user_id = caller.user.user_id
+        org_id = getattr(frame, "org_id", None)
+        if org_id is None:
+            # A frame that may leave its organisation out names the caller's only one.
+            orgs = await self._store.user_orgs(user_id)
+            if not orgs:
+                raise org_not_found()
+            if len(orgs) > 1:
+                raise CloisonError(
+                    "org_id: you belong to several organisations; name one",
+                    code=ErrorCode.BAD_FRAME,
+                )
+            org_id = orgs[0].org.org_id
+        grant = await authorise_org(self._store, user_id, org_id, op.org_right)
+        return dataclasses.replace(caller, org=grant)
 
     async def _authorise(self, caller: Caller, frame: Frame, op: Operation) -> Granted | None:
         """The rights check of ``op``, when the frame names a sphere."""
@@ -123,6 +151,7 @@ class Operations:
         body = getattr(frame, "body", None)
         if body is not None:
             self._deps.check_body(body)  # the documented precedence: size before access
+        caller = await self._authorise_org(caller, frame, op)
         grant = await self._authorise(caller, frame, op)
         assert grant is not None, f"{frame.TYPE} names no sphere"
         prepared = await handler(caller, frame, grant)

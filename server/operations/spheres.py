@@ -3,6 +3,7 @@ change roles, list members."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import cast
 
 from protocol import (
@@ -16,6 +17,7 @@ from protocol import (
     ListSpheres,
     MemberList,
     Ok,
+    Privacy,
     ProtocolViolation,
     RemoveMember,
     SetRole,
@@ -28,7 +30,8 @@ from protocol import (
 )
 from server import access, paging
 from server.access import Granted
-from server.operations.context import Caller, Deps, Handler, now_ms
+from server.access.org_rights import check_sphere_quota, check_sphere_type, decide_global_join
+from server.operations.context import Caller, Deps, Handler, granted, now_ms, org_granted
 from storage import (
     DecideMember,
     MemberKey,
@@ -42,6 +45,9 @@ from storage import (
 DISCOVER_LIMIT = MAX_LIST_LIMIT
 # Why: a member or sphere list shows this many at once; more is a page away.
 DEFAULT_LIST_LIMIT = 100
+# Why: a new global sphere takes in its organisation's members this many per transaction, so
+# an organisation of 400,000 adds them in short transactions, publishing as it goes.
+GLOBAL_FILL_BATCH = 200
 
 
 class SphereHandlers:
@@ -65,9 +71,10 @@ class SphereHandlers:
 
     async def summary(self, sphere: SphereRecord, caller: Caller) -> SphereSummary:
         """The sphere as the caller sees it (with their role and unread count if a member)."""
-        for summary in await self._store.user_spheres(caller.user.user_id):
+        user_id = caller.user.user_id
+        for summary in await self._store.user_spheres(user_id):
             if summary.sphere_id == sphere.sphere_id:
-                return summary
+                return (await self._store.with_participants([summary], user_id))[0]
         return summary_of(sphere)
 
     async def _list_spheres(
@@ -92,6 +99,7 @@ class SphereHandlers:
         page = await self._store.user_spheres(
             caller.user.user_id, limit=limit + 1, after=cast("SphereKey | None", after)
         )
+        page = await self._store.with_participants(page, caller.user.user_id)
         spheres, cursor = paging.fit_listing(
             page,
             limit,
@@ -104,13 +112,53 @@ class SphereHandlers:
     async def _create_sphere(
         self, caller: Caller, frame: CreateSphere, grant: Granted | None
     ) -> Frame:
+        """A sphere of the organisation the dispatcher checked: of a type its policy lets the
+        caller create, within its ``spheres`` quota, with its default retention and history
+        unless the frame says otherwise. A global sphere then takes in every member."""
+        org = org_granted(caller)
+        policies = org.org.policies
+        check_sphere_type(org, frame.privacy)
+        if policies.quotas.spheres is not None:  # counted only when there is a limit
+            check_sphere_quota(org, await self._store.count_org_spheres(org.org_id))
         settings = access.create_settings(
-            frame.name, frame.privacy, frame.listed, frame.join_policy, frame.history
+            frame.name,
+            frame.privacy,
+            frame.listed,
+            frame.join_policy,
+            frame.history or policies.history,
         )
+        if policies.retention_days is not None:
+            ceiling = self._deps.config.retention_days
+            days = min(policies.retention_days, ceiling) if ceiling else policies.retention_days
+            settings = dataclasses.replace(settings, retention_days=days)
+        user_id = caller.user.user_id
         sphere = await self._store.create_sphere(
-            frame.name, frame.privacy, caller.user.user_id, now_ms=now_ms(), settings=settings
+            frame.name,
+            frame.privacy,
+            user_id,
+            now_ms=now_ms(),
+            settings=settings,
+            org_id=org.org_id,
         )
+        if sphere.privacy is Privacy.GLOBAL:
+            await self._fill_global(sphere.sphere_id, user_id)
+            sphere = await self._store.get_sphere(sphere.sphere_id) or sphere
         return SphereInfo(sphere=await self.summary(sphere, caller), ref=frame.ref)
+
+    async def _fill_global(self, sphere_id: SphereId, actor_id: UserId) -> None:
+        """Add every member of the organisation, a batch per transaction, publishing each."""
+        after: str | None = ""
+        while after is not None:
+            events, after = await self._store.fill_global_sphere(
+                sphere_id,
+                actor_id,
+                decide_global_join,
+                after=after,
+                now_ms=now_ms(),
+                limit=GLOBAL_FILL_BATCH,
+            )
+            for event in events:
+                await self._hub.publish(event)
 
     async def _update_sphere(
         self, caller: Caller, frame: UpdateSphere, grant: Granted | None
@@ -154,6 +202,11 @@ class SphereHandlers:
     async def _leave(self, caller: Caller, frame: Leave, grant: Granted | None) -> Frame:
         user_id = caller.user.user_id
         await self.change_member(caller, frame.sphere_id, user_id, access.decide_leave)
+        if granted(grant).privacy is Privacy.DIRECT:
+            # A conversation nobody is in is nobody's: its last participant takes it along.
+            closed = await self._store.close_if_empty(frame.sphere_id, user_id, now_ms=now_ms())
+            if closed is not None:
+                await self._hub.publish(closed)
         return Ok(ref=frame.ref)
 
     async def _add_member(self, caller: Caller, frame: AddMember, grant: Granted | None) -> Frame:

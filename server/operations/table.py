@@ -6,7 +6,10 @@ rights before any handler runs, the HTTP API mounts its routes, the OpenAPI docu
 docs tables are generated, and the permission-matrix test enumerates what to try. A request
 that is not a row here cannot be made.
 
-``right`` is checked against the sphere the frame names (its ``sphere_id``); a row whose
+``org_right`` (``server.access.org_rights``) is checked against the organisation the frame
+names (its ``org_id``; a frame that may leave it out, ``create_sphere``, names the caller's
+only organisation), before ``right``. ``right`` is checked against the sphere the frame names
+(its ``sphere_id``); a row whose
 frame names no sphere (or leaves ``sphere_id`` out) is checked by its handler, which only
 ever acts on the caller's own things (their spheres, invitations, mentions). ``when`` lists
 fields that, when present, need a right of their own instead of ``right``: a reply needs
@@ -23,6 +26,7 @@ from protocol import (
     AcceptInvitation,
     Ack,
     AddMember,
+    AddOrgMember,
     AnswerRequest,
     AuditList,
     Auth,
@@ -38,6 +42,7 @@ from protocol import (
     ExportSphere,
     Frame,
     GetCharter,
+    GetOrg,
     GetThread,
     History,
     HistoryPage,
@@ -52,27 +57,40 @@ from protocol import (
     ListInvitations,
     ListMembers,
     ListMentions,
+    ListOrgAudit,
+    ListOrgMembers,
+    ListOrgs,
+    ListOrgSpheres,
     ListPins,
     ListReports,
     ListRequests,
     ListSpheres,
     ListThreads,
+    ManageSphere,
     MarkRead,
     MemberList,
     MentionList,
     Mute,
     Ok,
+    OpenDirect,
+    OrgAuditList,
+    OrgInfo,
+    OrgList,
+    OrgMemberList,
+    OrgSphereList,
     Pin,
     Ping,
     Pong,
     Publish,
     React,
     RemoveMember,
+    RemoveOrgMember,
     Report,
     ReportList,
     RequestJoin,
     RevokeInvitation,
     SetCharter,
+    SetOrgRole,
     SetRole,
     SphereInfo,
     SphereList,
@@ -88,10 +106,12 @@ from protocol import (
     Unreact,
     Unsubscribe,
     Unsubscribed,
+    UpdateOrg,
     UpdateSphere,
     Welcome,
     WithdrawRequest,
 )
+from server.access.org_rights import OrgRight
 from server.access.rights import Right
 from server.ratelimit import RateClass
 
@@ -127,6 +147,7 @@ class Operation:
     writes: bool = False
     # The frame a success is answered with (over HTTP: the JSON body).
     reply: type[Frame] = field(kw_only=True)
+    org_right: OrgRight | None = field(default=None, kw_only=True)
 
     def rights_for(self, frame: Frame) -> tuple[Right, ...]:
         """The rights ``frame`` needs in its sphere."""
@@ -140,9 +161,14 @@ def _s(path: str = "") -> str:
     return "/spheres/{sphere_id}" + path
 
 
+def _o(path: str = "") -> str:
+    return "/orgs/{org_id}" + path
+
+
 _PAGE = ("limit",)
 _CURSOR = ("after",)
 _M = Right  # rows stay on one line each
+_O = OrgRight
 
 OPERATIONS: tuple[Operation, ...] = (
     # -- connection (WebSocket only) -----------------------------------------------------------
@@ -279,6 +305,14 @@ OPERATIONS: tuple[Operation, ...] = (
         RateClass.SPHERE_ADMIN,
         "Create a sphere; you are its owner.",
         http=(Http("POST", "/spheres", status=201),),
+        reply=SphereInfo,
+        org_right=_O.CREATE_SPHERE,
+    ),
+    Operation(
+        OpenDirect,
+        RateClass.SPHERE_ADMIN,
+        "Open a private conversation (the same one again for the same two people).",
+        http=(Http("POST", "/direct"),),
         reply=SphereInfo,
     ),
     Operation(
@@ -529,6 +563,86 @@ OPERATIONS: tuple[Operation, ...] = (
         _M.READ_REPORTS,
         http=(Http("GET", _s("/reports"), query=("before", "limit")),),
         reply=ReportList,
+    ),
+    # -- organisations ---------------------------------------------------------------------------
+    Operation(
+        ListOrgs,
+        RateClass.QUERY,
+        "Your organisations and your role in each.",
+        http=(Http("GET", "/orgs"),),
+        reply=OrgList,
+    ),
+    Operation(
+        GetOrg,
+        RateClass.QUERY,
+        "An organisation: its name, your role, the policies you may see.",
+        http=(Http("GET", _o()),),
+        reply=OrgInfo,
+        org_right=_O.SEE_ORG,
+    ),
+    Operation(
+        UpdateOrg,
+        RateClass.SPHERE_ADMIN,
+        "Rename the organisation or change its policies (each change audited).",
+        http=(Http("PATCH", _o()),),
+        reply=OrgInfo,
+        org_right=_O.EDIT_POLICIES,
+    ),
+    Operation(
+        ListOrgMembers,
+        RateClass.QUERY,
+        "The directory of members, by name (query: a name prefix).",
+        http=(Http("GET", _o("/members"), query=_PAGE, text_query=("query", "after")),),
+        reply=OrgMemberList,
+        org_right=_O.LIST_DIRECTORY,
+    ),
+    Operation(
+        AddOrgMember,
+        RateClass.MEMBERSHIP,
+        "Make a user a member; they join every global sphere.",
+        http=(Http("POST", _o("/members")),),
+        reply=Ok,
+        org_right=_O.MANAGE_MEMBERS,
+    ),
+    Operation(
+        RemoveOrgMember,
+        RateClass.MEMBERSHIP,
+        "Remove a member: their memberships in the organisation's spheres end first.",
+        http=(Http("DELETE", _o("/members/{user_id}")),),
+        reply=Ok,
+        org_right=_O.MANAGE_MEMBERS,
+    ),
+    Operation(
+        SetOrgRole,
+        RateClass.MEMBERSHIP,
+        "Make a member a manager, or a manager a member (never the last one).",
+        http=(Http("PUT", _o("/members/{user_id}")),),
+        reply=Ok,
+        org_right=_O.SET_ORG_ROLE,
+    ),
+    Operation(
+        ListOrgAudit,
+        RateClass.QUERY,
+        "The organisation's audit log.",
+        http=(Http("GET", _o("/audit"), query=("before", "limit")),),
+        reply=OrgAuditList,
+        org_right=_O.READ_ORG_AUDIT,
+    ),
+    Operation(
+        ListOrgSpheres,
+        RateClass.QUERY,
+        "The portal: the organisation's listed and global spheres (managers: all, by name).",
+        http=(Http("GET", _o("/spheres"), query=_PAGE, text_query=_CURSOR),),
+        reply=OrgSphereList,
+        org_right=_O.LIST_ORG_SPHERES,
+    ),
+    Operation(
+        ManageSphere,
+        RateClass.MEMBERSHIP,
+        "Become an administrator of a sphere of the organisation, visibly to its members.",
+        http=(Http("POST", _o("/spheres/{sphere_id}/manage")),),
+        reply=SphereInfo,
+        org_right=_O.MANAGE_SPHERES,
     ),
 )
 

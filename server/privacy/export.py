@@ -30,6 +30,7 @@ from protocol import (
     ErrorCode,
     ExportInfo,
     Message,
+    Privacy,
     ProtocolViolation,
     SphereId,
     UserId,
@@ -64,14 +65,24 @@ WINDOW_OFFSETS = 4096
 
 
 class UserExport:
-    """Everything of one user: planned by ``plan``, streamed by ``chunks``."""
+    """Everything of one user: planned by ``plan``, streamed by ``chunks``.
 
-    def __init__(self, store: Store, user: UserRecord, *, actor: str, now_ms: int) -> None:
+    ``private`` says whether the user's direct conversations are in it: in their own export,
+    yes; in an administrator's, no. Without them the archive still lists the conversations
+    (memberships, read markers: that they exist, not what they say), but no message, reaction
+    or name of theirs, and its manifest says so (``private_messages``, ``withheld_spheres``).
+    """
+
+    def __init__(
+        self, store: Store, user: UserRecord, *, actor: str, now_ms: int, private: bool = True
+    ) -> None:
         self._store = store
         self._user = user
         self._actor = actor
         self._now_ms = now_ms
+        self._private = private
         self._spans: list[AuthoredSpan] = []
+        self._withheld: set[SphereId] = set()
         self.counts: dict[str, int] = {}
 
     @property
@@ -84,6 +95,9 @@ class UserExport:
         after: SphereId | None = None
         while page := await store.authored_spheres(user_id, after=after, limit=PAGE_ROWS):
             for sphere_id in page:
+                if not self._private and await store.is_direct(sphere_id):
+                    self._withheld.add(sphere_id)
+                    continue
                 span = await store.authored_span(sphere_id, user_id)
                 if span is not None:
                     self._spans.append(span)
@@ -133,6 +147,10 @@ class UserExport:
             "server_version": importlib.metadata.version("cloison"),
             "announced": self.counts,
             "counts": written,
+            # Direct conversations are their participants' only: an administrator's export
+            # leaves out what the user wrote in them (the count: conversations they wrote in).
+            "private_messages": "included" if self._private else "excluded",
+            "withheld_spheres": len(self._withheld),
         }
 
     # -- the members, page by page ---------------------------------------------------------
@@ -187,7 +205,7 @@ class UserExport:
             yield [
                 {
                     "sphere_id": s.sphere_id,
-                    "sphere_name": s.name,
+                    "sphere_name": s.name if self._shows(s.privacy) else None,
                     "privacy": s.privacy.value,
                     "role": s.role.value if s.role is not None else None,
                     "history_from": s.history_from,
@@ -196,6 +214,10 @@ class UserExport:
                 }
                 for s in page
             ]
+
+    def _shows(self, privacy: Privacy) -> bool:
+        """Is what a sphere of ``privacy`` holds (its name too) in this archive?"""
+        return self._private or privacy is not Privacy.DIRECT
 
     async def _read_markers(self) -> Pages:
         async for page in self._spheres():
@@ -323,7 +345,7 @@ class Exports:
 
     async def of_user(self, actor: str, user_id: UserId, *, now_ms: int) -> ArchiveResponse:
         """A server administrator's export of a user's data (an access request), whatever
-        the policy of member exports.
+        the policy of member exports, without the content of their direct conversations.
 
         Raises:
             CloisonError: ``not_found`` for an unknown user; ``unavailable`` as ``own``.
@@ -331,15 +353,17 @@ class Exports:
         user = await self._store.get_user(user_id)
         if user is None:
             raise CloisonError("no such user", code=ErrorCode.NOT_FOUND)
-        return await self._user(user, actor=actor, now_ms=now_ms)
+        return await self._user(user, actor=actor, now_ms=now_ms, private=False)
 
     async def sphere(self, actor_id: UserId, info: ExportInfo, *, now_ms: int) -> ArchiveResponse:
         """A sphere administrator's export of what ``info`` (their ``export_sphere``, checked
         by the dispatcher) describes."""
         return await sphere_archive(self._store, self.slots, info, actor_id, now_ms=now_ms)
 
-    async def _user(self, user: UserRecord, *, actor: str, now_ms: int) -> ArchiveResponse:
-        export = UserExport(self._store, user, actor=actor, now_ms=now_ms)
+    async def _user(
+        self, user: UserRecord, *, actor: str, now_ms: int, private: bool = True
+    ) -> ArchiveResponse:
+        export = UserExport(self._store, user, actor=actor, now_ms=now_ms, private=private)
         release = await start(self.slots, export.plan)
         headers = archive_headers(export.filename, export.counts)
         return ArchiveResponse(export.chunks(), headers, release)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from protocol import EventKind, MemberAction, Message, Role, SphereId, UserId
+from protocol import EventKind, MemberAction, Message, Privacy, Role, SphereId, UserId
 from storage.audit import AuditAction, SphereAuditEntry
 from storage.base import OPERATOR, AuditEntry, ChangeKind, SphereRecord
 from storage.deletion import (
@@ -326,6 +326,12 @@ class SqlAccountDeletions(SqlModeration):
             if roles:
                 jobs = await db.fetch(d.cursor, user_id)
                 erase = bool(jobs) and jobs[0][1] == DeletionMode.ERASE.value
+                if sphere.privacy is Privacy.DIRECT and not keep_empty:
+                    # A conversation nobody is left in is nobody's: it goes, as an owner's
+                    # sphere without successor does.
+                    left = await db.fetch(q.count_members, sphere_id)
+                    if left[0][0] == 1:
+                        return [await self._delete_emptied(db, sphere, user_id, actor, now_ms)]
                 if roles[0][0] == Role.OWNER.value:
                     owners = await db.fetch(d.owners, sphere_id)
                     if owners[0][0] == 1:

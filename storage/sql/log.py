@@ -14,8 +14,10 @@ from storage.sql.audit import SqlSphereAudit
 from storage.sql.charter import SqlCharters
 from storage.sql.conversations import SqlConversations
 from storage.sql.deletion import SqlAccountDeletions
+from storage.sql.direct import SqlDirect
 from storage.sql.directory import SqlDirectory
 from storage.sql.export import SqlExport
+from storage.sql.org_governance import SqlOrgGovernance
 from storage.sql.organisations import SqlOrganisations
 from storage.sql.queue import AppendQueue
 from storage.sql.retention import SqlRetention
@@ -26,7 +28,9 @@ MAX_OFFSET = 2**63 - 1
 
 
 class SqlStore(
+    SqlOrgGovernance,
     SqlAccountDeletions,
+    SqlDirect,
     SqlDirectory,
     SqlSphereAudit,
     SqlConversations,

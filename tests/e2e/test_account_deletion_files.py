@@ -19,8 +19,8 @@ from tests.raw_files import (
     assert_absent_postgres,
     assert_absent_sqlite,
     assert_absent_text,
+    assert_present_postgres,
     assert_present_sqlite,
-    postgres_holding,
 )
 from tests.services import CLUSTER_TIMEOUT_S, own_postgres
 from tests.support import ServerProcess, User
@@ -65,7 +65,7 @@ async def test_an_erased_account_leaves_no_byte_of_it_in_postgres_after_compacti
         with serving(tmp_path, pg) as server:
             alice, canaries = await write_canaries(server)
             for canary in canaries:
-                assert await postgres_holding(pg.dsn, SCHEMA, canary), canary
+                await assert_present_postgres(pg.dsn, SCHEMA, canary)
             await alice.api("DELETE", "/me", json={"confirm": alice.user_id})
             await done(server, alice.user_id)
             compact = [sys.executable, "-m", "server", "privacy", "compact"]

@@ -1,4 +1,5 @@
-"""The permission matrix: every operation x standing x sphere type, on a real server.
+"""The permission matrix: every operation x standing x sphere type, on a real server, and
+every organisation operation x org standing (``tests/e2e/matrix/orgs.py``).
 
 Generated from the operation table (``server.operations.table``), the rights table
 (``server.access.rights``) and a sample request per row (``tests/e2e/matrix/samples.py``).
@@ -23,8 +24,9 @@ import pytest
 from protocol import CLIENT_FRAMES
 from server.operations import OPERATIONS
 from tests.e2e.conftest import start_server
+from tests.e2e.matrix.orgs import ORG_SAMPLES, ORG_STANDINGS, run_org_matrix
 from tests.e2e.matrix.samples import SAMPLES, STANDINGS
-from tests.e2e.matrix.world import Results, run_matrix
+from tests.e2e.matrix.world import run_matrix
 
 pytestmark = pytest.mark.slow
 
@@ -33,27 +35,35 @@ def matrix_rows() -> list[Any]:
     """One test per (row, standing); a row without a sample is a test that fails."""
     params = []
     for op in OPERATIONS:
-        names = [s.name for s in SAMPLES.get(op.frame, ())] or ["no sample"]
-        for name in names:
-            for standing in STANDINGS:
-                row = f"{op.frame.TYPE}:{name}"
-                params.append(pytest.param(row, standing, id=f"{row}-{standing}"))
+        sphere_rows = [s.name for s in SAMPLES.get(op.frame, ())]
+        org_rows = [s.name for s in ORG_SAMPLES.get(op.frame, ())]
+        if not sphere_rows and not org_rows:
+            sphere_rows = ["no sample"]
+        for names, standings in ((sphere_rows, STANDINGS), (org_rows, ORG_STANDINGS)):
+            for name in names:
+                for standing in standings:
+                    row = f"{op.frame.TYPE}:{name}"
+                    params.append(pytest.param(row, standing, id=f"{row}-{standing}"))
     return params
 
 
 @pytest.fixture(scope="module")
-def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Results]:
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[tuple[str, str], Any]]:
     server = start_server(tmp_path_factory.mktemp("matrix"), "--sqlite-synchronous", "NORMAL")
     try:
         # In a thread of its own: the run has its own event loop, apart from the tests'.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            yield pool.submit(asyncio.run, run_matrix(server)).result()
+            results: dict[tuple[str, str], Any] = {}
+            results.update(pool.submit(asyncio.run, run_matrix(server)).result())
+            # After the sphere cases: the org cases change who belongs to the organisation.
+            results.update(pool.submit(asyncio.run, run_org_matrix(server)).result())
+            yield results
     finally:
         server.stop()
 
 
 @pytest.mark.parametrize(("row", "standing"), matrix_rows())
-def test_permission_matrix(matrix: Results, row: str, standing: str) -> None:
+def test_permission_matrix(matrix: dict[tuple[str, str], Any], row: str, standing: str) -> None:
     if row.endswith(":no sample"):
         pytest.fail(f"{row.split(':')[0]} has no sample in tests/e2e/matrix/samples.py")
     cells = matrix[(row, standing)]
@@ -62,5 +72,9 @@ def test_permission_matrix(matrix: Results, row: str, standing: str) -> None:
 
 
 def test_every_client_frame_has_a_sample() -> None:
-    assert [f.TYPE for f in CLIENT_FRAMES if not SAMPLES.get(f)] == []
-    assert set(SAMPLES) <= set(CLIENT_FRAMES)
+    assert [f.TYPE for f in CLIENT_FRAMES if not SAMPLES.get(f) and not ORG_SAMPLES.get(f)] == []
+    assert set(SAMPLES) | set(ORG_SAMPLES) <= set(CLIENT_FRAMES)
+    # Every row with an organisation right is tried in every org standing.
+    assert [
+        op.frame.TYPE for op in OPERATIONS if op.org_right and op.frame not in ORG_SAMPLES
+    ] == []

@@ -50,6 +50,7 @@ from protocol import (
     MarkRead,
     MessageId,
     Mute,
+    OpenDirect,
     Pin,
     Ping,
     Privacy,
@@ -78,8 +79,15 @@ from protocol import (
 )
 from server.access import Right
 
+# The sphere types of the matrix: all but global, whose members are its organisation's, all of
+# them, by design (no standing but member is set up in one); its rows of the rights table are
+# covered by tests/e2e/test_organisations.py and tests/unit/server/test_access.py.
+MATRIX_TYPES = tuple(p for p in Privacy if p is not Privacy.GLOBAL)
+
 # The standings of the matrix: the rights table's, plus ``removed`` (an outsider who was a
-# member: the table does not tell them apart, the server must not either).
+# member: the table does not tell them apart, the server must not either). A direct
+# conversation has only participants (role member) and outsiders: ``DIRECT_STANDINGS``; there
+# ``removed`` is a participant who left.
 STANDINGS = (
     "owner",
     "admin",
@@ -91,6 +99,7 @@ STANDINGS = (
     "banned",
     "removed",
 )
+DIRECT_STANDINGS = ("member", "outsider", "removed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +227,18 @@ SAMPLES: Mapping[type[Frame], tuple[Sample, ...]] = {
     ListMentions: _one("mentions", lambda c: ListMentions(limit=5)),
     ExportSphere: _one("archive", lambda c: ExportSphere(sphere_id=c.sphere_id)),
     ListSpheres: _one("discover", lambda c: ListSpheres(discover=True, limit=5)),
-    CreateSphere: _one("create", lambda c: CreateSphere(name="made", privacy=c.privacy)),
+    # A direct conversation is opened, not created: from one, the caller creates a private one.
+    CreateSphere: _one(
+        "create",
+        lambda c: CreateSphere(
+            name="made", privacy=Privacy.PRIVATE if c.privacy is Privacy.DIRECT else c.privacy
+        ),
+    ),
+    # With a user of the organisation everyone of the matrix shares (no right: the store
+    # checks that both are in it); a pair's second opening answers the same conversation.
+    OpenDirect: _one(
+        "with-user", lambda c: OpenDirect(user_ids=[c.stranger_id]), fresh_stranger=True
+    ),
     UpdateSphere: (
         Sample("settings", lambda c: UpdateSphere(sphere_id=c.sphere_id, name="renamed")),
         # The same type again: the right is checked, nothing changes.

@@ -1,6 +1,8 @@
 """The users and spheres the matrix runs in, and the runner that computes every cell.
 
-One user per standing; the ``owner`` user creates every sphere. Each sphere type gets one
+One user per standing; the ``owner`` user creates every sphere (a direct conversation: opens
+it, with the ``member`` and ``removed`` users and the ``visitor`` user, who only fills it to a
+group, so that each opening is a new conversation). Each sphere type gets one
 shared sphere in which every standing is set up once (members added with their role, a post
 of each, then muted, removed or banned); a case whose allowed request would change the sphere
 or the caller's standing gets a sphere of its own, set up for its standing only. Cases run
@@ -29,7 +31,9 @@ from protocol import (
     Frame,
     HistoryMode,
     InvitationInfo,
+    Leave,
     Mute,
+    OpenDirect,
     Privacy,
     Publish,
     RemoveMember,
@@ -40,7 +44,15 @@ from protocol import (
 )
 from server.access import SPHERE_NOT_FOUND, Right, Standing, standing_allows
 from server.operations import BY_FRAME, OPERATIONS
-from tests.e2e.matrix.samples import NO_INVITATION, SAMPLES, STANDINGS, Context, Sample
+from tests.e2e.matrix.samples import (
+    DIRECT_STANDINGS,
+    MATRIX_TYPES,
+    NO_INVITATION,
+    SAMPLES,
+    STANDINGS,
+    Context,
+    Sample,
+)
 from tests.e2e.matrix.wire import (
     Answer,
     Session,
@@ -202,9 +214,13 @@ class World:
         """A new sphere of the owner's with each of ``standings`` set up in it."""
         # The whole history: every standing replies to the owner's first post, which the
         # history promise's default would hide from those added after it.
-        info = await self.owner.call(
-            CreateSphere(name="matrix", privacy=privacy, history=HistoryMode.FULL)
-        )
+        if privacy is Privacy.DIRECT:
+            standings = [s for s in standings if s in DIRECT_STANDINGS]
+            together = [self.actors[s].user_id for s in ("member", "removed", "visitor")]
+            opened: Frame = OpenDirect(user_ids=together)
+        else:
+            opened = CreateSphere(name="matrix", privacy=privacy, history=HistoryMode.FULL)
+        info = await self.owner.call(opened)
         assert isinstance(info, SphereInfo)
         sphere_id = info.sphere.sphere_id
         post = await self.owner.call(
@@ -223,9 +239,10 @@ class World:
 
     async def _establish(self, sphere: Sphere, standing: str) -> None:
         actor = self.actors[standing]
+        direct = sphere.privacy is Privacy.DIRECT  # its participants are in it from the start
         if standing == "outsider":
             return
-        if standing != "owner":
+        if standing != "owner" and not direct:
             await self.owner.call(
                 AddMember(sphere_id=sphere.sphere_id, user_id=actor.user_id, role=ROLE_OF[standing])
             )
@@ -243,6 +260,8 @@ class World:
         who = {"sphere_id": sphere.sphere_id, "user_id": actor.user_id}
         if standing == "muted":
             await self.owner.call(Mute(**who, duration_s=MAX_MUTE_S))  # type: ignore[arg-type]
+        elif standing == "removed" and direct:  # nobody removes a participant: they leave
+            await actor.call(Leave(sphere_id=sphere.sphere_id))
         elif standing == "removed":
             await self.owner.call(RemoveMember(**who))  # type: ignore[arg-type]
         elif standing == "banned":
@@ -307,7 +326,10 @@ class World:
         if case.standing in sphere.broken:
             raise SetupError(f"{case.standing}: {sphere.broken[case.standing]}")
         given: dict[str, object] = {}
-        if sample.fresh_target:
+        if sample.fresh_target and case.privacy is Privacy.DIRECT:
+            # Nobody adds to a conversation: a participant it was opened with is the target.
+            given["target_id"] = self.actors["visitor"].user_id
+        elif sample.fresh_target:
             target = self.stranger(sphere)
             await self.owner.call(AddMember(sphere_id=sphere.sphere_id, user_id=target))
             given["target_id"] = target
@@ -352,9 +374,18 @@ def cases_of(frame: type[Frame], sample: Sample) -> list[Case]:
     return [
         Case(frame, sample, standing, privacy, transport)
         for standing in STANDINGS
-        for privacy in Privacy
+        for privacy in MATRIX_TYPES
+        if _applies(sample, standing, privacy)
         for transport in transports
     ]
+
+
+def _applies(sample: Sample, standing: str, privacy: Privacy) -> bool:
+    """Does the case exist? A direct conversation has only participants and outsiders, and
+    holds no invitation nor charter for a sample to prepare."""
+    if privacy is not Privacy.DIRECT:
+        return True
+    return standing in DIRECT_STANDINGS and sample.prepare is None
 
 
 # A context to learn which route a sample's request takes (only its shape matters).
@@ -427,8 +458,8 @@ async def run_matrix(server: ServerProcess) -> Results:
                 actors[standing] = await open_actor(server, count)
             pool = await new_strangers(server, strangers_needed(cases))
             world = World(server, actors, pool)
-            spheres = await asyncio.gather(*(world.sphere(p, STANDINGS) for p in Privacy))
-            world.shared = dict(zip(Privacy, spheres, strict=True))
+            spheres = await asyncio.gather(*(world.sphere(p, STANDINGS) for p in MATRIX_TYPES))
+            world.shared = dict(zip(MATRIX_TYPES, spheres, strict=True))
             cells = await asyncio.gather(*(world.run(case) for case in cases))
         finally:
             for actor in actors.values():

@@ -67,6 +67,7 @@ from protocol import (
     Message,
     Mute,
     Ok,
+    OpenDirect,
     Pin,
     Ping,
     Pong,
@@ -111,7 +112,30 @@ from protocol import (
     Welcome,
     WithdrawRequest,
 )
-from protocol.types import ConnId, MessageId, SphereId, UserId
+from protocol.organisations import (
+    AddOrgMember,
+    GetOrg,
+    ListOrgAudit,
+    ListOrgMembers,
+    ListOrgs,
+    ListOrgSpheres,
+    ManageSphere,
+    OrgAuditList,
+    OrgAuditRecord,
+    OrgInfo,
+    OrgList,
+    OrgMember,
+    OrgMemberList,
+    OrgPolicySet,
+    OrgQuotaSet,
+    OrgSphere,
+    OrgSphereList,
+    OrgSummary,
+    RemoveOrgMember,
+    SetOrgRole,
+    UpdateOrg,
+)
+from protocol.types import ConnId, MessageId, OrgId, OrgRole, SphereId, UserId
 
 S = SphereId("sph_1")
 U = UserId("usr_1")
@@ -119,6 +143,19 @@ U2 = UserId("usr_2")
 M = MessageId("msg_1")
 INV = "inv_1"
 T0 = 1_700_000_000_000
+ORG = OrgId("org_1")
+POLICIES = OrgPolicySet(
+    retention_days=30,
+    history=HistoryMode.FULL,
+    member_sphere_types=[Privacy.OPEN, Privacy.GLOBAL],
+    visitors=True,
+    member_exports=False,
+    erasure="anonymise",
+    directory=False,
+    email_domains=["example.org"],
+    export_private_messages=False,
+    quotas=OrgQuotaSet(members=100, spheres=10, messages_per_day=1000, storage_bytes=1 << 30),
+)
 
 CLIENT_SAMPLES: tuple[Frame, ...] = (
     Auth(token="clo_abc_secret", protocol=1, ref="r1"),
@@ -138,6 +175,7 @@ CLIENT_SAMPLES: tuple[Frame, ...] = (
         listed=True,
         join_policy=JoinPolicy.APPROVAL,
         history=HistoryMode.FULL,
+        org_id=ORG,
         ref="r12",
     ),
     UpdateSphere(
@@ -187,6 +225,19 @@ CLIENT_SAMPLES: tuple[Frame, ...] = (
     ListThreads(sphere_id=S, limit=10, after="c6", ref="r48"),
     ListMentions(limit=10, after="c7", ref="r49"),
     ExportSphere(sphere_id=S, ref="r50"),
+    OpenDirect(
+        user_ids=[UserId("u_b"), UserId("u_c")], org_id=OrgId("default"), name="Trip", ref="r61"
+    ),
+    ListOrgs(ref="r51"),
+    GetOrg(org_id=ORG, ref="r52"),
+    UpdateOrg(org_id=ORG, name="Acme", policies=POLICIES, ref="r53"),
+    ListOrgMembers(org_id=ORG, query="an", limit=20, after="c8", ref="r54"),
+    AddOrgMember(org_id=ORG, user_id=U2, role=OrgRole.MANAGER, ref="r55"),
+    RemoveOrgMember(org_id=ORG, user_id=U2, ref="r56"),
+    SetOrgRole(org_id=ORG, user_id=U2, role=OrgRole.MEMBER, ref="r57"),
+    ListOrgAudit(org_id=ORG, before=9, limit=20, ref="r58"),
+    ListOrgSpheres(org_id=ORG, limit=20, after="c9", ref="r59"),
+    ManageSphere(org_id=ORG, sphere_id=S, ref="r60"),
 )
 
 CLIENT_MINIMAL: tuple[Frame, ...] = (
@@ -240,6 +291,17 @@ CLIENT_MINIMAL: tuple[Frame, ...] = (
     ListThreads(sphere_id=S),
     ListMentions(),
     ExportSphere(sphere_id=S),
+    OpenDirect(user_ids=[UserId("u_b")]),
+    ListOrgs(),
+    GetOrg(org_id=ORG),
+    UpdateOrg(org_id=ORG),
+    ListOrgMembers(org_id=ORG),
+    AddOrgMember(org_id=ORG, user_id=U2),
+    RemoveOrgMember(org_id=ORG, user_id=U2),
+    SetOrgRole(org_id=ORG, user_id=U2),
+    ListOrgAudit(org_id=ORG),
+    ListOrgSpheres(org_id=ORG),
+    ManageSphere(org_id=ORG, sphere_id=S),
 )
 
 LIMITS = Limits(
@@ -505,6 +567,49 @@ _SERVER_LEAVES: tuple[ServerFrame, ...] = (
         truncated_before=5,
         ref="r22",
     ),
+    OrgList(
+        orgs=[OrgSummary(org_id=ORG, name="Acme", role=OrgRole.MANAGER, suspended=True)], ref="r23"
+    ),
+    OrgInfo(
+        org=OrgSummary(org_id=ORG, name="Acme", role=OrgRole.MEMBER), policies=POLICIES, ref="r24"
+    ),
+    OrgMemberList(
+        org_id=ORG,
+        members=[OrgMember(user_id=U, name="Ann", role=OrgRole.MEMBER)],
+        next="c8",
+        ref="r25",
+    ),
+    OrgAuditList(
+        org_id=ORG,
+        entries=[
+            OrgAuditRecord(
+                seq=3,
+                ts_ms=T0,
+                actor_id=U,
+                action="policy_changed",
+                target_id=U2,
+                detail="visitors",
+            )
+        ],
+        has_more=True,
+        ref="r26",
+    ),
+    OrgSphereList(
+        org_id=ORG,
+        spheres=[
+            OrgSphere(
+                sphere_id=S,
+                name="All hands",
+                privacy=Privacy.GLOBAL,
+                listed=True,
+                join_policy=JoinPolicy.APPROVAL,
+                role=Role.ADMIN,
+                requested=True,
+            )
+        ],
+        next="c9",
+        ref="r27",
+    ),
 )
 
 SERVER_SAMPLES: tuple[Frame, ...] = (
@@ -541,5 +646,10 @@ SERVER_MINIMAL: tuple[Frame, ...] = (
     ThreadList(sphere_id=S, threads=[]),
     MentionList(messages=[]),
     ExportInfo(sphere_id=S, floor=0, until=0, events=0, members=0, audit_entries=0),
+    OrgList(orgs=[]),
+    OrgInfo(org=OrgSummary(org_id=ORG, name="n", role=OrgRole.MEMBER), policies=OrgPolicySet()),
+    OrgMemberList(org_id=ORG, members=[]),
+    OrgAuditList(org_id=ORG, entries=[], has_more=False),
+    OrgSphereList(org_id=ORG, spheres=[]),
     Batch(frames=[]),
 )

@@ -159,7 +159,14 @@ def test_public_names() -> None:
 
 
 def test_enum_wire_values() -> None:
-    assert [p.value for p in Privacy] == ["private", "open", "public", "restricted"]
+    assert [p.value for p in Privacy] == [
+        "private",
+        "open",
+        "public",
+        "restricted",
+        "direct",
+        "global",
+    ]
     assert [r.value for r in Role] == ["owner", "admin", "publisher", "member", "visitor"]
     assert [k.value for k in UserKind] == ["human", "bot"]
     assert [h.value for h in HistoryMode] == ["since_joining", "full"]
@@ -188,6 +195,7 @@ def test_enum_wire_values() -> None:
         "muted",
         "unmuted",
         "deleted",
+        "appointed",
     ]
     assert [a for a in MemberAction if a.ends_membership] == [
         MemberAction.LEFT,

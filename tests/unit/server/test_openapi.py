@@ -16,7 +16,7 @@ import pytest
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
-from protocol import ErrorCode, Frame, to_wire
+from protocol import ErrorCode, Frame, Privacy, to_wire
 from server.broker import MemoryBroker
 from server.config import Config
 from server.http_api import STATUS, HttpApi
@@ -245,7 +245,7 @@ def test_bounds_come_from_the_frames() -> None:
     ]
     assert privacy == {
         "type": "string",
-        "enum": ["private", "open", "public", "restricted"],
+        "enum": [p.value for p in Privacy],
         "default": "private",
     }
     history = {
