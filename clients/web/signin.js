@@ -3,7 +3,7 @@
  * started by app.js through the callback given to `bootSignIn`, with a token source: a
  * function that resolves to a live access token.
  *
- * Three ways in (docs/protocol.md, section 27): an e-mail and a password; "Sign in with
+ * Three ways in (docs/protocol.md, section 29): an e-mail and a password; "Sign in with
  * <organisation>" (single sign-on: the server sends the browser to the organisation's provider
  * and back to this page, with a one-time code in an HttpOnly cookie that only
  * POST /api/v1/auth/session can read, and exchanges once); or a pasted token (bots, enrolment).

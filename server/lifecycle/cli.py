@@ -48,6 +48,10 @@ def register(
 
 
 def org_command(argv: list[str]) -> int:
+    if argv[:1] == ["sso"]:  # single sign-on parses its own arguments (server.signin.cli)
+        from server.signin.cli import sso_command
+
+        return sso_command(argv[1:])
     parser = argparse.ArgumentParser(
         prog="cloison org",
         description="Create, list, suspend, resume, export and delete organisations.",

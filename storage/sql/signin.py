@@ -11,7 +11,7 @@ import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -53,6 +53,12 @@ _REVOKE_ACCESS = """
 
 
 class SqlSignIns(SqlAccounts):
+    if TYPE_CHECKING:  # storage.sql.org_governance's, in the store this class is part of
+
+        async def _enter_global_spheres(
+            self, org_id: OrgId, user_id: UserId, actor_id: UserId, now_ms: int
+        ) -> None: ...
+
     # -- credentials -------------------------------------------------------------------------
 
     async def credentials_by_email(self, email_key: str) -> Credentials | None:
@@ -184,6 +190,8 @@ class SqlSignIns(SqlAccounts):
             await _server_audit(
                 db, AuditEntry(actor_id, "user_created", None, now_ms, detail=detail), user.user_id
             )
+        # As every new member of an organisation: into its global spheres.
+        await self._enter_global_spheres(org_id, user.user_id, user.user_id, now_ms)
         return user
 
     # -- sessions ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
--- Sign-in: the same tables, columns and indexes as sqlite/0012_signin.sql.
+-- Sign-in: the same tables, columns and indexes as sqlite/0014_signin.sql.
 
 -- One row per user who has a login e-mail; the password is optional (SSO-only accounts).
 CREATE TABLE credentials (
