@@ -38,7 +38,7 @@ from storage.base import (
 )
 from storage.entry import CheckEntry, CheckRevoke, DecideAccept, EntryKey, SphereStanding
 from storage.organisations import OrgRole
-from storage.rows import SPHERE_COLUMNS, SPHERE_WIDTH, check_limit, to_sphere
+from storage.rows import SPHERE_WIDTH, check_limit, sphere_select, to_sphere
 from storage.settings import MemberView
 from storage.sql.accounts import SqlRunner
 from storage.sql.audit import insert_sphere_audit
@@ -48,7 +48,8 @@ from storage.sql.directory import SqlDirectory
 # Why 24 bytes (32 characters): an invitation id is the secret its invitee accepts with.
 INVITATION_ID_BYTES = 24
 
-_S_COLUMNS = ", ".join("s." + c for c in SPHERE_COLUMNS.split(", "))
+# As every read of a sphere: a cleared charter reads as version 0 (storage.rows.sphere_select).
+_S_COLUMNS = sphere_select("s")
 _INVITATION = """
     SELECT i.invitation_id, i.sphere_id, s.name, i.inviter_id, coalesce(ui.name, ''),
            i.invitee_id, ue.name, i.role, i.created_ms, i.expires_ms, i.state

@@ -68,6 +68,9 @@ async def test_every_governance_act_is_in_the_audit_log(server: ServerProcess) -
     await ok(owner, "DELETE", target, {"message_id": "d1"})
     await ok(owner, "POST", sphere + "/transfer", {"user_id": heir.user_id})
     async with server.http(server.admin_token) as http:
+        # The server administrator manages the default organisation: appointed visibly.
+        managed = await http.post(f"/api/v1/orgs/default{sphere}/manage")
+        assert managed.status_code == 200, managed.text
         assert (await http.delete(f"/api/v1/admin/users/{guest.user_id}")).status_code == 202
 
         async def deleted() -> bool:

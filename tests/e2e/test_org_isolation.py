@@ -84,6 +84,7 @@ from tests.e2e.matrix.orgs import ORG_SAMPLES, OrgContext
 from tests.e2e.matrix.samples import SAMPLES, Context, Sample
 from tests.e2e.matrix.wire import Answer, Session, first_frame, over_http, route_for
 from tests.e2e.matrix.world import expectation, judge
+from tests.signin.helpers import enrol, sign_in
 from tests.support import ServerProcess
 
 _CODEC = JsonCodec()
@@ -98,6 +99,7 @@ MISSING_INVITATION = "isolation-missing-invitation-000000000"
 MISSING_TOKEN = "tk_isolation_missing"
 # Every name and text of A's carries this, so that a frame or listing holding one shows.
 SECRET = "a-secret"
+SIGNER_PASSWORD = "correct horse battery staple"
 _PARAM = re.compile(r"\{(\w+)\}")
 # Why 200 and 2 ms: enough tries for a stable median on a loaded machine, and far below what
 # one more store read or another code path would add.
@@ -170,6 +172,7 @@ class Tenants:
     b_spheres: dict[Privacy, SphereId]
     secrets: set[str]  # A's ids and names, as text
     a_token_id: str
+    a_session_id: str  # a sign-in session of a member of A
 
     def leaks(self, text: str) -> list[str]:
         return sorted(secret for secret in self.secrets if secret in text)
@@ -245,11 +248,16 @@ async def _set_up(server: ServerProcess) -> Tenants:
     assert listed.status_code == 200, listed.text
     body = listed.json()
     token_id = str((body.get("tokens") if isinstance(body, dict) else body)[0]["token_id"])
-    secrets = {SECRET, token_id}
+    # A member of A who signs in with a password: their session is one of A's objects.
+    enrol(server, "a signer", "signer@a.example", SIGNER_PASSWORD)
+    session_id = str((await sign_in(server, "signer@a.example", SIGNER_PASSWORD))["session_id"])
+    secrets = {SECRET, token_id, session_id}
     secrets |= {people[name].user_id for name in ("a_owner", "a_member", "a_invitee")}
     secrets |= {s.sphere_id for s in [*a_spheres, visited]}
     secrets |= {s.invitation_id for s in [*a_spheres, visited]}
-    return Tenants(server, people, [*a_spheres, visited], visited, b_spheres, secrets, token_id)
+    return Tenants(
+        server, people, [*a_spheres, visited], visited, b_spheres, secrets, token_id, session_id
+    )
 
 
 # -- requests about A's objects ----------------------------------------------------------------
@@ -437,6 +445,7 @@ def _route_params(t: Tenants) -> tuple[dict[str, str], dict[str, str]]:
     of_a = {
         "user_id": t.people["a_member"].user_id,
         "token_id": t.a_token_id,
+        "session_id": t.a_session_id,
         "sphere_id": private.sphere_id,
         "invitation_id": private.invitation_id,
         "org_id": DEFAULT_ORG,
@@ -444,6 +453,7 @@ def _route_params(t: Tenants) -> tuple[dict[str, str], dict[str, str]]:
     nothing = {
         "user_id": MISSING_USER,
         "token_id": MISSING_TOKEN,
+        "session_id": "ses_isolation_missing",
         "sphere_id": MISSING_SPHERE,
         "invitation_id": MISSING_INVITATION,
         "org_id": "o_isolation_missing",
