@@ -103,7 +103,6 @@ from storage.export import (
     ReactionRecord,
 )
 from storage.lifecycle import (
-    OrgAction,
     OrgDeletionJob,
     OrgDeletionState,
     OrgLifecycle,
@@ -123,6 +122,7 @@ from storage.org_governance import (
 from storage.organisations import (
     DEFAULT_ORG,
     InvalidPolicyError,
+    OrgAction,
     Organisations,
     OrgAuditEntry,
     OrgMembership,

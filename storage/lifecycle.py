@@ -37,18 +37,6 @@ if TYPE_CHECKING:  # storage.base composes the Store of this protocol
     from storage.base import AuditEntry
 
 
-class OrgAction(StrEnum):
-    """Lifecycle actions, in org_audit and in the server's audit_log (``detail``: the org_id,
-    in the latter)."""
-
-    CREATED = "org_created"
-    SUSPENDED = "org_suspended"
-    RESUMED = "org_resumed"
-    EXPORTED = "org_exported"
-    DELETION_REQUESTED = "org_deletion_requested"
-    DELETED = "org_deleted"
-
-
 class OrgDeletionState(StrEnum):
     PENDING = "pending"
     HELD = "held"  # only spheres under a legal hold are left

@@ -195,6 +195,24 @@ class OrgMembership:
     joined_ms: int
 
 
+class OrgAction(StrEnum):
+    """Every action of an organisation's audit log (lifecycle ones also go to the server's
+    audit_log, ``detail``: the org_id)."""
+
+    CREATED = "org_created"
+    SUSPENDED = "org_suspended"
+    RESUMED = "org_resumed"
+    EXPORTED = "org_exported"
+    DELETION_REQUESTED = "org_deletion_requested"
+    DELETED = "org_deleted"
+    RENAMED = "org_renamed"
+    MEMBER_ADDED = "org_member_added"
+    MEMBER_REMOVED = "org_member_removed"
+    ROLE_CHANGED = "org_role_changed"
+    POLICY_CHANGED = "policy_changed"
+    SPHERE_MANAGED = "sphere_managed"
+
+
 @dataclass(frozen=True, slots=True)
 class OrgAuditEntry:
     """One act on an organisation: who, what, to whom, when; ``detail`` never holds content."""

@@ -18,13 +18,12 @@ from protocol import OrgId, UserId
 from storage.base import OPERATOR, AuditEntry
 from storage.deletion import DeletionMode
 from storage.lifecycle import (
-    OrgAction,
     OrgDeletionJob,
     OrgDeletionState,
     OrgMemberRow,
     SphereDeletionStep,
 )
-from storage.organisations import OrgAuditEntry, OrgRecord, OrgRole
+from storage.organisations import OrgAction, OrgAuditEntry, OrgRecord, OrgRole
 from storage.rows import check_limit, to_sphere
 from storage.sql.accounts import SqlRunner
 from storage.sql.deletion import SqlAccountDeletions

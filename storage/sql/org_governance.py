@@ -50,7 +50,7 @@ from storage.org_governance import (
     OrgMemberState,
     PortalKey,
 )
-from storage.organisations import DEFAULT_ORG, OrgAuditEntry, OrgRecord, policies_from
+from storage.organisations import DEFAULT_ORG, OrgAction, OrgAuditEntry, OrgRecord, policies_from
 from storage.rows import check_limit
 from storage.sql.accounts import SqlRunner
 from storage.sql.deletion import SqlAccountDeletions, deletion_queries
@@ -316,8 +316,10 @@ class SqlOrgGovernance(SqlAccountDeletions, SqlOrganisations):
             await db.fetch(g.update_org, after.name, after.policies.to_json(), org_id)
             audits: list[tuple[str, str | None]] = []
             if after.name != before.name:
-                audits.append(("org_renamed", None))
-            audits += [("policy_changed", key) for key in _changed_policies(before, after_policies)]
+                audits.append((OrgAction.RENAMED, None))
+            audits += [
+                (OrgAction.POLICY_CHANGED, key) for key in _changed_policies(before, after_policies)
+            ]
             for action, detail in audits:
                 entry = OrgAuditEntry(org_id, now_ms, actor_id, action, None, detail)
                 await insert_org_audit(db, entry)
@@ -342,7 +344,9 @@ class SqlOrgGovernance(SqlAccountDeletions, SqlOrganisations):
             if not state.target_exists:  # after decide: only who may add members learns this
                 raise NotFoundError(f"no user {user_id}")
             await db.fetch(g.insert_member, org_id, user_id, role.value, now_ms)
-            entry = OrgAuditEntry(org_id, now_ms, actor_id, "org_member_added", user_id, role.value)
+            entry = OrgAuditEntry(
+                org_id, now_ms, actor_id, OrgAction.MEMBER_ADDED, user_id, role.value
+            )
             await insert_org_audit(db, entry)
             events = []
             for row in await db.fetch(g.global_spheres, org_id):
@@ -366,7 +370,9 @@ class SqlOrgGovernance(SqlAccountDeletions, SqlOrganisations):
             if not decide(state):
                 return False
             await db.fetch(self._g.set_role, role.value, org_id, user_id)
-            entry = OrgAuditEntry(org_id, now_ms, actor_id, "org_role_changed", user_id, role.value)
+            entry = OrgAuditEntry(
+                org_id, now_ms, actor_id, OrgAction.ROLE_CHANGED, user_id, role.value
+            )
             await insert_org_audit(db, entry)
         return True
 
@@ -417,7 +423,7 @@ class SqlOrgGovernance(SqlAccountDeletions, SqlOrganisations):
             if await db.fetch(g.any_membership, user_id, org_id):
                 return None
             await db.fetch(g.delete_member, org_id, user_id)
-            entry = OrgAuditEntry(org_id, now_ms, actor_id, "org_member_removed", user_id)
+            entry = OrgAuditEntry(org_id, now_ms, actor_id, OrgAction.MEMBER_REMOVED, user_id)
             await insert_org_audit(db, entry)
         return True
 
@@ -512,7 +518,7 @@ class SqlOrgGovernance(SqlAccountDeletions, SqlOrganisations):
             )
             if event is None:
                 return sphere, None
-            entry = OrgAuditEntry(org_id, now_ms, manager_id, "sphere_managed", sphere_id)
+            entry = OrgAuditEntry(org_id, now_ms, manager_id, OrgAction.SPHERE_MANAGED, sphere_id)
             await insert_org_audit(db, entry)
         return dataclasses.replace(sphere, offset=event.offset), event
 

@@ -12,6 +12,7 @@ from typing import Any
 from protocol import CloisonError, ErrorCode, OrgId, UserId
 from storage.base import NotFoundError
 from storage.organisations import (
+    OrgAction,
     OrgAuditEntry,
     OrgMembership,
     OrgPolicies,
@@ -53,7 +54,9 @@ class SqlOrganisations(SqlAccounts):
             )
             if not created:
                 raise OrgExistsError(f"the organisation {org.org_id} exists already")
-            await insert_org_audit(db, OrgAuditEntry(org.org_id, now_ms, actor_id, "org_created"))
+            await insert_org_audit(
+                db, OrgAuditEntry(org.org_id, now_ms, actor_id, OrgAction.CREATED)
+            )
             if manager_id is not None:
                 await _add_member(db, org.org_id, manager_id, OrgRole.MANAGER, now_ms, actor_id)
         return org
@@ -129,7 +132,7 @@ async def _add_member(
         now_ms,
     )
     if added:
-        entry = OrgAuditEntry(org_id, now_ms, actor_id, "org_member_added", user_id, role.value)
+        entry = OrgAuditEntry(org_id, now_ms, actor_id, OrgAction.MEMBER_ADDED, user_id, role.value)
         await insert_org_audit(db, entry)
     return bool(added)
 

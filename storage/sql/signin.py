@@ -17,7 +17,7 @@ import orjson
 
 from protocol import OrgId, UserId, UserKind
 from storage.base import AuditEntry, ChangeKind, NotFoundError, TokenRecord, UserRecord
-from storage.organisations import OrgAuditEntry, OrgPolicies, OrgRole
+from storage.organisations import OrgAction, OrgAuditEntry, OrgPolicies, OrgRole
 from storage.rows import check_limit
 from storage.signin import (
     AuthSession,
@@ -184,7 +184,7 @@ class SqlSignIns(SqlAccounts):
                 )
             detail = "sso" if identity is not None else "registered"
             entry = OrgAuditEntry(
-                org_id, now_ms, actor_id, "org_member_added", user.user_id, detail
+                org_id, now_ms, actor_id, OrgAction.MEMBER_ADDED, user.user_id, detail
             )
             await insert_org_audit(db, entry)
             await _server_audit(
